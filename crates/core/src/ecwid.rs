@@ -1,0 +1,249 @@
+//! The parts of Ecwid's REST v3 order that the rules read.
+//!
+//! Ecwid sends money as JSON numbers. They are read straight into [`Decimal`] (never f64
+//! arithmetic): `rust_decimal` turns the number's shortest decimal form into an exact value,
+//! which is the value Ecwid printed. Numeric strings are accepted too. Every field is
+//! optional with a neutral default, because Ecwid omits fields freely; the money mapping then
+//! reconciles against `total`, so a missing field can never make us post a wrong sale.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Ecwid's only paid status (rule O1).
+pub const PAID: &str = "PAID";
+
+fn decimal_or_zero<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+    Ok(Option::<DecimalValue>::deserialize(d)?
+        .map(|v| v.0)
+        .unwrap_or_default())
+}
+
+fn opt_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+    Ok(Option::<DecimalValue>::deserialize(d)?.map(|v| v.0))
+}
+
+/// A decimal that accepts a JSON number or a numeric string.
+#[derive(Debug, Clone, Copy)]
+struct DecimalValue(Decimal);
+
+impl<'de> Deserialize<'de> for DecimalValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(DecimalVisitor)
+    }
+}
+
+struct DecimalVisitor;
+
+impl serde::de::Visitor<'_> for DecimalVisitor {
+    type Value = DecimalValue;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a decimal number or numeric string")
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(DecimalValue(Decimal::from(v)))
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(DecimalValue(Decimal::from(v)))
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        // Rust prints an f64 in its shortest round-trip form, which is the decimal text the
+        // JSON carried (for any value with at most 15 significant digits, money included).
+        parse_decimal(&v.to_string()).map_err(E::custom)
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        parse_decimal(v.trim()).map_err(E::custom)
+    }
+}
+
+fn parse_decimal(s: &str) -> Result<DecimalValue, String> {
+    use std::str::FromStr;
+    Decimal::from_str(s)
+        .or_else(|_| Decimal::from_scientific(s))
+        .map(DecimalValue)
+        .map_err(|e| format!("'{s}' is not a decimal number: {e}"))
+}
+
+/// An Ecwid order id as used in `GET /orders/{orderId}`: the string `id` (e.g. `K8XTQ`).
+/// Some payloads carry numbers; both are accepted and kept as text.
+fn id_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    match v {
+        serde_json::Value::String(s) => Ok(s),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        other => Err(serde::de::Error::custom(format!(
+            "expected an id, got {other}"
+        ))),
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Person {
+    pub name: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub company_name: Option<String>,
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ItemTax {
+    pub name: Option<String>,
+    /// The rate in percent (10 = 10%).
+    #[serde(deserialize_with = "decimal_or_zero")]
+    pub value: Decimal,
+    /// The tax amount on the whole line.
+    #[serde(deserialize_with = "decimal_or_zero")]
+    pub total: Decimal,
+    pub include_in_price: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ItemDiscount {
+    #[serde(deserialize_with = "decimal_or_zero")]
+    pub total: Decimal,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct OrderItem {
+    pub id: Option<u64>,
+    pub product_id: Option<u64>,
+    pub combination_id: Option<u64>,
+    /// The variation's SKU when the selected options match a variation.
+    pub sku: Option<String>,
+    pub name: Option<String>,
+    #[serde(deserialize_with = "decimal_or_zero")]
+    pub quantity: Decimal,
+    /// Unit price including option modifiers, before discounts. It includes tax when the
+    /// order's `pricesIncludeTax` is true.
+    #[serde(deserialize_with = "decimal_or_zero")]
+    pub price: Decimal,
+    #[serde(deserialize_with = "opt_decimal")]
+    pub price_without_tax: Option<Decimal>,
+    #[serde(deserialize_with = "decimal_or_zero")]
+    pub tax: Decimal,
+    pub taxes: Vec<ItemTax>,
+    #[serde(deserialize_with = "decimal_or_zero")]
+    pub coupon_amount: Decimal,
+    pub discounts: Vec<ItemDiscount>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ShippingOption {
+    pub shipping_method_name: Option<String>,
+    #[serde(deserialize_with = "decimal_or_zero")]
+    pub shipping_rate: Decimal,
+    #[serde(deserialize_with = "opt_decimal")]
+    pub shipping_rate_without_tax: Option<Decimal>,
+    pub is_pickup: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Charge {
+    pub name: Option<String>,
+    #[serde(deserialize_with = "decimal_or_zero")]
+    pub value: Decimal,
+    #[serde(deserialize_with = "decimal_or_zero")]
+    pub total: Decimal,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CustomDiscount {
+    #[serde(deserialize_with = "decimal_or_zero")]
+    pub value: Decimal,
+    #[serde(deserialize_with = "decimal_or_zero")]
+    pub total: Decimal,
+}
+
+/// An Ecwid order, as returned by `GET /orders/{orderId}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct EcwidOrder {
+    #[serde(deserialize_with = "id_string")]
+    pub id: String,
+    pub internal_id: Option<u64>,
+    pub email: Option<String>,
+    pub payment_status: Option<String>,
+    pub fulfillment_status: Option<String>,
+    #[serde(deserialize_with = "decimal_or_zero")]
+    pub total: Decimal,
+    #[serde(deserialize_with = "opt_decimal")]
+    pub total_without_tax: Option<Decimal>,
+    #[serde(deserialize_with = "decimal_or_zero")]
+    pub subtotal: Decimal,
+    #[serde(deserialize_with = "decimal_or_zero")]
+    pub tax: Decimal,
+    pub prices_include_tax: Option<bool>,
+    #[serde(deserialize_with = "decimal_or_zero")]
+    pub coupon_discount: Decimal,
+    #[serde(deserialize_with = "decimal_or_zero")]
+    pub volume_discount: Decimal,
+    #[serde(deserialize_with = "decimal_or_zero")]
+    pub membership_based_discount: Decimal,
+    #[serde(deserialize_with = "decimal_or_zero")]
+    pub total_and_membership_based_discount: Decimal,
+    #[serde(deserialize_with = "decimal_or_zero")]
+    pub discount: Decimal,
+    pub custom_discount: Vec<serde_json::Value>,
+    pub shipping_option: Option<ShippingOption>,
+    pub handling_fee: Option<Charge>,
+    pub custom_surcharges: Vec<Charge>,
+    #[serde(deserialize_with = "decimal_or_zero")]
+    pub gift_card_redemption: Decimal,
+    pub billing_person: Option<Person>,
+    pub shipping_person: Option<Person>,
+    pub create_timestamp: Option<i64>,
+    pub items: Vec<OrderItem>,
+}
+
+impl EcwidOrder {
+    /// Rule O1: only `PAID` is paid.
+    pub fn is_paid(&self) -> bool {
+        self.payment_status.as_deref() == Some(PAID)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    const EXAMPLE: &str = include_str!("../tests/fixtures/ecwid-order-K8XTQ.json");
+
+    #[test]
+    fn ecwids_example_order_parses_with_exact_money() {
+        let o: EcwidOrder = serde_json::from_str(EXAMPLE).unwrap();
+        assert_eq!(o.id, "K8XTQ");
+        assert_eq!(o.internal_id, Some(516483487));
+        assert!(o.is_paid());
+        assert_eq!(o.total, dec!(10));
+        assert_eq!(o.total_without_tax, Some(dec!(9.09)));
+        assert_eq!(o.tax, dec!(0.91));
+        assert_eq!(o.prices_include_tax, Some(true));
+        let item = &o.items[0];
+        assert_eq!(item.sku.as_deref(), Some("123123"));
+        assert_eq!(item.quantity, dec!(1));
+        assert_eq!(item.price_without_tax, Some(dec!(9.09)));
+        assert_eq!(item.taxes[0].value, dec!(10));
+        assert_eq!(item.taxes[0].total, dec!(0.91));
+    }
+
+    #[test]
+    fn numbers_and_numeric_strings_are_exact() {
+        let o: EcwidOrder = serde_json::from_str(
+            r#"{"id": 42, "total": 0.3, "tax": "0.10", "subtotal": 1234567890.12345}"#,
+        )
+        .unwrap();
+        assert_eq!(o.id, "42");
+        assert_eq!(o.total, dec!(0.3));
+        assert_eq!(o.tax, dec!(0.10));
+        assert_eq!(o.subtotal, dec!(1234567890.12345));
+    }
+}

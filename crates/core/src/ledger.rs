@@ -1,0 +1,597 @@
+//! The order ledger: one item per Ecwid order, and the state machine that makes posting
+//! at-most-once (invariant 3) and at-least-once (invariant 4).
+//!
+//! ```text
+//!            claim                      mark_posted
+//! (none) ─────────────▶ POSTING ──────────────────────▶ POSTED (final)
+//! QUEUED ─────────────▶ (lease)  ── park ─────────────▶ PARKED ──replay──▶ QUEUED
+//! SKIPPED ────────────▶          ── skip ─────────────▶ SKIPPED
+//!                                ── release (retry) ──▶ QUEUED
+//!  POSTING, lease expired ──claim──▶ POSTING with `search_first`
+//! ```
+//!
+//! Adapters store entries with a version-conditioned write; every transition here takes the
+//! entry it read and yields the entry to write, with `version` bumped. A transition made from
+//! a stale copy therefore fails at the store, never silently.
+
+use chrono::{DateTime, Duration, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The key of one order: Ecwid store id and Ecwid order id (the string `id`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct OrderKey {
+    pub store_id: u64,
+    pub order_id: String,
+}
+
+impl OrderKey {
+    pub fn new(store_id: u64, order_id: impl Into<String>) -> Self {
+        Self {
+            store_id,
+            order_id: order_id.into(),
+        }
+    }
+
+    /// The deterministic Lightspeed `invoice_number` / `source_id` for this order.
+    /// Store id is included so two stores sharing one retailer cannot collide.
+    pub fn invoice_number(&self) -> String {
+        format!("ECWID-{}-{}", self.store_id, self.order_id)
+    }
+}
+
+impl fmt::Display for OrderKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.store_id, self.order_id)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderState {
+    Queued,
+    Posting,
+    Posted,
+    Parked,
+    Skipped,
+}
+
+impl OrderState {
+    pub const ALL: [OrderState; 5] = [
+        OrderState::Queued,
+        OrderState::Posting,
+        OrderState::Posted,
+        OrderState::Parked,
+        OrderState::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderState::Queued => "QUEUED",
+            OrderState::Posting => "POSTING",
+            OrderState::Posted => "POSTED",
+            OrderState::Parked => "PARKED",
+            OrderState::Skipped => "SKIPPED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str().eq_ignore_ascii_case(s))
+    }
+}
+
+impl fmt::Display for OrderState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why an order was parked or skipped. Codes are stable; `replay --reason CODE` uses them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReasonCode {
+    /// Skipped: the fetched order is not PAID (O1, O2).
+    NotPaid,
+    /// Skipped: the connection's post_sales setting is off (O5).
+    PostSalesOff,
+    /// Parked: Ecwid says the order does not exist.
+    OrderNotFound,
+    /// Parked: an item has no SKU (P1).
+    BlankSku,
+    /// Parked: no Lightspeed product has the SKU (P2).
+    UnknownSku,
+    /// Parked: several Lightspeed products have the SKU (P1).
+    AmbiguousSku,
+    /// Parked: the order uses a money feature the mapping does not support.
+    UnsupportedAdjustment,
+    /// Parked: no Lightspeed tax has the Ecwid tax rate.
+    TaxNotMapped,
+    /// Parked: the mapped lines do not sum to the Ecwid total.
+    TotalsMismatch,
+    /// Parked: the order data is not usable (bad quantity, no items...).
+    InvalidOrder,
+    /// Parked: Lightspeed refused the sale.
+    LightspeedRejected,
+    /// Parked: a token was refused by Ecwid or Lightspeed.
+    Unauthorized,
+    /// Parked: the queue gave up on the message after its maximum receives.
+    DeadLettered,
+}
+
+impl ReasonCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasonCode::NotPaid => "NOT_PAID",
+            ReasonCode::PostSalesOff => "POST_SALES_OFF",
+            ReasonCode::OrderNotFound => "ORDER_NOT_FOUND",
+            ReasonCode::BlankSku => "BLANK_SKU",
+            ReasonCode::UnknownSku => "UNKNOWN_SKU",
+            ReasonCode::AmbiguousSku => "AMBIGUOUS_SKU",
+            ReasonCode::UnsupportedAdjustment => "UNSUPPORTED_ADJUSTMENT",
+            ReasonCode::TaxNotMapped => "TAX_NOT_MAPPED",
+            ReasonCode::TotalsMismatch => "TOTALS_MISMATCH",
+            ReasonCode::InvalidOrder => "INVALID_ORDER",
+            ReasonCode::LightspeedRejected => "LIGHTSPEED_REJECTED",
+            ReasonCode::Unauthorized => "UNAUTHORIZED",
+            ReasonCode::DeadLettered => "DEAD_LETTERED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        use ReasonCode::*;
+        [
+            NotPaid,
+            PostSalesOff,
+            OrderNotFound,
+            BlankSku,
+            UnknownSku,
+            AmbiguousSku,
+            UnsupportedAdjustment,
+            TaxNotMapped,
+            TotalsMismatch,
+            InvalidOrder,
+            LightspeedRejected,
+            Unauthorized,
+            DeadLettered,
+        ]
+        .into_iter()
+        .find(|c| c.as_str().eq_ignore_ascii_case(s))
+    }
+}
+
+impl fmt::Display for ReasonCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A code and a sentence an operator can act on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    pub code: ReasonCode,
+    pub message: String,
+}
+
+impl Reason {
+    pub fn new(code: ReasonCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+/// A SKU and quantity sold online, kept so the stock mirror can subtract quantities that
+/// are paid but not yet in Lightspeed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LedgerLine {
+    pub sku: String,
+    pub quantity: Decimal,
+}
+
+/// One step in an order's history, for `status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEvent {
+    pub at: DateTime<Utc>,
+    pub state: OrderState,
+    pub detail: String,
+}
+
+/// How many history events an entry keeps; older ones are dropped first.
+pub const HISTORY_LIMIT: usize = 50;
+
+/// The ledger item of one order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub key: OrderKey,
+    pub state: OrderState,
+    /// Number of claims so far; the current claim's number identifies its lease.
+    pub attempts: u32,
+    /// While POSTING: the lease expiry. Another worker may take over after it.
+    pub lease_until: Option<DateTime<Utc>>,
+    /// A sale POST may have reached Lightspeed without us learning its id (timeout,
+    /// dropped connection, crash): search by invoice number before posting again.
+    pub post_may_exist: bool,
+    pub invoice_number: String,
+    pub sale_id: Option<String>,
+    pub reason: Option<Reason>,
+    /// The last retryable error, kept for `status` and the dead-letter path.
+    pub last_error: Option<String>,
+    pub total: Option<Decimal>,
+    pub lines: Vec<LedgerLine>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub history: Vec<HistoryEvent>,
+    /// Optimistic-concurrency version; the stored item has this version.
+    pub version: u64,
+}
+
+impl LedgerEntry {
+    fn new(key: &OrderKey, now: DateTime<Utc>) -> Self {
+        Self {
+            invoice_number: key.invoice_number(),
+            key: key.clone(),
+            state: OrderState::Queued,
+            attempts: 0,
+            lease_until: None,
+            post_may_exist: false,
+            sale_id: None,
+            reason: None,
+            last_error: None,
+            total: None,
+            lines: Vec::new(),
+            created_at: now,
+            updated_at: now,
+            history: Vec::new(),
+            version: 0,
+        }
+    }
+
+    /// Whether the order still holds web quantities that Lightspeed has not seen
+    /// (paid online, not yet posted).
+    pub fn is_pending_web_sale(&self) -> bool {
+        matches!(
+            self.state,
+            OrderState::Queued | OrderState::Posting | OrderState::Parked
+        ) && !self.lines.is_empty()
+    }
+
+    fn step(&self, now: DateTime<Utc>, state: OrderState, detail: impl Into<String>) -> Self {
+        let mut next = self.clone();
+        next.state = state;
+        next.updated_at = now;
+        next.version = self.version + 1;
+        next.history.push(HistoryEvent {
+            at: now,
+            state,
+            detail: detail.into(),
+        });
+        if next.history.len() > HISTORY_LIMIT {
+            let excess = next.history.len() - HISTORY_LIMIT;
+            next.history.drain(..excess);
+        }
+        next
+    }
+}
+
+/// What a claim attempt decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimDecision {
+    /// Write `entry` with the version condition `expected_version` (None: must not exist),
+    /// then work on the order under lease number `entry.attempts`.
+    Claim {
+        entry: LedgerEntry,
+        expected_version: Option<u64>,
+        /// A previous attempt may have created the sale: search Lightspeed first.
+        search_first: bool,
+    },
+    /// The order is already a sale; acknowledge and stop.
+    AlreadyPosted { sale_id: String },
+    /// Another worker holds a live lease; look again after this long.
+    Busy { retry_in: std::time::Duration },
+    /// Parked orders wait for an operator's replay.
+    Parked { reason: Reason },
+}
+
+/// Decides a claim on `existing` (None when the order has no ledger item yet).
+pub fn claim(
+    existing: Option<&LedgerEntry>,
+    key: &OrderKey,
+    now: DateTime<Utc>,
+    lease: Duration,
+) -> ClaimDecision {
+    let take = |base: &LedgerEntry, expected: Option<u64>, search_first: bool, detail: &str| {
+        let mut entry = base.step(now, OrderState::Posting, detail);
+        entry.attempts = base.attempts + 1;
+        entry.lease_until = Some(now + lease);
+        entry.reason = None;
+        entry.post_may_exist = search_first;
+        ClaimDecision::Claim {
+            entry,
+            expected_version: expected,
+            search_first,
+        }
+    };
+    match existing {
+        None => {
+            let fresh = LedgerEntry::new(key, now);
+            take(&fresh, None, false, "claimed")
+        }
+        Some(e) => match e.state {
+            OrderState::Posted => ClaimDecision::AlreadyPosted {
+                sale_id: e.sale_id.clone().unwrap_or_default(),
+            },
+            OrderState::Parked => ClaimDecision::Parked {
+                reason: e.reason.clone().unwrap_or_else(|| {
+                    Reason::new(ReasonCode::InvalidOrder, "parked without a reason")
+                }),
+            },
+            OrderState::Queued | OrderState::Skipped => {
+                take(e, Some(e.version), e.post_may_exist, "claimed")
+            }
+            OrderState::Posting => match e.lease_until {
+                Some(until) if until > now => ClaimDecision::Busy {
+                    retry_in: (until - now).to_std().unwrap_or_default(),
+                },
+                // The holder crashed or timed out, possibly after its POST landed.
+                _ => take(e, Some(e.version), true, "took over an expired lease"),
+            },
+        },
+    }
+}
+
+/// How a claimed attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Posted {
+        sale_id: String,
+        adopted: bool,
+    },
+    Parked(Reason),
+    Skipped(Reason),
+    /// A retryable failure: back to QUEUED so the next delivery claims it again.
+    Released {
+        error: String,
+        /// The failure happened while or after a sale POST was sent.
+        post_may_exist: bool,
+    },
+}
+
+/// Applies the outcome of the attempt that holds `claimed` (the entry as written by the
+/// claim). The result is written with the condition `version == claimed.version`.
+pub fn finish(claimed: &LedgerEntry, outcome: Outcome, now: DateTime<Utc>) -> LedgerEntry {
+    match outcome {
+        Outcome::Posted { sale_id, adopted } => {
+            let detail = if adopted {
+                format!("adopted existing Lightspeed sale {sale_id}")
+            } else {
+                format!("posted as Lightspeed sale {sale_id}")
+            };
+            let mut e = claimed.step(now, OrderState::Posted, detail);
+            e.sale_id = Some(sale_id);
+            e.lease_until = None;
+            e.post_may_exist = false;
+            e.reason = None;
+            e.last_error = None;
+            e
+        }
+        Outcome::Parked(reason) => {
+            let mut e = claimed.step(now, OrderState::Parked, reason.to_string());
+            e.lease_until = None;
+            e.reason = Some(reason);
+            e
+        }
+        Outcome::Skipped(reason) => {
+            let mut e = claimed.step(now, OrderState::Skipped, reason.to_string());
+            e.lease_until = None;
+            e.reason = Some(reason);
+            e
+        }
+        Outcome::Released {
+            error,
+            post_may_exist,
+        } => {
+            let mut e = claimed.step(now, OrderState::Queued, format!("will retry: {error}"));
+            e.lease_until = None;
+            e.post_may_exist = claimed.post_may_exist || post_may_exist;
+            e.last_error = Some(error);
+            e
+        }
+    }
+}
+
+/// Operator replay: a PARKED or SKIPPED order goes back to QUEUED. Posted orders are left
+/// alone (replay never duplicates a sale); POSTING orders are in flight.
+pub fn requeue_for_replay(entry: &LedgerEntry, now: DateTime<Utc>) -> Option<LedgerEntry> {
+    match entry.state {
+        OrderState::Parked | OrderState::Skipped => {
+            let mut e = entry.step(now, OrderState::Queued, "replay requested");
+            e.reason = None;
+            Some(e)
+        }
+        _ => None,
+    }
+}
+
+/// Records the order's lines and total once the order was fetched and mapped.
+pub fn with_order_facts(
+    claimed: &LedgerEntry,
+    total: Decimal,
+    lines: Vec<LedgerLine>,
+) -> LedgerEntry {
+    let mut e = claimed.clone();
+    e.total = Some(total);
+    e.lines = lines;
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
+    }
+    fn key() -> OrderKey {
+        OrderKey::new(1003, "K8XTQ")
+    }
+    fn claimed(
+        existing: Option<&LedgerEntry>,
+        now: DateTime<Utc>,
+    ) -> (LedgerEntry, Option<u64>, bool) {
+        match claim(existing, &key(), now, Duration::seconds(60)) {
+            ClaimDecision::Claim {
+                entry,
+                expected_version,
+                search_first,
+            } => (entry, expected_version, search_first),
+            other => panic!("expected a claim, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn first_claim_creates_a_posting_entry_with_a_lease() {
+        let (e, expected, search) = claimed(None, t(0));
+        assert_eq!(e.state, OrderState::Posting);
+        assert_eq!(expected, None);
+        assert!(!search);
+        assert_eq!(e.attempts, 1);
+        assert_eq!(e.version, 1);
+        assert_eq!(e.lease_until, Some(t(60)));
+        assert_eq!(e.invoice_number, "ECWID-1003-K8XTQ");
+    }
+
+    #[test]
+    fn a_live_lease_is_busy_and_an_expired_one_is_taken_over_with_a_search() {
+        let (e, _, _) = claimed(None, t(0));
+        assert_eq!(
+            claim(Some(&e), &key(), t(10), Duration::seconds(60)),
+            ClaimDecision::Busy {
+                retry_in: std::time::Duration::from_secs(50)
+            }
+        );
+        let (e2, expected, search) = claimed(Some(&e), t(61));
+        assert!(search, "a crash after POST must lead to a search first");
+        assert_eq!(expected, Some(1));
+        assert_eq!(e2.attempts, 2);
+        assert_eq!(e2.version, 2);
+    }
+
+    #[test]
+    fn posted_is_final_and_parked_waits_for_replay() {
+        let (e, _, _) = claimed(None, t(0));
+        let posted = finish(
+            &e,
+            Outcome::Posted {
+                sale_id: "s1".into(),
+                adopted: false,
+            },
+            t(1),
+        );
+        assert_eq!(posted.state, OrderState::Posted);
+        assert_eq!(
+            claim(Some(&posted), &key(), t(2), Duration::seconds(60)),
+            ClaimDecision::AlreadyPosted {
+                sale_id: "s1".into()
+            }
+        );
+        assert!(requeue_for_replay(&posted, t(3)).is_none());
+
+        let parked = finish(
+            &e,
+            Outcome::Parked(Reason::new(ReasonCode::UnknownSku, "SKU X")),
+            t(1),
+        );
+        assert!(matches!(
+            claim(Some(&parked), &key(), t(2), Duration::seconds(60)),
+            ClaimDecision::Parked { reason } if reason.code == ReasonCode::UnknownSku
+        ));
+        let requeued = requeue_for_replay(&parked, t(3)).unwrap();
+        assert_eq!(requeued.state, OrderState::Queued);
+        assert_eq!(requeued.version, parked.version + 1);
+        let (again, _, _) = claimed(Some(&requeued), t(4));
+        assert_eq!(again.attempts, 2);
+    }
+
+    #[test]
+    fn skipped_orders_can_be_claimed_again_when_paid_later() {
+        let (e, _, _) = claimed(None, t(0));
+        let skipped = finish(
+            &e,
+            Outcome::Skipped(Reason::new(ReasonCode::NotPaid, "AWAITING_PAYMENT")),
+            t(1),
+        );
+        let (again, expected, search) = claimed(Some(&skipped), t(2));
+        assert_eq!(expected, Some(skipped.version));
+        assert!(!search);
+        assert_eq!(again.state, OrderState::Posting);
+    }
+
+    #[test]
+    fn a_release_after_an_unknown_post_outcome_forces_a_search_on_the_next_claim() {
+        let (e, _, _) = claimed(None, t(0));
+        let released = finish(
+            &e,
+            Outcome::Released {
+                error: "timeout".into(),
+                post_may_exist: true,
+            },
+            t(1),
+        );
+        assert_eq!(released.state, OrderState::Queued);
+        let (_, _, search) = claimed(Some(&released), t(2));
+        assert!(search);
+        // A later release without a POST keeps the flag: the earlier POST may still exist.
+        let (e3, _, _) = claimed(Some(&released), t(2));
+        let released2 = finish(
+            &e3,
+            Outcome::Released {
+                error: "429".into(),
+                post_may_exist: false,
+            },
+            t(3),
+        );
+        assert!(released2.post_may_exist);
+    }
+
+    #[test]
+    fn history_is_bounded() {
+        let (mut e, _, _) = claimed(None, t(0));
+        for i in 0..200 {
+            e = finish(
+                &e,
+                Outcome::Released {
+                    error: format!("e{i}"),
+                    post_may_exist: false,
+                },
+                t(i),
+            );
+        }
+        assert_eq!(e.history.len(), HISTORY_LIMIT);
+        assert!(e.history.last().unwrap().detail.contains("e199"));
+    }
+
+    #[test]
+    fn codes_round_trip() {
+        for s in OrderState::ALL {
+            assert_eq!(OrderState::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(
+            ReasonCode::parse("unknown_sku"),
+            Some(ReasonCode::UnknownSku)
+        );
+        assert_eq!(
+            serde_json::to_string(&ReasonCode::TotalsMismatch).unwrap(),
+            "\"TOTALS_MISMATCH\""
+        );
+    }
+}

@@ -1,0 +1,27 @@
+//! The pure core of ecwid-lightspeed-sync.
+//!
+//! Everything here is rules and data: the Ecwid order model, the mapping of an order to a
+//! Lightspeed sale with exact decimal money, the order ledger's state machine, webhook
+//! verification, and the port traits that adapters implement. No I/O happens in this crate;
+//! the services ([`poster::SalePoster`], [`ingest::Ingestor`]) only call ports.
+//!
+//! Rule ids (O1-O6, S1-S4, C1-C4, P1-P2) refer to the project's mission document.
+
+pub mod connection;
+pub mod ecwid;
+pub mod error;
+pub mod ingest;
+pub mod ledger;
+pub mod lightspeed;
+pub mod mask;
+pub mod money;
+pub mod ports;
+pub mod poster;
+pub mod webhook;
+
+pub use connection::{Connection, LightspeedAccount, Secret, Settings};
+pub use error::{ApiError, QueueError, StoreError};
+pub use ledger::{LedgerEntry, OrderKey, OrderState, ReasonCode};
+pub use ports::{
+    Clock, Delivery, EcwidApi, LightspeedApi, OrderMessage, StateStore, SystemClock, WorkQueue,
+};

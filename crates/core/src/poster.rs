@@ -1,0 +1,574 @@
+//! The sale poster: one paid Ecwid order in, at most one completed Lightspeed sale out.
+//!
+//! Order of work, and why:
+//! 1. **Claim** the ledger item with a conditional write and a lease, so two workers never
+//!    post the same order at once (invariant 3).
+//! 2. **Fetch** the order from Ecwid and decide on the fetched `paymentStatus`: the webhook
+//!    body is unsigned (invariant 2, rules O1/O2).
+//! 3. If an earlier attempt may have posted (expired lease, unknown outcome), **search**
+//!    Lightspeed by the deterministic invoice number and adopt what is there (O6).
+//! 4. **Map** with exact money and post one `CLOSED` sale (O3), then **record** the outcome.
+//!
+//! Retryable failures release the claim and tell the caller when to redeliver the message
+//! (invariant 4). Permanent ones park the order with a readable reason (P2).
+
+use crate::connection::Connection;
+use crate::ecwid::EcwidOrder;
+use crate::error::{ApiError, StoreError};
+use crate::ledger::{self, ClaimDecision, LedgerEntry, OrderKey, Outcome, Reason, ReasonCode};
+use crate::lightspeed::SaleSetup;
+use crate::money::{self, MappingContext};
+use crate::ports::{Clock, EcwidApi, LightspeedApi, OrderMessage, ProductLink, StateStore};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Tunables of the poster.
+#[derive(Debug, Clone)]
+pub struct PosterConfig {
+    /// How long a claim is exclusive. It must exceed the longest attempt (all HTTP timeouts
+    /// of one attempt added up, and the Lambda timeout), or a slow worker could be overtaken.
+    pub lease: Duration,
+    /// First retry delay for errors that carry none; doubled per attempt, capped.
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+    /// How long the retailer's taxes stay cached.
+    pub setup_ttl: Duration,
+}
+
+impl Default for PosterConfig {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(120),
+            retry_base: Duration::from_secs(5),
+            retry_cap: Duration::from_secs(300),
+            setup_ttl: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What happened to an order; the message can be acknowledged.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PostOutcome {
+    Posted {
+        sale_id: String,
+    },
+    /// A sale from an earlier attempt was found and recorded instead of posting again.
+    Adopted {
+        sale_id: String,
+    },
+    AlreadyPosted {
+        sale_id: String,
+    },
+    Skipped(Reason),
+    Parked(Reason),
+    /// No connection for the store (it was removed after the webhook was queued).
+    NoConnection,
+}
+
+/// The message must come back later; nothing is lost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryLater {
+    pub delay: Duration,
+    pub reason: String,
+}
+
+impl std::fmt::Display for RetryLater {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "retry in {:?}: {}", self.delay, self.reason)
+    }
+}
+
+/// The outcome of the work done under a claim.
+struct Attempt {
+    outcome: Outcome,
+    retry_delay: Option<Duration>,
+    facts: Option<(rust_decimal::Decimal, Vec<ledger::LedgerLine>)>,
+}
+
+impl Attempt {
+    fn done(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            retry_delay: None,
+            facts: None,
+        }
+    }
+}
+
+pub struct SalePoster<S, E, L, C> {
+    store: S,
+    ecwid: E,
+    lightspeed: L,
+    clock: C,
+    config: PosterConfig,
+    setup_cache: Mutex<HashMap<u64, (DateTime<Utc>, SaleSetup)>>,
+}
+
+impl<S, E, L, C> SalePoster<S, E, L, C>
+where
+    S: StateStore,
+    E: EcwidApi,
+    L: LightspeedApi,
+    C: Clock,
+{
+    pub fn new(store: S, ecwid: E, lightspeed: L, clock: C, config: PosterConfig) -> Self {
+        Self {
+            store,
+            ecwid,
+            lightspeed,
+            clock,
+            config,
+            setup_cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    fn backoff(&self, attempts: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(16));
+        (self.config.retry_base * factor).min(self.config.retry_cap)
+    }
+
+    fn store_retry(&self, what: &str, e: StoreError) -> RetryLater {
+        RetryLater {
+            delay: self.config.retry_base,
+            reason: format!("{what}: {e}"),
+        }
+    }
+
+    /// Posts the order named by `message`, at most once. `Ok` means the outcome is recorded
+    /// and the message can be deleted; `Err` means it must be redelivered after the delay.
+    pub async fn post_paid_order(&self, message: &OrderMessage) -> Result<PostOutcome, RetryLater> {
+        let key = message.key();
+        let Some(conn) = self
+            .store
+            .get_connection(key.store_id)
+            .await
+            .map_err(|e| self.store_retry("loading the connection", e))?
+        else {
+            tracing::warn!(store_id = key.store_id, order_id = %key.order_id, "no connection for store; message dropped");
+            return Ok(PostOutcome::NoConnection);
+        };
+
+        let (claimed, search_first) = match self.claim(&key).await? {
+            Ok(c) => c,
+            Err(done) => return Ok(done),
+        };
+        let attempt = self.attempt(&conn, &key, &claimed, search_first).await;
+        self.record(&key, &claimed, attempt).await
+    }
+
+    /// Claims the order, or says why there is nothing to do.
+    async fn claim(
+        &self,
+        key: &OrderKey,
+    ) -> Result<Result<(LedgerEntry, bool), PostOutcome>, RetryLater> {
+        let lease =
+            chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::seconds(120));
+        for _ in 0..3 {
+            let existing = self
+                .store
+                .load_order(key)
+                .await
+                .map_err(|e| self.store_retry("loading the ledger", e))?;
+            match ledger::claim(existing.as_ref(), key, self.clock.now(), lease) {
+                ClaimDecision::AlreadyPosted { sale_id } => {
+                    tracing::info!(store_id = key.store_id, order_id = %key.order_id, %sale_id, "already posted");
+                    return Ok(Err(PostOutcome::AlreadyPosted { sale_id }));
+                }
+                ClaimDecision::Parked { reason } => {
+                    tracing::info!(store_id = key.store_id, order_id = %key.order_id, reason = %reason, "parked; waiting for replay");
+                    return Ok(Err(PostOutcome::Parked(reason)));
+                }
+                ClaimDecision::Busy { retry_in } => {
+                    return Err(RetryLater {
+                        delay: retry_in.max(Duration::from_millis(100)),
+                        reason: format!("order {key} is being posted by another worker"),
+                    });
+                }
+                ClaimDecision::Claim {
+                    entry,
+                    expected_version,
+                    search_first,
+                } => match self.store.save_order(&entry, expected_version).await {
+                    Ok(()) => return Ok(Ok((entry, search_first))),
+                    Err(StoreError::Conflict(_)) => continue,
+                    Err(e) => return Err(self.store_retry("claiming the order", e)),
+                },
+            }
+        }
+        Err(RetryLater {
+            delay: self.config.retry_base,
+            reason: format!("order {key}: claim kept losing races"),
+        })
+    }
+
+    /// Writes the attempt's outcome under the claim's version condition.
+    async fn record(
+        &self,
+        key: &OrderKey,
+        claimed: &LedgerEntry,
+        attempt: Attempt,
+    ) -> Result<PostOutcome, RetryLater> {
+        let base = match &attempt.facts {
+            Some((total, lines)) => ledger::with_order_facts(claimed, *total, lines.clone()),
+            None => claimed.clone(),
+        };
+        let outcome = attempt.outcome.clone();
+        let next = ledger::finish(&base, attempt.outcome, self.clock.now());
+        match self.store.save_order(&next, Some(claimed.version)).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => {
+                // Another worker took the order over after our lease expired. If we posted,
+                // its search by invoice number finds our sale; redeliver to let it settle.
+                tracing::error!(store_id = key.store_id, order_id = %key.order_id, "lease lost before the outcome was recorded");
+                return Err(RetryLater {
+                    delay: self.config.retry_base,
+                    reason: format!("order {key}: lease lost before recording the outcome"),
+                });
+            }
+            Err(e) => return Err(self.store_retry("recording the outcome", e)),
+        }
+        let span_fields = (key.store_id, key.order_id.as_str(), claimed.attempts);
+        match outcome {
+            Outcome::Posted { sale_id, adopted } => {
+                tracing::info!(store_id = span_fields.0, order_id = span_fields.1, attempt = span_fields.2, %sale_id, adopted, "order posted");
+                Ok(if adopted {
+                    PostOutcome::Adopted { sale_id }
+                } else {
+                    PostOutcome::Posted { sale_id }
+                })
+            }
+            Outcome::Parked(reason) => {
+                tracing::warn!(store_id = span_fields.0, order_id = span_fields.1, code = %reason.code, reason = %reason.message, "order parked");
+                Ok(PostOutcome::Parked(reason))
+            }
+            Outcome::Skipped(reason) => {
+                tracing::info!(store_id = span_fields.0, order_id = span_fields.1, code = %reason.code, reason = %reason.message, "order skipped");
+                Ok(PostOutcome::Skipped(reason))
+            }
+            Outcome::Released { error, .. } => {
+                let delay = attempt
+                    .retry_delay
+                    .unwrap_or_else(|| self.backoff(claimed.attempts));
+                tracing::warn!(store_id = span_fields.0, order_id = span_fields.1, attempt = span_fields.2, %error, ?delay, "order will be retried");
+                Err(RetryLater {
+                    delay,
+                    reason: error,
+                })
+            }
+        }
+    }
+
+    /// Everything between claim and record. Never returns early without an outcome.
+    async fn attempt(
+        &self,
+        conn: &Connection,
+        key: &OrderKey,
+        claimed: &LedgerEntry,
+        search_first: bool,
+    ) -> Attempt {
+        if !conn.settings.post_sales {
+            return Attempt::done(Outcome::Skipped(Reason::new(
+                ReasonCode::PostSalesOff,
+                format!(
+                    "order {}: \"Post Ecwid Sales to Lightspeed Retail\" is off for store {}; replay it after turning the setting on",
+                    key.order_id, key.store_id
+                ),
+            )));
+        }
+        let order = match self.ecwid.get_order(conn, &key.order_id).await {
+            Ok(o) => o,
+            Err(e) => {
+                return self.api_failure(key, "fetching the order from Ecwid", e, false, "Ecwid");
+            }
+        };
+        if !order.is_paid() {
+            return Attempt::done(Outcome::Skipped(Reason::new(
+                ReasonCode::NotPaid,
+                format!(
+                    "order {}: payment status is {}; it is posted when it becomes PAID",
+                    key.order_id,
+                    order.payment_status.as_deref().unwrap_or("unknown")
+                ),
+            )));
+        }
+        let facts = Some((order.total, money::ledger_lines(&order)));
+        let mut attempt = self
+            .attempt_paid(conn, key, claimed, search_first, &order)
+            .await;
+        attempt.facts = facts;
+        attempt
+    }
+
+    async fn attempt_paid(
+        &self,
+        conn: &Connection,
+        key: &OrderKey,
+        claimed: &LedgerEntry,
+        search_first: bool,
+        order: &EcwidOrder,
+    ) -> Attempt {
+        if search_first {
+            match self
+                .lightspeed
+                .find_sales_by_invoice(conn, &claimed.invoice_number)
+                .await
+            {
+                Ok(sales) if !sales.is_empty() => {
+                    if sales.len() > 1 {
+                        tracing::error!(store_id = key.store_id, order_id = %key.order_id, count = sales.len(), "several Lightspeed sales carry this order's invoice number");
+                    }
+                    return Attempt::done(Outcome::Posted {
+                        sale_id: sales[0].id.clone(),
+                        adopted: true,
+                    });
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return self.api_failure(
+                        key,
+                        "searching Lightspeed for an earlier sale",
+                        e,
+                        true,
+                        "Lightspeed",
+                    );
+                }
+            }
+        }
+        let setup = match self.sale_setup(conn).await {
+            Ok(s) => s,
+            Err(e) => {
+                return self.api_failure(
+                    key,
+                    "reading the retailer's taxes",
+                    e,
+                    false,
+                    "Lightspeed",
+                );
+            }
+        };
+        let products = match self.resolve_products(conn, key, order).await {
+            Ok(p) => p,
+            Err(a) => return a,
+        };
+        let ctx = MappingContext {
+            connection: conn,
+            setup: &setup,
+            products: &products,
+            now: self.clock.now(),
+        };
+        let sale = match money::map_order_to_sale(order, key, &ctx) {
+            Ok(s) => s,
+            Err(reason) => return Attempt::done(Outcome::Parked(reason)),
+        };
+        match self.lightspeed.post_sale(conn, &sale).await {
+            Ok(posted) => {
+                if let Some(total) = posted.total
+                    && total != sale.total()
+                {
+                    tracing::error!(store_id = key.store_id, order_id = %key.order_id, sale_id = %posted.id, lightspeed_total = %total, our_total = %sale.total(), "Lightspeed reports a different sale total");
+                }
+                Attempt::done(Outcome::Posted {
+                    sale_id: posted.id,
+                    adopted: false,
+                })
+            }
+            Err(ApiError::RateLimited { retry_after }) => Attempt {
+                outcome: Outcome::Released {
+                    error: "Lightspeed rate limit (429) on the sale POST".into(),
+                    post_may_exist: false,
+                },
+                retry_delay: Some(retry_after.unwrap_or(self.config.retry_base)),
+                facts: None,
+            },
+            // A 5xx, a timeout or a dropped connection: the sale may exist now.
+            Err(e) => {
+                self.api_failure(key, "posting the sale to Lightspeed", e, true, "Lightspeed")
+            }
+        }
+    }
+
+    /// Turns an API failure into a retry (retryable) or a parked order (permanent).
+    fn api_failure(
+        &self,
+        key: &OrderKey,
+        doing: &str,
+        e: ApiError,
+        post_may_exist: bool,
+        system: &str,
+    ) -> Attempt {
+        let order_id = &key.order_id;
+        match e {
+            ApiError::RateLimited { retry_after } => Attempt {
+                outcome: Outcome::Released {
+                    error: format!("{system} rate limit (429) while {doing}"),
+                    post_may_exist: false,
+                },
+                retry_delay: Some(retry_after.unwrap_or(self.config.retry_base)),
+                facts: None,
+            },
+            ApiError::Unavailable { .. }
+            | ApiError::OutcomeUnknown { .. }
+            | ApiError::Decode { .. } => Attempt {
+                outcome: Outcome::Released {
+                    error: format!("{doing}: {e}"),
+                    post_may_exist,
+                },
+                retry_delay: None,
+                facts: None,
+            },
+            ApiError::NotFound { detail } if system == "Ecwid" => {
+                Attempt::done(Outcome::Parked(Reason::new(
+                    ReasonCode::OrderNotFound,
+                    format!("order {order_id}: Ecwid has no such order ({detail})"),
+                )))
+            }
+            ApiError::Unauthorized { status, detail } => {
+                Attempt::done(Outcome::Parked(Reason::new(
+                    ReasonCode::Unauthorized,
+                    format!(
+                        "order {order_id}: {system} refused our token ({status}) while {doing}: {detail}"
+                    ),
+                )))
+            }
+            ApiError::NotFound { detail } => Attempt::done(Outcome::Parked(Reason::new(
+                ReasonCode::LightspeedRejected,
+                format!("order {order_id}: {system} answered 404 while {doing}: {detail}"),
+            ))),
+            ApiError::Rejected { status, detail } => {
+                let code = if system == "Lightspeed" {
+                    ReasonCode::LightspeedRejected
+                } else {
+                    ReasonCode::InvalidOrder
+                };
+                Attempt::done(Outcome::Parked(Reason::new(
+                    code,
+                    format!(
+                        "order {order_id}: {system} refused the request ({status}) while {doing}: {detail}"
+                    ),
+                )))
+            }
+        }
+    }
+
+    async fn sale_setup(&self, conn: &Connection) -> Result<SaleSetup, ApiError> {
+        let now = self.clock.now();
+        let ttl = chrono::Duration::from_std(self.config.setup_ttl)
+            .unwrap_or(chrono::Duration::minutes(10));
+        if let Some((at, setup)) = self
+            .setup_cache
+            .lock()
+            .expect("setup cache poisoned")
+            .get(&conn.store_id)
+            && now - *at < ttl
+        {
+            return Ok(setup.clone());
+        }
+        let setup = self.lightspeed.sale_setup(conn).await?;
+        self.setup_cache
+            .lock()
+            .expect("setup cache poisoned")
+            .insert(conn.store_id, (now, setup.clone()));
+        Ok(setup)
+    }
+
+    /// Resolves every item's SKU to exactly one live Lightspeed product (P1), from the link
+    /// cache first, then by a Lightspeed lookup that is cached for next time.
+    async fn resolve_products(
+        &self,
+        conn: &Connection,
+        key: &OrderKey,
+        order: &EcwidOrder,
+    ) -> Result<HashMap<String, String>, Attempt> {
+        let mut found = HashMap::new();
+        for item in &order.items {
+            let sku =
+                money::item_sku(&order.id, item).map_err(|r| Attempt::done(Outcome::Parked(r)))?;
+            if found.contains_key(&sku) {
+                continue;
+            }
+            match self.store.get_product_link(conn.store_id, &sku).await {
+                Ok(Some(link)) => {
+                    found.insert(sku, link.lightspeed_product_id);
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(Attempt {
+                        outcome: Outcome::Released {
+                            error: format!("reading the product link of SKU {sku}: {e}"),
+                            post_may_exist: false,
+                        },
+                        retry_delay: None,
+                        facts: None,
+                    });
+                }
+            }
+            let candidates = self
+                .lightspeed
+                .find_products_by_sku(conn, &sku)
+                .await
+                .map_err(|e| {
+                    self.api_failure(
+                        key,
+                        &format!("looking up SKU {sku}"),
+                        e,
+                        false,
+                        "Lightspeed",
+                    )
+                })?;
+            let matching: Vec<_> = candidates
+                .into_iter()
+                .filter(|p| {
+                    p.is_live()
+                        && p.sku
+                            .as_deref()
+                            .map(str::trim)
+                            .is_some_and(|s| s.eq_ignore_ascii_case(&sku))
+                })
+                .collect();
+            match matching.as_slice() {
+                [] => {
+                    return Err(Attempt::done(Outcome::Parked(Reason::new(
+                        ReasonCode::UnknownSku,
+                        format!(
+                            "order {}: no Lightspeed product has SKU {sku}; add it in Lightspeed, then replay the order",
+                            order.id
+                        ),
+                    ))));
+                }
+                [one] => {
+                    let link = ProductLink {
+                        sku: sku.clone(),
+                        lightspeed_product_id: one.id.clone(),
+                        ecwid_product_id: item.product_id,
+                        ecwid_combination_id: item.combination_id,
+                        updated_at: self.clock.now(),
+                    };
+                    if let Err(e) = self.store.put_product_link(conn.store_id, &link).await {
+                        tracing::warn!(%sku, error = %e, "could not cache the product link");
+                    }
+                    found.insert(sku, one.id.clone());
+                }
+                several => {
+                    let ids: Vec<_> = several.iter().map(|p| p.id.as_str()).collect();
+                    return Err(Attempt::done(Outcome::Parked(Reason::new(
+                        ReasonCode::AmbiguousSku,
+                        format!(
+                            "order {}: SKU {sku} matches {} Lightspeed products ({}); make SKUs unique, then replay",
+                            order.id,
+                            several.len(),
+                            ids.join(", ")
+                        ),
+                    ))));
+                }
+            }
+        }
+        Ok(found)
+    }
+}
