@@ -1,1 +1,152 @@
-//! placeholder
+//! Ecwid REST v3 client (reqwest + rustls), implementing [`els_core::EcwidApi`].
+//!
+//! One client is built per process and shared; it carries explicit timeouts so a slow
+//! Ecwid can never hold a worker past its lease.
+
+use els_core::ecwid::EcwidOrder;
+use els_core::{ApiError, Connection, EcwidApi};
+use std::time::Duration;
+
+/// Ecwid's production API root; the store id and path are appended.
+pub const DEFAULT_API_URL: &str = "https://app.ecwid.com/api/v3";
+
+#[derive(Clone, Debug)]
+pub struct EcwidClient {
+    http: reqwest::Client,
+    api_url: String,
+}
+
+/// Turns a transport error into an [`ApiError`]. Reads are side-effect free, so every
+/// transport failure of a GET is simply retryable.
+pub fn transport_error(e: &reqwest::Error) -> ApiError {
+    ApiError::Unavailable {
+        detail: if e.is_timeout() {
+            "timed out".into()
+        } else if e.is_connect() {
+            "could not connect".into()
+        } else {
+            "connection failed".into()
+        },
+    }
+}
+
+/// Maps a non-2xx Ecwid answer. Ecwid's `Retry-After` is in seconds.
+pub fn status_error(status: u16, retry_after: Option<&str>, body: &str) -> ApiError {
+    let detail = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            let msg = v.get("errorMessage")?.as_str()?.to_string();
+            let code = v.get("errorCode").and_then(|c| c.as_str()).unwrap_or("");
+            Some(if code.is_empty() { msg } else { format!("{code}: {msg}") })
+        })
+        .unwrap_or_else(|| body.chars().take(200).collect());
+    match status {
+        429 => ApiError::RateLimited {
+            retry_after: retry_after
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .map(Duration::from_secs),
+        },
+        401 | 403 => ApiError::Unauthorized { status, detail },
+        404 => ApiError::NotFound { detail },
+        s if s >= 500 => ApiError::Unavailable {
+            detail: format!("HTTP {s}: {detail}"),
+        },
+        _ => ApiError::Rejected { status, detail },
+    }
+}
+
+impl EcwidClient {
+    /// `api_url` is Ecwid's API root (see [`DEFAULT_API_URL`]); `timeout` bounds each request.
+    pub fn new(api_url: impl Into<String>, timeout: Duration) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(3).min(timeout))
+            .user_agent(concat!("ecwid-lightspeed-sync/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self::with_http(http, api_url))
+    }
+
+    /// Shares an existing HTTP client (one connection pool per process).
+    pub fn with_http(http: reqwest::Client, api_url: impl Into<String>) -> Self {
+        Self {
+            http,
+            api_url: api_url.into().trim_end_matches('/').to_string(),
+        }
+    }
+
+    fn store_url(&self, store_id: u64) -> String {
+        format!("{}/{}", self.api_url, store_id)
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, conn: &Connection, url: &str) -> Result<T, ApiError> {
+        let resp = self
+            .http
+            .get(url)
+            .bearer_auth(conn.ecwid_token.expose())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| transport_error(&e))?;
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = resp.text().await.map_err(|e| transport_error(&e))?;
+        if !(200..300).contains(&status) {
+            return Err(status_error(status, retry_after.as_deref(), &body));
+        }
+        serde_json::from_str(&body).map_err(|e| ApiError::Decode {
+            detail: format!("Ecwid response: {e}"),
+        })
+    }
+}
+
+/// Percent-encodes one path segment (order ids may carry a prefix or suffix).
+fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl EcwidApi for EcwidClient {
+    async fn get_order(&self, conn: &Connection, order_id: &str) -> Result<EcwidOrder, ApiError> {
+        let url = format!("{}/orders/{}", self.store_url(conn.store_id), path_segment(order_id));
+        self.get_json(conn, &url).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_what_the_caller_should_do() {
+        assert_eq!(
+            status_error(429, Some("7"), ""),
+            ApiError::RateLimited {
+                retry_after: Some(Duration::from_secs(7))
+            }
+        );
+        assert!(matches!(
+            status_error(403, None, r#"{"errorMessage":"bad","errorCode":"INVALID_API_TOKEN"}"#),
+            ApiError::Unauthorized { status: 403, detail } if detail == "INVALID_API_TOKEN: bad"
+        ));
+        assert!(matches!(status_error(404, None, ""), ApiError::NotFound { .. }));
+        assert!(status_error(503, None, "").is_retryable());
+        assert!(!status_error(400, None, "").is_retryable());
+    }
+
+    #[test]
+    fn order_ids_are_path_encoded() {
+        assert_eq!(path_segment("K8XTQ"), "K8XTQ");
+        assert_eq!(path_segment("AB/12 x"), "AB%2F12%20x");
+    }
+}

@@ -1,1 +1,352 @@
-//! placeholder
+//! Lightspeed Retail X-Series client (reqwest + rustls), implementing
+//! [`els_core::LightspeedApi`].
+//!
+//! * Base URL: `https://{domain_prefix}.retail.lightspeed.app`, configurable as a template so
+//!   the sandbox can stand in.
+//! * 429 carries `Retry-After` as an HTTP date; it becomes a delay.
+//! * A sale POST whose answer never arrives (timeout, dropped connection) is
+//!   [`ApiError::OutcomeUnknown`]: the sale may exist, and the poster searches before
+//!   posting again.
+
+use els_core::decimal::opt_decimal;
+use els_core::lightspeed::{LsProduct, LsTax, PostedSale, SaleDraft, SaleSetup};
+use els_core::{ApiError, Connection, LightspeedApi};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use std::time::{Duration, SystemTime};
+
+/// The production URL template; `{domain_prefix}` is replaced per connection.
+pub const DEFAULT_URL_TEMPLATE: &str = "https://{domain_prefix}.retail.lightspeed.app";
+
+#[derive(Clone, Debug)]
+pub struct LightspeedClient {
+    http: reqwest::Client,
+    url_template: String,
+}
+
+/// Parses `Retry-After`: an HTTP date (Lightspeed) or, defensively, seconds.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    // A date in the past still means "not before now": retry promptly, not at once.
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO).max(Duration::from_secs(1)))
+}
+
+fn error_detail(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            let parts: Vec<String> = ["error", "message", "details"]
+                .iter()
+                .filter_map(|k| v.get(*k))
+                .map(|x| match x {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect();
+            (!parts.is_empty()).then(|| parts.join(": "))
+        })
+        .unwrap_or_else(|| body.chars().take(300).collect())
+}
+
+/// Maps a non-2xx Lightspeed answer.
+pub fn status_error(status: u16, retry_after: Option<&str>, body: &str) -> ApiError {
+    let detail = error_detail(body);
+    match status {
+        429 => ApiError::RateLimited {
+            retry_after: retry_after.and_then(|v| parse_retry_after(v, SystemTime::now())),
+        },
+        401 | 403 => ApiError::Unauthorized { status, detail },
+        404 => ApiError::NotFound { detail },
+        s if s >= 500 => ApiError::Unavailable {
+            detail: format!("HTTP {s}: {detail}"),
+        },
+        _ => ApiError::Rejected { status, detail },
+    }
+}
+
+#[derive(Deserialize)]
+struct DataList<T> {
+    #[serde(default = "Vec::new")]
+    data: Vec<T>,
+    #[serde(default)]
+    version: Option<VersionRange>,
+}
+
+#[derive(Deserialize)]
+struct DataOne<T> {
+    data: T,
+}
+
+#[derive(Deserialize)]
+struct VersionRange {
+    max: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct RawSale {
+    id: String,
+    #[serde(default)]
+    invoice_number: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default, deserialize_with = "opt_decimal")]
+    total_price: Option<Decimal>,
+    #[serde(default, deserialize_with = "opt_decimal")]
+    total_tax: Option<Decimal>,
+}
+
+impl From<RawSale> for PostedSale {
+    fn from(r: RawSale) -> Self {
+        let total = match (r.total_price, r.total_tax) {
+            (Some(p), Some(t)) => Some(p + t),
+            _ => None,
+        };
+        PostedSale {
+            id: r.id,
+            invoice_number: r.invoice_number,
+            status: r.status,
+            total,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RegisterSaleEnvelope {
+    register_sale: RawSale,
+}
+
+#[derive(Deserialize)]
+struct RawRetailer {
+    no_tax_group_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawTax {
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    rates: Vec<RawRate>,
+    #[serde(default, deserialize_with = "opt_decimal")]
+    rate: Option<Decimal>,
+}
+
+#[derive(Deserialize)]
+struct RawRate {
+    #[serde(default, deserialize_with = "opt_decimal")]
+    rate: Option<Decimal>,
+}
+
+impl LightspeedClient {
+    pub fn new(url_template: impl Into<String>, timeout: Duration) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(3).min(timeout))
+            .user_agent(concat!("ecwid-lightspeed-sync/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self::with_http(http, url_template))
+    }
+
+    pub fn with_http(http: reqwest::Client, url_template: impl Into<String>) -> Self {
+        Self {
+            http,
+            url_template: url_template.into().trim_end_matches('/').to_string(),
+        }
+    }
+
+    /// The retailer's API root for a connection.
+    pub fn base_url(&self, conn: &Connection) -> String {
+        self.url_template.replace("{domain_prefix}", &conn.lightspeed.domain_prefix)
+    }
+
+    async fn read<T: serde::de::DeserializeOwned>(resp: reqwest::Response, what: &str) -> Result<T, ApiError> {
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = resp.text().await.map_err(|e| ApiError::Unavailable {
+            detail: format!("{what}: reading the body failed: {}", if e.is_timeout() { "timed out" } else { "connection failed" }),
+        })?;
+        if !(200..300).contains(&status) {
+            return Err(status_error(status, retry_after.as_deref(), &body));
+        }
+        serde_json::from_str(&body).map_err(|e| ApiError::Decode {
+            detail: format!("{what}: {e}"),
+        })
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        conn: &Connection,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, ApiError> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base_url(conn)))
+            .query(query)
+            .bearer_auth(conn.lightspeed.access_token.expose())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| ApiError::Unavailable {
+                detail: format!("GET {path}: {}", if e.is_timeout() { "timed out" } else { "connection failed" }),
+            })?;
+        Self::read(resp, path).await
+    }
+
+    /// Reads every page of a version-paginated 2.0 list.
+    async fn list_all<T: serde::de::DeserializeOwned>(&self, conn: &Connection, path: &str) -> Result<Vec<T>, ApiError> {
+        let mut out = Vec::new();
+        let mut after: i64 = 0;
+        // A bound that no real list reaches, so a misbehaving server cannot loop us forever.
+        for _ in 0..10_000 {
+            let page: DataList<T> = self
+                .get(conn, path, &[("after", after.to_string()), ("page_size", "500".into())])
+                .await?;
+            if page.data.is_empty() {
+                break;
+            }
+            out.extend(page.data);
+            match page.version.and_then(|v| v.max) {
+                Some(max) if max > after => after = max,
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl LightspeedApi for LightspeedClient {
+    async fn post_sale(&self, conn: &Connection, sale: &SaleDraft) -> Result<PostedSale, ApiError> {
+        let resp = self
+            .http
+            .post(format!("{}/api/register_sales", self.base_url(conn)))
+            .bearer_auth(conn.lightspeed.access_token.expose())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .json(sale)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_connect() {
+                    // Nothing was sent.
+                    ApiError::Unavailable {
+                        detail: "POST /api/register_sales: could not connect".into(),
+                    }
+                } else {
+                    ApiError::OutcomeUnknown {
+                        detail: format!(
+                            "POST /api/register_sales: {}",
+                            if e.is_timeout() { "timed out" } else { "connection dropped" }
+                        ),
+                    }
+                }
+            })?;
+        let envelope: RegisterSaleEnvelope = Self::read(resp, "POST /api/register_sales")
+            .await
+            .map_err(|e| match e {
+                // A 2xx we could not read, or a body cut off: the sale may exist.
+                ApiError::Decode { detail } | ApiError::Unavailable { detail } => ApiError::OutcomeUnknown { detail },
+                other => other,
+            })?;
+        Ok(envelope.register_sale.into())
+    }
+
+    async fn find_sales_by_invoice(&self, conn: &Connection, invoice_number: &str) -> Result<Vec<PostedSale>, ApiError> {
+        let page: DataList<RawSale> = self
+            .get(
+                conn,
+                "/api/2.0/search",
+                &[("type", "sales".into()), ("invoice_number", invoice_number.to_string())],
+            )
+            .await?;
+        // Re-check: a search may match loosely.
+        Ok(page
+            .data
+            .into_iter()
+            .filter(|s| s.invoice_number.as_deref() == Some(invoice_number))
+            .map(PostedSale::from)
+            .collect())
+    }
+
+    async fn find_products_by_sku(&self, conn: &Connection, sku: &str) -> Result<Vec<LsProduct>, ApiError> {
+        // Lightspeed's search wants the SKU in lower case; the caller re-checks the matches.
+        let page: DataList<LsProduct> = self
+            .get(
+                conn,
+                "/api/2.0/search",
+                &[("type", "products".into()), ("sku", sku.trim().to_lowercase())],
+            )
+            .await?;
+        Ok(page.data)
+    }
+
+    async fn sale_setup(&self, conn: &Connection) -> Result<SaleSetup, ApiError> {
+        let retailer: DataOne<RawRetailer> = self.get(conn, "/api/2.0/retailer", &[]).await?;
+        let no_tax_group_id = retailer.data.no_tax_group_id.ok_or_else(|| ApiError::Decode {
+            detail: "retailer has no no_tax_group_id".into(),
+        })?;
+        let raw: Vec<RawTax> = self.list_all(conn, "/api/2.0/taxes").await?;
+        let taxes = raw
+            .into_iter()
+            .map(|t| {
+                // A tax group's rate is the sum of its component rates.
+                let rate = if t.rates.is_empty() {
+                    t.rate.unwrap_or_default()
+                } else {
+                    t.rates.iter().filter_map(|r| r.rate).sum()
+                };
+                LsTax {
+                    name: t.name.unwrap_or_default(),
+                    id: t.id,
+                    rate,
+                }
+            })
+            .collect();
+        Ok(SaleSetup { no_tax_group_id, taxes })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_an_http_date_or_seconds() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(42));
+        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(42)));
+        assert_eq!(parse_retry_after("5", now), Some(Duration::from_secs(5)));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(42));
+        assert_eq!(parse_retry_after(&past, now), Some(Duration::from_secs(1)));
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn lightspeed_errors_keep_their_message() {
+        let e = status_error(400, None, r#"{"error":"Bad Request","details":"tax_id is required"}"#);
+        assert!(matches!(e, ApiError::Rejected { status: 400, detail } if detail.contains("tax_id is required")));
+        let e = status_error(
+            429,
+            Some(&httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30))),
+            r#"{"error":"Too Many Requests","message":"Rate limiting enforced"}"#,
+        );
+        assert!(matches!(e, ApiError::RateLimited { retry_after: Some(d) } if d.as_secs() >= 28));
+    }
+
+    #[test]
+    fn sale_responses_with_string_numbers_parse() {
+        let env: RegisterSaleEnvelope = serde_json::from_str(
+            r#"{"register_sale":{"id":"s1","invoice_number":"ECWID-1-A","status":"CLOSED","total_price":"9.09000","total_tax":0.91}}"#,
+        )
+        .unwrap();
+        let sale = PostedSale::from(env.register_sale);
+        assert_eq!(sale.total, Some(Decimal::new(1000, 2)));
+    }
+}
