@@ -1,1 +1,6 @@
-//! test support
+//! Support for the cross-crate scenarios in `tests/tests/`: the embedded app wired to the
+//! sandbox (`harness`), and the contract suites every state/queue adapter must pass.
+
+pub mod contract;
+pub mod harness;
+pub mod moto;

@@ -1,1 +1,493 @@
-fn main() {}
+//! `els`: run ecwid-lightspeed-sync in one process, and operate it.
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use els_cli::embedded::{Embedded, WEBHOOK_PATH, WorkerOptions};
+use els_cli::ops;
+use els_cli::sandbox_setup::{lightspeed_url_template, sandbox_connection};
+use els_core::ingest::{IngestConfig, Ingestor};
+use els_core::ledger::{OrderKey, OrderState, ReasonCode};
+use els_core::poster::{PosterConfig, SalePoster};
+use els_core::{Connection, LightspeedAccount, Secret, Settings, StateStore, SystemClock};
+use els_ecwid::EcwidClient;
+use els_lightspeed::LightspeedClient;
+use els_sandbox::{OrderItemSpec, OrderSpec, Sandbox, SandboxConfig};
+use els_store_sqlite::SqliteStore;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "els", version, about = "Ecwid → Lightspeed Retail X-Series sync")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the webhook endpoint and the sale poster in one process on a SQLite file.
+    /// By default it runs against the built-in sandbox and needs no credentials.
+    Serve(ServeArgs),
+    /// Ledger counts by state, or one order's full history.
+    Status(StatusArgs),
+    /// Put a parked or skipped order (or all with one reason) back on the queue.
+    Replay(ReplayArgs),
+    /// Create or update the connection of one Ecwid store to a Lightspeed register.
+    Connect(ConnectArgs),
+    /// Benchmark the embedded mode against the sandbox: ingest throughput and latency.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Signed webhooks sent in the ingest phase.
+    #[arg(long, default_value_t = 20_000)]
+    webhooks: usize,
+    /// Concurrent connections of the load generator.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Orders timed from webhook to recorded sale.
+    #[arg(long, default_value_t = 500)]
+    orders: usize,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum BackendKind {
+    /// The embedded SQLite file (`--db`).
+    Sqlite,
+    /// DynamoDB + SQS (`--table`, `--queue-url`; endpoint and credentials from the AWS environment).
+    Aws,
+}
+
+#[derive(Args, Clone)]
+struct BackendArgs {
+    #[arg(long, value_enum, default_value = "sqlite", env = "ELS_BACKEND")]
+    backend: BackendKind,
+    /// SQLite file of the embedded mode.
+    #[arg(long, default_value = "els.sqlite", env = "ELS_DB")]
+    db: PathBuf,
+    /// DynamoDB table (aws backend).
+    #[arg(long, env = "TABLE_NAME")]
+    table: Option<String>,
+    /// SQS FIFO queue URL (aws backend).
+    #[arg(long, env = "QUEUE_URL")]
+    queue_url: Option<String>,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    backend: BackendArgs,
+    /// Where the webhook endpoint listens.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "ELS_LISTEN")]
+    listen: SocketAddr,
+    /// Talk to the real Ecwid and Lightspeed instead of the built-in sandbox.
+    #[arg(long, env = "ELS_LIVE")]
+    live: bool,
+    /// Sandbox port (0: any free port).
+    #[arg(long, default_value_t = 0, env = "ELS_SANDBOX_PORT")]
+    sandbox_port: u16,
+    /// Place demo orders in the sandbox, send their signed webhooks, and print the sales.
+    #[arg(long)]
+    demo: bool,
+    /// Stop after the demo (for scripts and CI).
+    #[arg(long, requires = "demo")]
+    exit_after_demo: bool,
+    /// The Ecwid app's client_secret, the key of webhook signatures (live mode).
+    #[arg(long, env = "ECWID_CLIENT_SECRET", hide_env_values = true)]
+    ecwid_client_secret: Option<String>,
+    #[arg(long, env = "ECWID_API_URL", default_value = els_ecwid::DEFAULT_API_URL)]
+    ecwid_api_url: String,
+    #[arg(long, env = "LIGHTSPEED_URL_TEMPLATE", default_value = els_lightspeed::DEFAULT_URL_TEMPLATE)]
+    lightspeed_url_template: String,
+    /// Timeout of each Ecwid / Lightspeed request, in milliseconds.
+    #[arg(long, env = "HTTP_TIMEOUT_MS", default_value_t = 10_000)]
+    http_timeout_ms: u64,
+    /// How long a claim on an order is exclusive, in seconds.
+    #[arg(long, env = "LEASE_SECONDS", default_value_t = 120)]
+    lease_seconds: u64,
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    backend: BackendArgs,
+    #[arg(long, env = "ELS_STORE_ID", default_value_t = 1003)]
+    store: u64,
+    /// Show one order's full history.
+    #[arg(long)]
+    order: Option<String>,
+    /// List the orders in this state.
+    #[arg(long)]
+    state: Option<String>,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    #[command(flatten)]
+    backend: BackendArgs,
+    #[arg(long, env = "ELS_STORE_ID", default_value_t = 1003)]
+    store: u64,
+    #[arg(long, conflicts_with = "reason", required_unless_present = "reason")]
+    order: Option<String>,
+    /// A reason code, e.g. UNKNOWN_SKU or POST_SALES_OFF: replay every order with it.
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+#[derive(Args)]
+struct ConnectArgs {
+    #[command(flatten)]
+    backend: BackendArgs,
+    #[arg(long)]
+    store: u64,
+    #[arg(long, env = "ECWID_TOKEN", hide_env_values = true)]
+    ecwid_token: String,
+    #[arg(long)]
+    domain_prefix: String,
+    #[arg(long, env = "LIGHTSPEED_TOKEN", hide_env_values = true)]
+    lightspeed_token: String,
+    #[arg(long)]
+    register_id: String,
+    #[arg(long)]
+    outlet_id: String,
+    #[arg(long)]
+    user_id: String,
+    #[arg(long)]
+    payment_type_id: String,
+    /// Turn "Post Ecwid Sales to Lightspeed Retail" on or off (default on).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    post_sales: bool,
+    /// Turn "Update Ecwid with inventory changes" on or off (default on).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    sync_inventory: bool,
+}
+
+/// The backend an operator command works on.
+enum Backend {
+    Sqlite(SqliteStore),
+    Aws(els_store_aws::DynamoStore, els_store_aws::SqsQueue),
+}
+
+async fn open_backend(args: &BackendArgs) -> anyhow::Result<Backend> {
+    match args.backend {
+        BackendKind::Sqlite => Ok(Backend::Sqlite(
+            SqliteStore::open(&args.db).with_context(|| format!("opening {}", args.db.display()))?,
+        )),
+        BackendKind::Aws => {
+            let table = args.table.clone().context("--table (or TABLE_NAME) is required with --backend aws")?;
+            let queue_url = args
+                .queue_url
+                .clone()
+                .context("--queue-url (or QUEUE_URL) is required with --backend aws")?;
+            let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            Ok(Backend::Aws(
+                els_store_aws::DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table),
+                els_store_aws::SqsQueue::new(aws_sdk_sqs::Client::new(&config), queue_url),
+            ))
+        }
+    }
+}
+
+/// Runs `$body` with `$store` and `$queue` bound to the chosen backend's adapters.
+macro_rules! with_backend {
+    ($backend:expr, |$store:ident, $queue:ident| $body:expr) => {
+        match $backend {
+            Backend::Sqlite(s) => {
+                let $store = &s;
+                let $queue = &s;
+                $body
+            }
+            Backend::Aws(s, q) => {
+                let $store = &s;
+                let $queue = &q;
+                $body
+            }
+        }
+    };
+}
+
+fn init_tracing(default_filter: &str) {
+    use tracing_subscriber::EnvFilter;
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)))
+        .with_writer(std::io::stderr)
+        .compact()
+        .init();
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // The benchmark and the demo print their own report; logs would drown it.
+    init_tracing(match cli.command {
+        Command::Bench(_) => "warn",
+        Command::Serve(ServeArgs { demo: true, .. }) => "warn",
+        _ => "info,hyper=warn,reqwest=warn",
+    });
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Status(args) => status(args).await,
+        Command::Replay(args) => replay(args).await,
+        Command::Connect(args) => connect(args).await,
+        Command::Bench(args) => {
+            let dir = std::env::temp_dir().join(format!("els-bench-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&dir)?;
+            let report = els_cli::bench::run(
+                &dir,
+                els_cli::bench::BenchOptions {
+                    webhooks: args.webhooks,
+                    concurrency: args.concurrency,
+                    orders: args.orders,
+                },
+            )
+            .await;
+            let _ = std::fs::remove_dir_all(&dir);
+            report?.print();
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if args.backend.backend != BackendKind::Sqlite {
+        bail!("serve runs the embedded mode on SQLite; deploy the Lambda functions for DynamoDB/SQS");
+    }
+    let store = SqliteStore::open(&args.backend.db).with_context(|| format!("opening {}", args.backend.db.display()))?;
+    let timeout = Duration::from_millis(args.http_timeout_ms);
+
+    let (sandbox, client_secret, ecwid_url, ls_template) = if args.live {
+        let secret = args
+            .ecwid_client_secret
+            .clone()
+            .context("live mode needs ECWID_CLIENT_SECRET (the Ecwid app's client_secret)")?;
+        (None, secret, args.ecwid_api_url.clone(), args.lightspeed_url_template.clone())
+    } else {
+        let sandbox = Sandbox::start_on(SandboxConfig::default(), SocketAddr::from(([127, 0, 0, 1], args.sandbox_port)))
+            .await
+            .context("starting the sandbox")?;
+        ops::upsert_connection(&store, sandbox_connection(&sandbox)).await?;
+        let secret = sandbox.config().webhook_client_secret.clone();
+        let (e, l) = (sandbox.ecwid_api_url(), lightspeed_url_template(&sandbox));
+        (Some(sandbox), secret, e, l)
+    };
+
+    let ingestor = Ingestor::new(store.clone(), store.clone(), IngestConfig::new(Secret::new(client_secret)));
+    let poster = SalePoster::new(
+        store.clone(),
+        EcwidClient::new(ecwid_url.clone(), timeout)?,
+        LightspeedClient::new(ls_template.clone(), timeout)?,
+        SystemClock,
+        PosterConfig {
+            lease: Duration::from_secs(args.lease_seconds),
+            ..PosterConfig::default()
+        },
+    );
+    let app = Embedded::new(ingestor, poster, store.clone(), WorkerOptions::default());
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let webhook_url = format!("http://{}{WEBHOOK_PATH}", listener.local_addr()?);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let server = {
+        let router = app.router();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await
+        })
+    };
+    let worker = tokio::spawn(app.clone().run_worker(stop_rx));
+
+    println!("ecwid-lightspeed-sync (embedded)");
+    println!("  webhook endpoint   POST {webhook_url}");
+    println!("  state and queue    {}", args.backend.db.display());
+    println!("  Ecwid API          {ecwid_url}");
+    println!("  Lightspeed API     {ls_template}");
+    if sandbox.is_some() {
+        println!("  mode               sandbox (built-in fake Ecwid store 1003 and Lightspeed retailer)");
+    }
+
+    let mut demo_result = Ok(());
+    if args.demo {
+        let sandbox = sandbox.as_ref().context("--demo needs the sandbox (drop --live)")?;
+        demo_result = els_cli_demo::run(sandbox, &store, &webhook_url).await;
+    }
+    if !args.exit_after_demo {
+        println!("\nListening. Ctrl-C to stop.");
+        tokio::signal::ctrl_c().await?;
+    }
+    let _ = stop_tx.send(true);
+    let _ = worker.await;
+    let _ = server.await;
+    demo_result
+}
+
+use tokio::sync::watch;
+
+/// The visible demo: one order paid at checkout, one paid later.
+mod els_cli_demo {
+    use super::*;
+
+    async fn wait_for_state(store: &SqliteStore, key: &OrderKey, want: OrderState) -> anyhow::Result<els_core::LedgerEntry> {
+        for _ in 0..200 {
+            if let Some(e) = store.load_order(key).await?
+                && e.state == want
+            {
+                return Ok(e);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("order {key} did not reach {want} within 10 s")
+    }
+
+    fn print_sale(sandbox: &Sandbox, invoice: &str) -> anyhow::Result<()> {
+        let sales: Vec<_> = sandbox
+            .sales()
+            .into_iter()
+            .filter(|s| s["invoice_number"].as_str() == Some(invoice))
+            .collect();
+        let [sale] = sales.as_slice() else {
+            bail!("expected exactly one Lightspeed sale with invoice {invoice}, found {}", sales.len());
+        };
+        println!("  Lightspeed sale {} ({}), invoice {}", sale["id"].as_str().unwrap_or("?"), sale["status"].as_str().unwrap_or("?"), invoice);
+        for line in sale["register_sale_products"].as_array().into_iter().flatten() {
+            println!(
+                "    {:>3} x {:<38} price {:>8} + tax {:>6}",
+                line["quantity"], line["product_id"].as_str().unwrap_or("?"), line["price"], line["tax"]
+            );
+        }
+        println!("    total_price {}  total_tax {}", sale["total_price"], sale["total_tax"]);
+        for p in sale["register_sale_payments"].as_array().into_iter().flatten() {
+            println!("    payment {}", p["amount"]);
+        }
+        Ok(())
+    }
+
+    pub async fn run(sandbox: &Sandbox, store: &SqliteStore, webhook_url: &str) -> anyhow::Result<()> {
+        let store_id = sandbox.config().ecwid_store_id;
+        println!("\n== Demo 1: an order paid at checkout ==");
+        let order_id = sandbox.place_order(OrderSpec {
+            items: vec![OrderItemSpec::new("TSHIRT-M", 2), OrderItemSpec::new("MUG-001", 1)],
+            email: "jane@example.com".into(),
+            first_name: "Jane".into(),
+            last_name: "Doe".into(),
+            ..OrderSpec::default()
+        });
+        let order = sandbox.ecwid_order(&order_id).context("the sandbox lost the order")?;
+        println!("  Ecwid order {order_id}: total {}, paymentStatus {}", order["total"], order["paymentStatus"]);
+        let hook = sandbox.order_webhook("order.created", &order_id, None, "PAID");
+        let status = sandbox.deliver(webhook_url, &hook).await?;
+        println!("  signed webhook order.created delivered: HTTP {status}");
+        let key = OrderKey::new(store_id, order_id.clone());
+        let entry = wait_for_state(store, &key, OrderState::Posted).await?;
+        print_sale(sandbox, &entry.invoice_number)?;
+        println!("  ledger:\n{}", indent(&ops::describe(&entry)));
+
+        println!("== Demo 2: an order awaiting payment, paid later ==");
+        let order_id = sandbox.place_order(OrderSpec {
+            items: vec![OrderItemSpec::new("123123", 1)],
+            payment_status: "AWAITING_PAYMENT".into(),
+            prices_include_tax: true,
+            ..OrderSpec::default()
+        });
+        let key = OrderKey::new(store_id, order_id.clone());
+        let hook = sandbox.order_webhook("order.created", &order_id, None, "AWAITING_PAYMENT");
+        let status = sandbox.deliver(webhook_url, &hook).await?;
+        println!("  order {order_id} created AWAITING_PAYMENT: webhook HTTP {status}; not posted (rule O2)");
+        sandbox.set_payment_status(&order_id, "PAID")?;
+        let hook = sandbox.order_webhook("order.updated", &order_id, Some("AWAITING_PAYMENT"), "PAID");
+        let status = sandbox.deliver(webhook_url, &hook).await?;
+        println!("  order {order_id} marked PAID: webhook HTTP {status}");
+        let entry = wait_for_state(store, &key, OrderState::Posted).await?;
+        print_sale(sandbox, &entry.invoice_number)?;
+
+        let counts = ops::counts_by_state(store, store_id).await?;
+        println!("\nLedger of store {store_id}: {counts:?}");
+        println!("Ecwid order writes by the connector: {} (rule O4)", sandbox.counters().ecwid_order_writes);
+        Ok(())
+    }
+
+    fn indent(s: &str) -> String {
+        s.lines().map(|l| format!("    {l}\n")).collect()
+    }
+}
+
+async fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let backend = open_backend(&args.backend).await?;
+    with_backend!(backend, |store, _queue| {
+        if let Some(order) = &args.order {
+            match store.load_order(&OrderKey::new(args.store, order.clone())).await? {
+                Some(e) => print!("{}", ops::describe(&e)),
+                None => bail!("order {order} of store {} is not in the ledger", args.store),
+            }
+        } else {
+            let counts = ops::counts_by_state(store, args.store).await?;
+            println!("store {}", args.store);
+            for (state, n) in &counts {
+                println!("  {state:<8} {n}");
+            }
+            if let Some(state) = &args.state {
+                let st = OrderState::parse(state).with_context(|| format!("unknown state {state}"))?;
+                for e in store.list_orders(args.store, Some(st), usize::MAX).await? {
+                    let why = e.reason.as_ref().map(|r| r.to_string()).unwrap_or_default();
+                    println!("  {:<12} {:<8} {}", e.key.order_id, e.state, why);
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
+    let backend = open_backend(&args.backend).await?;
+    let now = chrono::Utc::now();
+    with_backend!(backend, |store, queue| {
+        if let Some(order) = &args.order {
+            let key = OrderKey::new(args.store, order.clone());
+            let result = ops::replay_order(store, queue, &key, now).await?;
+            println!("{key}: {result:?}");
+        } else if let Some(reason) = &args.reason {
+            let code = ReasonCode::parse(reason).with_context(|| format!("unknown reason code {reason}"))?;
+            let keys = ops::replay_parked(store, queue, args.store, code, now).await?;
+            println!("requeued {} order(s) with reason {code}", keys.len());
+            for k in keys {
+                println!("  {k}");
+            }
+        }
+        Ok(())
+    })
+}
+
+async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
+    let backend = open_backend(&args.backend).await?;
+    let conn = Connection {
+        store_id: args.store,
+        ecwid_token: Secret::new(args.ecwid_token),
+        lightspeed: LightspeedAccount {
+            domain_prefix: args.domain_prefix,
+            access_token: Secret::new(args.lightspeed_token),
+            refresh_token: None,
+            expires_at: None,
+        },
+        register_id: args.register_id,
+        outlet_id: args.outlet_id,
+        user_id: args.user_id,
+        payment_type_id: args.payment_type_id,
+        shipping_product_id: None,
+        discount_product_id: None,
+        settings: Settings {
+            post_sales: args.post_sales,
+            sync_inventory: args.sync_inventory,
+        },
+        version: 0,
+    };
+    let saved = with_backend!(backend, |store, _queue| ops::upsert_connection(store, conn).await?);
+    println!("connection of store {} saved (version {})", saved.store_id, saved.version);
+    Ok(())
+}
+

@@ -215,9 +215,9 @@ mod tests {
     }
 
     #[test]
-    fn dedup_id_is_store_and_order() {
+    fn dedup_id_is_store_order_and_event() {
         let m = OrderMessage::from_webhook(7, "A1", "e");
-        assert_eq!(m.dedup_id, "7:A1");
+        assert_eq!(m.dedup_id, "7:A1:e");
         assert_eq!(m.group_id(), "7");
     }
 }

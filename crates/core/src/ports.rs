@@ -81,8 +81,10 @@ pub struct OrderMessage {
     pub order_id: String,
     #[serde(default)]
     pub event_id: Option<String>,
-    /// FIFO deduplication id: `store:order` for webhooks, so repeated deliveries collapse;
-    /// unique for an operator's replay.
+    /// FIFO deduplication id: `store:order:eventId` for webhooks, so Ecwid's repeated
+    /// deliveries of one event collapse, while a *new* event for the same order (say the
+    /// PAID update after an unpaid fetch) is never swallowed by the 5-minute window. The
+    /// ledger, not the queue, is what guarantees one sale per order. Unique for a replay.
     pub dedup_id: String,
 }
 
@@ -93,11 +95,12 @@ impl OrderMessage {
         event_id: impl Into<String>,
     ) -> Self {
         let order_id = order_id.into();
+        let event_id = event_id.into();
         Self {
-            dedup_id: format!("{store_id}:{order_id}"),
+            dedup_id: format!("{store_id}:{order_id}:{event_id}"),
             store_id,
             order_id,
-            event_id: Some(event_id.into()),
+            event_id: Some(event_id),
         }
     }
 

@@ -1,1 +1,16 @@
-//! functions
+//! The AWS Lambda functions of ecwid-lightspeed-sync.
+//!
+//! Each binary in `src/bin/` reads its [`config`], builds its clients once, and hands one of
+//! the handlers below to the Lambda runtime. The handlers are generic over the core's ports,
+//! so tests run them against SQLite and the sandbox, without AWS.
+//!
+//! * [`ingest::handle_webhook_request`]: Ecwid webhook (HTTP API / Function URL) to the queue.
+//! * [`poster::post_sqs_batch`]: SQS batch to Lightspeed sales, with partial batch failures.
+
+pub mod config;
+pub mod ingest;
+pub mod poster;
+pub mod telemetry;
+
+#[cfg(test)]
+mod testing;

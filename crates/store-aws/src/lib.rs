@@ -1,1 +1,11 @@
-//! placeholder
+//! The serverless adapters: [`DynamoStore`] (state, DynamoDB single table) and [`SqsQueue`]
+//! (work, SQS FIFO with a dead-letter queue).
+//!
+//! Both are built from clients or an [`aws_config::SdkConfig`] that the binary loads once;
+//! nothing here reads the environment or sets global state.
+
+mod dynamo;
+mod sqs;
+
+pub use dynamo::DynamoStore;
+pub use sqs::SqsQueue;

@@ -1,1 +1,29 @@
-fn main() {}
+//! Lambda `webhook-ingest`: Ecwid webhooks in (HTTP API or Function URL), order messages out.
+
+use anyhow::Context as _;
+use els_core::ingest::Ingestor;
+use els_functions::config::{WebhookIngestConfig, load_aws_config};
+use els_functions::{ingest::handle_webhook_request, telemetry};
+use els_store_aws::{DynamoStore, SqsQueue};
+use std::convert::Infallible;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init();
+    let config = WebhookIngestConfig::from_env()
+        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))
+        .context("webhook-ingest configuration")?;
+    let aws = load_aws_config(config.aws_operation_timeout).await;
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&aws),
+        config.table_name.clone(),
+    );
+    let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&aws), config.queue_url.clone());
+    let ingestor = Ingestor::new(store, queue, config.ingest_config());
+
+    lambda_http::run(lambda_http::service_fn(|request| async {
+        Ok::<_, Infallible>(handle_webhook_request(&ingestor, request).await)
+    }))
+    .await
+    .map_err(anyhow::Error::msg)
+}

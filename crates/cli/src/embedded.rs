@@ -1,0 +1,153 @@
+//! One process, the same handlers: webhook endpoint → queue → sale poster.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use els_core::ingest::Ingestor;
+use els_core::poster::{PostOutcome, SalePoster};
+use els_core::{Clock, Delivery, EcwidApi, LightspeedApi, StateStore, WorkQueue};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use tracing::Instrument;
+
+/// The path Ecwid posts webhooks to (the same path the SAM template routes).
+pub const WEBHOOK_PATH: &str = "/webhooks/ecwid";
+
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Messages taken per receive.
+    pub batch: usize,
+    /// How long a received message stays hidden; longer than the poster's lease.
+    pub visibility: Duration,
+    /// How often an idle worker looks at the queue when nothing woke it.
+    pub idle_poll: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        Self {
+            batch: 10,
+            visibility: Duration::from_secs(150),
+            idle_poll: Duration::from_millis(250),
+        }
+    }
+}
+
+/// The embedded app: the webhook endpoint and the worker, sharing one store and queue.
+pub struct Embedded<S, Q, E, L, C> {
+    ingestor: Ingestor<S, Q>,
+    poster: SalePoster<S, E, L, C>,
+    queue: Q,
+    /// Rung after a webhook is queued, so the worker starts at once instead of polling.
+    wake: Notify,
+    options: WorkerOptions,
+}
+
+impl<S, Q, E, L, C> Embedded<S, Q, E, L, C>
+where
+    S: StateStore + 'static,
+    Q: WorkQueue + 'static,
+    E: EcwidApi + 'static,
+    L: LightspeedApi + 'static,
+    C: Clock + 'static,
+{
+    pub fn new(ingestor: Ingestor<S, Q>, poster: SalePoster<S, E, L, C>, queue: Q, options: WorkerOptions) -> Arc<Self> {
+        Arc::new(Self {
+            ingestor,
+            poster,
+            queue,
+            wake: Notify::new(),
+            options,
+        })
+    }
+
+    pub fn poster(&self) -> &SalePoster<S, E, L, C> {
+        &self.poster
+    }
+
+    /// The HTTP routes: `POST /webhooks/ecwid` and `GET /healthz`.
+    pub fn router(self: &Arc<Self>) -> Router {
+        // Our own size check answers 413; axum's limit only stops absurd bodies first.
+        let hard_limit = self.ingestor.max_body_bytes().saturating_mul(4).max(1 << 20);
+        Router::new()
+            .route(WEBHOOK_PATH, post(webhook::<S, Q, E, L, C>))
+            .route("/healthz", get(|| async { "ok" }))
+            .layer(axum::extract::DefaultBodyLimit::max(hard_limit))
+            .with_state(self.clone())
+    }
+
+    /// Drains the queue until `shutdown` turns true.
+    pub async fn run_worker(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            match self.queue.receive(self.options.batch, self.options.visibility).await {
+                Ok(deliveries) if !deliveries.is_empty() => {
+                    for d in deliveries {
+                        // The poster logs each outcome; the worker only settles the message.
+                        let _ = self.settle(d).await;
+                    }
+                }
+                Ok(_) => {
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(self.options.idle_poll) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "receiving from the work queue failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Works one delivery and settles it: ack once the outcome is recorded, otherwise hide
+    /// it until the retry is due (invariant 4: nothing is acked before its outcome).
+    pub async fn settle(&self, d: Delivery) -> Result<PostOutcome, els_core::poster::RetryLater> {
+        let span = tracing::info_span!("order", store_id = d.message.store_id, order_id = %d.message.order_id, receive_count = d.receive_count);
+        let result = self.poster.post_paid_order(&d.message).instrument(span).await;
+        let settled = match &result {
+            Ok(_) => self.queue.ack(&d.receipt).await,
+            Err(retry) => self.queue.retry_after(&d.receipt, retry.delay).await,
+        };
+        if let Err(e) = settled {
+            // The message reappears after its visibility timeout; the ledger makes that safe.
+            tracing::error!(order_id = %d.message.order_id, error = %e, "could not settle the queue message");
+        }
+        result
+    }
+}
+
+async fn webhook<S, Q, E, L, C>(
+    State(app): State<Arc<Embedded<S, Q, E, L, C>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse
+where
+    S: StateStore + 'static,
+    Q: WorkQueue + 'static,
+    E: EcwidApi + 'static,
+    L: LightspeedApi + 'static,
+    C: Clock + 'static,
+{
+    let signature = headers
+        .get(els_core::webhook::SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok());
+    let response = app.ingestor.handle_webhook(&body, signature).await;
+    if response.outcome == "queued" {
+        app.wake.notify_one();
+    }
+    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        response.body(),
+    )
+}

@@ -1,0 +1,10 @@
+//! The embedded deployment and the operator CLI of ecwid-lightspeed-sync.
+//!
+//! [`embedded`] runs the same core services as the Lambda functions in one process: an axum
+//! endpoint takes Ecwid webhooks, and a worker loop drains the queue into the sale poster.
+//! State and queue live in one SQLite file.
+
+pub mod bench;
+pub mod embedded;
+pub mod ops;
+pub mod sandbox_setup;

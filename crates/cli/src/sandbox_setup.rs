@@ -1,0 +1,34 @@
+//! Wiring the embedded app to the built-in sandbox: no AWS account, no shop credentials.
+
+use els_core::{Connection, LightspeedAccount, Secret, Settings};
+use els_sandbox::Sandbox;
+
+/// The URL template for the sandbox's Lightspeed: like the real
+/// `https://{domain_prefix}.retail.lightspeed.app`, with the prefix in the path.
+pub fn lightspeed_url_template(sandbox: &Sandbox) -> String {
+    format!("{}/lightspeed/{{domain_prefix}}", sandbox.base_url())
+}
+
+/// The connection of the sandbox's demo store to its "Web Store Register".
+pub fn sandbox_connection(sandbox: &Sandbox) -> Connection {
+    let cfg = sandbox.config();
+    let ids = sandbox.ids();
+    Connection {
+        store_id: cfg.ecwid_store_id,
+        ecwid_token: Secret::new(cfg.ecwid_token.clone()),
+        lightspeed: LightspeedAccount {
+            domain_prefix: cfg.ls_domain_prefix.clone(),
+            access_token: Secret::new(cfg.ls_token.clone()),
+            refresh_token: None,
+            expires_at: None,
+        },
+        register_id: ids.register_id.clone(),
+        outlet_id: ids.outlet_id.clone(),
+        user_id: ids.user_id.clone(),
+        payment_type_id: ids.payment_type_id.clone(),
+        shipping_product_id: Some(ids.shipping_product_id.clone()),
+        discount_product_id: Some(ids.discount_product_id.clone()),
+        settings: Settings::default(),
+        version: 0,
+    }
+}

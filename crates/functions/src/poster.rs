@@ -1,0 +1,379 @@
+//! `sale-poster`: the SQS edge of [`els_core::poster::SalePoster`].
+//!
+//! The event source mapping uses `ReportBatchItemFailures`: a record listed in
+//! `batchItemFailures` stays in the queue, every other record is deleted by Lambda. So a
+//! record is left out of the list only once the core says its outcome is recorded.
+//!
+//! * `Ok(_)` from the core: done, Lambda deletes the message.
+//! * `Err(RetryLater)`: the message's visibility is set to the delay (a 429's `Retry-After`
+//!   is honoured that way) and the record is reported as failed.
+//! * A body that is not an [`OrderMessage`]: logged and reported as failed with visibility 0,
+//!   so it reaches the DLQ after `maxReceiveCount` quick receives instead of holding up its
+//!   store's FIFO group for several visibility timeouts.
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use els_core::poster::{PostOutcome, SalePoster};
+use els_core::{Clock, EcwidApi, LightspeedApi, OrderMessage, StateStore, WorkQueue};
+use std::time::Duration;
+use thiserror::Error;
+use tracing::Instrument as _;
+
+/// A batch the handler cannot answer record by record. Returning it fails the whole
+/// invocation, so Lambda redelivers every record of the batch: nothing is dropped.
+#[derive(Debug, Error)]
+pub enum BatchError {
+    #[error("SQS record {index} of the batch has no messageId, so it cannot be reported")]
+    MissingMessageId { index: usize },
+}
+
+impl From<BatchError> for lambda_runtime::Diagnostic {
+    fn from(e: BatchError) -> Self {
+        let error_type = match e {
+            BatchError::MissingMessageId { .. } => "MissingMessageId",
+        };
+        lambda_runtime::Diagnostic {
+            error_type: error_type.into(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
+/// Posts every record of the batch, one after the other, and lists the ones to redeliver.
+pub async fn post_sqs_batch<S, E, L, C, Q>(
+    poster: &SalePoster<S, E, L, C>,
+    queue: &Q,
+    event: SqsEvent,
+) -> Result<SqsBatchResponse, BatchError>
+where
+    S: StateStore,
+    E: EcwidApi,
+    L: LightspeedApi,
+    C: Clock,
+    Q: WorkQueue,
+{
+    // Checked before any work: a failure entry without an id would make Lambda fail the whole
+    // batch anyway, after some records were already settled.
+    if let Some(index) = event
+        .records
+        .iter()
+        .position(|r| r.message_id.as_deref().is_none_or(str::is_empty))
+    {
+        tracing::error!(index, "SQS record without messageId; failing the batch");
+        return Err(BatchError::MissingMessageId { index });
+    }
+
+    let mut response = SqsBatchResponse::default();
+    for record in &event.records {
+        let message_id = record.message_id.clone().unwrap_or_default();
+        let span = tracing::info_span!(
+            "sqs_record",
+            message_id = %message_id,
+            receive_count = record.attributes.get("ApproximateReceiveCount").map(String::as_str),
+        );
+        let settled = post_record(poster, queue, record).instrument(span).await;
+        if !settled {
+            response.add_failure(message_id);
+        }
+    }
+    Ok(response)
+}
+
+/// Handles one record; `true` when its outcome is recorded and Lambda may delete it.
+async fn post_record<S, E, L, C, Q>(
+    poster: &SalePoster<S, E, L, C>,
+    queue: &Q,
+    record: &SqsMessage,
+) -> bool
+where
+    S: StateStore,
+    E: EcwidApi,
+    L: LightspeedApi,
+    C: Clock,
+    Q: WorkQueue,
+{
+    let body = record.body.as_deref().unwrap_or_default();
+    let message: OrderMessage = match serde_json::from_str(body) {
+        Ok(m) => m,
+        Err(e) => {
+            // The body is ours (ingest or replay), so this is a bug or a foreign producer.
+            // Its content is not logged: it may hold anything.
+            tracing::error!(error = %e, body_bytes = body.len(), "SQS body is not an order message; it goes to the DLQ after maxReceiveCount receives");
+            delay_redelivery(queue, record, Duration::ZERO).await;
+            return false;
+        }
+    };
+    let span =
+        tracing::info_span!("order", store_id = message.store_id, order_id = %message.order_id);
+    async {
+        match poster.post_paid_order(&message).await {
+            Ok(outcome) => {
+                log_outcome(&outcome);
+                true
+            }
+            Err(retry) => {
+                tracing::warn!(delay_ms = retry.delay.as_millis() as u64, reason = %retry.reason, "order will be redelivered");
+                delay_redelivery(queue, record, retry.delay).await;
+                false
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Sets when the record comes back. If that fails, the record still comes back, only after
+/// the queue's visibility timeout instead.
+async fn delay_redelivery<Q: WorkQueue>(queue: &Q, record: &SqsMessage, delay: Duration) {
+    let Some(receipt) = record.receipt_handle.as_deref().filter(|r| !r.is_empty()) else {
+        tracing::warn!("SQS record without receiptHandle; it returns after the visibility timeout");
+        return;
+    };
+    if let Err(e) = queue.retry_after(receipt, delay).await {
+        tracing::warn!(error = %e, delay_ms = delay.as_millis() as u64, "could not change the message visibility; it returns after the visibility timeout");
+    }
+}
+
+fn log_outcome(outcome: &PostOutcome) {
+    // The core logs the details of each outcome; this line ties it to the SQS record.
+    let kind = match outcome {
+        PostOutcome::Posted { .. } => "posted",
+        PostOutcome::Adopted { .. } => "adopted",
+        PostOutcome::AlreadyPosted { .. } => "already_posted",
+        PostOutcome::Skipped(_) => "skipped",
+        PostOutcome::Parked(_) => "parked",
+        PostOutcome::NoConnection => "no_connection",
+    };
+    tracing::info!(outcome = kind, "message settled");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{sandbox_and_store, sandbox_poster};
+    use els_core::ledger::OrderState;
+    use els_core::{Delivery, OrderKey};
+    use els_sandbox::{Fault, FaultKind, OrderItemSpec, OrderSpec, Route, Sandbox};
+    use els_store_sqlite::SqliteStore;
+    use serde_json::json;
+    use std::time::Instant;
+
+    /// An SQS event as the event source mapping delivers a FIFO message.
+    fn sqs_event(records: &[(&str, &Delivery, String)]) -> SqsEvent {
+        let records: Vec<_> = records
+            .iter()
+            .map(|(message_id, delivery, body)| {
+                json!({
+                    "messageId": message_id,
+                    "receiptHandle": delivery.receipt,
+                    "body": body,
+                    "attributes": {
+                        "ApproximateReceiveCount": delivery.receive_count.to_string(),
+                        "MessageGroupId": delivery.message.group_id(),
+                        "MessageDeduplicationId": delivery.message.dedup_id,
+                        "SentTimestamp": "1764237601000"
+                    },
+                    "messageAttributes": {},
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:orders.fifo",
+                    "awsRegion": "us-east-1"
+                })
+            })
+            .collect();
+        serde_json::from_value(json!({ "Records": records })).expect("SQS event")
+    }
+
+    fn place_paid_order(sb: &Sandbox) -> String {
+        sb.place_order(OrderSpec {
+            items: vec![OrderItemSpec::new("123123", 2)],
+            email: "ann@example.com".into(),
+            first_name: "Ann".into(),
+            last_name: "Lee".into(),
+            ..OrderSpec::default()
+        })
+    }
+
+    /// Queues the order like ingest does and receives it like the event source mapping.
+    async fn queue_and_receive(
+        sb: &Sandbox,
+        store: &SqliteStore,
+        order_id: &str,
+        visibility: Duration,
+    ) -> Delivery {
+        let message = OrderMessage::from_webhook(sb.ids().ecwid_store_id, order_id, "evt-1");
+        store.enqueue(&message).await.expect("enqueue");
+        let mut got = store.receive(1, visibility).await.expect("receive");
+        assert_eq!(got.len(), 1);
+        got.remove(0)
+    }
+
+    fn body_of(delivery: &Delivery) -> String {
+        serde_json::to_string(&delivery.message).expect("JSON")
+    }
+
+    fn failed_ids(response: &SqsBatchResponse) -> Vec<&str> {
+        response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn paid_order_becomes_one_closed_sale_and_the_record_is_settled() {
+        let (sb, store) = sandbox_and_store().await;
+        let poster = sandbox_poster(&sb, &store);
+        let order_id = place_paid_order(&sb);
+        let delivery = queue_and_receive(&sb, &store, &order_id, Duration::from_secs(30)).await;
+
+        let response = post_sqs_batch(
+            &poster,
+            &store,
+            sqs_event(&[("m-1", &delivery, body_of(&delivery))]),
+        )
+        .await
+        .expect("batch handled");
+
+        assert!(failed_ids(&response).is_empty());
+        let sales = sb.sales();
+        assert_eq!(sales.len(), 1, "{sales:#?}");
+        assert_eq!(sales[0]["status"], "CLOSED");
+        let entry = store
+            .load_order(&OrderKey::new(sb.ids().ecwid_store_id, order_id.clone()))
+            .await
+            .expect("ledger read")
+            .expect("ledger entry");
+        assert_eq!(entry.state, OrderState::Posted);
+        assert_eq!(entry.sale_id.as_deref(), sales[0]["id"].as_str());
+    }
+
+    #[tokio::test]
+    async fn rate_limited_sale_post_is_redelivered_after_retry_after() {
+        let (sb, store) = sandbox_and_store().await;
+        let poster = sandbox_poster(&sb, &store);
+        let order_id = place_paid_order(&sb);
+        sb.inject(Fault::once(
+            Route::LsPostSale,
+            FaultKind::RateLimit {
+                retry_after: Duration::from_secs(3),
+            },
+        ));
+        // A short receive visibility: only the handler's retry delay can keep it hidden.
+        let delivery = queue_and_receive(&sb, &store, &order_id, Duration::from_millis(100)).await;
+        let started = Instant::now();
+
+        let response = post_sqs_batch(
+            &poster,
+            &store,
+            sqs_event(&[("m-429", &delivery, body_of(&delivery))]),
+        )
+        .await
+        .expect("batch handled");
+
+        assert_eq!(failed_ids(&response), vec!["m-429"]);
+        assert_eq!(sb.sale_count(), 0);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            store.queue_depth().expect("depth"),
+            (0, 1),
+            "the message is hidden past the receive's 100 ms visibility"
+        );
+        assert!(
+            store
+                .receive(1, Duration::from_secs(30))
+                .await
+                .expect("receive")
+                .is_empty()
+        );
+
+        // It comes back once Retry-After (an HTTP date, so 2-3 s from now) has passed...
+        let redelivered = loop {
+            let got = store
+                .receive(1, Duration::from_secs(30))
+                .await
+                .expect("receive");
+            if let Some(d) = got.into_iter().next() {
+                break d;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "never redelivered"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(started.elapsed() >= Duration::from_secs(1));
+        assert_eq!(redelivered.receive_count, 2);
+
+        // ...and then it posts exactly one sale.
+        let response = post_sqs_batch(
+            &poster,
+            &store,
+            sqs_event(&[("m-429", &redelivered, body_of(&redelivered))]),
+        )
+        .await
+        .expect("batch handled");
+        assert!(failed_ids(&response).is_empty());
+        assert_eq!(sb.sale_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn unparseable_body_is_a_failure_that_returns_at_once() {
+        let (sb, store) = sandbox_and_store().await;
+        let poster = sandbox_poster(&sb, &store);
+        let order_id = place_paid_order(&sb);
+        let delivery = queue_and_receive(&sb, &store, &order_id, Duration::from_secs(30)).await;
+
+        let response = post_sqs_batch(
+            &poster,
+            &store,
+            sqs_event(&[("m-bad", &delivery, "{\"not\": \"an order message\"}".into())]),
+        )
+        .await
+        .expect("batch handled");
+
+        assert_eq!(failed_ids(&response), vec!["m-bad"]);
+        assert_eq!(sb.sale_count(), 0);
+        // Visibility 0: the next receive gets it again (towards the DLQ), no 30 s wait.
+        let again = store
+            .receive(1, Duration::from_secs(30))
+            .await
+            .expect("receive");
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].receive_count, 2);
+    }
+
+    #[tokio::test]
+    async fn record_without_message_id_fails_the_whole_batch() {
+        let (sb, store) = sandbox_and_store().await;
+        let poster = sandbox_poster(&sb, &store);
+        let order_id = place_paid_order(&sb);
+        let delivery = queue_and_receive(&sb, &store, &order_id, Duration::from_secs(30)).await;
+        let mut event = sqs_event(&[("m-1", &delivery, body_of(&delivery))]);
+        event.records[0].message_id = None;
+
+        let result = post_sqs_batch(&poster, &store, event).await;
+
+        assert!(matches!(
+            result,
+            Err(BatchError::MissingMessageId { index: 0 })
+        ));
+        assert_eq!(
+            sb.sale_count(),
+            0,
+            "nothing is worked on in a batch that cannot be reported"
+        );
+    }
+
+    /// `infra/events/sale-poster.sqs.json` is what `sam local invoke` sends.
+    #[test]
+    fn sample_event_carries_an_order_message() {
+        let event: SqsEvent =
+            serde_json::from_str(include_str!("../../../infra/events/sale-poster.sqs.json"))
+                .expect("sample SQS event parses");
+        let body = event.records[0].body.as_deref().expect("body");
+        let message: OrderMessage = serde_json::from_str(body).expect("an OrderMessage");
+        assert_eq!(
+            message,
+            OrderMessage::from_webhook(1003, "K8XTQ", "80aece08-40e8-4145-8d8b-b2d9ee3c1e2a")
+        );
+    }
+}

@@ -1,0 +1,90 @@
+//! Test wiring shared by the handler tests: real components only (SQLite, the sandbox, the
+//! reqwest clients), no mocks.
+
+use els_core::poster::{PosterConfig, SalePoster};
+use els_core::{Connection, LightspeedAccount, Secret, Settings, StateStore, SystemClock};
+use els_ecwid::EcwidClient;
+use els_lightspeed::LightspeedClient;
+use els_sandbox::{Sandbox, SandboxConfig};
+use els_store_sqlite::SqliteStore;
+use std::time::Duration;
+
+pub type TestPoster = SalePoster<SqliteStore, EcwidClient, LightspeedClient, SystemClock>;
+
+/// The connection an operator's `connect` would store for the sandbox's seeded retailer.
+pub fn sandbox_connection(sb: &Sandbox) -> Connection {
+    let cfg = sb.config();
+    let ids = sb.ids();
+    Connection {
+        store_id: ids.ecwid_store_id,
+        ecwid_token: Secret::new(cfg.ecwid_token.clone()),
+        lightspeed: LightspeedAccount {
+            domain_prefix: cfg.ls_domain_prefix.clone(),
+            access_token: Secret::new(cfg.ls_token.clone()),
+            refresh_token: None,
+            expires_at: None,
+        },
+        register_id: ids.register_id,
+        outlet_id: ids.outlet_id,
+        user_id: ids.user_id,
+        payment_type_id: ids.payment_type_id,
+        shipping_product_id: Some(ids.shipping_product_id),
+        discount_product_id: Some(ids.discount_product_id),
+        settings: Settings::default(),
+        version: 1,
+    }
+}
+
+/// A stand-in connection for a store the sandbox does not serve (ingest only reads that
+/// one exists).
+pub fn placeholder_connection(store_id: u64) -> Connection {
+    Connection {
+        store_id,
+        ecwid_token: Secret::new("secret_placeholder"),
+        lightspeed: LightspeedAccount {
+            domain_prefix: "placeholder".into(),
+            access_token: Secret::new("lsxs_pt_placeholder"),
+            refresh_token: None,
+            expires_at: None,
+        },
+        register_id: "register".into(),
+        outlet_id: "outlet".into(),
+        user_id: "user".into(),
+        payment_type_id: "payment-type".into(),
+        shipping_product_id: None,
+        discount_product_id: None,
+        settings: Settings::default(),
+        version: 1,
+    }
+}
+
+/// A fresh sandbox and an in-memory SQLite store that holds its connection.
+pub async fn sandbox_and_store() -> (Sandbox, SqliteStore) {
+    let sb = Sandbox::start(SandboxConfig::default())
+        .await
+        .expect("sandbox starts");
+    let store = SqliteStore::open_in_memory().expect("SQLite opens");
+    store
+        .put_connection(&sandbox_connection(&sb), None)
+        .await
+        .expect("connection stored");
+    (sb, store)
+}
+
+/// The poster as `sale-poster`'s main builds it, pointed at the sandbox.
+pub fn sandbox_poster(sb: &Sandbox, store: &SqliteStore) -> TestPoster {
+    let timeout = Duration::from_secs(5);
+    let ecwid = EcwidClient::new(sb.ecwid_api_url(), timeout).expect("Ecwid client");
+    let lightspeed = LightspeedClient::new(
+        format!("{}/lightspeed/{{domain_prefix}}", sb.base_url()),
+        timeout,
+    )
+    .expect("Lightspeed client");
+    SalePoster::new(
+        store.clone(),
+        ecwid,
+        lightspeed,
+        SystemClock,
+        PosterConfig::default(),
+    )
+}

@@ -1,0 +1,60 @@
+//! Sandbox configuration.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::util::duration_ms;
+
+/// How the sandbox's fake Ecwid store and Lightspeed retailer behave.
+///
+/// Durations are (de)serialized as whole milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SandboxConfig {
+    /// The Ecwid store id in `/api/v3/{storeId}` (default 1003, the store of Ecwid's examples).
+    pub ecwid_store_id: u64,
+    /// The Ecwid secret token expected in `Authorization: Bearer ...`.
+    pub ecwid_token: String,
+    /// The Ecwid app's client_secret: the key of the webhook signatures.
+    pub webhook_client_secret: String,
+    /// The Lightspeed retailer's domain prefix in `/lightspeed/{prefix}`.
+    pub ls_domain_prefix: String,
+    /// The Lightspeed token expected in `Authorization: Bearer ...`.
+    pub ls_token: String,
+    /// Lightspeed requests allowed per window (default 350 = 300 x 1 register + 50).
+    pub ls_rate_limit: u32,
+    /// Lightspeed's rate-limit window (default 300 s; tests scale it down).
+    #[serde(with = "duration_ms")]
+    pub ls_rate_window: Duration,
+    /// Ecwid requests allowed per window (default 600).
+    pub ecwid_rate_limit: u32,
+    /// Ecwid's rate-limit window (default 60 s).
+    #[serde(with = "duration_ms")]
+    pub ecwid_rate_window: Duration,
+    /// How long a new Lightspeed sale takes to show up in `/api/2.0/search` (default 0: at
+    /// once). The real search is an index that may lag; set this to model it.
+    #[serde(with = "duration_ms")]
+    pub ls_search_lag: Duration,
+    /// Seed the demo catalog (products, stock, a customer). The retailer's fixed setup
+    /// (outlets, registers, user, payment types, taxes, discount product) always exists.
+    pub seed_demo: bool,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            ecwid_store_id: 1003,
+            ecwid_token: "secret_sandbox_ecwid_token".into(),
+            webhook_client_secret: "sandbox-client-secret".into(),
+            ls_domain_prefix: "sandbox".into(),
+            ls_token: "lsxs_pt_sandbox_token".into(),
+            ls_rate_limit: 350,
+            ls_rate_window: Duration::from_secs(300),
+            ecwid_rate_limit: 600,
+            ecwid_rate_window: Duration::from_secs(60),
+            ls_search_lag: Duration::ZERO,
+            seed_demo: true,
+        }
+    }
+}

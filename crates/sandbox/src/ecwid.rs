@@ -1,0 +1,1196 @@
+//! The fake Ecwid REST API v3 and the checkout simulation.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail};
+use axum::http::{Method, StatusCode};
+use chrono::Utc;
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+use serde_json::{Map, Value, json};
+
+use crate::server::{ApiResponse, Body, retry_after_secs};
+use crate::specs::OrderSpec;
+use crate::state::{EcwidCombination, EcwidProduct, State};
+use crate::util::{Query, dec_json, ecwid_date, json_dec, new_uuid, parse_ecwid_date, round2};
+
+const MAX_LIMIT: usize = 100;
+const MAX_BATCH: usize = 500;
+
+pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> ApiResponse {
+    ApiResponse::json(status, json!({"errorMessage": message, "errorCode": code}))
+}
+
+fn bad(message: &str) -> ApiResponse {
+    error(StatusCode::BAD_REQUEST, "WRONG_PARAMETER", message)
+}
+
+pub(crate) fn rate_limited(wait: Duration) -> ApiResponse {
+    error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "RATE_LIMITED",
+        "Too many requests: the limit of requests per minute is exceeded",
+    )
+    .header("Retry-After", retry_after_secs(wait))
+}
+
+fn is_write(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    )
+}
+
+/// Count a request (or batch sub-request) by kind.
+pub(crate) fn count(st: &mut State, method: &Method, rest: &[String]) {
+    match rest.first().map(String::as_str) {
+        Some("orders") => {
+            if *method == Method::GET {
+                st.counters.ecwid_order_gets += 1;
+            } else if is_write(method) {
+                st.counters.ecwid_order_writes += 1;
+            }
+        }
+        Some("products") if is_write(method) => st.counters.ecwid_product_writes += 1,
+        Some("batch") if *method == Method::POST => st.counters.ecwid_batches += 1,
+        _ => {}
+    }
+}
+
+/// Serve one Ecwid API request (path relative to `/api/v3/{storeId}`).
+pub(crate) fn dispatch(
+    st: &mut State,
+    method: &Method,
+    rest: &[String],
+    q: &Query,
+    body: Option<&Value>,
+    nested: bool,
+) -> ApiResponse {
+    let segs: Vec<&str> = rest.iter().map(String::as_str).collect();
+    match (method.clone(), segs.as_slice()) {
+        (Method::GET, ["profile"]) => ApiResponse::ok(profile(st)),
+        (Method::GET, ["orders"]) => search_orders(st, q),
+        (Method::POST, ["orders"]) => create_order(st, body),
+        (Method::GET, ["orders", id]) => match st.ecwid_order_by_id(id) {
+            Some((_, o)) => ApiResponse::ok(o.clone()),
+            None => order_not_found(),
+        },
+        (Method::PUT, ["orders", id]) => update_order(st, id, body),
+        (Method::DELETE, ["orders", id]) => {
+            let key = st.ecwid_order_by_id(id).map(|(k, _)| k);
+            match key {
+                Some(k) => {
+                    st.ecwid_orders.remove(&k);
+                    ApiResponse::ok(json!({"deleteCount": 1}))
+                }
+                None => order_not_found(),
+            }
+        }
+        (_, ["orders", ..]) => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            "Method not allowed",
+        ),
+        (Method::GET, ["products"]) => search_products(st, q),
+        (Method::GET, ["products", id]) => match product(st, id) {
+            Some(p) => ApiResponse::ok(render_product(p)),
+            None => product_not_found(),
+        },
+        (Method::PUT, ["products", id]) => update_product(st, id, body),
+        (Method::GET, ["products", id, "combinations"]) => match product(st, id) {
+            Some(p) => ApiResponse::ok(Value::Array(
+                p.combinations
+                    .iter()
+                    .map(|c| render_combination(p, c))
+                    .collect(),
+            )),
+            None => product_not_found(),
+        },
+        (Method::GET, ["products", id, "combinations", cid]) => match product(st, id) {
+            None => product_not_found(),
+            Some(p) => match p.combinations.iter().find(|c| c.id.to_string() == *cid) {
+                Some(c) => ApiResponse::ok(render_combination(p, c)),
+                None => combination_not_found(),
+            },
+        },
+        (Method::PUT, ["products", id, "combinations", cid]) => {
+            update_combination(st, id, cid, body)
+        }
+        (Method::PUT, ["products", id, "inventory"]) => adjust(st, id, None, body),
+        (Method::PUT, ["products", id, "combinations", cid, "inventory"]) => {
+            adjust(st, id, Some(cid), body)
+        }
+        (Method::POST, ["batch"]) if !nested => post_batch(st, q, body),
+        (Method::GET, ["batch"]) if !nested => get_batch(st, q),
+        (_, ["profile"] | ["products", ..] | ["batch"]) => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            "Method not allowed",
+        ),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "RESOURCE_NOT_FOUND",
+            "Requested resource not found",
+        ),
+    }
+}
+
+fn order_not_found() -> ApiResponse {
+    error(StatusCode::NOT_FOUND, "ORDER_NOT_FOUND", "Order not found")
+}
+
+fn product_not_found() -> ApiResponse {
+    error(
+        StatusCode::NOT_FOUND,
+        "PRODUCT_NOT_FOUND",
+        "Product not found",
+    )
+}
+
+fn combination_not_found() -> ApiResponse {
+    error(
+        StatusCode::NOT_FOUND,
+        "COMBINATION_NOT_FOUND",
+        "Combination not found",
+    )
+}
+
+fn product<'a>(st: &'a State, id: &str) -> Option<&'a EcwidProduct> {
+    id.parse::<u64>()
+        .ok()
+        .and_then(|id| st.ecwid_products.get(&id))
+}
+
+fn paging(q: &Query) -> Result<(usize, usize), ApiResponse> {
+    let offset = match q.get("offset") {
+        None | Some("") => 0,
+        Some(s) => s
+            .parse::<usize>()
+            .map_err(|_| bad("offset must be a non-negative integer"))?,
+    };
+    let limit = match q.get("limit") {
+        None | Some("") => MAX_LIMIT,
+        Some(s) => s
+            .parse::<usize>()
+            .map_err(|_| bad("limit must be a non-negative integer"))?
+            .min(MAX_LIMIT),
+    };
+    Ok((offset, limit))
+}
+
+fn page(items: Vec<Value>, offset: usize, limit: usize) -> Value {
+    let total = items.len();
+    let items: Vec<Value> = items.into_iter().skip(offset).take(limit).collect();
+    json!({"total": total, "count": items.len(), "offset": offset, "limit": limit, "items": items})
+}
+
+// ---------------------------------------------------------------------------------------------
+// Profile
+
+fn profile(st: &State) -> Value {
+    let id = st.cfg.ecwid_store_id;
+    json!({
+        "generalInfo": {
+            "storeId": id,
+            "storeUrl": format!("https://store{id}.company.site"),
+            "starterSite": {"ecwidSubdomain": format!("store{id}"), "generatedUrl": format!("https://store{id}.company.site")},
+        },
+        "account": {"accountName": "Sandbox Merchant", "accountNickName": "sandbox", "accountEmail": "merchant@sandbox.example.com"},
+        "settings": {"storeName": "Sandbox Store", "closed": false},
+        "formatsAndUnits": {
+            "currency": "USD",
+            "currencyPrefix": "$",
+            "currencySuffix": "",
+            "currencyPrecision": 2,
+            "currencyGroupSeparator": ",",
+            "currencyDecimalSeparator": ".",
+            "currencyTruncateZeroFractional": false,
+            "currencyRate": 1,
+            "weightUnit": "KILOGRAM",
+            "timezone": "UTC",
+        },
+        "taxSettings": {
+            "automaticTaxEnabled": false,
+            "pricesIncludeTax": true,
+            "taxes": st.ecwid_taxes.iter().map(|t| json!({
+                "id": t.id, "name": t.name, "enabled": true, "includeInPrice": true,
+                "useShippingAddress": false, "taxShipping": false, "appliedByDefault": false,
+                "defaultTax": dec_json(t.value), "rules": [],
+            })).collect::<Vec<_>>(),
+        },
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Orders
+
+fn search_orders(st: &State, q: &Query) -> ApiResponse {
+    let (offset, limit) = match paging(q) {
+        Ok(x) => x,
+        Err(e) => return e,
+    };
+    let split = |key: &str| -> Option<Vec<String>> {
+        q.get(key).filter(|s| !s.is_empty()).map(|s| {
+            s.split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect()
+        })
+    };
+    let ids = split("ids");
+    let payment = split("paymentStatus");
+    let fulfillment = split("fulfillmentStatus");
+    let email = q.get("email").map(str::to_lowercase);
+    let mut bounds = Vec::new();
+    for (key, field, lower) in [
+        ("createdFrom", "createTimestamp", true),
+        ("createdTo", "createTimestamp", false),
+        ("updatedFrom", "updateTimestamp", true),
+        ("updatedTo", "updateTimestamp", false),
+    ] {
+        if let Some(v) = q.get(key).filter(|s| !s.is_empty()) {
+            match parse_ecwid_date(v) {
+                Some(t) => bounds.push((field, lower, t)),
+                None => return bad(&format!("{key} is not a valid date")),
+            }
+        }
+    }
+    let field = |o: &Value, k: &str| o.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let mut found: Vec<&Value> = st
+        .ecwid_orders
+        .values()
+        .filter(|o| {
+            // `ids` matches the numeric internalId (see the crate docs: UNCERTAIN upstream).
+            ids.as_ref().is_none_or(|ids| {
+                let internal = o
+                    .get("internalId")
+                    .map(|v| v.to_string())
+                    .unwrap_or_default();
+                ids.contains(&internal)
+            })
+        })
+        .filter(|o| {
+            payment
+                .as_ref()
+                .is_none_or(|p| p.contains(&field(o, "paymentStatus")))
+        })
+        .filter(|o| {
+            fulfillment
+                .as_ref()
+                .is_none_or(|f| f.contains(&field(o, "fulfillmentStatus")))
+        })
+        .filter(|o| {
+            email
+                .as_ref()
+                .is_none_or(|e| field(o, "email").to_lowercase() == *e)
+        })
+        .filter(|o| {
+            bounds.iter().all(|(f, lower, t)| {
+                let v = o.get(*f).and_then(Value::as_i64).unwrap_or(0);
+                if *lower { v >= *t } else { v <= *t }
+            })
+        })
+        .collect();
+    // Newest first.
+    found.sort_by_key(|o| {
+        std::cmp::Reverse((
+            o.get("createTimestamp")
+                .and_then(Value::as_i64)
+                .unwrap_or(0),
+            o.get("internalId").and_then(Value::as_u64).unwrap_or(0),
+        ))
+    });
+    ApiResponse::ok(page(found.into_iter().cloned().collect(), offset, limit))
+}
+
+fn create_order(st: &mut State, body: Option<&Value>) -> ApiResponse {
+    let Some(Value::Object(obj)) = body else {
+        return bad("The request body must be a JSON object");
+    };
+    let mut order = Value::Object(obj.clone());
+    let id = st.new_order_id();
+    let now = Utc::now();
+    let o = order.as_object_mut().expect("object");
+    o.insert("id".into(), id.clone().into());
+    o.remove("internalId");
+    o.entry("createDate").or_insert(ecwid_date(now).into());
+    o.entry("createTimestamp").or_insert(now.timestamp().into());
+    o.entry("paymentStatus")
+        .or_insert("AWAITING_PAYMENT".into());
+    o.entry("fulfillmentStatus")
+        .or_insert("AWAITING_PROCESSING".into());
+    match st.insert_order(order) {
+        Ok(id) => {
+            let internal = st.ecwid_order_by_id(&id).map(|(k, _)| k).unwrap_or(0);
+            ApiResponse::ok(json!({"id": internal, "orderid": id}))
+        }
+        Err(e) => bad(&e.to_string()),
+    }
+}
+
+fn update_order(st: &mut State, id: &str, body: Option<&Value>) -> ApiResponse {
+    let Some(Value::Object(patch)) = body else {
+        return bad("The request body must be a JSON object");
+    };
+    match st.ecwid_order_mut(id) {
+        Some(order) => {
+            merge_order(order, patch);
+            ApiResponse::ok(json!({"updateCount": 1}))
+        }
+        None => order_not_found(),
+    }
+}
+
+/// Shallow-merge fields into an order (its `id` and `internalId` never change) and touch its
+/// update date.
+pub(crate) fn merge_order(order: &mut Value, patch: &Map<String, Value>) {
+    let now = Utc::now();
+    if let Some(o) = order.as_object_mut() {
+        for (k, v) in patch {
+            if k != "id" && k != "internalId" {
+                o.insert(k.clone(), v.clone());
+            }
+        }
+        o.insert("updateDate".into(), ecwid_date(now).into());
+        o.insert("updateTimestamp".into(), now.timestamp().into());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Products
+
+/// The unit price including tax, as the store shows it.
+pub(crate) fn gross(excl: Decimal, tax_percent: Option<Decimal>) -> Decimal {
+    match tax_percent {
+        Some(r) => round2(excl * (Decimal::ONE + r / Decimal::from(100))),
+        None => round2(excl),
+    }
+}
+
+fn qty_fields(m: &mut Map<String, Value>, quantity: Option<i64>) {
+    m.insert("unlimited".into(), quantity.is_none().into());
+    m.insert("inStock".into(), quantity.is_none_or(|q| q > 0).into());
+    if let Some(q) = quantity {
+        m.insert("quantity".into(), q.into());
+    }
+}
+
+pub(crate) fn render_combination(p: &EcwidProduct, c: &EcwidCombination) -> Value {
+    let price = gross(c.price_excl.unwrap_or(p.price_excl), p.tax_percent);
+    let mut m = Map::new();
+    m.insert("id".into(), c.id.into());
+    m.insert("combinationNumber".into(), c.number.into());
+    m.insert(
+        "options".into(),
+        json!([{
+            "name": c.option_name, "nameTranslated": {"en": c.option_name},
+            "value": c.option_value, "valueTranslated": {"en": c.option_value},
+        }]),
+    );
+    m.insert("sku".into(), c.sku.clone().into());
+    qty_fields(&mut m, c.quantity);
+    m.insert("price".into(), dec_json(price));
+    m.insert("defaultDisplayedPrice".into(), dec_json(price));
+    m.insert(
+        "defaultDisplayedPriceFormatted".into(),
+        format!("${price:.2}").into(),
+    );
+    m.insert("warningLimit".into(), 0.into());
+    m.insert("attributes".into(), json!([]));
+    Value::Object(m)
+}
+
+pub(crate) fn render_product(p: &EcwidProduct) -> Value {
+    let price = gross(p.price_excl, p.tax_percent);
+    let mut options: Vec<(String, Vec<String>)> = Vec::new();
+    for c in &p.combinations {
+        match options.iter_mut().find(|(n, _)| *n == c.option_name) {
+            Some((_, values)) => {
+                if !values.contains(&c.option_value) {
+                    values.push(c.option_value.clone());
+                }
+            }
+            None => options.push((c.option_name.clone(), vec![c.option_value.clone()])),
+        }
+    }
+    let slug = format!(
+        "{}-{}",
+        p.name
+            .to_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect::<String>(),
+        p.id
+    );
+    let mut m = Map::new();
+    m.insert("id".into(), p.id.into());
+    m.insert("sku".into(), p.sku.clone().into());
+    qty_fields(&mut m, p.quantity);
+    m.insert("name".into(), p.name.clone().into());
+    m.insert("nameTranslated".into(), json!({"en": p.name}));
+    m.insert("price".into(), dec_json(price));
+    m.insert("priceInProductList".into(), dec_json(price));
+    m.insert("defaultDisplayedPrice".into(), dec_json(price));
+    m.insert(
+        "defaultDisplayedPriceFormatted".into(),
+        format!("${price:.2}").into(),
+    );
+    m.insert(
+        "tax".into(),
+        json!({
+            "taxable": p.tax_percent.is_some(),
+            "defaultLocationIncludedTaxRate": dec_json(p.tax_percent.unwrap_or_default()),
+            "enabledManualTaxes": p.tax_id.map(|t| vec![t]).unwrap_or_default(),
+            "taxClassCode": "default",
+        }),
+    );
+    m.insert("isShippingRequired".into(), true.into());
+    m.insert(
+        "url".into(),
+        format!("https://store1003.company.site/products/{slug}").into(),
+    );
+    m.insert("autogeneratedSlug".into(), slug.into());
+    m.insert("created".into(), ecwid_date(p.created).into());
+    m.insert("updated".into(), ecwid_date(p.updated).into());
+    m.insert("createTimestamp".into(), p.created.timestamp().into());
+    m.insert("updateTimestamp".into(), p.updated.timestamp().into());
+    m.insert("enabled".into(), p.enabled.into());
+    m.insert(
+        "options".into(),
+        Value::Array(
+            options
+                .into_iter()
+                .map(|(name, values)| {
+                    json!({
+                        "type": "RADIO",
+                        "name": name,
+                        "nameTranslated": {"en": name},
+                        "choices": values.iter().map(|v| json!({"text": v, "textTranslated": {"en": v}, "priceModifier": 0, "priceModifierType": "ABSOLUTE"})).collect::<Vec<_>>(),
+                        "defaultChoice": 0,
+                        "required": true,
+                    })
+                })
+                .collect(),
+        ),
+    );
+    m.insert(
+        "combinations".into(),
+        Value::Array(
+            p.combinations
+                .iter()
+                .map(|c| render_combination(p, c))
+                .collect(),
+        ),
+    );
+    m.insert("warningLimit".into(), 0.into());
+    m.insert("defaultCombinationId".into(), 0.into());
+    m.insert("categoryIds".into(), json!([]));
+    m.insert("description".into(), "".into());
+    Value::Object(m)
+}
+
+fn search_products(st: &State, q: &Query) -> ApiResponse {
+    let (offset, limit) = match paging(q) {
+        Ok(x) => x,
+        Err(e) => return e,
+    };
+    let sku = q.get("sku");
+    let keyword = q.get("keyword").map(str::to_lowercase);
+    let ids: Option<Vec<&str>> = q
+        .get("productId")
+        .filter(|s| !s.is_empty())
+        .map(|s| s.split(',').map(str::trim).collect());
+    let items: Vec<Value> = st
+        .ecwid_products
+        .values()
+        .filter(|p| sku.is_none_or(|s| p.sku == s || p.combinations.iter().any(|c| c.sku == s)))
+        .filter(|p| {
+            keyword.as_ref().is_none_or(|k| {
+                p.name.to_lowercase().contains(k) || p.sku.to_lowercase().contains(k)
+            })
+        })
+        .filter(|p| {
+            ids.as_ref()
+                .is_none_or(|ids| ids.contains(&p.id.to_string().as_str()))
+        })
+        .map(render_product)
+        .collect();
+    ApiResponse::ok(page(items, offset, limit))
+}
+
+/// A stock quantity from a JSON body: a whole JSON number (Ecwid stock is an integer).
+fn whole_number(v: &Value, field: &str) -> Result<i64, ApiResponse> {
+    if !v.is_number() {
+        return Err(bad(&format!("{field} must be a number")));
+    }
+    json_dec(v)
+        .filter(|d| d.fract().is_zero())
+        .and_then(|d| d.to_i64())
+        .ok_or_else(|| bad(&format!("{field} must be an integer")))
+}
+
+/// Apply `quantity` / `unlimited` from a PUT body to a stock slot.
+fn apply_stock_fields(slot: &mut Option<i64>, obj: &Map<String, Value>) -> Result<(), ApiResponse> {
+    if let Some(v) = obj.get("quantity") {
+        let q = whole_number(v, "quantity")?;
+        if q < 0 {
+            return Err(bad("quantity must not be negative"));
+        }
+        *slot = Some(q);
+    }
+    if let Some(v) = obj.get("unlimited") {
+        match v.as_bool() {
+            Some(true) => *slot = None,
+            Some(false) => {
+                if slot.is_none() {
+                    *slot = Some(0);
+                }
+            }
+            None => return Err(bad("unlimited must be a boolean")),
+        }
+    }
+    Ok(())
+}
+
+fn update_product(st: &mut State, id: &str, body: Option<&Value>) -> ApiResponse {
+    let Some(Value::Object(obj)) = body else {
+        return bad("The request body must be a JSON object");
+    };
+    let Some(p) = id
+        .parse::<u64>()
+        .ok()
+        .and_then(|id| st.ecwid_products.get_mut(&id))
+    else {
+        return product_not_found();
+    };
+    let mut next = p.clone();
+    if let Err(e) = apply_stock_fields(&mut next.quantity, obj) {
+        return e;
+    }
+    if let Some(v) = obj.get("name") {
+        match v.as_str() {
+            Some(s) => next.name = s.into(),
+            None => return bad("name must be a string"),
+        }
+    }
+    if let Some(v) = obj.get("sku") {
+        match v.as_str() {
+            Some(s) => next.sku = s.into(),
+            None => return bad("sku must be a string"),
+        }
+    }
+    if let Some(v) = obj.get("enabled") {
+        match v.as_bool() {
+            Some(b) => next.enabled = b,
+            None => return bad("enabled must be a boolean"),
+        }
+    }
+    if let Some(v) = obj.get("price") {
+        match json_dec(v).filter(|_| v.is_number()) {
+            Some(gross_price) => {
+                next.price_excl = match next.tax_percent {
+                    Some(r) => gross_price / (Decimal::ONE + r / Decimal::from(100)),
+                    None => gross_price,
+                }
+            }
+            None => return bad("price must be a number"),
+        }
+    }
+    next.updated = Utc::now();
+    *p = next;
+    ApiResponse::ok(json!({"updateCount": 1}))
+}
+
+fn update_combination(st: &mut State, id: &str, cid: &str, body: Option<&Value>) -> ApiResponse {
+    let Some(Value::Object(obj)) = body else {
+        return bad("The request body must be a JSON object");
+    };
+    let Some(p) = id
+        .parse::<u64>()
+        .ok()
+        .and_then(|id| st.ecwid_products.get_mut(&id))
+    else {
+        return product_not_found();
+    };
+    let Some(c) = p.combinations.iter_mut().find(|c| c.id.to_string() == cid) else {
+        return combination_not_found();
+    };
+    let mut qty = c.quantity;
+    if let Err(e) = apply_stock_fields(&mut qty, obj) {
+        return e;
+    }
+    if let Some(v) = obj.get("sku") {
+        match v.as_str() {
+            Some(s) => c.sku = s.into(),
+            None => return bad("sku must be a string"),
+        }
+    }
+    c.quantity = qty;
+    p.updated = Utc::now();
+    ApiResponse::ok(json!({"updateCount": 1}))
+}
+
+fn adjust(st: &mut State, id: &str, cid: Option<&str>, body: Option<&Value>) -> ApiResponse {
+    let Some(Value::Object(obj)) = body else {
+        return bad("The request body must be a JSON object");
+    };
+    let delta = match obj.get("quantityDelta") {
+        Some(v) => match whole_number(v, "quantityDelta") {
+            Ok(d) => d,
+            Err(e) => return e,
+        },
+        None => return bad("quantityDelta is required"),
+    };
+    let Some(p) = id
+        .parse::<u64>()
+        .ok()
+        .and_then(|id| st.ecwid_products.get_mut(&id))
+    else {
+        return product_not_found();
+    };
+    let slot = match cid {
+        None => &mut p.quantity,
+        Some(cid) => match p.combinations.iter_mut().find(|c| c.id.to_string() == cid) {
+            Some(c) => &mut c.quantity,
+            None => return combination_not_found(),
+        },
+    };
+    let count = match slot {
+        Some(q) => {
+            *q += delta;
+            1
+        }
+        None => 0,
+    };
+    p.updated = Utc::now();
+    ApiResponse::ok(json!({"updateCount": count}))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batch
+
+fn post_batch(st: &mut State, q: &Query, body: Option<&Value>) -> ApiResponse {
+    let stop = match q.get("stopOnFirstFailure") {
+        Some("true") => true,
+        Some("false") => false,
+        _ => return bad("stopOnFirstFailure must be true or false"),
+    };
+    let now = Instant::now();
+    st.batch_dedup
+        .retain(|_, (_, at)| now.duration_since(*at) < Duration::from_secs(3600));
+    let key = q.get("deduplicationKey").filter(|k| !k.is_empty());
+    if let Some(key) = key
+        && let Some((ticket, _)) = st.batch_dedup.get(key)
+    {
+        return ApiResponse::ok(json!({"ticket": ticket}));
+    }
+    let Some(Value::Array(reqs)) = body else {
+        return bad("The request body must be a JSON array of requests");
+    };
+    if reqs.is_empty() || reqs.len() > MAX_BATCH {
+        return bad("A batch holds 1 to 500 requests");
+    }
+    // Validate everything first: a malformed batch is rejected as a whole.
+    let mut parsed = Vec::with_capacity(reqs.len());
+    for (i, r) in reqs.iter().enumerate() {
+        let id = r
+            .get("id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| i.to_string());
+        let Some(path) = r.get("path").and_then(Value::as_str) else {
+            return bad(&format!("request {id}: path is required"));
+        };
+        let Some(method) = r
+            .get("method")
+            .and_then(Value::as_str)
+            .and_then(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
+        else {
+            return bad(&format!("request {id}: method is required"));
+        };
+        let (p, query) = match path.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path, None),
+        };
+        let segs: Vec<String> = p
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(crate::util::path_decode)
+            .collect();
+        parsed.push((
+            id,
+            method,
+            segs,
+            Query::parse(query),
+            r.get("body").cloned(),
+        ));
+    }
+    let mut responses = Vec::with_capacity(parsed.len());
+    let mut failed = false;
+    for (id, method, segs, query, body) in parsed {
+        if failed && stop {
+            responses.push(json!({"id": id, "status": "NOT_EXECUTED"}));
+            continue;
+        }
+        count(st, &method, &segs);
+        let resp = dispatch(st, &method, &segs, &query, body.as_ref(), true);
+        let ok = resp.status.is_success();
+        failed |= !ok;
+        let http_body = match resp.body {
+            Body::Json(v) => v,
+            Body::Html(s) => Value::String(s),
+        };
+        responses.push(json!({
+            "id": id,
+            "escapedRequestId": id,
+            "status": if ok { "COMPLETED" } else { "FAILED" },
+            "httpStatusCode": resp.status.as_u16(),
+            "httpBody": http_body,
+        }));
+    }
+    let ticket = new_uuid();
+    let total = responses.len();
+    st.batches.insert(
+        ticket.clone(),
+        crate::state::Batch {
+            ticket: ticket.clone(),
+            result: json!({
+                "status": "COMPLETED",
+                "totalRequests": total,
+                "completedRequests": total,
+                "responses": responses,
+            }),
+        },
+    );
+    if let Some(key) = key {
+        st.batch_dedup
+            .insert(key.to_string(), (ticket.clone(), now));
+    }
+    ApiResponse::ok(json!({"ticket": ticket}))
+}
+
+fn get_batch(st: &State, q: &Query) -> ApiResponse {
+    let Some(ticket) = q.get("ticket").filter(|t| !t.is_empty()) else {
+        return bad("ticket is required");
+    };
+    match st.batches.get(ticket) {
+        Some(b) => {
+            debug_assert_eq!(b.ticket, ticket);
+            ApiResponse::ok(b.result.clone())
+        }
+        None => error(
+            StatusCode::NOT_FOUND,
+            "BATCH_NOT_FOUND",
+            "Batch request with this ticket not found",
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkout simulation
+
+struct Line {
+    product_id: u64,
+    combination: Option<EcwidCombination>,
+    name: String,
+    sku: String,
+    quantity: u32,
+    price: Decimal,
+    price_without_tax: Decimal,
+    product_price: Decimal,
+    line_tax: Decimal,
+    tax: Option<(u64, String, Decimal)>,
+    tracked: bool,
+}
+
+/// Build and store a full, internally consistent Ecwid order, lowering Ecwid stock like a real
+/// checkout.
+///
+/// Money: every amount is a `Decimal` rounded to cents half-up.
+/// - `pricesIncludeTax = true`: item `price` is the gross unit price; the LINE tax is
+///   `round(price x qty x r / (100 + r))`; `priceWithoutTax = round(price x 100 / (100 + r))`;
+///   `subtotal` = sum of gross lines; `total = subtotal + shipping`.
+/// - `pricesIncludeTax = false`: item `price` is the net unit price; the LINE tax is
+///   `round(price x qty x r / 100)`; `subtotal` = sum of net lines;
+///   `total = subtotal + tax + shipping`.
+///
+/// Choice (Ecwid's docs leave it open): item `tax` and `taxes[].total` are both the LINE total
+/// (all units), not the per-unit tax. `tax` (order) = sum of line taxes;
+/// `totalWithoutTax = total - tax`.
+pub(crate) fn place_order(st: &mut State, spec: &OrderSpec) -> anyhow::Result<String> {
+    if spec.items.is_empty() {
+        bail!("an order needs at least one item");
+    }
+    let mut lines = Vec::new();
+    for item in &spec.items {
+        if item.quantity == 0 {
+            bail!("item {}: quantity must be positive", item.sku);
+        }
+        let found = st.ecwid_products.values().find_map(|p| {
+            if let Some(c) = p.combinations.iter().find(|c| c.sku == item.sku) {
+                return Some((p.clone(), Some(c.clone())));
+            }
+            (p.sku == item.sku).then(|| (p.clone(), None))
+        });
+        let Some((p, combination)) = found else {
+            bail!("no Ecwid product or variation has SKU {:?}", item.sku);
+        };
+        if !p.enabled {
+            bail!("product {} is disabled", p.sku);
+        }
+        if combination.is_none() && !p.combinations.is_empty() {
+            bail!("product {} has variations: order one of their SKUs", p.sku);
+        }
+        let available = match &combination {
+            Some(c) => c.quantity,
+            None => p.quantity,
+        };
+        if let Some(avail) = available {
+            let already: u32 = lines
+                .iter()
+                .filter(|l: &&Line| {
+                    l.product_id == p.id
+                        && l.combination.as_ref().map(|c| c.id)
+                            == combination.as_ref().map(|c| c.id)
+                })
+                .map(|l| l.quantity)
+                .sum();
+            if i64::from(already + item.quantity) > avail {
+                bail!("SKU {} is out of stock ({avail} left)", item.sku);
+            }
+        }
+        let excl = combination
+            .as_ref()
+            .and_then(|c| c.price_excl)
+            .unwrap_or(p.price_excl);
+        let q = Decimal::from(item.quantity);
+        let hundred = Decimal::from(100);
+        let rate = p.tax_percent;
+        let (price, price_without_tax, line_tax) = if spec.prices_include_tax {
+            let price = gross(excl, rate);
+            match rate {
+                Some(r) => (
+                    price,
+                    round2(price * hundred / (hundred + r)),
+                    round2(price * q * r / (hundred + r)),
+                ),
+                None => (price, price, Decimal::ZERO),
+            }
+        } else {
+            let price = round2(excl);
+            let tax = rate
+                .map(|r| round2(price * q * r / hundred))
+                .unwrap_or_default();
+            (price, price, tax)
+        };
+        let tax = match (rate, p.tax_id) {
+            (Some(r), Some(id)) => {
+                let name = st
+                    .ecwid_taxes
+                    .iter()
+                    .find(|t| t.id == id)
+                    .map(|t| t.name.clone())
+                    .unwrap_or_else(|| format!("{r}% Tax"));
+                Some((id, name, r))
+            }
+            _ => None,
+        };
+        lines.push(Line {
+            product_id: p.id,
+            name: p.name.clone(),
+            sku: combination
+                .as_ref()
+                .map(|c| c.sku.clone())
+                .unwrap_or_else(|| p.sku.clone()),
+            tracked: available.is_some(),
+            combination,
+            quantity: item.quantity,
+            price,
+            price_without_tax,
+            product_price: price,
+            line_tax,
+            tax,
+        });
+    }
+
+    // Totals.
+    let gross_or_net: Decimal = lines
+        .iter()
+        .map(|l| l.price * Decimal::from(l.quantity))
+        .sum();
+    let tax: Decimal = lines.iter().map(|l| l.line_tax).sum();
+    let shipping = spec.shipping.as_ref().map(|s| round2(s.rate));
+    let ship = shipping.unwrap_or_default();
+    let (subtotal, subtotal_without_tax, total) = if spec.prices_include_tax {
+        (gross_or_net, gross_or_net - tax, gross_or_net + ship)
+    } else {
+        (gross_or_net, gross_or_net, gross_or_net + tax + ship)
+    };
+    let total_without_tax = total - tax;
+
+    // Lower stock.
+    let mut remaining = Vec::new();
+    for l in &lines {
+        let p = st
+            .ecwid_products
+            .get_mut(&l.product_id)
+            .ok_or_else(|| anyhow!("product vanished"))?;
+        let slot = match &l.combination {
+            Some(c) => {
+                &mut p
+                    .combinations
+                    .iter_mut()
+                    .find(|x| x.id == c.id)
+                    .ok_or_else(|| anyhow!("combination vanished"))?
+                    .quantity
+            }
+            None => &mut p.quantity,
+        };
+        if let Some(q) = slot {
+            *q -= i64::from(l.quantity);
+        }
+        remaining.push(slot.unwrap_or(0));
+        p.updated = Utc::now();
+    }
+
+    let now = Utc::now();
+    let id = match &spec.order_id {
+        Some(id) if !id.is_empty() => {
+            if st.ecwid_order_by_id(id).is_some() {
+                bail!("order {id} already exists");
+            }
+            id.clone()
+        }
+        _ => st.new_order_id(),
+    };
+    let internal = st.next_order_internal_id;
+    st.next_order_internal_id += 1;
+
+    let mut items = Vec::new();
+    for (l, left) in lines.iter().zip(remaining) {
+        let item_id = st.next_order_item_id;
+        st.next_order_item_id += 1;
+        let mut m = Map::new();
+        m.insert("id".into(), item_id.into());
+        m.insert("productId".into(), l.product_id.into());
+        m.insert("categoryId".into(), 0.into());
+        m.insert("price".into(), dec_json(l.price));
+        m.insert("priceWithoutTax".into(), dec_json(l.price_without_tax));
+        m.insert("productPrice".into(), dec_json(l.product_price));
+        m.insert("sku".into(), l.sku.clone().into());
+        m.insert("quantity".into(), l.quantity.into());
+        m.insert("shortDescription".into(), "".into());
+        m.insert("tax".into(), dec_json(l.line_tax));
+        m.insert("shipping".into(), 0.into());
+        m.insert("quantityInStock".into(), left.into());
+        m.insert("name".into(), l.name.clone().into());
+        m.insert("nameTranslated".into(), json!({"en": l.name}));
+        m.insert("isShippingRequired".into(), true.into());
+        m.insert("trackQuantity".into(), l.tracked.into());
+        m.insert("fixedShippingRateOnly".into(), false.into());
+        m.insert("fixedShippingRate".into(), 0.into());
+        m.insert("digital".into(), false.into());
+        m.insert("productAvailable".into(), true.into());
+        m.insert("couponApplied".into(), false.into());
+        m.insert("couponAmount".into(), 0.into());
+        m.insert(
+            "taxes".into(),
+            match &l.tax {
+                Some((tid, name, r)) => json!([{
+                    "name": name,
+                    "value": dec_json(*r),
+                    "total": dec_json(l.line_tax),
+                    "taxOnDiscountedSubtotal": dec_json(l.line_tax),
+                    "taxOnShipping": 0,
+                    "includeInPrice": spec.prices_include_tax,
+                    "sourceTaxRateId": tid,
+                    "sourceTaxRateType": "MANUAL",
+                    "taxClassName": "Standard rate",
+                    "taxClassCode": "default",
+                }]),
+                None => json!([]),
+            },
+        );
+        m.insert(
+            "dimensions".into(),
+            json!({"length": 0, "width": 0, "height": 0}),
+        );
+        m.insert("discounts".into(), json!([]));
+        m.insert("discountsAllowed".into(), true.into());
+        m.insert("taxable".into(), l.tax.is_some().into());
+        m.insert("giftCard".into(), false.into());
+        m.insert("recurringTaxIds".into(), json!([]));
+        m.insert("isCustomerSetPrice".into(), false.into());
+        m.insert("attributes".into(), json!([]));
+        m.insert("files".into(), json!([]));
+        if let Some(c) = &l.combination {
+            m.insert("combinationId".into(), c.id.into());
+            m.insert(
+                "selectedOptions".into(),
+                json!([{
+                    "name": c.option_name,
+                    "nameTranslated": {"en": c.option_name},
+                    "value": c.option_value,
+                    "valueTranslated": {"en": c.option_value},
+                    "valuesArray": [c.option_value],
+                    "selections": [{"selectionTitle": c.option_value, "selectionModifier": 0, "selectionModifierType": "ABSOLUTE"}],
+                    "type": "CHOICE",
+                }]),
+            );
+        }
+        items.push(Value::Object(m));
+    }
+
+    let name = format!("{} {}", spec.first_name.trim(), spec.last_name.trim())
+        .trim()
+        .to_string();
+    let person = json!({
+        "name": name,
+        "firstName": spec.first_name,
+        "lastName": spec.last_name,
+        "companyName": "",
+        "street": "1 Sandbox Street",
+        "city": "Springfield",
+        "countryCode": "US",
+        "countryName": "United States",
+        "postalCode": "12345",
+        "stateOrProvinceCode": "IL",
+        "stateOrProvinceName": "Illinois",
+        "phone": "",
+    });
+    let mut o = Map::new();
+    o.insert("id".into(), id.clone().into());
+    o.insert("internalId".into(), internal.into());
+    o.insert("refundedAmount".into(), 0.into());
+    o.insert("subtotal".into(), dec_json(subtotal));
+    o.insert("subtotalWithoutTax".into(), dec_json(subtotal_without_tax));
+    o.insert("total".into(), dec_json(total));
+    o.insert("totalWithoutTax".into(), dec_json(total_without_tax));
+    o.insert("giftCardRedemption".into(), 0.into());
+    o.insert("totalBeforeGiftCardRedemption".into(), dec_json(total));
+    o.insert("giftCardDoubleSpending".into(), false.into());
+    o.insert("email".into(), spec.email.clone().into());
+    o.insert(
+        "paymentMethod".into(),
+        if spec.payment_status == "PAID" {
+            "Credit or debit card"
+        } else {
+            "Offline"
+        }
+        .into(),
+    );
+    o.insert("tax".into(), dec_json(tax));
+    o.insert("customerTaxExempt".into(), false.into());
+    o.insert("customerTaxId".into(), "".into());
+    o.insert("customerTaxIdValid".into(), false.into());
+    o.insert("b2b_b2c".into(), "b2c".into());
+    o.insert("reversedTaxApplied".into(), false.into());
+    o.insert("couponDiscount".into(), 0.into());
+    o.insert("paymentStatus".into(), spec.payment_status.clone().into());
+    o.insert(
+        "fulfillmentStatus".into(),
+        spec.fulfillment_status.clone().into(),
+    );
+    o.insert("orderNumber".into(), internal.into());
+    o.insert("vendorOrderNumber".into(), id.clone().into());
+    o.insert("publicUid".into(), id.clone().into());
+    o.insert("orderComments".into(), "".into());
+    o.insert("volumeDiscount".into(), 0.into());
+    if let Some(c) = spec.customer_id {
+        o.insert("customerId".into(), c.into());
+    }
+    o.insert("membershipBasedDiscount".into(), 0.into());
+    o.insert("totalAndMembershipBasedDiscount".into(), 0.into());
+    o.insert("customDiscount".into(), json!([]));
+    o.insert("customSurcharges".into(), json!([]));
+    o.insert("discount".into(), 0.into());
+    o.insert("discountInfo".into(), json!([]));
+    o.insert("usdTotal".into(), dec_json(total));
+    o.insert("createDate".into(), ecwid_date(now).into());
+    o.insert("updateDate".into(), ecwid_date(now).into());
+    o.insert("createTimestamp".into(), now.timestamp().into());
+    o.insert("updateTimestamp".into(), now.timestamp().into());
+    o.insert("items".into(), Value::Array(items));
+    o.insert("refunds".into(), json!([]));
+    o.insert("billingPerson".into(), person.clone());
+    o.insert("shippingPerson".into(), person);
+    if let (Some(s), Some(rate)) = (&spec.shipping, shipping) {
+        o.insert(
+            "shippingOption".into(),
+            json!({
+                "shippingMethodName": s.method_name,
+                "shippingRate": dec_json(rate),
+                "shippingRateWithoutTax": dec_json(rate),
+                "isPickup": false,
+                "fulfillmentType": "SHIPPING",
+            }),
+        );
+    }
+    o.insert("predictedPackage".into(), json!([]));
+    o.insert("shipments".into(), json!([]));
+    o.insert("additionalInfo".into(), json!({}));
+    o.insert("paymentParams".into(), json!({}));
+    o.insert("extraFields".into(), json!({}));
+    o.insert("hidden".into(), false.into());
+    o.insert("taxesOnShipping".into(), json!([]));
+    o.insert("disableAllCustomerNotifications".into(), false.into());
+    o.insert("externalFulfillment".into(), false.into());
+    o.insert("utmDataSets".into(), json!([]));
+    o.insert("invoices".into(), json!([]));
+    o.insert("pricesIncludeTax".into(), spec.prices_include_tax.into());
+    st.ecwid_orders.insert(internal, Value::Object(o));
+    Ok(id)
+}
+
+/// Change an order's payment status; cancelling restocks its items like Ecwid does.
+pub(crate) fn set_payment_status(
+    st: &mut State,
+    order_id: &str,
+    status: &str,
+) -> anyhow::Result<()> {
+    let order = st
+        .ecwid_order_mut(order_id)
+        .ok_or_else(|| anyhow!("no Ecwid order {order_id}"))?;
+    let old = order
+        .get("paymentStatus")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let mut patch = Map::new();
+    patch.insert("paymentStatus".into(), status.into());
+    merge_order(order, &patch);
+    if status == "CANCELLED" && old != "CANCELLED" {
+        let items: Vec<(u64, Option<u64>, i64)> = order
+            .get("items")
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| {
+                        Some((
+                            i.get("productId")?.as_u64()?,
+                            i.get("combinationId").and_then(Value::as_u64),
+                            i.get("quantity")?.as_i64()?,
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (pid, cid, qty) in items {
+            if let Some(p) = st.ecwid_products.get_mut(&pid) {
+                let slot = match cid {
+                    Some(cid) => p
+                        .combinations
+                        .iter_mut()
+                        .find(|c| c.id == cid)
+                        .map(|c| &mut c.quantity),
+                    None => Some(&mut p.quantity),
+                };
+                if let Some(Some(q)) = slot {
+                    *q += qty;
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,541 @@
+//! The HTTP front: listener with killable connections, routing, auth, rate limits and faults.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State as AxState;
+use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::serve::{IncomingStream, Listener};
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::config::SandboxConfig;
+use crate::faults::{FaultKind, Route};
+use crate::state::State;
+use crate::util::{Query, ceil_secs, http_date_after, path_decode};
+
+/// Shared by the server and every `Sandbox` handle.
+pub(crate) struct Inner {
+    pub cfg: SandboxConfig,
+    pub state: Mutex<State>,
+}
+
+impl Inner {
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent-enough test state; keep serving.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+pub(crate) type Shared = Arc<Inner>;
+
+// ---------------------------------------------------------------------------------------------
+// Responses
+
+pub(crate) enum Body {
+    Json(Value),
+    Html(String),
+}
+
+/// A response computed while holding the state lock.
+pub(crate) struct ApiResponse {
+    pub status: StatusCode,
+    pub body: Body,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl ApiResponse {
+    pub fn json(status: StatusCode, body: Value) -> ApiResponse {
+        ApiResponse {
+            status,
+            body: Body::Json(body),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn ok(body: Value) -> ApiResponse {
+        ApiResponse::json(StatusCode::OK, body)
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> ApiResponse {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// A 5xx as a load balancer or the app would send it.
+    pub fn server_error(code: u16) -> ApiResponse {
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if code == 500 {
+            return ApiResponse::json(
+                status,
+                serde_json::json!({"error": "Internal Server Error", "errorMessage": "Internal Server Error", "errorCode": "INTERNAL_SERVER_ERROR"}),
+            );
+        }
+        let reason = status.canonical_reason().unwrap_or("Error");
+        ApiResponse {
+            status,
+            body: Body::Html(format!(
+                "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n<center><h1>{code} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+            )),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn into_response(self) -> Response {
+        let mut resp = match self.body {
+            Body::Json(v) => {
+                let mut r = serde_json::to_vec(&v).unwrap_or_default().into_response();
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json; charset=UTF-8"),
+                );
+                r
+            }
+            Body::Html(s) => {
+                let mut r = s.into_response();
+                r.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+                r
+            }
+        };
+        *resp.status_mut() = self.status;
+        for (name, value) in self.headers {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                resp.headers_mut().insert(name, v);
+            }
+        }
+        resp
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Killable connections (for DropAfterCommit)
+
+/// Connection info handed to handlers: lets a handler kill its own TCP connection.
+#[derive(Clone, Debug)]
+pub(crate) struct ConnMeta {
+    kill: Arc<AtomicBool>,
+}
+
+impl ConnMeta {
+    /// After this, the connection fails every read and write: hyper drops it without sending
+    /// the response, and the client sees the connection close with no HTTP answer.
+    pub fn kill(&self) {
+        self.kill.store(true, Ordering::SeqCst);
+    }
+}
+
+pub(crate) struct KillableListener(pub TcpListener);
+
+pub(crate) struct KillableIo {
+    inner: TcpStream,
+    kill: Arc<AtomicBool>,
+}
+
+fn killed() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "sandbox fault: connection dropped",
+    )
+}
+
+impl AsyncRead for KillableIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.kill.load(Ordering::SeqCst) {
+            return Poll::Ready(Err(killed()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for KillableIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.kill.load(Ordering::SeqCst) {
+            return Poll::Ready(Err(killed()));
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.kill.load(Ordering::SeqCst) {
+            return Poll::Ready(Err(killed()));
+        }
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl Listener for KillableListener {
+    type Io = KillableIo;
+    type Addr = ConnMeta;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.0.accept().await {
+                Ok((stream, _remote)) => {
+                    let _ = stream.set_nodelay(true);
+                    let kill = Arc::new(AtomicBool::new(false));
+                    return (
+                        KillableIo {
+                            inner: stream,
+                            kill: kill.clone(),
+                        },
+                        ConnMeta { kill },
+                    );
+                }
+                Err(e) => {
+                    tracing::debug!("sandbox accept error: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.0.local_addr()?;
+        Ok(ConnMeta {
+            kill: Arc::new(AtomicBool::new(false)),
+        })
+    }
+}
+
+impl Connected<IncomingStream<'_, KillableListener>> for ConnMeta {
+    fn connect_info(stream: IncomingStream<'_, KillableListener>) -> Self {
+        stream.remote_addr().clone()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Router
+
+pub(crate) fn router(shared: Shared) -> Router {
+    Router::new()
+        .route("/ecwid/api/v3/{*rest}", any(ecwid_entry))
+        .route("/lightspeed/{*rest}", any(ls_entry))
+        .nest("/_sandbox", crate::admin::router())
+        .fallback(not_found)
+        .with_state(shared)
+}
+
+async fn not_found() -> Response {
+    ApiResponse::json(
+        StatusCode::NOT_FOUND,
+        serde_json::json!({"error": "Not Found"}),
+    )
+    .into_response()
+}
+
+fn segments(path: &str) -> Vec<String> {
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(path_decode)
+        .collect()
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        })
+        .unwrap_or(false)
+}
+
+/// The parsed JSON body of a request: `Ok(None)` when there is none.
+fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Option<Value>, &'static str> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    if !is_json(headers) {
+        return Err("Content-Type must be application/json");
+    }
+    serde_json::from_slice(body)
+        .map(Some)
+        .map_err(|_| "The request body is not valid JSON")
+}
+
+/// Run the request (under the lock), then apply the armed fault, if any.
+async fn finish(
+    shared: &Shared,
+    meta: &ConnMeta,
+    route_of_drop: Route,
+    fault: Option<FaultKind>,
+    run: impl FnOnce(&mut State) -> ApiResponse,
+) -> ApiResponse {
+    let resp = {
+        let mut st = shared.lock();
+        run(&mut st)
+    };
+    match fault {
+        Some(FaultKind::Delay(d)) => {
+            tokio::time::sleep(d).await;
+        }
+        Some(FaultKind::DropAfterCommit) => {
+            if resp.status.is_success() {
+                meta.kill();
+            } else {
+                shared
+                    .lock()
+                    .rearm(route_of_drop, FaultKind::DropAfterCommit);
+            }
+        }
+        _ => {}
+    }
+    resp
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ecwid
+
+async fn ecwid_entry(
+    AxState(shared): AxState<Shared>,
+    ConnectInfo(meta): ConnectInfo<ConnMeta>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let segs = segments(uri.path().strip_prefix("/ecwid/api/v3").unwrap_or(""));
+    let query = Query::parse(uri.query());
+    let cfg = &shared.cfg;
+    let rest: Vec<String> = segs.iter().skip(1).cloned().collect();
+    let is_get_order = method == Method::GET && rest.len() == 2 && rest[0] == "orders";
+
+    let pre = {
+        let mut st = shared.lock();
+        st.counters.ecwid_requests += 1;
+        if segs.first().map(String::as_str) != Some(cfg.ecwid_store_id.to_string().as_str()) {
+            Err(crate::ecwid::error(
+                StatusCode::NOT_FOUND,
+                "STORE_NOT_FOUND",
+                "Store not found",
+            ))
+        } else {
+            crate::ecwid::count(&mut st, &method, &rest);
+            if bearer(&headers) != Some(cfg.ecwid_token.as_str()) {
+                Err(crate::ecwid::error(
+                    StatusCode::FORBIDDEN,
+                    "INVALID_API_TOKEN",
+                    "Access denied: the API token is missing or invalid",
+                ))
+            } else {
+                match st
+                    .ecwid_rate
+                    .hit(cfg.ecwid_rate_limit, cfg.ecwid_rate_window, Instant::now())
+                {
+                    Err(wait) => {
+                        st.counters.ecwid_rate_limited += 1;
+                        Err(crate::ecwid::rate_limited(wait))
+                    }
+                    Ok(_) => {
+                        let fault = st.take_fault(|r| {
+                            r == Route::EcwidAny || (r == Route::EcwidGetOrder && is_get_order)
+                        });
+                        match fault {
+                            Some(FaultKind::Status(code)) => Err(ApiResponse::server_error(code)),
+                            Some(FaultKind::RateLimit { retry_after }) => {
+                                st.counters.ecwid_rate_limited += 1;
+                                Err(crate::ecwid::rate_limited(retry_after))
+                            }
+                            other => Ok(other),
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let fault = match pre {
+        Err(resp) => return resp.into_response(),
+        Ok(f) => f,
+    };
+    let parsed = match parse_body(&headers, &body) {
+        Ok(v) => v,
+        Err(msg) => {
+            let status = if msg.starts_with("Content-Type") {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            return crate::ecwid::error(status, "WRONG_PARAMETER", msg).into_response();
+        }
+    };
+    let drop_route = if is_get_order {
+        Route::EcwidGetOrder
+    } else {
+        Route::EcwidAny
+    };
+    finish(&shared, &meta, drop_route, fault, |st| {
+        crate::ecwid::dispatch(st, &method, &rest, &query, parsed.as_ref(), false)
+    })
+    .await
+    .into_response()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lightspeed
+
+fn rate_headers(resp: ApiResponse, limit: u32, remaining: u32, reset_date: &str) -> ApiResponse {
+    resp.header("X-RateLimit-Limit", limit.to_string())
+        .header("X-RateLimit-Remaining", remaining.to_string())
+        .header("X-RateLimit-Reset", reset_date.to_string())
+}
+
+async fn ls_entry(
+    AxState(shared): AxState<Shared>,
+    ConnectInfo(meta): ConnectInfo<ConnMeta>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let segs = segments(uri.path().strip_prefix("/lightspeed").unwrap_or(""));
+    let query = Query::parse(uri.query());
+    let cfg = &shared.cfg;
+    let rest: Vec<String> = segs.iter().skip(1).cloned().collect();
+    let is_sale_post = method == Method::POST && rest == ["api", "register_sales"];
+    let is_search = method == Method::GET && rest == ["api", "2.0", "search"];
+    let is_customer_create = method == Method::POST && rest == ["api", "2.0", "customers"];
+
+    let limit = cfg.ls_rate_limit;
+    let pre = {
+        let mut st = shared.lock();
+        st.counters.ls_requests += 1;
+        if segs.first().map(String::as_str) != Some(cfg.ls_domain_prefix.as_str()) {
+            Err(ApiResponse::json(
+                StatusCode::NOT_FOUND,
+                serde_json::json!({"error": "Not Found", "details": "Unknown retailer"}),
+            ))
+        } else {
+            if method == Method::GET {
+                st.counters.ls_gets += 1;
+            }
+            if is_sale_post {
+                st.counters.ls_sale_posts += 1;
+            }
+            if is_search {
+                st.counters.ls_searches += 1;
+            }
+            if is_customer_create {
+                st.counters.ls_customer_creates += 1;
+            }
+            if bearer(&headers) != Some(cfg.ls_token.as_str()) {
+                // Not counted (the limit applies to authorized requests), but still reported.
+                let now = st.ls_rate.peek(limit, cfg.ls_rate_window, Instant::now());
+                Err(rate_headers(
+                    ApiResponse::json(
+                        StatusCode::UNAUTHORIZED,
+                        serde_json::json!({"error": "Unauthorized", "details": "The access token is missing, invalid or expired"}),
+                    ),
+                    limit,
+                    now.remaining,
+                    &http_date_after(now.reset_in),
+                ))
+            } else {
+                match st.ls_rate.hit(limit, cfg.ls_rate_window, Instant::now()) {
+                    Err(wait) => {
+                        st.counters.ls_rate_limited += 1;
+                        let date = http_date_after(wait);
+                        Err(rate_headers(
+                            crate::lightspeed::rate_limited(&date),
+                            limit,
+                            0,
+                            &date,
+                        ))
+                    }
+                    Ok(ok) => {
+                        let reset = http_date_after(ok.reset_in);
+                        let fault = st.take_fault(|r| {
+                            r == Route::LsAny
+                                || (r == Route::LsPostSale && is_sale_post)
+                                || (r == Route::LsSearch && is_search)
+                        });
+                        match fault {
+                            Some(FaultKind::Status(code)) => Err(rate_headers(
+                                ApiResponse::server_error(code),
+                                limit,
+                                ok.remaining,
+                                &reset,
+                            )),
+                            Some(FaultKind::RateLimit { retry_after }) => {
+                                st.counters.ls_rate_limited += 1;
+                                let date = http_date_after(retry_after);
+                                Err(rate_headers(
+                                    crate::lightspeed::rate_limited(&date),
+                                    limit,
+                                    0,
+                                    &date,
+                                ))
+                            }
+                            other => Ok((other, ok.remaining, reset)),
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let (fault, remaining, reset) = match pre {
+        Err(resp) => return resp.into_response(),
+        Ok(x) => x,
+    };
+    let parsed = match parse_body(&headers, &body) {
+        Ok(v) => v,
+        Err(msg) => {
+            return rate_headers(
+                crate::lightspeed::error(StatusCode::BAD_REQUEST, msg),
+                limit,
+                remaining,
+                &reset,
+            )
+            .into_response();
+        }
+    };
+    let drop_route = if is_sale_post {
+        Route::LsPostSale
+    } else if is_search {
+        Route::LsSearch
+    } else {
+        Route::LsAny
+    };
+    let resp = finish(&shared, &meta, drop_route, fault, |st| {
+        crate::lightspeed::dispatch(st, &method, &rest, &query, parsed.as_ref())
+    })
+    .await;
+    rate_headers(resp, limit, remaining, &reset).into_response()
+}
+
+/// Seconds for Ecwid's `Retry-After`.
+pub(crate) fn retry_after_secs(d: std::time::Duration) -> String {
+    ceil_secs(d).to_string()
+}

@@ -1,0 +1,291 @@
+//! Public value types: what tests and the demo send to the sandbox and read back.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// A product to create, in Ecwid and/or Lightspeed.
+///
+/// JSON (snake_case; money and stock as numbers or numeric strings):
+/// `{"sku":"MUG-002","name":"Mug","price_excl_tax":12,"tax_percent":10,"ecwid_stock":30,
+///   "ls_stock":30,"ls_stock_other":0,"has_inventory":true,
+///   "variants":[{"sku":"MUG-002-RED","option_name":"Color","option_value":"Red",
+///                "price_excl_tax":null,"ecwid_stock":5,"ls_stock":5}]}`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProductSpec {
+    pub sku: String,
+    pub name: String,
+    /// Unit price excluding tax (Lightspeed `price_excluding_tax`).
+    #[serde(with = "crate::util::dec_serde")]
+    pub price_excl_tax: Decimal,
+    /// The tax rate in percent (10 = 10%), or none for an untaxed product. A Lightspeed tax with
+    /// that rate is created if the retailer has none.
+    #[serde(with = "crate::util::dec_serde_opt")]
+    pub tax_percent: Option<Decimal>,
+    /// Ecwid stock; `None` = unlimited (Ecwid does not track it).
+    #[serde(with = "crate::util::dec_serde_opt")]
+    pub ecwid_stock: Option<Decimal>,
+    /// Lightspeed stock at the main outlet (the web register's).
+    #[serde(with = "crate::util::dec_serde")]
+    pub ls_stock: Decimal,
+    /// Lightspeed stock at every other outlet.
+    #[serde(with = "crate::util::dec_serde")]
+    pub ls_stock_other: Decimal,
+    /// Variations: Ecwid combinations and Lightspeed variant products.
+    pub variants: Vec<VariantSpec>,
+    /// Whether Lightspeed tracks inventory for it.
+    pub has_inventory: bool,
+}
+
+impl Default for ProductSpec {
+    fn default() -> Self {
+        ProductSpec {
+            sku: String::new(),
+            name: String::new(),
+            price_excl_tax: Decimal::ZERO,
+            tax_percent: None,
+            ecwid_stock: None,
+            ls_stock: Decimal::ZERO,
+            ls_stock_other: Decimal::ZERO,
+            variants: Vec::new(),
+            has_inventory: true,
+        }
+    }
+}
+
+/// One variation of a [`ProductSpec`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VariantSpec {
+    pub sku: String,
+    /// e.g. "Size".
+    pub option_name: String,
+    /// e.g. "M".
+    pub option_value: String,
+    /// Unit price excluding tax; `None` = the product's.
+    #[serde(with = "crate::util::dec_serde_opt")]
+    pub price_excl_tax: Option<Decimal>,
+    #[serde(with = "crate::util::dec_serde_opt")]
+    pub ecwid_stock: Option<Decimal>,
+    #[serde(with = "crate::util::dec_serde")]
+    pub ls_stock: Decimal,
+    #[serde(with = "crate::util::dec_serde")]
+    pub ls_stock_other: Decimal,
+}
+
+impl Default for VariantSpec {
+    fn default() -> Self {
+        VariantSpec {
+            sku: String::new(),
+            option_name: "Size".into(),
+            option_value: String::new(),
+            price_excl_tax: None,
+            ecwid_stock: None,
+            ls_stock: Decimal::ZERO,
+            ls_stock_other: Decimal::ZERO,
+        }
+    }
+}
+
+/// The ids of a created product on each side (`None` where the side was not created).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductIds {
+    pub sku: String,
+    pub ecwid_product_id: Option<u64>,
+    /// For a product with variants: the Lightspeed variant parent (the first variant, as in
+    /// X-Series, where the parent is itself a sellable variant).
+    pub ls_product_id: Option<String>,
+    pub variants: Vec<VariantIds>,
+}
+
+impl ProductIds {
+    /// The Lightspeed product id; panics when there is none.
+    pub fn ls_id(&self) -> &str {
+        self.ls_product_id
+            .as_deref()
+            .unwrap_or_else(|| panic!("product {} has no Lightspeed side", self.sku))
+    }
+
+    /// The Ecwid product id; panics when there is none.
+    pub fn ecwid_id(&self) -> u64 {
+        self.ecwid_product_id
+            .unwrap_or_else(|| panic!("product {} has no Ecwid side", self.sku))
+    }
+
+    /// The variation with this SKU; panics when there is none.
+    pub fn variant(&self, sku: &str) -> &VariantIds {
+        self.variants
+            .iter()
+            .find(|v| v.sku == sku)
+            .unwrap_or_else(|| panic!("product {} has no variant {sku}", self.sku))
+    }
+}
+
+/// The ids of one created variation.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VariantIds {
+    pub sku: String,
+    pub option_value: String,
+    pub ecwid_combination_id: Option<u64>,
+    pub ls_product_id: Option<String>,
+}
+
+impl VariantIds {
+    pub fn ls_id(&self) -> &str {
+        self.ls_product_id
+            .as_deref()
+            .unwrap_or_else(|| panic!("variant {} has no Lightspeed side", self.sku))
+    }
+
+    pub fn combination_id(&self) -> u64 {
+        self.ecwid_combination_id
+            .unwrap_or_else(|| panic!("variant {} has no Ecwid side", self.sku))
+    }
+}
+
+/// An Ecwid checkout to simulate.
+///
+/// JSON: `{"items":[{"sku":"123123","quantity":1}],"prices_include_tax":true,
+///   "payment_status":"PAID","fulfillment_status":"AWAITING_PROCESSING",
+///   "email":"a@b.c","first_name":"Ann","last_name":"Lee",
+///   "shipping":{"method_name":"Flat","rate":5},"order_id":null,"customer_id":null}`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OrderSpec {
+    pub items: Vec<OrderItemSpec>,
+    /// The order's `pricesIncludeTax`: item `price` includes tax (true) or tax is added (false).
+    pub prices_include_tax: bool,
+    /// `PAID` or `AWAITING_PAYMENT` (any Ecwid value is stored as given).
+    pub payment_status: String,
+    pub fulfillment_status: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    /// An untaxed shipping charge.
+    pub shipping: Option<ShippingSpec>,
+    /// Force the order's string `id` (default: a random 5-character id like `K8XTQ`).
+    pub order_id: Option<String>,
+    /// Ecwid `customerId`, if the buyer has an account.
+    pub customer_id: Option<u64>,
+}
+
+impl Default for OrderSpec {
+    fn default() -> Self {
+        OrderSpec {
+            items: Vec::new(),
+            prices_include_tax: false,
+            payment_status: "PAID".into(),
+            fulfillment_status: "AWAITING_PROCESSING".into(),
+            email: String::new(),
+            first_name: String::new(),
+            last_name: String::new(),
+            shipping: None,
+            order_id: None,
+            customer_id: None,
+        }
+    }
+}
+
+/// One order line: a product (or combination) SKU and a quantity.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderItemSpec {
+    pub sku: String,
+    pub quantity: u32,
+}
+
+impl OrderItemSpec {
+    pub fn new(sku: impl Into<String>, quantity: u32) -> Self {
+        OrderItemSpec {
+            sku: sku.into(),
+            quantity,
+        }
+    }
+}
+
+/// An untaxed shipping charge on an order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShippingSpec {
+    pub method_name: String,
+    #[serde(with = "crate::util::dec_serde")]
+    pub rate: Decimal,
+}
+
+/// Request counters, for assertions.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Every request to the Ecwid API.
+    pub ecwid_requests: u64,
+    /// `GET /orders/{id}` and `GET /orders` (search).
+    pub ecwid_order_gets: u64,
+    /// Any POST/PUT/PATCH/DELETE on Ecwid `/orders` (batch sub-requests included). Rule O4: the
+    /// connector never writes Ecwid orders, so this must stay 0.
+    pub ecwid_order_writes: u64,
+    /// Any POST/PUT/PATCH/DELETE on Ecwid `/products` (batch sub-requests included).
+    pub ecwid_product_writes: u64,
+    /// Ecwid `POST /batch` requests.
+    pub ecwid_batches: u64,
+    /// 429s sent by Ecwid.
+    pub ecwid_rate_limited: u64,
+    /// Every request to the Lightspeed API.
+    pub ls_requests: u64,
+    /// `POST /api/register_sales` attempts (including failed or faulted ones).
+    pub ls_sale_posts: u64,
+    /// Lightspeed GET requests.
+    pub ls_gets: u64,
+    /// `GET /api/2.0/search` requests.
+    pub ls_searches: u64,
+    /// `POST /api/2.0/customers` attempts.
+    pub ls_customer_creates: u64,
+    /// 429s sent by Lightspeed (real or injected).
+    pub ls_rate_limited: u64,
+    /// Injected faults that fired.
+    pub faults_fired: u64,
+}
+
+/// Ids of the retailer's fixed setup and of the demo catalog.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeedIds {
+    pub ecwid_store_id: u64,
+    pub retailer_id: String,
+    /// "Main Outlet".
+    pub outlet_id: String,
+    /// "Web Store Register", in Main Outlet: the register the connector posts to.
+    pub register_id: String,
+    /// "Warehouse".
+    pub second_outlet_id: String,
+    /// "Warehouse Register", in Warehouse.
+    pub second_register_id: String,
+    pub user_id: String,
+    /// "Ecwid Online".
+    pub payment_type_id: String,
+    /// "Cash".
+    pub cash_payment_type_id: String,
+    /// Lightspeed tax "GST 10%" (rate 0.1).
+    pub tax_10_id: String,
+    /// Lightspeed tax "VAT 20%" (rate 0.2).
+    pub tax_20_id: String,
+    /// Lightspeed "No Tax" (the retailer's `no_tax_group_id`).
+    pub no_tax_group_id: String,
+    /// The retailer's `discount_product_id`.
+    pub discount_product_id: String,
+    /// A non-inventory "Shipping" product (sku `shipping`) for shipping lines.
+    pub shipping_product_id: String,
+    pub customer_group_id: String,
+    /// Ecwid tax "10% Tax".
+    pub ecwid_tax_10_id: u64,
+    /// Ecwid tax "20% Tax".
+    pub ecwid_tax_20_id: u64,
+    /// "Toys", sku 123123, Ecwid product 692730761 (as in Ecwid's example order K8XTQ),
+    /// 10.00 incl. 10% tax.
+    pub toys: ProductIds,
+    /// "Coffee Mug", sku MUG-001, 12.00 + 10%.
+    pub mug: ProductIds,
+    /// "Tote Bag", sku TOTE-001, 15.00 + 20%.
+    pub tote: ProductIds,
+    /// "Sticker", sku STICKER-01, 1.50, untaxed.
+    pub sticker: ProductIds,
+    /// "T-Shirt", sku TSHIRT, 20.00 + 20%, variants TSHIRT-S / TSHIRT-M / TSHIRT-L.
+    pub tshirt: ProductIds,
+    /// The demo customer "Jane Doe" <jane@example.com>.
+    pub customer_id: String,
+}

@@ -1,0 +1,418 @@
+//! [`WorkQueue`] on an SQS FIFO queue: message group = Ecwid store, deduplication id from
+//! the message, and a redrive policy that moves a message to the dead-letter queue after
+//! its maximum receives.
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::error::{DisplayErrorContext, SdkError};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
+};
+use els_core::QueueError;
+use els_core::ports::{Delivery, OrderMessage, WorkQueue};
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// SQS's largest visibility timeout: 12 hours.
+const MAX_VISIBILITY_SECS: u64 = 43_200;
+/// SQS returns at most 10 messages per receive.
+const MAX_BATCH: usize = 10;
+
+/// The work queue on an SQS FIFO queue.
+#[derive(Clone, Debug)]
+pub struct SqsQueue {
+    client: Client,
+    queue_url: String,
+    wait_time: Duration,
+}
+
+fn unavailable<E, R>(what: &str, err: SdkError<E, R>) -> QueueError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    QueueError::Unavailable(format!("SQS {what}: {}", DisplayErrorContext(&err)))
+}
+
+/// Whole seconds for SQS, rounded up (a retry never comes early), capped at 12 hours.
+fn visibility_secs(d: Duration) -> i32 {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    // The cap fits in i32.
+    secs.min(MAX_VISIBILITY_SECS) as i32
+}
+
+/// SQS accepts up to 128 printable ASCII characters; anything else is replaced by a hash,
+/// which keeps deduplication working for arbitrary ids.
+fn sqs_dedup_id(id: &str) -> String {
+    if !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()) {
+        return id.to_owned();
+    }
+    let digest = Sha256::digest(id.as_bytes());
+    let mut out = String::from("sha256:");
+    for byte in digest {
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
+/// `(account, queue name)` of `arn:aws:sqs:{region}:{account}:{name}`.
+fn parse_queue_arn(arn: &str) -> Option<(&str, &str)> {
+    let mut parts = arn.split(':');
+    let (account, name) = (parts.nth(4)?, parts.next()?);
+    (!account.is_empty() && !name.is_empty()).then_some((account, name))
+}
+
+impl SqsQueue {
+    pub fn from_config(config: &aws_config::SdkConfig, queue_url: impl Into<String>) -> Self {
+        Self::new(Client::new(config), queue_url)
+    }
+
+    /// The queue at `queue_url`, with a client built once by the caller.
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+            wait_time: Duration::ZERO,
+        }
+    }
+
+    /// Long polling: `receive` waits up to this long (whole seconds, at most 20) for a
+    /// message. The default, zero, returns at once.
+    pub fn with_wait_time(mut self, wait: Duration) -> Self {
+        self.wait_time = wait.min(Duration::from_secs(20));
+        self
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn queue_url(&self) -> &str {
+        &self.queue_url
+    }
+
+    /// Creates the FIFO queue `{name}.fifo` and its dead-letter queue `{name}-dlq.fifo`
+    /// (14 days' retention), with a redrive policy after `max_receive_count` receives.
+    /// Returns `(queue_url, dlq_url)`. Creating queues that exist with the same attributes
+    /// is a no-op on SQS.
+    pub async fn create_fifo_with_dlq(
+        client: &Client,
+        name: &str,
+        max_receive_count: u32,
+    ) -> Result<(String, String), QueueError> {
+        let base = name.strip_suffix(".fifo").unwrap_or(name);
+        let dlq_url = client
+            .create_queue()
+            .queue_name(format!("{base}-dlq.fifo"))
+            .attributes(QueueAttributeName::FifoQueue, "true")
+            .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
+            .send()
+            .await
+            .map_err(|e| unavailable("CreateQueue (dead-letter queue)", e))?
+            .queue_url
+            .ok_or_else(|| QueueError::Unavailable("SQS CreateQueue returned no URL".into()))?;
+        let dlq_arn = client
+            .get_queue_attributes()
+            .queue_url(&dlq_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetQueueAttributes", e))?
+            .attributes
+            .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+            .ok_or_else(|| {
+                QueueError::Unavailable("SQS returned no dead-letter queue ARN".into())
+            })?;
+        let redrive = serde_json::json!({
+            "deadLetterTargetArn": dlq_arn,
+            "maxReceiveCount": max_receive_count,
+        });
+        let queue_url = client
+            .create_queue()
+            .queue_name(format!("{base}.fifo"))
+            .attributes(QueueAttributeName::FifoQueue, "true")
+            .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+            .send()
+            .await
+            .map_err(|e| unavailable("CreateQueue", e))?
+            .queue_url
+            .ok_or_else(|| QueueError::Unavailable("SQS CreateQueue returned no URL".into()))?;
+        Ok((queue_url, dlq_url))
+    }
+
+    /// The URL of the dead-letter queue named in this queue's redrive policy.
+    pub async fn dead_letter_queue_url(&self) -> Result<Option<String>, QueueError> {
+        let attributes = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::RedrivePolicy)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetQueueAttributes", e))?
+            .attributes
+            .unwrap_or_default();
+        let Some(policy) = attributes.get(&QueueAttributeName::RedrivePolicy) else {
+            return Ok(None);
+        };
+        let policy: serde_json::Value = serde_json::from_str(policy)
+            .map_err(|e| QueueError::Unavailable(format!("unreadable redrive policy: {e}")))?;
+        let Some((account, name)) = policy["deadLetterTargetArn"]
+            .as_str()
+            .and_then(parse_queue_arn)
+        else {
+            return Ok(None);
+        };
+        let url = self
+            .client
+            .get_queue_url()
+            .queue_name(name)
+            .queue_owner_aws_account_id(account)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetQueueUrl", e))?
+            .queue_url;
+        Ok(url)
+    }
+
+    /// A peek at the dead-letter queue: messages are received with a short visibility and
+    /// made visible again at once. SQS FIFO hides the rest of a message group while some of
+    /// it is in flight, so at most 10 messages per store are seen.
+    pub async fn dead_letters(&self) -> Result<Vec<OrderMessage>, QueueError> {
+        let Some(dlq_url) = self.dead_letter_queue_url().await? else {
+            return Ok(Vec::new());
+        };
+        let mut seen = HashSet::new();
+        let mut receipts = Vec::new();
+        let mut out = Vec::new();
+        for _ in 0..100 {
+            let batch = self
+                .client
+                .receive_message()
+                .queue_url(&dlq_url)
+                .max_number_of_messages(MAX_BATCH as i32)
+                .visibility_timeout(30)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .map_err(|e| unavailable("ReceiveMessage (dead-letter queue)", e))?
+                .messages
+                .unwrap_or_default();
+            if batch.is_empty() {
+                break;
+            }
+            for m in batch {
+                receipts.extend(m.receipt_handle.clone());
+                if !seen.insert(m.message_id.clone().unwrap_or_default()) {
+                    continue;
+                }
+                match serde_json::from_str(m.body().unwrap_or_default()) {
+                    Ok(message) => out.push(message),
+                    Err(e) => tracing::warn!(
+                        message_id = m.message_id().unwrap_or_default(),
+                        error = %e,
+                        "undecodable dead letter skipped"
+                    ),
+                }
+            }
+        }
+        for (chunk_no, chunk) in receipts.chunks(MAX_BATCH).enumerate() {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, receipt)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(format!("m{chunk_no}-{i}"))
+                        .receipt_handle(receipt)
+                        .visibility_timeout(0)
+                        .build()
+                        .map_err(|e| QueueError::Unavailable(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            self.client
+                .change_message_visibility_batch()
+                .queue_url(&dlq_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| unavailable("ChangeMessageVisibilityBatch", e))?;
+        }
+        Ok(out)
+    }
+
+    /// `(visible, in_flight)` from the approximate counts SQS keeps.
+    pub async fn queue_depth(&self) -> Result<(usize, usize), QueueError> {
+        let attributes = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetQueueAttributes", e))?
+            .attributes
+            .unwrap_or_default();
+        let count = |name: &QueueAttributeName| {
+            attributes
+                .get(name)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok((
+            count(&QueueAttributeName::ApproximateNumberOfMessages),
+            count(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        ))
+    }
+}
+
+impl WorkQueue for SqsQueue {
+    async fn enqueue(&self, message: &OrderMessage) -> Result<(), QueueError> {
+        let body = serde_json::to_string(message)
+            .map_err(|e| QueueError::InvalidMessage(e.to_string()))?;
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_group_id(message.group_id())
+            .message_deduplication_id(sqs_dedup_id(&message.dedup_id))
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|e| unavailable("SendMessage", e))?;
+        Ok(())
+    }
+
+    async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Delivery>, QueueError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let messages = self
+            .client
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(max.min(MAX_BATCH) as i32)
+            .visibility_timeout(visibility_secs(visibility))
+            .wait_time_seconds(visibility_secs(self.wait_time))
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(|e| unavailable("ReceiveMessage", e))?
+            .messages
+            .unwrap_or_default();
+        let mut out = Vec::with_capacity(messages.len());
+        for m in messages {
+            let Some(receipt) = m.receipt_handle.clone() else {
+                continue;
+            };
+            let receive_count = m
+                .attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(1);
+            match serde_json::from_str(m.body().unwrap_or_default()) {
+                Ok(message) => out.push(Delivery {
+                    message,
+                    receipt,
+                    receive_count,
+                }),
+                // Not ours to handle: it stays in flight and dead-letters after its
+                // maximum receives instead of failing every receive.
+                Err(e) => tracing::warn!(
+                    message_id = m.message_id().unwrap_or_default(),
+                    error = %e,
+                    "undecodable queue message skipped"
+                ),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ack(&self, receipt: &str) -> Result<(), QueueError> {
+        match self
+            .client
+            .delete_message()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_receipt_handle_is_invalid()) =>
+            {
+                Err(QueueError::InvalidMessage(
+                    "receipt handle is no longer valid".into(),
+                ))
+            }
+            Err(e) => Err(unavailable("DeleteMessage", e)),
+        }
+    }
+
+    async fn retry_after(&self, receipt: &str, delay: Duration) -> Result<(), QueueError> {
+        match self
+            .client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt)
+            .visibility_timeout(visibility_secs(delay))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error().is_some_and(|s| {
+                    s.is_receipt_handle_is_invalid() || s.is_message_not_inflight()
+                }) =>
+            {
+                Err(QueueError::InvalidMessage(
+                    "receipt handle is no longer valid".into(),
+                ))
+            }
+            Err(e) => Err(unavailable("ChangeMessageVisibility", e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_ids_that_sqs_accepts_pass_unchanged() {
+        assert_eq!(sqs_dedup_id("1003:K8XTQ"), "1003:K8XTQ");
+        assert_eq!(
+            sqs_dedup_id("1003:K8XTQ:replay:abc-def"),
+            "1003:K8XTQ:replay:abc-def"
+        );
+    }
+
+    #[test]
+    fn other_dedup_ids_are_hashed_stably() {
+        let long = "x".repeat(200);
+        let hashed = sqs_dedup_id(&long);
+        assert!(hashed.starts_with("sha256:") && hashed.len() == 7 + 64);
+        assert_eq!(hashed, sqs_dedup_id(&long));
+        assert_ne!(sqs_dedup_id("a b"), sqs_dedup_id("a_b"));
+        assert!(sqs_dedup_id("é").starts_with("sha256:"));
+    }
+
+    #[test]
+    fn visibility_rounds_up_and_caps() {
+        assert_eq!(visibility_secs(Duration::ZERO), 0);
+        assert_eq!(visibility_secs(Duration::from_millis(1)), 1);
+        assert_eq!(visibility_secs(Duration::from_millis(1500)), 2);
+        assert_eq!(visibility_secs(Duration::from_secs(3)), 3);
+        assert_eq!(visibility_secs(Duration::from_secs(100_000)), 43_200);
+    }
+
+    #[test]
+    fn dead_letter_queue_name_comes_from_its_arn() {
+        assert_eq!(
+            parse_queue_arn("arn:aws:sqs:us-east-1:123456789012:orders-dlq.fifo"),
+            Some(("123456789012", "orders-dlq.fifo"))
+        );
+        assert_eq!(parse_queue_arn("orders-dlq.fifo"), None);
+    }
+}

@@ -1,0 +1,702 @@
+//! The contract every [`StateStore`] and [`WorkQueue`] adapter must meet: SQLite, and
+//! DynamoDB/SQS on moto. Each adapter's test file runs the same functions.
+//!
+//! State functions pick their own store ids, so they may share one store and run in
+//! parallel. Queue functions each need a fresh, empty queue.
+
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use els_core::ledger::{self, ClaimDecision, LedgerEntry, OrderKey, OrderState, Outcome, Reason};
+use els_core::ports::{Delivery, OrderMessage, ProductLink};
+use els_core::{
+    Connection, LightspeedAccount, ReasonCode, Secret, Settings, StateStore, StoreError, WorkQueue,
+};
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// A store id no other test uses.
+pub fn unique_store_id() -> u64 {
+    // Below 2^53 so it survives any JSON number, and never 0.
+    (uuid::Uuid::new_v4().as_u128() % (1 << 52)) as u64 + 1
+}
+
+pub fn sample_connection(store_id: u64) -> Connection {
+    Connection {
+        store_id,
+        ecwid_token: Secret::new(format!("secret_{store_id}")),
+        lightspeed: LightspeedAccount {
+            domain_prefix: "contractshop".into(),
+            access_token: Secret::new("lsxs_at_1"),
+            refresh_token: Some(Secret::new("lsxs_rt_1")),
+            expires_at: Some(Utc::now()),
+        },
+        register_id: "reg-1".into(),
+        outlet_id: "outlet-1".into(),
+        user_id: "user-1".into(),
+        payment_type_id: "pay-1".into(),
+        shipping_product_id: Some("ship-1".into()),
+        discount_product_id: None,
+        settings: Settings {
+            post_sales: true,
+            sync_inventory: false,
+        },
+        version: 1,
+    }
+}
+
+fn assert_conflict<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
+    match result {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("{what}: expected a conflict, got {other:?}"),
+    }
+}
+
+/// Of two racing writes exactly one wins and the other is a conflict. Returns which won.
+fn exactly_one_wins(a: Result<(), StoreError>, b: Result<(), StoreError>, what: &str) -> bool {
+    match (&a, &b) {
+        (Ok(()), Err(StoreError::Conflict(_))) => true,
+        (Err(StoreError::Conflict(_)), Ok(())) => false,
+        _ => panic!("{what}: expected exactly one winner and one conflict, got {a:?} and {b:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// StateStore
+// ---------------------------------------------------------------------------------------
+
+/// The whole state contract.
+pub async fn state_store_contract<S: StateStore>(store: &S) {
+    connection_contract(store).await;
+    ledger_claim_contract(store).await;
+    list_orders_contract(store).await;
+    product_link_contract(store).await;
+}
+
+/// Connections: create-only put, version-conditioned update, conflicts, listing.
+pub async fn connection_contract<S: StateStore>(store: &S) {
+    let id = unique_store_id();
+    assert_eq!(store.get_connection(id).await.unwrap(), None);
+
+    let v1 = sample_connection(id);
+    store.put_connection(&v1, None).await.unwrap();
+    assert_eq!(store.get_connection(id).await.unwrap(), Some(v1.clone()));
+    assert_conflict(
+        store.put_connection(&v1, None).await,
+        "a second create of the same connection",
+    );
+
+    // A refresh-token rotation: conditional on the version read.
+    let mut v2 = v1.clone();
+    v2.lightspeed.access_token = Secret::new("lsxs_at_2");
+    v2.lightspeed.refresh_token = Some(Secret::new("lsxs_rt_2"));
+    v2.version = 2;
+    store.put_connection(&v2, Some(1)).await.unwrap();
+    assert_eq!(store.get_connection(id).await.unwrap(), Some(v2.clone()));
+
+    let mut stale = v1.clone();
+    stale.lightspeed.refresh_token = Some(Secret::new("lsxs_rt_stale"));
+    stale.version = 2;
+    assert_conflict(
+        store.put_connection(&stale, Some(1)).await,
+        "an update from a stale version",
+    );
+    assert_conflict(
+        store.put_connection(&v2, Some(7)).await,
+        "an update from a version never stored",
+    );
+    assert_eq!(store.get_connection(id).await.unwrap(), Some(v2.clone()));
+
+    // Two rotations racing from the same read: one wins.
+    let (mut a, mut b) = (v2.clone(), v2.clone());
+    a.version = 3;
+    a.lightspeed.refresh_token = Some(Secret::new("lsxs_rt_a"));
+    b.version = 3;
+    b.lightspeed.refresh_token = Some(Secret::new("lsxs_rt_b"));
+    let (ra, rb) = futures::join!(
+        store.put_connection(&a, Some(2)),
+        store.put_connection(&b, Some(2))
+    );
+    let winner = if exactly_one_wins(ra, rb, "racing connection updates") {
+        a
+    } else {
+        b
+    };
+    assert_eq!(
+        store.get_connection(id).await.unwrap(),
+        Some(winner.clone())
+    );
+
+    // An update of a connection that does not exist is a conflict, not an upsert.
+    let ghost = sample_connection(unique_store_id());
+    assert_conflict(
+        store.put_connection(&ghost, Some(1)).await,
+        "an update of a missing connection",
+    );
+    assert_eq!(store.get_connection(ghost.store_id).await.unwrap(), None);
+
+    let listed = store.list_connections().await.unwrap();
+    let found: Vec<_> = listed.iter().filter(|c| c.store_id == id).collect();
+    assert_eq!(
+        found,
+        vec![&winner],
+        "list_connections holds the latest version"
+    );
+}
+
+fn expect_claim(decision: ClaimDecision) -> (LedgerEntry, Option<u64>) {
+    match decision {
+        ClaimDecision::Claim {
+            entry,
+            expected_version,
+            ..
+        } => (entry, expected_version),
+        other => panic!("expected a claim, got {other:?}"),
+    }
+}
+
+/// The ledger: racing claims from the same read, a finish from a stale copy, final state.
+pub async fn ledger_claim_contract<S: StateStore>(store: &S) {
+    let key = OrderKey::new(unique_store_id(), "K8XTQ");
+    let lease = ChronoDuration::seconds(60);
+    assert_eq!(store.load_order(&key).await.unwrap(), None);
+
+    // Two workers see no item and both claim: exactly one create wins.
+    let now = Utc::now();
+    let (a, a_expected) = expect_claim(ledger::claim(None, &key, now, lease));
+    let (b, b_expected) = expect_claim(ledger::claim(
+        None,
+        &key,
+        now + ChronoDuration::milliseconds(1),
+        lease,
+    ));
+    assert_eq!((a_expected, b_expected), (None, None));
+    let (ra, rb) = futures::join!(
+        store.save_order(&a, a_expected),
+        store.save_order(&b, b_expected)
+    );
+    let first = if exactly_one_wins(ra, rb, "racing first claims") {
+        a
+    } else {
+        b
+    };
+    assert_eq!(store.load_order(&key).await.unwrap(), Some(first.clone()));
+    assert_eq!(first.state, OrderState::Posting);
+    assert_eq!(first.version, 1);
+
+    // A retryable failure releases it; the release is conditional on the claim's version.
+    let released = ledger::finish(
+        &first,
+        Outcome::Released {
+            error: "429".into(),
+            post_may_exist: false,
+        },
+        Utc::now(),
+    );
+    store
+        .save_order(&released, Some(first.version))
+        .await
+        .unwrap();
+
+    // Two redeliveries claim from the same read of the released item: one wins.
+    let read = store
+        .load_order(&key)
+        .await
+        .unwrap()
+        .expect("released item");
+    assert_eq!(read, released);
+    let now = Utc::now();
+    let (c, c_expected) = expect_claim(ledger::claim(Some(&read), &key, now, lease));
+    let (d, d_expected) = expect_claim(ledger::claim(Some(&read), &key, now, lease));
+    assert_eq!(c_expected, Some(read.version));
+    let (rc, rd) = futures::join!(
+        store.save_order(&c, c_expected),
+        store.save_order(&d, d_expected)
+    );
+    let second = if exactly_one_wins(rc, rd, "racing claims of a released order") {
+        c
+    } else {
+        d
+    };
+    assert_eq!(second.attempts, 2);
+
+    // The first holder, whose lease was taken over, finishes from its stale copy: conflict.
+    let late = ledger::finish(
+        &first,
+        Outcome::Posted {
+            sale_id: "sale-from-stale-holder".into(),
+            adopted: false,
+        },
+        Utc::now(),
+    );
+    assert_conflict(
+        store.save_order(&late, Some(first.version)).await,
+        "a finish from a stale claim",
+    );
+    // A create over an existing item is a conflict too.
+    assert_conflict(
+        store.save_order(&late, None).await,
+        "a create of an existing order",
+    );
+
+    // The current holder finishes.
+    let posted = ledger::finish(
+        &second,
+        Outcome::Posted {
+            sale_id: "sale-1".into(),
+            adopted: false,
+        },
+        Utc::now(),
+    );
+    store
+        .save_order(&posted, Some(second.version))
+        .await
+        .unwrap();
+    let stored = store.load_order(&key).await.unwrap().expect("posted item");
+    assert_eq!(stored, posted);
+    assert_eq!(stored.state, OrderState::Posted);
+    assert_eq!(stored.sale_id.as_deref(), Some("sale-1"));
+    assert_eq!(
+        ledger::claim(Some(&stored), &key, Utc::now(), lease),
+        ClaimDecision::AlreadyPosted {
+            sale_id: "sale-1".into()
+        }
+    );
+}
+
+/// Writes a claimed order created at `created_at`, then applies `outcome` if any.
+async fn seed_order<S: StateStore>(
+    store: &S,
+    key: &OrderKey,
+    created_at: DateTime<Utc>,
+    outcome: Option<Outcome>,
+) -> LedgerEntry {
+    let (claimed, expected) = expect_claim(ledger::claim(
+        None,
+        key,
+        created_at,
+        ChronoDuration::seconds(60),
+    ));
+    store.save_order(&claimed, expected).await.unwrap();
+    let Some(outcome) = outcome else {
+        return claimed;
+    };
+    let done = ledger::finish(&claimed, outcome, created_at + ChronoDuration::seconds(1));
+    store
+        .save_order(&done, Some(claimed.version))
+        .await
+        .unwrap();
+    done
+}
+
+/// `list_orders`: one store only, oldest first by `created_at` (not by order id), the
+/// state filter, and the limit.
+pub async fn list_orders_contract<S: StateStore>(store: &S) {
+    let store_id = unique_store_id();
+    let t0 = Utc::now() - ChronoDuration::hours(1);
+    let at = |minutes: i64| t0 + ChronoDuration::minutes(minutes);
+    // Order ids sort in the opposite direction to their creation times.
+    let o1 = seed_order(store, &OrderKey::new(store_id, "Z-1"), at(0), None).await;
+    let o2 = seed_order(
+        store,
+        &OrderKey::new(store_id, "Y-2"),
+        at(1),
+        Some(Outcome::Posted {
+            sale_id: "s2".into(),
+            adopted: false,
+        }),
+    )
+    .await;
+    let o3 = seed_order(store, &OrderKey::new(store_id, "X-3"), at(2), None).await;
+    let o4 = seed_order(
+        store,
+        &OrderKey::new(store_id, "W-4"),
+        at(3),
+        Some(Outcome::Parked(Reason::new(
+            ReasonCode::UnknownSku,
+            "SKU X",
+        ))),
+    )
+    .await;
+    // Another store's order, older than all of them, must not show up.
+    let other = unique_store_id();
+    seed_order(store, &OrderKey::new(other, "A-0"), at(-10), None).await;
+
+    let list = |state, limit| store.list_orders(store_id, state, limit);
+    assert_eq!(
+        list(None, 10).await.unwrap(),
+        vec![o1.clone(), o2.clone(), o3.clone(), o4.clone()]
+    );
+    assert_eq!(list(None, 2).await.unwrap(), vec![o1.clone(), o2.clone()]);
+    assert_eq!(
+        list(Some(OrderState::Posting), 10).await.unwrap(),
+        vec![o1.clone(), o3.clone()]
+    );
+    assert_eq!(
+        list(Some(OrderState::Posting), 1).await.unwrap(),
+        vec![o1.clone()]
+    );
+    assert_eq!(
+        list(Some(OrderState::Posted), 10).await.unwrap(),
+        vec![o2.clone()]
+    );
+    assert_eq!(
+        list(Some(OrderState::Parked), 10).await.unwrap(),
+        vec![o4.clone()]
+    );
+    assert_eq!(list(Some(OrderState::Skipped), 10).await.unwrap(), vec![]);
+    assert_eq!(list(None, 0).await.unwrap(), vec![]);
+    assert_eq!(
+        store
+            .list_orders(unique_store_id(), None, 10)
+            .await
+            .unwrap(),
+        vec![]
+    );
+
+    // A state change moves the item between filters.
+    let released = ledger::finish(
+        &o3,
+        Outcome::Released {
+            error: "timeout".into(),
+            post_may_exist: true,
+        },
+        Utc::now(),
+    );
+    store.save_order(&released, Some(o3.version)).await.unwrap();
+    assert_eq!(
+        list(Some(OrderState::Posting), 10).await.unwrap(),
+        vec![o1.clone()]
+    );
+    assert_eq!(
+        list(Some(OrderState::Queued), 10).await.unwrap(),
+        vec![released.clone()]
+    );
+}
+
+/// Product links: missing, written, overwritten, and scoped to their store.
+pub async fn product_link_contract<S: StateStore>(store: &S) {
+    let store_id = unique_store_id();
+    let sku = "TSHIRT-RED/M #1";
+    assert_eq!(store.get_product_link(store_id, sku).await.unwrap(), None);
+    let link = ProductLink {
+        sku: sku.into(),
+        lightspeed_product_id: "ls-1".into(),
+        ecwid_product_id: Some(101),
+        ecwid_combination_id: None,
+        updated_at: Utc::now(),
+    };
+    store.put_product_link(store_id, &link).await.unwrap();
+    assert_eq!(
+        store.get_product_link(store_id, sku).await.unwrap(),
+        Some(link.clone())
+    );
+    let relinked = ProductLink {
+        lightspeed_product_id: "ls-2".into(),
+        ecwid_combination_id: Some(7),
+        updated_at: Utc::now(),
+        ..link
+    };
+    store.put_product_link(store_id, &relinked).await.unwrap();
+    assert_eq!(
+        store.get_product_link(store_id, sku).await.unwrap(),
+        Some(relinked)
+    );
+    assert_eq!(
+        store
+            .get_product_link(unique_store_id(), sku)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .get_product_link(store_id, "TSHIRT-RED/L")
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// WorkQueue
+// ---------------------------------------------------------------------------------------
+
+/// What the queue under test does where the moto server and real SQS differ. Tests assert
+/// real SQS semantics only where the backend has them.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueSemantics {
+    /// The queue dead-letters a message received this many times (the redrive policy).
+    pub max_receives: u32,
+    /// A receipt from an earlier delivery no longer deletes the message (real SQS, SQLite;
+    /// moto deletes by any receipt the message ever had).
+    pub stale_receipt_cannot_ack: bool,
+    /// A `dedup_id` stays deduplicated for the window even after its message was deleted
+    /// (real SQS, SQLite; moto only compares with messages still in the queue).
+    pub dedup_outlives_ack: bool,
+}
+
+impl QueueSemantics {
+    /// Real SQS FIFO semantics (and the SQLite queue's).
+    pub const fn sqs_fifo(max_receives: u32) -> Self {
+        Self {
+            max_receives,
+            stale_receipt_cannot_ack: true,
+            dedup_outlives_ack: true,
+        }
+    }
+}
+
+/// Reading the dead-letter queue, which the port does not cover.
+pub trait DeadLetters {
+    fn dead_letter_messages(&self) -> impl Future<Output = Vec<OrderMessage>> + Send;
+}
+
+impl DeadLetters for els_store_sqlite::SqliteStore {
+    async fn dead_letter_messages(&self) -> Vec<OrderMessage> {
+        self.dead_letters().expect("dead letters")
+    }
+}
+
+impl DeadLetters for els_store_aws::SqsQueue {
+    async fn dead_letter_messages(&self) -> Vec<OrderMessage> {
+        self.dead_letters().await.expect("dead letters")
+    }
+}
+
+const LONG: Duration = Duration::from_secs(30);
+
+fn webhook_message(store_id: u64, order_id: &str) -> OrderMessage {
+    OrderMessage::from_webhook(store_id, order_id, format!("event-{order_id}"))
+}
+
+/// Receives until `n` deliveries arrived (SQS short polls may come back empty) or a few
+/// seconds passed.
+async fn receive_n<Q: WorkQueue>(queue: &Q, n: usize, visibility: Duration) -> Vec<Delivery> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut out = Vec::new();
+    while out.len() < n && Instant::now() < deadline {
+        let batch = queue.receive(n - out.len(), visibility).await.unwrap();
+        if batch.is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        out.extend(batch);
+    }
+    assert_eq!(
+        out.len(),
+        n,
+        "expected {n} deliveries, got {:?}",
+        messages(&out)
+    );
+    out
+}
+
+async fn receive_one<Q: WorkQueue>(queue: &Q, visibility: Duration) -> Delivery {
+    receive_n(queue, 1, visibility).await.remove(0)
+}
+
+async fn assert_nothing_visible<Q: WorkQueue>(queue: &Q, why: &str) {
+    let got = queue.receive(10, LONG).await.unwrap();
+    assert!(got.is_empty(), "{why}: got {:?}", messages(&got));
+}
+
+fn messages(deliveries: &[Delivery]) -> Vec<&OrderMessage> {
+    deliveries.iter().map(|d| &d.message).collect()
+}
+
+/// Every queue function, each on a fresh queue from `new_queue`.
+pub async fn work_queue_contract<Q, F, Fut>(mut new_queue: F, semantics: QueueSemantics)
+where
+    Q: WorkQueue + DeadLetters,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Q>,
+{
+    queue_round_trip_contract(&new_queue().await).await;
+    queue_dedup_contract(&new_queue().await, semantics).await;
+    queue_visibility_contract(&new_queue().await, semantics).await;
+    queue_retry_after_contract(&new_queue().await).await;
+    queue_fifo_group_contract(&new_queue().await).await;
+    queue_dead_letter_contract(&new_queue().await, semantics).await;
+}
+
+/// Enqueue, receive (hidden while in flight), ack (gone).
+pub async fn queue_round_trip_contract<Q: WorkQueue>(queue: &Q) {
+    let message = webhook_message(unique_store_id(), "R1");
+    queue.enqueue(&message).await.unwrap();
+    let delivery = receive_one(queue, LONG).await;
+    assert_eq!(delivery.message, message);
+    assert_eq!(delivery.receive_count, 1);
+    assert!(!delivery.receipt.is_empty());
+    assert_nothing_visible(queue, "an in-flight message is hidden").await;
+    queue.ack(&delivery.receipt).await.unwrap();
+    assert_nothing_visible(queue, "an acked message is gone").await;
+    assert!(queue.receive(0, LONG).await.unwrap().is_empty());
+}
+
+/// A repeated `dedup_id` is accepted and dropped; a replay's unique id is not.
+pub async fn queue_dedup_contract<Q: WorkQueue>(queue: &Q, semantics: QueueSemantics) {
+    let store_id = unique_store_id();
+    let message = webhook_message(store_id, "D1");
+    queue.enqueue(&message).await.unwrap();
+    let mut again = message.clone();
+    again.event_id = Some("a-second-delivery-of-the-webhook".into());
+    queue.enqueue(&again).await.unwrap();
+
+    let delivery = receive_one(queue, LONG).await;
+    assert_eq!(delivery.message, message, "the first copy is the one kept");
+    queue.ack(&delivery.receipt).await.unwrap();
+    assert_nothing_visible(queue, "the duplicate was dropped").await;
+
+    if semantics.dedup_outlives_ack {
+        queue.enqueue(&message).await.unwrap();
+        assert_nothing_visible(queue, "the dedup window outlives the ack").await;
+    }
+
+    let replay = OrderMessage::replay(&message.key(), "nonce-1");
+    queue.enqueue(&replay).await.unwrap();
+    let delivery = receive_one(queue, LONG).await;
+    assert_eq!(delivery.message, replay);
+    queue.ack(&delivery.receipt).await.unwrap();
+}
+
+/// An unacked message comes back after its visibility timeout with a higher receive count
+/// and a new receipt.
+pub async fn queue_visibility_contract<Q: WorkQueue>(queue: &Q, semantics: QueueSemantics) {
+    assert!(
+        semantics.max_receives >= 3,
+        "this test receives three times"
+    );
+    let message = webhook_message(unique_store_id(), "V1");
+    queue.enqueue(&message).await.unwrap();
+    let first = receive_one(queue, Duration::from_secs(1)).await;
+    assert_eq!(first.receive_count, 1);
+    assert_nothing_visible(queue, "hidden during its visibility timeout").await;
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let second = receive_one(queue, LONG).await;
+    assert_eq!(second.message, message);
+    assert_eq!(second.receive_count, 2);
+    assert_ne!(
+        second.receipt, first.receipt,
+        "each delivery has its own receipt"
+    );
+
+    if semantics.stale_receipt_cannot_ack {
+        // The first worker wakes up late: its ack must not delete the redelivered message.
+        let _ = queue.ack(&first.receipt).await;
+        queue
+            .retry_after(&second.receipt, Duration::ZERO)
+            .await
+            .expect("the current receipt still works");
+        let third = receive_one(queue, LONG).await;
+        assert_eq!(third.message, message, "a stale ack deleted nothing");
+        assert_eq!(third.receive_count, 3);
+        queue.ack(&third.receipt).await.unwrap();
+    } else {
+        queue.ack(&second.receipt).await.unwrap();
+    }
+    assert_nothing_visible(queue, "acked with the current receipt").await;
+}
+
+/// `retry_after` hides the message for the delay, then it comes back.
+pub async fn queue_retry_after_contract<Q: WorkQueue>(queue: &Q) {
+    let message = webhook_message(unique_store_id(), "T1");
+    queue.enqueue(&message).await.unwrap();
+    let first = receive_one(queue, LONG).await;
+    queue
+        .retry_after(&first.receipt, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_nothing_visible(queue, "hidden until the retry delay passed").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let second = receive_one(queue, LONG).await;
+    assert_eq!(second.message, message);
+    assert_eq!(second.receive_count, 2);
+
+    // A zero delay makes it visible again at once (a retry without waiting).
+    queue
+        .retry_after(&second.receipt, Duration::ZERO)
+        .await
+        .unwrap();
+    let third = receive_one(queue, LONG).await;
+    assert_eq!(third.receive_count, 3);
+    queue.ack(&third.receipt).await.unwrap();
+}
+
+/// FIFO per store: while a store's message is in flight its next one waits; another
+/// store's message is delivered meanwhile.
+pub async fn queue_fifo_group_contract<Q: WorkQueue>(queue: &Q) {
+    let (a, b) = (unique_store_id(), unique_store_id());
+    let a1 = webhook_message(a, "A1");
+    let a2 = webhook_message(a, "A2");
+    let b1 = webhook_message(b, "B1");
+    queue.enqueue(&a1).await.unwrap();
+    queue.enqueue(&a2).await.unwrap();
+
+    let first = receive_one(queue, LONG).await;
+    assert_eq!(first.message, a1, "a group's oldest message comes first");
+    queue.enqueue(&b1).await.unwrap();
+    let others = receive_n(queue, 1, LONG).await;
+    assert_eq!(messages(&others), vec![&b1]);
+    assert_nothing_visible(queue, "store A's next message waits for A1").await;
+
+    // A retry delay keeps the group blocked as well.
+    queue
+        .retry_after(&first.receipt, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_nothing_visible(queue, "A1 is delayed, so A2 still waits").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let again = receive_one(queue, LONG).await;
+    assert_eq!(again.message, a1, "A1 is retried before A2");
+    queue.ack(&again.receipt).await.unwrap();
+
+    let next = receive_one(queue, LONG).await;
+    assert_eq!(next.message, a2);
+    queue.ack(&next.receipt).await.unwrap();
+    queue.ack(&others[0].receipt).await.unwrap();
+    assert_nothing_visible(queue, "everything acked").await;
+}
+
+/// After `max_receives` receives the message moves to the dead-letter queue, and its store's
+/// later messages flow again.
+pub async fn queue_dead_letter_contract<Q: WorkQueue + DeadLetters>(
+    queue: &Q,
+    semantics: QueueSemantics,
+) {
+    let store_id = unique_store_id();
+    let poison = webhook_message(store_id, "P1");
+    queue.enqueue(&poison).await.unwrap();
+    for n in 1..=semantics.max_receives {
+        let delivery = receive_one(queue, LONG).await;
+        assert_eq!(delivery.message, poison);
+        assert_eq!(delivery.receive_count, n);
+        queue
+            .retry_after(&delivery.receipt, Duration::ZERO)
+            .await
+            .unwrap();
+    }
+    let next = webhook_message(store_id, "P2");
+    queue.enqueue(&next).await.unwrap();
+    let delivery = receive_one(queue, LONG).await;
+    assert_eq!(
+        delivery.message, next,
+        "the poison message left the queue after {} receives",
+        semantics.max_receives
+    );
+    assert_eq!(delivery.receive_count, 1);
+    queue.ack(&delivery.receipt).await.unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let dead = queue.dead_letter_messages().await;
+        if dead.contains(&poison) {
+            assert!(!dead.contains(&next));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the poison message is not in the dead-letter queue: {dead:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_nothing_visible(queue, "the dead letter is not delivered again").await;
+}

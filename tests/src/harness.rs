@@ -1,0 +1,203 @@
+//! The embedded app on a fresh SQLite file, wired to an in-process sandbox over real HTTP.
+
+use els_cli::embedded::{Embedded, WEBHOOK_PATH, WorkerOptions};
+use els_cli::sandbox_setup::{lightspeed_url_template, sandbox_connection};
+use els_core::ingest::{IngestConfig, Ingestor};
+use els_core::ledger::{LedgerEntry, OrderKey, OrderState};
+use els_core::poster::{PosterConfig, SalePoster};
+use els_core::{Connection, Secret, StateStore, SystemClock};
+use els_ecwid::EcwidClient;
+use els_lightspeed::LightspeedClient;
+use els_sandbox::{Sandbox, SandboxConfig};
+use els_store_sqlite::SqliteStore;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+pub type App = Embedded<SqliteStore, SqliteStore, EcwidClient, LightspeedClient, SystemClock>;
+
+pub struct Harness {
+    pub sandbox: Sandbox,
+    pub store: SqliteStore,
+    pub app: Arc<App>,
+    pub webhook_url: String,
+    pub connection: Connection,
+    stop: watch::Sender<bool>,
+    _dir: tempdir::TempDir,
+}
+
+/// Options for a harness.
+pub struct HarnessOptions {
+    pub sandbox: SandboxConfig,
+    /// Start the background worker (off: tests drive the queue by hand).
+    pub worker: bool,
+    pub poster: PosterConfig,
+    pub http_timeout: Duration,
+    pub visibility: Duration,
+}
+
+impl Default for HarnessOptions {
+    fn default() -> Self {
+        Self {
+            sandbox: SandboxConfig::default(),
+            worker: true,
+            poster: PosterConfig {
+                lease: Duration::from_secs(5),
+                retry_base: Duration::from_millis(50),
+                retry_cap: Duration::from_millis(500),
+                ..PosterConfig::default()
+            },
+            http_timeout: Duration::from_secs(2),
+            visibility: Duration::from_secs(10),
+        }
+    }
+}
+
+mod tempdir {
+    /// A directory removed on drop.
+    pub struct TempDir(pub std::path::PathBuf);
+    impl TempDir {
+        pub fn new() -> Self {
+            let p = std::env::temp_dir().join(format!("els-test-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&p).expect("temp dir");
+            Self(p)
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        Self::start_with(HarnessOptions::default()).await
+    }
+
+    pub async fn start_with(opts: HarnessOptions) -> Self {
+        let sandbox = Sandbox::start(opts.sandbox.clone())
+            .await
+            .expect("sandbox starts");
+        let dir = tempdir::TempDir::new();
+        let store = SqliteStore::open(dir.0.join("els.sqlite")).expect("sqlite opens");
+        let connection = els_cli::ops::upsert_connection(&store, sandbox_connection(&sandbox))
+            .await
+            .expect("connection saved");
+        let ingestor = Ingestor::new(
+            store.clone(),
+            store.clone(),
+            IngestConfig::new(Secret::new(sandbox.config().webhook_client_secret.clone())),
+        );
+        let poster = SalePoster::new(
+            store.clone(),
+            EcwidClient::new(sandbox.ecwid_api_url(), opts.http_timeout).unwrap(),
+            LightspeedClient::new(lightspeed_url_template(&sandbox), opts.http_timeout).unwrap(),
+            SystemClock,
+            opts.poster.clone(),
+        );
+        let app = Embedded::new(
+            ingestor,
+            poster,
+            store.clone(),
+            WorkerOptions {
+                batch: 10,
+                visibility: opts.visibility,
+                idle_poll: Duration::from_millis(20),
+            },
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let webhook_url = format!("http://{}{WEBHOOK_PATH}", listener.local_addr().unwrap());
+        let (stop, stop_rx) = watch::channel(false);
+        let router = app.router();
+        let mut server_stop = stop_rx.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = server_stop.changed().await;
+                })
+                .await
+        });
+        if opts.worker {
+            tokio::spawn(app.clone().run_worker(stop_rx));
+        }
+        Self {
+            sandbox,
+            store,
+            app,
+            webhook_url,
+            connection,
+            stop,
+            _dir: dir,
+        }
+    }
+
+    pub fn key(&self, order_id: &str) -> OrderKey {
+        OrderKey::new(self.connection.store_id, order_id)
+    }
+
+    /// Sends a signed order webhook like Ecwid would and returns the HTTP status.
+    pub async fn send_webhook(
+        &self,
+        event_type: &str,
+        order_id: &str,
+        old: Option<&str>,
+        new: &str,
+    ) -> u16 {
+        let hook = self
+            .sandbox
+            .order_webhook(event_type, order_id, old, new);
+        self.sandbox
+            .deliver(&self.webhook_url, &hook)
+            .await
+            .expect("delivered")
+            .as_u16()
+    }
+
+    pub async fn ledger(&self, order_id: &str) -> Option<LedgerEntry> {
+        self.store
+            .load_order(&self.key(order_id))
+            .await
+            .expect("ledger readable")
+    }
+
+    /// Waits until the order's ledger item is in `state`, or panics after `timeout`.
+    pub async fn wait_for(
+        &self,
+        order_id: &str,
+        state: OrderState,
+        timeout: Duration,
+    ) -> LedgerEntry {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(e) = self.ledger(order_id).await
+                && e.state == state
+            {
+                return e;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "order {order_id} did not reach {state} within {timeout:?}; ledger: {:#?}",
+                    self.ledger(order_id).await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The Lightspeed sales that carry this order's invoice number.
+    pub fn sales_for(&self, order_id: &str) -> Vec<serde_json::Value> {
+        let invoice = self.key(order_id).invoice_number();
+        self.sandbox
+            .sales()
+            .into_iter()
+            .filter(|s| s["invoice_number"].as_str() == Some(invoice.as_str()))
+            .collect()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}

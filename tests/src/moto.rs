@@ -1,0 +1,92 @@
+//! The moto server (DynamoDB and SQS) for the AWS adapter tests.
+//!
+//! `ELS_MOTO_ENDPOINT` points at a running server (the test script starts one). Without it,
+//! the first caller in a test process starts `.venv/bin/moto_server` on a free loopback port;
+//! every test in the process shares it and uses its own table and queue names.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use std::path::PathBuf;
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::OnceCell;
+
+static ENDPOINT: OnceCell<String> = OnceCell::const_new();
+/// The write end of the watchdog's stdin. It is never dropped: the pipe closes when this
+/// process exits, however it exits, and the watchdog then kills moto.
+static WATCHDOG: OnceLock<Mutex<ChildStdin>> = OnceLock::new();
+
+const NOT_AVAILABLE: &str = "moto is not available: run tests/run.sh, or set ELS_MOTO_ENDPOINT";
+
+/// Starts moto in the background and waits for it; reads `cat` until EOF, then kills moto.
+const WATCHDOG_SCRIPT: &str = r#"
+"$0" -H 127.0.0.1 -p "$1" >"$2" 2>&1 &
+moto=$!
+cat >/dev/null
+kill "$moto" 2>/dev/null
+"#;
+
+/// The endpoint of a moto server for this test process.
+pub async fn moto_endpoint() -> String {
+    if let Ok(endpoint) = std::env::var("ELS_MOTO_ENDPOINT")
+        && !endpoint.is_empty()
+    {
+        return endpoint;
+    }
+    ENDPOINT.get_or_init(start_moto).await.clone()
+}
+
+fn moto_server_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server")
+}
+
+async fn start_moto() -> String {
+    let server = moto_server_path();
+    if !server.exists() {
+        panic!("{NOT_AVAILABLE} ({} not found)", server.display());
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port();
+    let log = std::env::temp_dir().join(format!("els-moto-{port}.log"));
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(WATCHDOG_SCRIPT)
+        .arg(&server)
+        .arg(port.to_string())
+        .arg(&log)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{NOT_AVAILABLE} (cannot start {}: {e})", server.display()));
+    let stdin = child.stdin.take().expect("piped stdin");
+    let _ = WATCHDOG.set(Mutex::new(stdin));
+
+    let address = format!("127.0.0.1:{port}");
+    let started = Instant::now();
+    loop {
+        if tokio::net::TcpStream::connect(&address).await.is_ok() {
+            break;
+        }
+        let output = std::fs::read_to_string(&log).unwrap_or_default();
+        if started.elapsed() > Duration::from_secs(60) || output.contains("Traceback") {
+            panic!("{NOT_AVAILABLE} (moto_server did not start on {address}):\n{output}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    format!("http://{address}")
+}
+
+/// SDK configuration for moto: region us-east-1, static test credentials, the endpoint,
+/// and nothing from the host's environment or profile.
+pub async fn aws_config(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .empty_test_environment()
+        .region(Region::new("us-east-1"))
+        .test_credentials()
+        .endpoint_url(endpoint)
+        .load()
+        .await
+}

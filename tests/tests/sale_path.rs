@@ -1,0 +1,565 @@
+//! The sale path end to end, embedded backend: signed webhook → SQLite queue → poster →
+//! sandbox Lightspeed over real HTTP. Each test asserts what landed in the sandbox and in
+//! the ledger.
+
+use els_core::ledger::{OrderState, ReasonCode};
+use els_core::{StateStore, WorkQueue};
+use els_sandbox::{Fault, FaultKind, OrderItemSpec, OrderSpec, Route};
+use els_tests::harness::{Harness, HarnessOptions};
+use rust_decimal::Decimal;
+use std::str::FromStr;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn dec(v: &serde_json::Value) -> Decimal {
+    match v {
+        serde_json::Value::String(s) => Decimal::from_str(s).unwrap(),
+        serde_json::Value::Number(n) => Decimal::from_str(&n.to_string()).unwrap(),
+        other => panic!("not a number: {other}"),
+    }
+}
+
+fn paid_order(items: &[(&str, u32)], prices_include_tax: bool) -> OrderSpec {
+    OrderSpec {
+        items: items
+            .iter()
+            .map(|(s, q)| OrderItemSpec::new(*s, *q))
+            .collect(),
+        prices_include_tax,
+        email: "jane@example.com".into(),
+        first_name: "Jane".into(),
+        last_name: "Doe".into(),
+        ..OrderSpec::default()
+    }
+}
+
+fn sale_total(sale: &serde_json::Value) -> Decimal {
+    dec(&sale["total_price"]) + dec(&sale["total_tax"])
+}
+
+fn payments_total(sale: &serde_json::Value) -> Decimal {
+    sale["register_sale_payments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| dec(&p["amount"]))
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paid_order_becomes_exactly_one_closed_sale_at_the_configured_register() {
+    let h = Harness::start().await;
+    let before_stock = h
+        .sandbox
+        .inventory_level(h.sandbox.ids().mug.ls_id(), &h.sandbox.ids().outlet_id);
+    let order_id = h
+        .sandbox
+        .place_order(paid_order(&[("MUG-001", 2), ("TSHIRT-M", 1)], false));
+    assert_eq!(
+        h.send_webhook("order.created", &order_id, None, "PAID")
+            .await,
+        200
+    );
+
+    let entry = h.wait_for(&order_id, OrderState::Posted, WAIT).await;
+    let sales = h.sales_for(&order_id);
+    assert_eq!(sales.len(), 1, "exactly one sale");
+    let sale = &sales[0];
+    assert_eq!(entry.sale_id.as_deref(), sale["id"].as_str());
+    assert_eq!(sale["status"], "CLOSED");
+    assert_eq!(
+        sale["register_id"].as_str().unwrap(),
+        h.sandbox.ids().register_id
+    );
+    assert_eq!(sale["user_id"].as_str().unwrap(), h.sandbox.ids().user_id);
+    let order = h.sandbox.ecwid_order(&order_id).unwrap();
+    let ecwid_total = dec(&order["total"]);
+    assert_eq!(
+        sale_total(sale),
+        ecwid_total,
+        "sale total equals the Ecwid total"
+    );
+    assert_eq!(
+        payments_total(sale),
+        ecwid_total,
+        "payment equals the Ecwid total"
+    );
+    assert_eq!(
+        sale["register_sale_payments"][0]["retailer_payment_type_id"]
+            .as_str()
+            .unwrap(),
+        h.sandbox.ids().payment_type_id
+    );
+    // Mug 12.00 + 10% → 2 × (12.00 + 1.20); T-shirt M 20.00 + 20% → 20.00 + 4.00.
+    let lines = sale["register_sale_products"].as_array().unwrap();
+    let mug = lines
+        .iter()
+        .find(|l| l["product_id"].as_str() == Some(h.sandbox.ids().mug.ls_id()))
+        .unwrap();
+    assert_eq!(
+        (dec(&mug["quantity"]), dec(&mug["price"]), dec(&mug["tax"])),
+        (
+            Decimal::from(2),
+            Decimal::new(1200, 2),
+            Decimal::new(120, 2)
+        )
+    );
+    assert_eq!(mug["tax_id"].as_str().unwrap(), h.sandbox.ids().tax_10_id);
+    assert_eq!(ecwid_total, Decimal::new(5040, 2));
+    // Stock left the register's outlet.
+    let after_stock = h
+        .sandbox
+        .inventory_level(h.sandbox.ids().mug.ls_id(), &h.sandbox.ids().outlet_id);
+    assert_eq!(before_stock - after_stock, Decimal::from(2));
+    assert_eq!(entry.total, Some(ecwid_total));
+    assert_eq!(entry.attempts, 1);
+    // O4: nothing was written to Ecwid orders.
+    assert_eq!(h.sandbox.counters().ecwid_order_writes, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ecwids_example_order_posts_tax_inclusive_to_the_cent() {
+    let h = Harness::start().await;
+    let example: serde_json::Value = serde_json::from_str(include_str!(
+        "../../crates/core/tests/fixtures/ecwid-order-K8XTQ.json"
+    ))
+    .unwrap();
+    let order_id = h.sandbox.insert_order(example);
+    assert_eq!(order_id, "K8XTQ");
+    assert_eq!(
+        h.send_webhook("order.updated", &order_id, Some("AWAITING_PAYMENT"), "PAID")
+            .await,
+        200
+    );
+    h.wait_for(&order_id, OrderState::Posted, WAIT).await;
+    let sales = h.sales_for(&order_id);
+    assert_eq!(sales.len(), 1);
+    let line = &sales[0]["register_sale_products"][0];
+    assert_eq!(
+        (dec(&line["price"]), dec(&line["tax"])),
+        (Decimal::new(909, 2), Decimal::new(91, 2))
+    );
+    assert_eq!(sale_total(&sales[0]), Decimal::from(10));
+    assert_eq!(payments_total(&sales[0]), Decimal::from(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_awaiting_payment_posts_only_once_it_is_paid() {
+    let h = Harness::start().await;
+    let mut spec = paid_order(&[("TOTE-001", 1)], false);
+    spec.payment_status = "AWAITING_PAYMENT".into();
+    let order_id = h.sandbox.place_order(spec);
+
+    // The unpaid event is acknowledged and not even queued.
+    assert_eq!(
+        h.send_webhook("order.created", &order_id, None, "AWAITING_PAYMENT")
+            .await,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(h.sales_for(&order_id).is_empty());
+    assert!(h.ledger(&order_id).await.is_none());
+
+    h.sandbox.set_payment_status(&order_id, "PAID").unwrap();
+    assert_eq!(
+        h.send_webhook("order.updated", &order_id, Some("AWAITING_PAYMENT"), "PAID")
+            .await,
+        200
+    );
+    let posted = h.wait_for(&order_id, OrderState::Posted, WAIT).await;
+    let sales = h.sales_for(&order_id);
+    assert_eq!(sales.len(), 1);
+    assert_eq!(posted.sale_id.as_deref(), sales[0]["id"].as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_paid_hint_is_checked_against_the_fetched_order() {
+    let h = Harness::start().await;
+    let mut spec = paid_order(&[("TOTE-001", 1)], false);
+    spec.payment_status = "AWAITING_PAYMENT".into();
+    let order_id = h.sandbox.place_order(spec);
+    // The body is unsigned: a "PAID" hint is queued, but the re-fetched order decides.
+    assert_eq!(
+        h.send_webhook("order.updated", &order_id, Some("AWAITING_PAYMENT"), "PAID")
+            .await,
+        200
+    );
+    let skipped = h.wait_for(&order_id, OrderState::Skipped, WAIT).await;
+    assert_eq!(skipped.reason.unwrap().code, ReasonCode::NotPaid);
+    assert!(h.sales_for(&order_id).is_empty());
+    // When the payment really arrives, Ecwid's new event posts it (a new event id is never
+    // swallowed by the queue's deduplication).
+    h.sandbox.set_payment_status(&order_id, "PAID").unwrap();
+    assert_eq!(
+        h.send_webhook("order.updated", &order_id, Some("AWAITING_PAYMENT"), "PAID")
+            .await,
+        200
+    );
+    h.wait_for(&order_id, OrderState::Posted, WAIT).await;
+    assert_eq!(h.sales_for(&order_id).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_webhook_five_times_and_a_queue_redelivery_give_one_sale() {
+    let h = Harness::start_with(HarnessOptions {
+        worker: false,
+        ..HarnessOptions::default()
+    })
+    .await;
+    let order_id = h
+        .sandbox
+        .place_order(paid_order(&[("STICKER-01", 3)], false));
+    let hook = h
+        .sandbox
+        .order_webhook("order.created", &order_id, None, "PAID");
+    for _ in 0..5 {
+        assert_eq!(h.sandbox.deliver(&h.webhook_url, &hook).await.unwrap().as_u16(), 200);
+    }
+    // The five deliveries collapse to one message (FIFO deduplication by store:order).
+    let first = h
+        .store
+        .receive(10, Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    // Work it, but "crash" before acking: the message comes back after its visibility.
+    let outcome = h
+        .app
+        .poster()
+        .post_paid_order(&first[0].message)
+        .await
+        .unwrap();
+    assert!(matches!(
+        outcome,
+        els_core::poster::PostOutcome::Posted { .. }
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let again = h.store.receive(10, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(again.len(), 1, "the unacked message is redelivered");
+    assert_eq!(again[0].receive_count, 2);
+    let outcome = h.app.settle(again[0].clone()).await.unwrap();
+    assert!(matches!(
+        outcome,
+        els_core::poster::PostOutcome::AlreadyPosted { .. }
+    ));
+    assert_eq!(h.sales_for(&order_id).len(), 1);
+    assert_eq!(h.sandbox.counters().ls_sale_posts, 1);
+    assert!(
+        h.store
+            .receive(10, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sale_committed_but_dropped_on_the_wire_is_adopted_not_duplicated() {
+    let h = Harness::start().await;
+    h.sandbox
+        .inject(Fault::once(Route::LsPostSale, FaultKind::DropAfterCommit));
+    let order_id = h
+        .sandbox
+        .place_order(paid_order(&[("MUG-001", 1)], false));
+    assert_eq!(
+        h.send_webhook("order.created", &order_id, None, "PAID")
+            .await,
+        200
+    );
+    let entry = h.wait_for(&order_id, OrderState::Posted, WAIT).await;
+    let sales = h.sales_for(&order_id);
+    assert_eq!(sales.len(), 1, "still one sale after the retry");
+    assert_eq!(
+        entry.sale_id.as_deref(),
+        sales[0]["id"].as_str(),
+        "the ledger holds its id"
+    );
+    assert_eq!(
+        h.sandbox.counters().ls_sale_posts,
+        1,
+        "the retry searched instead of posting"
+    );
+    assert!(entry.history.iter().any(|e| e.detail.contains("adopted")));
+    assert_eq!(entry.attempts, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_with_retry_after_is_retried_later_and_posts_once() {
+    let h = Harness::start().await;
+    h.sandbox.inject(Fault::once(
+        Route::LsPostSale,
+        FaultKind::RateLimit {
+            retry_after: Duration::from_secs(1),
+        },
+    ));
+    let order_id = h
+        .sandbox
+        .place_order(paid_order(&[("TOTE-001", 2)], true));
+    let sent = std::time::Instant::now();
+    assert_eq!(
+        h.send_webhook("order.created", &order_id, None, "PAID")
+            .await,
+        200
+    );
+    let entry = h.wait_for(&order_id, OrderState::Posted, WAIT).await;
+    // The retry honoured Retry-After (an HTTP date, so whole seconds).
+    assert!(
+        sent.elapsed() >= Duration::from_millis(900),
+        "retried too early: {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(h.sales_for(&order_id).len(), 1);
+    assert_eq!(h.sandbox.counters().ls_rate_limited, 1);
+    assert_eq!(entry.attempts, 2);
+    assert!(entry.history.iter().any(|e| e.detail.contains("429")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_post_sales_off_nothing_is_posted_and_the_order_is_skipped_with_the_reason() {
+    let h = Harness::start().await;
+    let mut conn = h.connection.clone();
+    conn.settings.post_sales = false;
+    els_cli::ops::upsert_connection(&h.store, conn)
+        .await
+        .unwrap();
+    let order_id = h
+        .sandbox
+        .place_order(paid_order(&[("MUG-001", 1)], false));
+    assert_eq!(
+        h.send_webhook("order.created", &order_id, None, "PAID")
+            .await,
+        200
+    );
+    let entry = h.wait_for(&order_id, OrderState::Skipped, WAIT).await;
+    let reason = entry.reason.unwrap();
+    assert_eq!(reason.code, ReasonCode::PostSalesOff);
+    assert!(
+        reason
+            .message
+            .contains("Post Ecwid Sales to Lightspeed Retail")
+    );
+    assert!(h.sales_for(&order_id).is_empty());
+    assert_eq!(h.sandbox.counters().ls_sale_posts, 0);
+
+    // Posting it later is a deliberate operator action (O5).
+    let mut conn = h
+        .store
+        .get_connection(h.connection.store_id)
+        .await
+        .unwrap()
+        .unwrap();
+    conn.settings.post_sales = true;
+    els_cli::ops::upsert_connection(&h.store, conn)
+        .await
+        .unwrap();
+    let replayed = els_cli::ops::replay_parked(
+        &h.store,
+        &h.store,
+        h.connection.store_id,
+        ReasonCode::PostSalesOff,
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(replayed.len(), 1);
+    h.wait_for(&order_id, OrderState::Posted, WAIT).await;
+    assert_eq!(h.sales_for(&order_id).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_signatures_get_401_and_enqueue_nothing() {
+    let h = Harness::start_with(HarnessOptions {
+        worker: false,
+        ..HarnessOptions::default()
+    })
+    .await;
+    let order_id = h
+        .sandbox
+        .place_order(paid_order(&[("MUG-001", 1)], false));
+    let hook = h
+        .sandbox
+        .order_webhook("order.created", &order_id, None, "PAID");
+    let http = reqwest::Client::new();
+    let send = |sig: Option<String>, body: Vec<u8>| {
+        let mut req = http
+            .post(&h.webhook_url)
+            .header("Content-Type", "application/json; charset=UTF-8")
+            .body(body);
+        if let Some(s) = sig {
+            req = req.header("X-Ecwid-Webhook-Signature", s);
+        }
+        req.send()
+    };
+    assert_eq!(send(None, hook.body.clone()).await.unwrap().status(), 401);
+    assert_eq!(
+        send(Some("AAAA".into()), hook.body.clone())
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let wrong = els_core::webhook::sign(b"not-the-secret", 1, "x");
+    assert_eq!(
+        send(Some(wrong), hook.body.clone()).await.unwrap().status(),
+        401
+    );
+    assert_eq!(
+        send(Some(hook.signature.clone()), b"{not json".to_vec())
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    let huge = vec![b' '; 70 * 1024];
+    assert_eq!(
+        send(Some(hook.signature.clone()), huge)
+            .await
+            .unwrap()
+            .status(),
+        413
+    );
+    assert!(
+        h.store
+            .receive(10, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing enqueued"
+    );
+    // An event for a store without a connection is acknowledged and dropped.
+    let mut v: serde_json::Value = serde_json::from_slice(&hook.body).unwrap();
+    v["storeId"] = 999.into();
+    assert_eq!(
+        send(
+            Some(hook.signature.clone()),
+            serde_json::to_vec(&v).unwrap()
+        )
+        .await
+        .unwrap()
+        .status(),
+        200
+    );
+    assert!(
+        h.store
+            .receive(10, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The genuine delivery is accepted and queued.
+    assert_eq!(
+        send(Some(hook.signature.clone()), hook.body.clone())
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        h.store
+            .receive(10, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_the_post_is_recovered_by_searching_when_the_lease_expires() {
+    let h = Harness::start_with(HarnessOptions {
+        worker: false,
+        poster: els_core::poster::PosterConfig {
+            lease: Duration::from_millis(300),
+            retry_base: Duration::from_millis(50),
+            ..els_core::poster::PosterConfig::default()
+        },
+        ..HarnessOptions::default()
+    })
+    .await;
+    let order_id = h
+        .sandbox
+        .place_order(paid_order(&[("MUG-001", 1)], false));
+    assert_eq!(
+        h.send_webhook("order.created", &order_id, None, "PAID")
+            .await,
+        200
+    );
+    let d = h
+        .store
+        .receive(1, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .remove(0);
+    h.app.poster().post_paid_order(&d.message).await.unwrap();
+    let posted = h.ledger(&order_id).await.unwrap();
+    // Simulate a worker that posted and died before recording: put the ledger back to
+    // POSTING with a lease that has run out.
+    let mut crashed = posted.clone();
+    crashed.state = OrderState::Posting;
+    crashed.sale_id = None;
+    crashed.lease_until = Some(chrono::Utc::now() - chrono::Duration::seconds(1));
+    crashed.version = posted.version + 1;
+    h.store
+        .save_order(&crashed, Some(posted.version))
+        .await
+        .unwrap();
+
+    let outcome = h.app.poster().post_paid_order(&d.message).await.unwrap();
+    assert!(
+        matches!(outcome, els_core::poster::PostOutcome::Adopted { .. }),
+        "{outcome:?}"
+    );
+    let sales = h.sales_for(&order_id);
+    assert_eq!(sales.len(), 1);
+    assert_eq!(
+        h.ledger(&order_id).await.unwrap().sale_id.as_deref(),
+        sales[0]["id"].as_str()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsupported_money_and_unknown_skus_are_parked_never_posted() {
+    let h = Harness::start().await;
+    let mut with_shipping = paid_order(&[("MUG-001", 1)], false);
+    with_shipping.shipping = Some(els_sandbox::ShippingSpec {
+        method_name: "Courier".into(),
+        rate: Decimal::new(500, 2),
+    });
+    let shipped = h.sandbox.place_order(with_shipping);
+    assert_eq!(
+        h.send_webhook("order.created", &shipped, None, "PAID")
+            .await,
+        200
+    );
+    let e = h.wait_for(&shipped, OrderState::Parked, WAIT).await;
+    let reason = e.reason.unwrap();
+    assert_eq!(reason.code, ReasonCode::UnsupportedAdjustment);
+    assert!(
+        reason.message.contains("shipping of 5.00"),
+        "{}",
+        reason.message
+    );
+    assert!(h.sales_for(&shipped).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_5xx_on_the_order_fetch_is_retried() {
+    let h = Harness::start().await;
+    h.sandbox.inject(Fault::times(
+        Route::EcwidGetOrder,
+        FaultKind::Status(503),
+        2,
+    ));
+    let order_id = h
+        .sandbox
+        .place_order(paid_order(&[("MUG-001", 1)], false));
+    assert_eq!(
+        h.send_webhook("order.created", &order_id, None, "PAID")
+            .await,
+        200
+    );
+    let e = h.wait_for(&order_id, OrderState::Posted, WAIT).await;
+    assert_eq!(e.attempts, 3);
+    assert_eq!(h.sales_for(&order_id).len(), 1);
+}
