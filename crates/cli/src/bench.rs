@@ -11,7 +11,8 @@ use els_core::poster::{PosterConfig, SalePoster};
 use els_core::{Secret, StateStore, SystemClock};
 use els_ecwid::EcwidClient;
 use els_lightspeed::LightspeedClient;
-use els_sandbox::{OrderItemSpec, OrderSpec, Sandbox, SandboxConfig};
+use els_sandbox::{OrderItemSpec, OrderSpec, ProductSpec, Sandbox, SandboxConfig};
+use rust_decimal::Decimal;
 use els_store_sqlite::SqliteStore;
 use std::path::Path;
 use std::sync::Arc;
@@ -63,6 +64,18 @@ pub async fn run(dir: &Path, opts: BenchOptions) -> anyhow::Result<BenchReport> 
         ..SandboxConfig::default()
     })
     .await?;
+    // Ecwid's stock of the tracked demo items would run out; bench items are unlimited.
+    for (sku, tax) in [("BENCH-A", Some(10)), ("BENCH-B", Some(20))] {
+        sandbox.add_product(ProductSpec {
+            sku: sku.into(),
+            name: format!("Benchmark item {sku}"),
+            price_excl_tax: Decimal::new(1999, 2),
+            tax_percent: tax.map(Decimal::from),
+            ecwid_stock: None,
+            ls_stock: Decimal::from(1_000_000),
+            ..ProductSpec::default()
+        });
+    }
     let store = SqliteStore::open(dir.join("bench.sqlite"))?;
     let conn = ops::upsert_connection(&store, sandbox_connection(&sandbox)).await?;
     let timeout = Duration::from_secs(10);
@@ -129,7 +142,7 @@ pub async fn run(dir: &Path, opts: BenchOptions) -> anyhow::Result<BenchReport> 
     let mut latencies = Vec::with_capacity(opts.orders);
     for _ in 0..opts.orders {
         let order_id = sandbox.place_order(OrderSpec {
-            items: vec![OrderItemSpec::new("MUG-001", 1), OrderItemSpec::new("TSHIRT-L", 2)],
+            items: vec![OrderItemSpec::new("BENCH-A", 1), OrderItemSpec::new("BENCH-B", 2)],
             ..OrderSpec::default()
         });
         let hook = sandbox.order_webhook("order.created", &order_id, None, "PAID");
