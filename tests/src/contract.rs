@@ -5,11 +5,14 @@
 //! parallel. Queue functions each need a fresh, empty queue.
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
-use els_core::ledger::{self, ClaimDecision, LedgerEntry, OrderKey, OrderState, Outcome, Reason};
+use els_core::ledger::{
+    self, ClaimDecision, LedgerEntry, LedgerLine, OrderKey, OrderState, Outcome, Reason,
+};
 use els_core::ports::{Delivery, OrderMessage, ProductLink};
 use els_core::{
     Connection, LightspeedAccount, ReasonCode, Secret, Settings, StateStore, StoreError, WorkQueue,
 };
+use rust_decimal::Decimal;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -148,7 +151,7 @@ fn expect_claim(decision: ClaimDecision) -> (LedgerEntry, Option<u64>) {
             entry,
             expected_version,
             ..
-        } => (entry, expected_version),
+        } => (*entry, expected_version),
         other => panic!("expected a claim, got {other:?}"),
     }
 }
@@ -237,9 +240,23 @@ pub async fn ledger_claim_contract<S: StateStore>(store: &S) {
         "a create of an existing order",
     );
 
-    // The current holder finishes.
-    let posted = ledger::finish(
+    // The current holder records the order's facts (exact decimals) and finishes.
+    let with_facts = ledger::with_order_facts(
         &second,
+        Decimal::new(4_599, 2),
+        vec![
+            LedgerLine {
+                sku: "MUG-001".into(),
+                quantity: Decimal::new(25, 1),
+            },
+            LedgerLine {
+                sku: "TSHIRT-L".into(),
+                quantity: Decimal::new(1, 0),
+            },
+        ],
+    );
+    let posted = ledger::finish(
+        &with_facts,
         Outcome::Posted {
             sale_id: "sale-1".into(),
             adopted: false,
@@ -254,6 +271,8 @@ pub async fn ledger_claim_contract<S: StateStore>(store: &S) {
     assert_eq!(stored, posted);
     assert_eq!(stored.state, OrderState::Posted);
     assert_eq!(stored.sale_id.as_deref(), Some("sale-1"));
+    assert_eq!(stored.total, Some(Decimal::new(4_599, 2)));
+    assert_eq!(stored.lines[0].quantity.to_string(), "2.5");
     assert_eq!(
         ledger::claim(Some(&stored), &key, Utc::now(), lease),
         ClaimDecision::AlreadyPosted {

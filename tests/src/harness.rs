@@ -144,9 +144,7 @@ impl Harness {
         old: Option<&str>,
         new: &str,
     ) -> u16 {
-        let hook = self
-            .sandbox
-            .order_webhook(event_type, order_id, old, new);
+        let hook = self.sandbox.order_webhook(event_type, order_id, old, new);
         self.sandbox
             .deliver(&self.webhook_url, &hook)
             .await

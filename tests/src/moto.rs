@@ -6,24 +6,27 @@
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use std::path::PathBuf;
-use std::process::{ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 
 static ENDPOINT: OnceCell<String> = OnceCell::const_new();
-/// The write end of the watchdog's stdin. It is never dropped: the pipe closes when this
-/// process exits, however it exits, and the watchdog then kills moto.
-static WATCHDOG: OnceLock<Mutex<ChildStdin>> = OnceLock::new();
+/// The watchdog shell and the write end of its stdin. Never dropped: the pipe closes when
+/// this process exits, however it exits, and the watchdog then kills moto.
+static WATCHDOG: OnceLock<Mutex<(Child, ChildStdin)>> = OnceLock::new();
 
 const NOT_AVAILABLE: &str = "moto is not available: run tests/run.sh, or set ELS_MOTO_ENDPOINT";
 
-/// Starts moto in the background and waits for it; reads `cat` until EOF, then kills moto.
+/// Runs moto and exits with it; a background reader kills moto when our end of the stdin
+/// pipe closes. (Asynchronous commands get /dev/null as stdin, hence the copy on fd 3.)
 const WATCHDOG_SCRIPT: &str = r#"
 "$0" -H 127.0.0.1 -p "$1" >"$2" 2>&1 &
 moto=$!
-cat >/dev/null
-kill "$moto" 2>/dev/null
+exec 3<&0
+(cat <&3 >/dev/null; kill "$moto" 2>/dev/null) &
+exec 3<&-
+wait "$moto"
 "#;
 
 /// The endpoint of a moto server for this test process.
@@ -62,7 +65,7 @@ async fn start_moto() -> String {
         .spawn()
         .unwrap_or_else(|e| panic!("{NOT_AVAILABLE} (cannot start {}: {e})", server.display()));
     let stdin = child.stdin.take().expect("piped stdin");
-    let _ = WATCHDOG.set(Mutex::new(stdin));
+    let watchdog = WATCHDOG.get_or_init(|| Mutex::new((child, stdin)));
 
     let address = format!("127.0.0.1:{port}");
     let started = Instant::now();
@@ -71,7 +74,11 @@ async fn start_moto() -> String {
             break;
         }
         let output = std::fs::read_to_string(&log).unwrap_or_default();
-        if started.elapsed() > Duration::from_secs(60) || output.contains("Traceback") {
+        let exited = watchdog
+            .lock()
+            .map(|mut w| !matches!(w.0.try_wait(), Ok(None)))
+            .unwrap_or(true);
+        if exited || output.contains("Traceback") || started.elapsed() > Duration::from_secs(60) {
             panic!("{NOT_AVAILABLE} (moto_server did not start on {address}):\n{output}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -214,7 +214,14 @@ async fn the_same_webhook_five_times_and_a_queue_redelivery_give_one_sale() {
         .sandbox
         .order_webhook("order.created", &order_id, None, "PAID");
     for _ in 0..5 {
-        assert_eq!(h.sandbox.deliver(&h.webhook_url, &hook).await.unwrap().as_u16(), 200);
+        assert_eq!(
+            h.sandbox
+                .deliver(&h.webhook_url, &hook)
+                .await
+                .unwrap()
+                .as_u16(),
+            200
+        );
     }
     // The five deliveries collapse to one message (FIFO deduplication by store:order).
     let first = h
@@ -259,9 +266,7 @@ async fn a_sale_committed_but_dropped_on_the_wire_is_adopted_not_duplicated() {
     let h = Harness::start().await;
     h.sandbox
         .inject(Fault::once(Route::LsPostSale, FaultKind::DropAfterCommit));
-    let order_id = h
-        .sandbox
-        .place_order(paid_order(&[("MUG-001", 1)], false));
+    let order_id = h.sandbox.place_order(paid_order(&[("MUG-001", 1)], false));
     assert_eq!(
         h.send_webhook("order.created", &order_id, None, "PAID")
             .await,
@@ -293,9 +298,7 @@ async fn a_429_with_retry_after_is_retried_later_and_posts_once() {
             retry_after: Duration::from_secs(1),
         },
     ));
-    let order_id = h
-        .sandbox
-        .place_order(paid_order(&[("TOTE-001", 2)], true));
+    let order_id = h.sandbox.place_order(paid_order(&[("TOTE-001", 2)], true));
     let sent = std::time::Instant::now();
     assert_eq!(
         h.send_webhook("order.created", &order_id, None, "PAID")
@@ -323,9 +326,7 @@ async fn with_post_sales_off_nothing_is_posted_and_the_order_is_skipped_with_the
     els_cli::ops::upsert_connection(&h.store, conn)
         .await
         .unwrap();
-    let order_id = h
-        .sandbox
-        .place_order(paid_order(&[("MUG-001", 1)], false));
+    let order_id = h.sandbox.place_order(paid_order(&[("MUG-001", 1)], false));
     assert_eq!(
         h.send_webhook("order.created", &order_id, None, "PAID")
             .await,
@@ -374,9 +375,7 @@ async fn bad_signatures_get_401_and_enqueue_nothing() {
         ..HarnessOptions::default()
     })
     .await;
-    let order_id = h
-        .sandbox
-        .place_order(paid_order(&[("MUG-001", 1)], false));
+    let order_id = h.sandbox.place_order(paid_order(&[("MUG-001", 1)], false));
     let hook = h
         .sandbox
         .order_webhook("order.created", &order_id, None, "PAID");
@@ -477,9 +476,7 @@ async fn a_crash_after_the_post_is_recovered_by_searching_when_the_lease_expires
         ..HarnessOptions::default()
     })
     .await;
-    let order_id = h
-        .sandbox
-        .place_order(paid_order(&[("MUG-001", 1)], false));
+    let order_id = h.sandbox.place_order(paid_order(&[("MUG-001", 1)], false));
     assert_eq!(
         h.send_webhook("order.created", &order_id, None, "PAID")
             .await,
@@ -551,9 +548,7 @@ async fn a_5xx_on_the_order_fetch_is_retried() {
         FaultKind::Status(503),
         2,
     ));
-    let order_id = h
-        .sandbox
-        .place_order(paid_order(&[("MUG-001", 1)], false));
+    let order_id = h.sandbox.place_order(paid_order(&[("MUG-001", 1)], false));
     assert_eq!(
         h.send_webhook("order.created", &order_id, None, "PAID")
             .await,

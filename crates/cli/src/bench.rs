@@ -12,8 +12,8 @@ use els_core::{Secret, StateStore, SystemClock};
 use els_ecwid::EcwidClient;
 use els_lightspeed::LightspeedClient;
 use els_sandbox::{OrderItemSpec, OrderSpec, ProductSpec, Sandbox, SandboxConfig};
-use rust_decimal::Decimal;
 use els_store_sqlite::SqliteStore;
+use rust_decimal::Decimal;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,7 +44,10 @@ impl BenchReport {
     pub fn print(&self) {
         let mut l = self.latencies_ms.clone();
         l.sort_by(|a, b| a.total_cmp(b));
-        println!("ingest: {} signed webhooks in {:.2} s = {:.0} webhooks/s", self.webhooks, self.ingest_secs, self.ingest_per_sec);
+        println!(
+            "ingest: {} signed webhooks in {:.2} s = {:.0} webhooks/s",
+            self.webhooks, self.ingest_secs, self.ingest_per_sec
+        );
         println!(
             "webhook → sale latency over {} orders: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
             l.len(),
@@ -105,7 +108,9 @@ pub async fn run(dir: &Path, opts: BenchOptions) -> anyhow::Result<BenchReport> 
         .map(|i| sandbox.order_webhook("order.created", &format!("BENCH{i}"), None, "PAID"))
         .collect();
     let hooks = Arc::new(hooks);
-    let http = reqwest::Client::builder().pool_max_idle_per_host(opts.concurrency).build()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(opts.concurrency)
+        .build()?;
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -132,7 +137,11 @@ pub async fn run(dir: &Path, opts: BenchOptions) -> anyhow::Result<BenchReport> 
     }
     let ingest_secs = started.elapsed().as_secs_f64();
     let (visible, _) = store.queue_depth()?;
-    anyhow::ensure!(visible == opts.webhooks, "expected {} queued messages, found {visible}", opts.webhooks);
+    anyhow::ensure!(
+        visible == opts.webhooks,
+        "expected {} queued messages, found {visible}",
+        opts.webhooks
+    );
     // Drop the synthetic messages before measuring latency.
     store.purge_queue()?;
 
@@ -142,7 +151,10 @@ pub async fn run(dir: &Path, opts: BenchOptions) -> anyhow::Result<BenchReport> 
     let mut latencies = Vec::with_capacity(opts.orders);
     for _ in 0..opts.orders {
         let order_id = sandbox.place_order(OrderSpec {
-            items: vec![OrderItemSpec::new("BENCH-A", 1), OrderItemSpec::new("BENCH-B", 2)],
+            items: vec![
+                OrderItemSpec::new("BENCH-A", 1),
+                OrderItemSpec::new("BENCH-B", 2),
+            ],
             ..OrderSpec::default()
         });
         let hook = sandbox.order_webhook("order.created", &order_id, None, "PAID");
@@ -155,14 +167,21 @@ pub async fn run(dir: &Path, opts: BenchOptions) -> anyhow::Result<BenchReport> 
             {
                 break;
             }
-            anyhow::ensure!(t0.elapsed() < Duration::from_secs(10), "order {key} not posted within 10 s");
+            anyhow::ensure!(
+                t0.elapsed() < Duration::from_secs(10),
+                "order {key} not posted within 10 s"
+            );
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
         latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
     }
     let _ = stop_tx.send(true);
     worker.await.context("worker")?;
-    anyhow::ensure!(sandbox.sale_count() == opts.orders, "expected {} sales", opts.orders);
+    anyhow::ensure!(
+        sandbox.sale_count() == opts.orders,
+        "expected {} sales",
+        opts.orders
+    );
     Ok(BenchReport {
         webhooks: opts.webhooks,
         ingest_secs,

@@ -55,7 +55,12 @@ where
     L: LightspeedApi + 'static,
     C: Clock + 'static,
 {
-    pub fn new(ingestor: Ingestor<S, Q>, poster: SalePoster<S, E, L, C>, queue: Q, options: WorkerOptions) -> Arc<Self> {
+    pub fn new(
+        ingestor: Ingestor<S, Q>,
+        poster: SalePoster<S, E, L, C>,
+        queue: Q,
+        options: WorkerOptions,
+    ) -> Arc<Self> {
         Arc::new(Self {
             ingestor,
             poster,
@@ -72,7 +77,11 @@ where
     /// The HTTP routes: `POST /webhooks/ecwid` and `GET /healthz`.
     pub fn router(self: &Arc<Self>) -> Router {
         // Our own size check answers 413; axum's limit only stops absurd bodies first.
-        let hard_limit = self.ingestor.max_body_bytes().saturating_mul(4).max(1 << 20);
+        let hard_limit = self
+            .ingestor
+            .max_body_bytes()
+            .saturating_mul(4)
+            .max(1 << 20);
         Router::new()
             .route(WEBHOOK_PATH, post(webhook::<S, Q, E, L, C>))
             .route("/healthz", get(|| async { "ok" }))
@@ -86,7 +95,11 @@ where
             if *shutdown.borrow() {
                 break;
             }
-            match self.queue.receive(self.options.batch, self.options.visibility).await {
+            match self
+                .queue
+                .receive(self.options.batch, self.options.visibility)
+                .await
+            {
                 Ok(deliveries) if !deliveries.is_empty() => {
                     for d in deliveries {
                         // The poster logs each outcome; the worker only settles the message.
@@ -112,7 +125,11 @@ where
     /// it until the retry is due (invariant 4: nothing is acked before its outcome).
     pub async fn settle(&self, d: Delivery) -> Result<PostOutcome, els_core::poster::RetryLater> {
         let span = tracing::info_span!("order", store_id = d.message.store_id, order_id = %d.message.order_id, receive_count = d.receive_count);
-        let result = self.poster.post_paid_order(&d.message).instrument(span).await;
+        let result = self
+            .poster
+            .post_paid_order(&d.message)
+            .instrument(span)
+            .await;
         let settled = match &result {
             Ok(_) => self.queue.ack(&d.receipt).await,
             Err(retry) => self.queue.retry_after(&d.receipt, retry.delay).await,
@@ -125,8 +142,11 @@ where
     }
 }
 
+/// The shared app as axum state.
+type AppState<S, Q, E, L, C> = State<Arc<Embedded<S, Q, E, L, C>>>;
+
 async fn webhook<S, Q, E, L, C>(
-    State(app): State<Arc<Embedded<S, Q, E, L, C>>>,
+    State(app): AppState<S, Q, E, L, C>,
     headers: HeaderMap,
     body: Bytes,
 ) -> impl IntoResponse

@@ -18,7 +18,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "els", version, about = "Ecwid → Lightspeed Retail X-Series sync")]
+#[command(
+    name = "els",
+    version,
+    about = "Ecwid → Lightspeed Retail X-Series sync"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -173,10 +177,14 @@ enum Backend {
 async fn open_backend(args: &BackendArgs) -> anyhow::Result<Backend> {
     match args.backend {
         BackendKind::Sqlite => Ok(Backend::Sqlite(
-            SqliteStore::open(&args.db).with_context(|| format!("opening {}", args.db.display()))?,
+            SqliteStore::open(&args.db)
+                .with_context(|| format!("opening {}", args.db.display()))?,
         )),
         BackendKind::Aws => {
-            let table = args.table.clone().context("--table (or TABLE_NAME) is required with --backend aws")?;
+            let table = args
+                .table
+                .clone()
+                .context("--table (or TABLE_NAME) is required with --backend aws")?;
             let queue_url = args
                 .queue_url
                 .clone()
@@ -211,7 +219,9 @@ macro_rules! with_backend {
 fn init_tracing(default_filter: &str) {
     use tracing_subscriber::EnvFilter;
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
+        )
         .with_writer(std::io::stderr)
         .compact()
         .init();
@@ -252,9 +262,12 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.backend.backend != BackendKind::Sqlite {
-        bail!("serve runs the embedded mode on SQLite; deploy the Lambda functions for DynamoDB/SQS");
+        bail!(
+            "serve runs the embedded mode on SQLite; deploy the Lambda functions for DynamoDB/SQS"
+        );
     }
-    let store = SqliteStore::open(&args.backend.db).with_context(|| format!("opening {}", args.backend.db.display()))?;
+    let store = SqliteStore::open(&args.backend.db)
+        .with_context(|| format!("opening {}", args.backend.db.display()))?;
     let timeout = Duration::from_millis(args.http_timeout_ms);
 
     let (sandbox, client_secret, ecwid_url, ls_template) = if args.live {
@@ -262,18 +275,30 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .ecwid_client_secret
             .clone()
             .context("live mode needs ECWID_CLIENT_SECRET (the Ecwid app's client_secret)")?;
-        (None, secret, args.ecwid_api_url.clone(), args.lightspeed_url_template.clone())
+        (
+            None,
+            secret,
+            args.ecwid_api_url.clone(),
+            args.lightspeed_url_template.clone(),
+        )
     } else {
-        let sandbox = Sandbox::start_on(SandboxConfig::default(), SocketAddr::from(([127, 0, 0, 1], args.sandbox_port)))
-            .await
-            .context("starting the sandbox")?;
+        let sandbox = Sandbox::start_on(
+            SandboxConfig::default(),
+            SocketAddr::from(([127, 0, 0, 1], args.sandbox_port)),
+        )
+        .await
+        .context("starting the sandbox")?;
         ops::upsert_connection(&store, sandbox_connection(&sandbox)).await?;
         let secret = sandbox.config().webhook_client_secret.clone();
         let (e, l) = (sandbox.ecwid_api_url(), lightspeed_url_template(&sandbox));
         (Some(sandbox), secret, e, l)
     };
 
-    let ingestor = Ingestor::new(store.clone(), store.clone(), IngestConfig::new(Secret::new(client_secret)));
+    let ingestor = Ingestor::new(
+        store.clone(),
+        store.clone(),
+        IngestConfig::new(Secret::new(client_secret)),
+    );
     let poster = SalePoster::new(
         store.clone(),
         EcwidClient::new(ecwid_url.clone(), timeout)?,
@@ -309,12 +334,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("  Ecwid API          {ecwid_url}");
     println!("  Lightspeed API     {ls_template}");
     if sandbox.is_some() {
-        println!("  mode               sandbox (built-in fake Ecwid store 1003 and Lightspeed retailer)");
+        println!(
+            "  mode               sandbox (built-in fake Ecwid store 1003 and Lightspeed retailer)"
+        );
     }
 
     let mut demo_result = Ok(());
     if args.demo {
-        let sandbox = sandbox.as_ref().context("--demo needs the sandbox (drop --live)")?;
+        let sandbox = sandbox
+            .as_ref()
+            .context("--demo needs the sandbox (drop --live)")?;
         demo_result = els_cli_demo::run(sandbox, &store, &webhook_url).await;
     }
     if !args.exit_after_demo {
@@ -333,7 +362,11 @@ use tokio::sync::watch;
 mod els_cli_demo {
     use super::*;
 
-    async fn wait_for_state(store: &SqliteStore, key: &OrderKey, want: OrderState) -> anyhow::Result<els_core::LedgerEntry> {
+    async fn wait_for_state(
+        store: &SqliteStore,
+        key: &OrderKey,
+        want: OrderState,
+    ) -> anyhow::Result<els_core::LedgerEntry> {
         for _ in 0..200 {
             if let Some(e) = store.load_order(key).await?
                 && e.state == want
@@ -352,34 +385,79 @@ mod els_cli_demo {
             .filter(|s| s["invoice_number"].as_str() == Some(invoice))
             .collect();
         let [sale] = sales.as_slice() else {
-            bail!("expected exactly one Lightspeed sale with invoice {invoice}, found {}", sales.len());
+            bail!(
+                "expected exactly one Lightspeed sale with invoice {invoice}, found {}",
+                sales.len()
+            );
         };
-        println!("  Lightspeed sale {} ({}), invoice {}", sale["id"].as_str().unwrap_or("?"), sale["status"].as_str().unwrap_or("?"), invoice);
-        for line in sale["register_sale_products"].as_array().into_iter().flatten() {
+        println!(
+            "  Lightspeed sale {} ({}), invoice {}",
+            sale["id"].as_str().unwrap_or("?"),
+            sale["status"].as_str().unwrap_or("?"),
+            invoice
+        );
+        for line in sale["register_sale_products"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let product = line["product_id"]
+                .as_str()
+                .and_then(|id| sandbox.ls_product(id))
+                .map(|p| {
+                    format!(
+                        "{} ({})",
+                        p["name"].as_str().unwrap_or("?"),
+                        p["sku"].as_str().unwrap_or("?")
+                    )
+                })
+                .unwrap_or_else(|| "?".into());
             println!(
-                "    {:>3} x {:<38} price {:>8} + tax {:>6}",
-                line["quantity"], line["product_id"].as_str().unwrap_or("?"), line["price"], line["tax"]
+                "    {:>3} x {:<28} unit price {:>6} + tax {:>5}",
+                line["quantity"].to_string(),
+                product,
+                line["price"].to_string(),
+                line["tax"].to_string()
             );
         }
-        println!("    total_price {}  total_tax {}", sale["total_price"], sale["total_tax"]);
-        for p in sale["register_sale_payments"].as_array().into_iter().flatten() {
+        println!(
+            "    total_price {}  total_tax {}",
+            sale["total_price"], sale["total_tax"]
+        );
+        for p in sale["register_sale_payments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             println!("    payment {}", p["amount"]);
         }
         Ok(())
     }
 
-    pub async fn run(sandbox: &Sandbox, store: &SqliteStore, webhook_url: &str) -> anyhow::Result<()> {
+    pub async fn run(
+        sandbox: &Sandbox,
+        store: &SqliteStore,
+        webhook_url: &str,
+    ) -> anyhow::Result<()> {
         let store_id = sandbox.config().ecwid_store_id;
         println!("\n== Demo 1: an order paid at checkout ==");
         let order_id = sandbox.place_order(OrderSpec {
-            items: vec![OrderItemSpec::new("TSHIRT-M", 2), OrderItemSpec::new("MUG-001", 1)],
+            items: vec![
+                OrderItemSpec::new("TSHIRT-M", 2),
+                OrderItemSpec::new("MUG-001", 1),
+            ],
             email: "jane@example.com".into(),
             first_name: "Jane".into(),
             last_name: "Doe".into(),
             ..OrderSpec::default()
         });
-        let order = sandbox.ecwid_order(&order_id).context("the sandbox lost the order")?;
-        println!("  Ecwid order {order_id}: total {}, paymentStatus {}", order["total"], order["paymentStatus"]);
+        let order = sandbox
+            .ecwid_order(&order_id)
+            .context("the sandbox lost the order")?;
+        println!(
+            "  Ecwid order {order_id}: total {}, paymentStatus {}",
+            order["total"], order["paymentStatus"]
+        );
         let hook = sandbox.order_webhook("order.created", &order_id, None, "PAID");
         let status = sandbox.deliver(webhook_url, &hook).await?;
         println!("  signed webhook order.created delivered: HTTP {status}");
@@ -398,9 +476,12 @@ mod els_cli_demo {
         let key = OrderKey::new(store_id, order_id.clone());
         let hook = sandbox.order_webhook("order.created", &order_id, None, "AWAITING_PAYMENT");
         let status = sandbox.deliver(webhook_url, &hook).await?;
-        println!("  order {order_id} created AWAITING_PAYMENT: webhook HTTP {status}; not posted (rule O2)");
+        println!(
+            "  order {order_id} created AWAITING_PAYMENT: webhook HTTP {status}; not posted (rule O2)"
+        );
         sandbox.set_payment_status(&order_id, "PAID")?;
-        let hook = sandbox.order_webhook("order.updated", &order_id, Some("AWAITING_PAYMENT"), "PAID");
+        let hook =
+            sandbox.order_webhook("order.updated", &order_id, Some("AWAITING_PAYMENT"), "PAID");
         let status = sandbox.deliver(webhook_url, &hook).await?;
         println!("  order {order_id} marked PAID: webhook HTTP {status}");
         let entry = wait_for_state(store, &key, OrderState::Posted).await?;
@@ -408,7 +489,10 @@ mod els_cli_demo {
 
         let counts = ops::counts_by_state(store, store_id).await?;
         println!("\nLedger of store {store_id}: {counts:?}");
-        println!("Ecwid order writes by the connector: {} (rule O4)", sandbox.counters().ecwid_order_writes);
+        println!(
+            "Ecwid order writes by the connector: {} (rule O4)",
+            sandbox.counters().ecwid_order_writes
+        );
         Ok(())
     }
 
@@ -421,7 +505,10 @@ async fn status(args: StatusArgs) -> anyhow::Result<()> {
     let backend = open_backend(&args.backend).await?;
     with_backend!(backend, |store, _queue| {
         if let Some(order) = &args.order {
-            match store.load_order(&OrderKey::new(args.store, order.clone())).await? {
+            match store
+                .load_order(&OrderKey::new(args.store, order.clone()))
+                .await?
+            {
                 Some(e) => print!("{}", ops::describe(&e)),
                 None => bail!("order {order} of store {} is not in the ledger", args.store),
             }
@@ -432,7 +519,8 @@ async fn status(args: StatusArgs) -> anyhow::Result<()> {
                 println!("  {state:<8} {n}");
             }
             if let Some(state) = &args.state {
-                let st = OrderState::parse(state).with_context(|| format!("unknown state {state}"))?;
+                let st =
+                    OrderState::parse(state).with_context(|| format!("unknown state {state}"))?;
                 for e in store.list_orders(args.store, Some(st), usize::MAX).await? {
                     let why = e.reason.as_ref().map(|r| r.to_string()).unwrap_or_default();
                     println!("  {:<12} {:<8} {}", e.key.order_id, e.state, why);
@@ -452,7 +540,8 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
             let result = ops::replay_order(store, queue, &key, now).await?;
             println!("{key}: {result:?}");
         } else if let Some(reason) = &args.reason {
-            let code = ReasonCode::parse(reason).with_context(|| format!("unknown reason code {reason}"))?;
+            let code = ReasonCode::parse(reason)
+                .with_context(|| format!("unknown reason code {reason}"))?;
             let keys = ops::replay_parked(store, queue, args.store, code, now).await?;
             println!("requeued {} order(s) with reason {code}", keys.len());
             for k in keys {
@@ -486,8 +575,11 @@ async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
         },
         version: 0,
     };
-    let saved = with_backend!(backend, |store, _queue| ops::upsert_connection(store, conn).await?);
-    println!("connection of store {} saved (version {})", saved.store_id, saved.version);
+    let saved = with_backend!(backend, |store, _queue| ops::upsert_connection(store, conn)
+        .await?);
+    println!(
+        "connection of store {} saved (version {})",
+        saved.store_id, saved.version
+    );
     Ok(())
 }
-

@@ -5,7 +5,10 @@ use els_core::{Connection, OrderMessage, StateStore, StoreError, WorkQueue};
 use std::collections::BTreeMap;
 
 /// Creates or replaces a connection, keeping the version chain intact.
-pub async fn upsert_connection<S: StateStore>(store: &S, mut conn: Connection) -> Result<Connection, StoreError> {
+pub async fn upsert_connection<S: StateStore>(
+    store: &S,
+    mut conn: Connection,
+) -> Result<Connection, StoreError> {
     for _ in 0..3 {
         let existing = store.get_connection(conn.store_id).await?;
         let expected = existing.as_ref().map(|c| c.version);
@@ -16,12 +19,19 @@ pub async fn upsert_connection<S: StateStore>(store: &S, mut conn: Connection) -
             Err(e) => return Err(e),
         }
     }
-    Err(StoreError::Conflict(format!("connection of store {} kept changing", conn.store_id)))
+    Err(StoreError::Conflict(format!(
+        "connection of store {} kept changing",
+        conn.store_id
+    )))
 }
 
 /// Ledger counts by state for one store.
-pub async fn counts_by_state<S: StateStore>(store: &S, store_id: u64) -> Result<BTreeMap<&'static str, usize>, StoreError> {
-    let mut counts: BTreeMap<&'static str, usize> = OrderState::ALL.iter().map(|s| (s.as_str(), 0)).collect();
+pub async fn counts_by_state<S: StateStore>(
+    store: &S,
+    store_id: u64,
+) -> Result<BTreeMap<&'static str, usize>, StoreError> {
+    let mut counts: BTreeMap<&'static str, usize> =
+        OrderState::ALL.iter().map(|s| (s.as_str(), 0)).collect();
     for e in store.list_orders(store_id, None, usize::MAX).await? {
         *counts.entry(e.state.as_str()).or_default() += 1;
     }
@@ -52,7 +62,12 @@ pub fn describe(entry: &LedgerEntry) -> String {
     }
     out.push_str("history\n");
     for h in &entry.history {
-        out.push_str(&format!("  {}  {:<8} {}\n", h.at.format("%Y-%m-%d %H:%M:%S%.3f"), h.state.as_str(), h.detail));
+        out.push_str(&format!(
+            "  {}  {:<8} {}\n",
+            h.at.format("%Y-%m-%d %H:%M:%S%.3f"),
+            h.state.as_str(),
+            h.detail
+        ));
     }
     out
 }

@@ -57,4 +57,3 @@ fn parse_decimal(s: &str) -> Result<DecimalValue, String> {
         .map(DecimalValue)
         .map_err(|e| format!("'{s}' is not a decimal number: {e}"))
 }
-

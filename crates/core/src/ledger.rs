@@ -289,7 +289,7 @@ pub enum ClaimDecision {
     /// Write `entry` with the version condition `expected_version` (None: must not exist),
     /// then work on the order under lease number `entry.attempts`.
     Claim {
-        entry: LedgerEntry,
+        entry: Box<LedgerEntry>,
         expected_version: Option<u64>,
         /// A previous attempt may have created the sale: search Lightspeed first.
         search_first: bool,
@@ -316,7 +316,7 @@ pub fn claim(
         entry.reason = None;
         entry.post_may_exist = search_first;
         ClaimDecision::Claim {
-            entry,
+            entry: Box::new(entry),
             expected_version: expected,
             search_first,
         }
@@ -453,7 +453,7 @@ mod tests {
                 entry,
                 expected_version,
                 search_first,
-            } => (entry, expected_version, search_first),
+            } => (*entry, expected_version, search_first),
             other => panic!("expected a claim, got {other:?}"),
         }
     }

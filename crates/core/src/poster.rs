@@ -195,7 +195,7 @@ where
                     expected_version,
                     search_first,
                 } => match self.store.save_order(&entry, expected_version).await {
-                    Ok(()) => return Ok(Ok((entry, search_first))),
+                    Ok(()) => return Ok(Ok((*entry, search_first))),
                     Err(StoreError::Conflict(_)) => continue,
                     Err(e) => return Err(self.store_retry("claiming the order", e)),
                 },

@@ -37,7 +37,11 @@ pub fn status_error(status: u16, retry_after: Option<&str>, body: &str) -> ApiEr
         .and_then(|v| {
             let msg = v.get("errorMessage")?.as_str()?.to_string();
             let code = v.get("errorCode").and_then(|c| c.as_str()).unwrap_or("");
-            Some(if code.is_empty() { msg } else { format!("{code}: {msg}") })
+            Some(if code.is_empty() {
+                msg
+            } else {
+                format!("{code}: {msg}")
+            })
         })
         .unwrap_or_else(|| body.chars().take(200).collect());
     match status {
@@ -78,7 +82,11 @@ impl EcwidClient {
         format!("{}/{}", self.api_url, store_id)
     }
 
-    async fn get_json<T: serde::de::DeserializeOwned>(&self, conn: &Connection, url: &str) -> Result<T, ApiError> {
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        conn: &Connection,
+        url: &str,
+    ) -> Result<T, ApiError> {
         let resp = self
             .http
             .get(url)
@@ -118,7 +126,11 @@ fn path_segment(s: &str) -> String {
 
 impl EcwidApi for EcwidClient {
     async fn get_order(&self, conn: &Connection, order_id: &str) -> Result<EcwidOrder, ApiError> {
-        let url = format!("{}/orders/{}", self.store_url(conn.store_id), path_segment(order_id));
+        let url = format!(
+            "{}/orders/{}",
+            self.store_url(conn.store_id),
+            path_segment(order_id)
+        );
         self.get_json(conn, &url).await
     }
 }
@@ -139,7 +151,10 @@ mod tests {
             status_error(403, None, r#"{"errorMessage":"bad","errorCode":"INVALID_API_TOKEN"}"#),
             ApiError::Unauthorized { status: 403, detail } if detail == "INVALID_API_TOKEN: bad"
         ));
-        assert!(matches!(status_error(404, None, ""), ApiError::NotFound { .. }));
+        assert!(matches!(
+            status_error(404, None, ""),
+            ApiError::NotFound { .. }
+        ));
         assert!(status_error(503, None, "").is_retryable());
         assert!(!status_error(400, None, "").is_retryable());
     }

@@ -32,7 +32,11 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     }
     let at = httpdate::parse_http_date(value).ok()?;
     // A date in the past still means "not before now": retry promptly, not at once.
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO).max(Duration::from_secs(1)))
+    Some(
+        at.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .max(Duration::from_secs(1)),
+    )
 }
 
 fn error_detail(body: &str) -> String {
@@ -160,10 +164,14 @@ impl LightspeedClient {
 
     /// The retailer's API root for a connection.
     pub fn base_url(&self, conn: &Connection) -> String {
-        self.url_template.replace("{domain_prefix}", &conn.lightspeed.domain_prefix)
+        self.url_template
+            .replace("{domain_prefix}", &conn.lightspeed.domain_prefix)
     }
 
-    async fn read<T: serde::de::DeserializeOwned>(resp: reqwest::Response, what: &str) -> Result<T, ApiError> {
+    async fn read<T: serde::de::DeserializeOwned>(
+        resp: reqwest::Response,
+        what: &str,
+    ) -> Result<T, ApiError> {
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()
@@ -171,7 +179,14 @@ impl LightspeedClient {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let body = resp.text().await.map_err(|e| ApiError::Unavailable {
-            detail: format!("{what}: reading the body failed: {}", if e.is_timeout() { "timed out" } else { "connection failed" }),
+            detail: format!(
+                "{what}: reading the body failed: {}",
+                if e.is_timeout() {
+                    "timed out"
+                } else {
+                    "connection failed"
+                }
+            ),
         })?;
         if !(200..300).contains(&status) {
             return Err(status_error(status, retry_after.as_deref(), &body));
@@ -196,19 +211,34 @@ impl LightspeedClient {
             .send()
             .await
             .map_err(|e| ApiError::Unavailable {
-                detail: format!("GET {path}: {}", if e.is_timeout() { "timed out" } else { "connection failed" }),
+                detail: format!(
+                    "GET {path}: {}",
+                    if e.is_timeout() {
+                        "timed out"
+                    } else {
+                        "connection failed"
+                    }
+                ),
             })?;
         Self::read(resp, path).await
     }
 
     /// Reads every page of a version-paginated 2.0 list.
-    async fn list_all<T: serde::de::DeserializeOwned>(&self, conn: &Connection, path: &str) -> Result<Vec<T>, ApiError> {
+    async fn list_all<T: serde::de::DeserializeOwned>(
+        &self,
+        conn: &Connection,
+        path: &str,
+    ) -> Result<Vec<T>, ApiError> {
         let mut out = Vec::new();
         let mut after: i64 = 0;
         // A bound that no real list reaches, so a misbehaving server cannot loop us forever.
         for _ in 0..10_000 {
             let page: DataList<T> = self
-                .get(conn, path, &[("after", after.to_string()), ("page_size", "500".into())])
+                .get(
+                    conn,
+                    path,
+                    &[("after", after.to_string()), ("page_size", "500".into())],
+                )
                 .await?;
             if page.data.is_empty() {
                 break;
@@ -243,7 +273,11 @@ impl LightspeedApi for LightspeedClient {
                     ApiError::OutcomeUnknown {
                         detail: format!(
                             "POST /api/register_sales: {}",
-                            if e.is_timeout() { "timed out" } else { "connection dropped" }
+                            if e.is_timeout() {
+                                "timed out"
+                            } else {
+                                "connection dropped"
+                            }
                         ),
                     }
                 }
@@ -252,18 +286,27 @@ impl LightspeedApi for LightspeedClient {
             .await
             .map_err(|e| match e {
                 // A 2xx we could not read, or a body cut off: the sale may exist.
-                ApiError::Decode { detail } | ApiError::Unavailable { detail } => ApiError::OutcomeUnknown { detail },
+                ApiError::Decode { detail } | ApiError::Unavailable { detail } => {
+                    ApiError::OutcomeUnknown { detail }
+                }
                 other => other,
             })?;
         Ok(envelope.register_sale.into())
     }
 
-    async fn find_sales_by_invoice(&self, conn: &Connection, invoice_number: &str) -> Result<Vec<PostedSale>, ApiError> {
+    async fn find_sales_by_invoice(
+        &self,
+        conn: &Connection,
+        invoice_number: &str,
+    ) -> Result<Vec<PostedSale>, ApiError> {
         let page: DataList<RawSale> = self
             .get(
                 conn,
                 "/api/2.0/search",
-                &[("type", "sales".into()), ("invoice_number", invoice_number.to_string())],
+                &[
+                    ("type", "sales".into()),
+                    ("invoice_number", invoice_number.to_string()),
+                ],
             )
             .await?;
         // Re-check: a search may match loosely.
@@ -275,13 +318,20 @@ impl LightspeedApi for LightspeedClient {
             .collect())
     }
 
-    async fn find_products_by_sku(&self, conn: &Connection, sku: &str) -> Result<Vec<LsProduct>, ApiError> {
+    async fn find_products_by_sku(
+        &self,
+        conn: &Connection,
+        sku: &str,
+    ) -> Result<Vec<LsProduct>, ApiError> {
         // Lightspeed's search wants the SKU in lower case; the caller re-checks the matches.
         let page: DataList<LsProduct> = self
             .get(
                 conn,
                 "/api/2.0/search",
-                &[("type", "products".into()), ("sku", sku.trim().to_lowercase())],
+                &[
+                    ("type", "products".into()),
+                    ("sku", sku.trim().to_lowercase()),
+                ],
             )
             .await?;
         Ok(page.data)
@@ -289,9 +339,12 @@ impl LightspeedApi for LightspeedClient {
 
     async fn sale_setup(&self, conn: &Connection) -> Result<SaleSetup, ApiError> {
         let retailer: DataOne<RawRetailer> = self.get(conn, "/api/2.0/retailer", &[]).await?;
-        let no_tax_group_id = retailer.data.no_tax_group_id.ok_or_else(|| ApiError::Decode {
-            detail: "retailer has no no_tax_group_id".into(),
-        })?;
+        let no_tax_group_id = retailer
+            .data
+            .no_tax_group_id
+            .ok_or_else(|| ApiError::Decode {
+                detail: "retailer has no no_tax_group_id".into(),
+            })?;
         let raw: Vec<RawTax> = self.list_all(conn, "/api/2.0/taxes").await?;
         let taxes = raw
             .into_iter()
@@ -309,7 +362,10 @@ impl LightspeedApi for LightspeedClient {
                 }
             })
             .collect();
-        Ok(SaleSetup { no_tax_group_id, taxes })
+        Ok(SaleSetup {
+            no_tax_group_id,
+            taxes,
+        })
     }
 }
 
@@ -321,7 +377,10 @@ mod tests {
     fn retry_after_is_an_http_date_or_seconds() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let later = httpdate::fmt_http_date(now + Duration::from_secs(42));
-        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(42)));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(42))
+        );
         assert_eq!(parse_retry_after("5", now), Some(Duration::from_secs(5)));
         let past = httpdate::fmt_http_date(now - Duration::from_secs(42));
         assert_eq!(parse_retry_after(&past, now), Some(Duration::from_secs(1)));
@@ -330,11 +389,19 @@ mod tests {
 
     #[test]
     fn lightspeed_errors_keep_their_message() {
-        let e = status_error(400, None, r#"{"error":"Bad Request","details":"tax_id is required"}"#);
-        assert!(matches!(e, ApiError::Rejected { status: 400, detail } if detail.contains("tax_id is required")));
+        let e = status_error(
+            400,
+            None,
+            r#"{"error":"Bad Request","details":"tax_id is required"}"#,
+        );
+        assert!(
+            matches!(e, ApiError::Rejected { status: 400, detail } if detail.contains("tax_id is required"))
+        );
         let e = status_error(
             429,
-            Some(&httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30))),
+            Some(&httpdate::fmt_http_date(
+                SystemTime::now() + Duration::from_secs(30),
+            )),
             r#"{"error":"Too Many Requests","message":"Rate limiting enforced"}"#,
         );
         assert!(matches!(e, ApiError::RateLimited { retry_after: Some(d) } if d.as_secs() >= 28));
