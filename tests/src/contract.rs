@@ -38,6 +38,8 @@ pub fn sample_connection(store_id: u64) -> Connection {
         payment_type_id: "pay-1".into(),
         shipping_product_id: Some("ship-1".into()),
         discount_product_id: None,
+        fees_product_id: None,
+        gift_card_payment_type_id: None,
         settings: Settings {
             post_sales: true,
             sync_inventory: false,

@@ -516,28 +516,108 @@ async fn a_crash_after_the_post_is_recovered_by_searching_when_the_lease_expires
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unsupported_money_and_unknown_skus_are_parked_never_posted() {
+async fn shipping_posts_as_a_line_on_the_connections_shipping_product() {
     let h = Harness::start().await;
     let mut with_shipping = paid_order(&[("MUG-001", 1)], false);
     with_shipping.shipping = Some(els_sandbox::ShippingSpec {
         method_name: "Courier".into(),
         rate: Decimal::new(500, 2),
     });
-    let shipped = h.sandbox.place_order(with_shipping);
+    let order_id = h.sandbox.place_order(with_shipping);
     assert_eq!(
-        h.send_webhook("order.created", &shipped, None, "PAID")
+        h.send_webhook("order.created", &order_id, None, "PAID")
             .await,
         200
     );
-    let e = h.wait_for(&shipped, OrderState::Parked, WAIT).await;
-    let reason = e.reason.unwrap();
-    assert_eq!(reason.code, ReasonCode::UnsupportedAdjustment);
+    h.wait_for(&order_id, OrderState::Posted, WAIT).await;
+    let sales = h.sales_for(&order_id);
+    assert_eq!(sales.len(), 1);
+    let lines = sales[0]["register_sale_products"].as_array().unwrap();
+    let ship = lines
+        .iter()
+        .find(|l| l["product_id"].as_str() == Some(h.sandbox.ids().shipping_product_id.as_str()))
+        .expect("a shipping line");
+    assert_eq!(
+        (dec(&ship["price"]), dec(&ship["tax"])),
+        (Decimal::new(500, 2), Decimal::ZERO)
+    );
+    let total = dec(&h.sandbox.ecwid_order(&order_id).unwrap()["total"]);
+    assert_eq!(total, Decimal::new(1820, 2));
+    assert_eq!(sale_total(&sales[0]), total);
+    assert_eq!(payments_total(&sales[0]), total);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_sku_is_parked_then_posts_once_after_the_sku_exists_and_it_is_replayed() {
+    let h = Harness::start().await;
+    h.sandbox.add_ecwid_product_only(els_sandbox::ProductSpec {
+        sku: "NEW-HAT".into(),
+        name: "Hat".into(),
+        price_excl_tax: Decimal::new(2500, 2),
+        tax_percent: Some(Decimal::from(10)),
+        ecwid_stock: Some(Decimal::from(5)),
+        ..els_sandbox::ProductSpec::default()
+    });
+    let order_id = h.sandbox.place_order(paid_order(&[("NEW-HAT", 1)], false));
+    assert_eq!(
+        h.send_webhook("order.created", &order_id, None, "PAID")
+            .await,
+        200
+    );
+    let parked = h.wait_for(&order_id, OrderState::Parked, WAIT).await;
+    let reason = parked.reason.clone().unwrap();
+    assert_eq!(reason.code, ReasonCode::UnknownSku);
     assert!(
-        reason.message.contains("shipping of 5.00"),
+        reason.message.contains("NEW-HAT") && reason.message.contains(&order_id),
         "{}",
         reason.message
     );
-    assert!(h.sales_for(&shipped).is_empty());
+    assert!(h.sales_for(&order_id).is_empty());
+    // Another delivery of the order does not post it: parked orders wait for the operator.
+    assert_eq!(
+        h.send_webhook("order.updated", &order_id, Some("PAID"), "PAID")
+            .await,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.ledger(&order_id).await.unwrap().state, OrderState::Parked);
+
+    h.sandbox.add_ls_product_only(els_sandbox::ProductSpec {
+        sku: "NEW-HAT".into(),
+        name: "Hat".into(),
+        price_excl_tax: Decimal::new(2500, 2),
+        tax_percent: Some(Decimal::from(10)),
+        ls_stock: Decimal::from(5),
+        ..els_sandbox::ProductSpec::default()
+    });
+    let requeued = els_cli::ops::replay_parked(
+        &h.store,
+        &h.store,
+        h.connection.store_id,
+        ReasonCode::UnknownSku,
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(requeued, vec![h.key(&order_id)]);
+    let posted = h.wait_for(&order_id, OrderState::Posted, WAIT).await;
+    assert_eq!(h.sales_for(&order_id).len(), 1);
+    assert_eq!(
+        sale_total(&h.sales_for(&order_id)[0]),
+        Decimal::new(2750, 2)
+    );
+    // Replaying a posted order does nothing.
+    let again =
+        els_cli::ops::replay_order(&h.store, &h.store, &h.key(&order_id), chrono::Utc::now())
+            .await
+            .unwrap();
+    assert_eq!(
+        again,
+        els_cli::ops::ReplayResult::NotReplayable(OrderState::Posted)
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(h.sales_for(&order_id).len(), 1);
+    assert_eq!(h.ledger(&order_id).await.unwrap().version, posted.version);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

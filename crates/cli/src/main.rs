@@ -569,6 +569,8 @@ async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
         payment_type_id: args.payment_type_id,
         shipping_product_id: None,
         discount_product_id: None,
+        fees_product_id: None,
+        gift_card_payment_type_id: None,
         settings: Settings {
             post_sales: args.post_sales,
             sync_inventory: args.sync_inventory,

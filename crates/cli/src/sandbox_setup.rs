@@ -28,6 +28,8 @@ pub fn sandbox_connection(sandbox: &Sandbox) -> Connection {
         payment_type_id: ids.payment_type_id.clone(),
         shipping_product_id: Some(ids.shipping_product_id.clone()),
         discount_product_id: Some(ids.discount_product_id.clone()),
+        fees_product_id: None,
+        gift_card_payment_type_id: None,
         settings: Settings::default(),
         version: 0,
     }

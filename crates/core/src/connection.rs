@@ -87,12 +87,19 @@ pub struct Connection {
     pub user_id: String,
     /// `retailer_payment_type_id` of the payment that settles each sale.
     pub payment_type_id: String,
-    /// Lightspeed product used for shipping lines (a later issue completes this).
+    /// Lightspeed product for shipping lines.
     #[serde(default)]
     pub shipping_product_id: Option<String>,
-    /// Lightspeed product used for discount lines (a later issue completes this).
+    /// The retailer's discount product (kept for reference; discounts are posted per line).
     #[serde(default)]
     pub discount_product_id: Option<String>,
+    /// Lightspeed product for handling fees and custom surcharges; falls back to the
+    /// shipping product when unset.
+    #[serde(default)]
+    pub fees_product_id: Option<String>,
+    /// `retailer_payment_type_id` for the part of an order paid with an Ecwid gift card.
+    #[serde(default)]
+    pub gift_card_payment_type_id: Option<String>,
     #[serde(default)]
     pub settings: Settings,
     /// Optimistic-concurrency version of the stored item; 0 before the first write.

@@ -93,14 +93,43 @@ pub struct ShippingOption {
     pub is_pickup: Option<bool>,
 }
 
+/// A handling fee or a custom surcharge.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Charge {
     pub name: Option<String>,
+    /// The configured value: an amount, or a percentage when `type` is `PERCENT`.
     #[serde(deserialize_with = "decimal_or_zero")]
     pub value: Decimal,
+    /// The amount charged on this order, when Ecwid reports it.
     #[serde(deserialize_with = "decimal_or_zero")]
     pub total: Decimal,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// Taxes on the charge, in the same shape as an item's.
+    pub taxes: Vec<ItemTax>,
+}
+
+impl Charge {
+    /// The amount the customer paid for this charge: `total` when reported, else an
+    /// absolute `value`. A percentage without a `total` cannot be known and reads as None.
+    pub fn amount(&self) -> Option<Decimal> {
+        if !self.total.is_zero() {
+            Some(self.total)
+        } else if self
+            .kind
+            .as_deref()
+            .is_some_and(|k| k.eq_ignore_ascii_case("PERCENT"))
+        {
+            if self.value.is_zero() {
+                Some(Decimal::ZERO)
+            } else {
+                None
+            }
+        } else {
+            Some(self.value)
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -147,6 +176,10 @@ pub struct EcwidOrder {
     pub custom_surcharges: Vec<Charge>,
     #[serde(deserialize_with = "decimal_or_zero")]
     pub gift_card_redemption: Decimal,
+    #[serde(deserialize_with = "opt_decimal")]
+    pub total_before_gift_card_redemption: Option<Decimal>,
+    /// Taxes charged on shipping.
+    pub taxes_on_shipping: Vec<ItemTax>,
     pub billing_person: Option<Person>,
     pub shipping_person: Option<Person>,
     pub create_timestamp: Option<i64>,

@@ -146,3 +146,25 @@ impl SaleSetup {
             .min_by(|a, b| a.id.cmp(&b.id))
     }
 }
+
+/// A Lightspeed customer as `GET /api/2.0/search?type=customers` and
+/// `POST /api/2.0/customers` return it (the fields the matching reads).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LsCustomer {
+    pub id: String,
+    #[serde(default)]
+    pub first_name: Option<String>,
+    #[serde(default)]
+    pub last_name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// The body of `POST /api/2.0/customers`. Lightspeed requires `first_name` and `last_name`
+/// as strings (an empty string is accepted); `customer_code` is generated when omitted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewCustomer {
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+}

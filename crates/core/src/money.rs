@@ -1,22 +1,42 @@
-//! From an Ecwid order to the lines and payment of a Lightspeed sale, in exact decimals.
+//! From an Ecwid order to the lines and payments of a Lightspeed sale, in exact decimals.
 //!
-//! Lightspeed wants, per line, a unit price excluding tax and a tax per unit. Ecwid gives a
-//! unit price (tax-inclusive or not) and the line's tax total. For each item:
+//! Lightspeed wants, per line, a unit price excluding tax and a tax per unit; its `price` is
+//! the final price (its `discount` is only declared for reporting). So every amount Ecwid
+//! charged becomes lines whose `quantity × (price + tax)` adds up to exactly that amount:
 //!
-//! * `gross` = what the customer paid for the line: `price × qty` when the price includes
-//!   tax, else `price × qty + line tax`;
-//! * `net` = `gross − line tax`.
+//! * **Items.** `gross` = what the customer paid for the line: `price × qty − discounts`
+//!   when prices include tax, else `price × qty − discounts + line tax`, where discounts are
+//!   the item's `couponAmount` plus its `discounts[].total` (Ecwid distributes coupon,
+//!   volume, membership and custom discounts onto items and taxes the discounted amount), and
+//!   the line tax is the sum of `taxes[].total`. `net` = `gross − tax`.
+//! * **Discounts** are therefore posted **inside each line** (a lower unit price, with the
+//!   per-unit discount declared in `discount`), not as a line on the retailer's discount
+//!   product: Ecwid already split them per item and taxed each item after its discount, so
+//!   per-line figures keep every tax rate right, where one discount line would need a
+//!   negative tax split by rate. The order-level discount fields, whose meaning conflicts
+//!   across Ecwid's docs, are never added in; the total check below catches any discount
+//!   Ecwid did not distribute.
+//! * **Shipping** (`shippingOption.shippingRate`, taxed by `taxesOnShipping`), the
+//!   **handling fee** and each **custom surcharge** become one line each, on the
+//!   connection's shipping product (fees: its fees product, else the shipping product),
+//!   taxed as Ecwid taxed them. Free shipping and pickup add no line.
+//! * **Taxes.** An amount taxed by several Ecwid taxes (say GST + PST) uses the Lightspeed
+//!   tax (group) whose rate is their sum; untaxed amounts use the retailer's
+//!   `no_tax_group_id`; a rate with no Lightspeed tax parks the order (`TAX_NOT_MAPPED`).
+//! * **Rounding.** Unit amounts are cents. When `net`, tax or discount does not divide
+//!   evenly by the quantity, the line is split in two: `qty − 1` units at the amount rounded
+//!   toward zero, and **one last unit that carries the remaining cents**. Every line then
+//!   sums exactly to what Ecwid charged, with no fractional cents for Lightspeed to round.
+//! * **Payments.** The sale is worth `total + giftCardRedemption` (Ecwid's `total` is what
+//!   was charged after the gift card). One payment of `total` on the connection's payment
+//!   type, plus one of `giftCardRedemption` on its gift-card payment type.
 //!
-//! Unit amounts are cents. When `net` or the tax does not divide evenly by the quantity,
-//! the line is split in two: `qty − 1` units at the amount rounded toward zero, and **one
-//! last unit that carries the remaining cents**. So every line sums exactly to what Ecwid
-//! charged, with no fractional cents for Lightspeed to round.
-//!
-//! Finally the lines must sum to Ecwid's `total` exactly, and the payment equals that total.
-//! Anything else parks the order with both totals in the reason: a wrong sale is never posted.
+//! The rule: the lines must sum to the sale's worth and the payments to the same amount,
+//! exactly. Anything else parks the order with both totals in the reason: a wrong sale is
+//! never posted.
 
 use crate::connection::Connection;
-use crate::ecwid::{EcwidOrder, OrderItem};
+use crate::ecwid::{EcwidOrder, ItemTax, OrderItem};
 use crate::ledger::{LedgerLine, OrderKey, Reason, ReasonCode};
 use crate::lightspeed::{STATUS_CLOSED, SaleDraft, SaleLine, SalePayment, SaleSetup};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -31,6 +51,8 @@ pub struct MappingContext<'a> {
     pub products: &'a HashMap<String, String>,
     /// Used when the order carries no creation time.
     pub now: DateTime<Utc>,
+    /// The Lightspeed customer the sale is assigned to (C1–C4), if the order has an email.
+    pub customer_id: Option<String>,
 }
 
 /// The SKU an item is linked by: the variation's SKU when a combination matched. Blank SKUs
@@ -52,76 +74,65 @@ fn money(d: Decimal) -> String {
     format!("{:.2}", d)
 }
 
-/// Refuses orders that use money features the mapping does not post yet. They are parked,
-/// never posted with a total that ignores them.
-pub fn check_supported(order: &EcwidOrder) -> Result<(), Reason> {
-    let unsupported = |what: String| {
-        Err(Reason::new(
-            ReasonCode::UnsupportedAdjustment,
-            format!(
-                "order {}: {what} is not supported yet; the order was not posted",
-                order.id
-            ),
-        ))
-    };
-    let order_discounts = [
-        ("coupon discount", order.coupon_discount),
-        ("volume discount", order.volume_discount),
-        ("membership discount", order.membership_based_discount),
-        ("discount", order.discount),
-        (
-            "total and membership discount",
-            order.total_and_membership_based_discount,
-        ),
-    ];
-    for (name, value) in order_discounts {
-        if !value.is_zero() {
-            return unsupported(format!("a {name} of {}", money(value)));
-        }
-    }
-    if !order.custom_discount.is_empty() {
-        return unsupported("a custom discount".into());
-    }
-    for item in &order.items {
-        let item_discount: Decimal = item.discounts.iter().map(|d| d.total).sum();
-        if !item.coupon_amount.is_zero() || !item_discount.is_zero() {
-            return unsupported(format!(
-                "an item discount on '{}'",
-                item.name.as_deref().unwrap_or("?")
-            ));
-        }
-    }
-    if let Some(ship) = &order.shipping_option
-        && !ship.shipping_rate.is_zero()
-    {
-        return unsupported(format!(
-            "shipping of {} ({})",
-            money(ship.shipping_rate),
-            ship.shipping_method_name.as_deref().unwrap_or("shipping")
-        ));
-    }
-    if let Some(fee) = &order.handling_fee
-        && (!fee.value.is_zero() || !fee.total.is_zero())
-    {
-        return unsupported(format!(
-            "a handling fee of {}",
-            money(fee.value.max(fee.total))
-        ));
-    }
-    if order
-        .custom_surcharges
+fn park(code: ReasonCode, order: &EcwidOrder, msg: impl std::fmt::Display) -> Reason {
+    Reason::new(code, format!("order {}: {msg}", order.id))
+}
+
+/// A resolved tax: the Lightspeed tax id, the tax amount, and whether Ecwid's amount
+/// included it.
+struct ResolvedTax {
+    tax_id: String,
+    amount: Decimal,
+    inclusive: Option<bool>,
+}
+
+/// Maps Ecwid taxes on one amount to one Lightspeed tax (P: the sum of the rates).
+fn resolve_tax(
+    order: &EcwidOrder,
+    what: &str,
+    taxes: &[ItemTax],
+    setup: &SaleSetup,
+) -> Result<ResolvedTax, Reason> {
+    let applied: Vec<_> = taxes
         .iter()
-        .any(|s| !s.value.is_zero() || !s.total.is_zero())
-    {
-        return unsupported("a custom surcharge".into());
+        .filter(|t| !t.value.is_zero() || !t.total.is_zero())
+        .collect();
+    if applied.is_empty() {
+        return Ok(ResolvedTax {
+            tax_id: setup.no_tax_group_id.clone(),
+            amount: Decimal::ZERO,
+            inclusive: None,
+        });
     }
-    if !order.gift_card_redemption.is_zero() {
-        return unsupported(format!(
-            "a gift card redemption of {}",
-            money(order.gift_card_redemption)
+    let percent: Decimal = applied.iter().map(|t| t.value).sum();
+    let amount: Decimal = applied.iter().map(|t| t.total).sum();
+    if amount < Decimal::ZERO {
+        return Err(park(
+            ReasonCode::InvalidOrder,
+            order,
+            format!("{what} has a negative tax {amount}"),
         ));
     }
-    Ok(())
+    let Some(ls_tax) = setup.tax_for_percent(percent) else {
+        let names: Vec<_> = applied
+            .iter()
+            .map(|t| t.name.clone().unwrap_or_default())
+            .collect();
+        return Err(park(
+            ReasonCode::TaxNotMapped,
+            order,
+            format!(
+                "{what} is taxed at {}% ({}) and no Lightspeed tax has that rate",
+                percent.normalize(),
+                names.join(" + ")
+            ),
+        ));
+    };
+    Ok(ResolvedTax {
+        tax_id: ls_tax.id.clone(),
+        amount,
+        inclusive: applied.iter().find_map(|t| t.include_in_price),
+    })
 }
 
 /// Splits `amount` over `qty` units in cents: returns `(base, last)` where `qty − 1` units
@@ -132,6 +143,46 @@ fn split_over_units(amount: Decimal, qty: Decimal) -> (Decimal, Decimal) {
     (base, last)
 }
 
+/// An amount to post on one product: totals for the whole line.
+struct LineAmounts<'a> {
+    product_id: &'a str,
+    sku: &'a str,
+    quantity: Decimal,
+    net: Decimal,
+    tax: Decimal,
+    discount: Decimal,
+    tax_id: String,
+}
+
+/// One or two Lightspeed lines whose sum is exactly the line's net and tax.
+fn split_line(a: LineAmounts<'_>) -> Vec<SaleLine> {
+    let (net_base, net_last) = split_over_units(a.net, a.quantity);
+    let (tax_base, tax_last) = split_over_units(a.tax, a.quantity);
+    let (disc_base, disc_last) = split_over_units(a.discount, a.quantity);
+    let line = |quantity: Decimal, price: Decimal, tax: Decimal, discount: Decimal| SaleLine {
+        product_id: a.product_id.to_string(),
+        quantity,
+        price,
+        tax,
+        tax_id: a.tax_id.clone(),
+        discount,
+        price_set: 1,
+        status: "CONFIRMED".into(),
+        sku: a.sku.to_string(),
+    };
+    if a.quantity == Decimal::ONE
+        || (net_base == net_last && tax_base == tax_last && disc_base == disc_last)
+    {
+        vec![line(a.quantity, net_last, tax_last, disc_last)]
+    } else {
+        // The remainder cents ride on one extra unit line of the same product.
+        vec![
+            line(a.quantity - Decimal::ONE, net_base, tax_base, disc_base),
+            line(Decimal::ONE, net_last, tax_last, disc_last),
+        ]
+    }
+}
+
 /// The Lightspeed lines for one Ecwid item.
 fn map_item(
     order: &EcwidOrder,
@@ -140,12 +191,7 @@ fn map_item(
     setup: &SaleSetup,
     sku: &str,
 ) -> Result<Vec<SaleLine>, Reason> {
-    let invalid = |msg: String| {
-        Err(Reason::new(
-            ReasonCode::InvalidOrder,
-            format!("order {}: {msg}", order.id),
-        ))
-    };
+    let invalid = |msg: String| Err(park(ReasonCode::InvalidOrder, order, msg));
     let qty = item.quantity;
     if qty <= Decimal::ZERO || qty.fract() != Decimal::ZERO {
         return invalid(format!(
@@ -155,96 +201,115 @@ fn map_item(
     if item.price < Decimal::ZERO {
         return invalid(format!("SKU {sku} has a negative price {}", item.price));
     }
-    let taxes: Vec<_> = item
+    let discount: Decimal =
+        item.coupon_amount + item.discounts.iter().map(|d| d.total).sum::<Decimal>();
+    if discount < Decimal::ZERO {
+        return invalid(format!("SKU {sku} has a negative discount {discount}"));
+    }
+    let tax = resolve_tax(order, &format!("SKU {sku}"), &item.taxes, setup)?;
+    if item
         .taxes
         .iter()
-        .filter(|t| !t.value.is_zero() || !t.total.is_zero())
-        .collect();
-    let (tax_id, line_tax, inclusive) = match taxes.as_slice() {
-        [] => {
-            if !item.tax.is_zero() {
-                return invalid(format!(
-                    "SKU {sku} has tax {} but no taxes[] detail",
-                    item.tax
-                ));
-            }
-            (
-                setup.no_tax_group_id.clone(),
-                Decimal::ZERO,
-                order.prices_include_tax.unwrap_or(false),
-            )
-        }
-        [tax] => {
-            let Some(ls_tax) = setup.tax_for_percent(tax.value) else {
-                return Err(Reason::new(
-                    ReasonCode::TaxNotMapped,
-                    format!(
-                        "order {}: SKU {sku} is taxed at {}% ('{}') and no Lightspeed tax has that rate",
-                        order.id,
-                        tax.value.normalize(),
-                        tax.name.as_deref().unwrap_or("?")
-                    ),
-                ));
-            };
-            let inclusive = tax
-                .include_in_price
-                .or(order.prices_include_tax)
-                .unwrap_or(false);
-            (ls_tax.id.clone(), tax.total, inclusive)
-        }
-        several => {
-            let names: Vec<_> = several
-                .iter()
-                .map(|t| t.name.clone().unwrap_or_default())
-                .collect();
-            return Err(Reason::new(
-                ReasonCode::UnsupportedAdjustment,
-                format!(
-                    "order {}: SKU {sku} carries several taxes ({}), which is not supported yet",
-                    order.id,
-                    names.join(", ")
-                ),
-            ));
-        }
-    };
-    if line_tax < Decimal::ZERO {
-        return invalid(format!("SKU {sku} has a negative tax {line_tax}"));
-    }
-    let gross = if inclusive {
-        item.price * qty
-    } else {
-        item.price * qty + line_tax
-    };
-    let net = gross - line_tax;
-    if net < Decimal::ZERO {
+        .all(|t| t.value.is_zero() && t.total.is_zero())
+        && !item.tax.is_zero()
+    {
         return invalid(format!(
-            "SKU {sku}: tax {line_tax} exceeds the line amount {gross}"
+            "SKU {sku} has tax {} but no taxes[] detail",
+            item.tax
         ));
     }
-    let (net_base, net_last) = split_over_units(net, qty);
-    let (tax_base, tax_last) = split_over_units(line_tax, qty);
-    let line = |quantity: Decimal, price: Decimal, tax: Decimal| SaleLine {
-        product_id: product_id.to_string(),
-        quantity,
-        price,
-        tax,
-        tax_id: tax_id.clone(),
-        discount: Decimal::ZERO,
-        price_set: 1,
-        status: "CONFIRMED".into(),
-        sku: sku.to_string(),
-    };
-    if net_base == net_last && tax_base == tax_last {
-        Ok(vec![line(qty, net_base, tax_base)])
-    } else if qty == Decimal::ONE {
-        Ok(vec![line(qty, net_last, tax_last)])
+    let inclusive = tax.inclusive.or(order.prices_include_tax).unwrap_or(false);
+    let base = item.price * qty;
+    let gross = if inclusive {
+        base - discount
     } else {
-        // The remainder cents ride on one extra unit line of the same product.
-        Ok(vec![
-            line(qty - Decimal::ONE, net_base, tax_base),
-            line(Decimal::ONE, net_last, tax_last),
-        ])
+        base - discount + tax.amount
+    };
+    let net = gross - tax.amount;
+    if net < Decimal::ZERO {
+        return invalid(format!(
+            "SKU {sku}: discounts {} and tax {} exceed the line amount {}",
+            money(discount),
+            money(tax.amount),
+            money(base)
+        ));
     }
+    // The discount declared for reporting, excluding tax: the undiscounted net minus the net.
+    let undiscounted_net = if inclusive && !tax.amount.is_zero() {
+        // Scale the tax-inclusive base by the same net/gross ratio as the line.
+        if gross.is_zero() {
+            base
+        } else {
+            (base * net / gross).round_dp(2)
+        }
+    } else {
+        base
+    };
+    let reported_discount = (undiscounted_net - net).max(Decimal::ZERO);
+    Ok(split_line(LineAmounts {
+        product_id,
+        sku,
+        quantity: qty,
+        net,
+        tax: tax.amount,
+        discount: reported_discount,
+        tax_id: tax.tax_id,
+    }))
+}
+
+/// A line for a charge that is not a product (shipping, a fee, a surcharge).
+fn charge_line(
+    order: &EcwidOrder,
+    what: &str,
+    amount: Decimal,
+    taxes: &[ItemTax],
+    product_id: Option<&String>,
+    setup: &SaleSetup,
+) -> Result<Vec<SaleLine>, Reason> {
+    if amount.is_zero() {
+        return Ok(Vec::new());
+    }
+    if amount < Decimal::ZERO {
+        return Err(park(
+            ReasonCode::InvalidOrder,
+            order,
+            format!("{what} is negative ({})", money(amount)),
+        ));
+    }
+    let Some(product_id) = product_id else {
+        return Err(park(
+            ReasonCode::UnsupportedAdjustment,
+            order,
+            format!(
+                "{what} of {} needs a Lightspeed product to post on, and none is configured for this connection",
+                money(amount)
+            ),
+        ));
+    };
+    let tax = resolve_tax(order, what, taxes, setup)?;
+    let inclusive = tax.inclusive.or(order.prices_include_tax).unwrap_or(false);
+    let gross = if inclusive {
+        amount
+    } else {
+        amount + tax.amount
+    };
+    let net = gross - tax.amount;
+    if net < Decimal::ZERO {
+        return Err(park(
+            ReasonCode::InvalidOrder,
+            order,
+            format!("{what}: tax exceeds the amount"),
+        ));
+    }
+    Ok(split_line(LineAmounts {
+        product_id,
+        sku: "",
+        quantity: Decimal::ONE,
+        net,
+        tax: tax.amount,
+        discount: Decimal::ZERO,
+        tax_id: tax.tax_id,
+    }))
 }
 
 fn sale_date(order: &EcwidOrder, now: DateTime<Utc>) -> String {
@@ -255,6 +320,29 @@ fn sale_date(order: &EcwidOrder, now: DateTime<Utc>) -> String {
         .to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// The order-level discount figures, quoted in a reason when totals do not reconcile.
+fn discount_hint(order: &EcwidOrder) -> String {
+    let parts = [
+        ("couponDiscount", order.coupon_discount),
+        ("volumeDiscount", order.volume_discount),
+        ("membershipBasedDiscount", order.membership_based_discount),
+        ("discount", order.discount),
+    ];
+    let named: Vec<_> = parts
+        .iter()
+        .filter(|(_, v)| !v.is_zero())
+        .map(|(n, v)| format!("{n} {}", money(*v)))
+        .collect();
+    if named.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (order-level {}; discounts are taken from the items)",
+            named.join(", ")
+        )
+    }
+}
+
 /// Maps a paid Ecwid order to the `register_sales` body, or says why it must be parked.
 pub fn map_order_to_sale(
     order: &EcwidOrder,
@@ -262,58 +350,175 @@ pub fn map_order_to_sale(
     ctx: &MappingContext<'_>,
 ) -> Result<SaleDraft, Reason> {
     if order.items.is_empty() {
-        return Err(Reason::new(
-            ReasonCode::InvalidOrder,
-            format!("order {}: has no items", order.id),
-        ));
+        return Err(park(ReasonCode::InvalidOrder, order, "has no items"));
     }
-    check_supported(order)?;
+    let conn = ctx.connection;
     let mut lines = Vec::new();
     for item in &order.items {
         let sku = item_sku(&order.id, item)?;
         let product_id = ctx.products.get(&sku).ok_or_else(|| {
-            Reason::new(
+            park(
                 ReasonCode::UnknownSku,
-                format!(
-                    "order {}: SKU {sku} is not linked to a Lightspeed product",
-                    order.id
-                ),
+                order,
+                format!("SKU {sku} is not linked to a Lightspeed product"),
             )
         })?;
         lines.extend(map_item(order, item, product_id, ctx.setup, &sku)?);
     }
-    let lines_total: Decimal = lines.iter().map(SaleLine::total).sum();
-    if lines_total != order.total {
-        return Err(Reason::new(
+    if let Some(ship) = &order.shipping_option {
+        let what = format!(
+            "shipping ({})",
+            ship.shipping_method_name.as_deref().unwrap_or("shipping")
+        );
+        lines.extend(charge_line(
+            order,
+            &what,
+            ship.shipping_rate,
+            &order.taxes_on_shipping,
+            conn.shipping_product_id.as_ref(),
+            ctx.setup,
+        )?);
+    }
+    let fees_product = conn
+        .fees_product_id
+        .as_ref()
+        .or(conn.shipping_product_id.as_ref());
+    if let Some(fee) = &order.handling_fee {
+        let what = format!(
+            "handling fee ({})",
+            fee.name.as_deref().unwrap_or("handling")
+        );
+        let amount = fee.amount().ok_or_else(|| {
+            park(
+                ReasonCode::InvalidOrder,
+                order,
+                format!("{what} has no amount"),
+            )
+        })?;
+        lines.extend(charge_line(
+            order,
+            &what,
+            amount,
+            &fee.taxes,
+            fees_product,
+            ctx.setup,
+        )?);
+    }
+    for surcharge in &order.custom_surcharges {
+        let what = format!(
+            "surcharge ({})",
+            surcharge.name.as_deref().unwrap_or("surcharge")
+        );
+        let amount = surcharge.amount().ok_or_else(|| {
+            park(
+                ReasonCode::InvalidOrder,
+                order,
+                format!("{what} is a percentage without a total"),
+            )
+        })?;
+        lines.extend(charge_line(
+            order,
+            &what,
+            amount,
+            &surcharge.taxes,
+            fees_product,
+            ctx.setup,
+        )?);
+    }
+
+    // What the sale is worth: the charged total plus what a gift card paid.
+    let gift_card = order.gift_card_redemption;
+    if gift_card < Decimal::ZERO {
+        return Err(park(
+            ReasonCode::InvalidOrder,
+            order,
+            "negative gift card redemption",
+        ));
+    }
+    let worth = order.total + gift_card;
+    if let Some(before) = order.total_before_gift_card_redemption
+        && !gift_card.is_zero()
+        && before != worth
+    {
+        return Err(park(
             ReasonCode::TotalsMismatch,
+            order,
             format!(
-                "order {}: the sale lines sum to {} but the Ecwid total is {}",
-                order.id,
-                money(lines_total),
-                money(order.total)
+                "totalBeforeGiftCardRedemption {} is not total {} + giftCardRedemption {}",
+                money(before),
+                money(order.total),
+                money(gift_card)
             ),
         ));
     }
+    let lines_total: Decimal = lines.iter().map(SaleLine::total).sum();
+    if lines_total != worth {
+        return Err(park(
+            ReasonCode::TotalsMismatch,
+            order,
+            format!(
+                "the sale lines sum to {} but the Ecwid total is {}{}",
+                money(lines_total),
+                money(worth),
+                discount_hint(order)
+            ),
+        ));
+    }
+
     let date = sale_date(order, ctx.now);
-    let conn = ctx.connection;
-    Ok(SaleDraft {
+    let mut payments = Vec::new();
+    if !order.total.is_zero() || gift_card.is_zero() {
+        payments.push(SalePayment {
+            register_id: conn.register_id.clone(),
+            retailer_payment_type_id: conn.payment_type_id.clone(),
+            payment_date: date.clone(),
+            amount: order.total,
+        });
+    }
+    if !gift_card.is_zero() {
+        let Some(gift_type) = &conn.gift_card_payment_type_id else {
+            return Err(park(
+                ReasonCode::UnsupportedAdjustment,
+                order,
+                format!(
+                    "a gift card paid {}, and no gift card payment type is configured for this connection",
+                    money(gift_card)
+                ),
+            ));
+        };
+        payments.push(SalePayment {
+            register_id: conn.register_id.clone(),
+            retailer_payment_type_id: gift_type.clone(),
+            payment_date: date.clone(),
+            amount: gift_card,
+        });
+    }
+    let sale = SaleDraft {
         register_id: conn.register_id.clone(),
         user_id: conn.user_id.clone(),
-        customer_id: None,
-        sale_date: date.clone(),
+        customer_id: ctx.customer_id.clone(),
+        sale_date: date,
         status: STATUS_CLOSED.into(),
         note: format!("Ecwid order {}", order.id),
         invoice_number: key.invoice_number(),
         source: "ecwid".into(),
         source_id: key.invoice_number(),
         register_sale_products: lines,
-        register_sale_payments: vec![SalePayment {
-            register_id: conn.register_id.clone(),
-            retailer_payment_type_id: conn.payment_type_id.clone(),
-            payment_date: date,
-            amount: order.total,
-        }],
-    })
+        register_sale_payments: payments,
+    };
+    // Belt and braces: the body we send must itself reconcile.
+    if sale.payments_total() != sale.total() {
+        return Err(park(
+            ReasonCode::TotalsMismatch,
+            order,
+            format!(
+                "payments {} do not equal the sale total {}",
+                money(sale.payments_total()),
+                money(sale.total())
+            ),
+        ));
+    }
+    Ok(sale)
 }
 
 /// The SKUs and quantities of an order, for the ledger (blank SKUs are left out).
@@ -353,8 +558,10 @@ mod tests {
             outlet_id: "out".into(),
             user_id: "usr".into(),
             payment_type_id: "pay".into(),
-            shipping_product_id: None,
+            shipping_product_id: Some("p-ship".into()),
             discount_product_id: None,
+            fees_product_id: None,
+            gift_card_payment_type_id: Some("pay-gift".into()),
             settings: Settings::default(),
             version: 1,
         }
@@ -372,6 +579,11 @@ mod tests {
                     id: "vat20".into(),
                     name: "VAT".into(),
                     rate: dec!(0.2),
+                },
+                LsTax {
+                    id: "gst-pst".into(),
+                    name: "GST + PST".into(),
+                    rate: dec!(0.12),
                 },
             ],
         }
@@ -391,6 +603,7 @@ mod tests {
             setup: &s,
             products: &p,
             now: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+            customer_id: None,
         };
         map_order_to_sale(order, &OrderKey::new(1003, order.id.clone()), &ctx)
     }
@@ -475,37 +688,174 @@ mod tests {
         assert_eq!(sale.register_sale_products[0].tax, dec!(0));
     }
 
+    fn line_tuple(l: &SaleLine) -> (&str, Decimal, Decimal, Decimal, &str) {
+        (
+            l.product_id.as_str(),
+            l.quantity,
+            l.price,
+            l.tax,
+            l.tax_id.as_str(),
+        )
+    }
+
     #[test]
-    fn unsupported_money_features_park_with_a_reason() {
-        for (field, value) in [
-            ("couponDiscount", serde_json::json!(1)),
-            (
-                "shippingOption",
-                serde_json::json!({"shippingMethodName": "UPS", "shippingRate": 5}),
-            ),
-            (
-                "handlingFee",
-                serde_json::json!({"name": "Wrap", "value": 2}),
-            ),
-            ("giftCardRedemption", serde_json::json!(3)),
-            (
-                "customSurcharges",
-                serde_json::json!([{"name": "x", "value": 1, "total": 1}]),
-            ),
-        ] {
-            let mut j = serde_json::json!({"id": "D1", "total": 10,
-                "items": [{"sku": "MUG", "quantity": 1, "price": 10}]});
-            j[field] = value;
-            let err = map(&order(j)).unwrap_err();
-            assert_eq!(err.code, ReasonCode::UnsupportedAdjustment, "{field}");
-            assert!(err.message.contains("D1"));
-        }
-        // Free pickup is not a charge.
-        let o = order(
-            serde_json::json!({"id": "P1", "total": 10, "shippingOption": {"isPickup": true, "shippingRate": 0},
-            "items": [{"sku": "MUG", "quantity": 1, "price": 10}]}),
+    fn shipping_is_a_line_on_the_shipping_product_taxed_as_ecwid_taxed_it() {
+        let o = order(serde_json::json!({
+            "id": "S1", "total": 19.25, "pricesIncludeTax": false,
+            "shippingOption": {"shippingMethodName": "Courier", "shippingRate": 5},
+            "taxesOnShipping": [{"name": "GST", "value": 10, "total": 0.5}],
+            "items": [{"sku": "MUG", "quantity": 1, "price": 12.5, "taxes": [{"name": "GST", "value": 10, "total": 1.25}]}]
+        }));
+        let sale = map(&o).unwrap();
+        let l = &sale.register_sale_products;
+        assert_eq!(l.len(), 2);
+        assert_eq!(
+            line_tuple(&l[1]),
+            ("p-ship", dec!(1), dec!(5), dec!(0.5), "gst10")
         );
-        assert!(map(&o).is_ok());
+        assert_eq!(sale.total(), dec!(19.25));
+        // Untaxed shipping on a tax-inclusive order.
+        let o = order(serde_json::json!({
+            "id": "S2", "total": 14, "pricesIncludeTax": true,
+            "shippingOption": {"shippingMethodName": "Post", "shippingRate": 4},
+            "items": [{"sku": "MUG", "quantity": 1, "price": 10}]
+        }));
+        let sale = map(&o).unwrap();
+        assert_eq!(
+            line_tuple(&sale.register_sale_products[1]),
+            ("p-ship", dec!(1), dec!(4), dec!(0), "notax")
+        );
+    }
+
+    #[test]
+    fn item_discounts_lower_the_line_price_and_are_declared_per_unit() {
+        // 2 × 10.00 + 10% tax, coupon 2.00 on the line: net 18.00, tax 1.80 (on the discounted amount).
+        let o = order(serde_json::json!({
+            "id": "C1", "total": 19.8, "pricesIncludeTax": false, "couponDiscount": 2,
+            "items": [{"sku": "MUG", "quantity": 2, "price": 10, "couponAmount": 2,
+                       "taxes": [{"name": "GST", "value": 10, "total": 1.8}]}]
+        }));
+        let sale = map(&o).unwrap();
+        let l = &sale.register_sale_products[0];
+        assert_eq!(
+            (l.quantity, l.price, l.tax, l.discount),
+            (dec!(2), dec!(9), dec!(0.9), dec!(1))
+        );
+        assert_eq!(sale.total(), dec!(19.8));
+        // The order-level figure is not added again: it is already inside the items.
+        assert_eq!(sale.payments_total(), dec!(19.8));
+    }
+
+    #[test]
+    fn undistributed_order_discounts_park_with_a_hint() {
+        let o = order(serde_json::json!({
+            "id": "C2", "total": 9, "volumeDiscount": 1,
+            "items": [{"sku": "MUG", "quantity": 1, "price": 10}]
+        }));
+        let err = map(&o).unwrap_err();
+        assert_eq!(err.code, ReasonCode::TotalsMismatch);
+        assert!(
+            err.message.contains("volumeDiscount 1.00"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn fees_and_surcharges_post_on_the_fees_product_or_the_shipping_product() {
+        let o = order(serde_json::json!({
+            "id": "F1", "total": 13.5,
+            "handlingFee": {"name": "Gift wrap", "value": 2},
+            "customSurcharges": [{"name": "Card fee", "value": 5, "type": "PERCENT", "total": 0.5}, {"name": "Zero", "value": 0}],
+            "items": [{"sku": "MUG", "quantity": 1, "price": 11}]
+        }));
+        let sale = map(&o).unwrap();
+        let l = &sale.register_sale_products;
+        assert_eq!(l.len(), 3);
+        assert_eq!(
+            line_tuple(&l[1]),
+            ("p-ship", dec!(1), dec!(2), dec!(0), "notax")
+        );
+        assert_eq!(
+            line_tuple(&l[2]),
+            ("p-ship", dec!(1), dec!(0.5), dec!(0), "notax")
+        );
+        // A percentage surcharge without its total cannot be known.
+        let o = order(serde_json::json!({
+            "id": "F2", "total": 11.55, "customSurcharges": [{"name": "x", "value": 5, "type": "PERCENT"}],
+            "items": [{"sku": "MUG", "quantity": 1, "price": 11}]
+        }));
+        assert_eq!(map(&o).unwrap_err().code, ReasonCode::InvalidOrder);
+    }
+
+    #[test]
+    fn a_charge_without_a_configured_product_parks() {
+        let o = order(serde_json::json!({
+            "id": "N1", "total": 15, "shippingOption": {"shippingMethodName": "UPS", "shippingRate": 5},
+            "items": [{"sku": "MUG", "quantity": 1, "price": 10}]
+        }));
+        let mut c = conn();
+        c.shipping_product_id = None;
+        let (s, p) = (setup(), products());
+        let ctx = MappingContext {
+            connection: &c,
+            setup: &s,
+            products: &p,
+            now: Utc::now(),
+            customer_id: None,
+        };
+        let err = map_order_to_sale(&o, &OrderKey::new(1003, "N1"), &ctx).unwrap_err();
+        assert_eq!(err.code, ReasonCode::UnsupportedAdjustment);
+        assert!(
+            err.message.contains("shipping (UPS) of 5.00"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn a_gift_card_splits_the_payment() {
+        let o = order(serde_json::json!({
+            "id": "G1", "total": 6, "giftCardRedemption": 4, "totalBeforeGiftCardRedemption": 10,
+            "items": [{"sku": "MUG", "quantity": 1, "price": 10}]
+        }));
+        let sale = map(&o).unwrap();
+        let p = &sale.register_sale_payments;
+        assert_eq!(p.len(), 2);
+        assert_eq!(
+            (p[0].retailer_payment_type_id.as_str(), p[0].amount),
+            ("pay", dec!(6))
+        );
+        assert_eq!(
+            (p[1].retailer_payment_type_id.as_str(), p[1].amount),
+            ("pay-gift", dec!(4))
+        );
+        assert_eq!(sale.total(), dec!(10));
+        // Fully paid by gift card: one payment.
+        let o = order(serde_json::json!({
+            "id": "G2", "total": 0, "giftCardRedemption": 10,
+            "items": [{"sku": "MUG", "quantity": 1, "price": 10}]
+        }));
+        let sale = map(&o).unwrap();
+        assert_eq!(sale.register_sale_payments.len(), 1);
+        assert_eq!(
+            sale.register_sale_payments[0].retailer_payment_type_id,
+            "pay-gift"
+        );
+    }
+
+    #[test]
+    fn several_taxes_on_one_item_map_to_the_group_with_their_summed_rate() {
+        let o = order(serde_json::json!({
+            "id": "M1", "total": 11.2, "pricesIncludeTax": false,
+            "items": [{"sku": "MUG", "quantity": 1, "price": 10,
+                       "taxes": [{"name": "GST", "value": 5, "total": 0.5}, {"name": "PST", "value": 7, "total": 0.7}]}]
+        }));
+        let sale = map(&o).unwrap();
+        assert_eq!(
+            line_tuple(&sale.register_sale_products[0]),
+            ("p-mug", dec!(1), dec!(10), dec!(1.2), "gst-pst")
+        );
     }
 
     #[test]

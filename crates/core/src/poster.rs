@@ -361,6 +361,7 @@ where
             setup: &setup,
             products: &products,
             now: self.clock.now(),
+            customer_id: None,
         };
         let sale = match money::map_order_to_sale(order, key, &ctx) {
             Ok(s) => s,

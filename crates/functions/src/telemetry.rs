@@ -12,8 +12,10 @@ pub fn init() {
         .json()
         .with_env_filter(filter)
         .with_ansi(false)
-        .with_current_span(true)
-        .with_span_list(false)
+        // Every enclosing span, so a line carries the Lambda request id, the SQS message id
+        // and the order, not only the innermost of them.
+        .with_current_span(false)
+        .with_span_list(true)
         .flatten_event(true)
         .with_target(true)
         .try_init();

@@ -30,6 +30,8 @@ pub fn sandbox_connection(sb: &Sandbox) -> Connection {
         payment_type_id: ids.payment_type_id,
         shipping_product_id: Some(ids.shipping_product_id),
         discount_product_id: Some(ids.discount_product_id),
+        fees_product_id: None,
+        gift_card_payment_type_id: None,
         settings: Settings::default(),
         version: 1,
     }
@@ -53,6 +55,8 @@ pub fn placeholder_connection(store_id: u64) -> Connection {
         payment_type_id: "payment-type".into(),
         shipping_product_id: None,
         discount_product_id: None,
+        fees_product_id: None,
+        gift_card_payment_type_id: None,
         settings: Settings::default(),
         version: 1,
     }
