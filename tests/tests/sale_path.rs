@@ -638,3 +638,51 @@ async fn a_5xx_on_the_order_fetch_is_retried() {
     assert_eq!(e.attempts, 3);
     assert_eq!(h.sales_for(&order_id).len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_cached_product_link_is_refreshed_once_then_the_order_parks() {
+    let h = Harness::start().await;
+    let spec = |sku: &str| els_sandbox::ProductSpec {
+        sku: sku.into(),
+        name: "Scarf".into(),
+        price_excl_tax: Decimal::new(3000, 2),
+        tax_percent: Some(Decimal::from(10)),
+        ecwid_stock: Some(Decimal::from(10)),
+        ls_stock: Decimal::from(10),
+        ..els_sandbox::ProductSpec::default()
+    };
+    let original = h.sandbox.add_product(spec("SCARF"));
+    let first = h.sandbox.place_order(paid_order(&[("SCARF", 1)], false));
+    assert_eq!(
+        h.send_webhook("order.created", &first, None, "PAID").await,
+        200
+    );
+    h.wait_for(&first, OrderState::Posted, WAIT).await;
+
+    // The product is deleted and re-created in Lightspeed: the cached link is stale.
+    h.sandbox.delete_ls_product(original.ls_id()).unwrap();
+    let recreated = h.sandbox.add_ls_product_only(spec("SCARF"));
+    let second = h.sandbox.place_order(paid_order(&[("SCARF", 1)], false));
+    assert_eq!(
+        h.send_webhook("order.created", &second, None, "PAID").await,
+        200
+    );
+    h.wait_for(&second, OrderState::Posted, WAIT).await;
+    let sales = h.sales_for(&second);
+    assert_eq!(sales.len(), 1);
+    assert_eq!(
+        sales[0]["register_sale_products"][0]["product_id"].as_str(),
+        Some(recreated.ls_id())
+    );
+
+    // Deleted for good: one refresh finds nothing, and the order parks.
+    h.sandbox.delete_ls_product(recreated.ls_id()).unwrap();
+    let third = h.sandbox.place_order(paid_order(&[("SCARF", 1)], false));
+    assert_eq!(
+        h.send_webhook("order.created", &third, None, "PAID").await,
+        200
+    );
+    let parked = h.wait_for(&third, OrderState::Parked, WAIT).await;
+    assert_eq!(parked.reason.unwrap().code, ReasonCode::UnknownSku);
+    assert!(h.sales_for(&third).is_empty());
+}

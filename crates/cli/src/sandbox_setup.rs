@@ -29,7 +29,7 @@ pub fn sandbox_connection(sandbox: &Sandbox) -> Connection {
         shipping_product_id: Some(ids.shipping_product_id.clone()),
         discount_product_id: Some(ids.discount_product_id.clone()),
         fees_product_id: None,
-        gift_card_payment_type_id: None,
+        gift_card_payment_type_id: Some(ids.gift_card_payment_type_id.clone()),
         settings: Settings::default(),
         version: 0,
     }

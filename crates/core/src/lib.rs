@@ -8,6 +8,7 @@
 //! Rule ids (O1-O6, S1-S4, C1-C4, P1-P2) refer to the project's mission document.
 
 pub mod connection;
+pub mod customers;
 pub mod decimal;
 pub mod ecwid;
 pub mod error;

@@ -5,10 +5,11 @@
 //! be generic over adapters with static dispatch.
 
 use crate::connection::Connection;
+use crate::customers::CustomerLink;
 use crate::ecwid::EcwidOrder;
 use crate::error::{ApiError, QueueError, StoreError};
 use crate::ledger::{LedgerEntry, OrderKey, OrderState};
-use crate::lightspeed::{LsProduct, PostedSale, SaleDraft, SaleSetup};
+use crate::lightspeed::{LsCustomer, LsProduct, NewCustomer, PostedSale, SaleDraft, SaleSetup};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -70,6 +71,21 @@ pub trait StateStore: Send + Sync {
         &self,
         store_id: u64,
         link: &ProductLink,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The customer link of (`store_id`, `email`); `email` is normalised (C1).
+    fn get_customer_link(
+        &self,
+        store_id: u64,
+        email: &str,
+    ) -> impl Future<Output = Result<Option<CustomerLink>, StoreError>> + Send;
+    /// Writes `link` (whose `version` is the new version) if the stored version equals
+    /// `expected_version` (None: no link may exist yet). A lost race is a conflict: this is
+    /// the claim that keeps concurrent orders from creating two customers.
+    fn put_customer_link(
+        &self,
+        link: &CustomerLink,
+        expected_version: Option<u64>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
@@ -191,6 +207,20 @@ pub trait LightspeedApi: Send + Sync {
         &self,
         connection: &Connection,
     ) -> impl Future<Output = Result<SaleSetup, ApiError>> + Send;
+    /// `GET /api/2.0/search?type=customers&email=...`, every page. The match may be loose
+    /// (case, substring): the caller re-checks the hits.
+    fn search_customers_by_email(
+        &self,
+        connection: &Connection,
+        email: &str,
+    ) -> impl Future<Output = Result<Vec<LsCustomer>, ApiError>> + Send;
+    /// `POST /api/2.0/customers`. Not idempotent: a repeat creates a second customer. There
+    /// is deliberately no update call: a matched customer is never changed (C2).
+    fn create_customer(
+        &self,
+        connection: &Connection,
+        customer: &NewCustomer,
+    ) -> impl Future<Output = Result<LsCustomer, ApiError>> + Send;
 }
 
 /// Time, as a port so tests can move it.

@@ -352,45 +352,69 @@ where
                 );
             }
         };
-        let products = match self.resolve_products(conn, key, order).await {
-            Ok(p) => p,
-            Err(a) => return a,
-        };
-        let ctx = MappingContext {
-            connection: conn,
-            setup: &setup,
-            products: &products,
-            now: self.clock.now(),
-            customer_id: None,
-        };
-        let sale = match money::map_order_to_sale(order, key, &ctx) {
-            Ok(s) => s,
-            Err(reason) => return Attempt::done(Outcome::Parked(reason)),
-        };
-        match self.lightspeed.post_sale(conn, &sale).await {
-            Ok(posted) => {
-                if let Some(total) = posted.total
-                    && total != sale.total()
-                {
-                    tracing::error!(store_id = key.store_id, order_id = %key.order_id, sale_id = %posted.id, lightspeed_total = %total, our_total = %sale.total(), "Lightspeed reports a different sale total");
+        // A cached link can go stale (the product was deleted or re-created in Lightspeed).
+        // If Lightspeed refuses a sale built from cached links, the links are looked up
+        // again once; a sale is re-posted only if that changed a product id.
+        let mut previous: Option<(HashMap<String, String>, String)> = None;
+        loop {
+            let bypass_cache = previous.is_some();
+            let (products, used_cache) =
+                match self.resolve_products(conn, key, order, bypass_cache).await {
+                    Ok(p) => p,
+                    Err(a) => return a,
+                };
+            if let Some((old, refusal)) = &previous
+                && *old == products
+            {
+                return Attempt::done(Outcome::Parked(Reason::new(
+                    ReasonCode::LightspeedRejected,
+                    format!(
+                        "order {}: Lightspeed refused the sale: {refusal}",
+                        key.order_id
+                    ),
+                )));
+            }
+            let ctx = MappingContext {
+                connection: conn,
+                setup: &setup,
+                products: &products,
+                now: self.clock.now(),
+                customer_id: None,
+            };
+            let sale = match money::map_order_to_sale(order, key, &ctx) {
+                Ok(s) => s,
+                Err(reason) => return Attempt::done(Outcome::Parked(reason)),
+            };
+            return match self.lightspeed.post_sale(conn, &sale).await {
+                Ok(posted) => {
+                    if let Some(total) = posted.total
+                        && total != sale.total()
+                    {
+                        tracing::error!(store_id = key.store_id, order_id = %key.order_id, sale_id = %posted.id, lightspeed_total = %total, our_total = %sale.total(), "Lightspeed reports a different sale total");
+                    }
+                    Attempt::done(Outcome::Posted {
+                        sale_id: posted.id,
+                        adopted: false,
+                    })
                 }
-                Attempt::done(Outcome::Posted {
-                    sale_id: posted.id,
-                    adopted: false,
-                })
-            }
-            Err(ApiError::RateLimited { retry_after }) => Attempt {
-                outcome: Outcome::Released {
-                    error: "Lightspeed rate limit (429) on the sale POST".into(),
-                    post_may_exist: false,
+                Err(ApiError::Rejected { status, detail }) if used_cache && previous.is_none() => {
+                    tracing::warn!(store_id = key.store_id, order_id = %key.order_id, status, "sale refused; refreshing cached product links once");
+                    previous = Some((products, format!("({status}) {detail}")));
+                    continue;
+                }
+                Err(ApiError::RateLimited { retry_after }) => Attempt {
+                    outcome: Outcome::Released {
+                        error: "Lightspeed rate limit (429) on the sale POST".into(),
+                        post_may_exist: false,
+                    },
+                    retry_delay: Some(retry_after.unwrap_or(self.config.retry_base)),
+                    facts: None,
                 },
-                retry_delay: Some(retry_after.unwrap_or(self.config.retry_base)),
-                facts: None,
-            },
-            // A 5xx, a timeout or a dropped connection: the sale may exist now.
-            Err(e) => {
-                self.api_failure(key, "posting the sale to Lightspeed", e, true, "Lightspeed")
-            }
+                // A 5xx, a timeout or a dropped connection: the sale may exist now.
+                Err(e) => {
+                    self.api_failure(key, "posting the sale to Lightspeed", e, true, "Lightspeed")
+                }
+            };
         }
     }
 
@@ -479,23 +503,32 @@ where
     }
 
     /// Resolves every item's SKU to exactly one live Lightspeed product (P1), from the link
-    /// cache first, then by a Lightspeed lookup that is cached for next time.
+    /// cache first (unless `bypass_cache`), then by a Lightspeed lookup that is cached for
+    /// next time. Also says whether any link came from the cache.
     async fn resolve_products(
         &self,
         conn: &Connection,
         key: &OrderKey,
         order: &EcwidOrder,
-    ) -> Result<HashMap<String, String>, Attempt> {
+        bypass_cache: bool,
+    ) -> Result<(HashMap<String, String>, bool), Attempt> {
         let mut found = HashMap::new();
+        let mut used_cache = false;
         for item in &order.items {
             let sku =
                 money::item_sku(&order.id, item).map_err(|r| Attempt::done(Outcome::Parked(r)))?;
             if found.contains_key(&sku) {
                 continue;
             }
-            match self.store.get_product_link(conn.store_id, &sku).await {
+            let cached = if bypass_cache {
+                Ok(None)
+            } else {
+                self.store.get_product_link(conn.store_id, &sku).await
+            };
+            match cached {
                 Ok(Some(link)) => {
                     found.insert(sku, link.lightspeed_product_id);
+                    used_cache = true;
                     continue;
                 }
                 Ok(None) => {}
@@ -570,6 +603,6 @@ where
                 }
             }
         }
-        Ok(found)
+        Ok((found, used_cache))
     }
 }

@@ -9,7 +9,9 @@
 //!   posting again.
 
 use els_core::decimal::opt_decimal;
-use els_core::lightspeed::{LsProduct, LsTax, PostedSale, SaleDraft, SaleSetup};
+use els_core::lightspeed::{
+    LsCustomer, LsProduct, LsTax, NewCustomer, PostedSale, SaleDraft, SaleSetup,
+};
 use els_core::{ApiError, Connection, LightspeedApi};
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -17,6 +19,11 @@ use std::time::{Duration, SystemTime};
 
 /// The production URL template; `{domain_prefix}` is replaced per connection.
 pub const DEFAULT_URL_TEMPLATE: &str = "https://{domain_prefix}.retail.lightspeed.app";
+
+/// Page size of the customer search (`offset` + `page_size`).
+const CUSTOMER_SEARCH_PAGE: usize = 200;
+/// A bound on customer search pages, so a misbehaving server cannot loop us forever.
+const CUSTOMER_SEARCH_MAX_PAGES: usize = 50;
 
 #[derive(Clone, Debug)]
 pub struct LightspeedClient {
@@ -253,6 +260,55 @@ impl LightspeedClient {
     }
 }
 
+impl LightspeedClient {
+    /// A POST that is not idempotent: an answer that never arrives (timeout, dropped
+    /// connection) or cannot be read is [`ApiError::OutcomeUnknown`], since the server may
+    /// have acted on it. Only a failed connect is [`ApiError::Unavailable`].
+    async fn post_unsafe<B: serde::Serialize + ?Sized, T: serde::de::DeserializeOwned>(
+        &self,
+        conn: &Connection,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ApiError> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base_url(conn)))
+            .bearer_auth(conn.lightspeed.access_token.expose())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_connect() {
+                    // Nothing was sent.
+                    ApiError::Unavailable {
+                        detail: format!("POST {path}: could not connect"),
+                    }
+                } else {
+                    ApiError::OutcomeUnknown {
+                        detail: format!(
+                            "POST {path}: {}",
+                            if e.is_timeout() {
+                                "timed out"
+                            } else {
+                                "connection dropped"
+                            }
+                        ),
+                    }
+                }
+            })?;
+        Self::read(resp, &format!("POST {path}"))
+            .await
+            .map_err(|e| match e {
+                // A 2xx we could not read, or a body cut off: the thing may exist.
+                ApiError::Decode { detail } | ApiError::Unavailable { detail } => {
+                    ApiError::OutcomeUnknown { detail }
+                }
+                other => other,
+            })
+    }
+}
+
 impl LightspeedApi for LightspeedClient {
     async fn post_sale(&self, conn: &Connection, sale: &SaleDraft) -> Result<PostedSale, ApiError> {
         let resp = self
@@ -335,6 +391,44 @@ impl LightspeedApi for LightspeedClient {
             )
             .await?;
         Ok(page.data)
+    }
+
+    async fn search_customers_by_email(
+        &self,
+        conn: &Connection,
+        email: &str,
+    ) -> Result<Vec<LsCustomer>, ApiError> {
+        let mut out = Vec::new();
+        for page_no in 0..CUSTOMER_SEARCH_MAX_PAGES {
+            let page: DataList<LsCustomer> = self
+                .get(
+                    conn,
+                    "/api/2.0/search",
+                    &[
+                        ("type", "customers".into()),
+                        ("email", email.to_string()),
+                        ("offset", (page_no * CUSTOMER_SEARCH_PAGE).to_string()),
+                        ("page_size", CUSTOMER_SEARCH_PAGE.to_string()),
+                    ],
+                )
+                .await?;
+            let n = page.data.len();
+            out.extend(page.data);
+            if n < CUSTOMER_SEARCH_PAGE {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn create_customer(
+        &self,
+        conn: &Connection,
+        customer: &NewCustomer,
+    ) -> Result<LsCustomer, ApiError> {
+        let created: DataOne<LsCustomer> =
+            self.post_unsafe(conn, "/api/2.0/customers", customer).await?;
+        Ok(created.data)
     }
 
     async fn sale_setup(&self, conn: &Connection) -> Result<SaleSetup, ApiError> {

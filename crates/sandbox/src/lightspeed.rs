@@ -149,7 +149,7 @@ pub(crate) fn dispatch(
                         t.version,
                         json!({
                             "id": t.id, "name": t.name, "display_name": t.name,
-                            "rates": [{"id": t.rate_id, "name": t.name, "display_name": t.name, "rate": dec_json(t.rate)}],
+                            "rates": t.rates().into_iter().map(|(id, name, rate)| json!({"id": id, "name": name, "display_name": name, "rate": dec_json(rate)})).collect::<Vec<_>>(),
                             "is_default": t.is_default, "deleted_at": null, "version": t.version,
                         }),
                     )
@@ -513,12 +513,13 @@ fn sale_state(status: &str) -> &'static str {
 }
 
 pub(crate) fn render_sale_20(st: &State, s: &LsSale) -> Value {
-    let rate_id = |tax_id: &str| {
+    // A line's tax split over its tax's rates (a group has several).
+    let components = |tax_id: &str, amount: Decimal| -> Vec<(String, String, Decimal, Decimal)> {
         st.taxes
             .iter()
             .find(|t| t.id == tax_id)
-            .map(|t| t.rate_id.clone())
-            .unwrap_or_default()
+            .map(|t| t.split_amount(amount))
+            .unwrap_or_else(|| vec![(String::new(), String::new(), Decimal::ZERO, amount)])
     };
     let mut taxes: Vec<(String, Decimal)> = Vec::new();
     let lines: Vec<Value> = s
@@ -549,7 +550,10 @@ pub(crate) fn render_sale_20(st: &State, s: &LsSale) -> Value {
                 "sequence": l.sequence,
                 "note": l.note,
                 "is_return": l.quantity.is_sign_negative(),
-                "tax_components": [{"rate_id": rate_id(&l.tax_id), "total_tax": dec_json(tax_total)}],
+                "tax_components": components(&l.tax_id, tax_total)
+                    .into_iter()
+                    .map(|(rate_id, _, _, part)| json!({"rate_id": rate_id, "total_tax": dec_json(part)}))
+                    .collect::<Vec<_>>(),
                 "unit_price": dec_json(l.price),
                 "unit_tax": dec_json(l.tax),
                 "unit_discount": dec_json(l.discount),
@@ -616,12 +620,12 @@ pub(crate) fn render_sale_20(st: &State, s: &LsSale) -> Value {
         Value::Array(
             taxes
                 .into_iter()
-                .map(|(id, amount)| {
-                    let t = st.taxes.iter().find(|t| t.id == id);
+                .flat_map(|(id, amount)| components(&id, amount))
+                .map(|(rate_id, name, rate, amount)| {
                     json!({
-                        "id": t.map(|t| t.rate_id.clone()).unwrap_or_default(),
-                        "name": t.map(|t| t.name.clone()).unwrap_or_default(),
-                        "rate": dec_json(t.map(|t| t.rate).unwrap_or_default()),
+                        "id": rate_id,
+                        "name": name,
+                        "rate": dec_json(rate),
                         "amount": dec_json(amount),
                     })
                 })

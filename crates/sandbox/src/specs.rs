@@ -260,10 +260,14 @@ pub struct SeedIds {
     pub payment_type_id: String,
     /// "Cash".
     pub cash_payment_type_id: String,
+    /// "Gift Card": for the part of an order a gift card paid.
+    pub gift_card_payment_type_id: String,
     /// Lightspeed tax "GST 10%" (rate 0.1).
     pub tax_10_id: String,
     /// Lightspeed tax "VAT 20%" (rate 0.2).
     pub tax_20_id: String,
+    /// Lightspeed tax group "GST + PST": rates 0.05 and 0.07 (0.12 together).
+    pub tax_gst_pst_id: String,
     /// Lightspeed "No Tax" (the retailer's `no_tax_group_id`).
     pub no_tax_group_id: String,
     /// The retailer's `discount_product_id`.

@@ -103,10 +103,45 @@ pub(crate) struct LsTax {
     pub id: String,
     pub name: String,
     pub rate_id: String,
-    /// Fraction (0.1 = 10%).
+    /// Fraction (0.1 = 10%). For a tax group, the sum of its component rates.
     pub rate: Decimal,
     pub is_default: bool,
     pub version: u64,
+    /// A tax group's component rates `(rate id, name, rate)`; empty for a single-rate tax,
+    /// whose one rate is `(rate_id, name, rate)`.
+    pub components: Vec<(String, String, Decimal)>,
+}
+
+impl LsTax {
+    /// The tax's rates as `GET /api/2.0/taxes` lists them: `(rate id, name, rate)`.
+    pub fn rates(&self) -> Vec<(String, String, Decimal)> {
+        if self.components.is_empty() {
+            vec![(self.rate_id.clone(), self.name.clone(), self.rate)]
+        } else {
+            self.components.clone()
+        }
+    }
+
+    /// Splits a tax amount over the rates, in proportion to each rate (the last rate takes
+    /// what rounding leaves, so the parts sum exactly to `amount`).
+    pub fn split_amount(&self, amount: Decimal) -> Vec<(String, String, Decimal, Decimal)> {
+        let rates = self.rates();
+        let mut left = amount;
+        let n = rates.len();
+        rates
+            .into_iter()
+            .enumerate()
+            .map(|(i, (id, name, rate))| {
+                let part = if i + 1 == n || self.rate.is_zero() {
+                    left
+                } else {
+                    round_dp(amount * rate / self.rate, 5)
+                };
+                left -= part;
+                (id, name, rate, part)
+            })
+            .collect()
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -426,6 +461,7 @@ impl State {
         for (id, name, type_id) in [
             (seed_uuid(40), "Cash", 1),
             (seed_uuid(41), "Ecwid Online", 7),
+            (seed_uuid(42), "Gift Card", 7),
         ] {
             let version = self.next_version();
             self.payment_types.push(LsPaymentType {
@@ -448,8 +484,23 @@ impl State {
                 rate,
                 is_default,
                 version,
+                components: Vec::new(),
             });
         }
+        // A tax group: two rates charged together (as in Canada's GST + PST).
+        let version = self.next_version();
+        self.taxes.push(LsTax {
+            id: seed_uuid(53),
+            name: "GST + PST".into(),
+            rate_id: seed_uuid(153),
+            rate: Decimal::new(12, 2),
+            is_default: false,
+            version,
+            components: vec![
+                (seed_uuid(153), "GST 5%".into(), Decimal::new(5, 2)),
+                (seed_uuid(154), "PST 7%".into(), Decimal::new(7, 2)),
+            ],
+        });
         self.no_tax_group_id = seed_uuid(50);
         self.discount_product_id = seed_uuid(60);
         for (id, name, sku) in [
@@ -498,8 +549,10 @@ impl State {
             user_id: seed_uuid(30),
             payment_type_id: seed_uuid(41),
             cash_payment_type_id: seed_uuid(40),
+            gift_card_payment_type_id: seed_uuid(42),
             tax_10_id: seed_uuid(51),
             tax_20_id: seed_uuid(52),
+            tax_gst_pst_id: seed_uuid(53),
             no_tax_group_id: seed_uuid(50),
             discount_product_id: seed_uuid(60),
             shipping_product_id: seed_uuid(61),
@@ -625,6 +678,7 @@ impl State {
             rate,
             is_default: false,
             version,
+            components: Vec::new(),
         });
         id
     }

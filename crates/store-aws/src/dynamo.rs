@@ -5,6 +5,7 @@
 //! | connection | `STORE#{storeId}` | `CONNECTION` |
 //! | order ledger | `STORE#{storeId}` | `ORDER#{orderId}` |
 //! | product link | `STORE#{storeId}` | `SKU#{sku}` |
+//! | customer link | `STORE#{storeId}` | `EMAIL#{normalised email}` |
 //!
 //! Items are the serde_dynamo rendering of the core types (native attributes, so an
 //! operator can read them in the console) plus `pk` and `sk`. `version` is a top-level
@@ -17,6 +18,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
     ScalarAttributeType, TableStatus,
 };
+use els_core::customers::CustomerLink;
 use els_core::ledger::{LedgerEntry, OrderKey, OrderState};
 use els_core::ports::{ProductLink, StateStore};
 use els_core::{Connection, StoreError};
@@ -30,6 +32,7 @@ type Item = HashMap<String, AttributeValue>;
 const CONNECTION_SK: &str = "CONNECTION";
 const ORDER_PREFIX: &str = "ORDER#";
 const SKU_PREFIX: &str = "SKU#";
+const EMAIL_PREFIX: &str = "EMAIL#";
 
 /// The state store on a DynamoDB table with a string `pk` and `sk`.
 #[derive(Clone, Debug)]
@@ -349,5 +352,35 @@ impl StateStore for DynamoStore {
             .await
             .map(|_| ())
             .map_err(|e| unavailable("PutItem", e))
+    }
+
+    async fn get_customer_link(
+        &self,
+        store_id: u64,
+        email: &str,
+    ) -> Result<Option<CustomerLink>, StoreError> {
+        self.get(pk(store_id), format!("{EMAIL_PREFIX}{email}"))
+            .await?
+            .map(from_item)
+            .transpose()
+    }
+
+    async fn put_customer_link(
+        &self,
+        link: &CustomerLink,
+        expected_version: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let item = to_item(
+            link,
+            pk(link.store_id),
+            format!("{EMAIL_PREFIX}{}", link.email),
+        )?;
+        // The email is masked: conflict messages reach log lines.
+        let label = format!(
+            "customer link {}/{}",
+            link.store_id,
+            els_core::mask::mask_email(&link.email)
+        );
+        self.put_versioned(item, expected_version, &label).await
     }
 }

@@ -81,6 +81,13 @@ CREATE TABLE IF NOT EXISTS product_links (
     item     TEXT    NOT NULL,
     PRIMARY KEY (store_id, sku)
 );
+CREATE TABLE IF NOT EXISTS customer_links (
+    store_id INTEGER NOT NULL,
+    email    TEXT    NOT NULL, -- normalised: trimmed, lower-cased
+    version  INTEGER NOT NULL,
+    item     TEXT    NOT NULL,
+    PRIMARY KEY (store_id, email)
+);
 CREATE TABLE IF NOT EXISTS queue (
     seq           INTEGER PRIMARY KEY AUTOINCREMENT,
     group_id      TEXT    NOT NULL,

@@ -1,6 +1,7 @@
-//! [`StateStore`] on SQLite: connections, the order ledger and product links.
+//! [`StateStore`] on SQLite: connections, the order ledger, product and customer links.
 
 use crate::{Failure, SqliteStore, to_sql_int};
+use els_core::customers::CustomerLink;
 use els_core::ledger::{LedgerEntry, OrderKey, OrderState};
 use els_core::ports::{ProductLink, StateStore};
 use els_core::{Connection, StoreError};
@@ -36,6 +37,11 @@ fn order_key(key: &OrderKey) -> String {
 
 fn sku_key(store_id: u64, sku: &str) -> String {
     format!("STORE#{store_id}/SKU#{sku}")
+}
+
+/// The label of a customer link in errors: the email is masked, errors reach log lines.
+fn email_key(store_id: u64, email: &str) -> String {
+    format!("STORE#{store_id}/EMAIL#{}", els_core::mask::mask_email(email))
 }
 
 /// Insert when `expected` is None (the row must not exist), otherwise update the row whose
@@ -249,6 +255,53 @@ impl StateStore for SqliteStore {
                 )?
                 .execute(params![to_sql_int(store_id), sku, json])?;
                 Ok(())
+            })
+            .await?)
+    }
+
+    async fn get_customer_link(
+        &self,
+        store_id: u64,
+        email: &str,
+    ) -> Result<Option<CustomerLink>, StoreError> {
+        let email = email.to_owned();
+        Ok(self
+            .run(move |conn, _| {
+                let json: Option<String> = conn
+                    .prepare_cached(
+                        "SELECT item FROM customer_links WHERE store_id = ?1 AND email = ?2",
+                    )?
+                    .query_row(params![to_sql_int(store_id), email], |r| r.get(0))
+                    .optional()?;
+                json.map(|j| decode(&j, &email_key(store_id, &email)))
+                    .transpose()
+            })
+            .await?)
+    }
+
+    async fn put_customer_link(
+        &self,
+        link: &CustomerLink,
+        expected_version: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let store_id = link.store_id;
+        let email = link.email.clone();
+        let version = link.version;
+        let label = email_key(store_id, &email);
+        let json = encode(link, &label)?;
+        Ok(self
+            .run(move |conn, _| {
+                conditional_write(
+                    conn,
+                    "INSERT INTO customer_links (store_id, email, version, item)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (store_id, email) DO NOTHING",
+                    "UPDATE customer_links SET version = ?3, item = ?4
+                     WHERE store_id = ?1 AND email = ?2 AND version = ?5",
+                    &[&to_sql_int(store_id), &email, &to_sql_int(version), &json],
+                    expected_version,
+                    &label,
+                )
             })
             .await?)
     }
