@@ -343,6 +343,64 @@ fn discount_hint(order: &EcwidOrder) -> String {
     }
 }
 
+/// Amounts and quantities beyond these are not a real order; refusing them up front also
+/// keeps every product and sum far inside `Decimal`'s range, so the arithmetic cannot overflow.
+const MAX_AMOUNT: Decimal = Decimal::from_parts(0xD4A5_1000, 0xE8, 0, false, 0); // 1e12
+const MAX_QUANTITY: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
+
+fn check_magnitudes(order: &EcwidOrder) -> Result<(), Reason> {
+    let too_big = |what: &str, v: Decimal| {
+        Err(park(
+            ReasonCode::InvalidOrder,
+            order,
+            format!("{what} {v} is out of range"),
+        ))
+    };
+    let mut amounts = vec![
+        ("total", order.total),
+        ("giftCardRedemption", order.gift_card_redemption),
+    ];
+    if let Some(s) = &order.shipping_option {
+        amounts.push(("shippingRate", s.shipping_rate));
+    }
+    amounts.extend(
+        order
+            .taxes_on_shipping
+            .iter()
+            .flat_map(|t| [("shipping tax", t.total), ("tax rate", t.value)]),
+    );
+    for c in order
+        .handling_fee
+        .iter()
+        .chain(order.custom_surcharges.iter())
+    {
+        amounts.push(("charge value", c.value));
+        amounts.push(("charge total", c.total));
+        amounts.extend(
+            c.taxes
+                .iter()
+                .flat_map(|t| [("charge tax", t.total), ("tax rate", t.value)]),
+        );
+    }
+    for item in &order.items {
+        if item.quantity.abs() > MAX_QUANTITY {
+            return too_big("quantity", item.quantity);
+        }
+        amounts.push(("price", item.price));
+        amounts.push(("couponAmount", item.coupon_amount));
+        amounts.extend(item.discounts.iter().map(|d| ("discount", d.total)));
+        amounts.extend(
+            item.taxes
+                .iter()
+                .flat_map(|t| [("tax", t.total), ("tax rate", t.value)]),
+        );
+    }
+    match amounts.into_iter().find(|(_, v)| v.abs() > MAX_AMOUNT) {
+        Some((what, v)) => too_big(what, v),
+        None => Ok(()),
+    }
+}
+
 /// Maps a paid Ecwid order to the `register_sales` body, or says why it must be parked.
 pub fn map_order_to_sale(
     order: &EcwidOrder,
@@ -352,6 +410,7 @@ pub fn map_order_to_sale(
     if order.items.is_empty() {
         return Err(park(ReasonCode::InvalidOrder, order, "has no items"));
     }
+    check_magnitudes(order)?;
     let conn = ctx.connection;
     let mut lines = Vec::new();
     for item in &order.items {
@@ -892,6 +951,18 @@ mod tests {
     }
 
     #[test]
+    fn absurd_magnitudes_are_refused_instead_of_overflowing() {
+        assert_eq!(super::MAX_AMOUNT, dec!(1000000000000));
+        let o = order(serde_json::json!({"id": "X", "total": 1,
+            "items": [{"sku": "MUG", "quantity": 900000, "price": 999999999999.99}]}));
+        // 9e17 is fine for Decimal, but the total does not match: parked, no panic.
+        assert_eq!(map(&o).unwrap_err().code, ReasonCode::TotalsMismatch);
+        let o = order(serde_json::json!({"id": "X", "total": 1,
+            "items": [{"sku": "MUG", "quantity": 9007199254740993i64, "price": 79228162514264.33}]}));
+        assert_eq!(map(&o).unwrap_err().code, ReasonCode::InvalidOrder);
+    }
+
+    #[test]
     fn bad_quantities_are_invalid() {
         for q in [
             serde_json::json!(0),
@@ -905,49 +976,148 @@ mod tests {
         }
     }
 
+    /// One generated item: quantity, unit price in cents, tax rate, discount in cents.
+    type GenItem = (u32, u32, u32, u32);
+
+    fn gen_order(
+        items: &[GenItem],
+        inclusive: bool,
+        shipping: Option<(u32, u32)>,
+        gift_cents: u32,
+        skew: i64,
+    ) -> (EcwidOrder, Decimal) {
+        let pct = |r: u32| Decimal::from(r) / Decimal::ONE_HUNDRED;
+        let tax_of = |amount: Decimal, rate: u32| {
+            if inclusive {
+                (amount - amount / (Decimal::ONE + pct(rate))).round_dp(2)
+            } else {
+                (amount * pct(rate)).round_dp(2)
+            }
+        };
+        let mut worth = Decimal::ZERO;
+        let mut json_items = Vec::new();
+        for (qty, cents, rate, disc) in items {
+            let price = Decimal::new(*cents as i64, 2);
+            let line = price * Decimal::from(*qty);
+            let discount = Decimal::new(*disc as i64, 2).min(line);
+            let after = line - discount;
+            let tax = tax_of(after, *rate);
+            worth += if inclusive { after } else { after + tax };
+            let taxes = if *rate == 0 {
+                serde_json::json!([])
+            } else {
+                serde_json::json!([{"name": "t", "value": rate, "total": tax.to_string(), "includeInPrice": inclusive}])
+            };
+            json_items.push(
+                serde_json::json!({"sku": "MUG", "quantity": qty, "price": price.to_string(),
+                "couponAmount": discount.to_string(), "taxes": taxes}),
+            );
+        }
+        let mut order =
+            serde_json::json!({"id": "PROP", "pricesIncludeTax": inclusive, "items": json_items});
+        if let Some((cents, rate)) = shipping {
+            let rate_amount = Decimal::new(cents as i64, 2);
+            let tax = tax_of(rate_amount, rate);
+            worth += if inclusive {
+                rate_amount
+            } else {
+                rate_amount + tax
+            };
+            order["shippingOption"] = serde_json::json!({"shippingMethodName": "Post", "shippingRate": rate_amount.to_string()});
+            if rate != 0 {
+                order["taxesOnShipping"] =
+                    serde_json::json!([{"name": "t", "value": rate, "total": tax.to_string()}]);
+            }
+        }
+        let gift = Decimal::new(gift_cents as i64, 2).min(worth);
+        order["giftCardRedemption"] = serde_json::json!(gift.to_string());
+        order["total"] = serde_json::json!((worth - gift + Decimal::new(skew, 2)).to_string());
+        (self::order(order), worth + Decimal::new(skew, 2))
+    }
+
     proptest! {
-        /// Whatever the prices, quantities, rates and inclusivity: the sale is either posted
-        /// with lines and payment equal to Ecwid's total to the cent, or parked.
+        /// Whatever the prices, quantities, rates, discounts, shipping, gift cards and
+        /// inclusivity: the sale is either posted with lines and payments equal to what
+        /// Ecwid charged to the cent, or parked. Never posted with a different total.
         #[test]
         fn posted_sales_always_equal_the_ecwid_total(
-            items in proptest::collection::vec((1u32..20, 0u32..100_000, prop_oneof![Just(0u32), Just(10), Just(20)]), 1..6),
+            items in proptest::collection::vec(
+                (1u32..20, 0u32..100_000, prop_oneof![Just(0u32), Just(10), Just(20), Just(12)], prop_oneof![Just(0u32), 0u32..5_000]),
+                1..6,
+            ),
             inclusive in any::<bool>(),
-            total_skew in prop_oneof![Just(0i64), -3i64..3],
+            shipping in proptest::option::of((0u32..5_000, prop_oneof![Just(0u32), Just(10)])),
+            gift_cents in prop_oneof![Just(0u32), 0u32..10_000],
+            skew in prop_oneof![4 => Just(0i64), 1 => -3i64..3],
         ) {
-            let mut total = Decimal::ZERO;
-            let mut json_items = Vec::new();
-            for (qty, cents, rate) in &items {
-                let price = Decimal::new(*cents as i64, 2);
-                let q = Decimal::from(*qty);
-                let line = price * q;
-                let tax = if inclusive {
-                    (line - line / (Decimal::ONE + Decimal::from(*rate) / Decimal::ONE_HUNDRED)).round_dp(2)
-                } else {
-                    (line * Decimal::from(*rate) / Decimal::ONE_HUNDRED).round_dp(2)
-                };
-                total += if inclusive { line } else { line + tax };
-                let taxes = if *rate == 0 { serde_json::json!([]) } else {
-                    serde_json::json!([{"name": "t", "value": rate, "total": tax.to_string(), "includeInPrice": inclusive}])
-                };
-                json_items.push(serde_json::json!({"sku": "MUG", "quantity": qty, "price": price.to_string(), "taxes": taxes}));
-            }
-            let ecwid_total = total + Decimal::new(total_skew, 2);
-            let o = order(serde_json::json!({"id": "PROP", "total": ecwid_total.to_string(),
-                "pricesIncludeTax": inclusive, "items": json_items}));
+            let (o, worth) = gen_order(&items, inclusive, shipping, gift_cents, skew);
             match map(&o) {
                 Ok(sale) => {
-                    prop_assert_eq!(sale.total(), o.total);
-                    prop_assert_eq!(sale.payments_total(), o.total);
+                    prop_assert_eq!(sale.total(), worth);
+                    prop_assert_eq!(sale.total(), o.total + o.gift_card_redemption);
+                    prop_assert_eq!(sale.payments_total(), sale.total());
+                    let main: Decimal = sale.register_sale_payments.iter()
+                        .filter(|p| p.retailer_payment_type_id == "pay").map(|p| p.amount).sum();
+                    prop_assert_eq!(main, o.total);
                     for l in &sale.register_sale_products {
-                        prop_assert!(l.price >= Decimal::ZERO && l.tax >= Decimal::ZERO);
+                        prop_assert!(l.price >= Decimal::ZERO && l.tax >= Decimal::ZERO && l.discount >= Decimal::ZERO);
                         prop_assert!(l.price.scale() <= 2 && l.tax.scale() <= 2);
+                        prop_assert!(l.quantity > Decimal::ZERO);
                     }
                 }
                 Err(reason) => {
+                    prop_assert!(skew != 0, "a consistent order was parked: {}", reason);
                     prop_assert_eq!(reason.code, ReasonCode::TotalsMismatch);
-                    prop_assert!(total_skew != 0);
                 }
             }
         }
+
+        /// Arbitrary JSON in the order's place never panics the mapper.
+        #[test]
+        fn arbitrary_orders_never_panic(json in arbitrary_json(3)) {
+            if let Ok(o) = serde_json::from_value::<EcwidOrder>(json) {
+                let _ = map(&o);
+            }
+        }
+    }
+
+    fn arbitrary_json(depth: u32) -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            (-1e12f64..1e12).prop_map(serde_json::Value::from),
+            "[a-zA-Z0-9 .-]{0,8}".prop_map(serde_json::Value::from),
+        ];
+        let keys = prop_oneof![
+            Just("id"),
+            Just("total"),
+            Just("items"),
+            Just("sku"),
+            Just("quantity"),
+            Just("price"),
+            Just("taxes"),
+            Just("value"),
+            Just("pricesIncludeTax"),
+            Just("couponAmount"),
+            Just("shippingOption"),
+            Just("shippingRate"),
+            Just("giftCardRedemption"),
+            Just("handlingFee"),
+            Just("customSurcharges"),
+            Just("discounts"),
+            Just("includeInPrice"),
+            Just("type"),
+        ];
+        leaf.prop_recursive(depth, 64, 8, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                proptest::collection::vec((keys.clone(), inner), 0..8).prop_map(|kv| {
+                    serde_json::Value::Object(
+                        kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+                    )
+                }),
+            ]
+        })
     }
 }
