@@ -5,6 +5,7 @@
 //! parallel. Queue functions each need a fresh, empty queue.
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use els_core::customers::{CustomerLink, LinkState};
 use els_core::ledger::{
     self, ClaimDecision, LedgerEntry, LedgerLine, OrderKey, OrderState, Outcome, Reason,
 };
@@ -74,6 +75,7 @@ pub async fn state_store_contract<S: StateStore>(store: &S) {
     ledger_claim_contract(store).await;
     list_orders_contract(store).await;
     product_link_contract(store).await;
+    customer_link_contract(store).await;
 }
 
 /// Connections: create-only put, version-conditioned update, conflicts, listing.
@@ -431,6 +433,131 @@ pub async fn product_link_contract<S: StateStore>(store: &S) {
     assert_eq!(
         store
             .get_product_link(store_id, "TSHIRT-RED/L")
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// Customer links: put-if-absent (the claim), version-conditioned updates, conflicts, and
+/// scoping to their store and email.
+pub async fn customer_link_contract<S: StateStore>(store: &S) {
+    let store_id = unique_store_id();
+    let email = "ann.lee+shop@example.com";
+    assert_eq!(
+        store.get_customer_link(store_id, email).await.unwrap(),
+        None
+    );
+
+    // Two orders from one new email both try to claim: exactly one put-if-absent wins.
+    let now = Utc::now();
+    let lease = ChronoDuration::seconds(30);
+    let a = CustomerLink::claim(store_id, email, now, lease);
+    let b = CustomerLink::claim(
+        store_id,
+        email,
+        now + ChronoDuration::milliseconds(1),
+        lease,
+    );
+    let (ra, rb) = futures::join!(
+        store.put_customer_link(&a, None),
+        store.put_customer_link(&b, None)
+    );
+    let claim = if exactly_one_wins(ra, rb, "racing customer claims") {
+        a
+    } else {
+        b
+    };
+    assert_eq!(
+        store.get_customer_link(store_id, email).await.unwrap(),
+        Some(claim.clone())
+    );
+    assert_conflict(
+        store.put_customer_link(&claim, None).await,
+        "a second create of the same customer link",
+    );
+
+    // Linking is conditional on the claim's version.
+    let linked = claim.linked("cust-1", Utc::now());
+    assert_eq!(linked.version, 2);
+    assert_conflict(
+        store.put_customer_link(&linked, Some(7)).await,
+        "linking from a version never stored",
+    );
+    store
+        .put_customer_link(&linked, Some(claim.version))
+        .await
+        .unwrap();
+    let read = store.get_customer_link(store_id, email).await.unwrap();
+    assert_eq!(read, Some(linked.clone()));
+    assert_eq!(
+        read.unwrap().state,
+        LinkState::Linked {
+            customer_id: "cust-1".into()
+        }
+    );
+
+    // A worker whose claim was taken over cannot overwrite the link from its stale copy.
+    let stale = claim.linked("cust-duplicate", Utc::now());
+    assert_conflict(
+        store.put_customer_link(&stale, Some(claim.version)).await,
+        "linking from a stale claim",
+    );
+    assert_eq!(
+        store.get_customer_link(store_id, email).await.unwrap(),
+        Some(linked.clone())
+    );
+
+    // Two takeovers racing from the same read: one wins.
+    let expired = CustomerLink::claim(store_id, "late@example.com", now, lease);
+    store.put_customer_link(&expired, None).await.unwrap();
+    let later = now + ChronoDuration::seconds(31);
+    let (x, y) = (
+        expired.reclaimed(later, lease),
+        expired.reclaimed(later + ChronoDuration::milliseconds(1), lease),
+    );
+    let (rx, ry) = futures::join!(
+        store.put_customer_link(&x, Some(expired.version)),
+        store.put_customer_link(&y, Some(expired.version))
+    );
+    let taken = if exactly_one_wins(rx, ry, "racing customer takeovers") {
+        x
+    } else {
+        y
+    };
+    assert_eq!(
+        store
+            .get_customer_link(store_id, "late@example.com")
+            .await
+            .unwrap(),
+        Some(taken)
+    );
+
+    // An update of a link that does not exist is a conflict, not an upsert.
+    let ghost = CustomerLink::claim(store_id, "ghost@example.com", now, lease).linked("c", now);
+    assert_conflict(
+        store.put_customer_link(&ghost, Some(1)).await,
+        "an update of a missing customer link",
+    );
+    assert_eq!(
+        store
+            .get_customer_link(store_id, "ghost@example.com")
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Scoped to the store and the exact (normalised) email.
+    assert_eq!(
+        store
+            .get_customer_link(unique_store_id(), email)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .get_customer_link(store_id, "lee+shop@example.com")
             .await
             .unwrap(),
         None

@@ -372,10 +372,7 @@ mod tests {
             Some(person("  Mary  Ann van Dyke ", "", "")),
             None,
         );
-        assert_eq!(
-            order_name(&o),
-            Some(("Mary".into(), "Ann van Dyke".into()))
-        );
+        assert_eq!(order_name(&o), Some(("Mary".into(), "Ann van Dyke".into())));
         let o = order(Some("a@b.co"), Some(person("Cher", "", "")), None);
         assert_eq!(order_name(&o), Some(("Cher".into(), String::new())));
     }
@@ -541,10 +538,7 @@ mod tests {
         let link = CustomerLink::claim(7, "a@b.co", Utc::now(), Duration::seconds(5));
         let json = serde_json::to_value(&link).unwrap();
         assert_eq!(json["state"]["status"], "CLAIMED");
-        assert_eq!(
-            serde_json::from_value::<CustomerLink>(json).unwrap(),
-            link
-        );
+        assert_eq!(serde_json::from_value::<CustomerLink>(json).unwrap(), link);
         let linked = link.linked("c-1", Utc::now());
         let json = serde_json::to_value(&linked).unwrap();
         assert_eq!(json["state"]["customer_id"], "c-1");

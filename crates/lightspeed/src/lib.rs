@@ -426,8 +426,9 @@ impl LightspeedApi for LightspeedClient {
         conn: &Connection,
         customer: &NewCustomer,
     ) -> Result<LsCustomer, ApiError> {
-        let created: DataOne<LsCustomer> =
-            self.post_unsafe(conn, "/api/2.0/customers", customer).await?;
+        let created: DataOne<LsCustomer> = self
+            .post_unsafe(conn, "/api/2.0/customers", customer)
+            .await?;
         Ok(created.data)
     }
 

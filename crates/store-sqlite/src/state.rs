@@ -41,7 +41,10 @@ fn sku_key(store_id: u64, sku: &str) -> String {
 
 /// The label of a customer link in errors: the email is masked, errors reach log lines.
 fn email_key(store_id: u64, email: &str) -> String {
-    format!("STORE#{store_id}/EMAIL#{}", els_core::mask::mask_email(email))
+    format!(
+        "STORE#{store_id}/EMAIL#{}",
+        els_core::mask::mask_email(email)
+    )
 }
 
 /// Insert when `expected` is None (the row must not exist), otherwise update the row whose
