@@ -713,23 +713,36 @@ where
         claim: &crate::customers::CustomerLink,
     ) -> Result<String, Attempt> {
         use crate::customers;
-        let hits = match self
-            .lightspeed
-            .search_customers_by_email(conn, &email.normalised)
-            .await
-        {
-            Ok(hits) => hits,
-            Err(e) => {
-                self.release_customer_claim(claim).await;
-                return Err(self.api_failure(
-                    key,
-                    &format!("searching Lightspeed customers for {masked}"),
-                    e,
-                    false,
-                    "Lightspeed",
-                ));
+        // Whether Lightspeed's email search ignores case is not documented: search the
+        // lower-cased email, and if that finds no exact match, the email as the buyer typed
+        // it. Hits are re-checked case-insensitively either way.
+        let mut queries = vec![email.normalised.clone()];
+        if email.as_given != email.normalised {
+            queries.push(email.as_given.clone());
+        }
+        let mut hits = Vec::new();
+        for query in queries {
+            match self
+                .lightspeed
+                .search_customers_by_email(conn, &query)
+                .await
+            {
+                Ok(found) => hits.extend(found),
+                Err(e) => {
+                    self.release_customer_claim(claim).await;
+                    return Err(self.api_failure(
+                        key,
+                        &format!("searching Lightspeed customers for {masked}"),
+                        e,
+                        false,
+                        "Lightspeed",
+                    ));
+                }
             }
-        };
+            if customers::choose_customer(&hits, &email.normalised).is_some() {
+                break;
+            }
+        }
         let customer_id = match customers::choose_customer(&hits, &email.normalised) {
             Some((customer, count)) => {
                 if count > 1 {
