@@ -6,6 +6,10 @@
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use els_core::customers::{CustomerLink, LinkState};
+use els_core::inventory::{
+    CatalogLink, CatalogLinkUpdate, EcwidTarget, InventoryCursor, LinkStatus, PendingWebSale,
+    PushedStock, StockLevel,
+};
 use els_core::ledger::{
     self, ClaimDecision, LedgerEntry, LedgerLine, OrderKey, OrderState, Outcome, Reason,
 };
@@ -14,6 +18,7 @@ use els_core::{
     Connection, LightspeedAccount, ReasonCode, Secret, Settings, StateStore, StoreError, WorkQueue,
 };
 use rust_decimal::Decimal;
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -561,6 +566,400 @@ pub async fn customer_link_contract<S: StateStore>(store: &S) {
             .await
             .unwrap(),
         None
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The inventory mirror's state
+// ---------------------------------------------------------------------------------------
+
+/// The whole inventory-state contract: cursor, catalog links and the SKU index, pushed
+/// stock, pending web sales.
+pub async fn inventory_state_contract<S: StateStore>(store: &S) {
+    inventory_cursor_contract(store).await;
+    catalog_link_contract(store).await;
+    pushed_stock_contract(store).await;
+    pending_web_sales_contract(store).await;
+}
+
+fn cursor(store_id: u64, version: u64, inventory_version: u64) -> InventoryCursor {
+    InventoryCursor {
+        store_id,
+        inventory_version,
+        products_version: 7,
+        lease_until: Some(Utc::now()),
+        pending_snapshot: [("mug-001".to_string(), Decimal::new(25, 1))].into(),
+        updated_at: Utc::now(),
+        version,
+    }
+}
+
+/// The cursor: create-only, version-conditioned updates, one winner of two racing claims.
+pub async fn inventory_cursor_contract<S: StateStore>(store: &S) {
+    let id = unique_store_id();
+    assert_eq!(store.get_inventory_cursor(id).await.unwrap(), None);
+    let v1 = cursor(id, 1, 0);
+    store.put_inventory_cursor(&v1, None).await.unwrap();
+    assert_eq!(
+        store.get_inventory_cursor(id).await.unwrap(),
+        Some(v1.clone())
+    );
+    assert_conflict(
+        store.put_inventory_cursor(&v1, None).await,
+        "a second create of the cursor",
+    );
+    let mut v2 = cursor(id, 2, 1_639_940);
+    v2.lease_until = None;
+    v2.pending_snapshot.clear();
+    store.put_inventory_cursor(&v2, Some(1)).await.unwrap();
+    assert_eq!(
+        store.get_inventory_cursor(id).await.unwrap(),
+        Some(v2.clone())
+    );
+    assert_conflict(
+        store
+            .put_inventory_cursor(&cursor(id, 2, 99), Some(1))
+            .await,
+        "a cursor save from a stale version",
+    );
+    let (a, b) = (cursor(id, 3, 10), cursor(id, 3, 20));
+    let (ra, rb) = futures::join!(
+        store.put_inventory_cursor(&a, Some(2)),
+        store.put_inventory_cursor(&b, Some(2))
+    );
+    let winner = if exactly_one_wins(ra, rb, "racing cursor claims") {
+        a
+    } else {
+        b
+    };
+    assert_eq!(store.get_inventory_cursor(id).await.unwrap(), Some(winner));
+    assert_conflict(
+        store
+            .put_inventory_cursor(&cursor(unique_store_id(), 2, 0), Some(1))
+            .await,
+        "an update of a missing cursor",
+    );
+}
+
+fn link(id: &str, sku: &str, live: bool, target: Option<EcwidTarget>) -> CatalogLink {
+    CatalogLink {
+        lightspeed_product_id: id.into(),
+        sku: sku.into(),
+        sku_key: els_core::inventory::sku_key(sku).unwrap_or_default(),
+        has_inventory: true,
+        live,
+        status: if target.is_some() {
+            LinkStatus::Linked
+        } else {
+            LinkStatus::Unresolved
+        },
+        target,
+        ecwid_matches: u32::from(target.is_some()),
+        checked_at: target.map(|_| Utc::now()),
+        updated_at: Utc::now(),
+    }
+}
+
+fn update(link: &CatalogLink, previous: Option<&CatalogLink>) -> CatalogLinkUpdate {
+    CatalogLinkUpdate {
+        link: link.clone(),
+        previous_sku_key: previous.map(|p| p.sku_key.clone()),
+    }
+}
+
+async fn owners<S: StateStore>(
+    store: &S,
+    store_id: u64,
+    keys: &[&str],
+) -> HashMap<String, Vec<String>> {
+    let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+    let mut found = store
+        .lightspeed_products_with_sku(store_id, &keys)
+        .await
+        .unwrap();
+    for ids in found.values_mut() {
+        ids.sort();
+    }
+    found
+}
+
+/// Catalog links by Lightspeed id, and the SKU index of live links: duplicates show, a SKU
+/// change or a deletion leaves the index, a blank SKU is never in it; reads of more than one
+/// backend batch.
+pub async fn catalog_link_contract<S: StateStore>(store: &S) {
+    let id = unique_store_id();
+    let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        store.get_catalog_links(id, &ids(&["a"])).await.unwrap(),
+        vec![]
+    );
+
+    let a = link("a", "MUG-001", true, Some(EcwidTarget::product(11)));
+    let b = link("b", "mug-001 ", true, None);
+    let c = link(
+        "c",
+        "TSHIRT-S",
+        true,
+        Some(EcwidTarget::combination(12, 121)),
+    );
+    let blank = link("d", "  ", true, None);
+    store
+        .put_catalog_links(
+            id,
+            &[
+                update(&a, None),
+                update(&b, None),
+                update(&c, None),
+                update(&blank, None),
+            ],
+        )
+        .await
+        .unwrap();
+    let mut got = store
+        .get_catalog_links(id, &ids(&["c", "a", "zz", "a"]))
+        .await
+        .unwrap();
+    got.sort_by(|x, y| x.lightspeed_product_id.cmp(&y.lightspeed_product_id));
+    assert_eq!(got, vec![a.clone(), c.clone()]);
+    assert_eq!(
+        owners(store, id, &["mug-001", "tshirt-s", "", "none"]).await,
+        HashMap::from([
+            ("mug-001".to_string(), ids(&["a", "b"])),
+            ("tshirt-s".to_string(), ids(&["c"])),
+        ]),
+        "a duplicate SKU shows as two owners; blank and unknown keys are absent"
+    );
+
+    // b's SKU changes, c is deleted in Lightspeed.
+    let b2 = link("b", "MUG-002", true, None);
+    let c2 = link(
+        "c",
+        "TSHIRT-S",
+        false,
+        Some(EcwidTarget::combination(12, 121)),
+    );
+    store
+        .put_catalog_links(id, &[update(&b2, Some(&b)), update(&c2, Some(&c))])
+        .await
+        .unwrap();
+    assert_eq!(
+        owners(store, id, &["mug-001", "mug-002", "tshirt-s"]).await,
+        HashMap::from([
+            ("mug-001".to_string(), ids(&["a"])),
+            ("mug-002".to_string(), ids(&["b"])),
+        ])
+    );
+    let listed = store.list_catalog_links(id).await.unwrap();
+    assert_eq!(
+        listed,
+        vec![a.clone(), b2.clone(), c2.clone(), blank.clone()]
+    );
+    assert_eq!(
+        store.list_catalog_links(unique_store_id()).await.unwrap(),
+        vec![]
+    );
+
+    // More links than one backend batch (DynamoDB reads 100 keys per request).
+    let many: Vec<CatalogLink> = (0..230)
+        .map(|i| {
+            link(
+                &format!("p{i:03}"),
+                &format!("SKU-{i}"),
+                true,
+                Some(EcwidTarget::product(1000 + i)),
+            )
+        })
+        .collect();
+    let updates: Vec<_> = many.iter().map(|l| update(l, None)).collect();
+    store.put_catalog_links(id, &updates).await.unwrap();
+    let wanted: Vec<String> = many
+        .iter()
+        .map(|l| l.lightspeed_product_id.clone())
+        .collect();
+    let mut got = store.get_catalog_links(id, &wanted).await.unwrap();
+    got.sort_by(|x, y| x.lightspeed_product_id.cmp(&y.lightspeed_product_id));
+    assert_eq!(got, many);
+    let keys: Vec<String> = many.iter().map(|l| l.sku_key.clone()).collect();
+    assert_eq!(
+        store
+            .lightspeed_products_with_sku(id, &keys)
+            .await
+            .unwrap()
+            .len(),
+        230
+    );
+}
+
+fn pushed(id: &str, level: StockLevel) -> PushedStock {
+    PushedStock {
+        lightspeed_product_id: id.into(),
+        target: EcwidTarget::combination(5, 51),
+        level,
+        ls_level: Some(Decimal::new(125, 1)),
+        pending: Decimal::new(2, 0),
+        updated_at: Utc::now(),
+    }
+}
+
+/// Pushed stock: upserts by Lightspeed id, batch reads.
+pub async fn pushed_stock_contract<S: StateStore>(store: &S) {
+    let id = unique_store_id();
+    let a = pushed("a", StockLevel::Quantity(10));
+    let mut b = pushed("b", StockLevel::Unlimited);
+    b.ls_level = None;
+    b.pending = Decimal::ZERO;
+    store
+        .put_pushed_stock(id, &[a.clone(), b.clone()])
+        .await
+        .unwrap();
+    let mut got = store
+        .get_pushed_stock(id, &["b".into(), "a".into(), "x".into()])
+        .await
+        .unwrap();
+    got.sort_by(|x, y| x.lightspeed_product_id.cmp(&y.lightspeed_product_id));
+    assert_eq!(got, vec![a.clone(), b.clone()]);
+    let a2 = pushed("a", StockLevel::Quantity(0));
+    store.put_pushed_stock(id, &[a2.clone()]).await.unwrap();
+    assert_eq!(
+        store.get_pushed_stock(id, &["a".into()]).await.unwrap(),
+        vec![a2]
+    );
+    assert_eq!(
+        store
+            .get_pushed_stock(unique_store_id(), &["a".into()])
+            .await
+            .unwrap(),
+        vec![]
+    );
+    let many: Vec<PushedStock> = (0..130)
+        .map(|i| pushed(&format!("p{i:03}"), StockLevel::Quantity(i)))
+        .collect();
+    store.put_pushed_stock(id, &many).await.unwrap();
+    let ids: Vec<String> = many
+        .iter()
+        .map(|p| p.lightspeed_product_id.clone())
+        .collect();
+    assert_eq!(store.get_pushed_stock(id, &ids).await.unwrap().len(), 130);
+}
+
+/// Pending web sales: exactly the ledger entries that are paid, fetched and not yet POSTED
+/// (`LedgerEntry::is_pending_web_sale`), following every state change.
+pub async fn pending_web_sales_contract<S: StateStore>(store: &S) {
+    let id = unique_store_id();
+    let lines = |sku: &str, q: i64| {
+        vec![LedgerLine {
+            sku: sku.into(),
+            quantity: Decimal::from(q),
+        }]
+    };
+    let now = Utc::now();
+    // A claimed order with its facts (as the poster records them), then released: QUEUED.
+    let key = OrderKey::new(id, "P-1");
+    let (claimed, expected) =
+        expect_claim(ledger::claim(None, &key, now, ChronoDuration::seconds(60)));
+    store.save_order(&claimed, expected).await.unwrap();
+    assert_eq!(
+        store.list_pending_web_sales(id).await.unwrap(),
+        vec![],
+        "no lines yet"
+    );
+    let with_facts = ledger::with_order_facts(&claimed, Decimal::from(24), lines("MUG-001", 2));
+    let released = ledger::finish(
+        &with_facts,
+        Outcome::Released {
+            error: "503".into(),
+            post_may_exist: false,
+        },
+        now,
+    );
+    store
+        .save_order(&released, Some(claimed.version))
+        .await
+        .unwrap();
+    // A parked order with lines, and a skipped one (not paid: never pending).
+    let parked_key = OrderKey::new(id, "P-2");
+    let (c2, e2) = expect_claim(ledger::claim(
+        None,
+        &parked_key,
+        now,
+        ChronoDuration::seconds(60),
+    ));
+    store.save_order(&c2, e2).await.unwrap();
+    let parked = ledger::finish(
+        &ledger::with_order_facts(&c2, Decimal::from(5), lines("TOTE", 1)),
+        Outcome::Parked(Reason::new(ReasonCode::UnknownSku, "SKU TOTE")),
+        now,
+    );
+    store.save_order(&parked, Some(c2.version)).await.unwrap();
+    seed_order(
+        store,
+        &OrderKey::new(id, "P-3"),
+        now,
+        Some(Outcome::Skipped(Reason::new(
+            ReasonCode::NotPaid,
+            "AWAITING_PAYMENT",
+        ))),
+    )
+    .await;
+    let mut pending = store.list_pending_web_sales(id).await.unwrap();
+    pending.sort_by(|a, b| a.order_id.cmp(&b.order_id));
+    assert_eq!(
+        pending,
+        vec![
+            PendingWebSale {
+                order_id: "P-1".into(),
+                lines: lines("MUG-001", 2)
+            },
+            PendingWebSale {
+                order_id: "P-2".into(),
+                lines: lines("TOTE", 1)
+            },
+        ]
+    );
+    // P-1 is claimed again and posted: it leaves the pending set.
+    let (again, expected) = expect_claim(ledger::claim(
+        Some(&released),
+        &key,
+        now,
+        ChronoDuration::seconds(60),
+    ));
+    store.save_order(&again, expected).await.unwrap();
+    assert_eq!(
+        store.list_pending_web_sales(id).await.unwrap().len(),
+        2,
+        "POSTING still holds it"
+    );
+    let posted = ledger::finish(
+        &again,
+        Outcome::Posted {
+            sale_id: "s-1".into(),
+            adopted: false,
+        },
+        now,
+    );
+    store
+        .save_order(&posted, Some(again.version))
+        .await
+        .unwrap();
+    // A stale write of the old pending state fails and changes nothing.
+    assert_conflict(
+        store.save_order(&released, Some(claimed.version)).await,
+        "a stale ledger write",
+    );
+    let pending = store.list_pending_web_sales(id).await.unwrap();
+    assert_eq!(
+        pending
+            .iter()
+            .map(|p| p.order_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["P-2"]
+    );
+    assert_eq!(
+        store
+            .list_pending_web_sales(unique_store_id())
+            .await
+            .unwrap(),
+        vec![]
     );
 }
 

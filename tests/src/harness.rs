@@ -3,6 +3,7 @@
 use els_cli::embedded::{Embedded, WEBHOOK_PATH, WorkerOptions};
 use els_cli::sandbox_setup::{lightspeed_url_template, sandbox_connection};
 use els_core::ingest::{IngestConfig, Ingestor};
+use els_core::inventory::mirror::{InventoryMirror, MirrorConfig, MirrorReport};
 use els_core::ledger::{LedgerEntry, OrderKey, OrderState};
 use els_core::poster::{PosterConfig, SalePoster};
 use els_core::{Connection, Secret, StateStore, SystemClock};
@@ -15,6 +16,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub type App = Embedded<SqliteStore, SqliteStore, EcwidClient, LightspeedClient, SystemClock>;
+pub type Mirror = InventoryMirror<SqliteStore, EcwidClient, LightspeedClient, SystemClock>;
 
 pub struct Harness {
     pub sandbox: Sandbox,
@@ -22,6 +24,7 @@ pub struct Harness {
     pub app: Arc<App>,
     pub webhook_url: String,
     pub connection: Connection,
+    http_timeout: Duration,
     stop: watch::Sender<bool>,
     _dir: tempdir::TempDir,
 }
@@ -127,8 +130,44 @@ impl Harness {
             app,
             webhook_url,
             connection,
+            http_timeout: opts.http_timeout,
             stop,
             _dir: dir,
+        }
+    }
+
+    /// An inventory mirror on the harness's store and sandbox (test timings: no waiting
+    /// between batch polls).
+    pub fn mirror(&self) -> Mirror {
+        self.mirror_with(MirrorConfig {
+            batch_poll_interval: Duration::from_millis(20),
+            retry_base: Duration::from_millis(20),
+            ..MirrorConfig::default()
+        })
+    }
+
+    pub fn mirror_with(&self, config: MirrorConfig) -> Mirror {
+        InventoryMirror::new(
+            self.store.clone(),
+            EcwidClient::new(self.sandbox.ecwid_api_url(), self.http_timeout).unwrap(),
+            LightspeedClient::new(lightspeed_url_template(&self.sandbox), self.http_timeout)
+                .unwrap(),
+            SystemClock,
+            config,
+        )
+    }
+
+    /// One mirror run of the harness's connection (as stored now); panics on failure.
+    pub async fn mirror_once(&self) -> MirrorReport {
+        let conn = self
+            .store
+            .get_connection(self.connection.store_id)
+            .await
+            .unwrap()
+            .expect("connection");
+        match self.mirror().mirror_connection(&conn).await {
+            Ok(r) => r,
+            Err(e) => panic!("mirror run failed: {e}\n{:#?}", e.report),
         }
     }
 

@@ -42,6 +42,11 @@ async fn state_store_on_dynamodb() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn inventory_state_on_dynamodb() {
+    contract::inventory_state_contract(&fresh_table().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn customer_links_on_dynamodb() {
     contract::customer_link_contract(&fresh_table().await).await;
 }

@@ -37,6 +37,12 @@ async fn state_store_in_memory() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn inventory_state() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    contract::inventory_state_contract(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn customer_links() {
     let store = SqliteStore::open_in_memory().unwrap();
     contract::customer_link_contract(&store).await;

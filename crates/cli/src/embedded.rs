@@ -1,4 +1,5 @@
-//! One process, the same handlers: webhook endpoint → queue → sale poster.
+//! One process, the same handlers: webhook endpoint → queue → sale poster, and a timer that
+//! drives the inventory mirror ([`run_inventory_timer`]).
 
 use axum::Router;
 use axum::body::Bytes;
@@ -7,6 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use els_core::ingest::Ingestor;
+use els_core::inventory::mirror::InventoryMirror;
 use els_core::poster::{PostOutcome, SalePoster};
 use els_core::{Clock, Delivery, EcwidApi, LightspeedApi, StateStore, WorkQueue};
 use std::sync::Arc;
@@ -170,4 +172,38 @@ where
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         response.body(),
     )
+}
+
+/// The embedded stand-in for the scheduled `inventory-sync` function: mirrors every
+/// connection at once, then every `interval`, until `shutdown` turns true. A failed run is
+/// logged; the next tick resumes from the cursor.
+pub async fn run_inventory_timer<S, E, L, C>(
+    mirror: Arc<InventoryMirror<S, E, L, C>>,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: StateStore + 'static,
+    E: EcwidApi + 'static,
+    L: LightspeedApi + 'static,
+    C: Clock + 'static,
+{
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        match mirror.mirror_all().await {
+            Ok(results) => {
+                for result in results {
+                    if let Err(e) = result {
+                        tracing::warn!(error = %e, "inventory mirror run failed");
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "listing connections for the inventory mirror failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
 }

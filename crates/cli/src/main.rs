@@ -2,10 +2,11 @@
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use els_cli::embedded::{Embedded, WEBHOOK_PATH, WorkerOptions};
+use els_cli::embedded::{Embedded, WEBHOOK_PATH, WorkerOptions, run_inventory_timer};
 use els_cli::ops;
 use els_cli::sandbox_setup::{lightspeed_url_template, sandbox_connection};
 use els_core::ingest::{IngestConfig, Ingestor};
+use els_core::inventory::mirror::{InventoryMirror, MirrorConfig, RunOutcome};
 use els_core::ledger::{OrderKey, OrderState, ReasonCode};
 use els_core::poster::{PosterConfig, SalePoster};
 use els_core::{Connection, LightspeedAccount, Secret, Settings, StateStore, SystemClock};
@@ -14,7 +15,9 @@ use els_lightspeed::LightspeedClient;
 use els_sandbox::{OrderItemSpec, OrderSpec, Sandbox, SandboxConfig};
 use els_store_sqlite::SqliteStore;
 use std::net::SocketAddr;
+use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -41,6 +44,50 @@ enum Command {
     Connect(ConnectArgs),
     /// Benchmark the embedded mode against the sandbox: ingest throughput and latency.
     Bench(BenchArgs),
+    /// Run the inventory mirror (Lightspeed stock → Ecwid) once, for every connection or one.
+    SyncInventory(SyncInventoryArgs),
+    /// Compare every linked product's level in Lightspeed and Ecwid and print the drift;
+    /// `--fix` writes Lightspeed's level (minus pending web sales) to Ecwid.
+    Reconcile(ReconcileArgs),
+}
+
+/// Where the real (or a stand-in) Ecwid and Lightspeed APIs are.
+#[derive(Args, Clone)]
+struct ApiArgs {
+    #[arg(long, env = "ECWID_API_URL", default_value = els_ecwid::DEFAULT_API_URL)]
+    ecwid_api_url: String,
+    #[arg(long, env = "LIGHTSPEED_URL_TEMPLATE", default_value = els_lightspeed::DEFAULT_URL_TEMPLATE)]
+    lightspeed_url_template: String,
+    /// Timeout of each Ecwid / Lightspeed request, in milliseconds.
+    #[arg(long, env = "HTTP_TIMEOUT_MS", default_value_t = 10_000)]
+    http_timeout_ms: u64,
+}
+
+#[derive(Args)]
+struct SyncInventoryArgs {
+    #[command(flatten)]
+    backend: BackendArgs,
+    #[command(flatten)]
+    api: ApiArgs,
+    /// Only this Ecwid store (default: every connection).
+    #[arg(long, env = "ELS_STORE_ID")]
+    store: Option<u64>,
+    /// Stop after the page during which this many seconds passed; the next run continues.
+    #[arg(long, default_value_t = 300)]
+    max_run_secs: u64,
+}
+
+#[derive(Args)]
+struct ReconcileArgs {
+    #[command(flatten)]
+    backend: BackendArgs,
+    #[command(flatten)]
+    api: ApiArgs,
+    #[arg(long, env = "ELS_STORE_ID", default_value_t = 1003)]
+    store: u64,
+    /// Write the expected level of every drifted product to Ecwid.
+    #[arg(long)]
+    fix: bool,
 }
 
 #[derive(Args)]
@@ -111,6 +158,10 @@ struct ServeArgs {
     /// How long a claim on an order is exclusive, in seconds.
     #[arg(long, env = "LEASE_SECONDS", default_value_t = 120)]
     lease_seconds: u64,
+    /// How often the inventory mirror runs (Lightspeed stock → Ecwid), in seconds; 0 turns
+    /// the timer off.
+    #[arg(long, env = "INVENTORY_INTERVAL_SECS", default_value_t = 60)]
+    inventory_interval_secs: u64,
 }
 
 #[derive(Args)]
@@ -166,6 +217,56 @@ struct ConnectArgs {
     /// Turn "Update Ecwid with inventory changes" on or off (default on).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     sync_inventory: bool,
+}
+
+/// The state store alone (the inventory commands need no queue).
+enum StateBackend {
+    Sqlite(SqliteStore),
+    Dynamo(els_store_aws::DynamoStore),
+}
+
+async fn open_state(args: &BackendArgs) -> anyhow::Result<StateBackend> {
+    match args.backend {
+        BackendKind::Sqlite => Ok(StateBackend::Sqlite(
+            SqliteStore::open(&args.db)
+                .with_context(|| format!("opening {}", args.db.display()))?,
+        )),
+        BackendKind::Aws => {
+            let table = args
+                .table
+                .clone()
+                .context("--table (or TABLE_NAME) is required with --backend aws")?;
+            let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            Ok(StateBackend::Dynamo(els_store_aws::DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(&config),
+                table,
+            )))
+        }
+    }
+}
+
+/// Runs `$body` with `$store` bound (by value) to the chosen state store.
+macro_rules! with_state {
+    ($backend:expr, |$store:ident| $body:expr) => {
+        match $backend {
+            StateBackend::Sqlite(s) => {
+                let $store = s;
+                $body
+            }
+            StateBackend::Dynamo(s) => {
+                let $store = s;
+                $body
+            }
+        }
+    };
+}
+
+fn api_clients(api: &ApiArgs) -> anyhow::Result<(EcwidClient, LightspeedClient)> {
+    let timeout = Duration::from_millis(api.http_timeout_ms);
+    Ok((
+        EcwidClient::new(api.ecwid_api_url.clone(), timeout)?,
+        LightspeedClient::new(api.lightspeed_url_template.clone(), timeout)?,
+    ))
 }
 
 /// The backend an operator command works on.
@@ -241,6 +342,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Status(args) => status(args).await,
         Command::Replay(args) => replay(args).await,
         Command::Connect(args) => connect(args).await,
+        Command::SyncInventory(args) => sync_inventory(args).await,
+        Command::Reconcile(args) => reconcile(args).await,
         Command::Bench(args) => {
             let dir = std::env::temp_dir().join(format!("els-bench-{}", uuid::Uuid::new_v4()));
             std::fs::create_dir_all(&dir)?;
@@ -310,6 +413,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     );
     let app = Embedded::new(ingestor, poster, store.clone(), WorkerOptions::default());
+    let mirror = Arc::new(InventoryMirror::new(
+        store.clone(),
+        EcwidClient::new(ecwid_url.clone(), timeout)?,
+        LightspeedClient::new(ls_template.clone(), timeout)?,
+        SystemClock,
+        MirrorConfig::default(),
+    ));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -326,13 +436,35 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .await
         })
     };
-    let worker = tokio::spawn(app.clone().run_worker(stop_rx));
+    let worker = tokio::spawn(app.clone().run_worker(stop_rx.clone()));
+    if args.demo {
+        // The first run links the catalogs; done before the demo places orders, so the
+        // demo shows steady-state behaviour rather than this bootstrap.
+        for result in mirror.mirror_all().await? {
+            result?;
+        }
+    }
+    let inventory = (args.inventory_interval_secs > 0).then(|| {
+        tokio::spawn(run_inventory_timer(
+            mirror.clone(),
+            Duration::from_secs(args.inventory_interval_secs),
+            stop_rx.clone(),
+        ))
+    });
 
     println!("ecwid-lightspeed-sync (embedded)");
     println!("  webhook endpoint   POST {webhook_url}");
     println!("  state and queue    {}", args.backend.db.display());
     println!("  Ecwid API          {ecwid_url}");
     println!("  Lightspeed API     {ls_template}");
+    if args.inventory_interval_secs > 0 {
+        println!(
+            "  inventory mirror   every {} s (Lightspeed stock -> Ecwid)",
+            args.inventory_interval_secs
+        );
+    } else {
+        println!("  inventory mirror   off (--inventory-interval-secs 0)");
+    }
     if sandbox.is_some() {
         println!(
             "  mode               sandbox (built-in fake Ecwid store 1003 and Lightspeed retailer)"
@@ -344,7 +476,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let sandbox = sandbox
             .as_ref()
             .context("--demo needs the sandbox (drop --live)")?;
-        demo_result = els_cli_demo::run(sandbox, &store, &webhook_url).await;
+        demo_result = els_cli_demo::run(sandbox, &store, &webhook_url, &mirror).await;
     }
     if !args.exit_after_demo {
         println!("\nListening. Ctrl-C to stop.");
@@ -352,6 +484,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let _ = stop_tx.send(true);
     let _ = worker.await;
+    if let Some(inventory) = inventory {
+        let _ = inventory.await;
+    }
     let _ = server.await;
     demo_result
 }
@@ -438,6 +573,7 @@ mod els_cli_demo {
         sandbox: &Sandbox,
         store: &SqliteStore,
         webhook_url: &str,
+        mirror: &InventoryMirror<SqliteStore, EcwidClient, LightspeedClient, SystemClock>,
     ) -> anyhow::Result<()> {
         let store_id = sandbox.config().ecwid_store_id;
         println!("\n== Demo 1: an order paid at checkout ==");
@@ -486,6 +622,36 @@ mod els_cli_demo {
         println!("  order {order_id} marked PAID: webhook HTTP {status}");
         let entry = wait_for_state(store, &key, OrderState::Posted).await?;
         print_sale(sandbox, &entry.invoice_number)?;
+
+        println!("== Demo 3: a sale in the POS reaches Ecwid (rules S1, S3) ==");
+        let ids = sandbox.ids();
+        let mug = &ids.mug;
+        let show = |when: &str| {
+            println!(
+                "  {when:<22} Lightspeed (Main Outlet) {}   Ecwid {}",
+                sandbox.inventory_level(mug.ls_id(), &ids.outlet_id),
+                sandbox
+                    .ecwid_stock(mug.ecwid_id(), None)
+                    .map(|q| q.to_string())
+                    .unwrap_or_else(|| "unlimited".into())
+            );
+        };
+        show("MUG-001 before:");
+        sandbox.pos_sale(mug.ls_id(), 3, &ids.register_id);
+        show("after a POS sale of 3:");
+        let report = loop {
+            // The serve timer may be mid-run; wait for the cursor rather than race it.
+            let report = mirror
+                .mirror_store(store_id)
+                .await?
+                .context("the demo store has no connection")?;
+            if report.outcome != RunOutcome::Busy {
+                break report;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        show("after a mirror run:");
+        println!("  {}", ops::describe_mirror_run(&report));
 
         let counts = ops::counts_by_state(store, store_id).await?;
         println!("\nLedger of store {store_id}: {counts:?}");
@@ -583,5 +749,68 @@ async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
         "connection of store {} saved (version {})",
         saved.store_id, saved.version
     );
+    Ok(())
+}
+
+async fn sync_inventory(args: SyncInventoryArgs) -> anyhow::Result<()> {
+    let backend = open_state(&args.backend).await?;
+    let (ecwid, lightspeed) = api_clients(&args.api)?;
+    let config = MirrorConfig {
+        max_run: Duration::from_secs(args.max_run_secs),
+        ..MirrorConfig::default()
+    };
+    let mut failed = 0;
+    with_state!(backend, |store| {
+        let mirror = InventoryMirror::new(store, ecwid, lightspeed, SystemClock, config);
+        let results = match args.store {
+            Some(id) => match mirror.mirror_store(id).await {
+                Ok(Some(r)) => vec![Ok(r)],
+                Ok(None) => bail!("store {id} has no connection"),
+                Err(e) => vec![Err(e)],
+            },
+            None => mirror.mirror_all().await?,
+        };
+        if results.is_empty() {
+            println!("no connections");
+        }
+        for result in results {
+            match result {
+                Ok(report) => println!("{}", ops::describe_mirror_run(&report)),
+                Err(e) => {
+                    failed += 1;
+                    println!("{e}");
+                    println!("  before failing: {}", ops::describe_mirror_run(&e.report));
+                }
+            }
+        }
+    });
+    if failed > 0 {
+        bail!("{failed} inventory run(s) failed; the next run resumes from the cursor");
+    }
+    Ok(())
+}
+
+async fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
+    let backend = open_state(&args.backend).await?;
+    let (ecwid, lightspeed) = api_clients(&args.api)?;
+    let show_progress = std::io::stdout().is_terminal();
+    with_state!(backend, |store| {
+        let conn = store
+            .get_connection(args.store)
+            .await?
+            .with_context(|| format!("store {} has no connection", args.store))?;
+        let mirror = InventoryMirror::new(
+            store,
+            ecwid,
+            lightspeed,
+            SystemClock,
+            MirrorConfig::default(),
+        );
+        let report = ops::reconcile_with_progress(&mirror, &conn, args.fix, show_progress).await?;
+        print!("{}", ops::describe_reconcile(&report, args.fix));
+        if args.fix && report.fix_failed > 0 {
+            bail!("{} level(s) could not be written", report.fix_failed);
+        }
+    });
     Ok(())
 }

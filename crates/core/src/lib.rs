@@ -2,8 +2,9 @@
 //!
 //! Everything here is rules and data: the Ecwid order model, the mapping of an order to a
 //! Lightspeed sale with exact decimal money, the order ledger's state machine, webhook
-//! verification, and the port traits that adapters implement. No I/O happens in this crate;
-//! the services ([`poster::SalePoster`], [`ingest::Ingestor`]) only call ports.
+//! verification, the inventory mirror's stock rules, and the port traits that adapters
+//! implement. No I/O happens in this crate; the services ([`poster::SalePoster`],
+//! [`ingest::Ingestor`], [`inventory::mirror::InventoryMirror`]) only call ports.
 //!
 //! Rule ids (O1-O6, S1-S4, C1-C4, P1-P2) refer to the project's mission document.
 
@@ -13,6 +14,7 @@ pub mod decimal;
 pub mod ecwid;
 pub mod error;
 pub mod ingest;
+pub mod inventory;
 pub mod ledger;
 pub mod lightspeed;
 pub mod mask;

@@ -8,11 +8,20 @@ use crate::connection::Connection;
 use crate::customers::CustomerLink;
 use crate::ecwid::EcwidOrder;
 use crate::error::{ApiError, QueueError, StoreError};
+use crate::inventory::{
+    BatchRequest, BatchStatus, CatalogLink, CatalogLinkUpdate, EcwidCatalogProduct,
+    EcwidProductPage, EcwidTarget, FeedPage, InventoryCursor, InventoryRecord, PendingWebSale,
+    PushedStock, StockLevel,
+};
 use crate::ledger::{LedgerEntry, OrderKey, OrderState};
 use crate::lightspeed::{LsCustomer, LsProduct, NewCustomer, PostedSale, SaleDraft, SaleSetup};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 /// A cached SKU link between the two catalogs (P1).
@@ -87,6 +96,69 @@ pub trait StateStore: Send + Sync {
         link: &CustomerLink,
         expected_version: Option<u64>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    // --- The inventory mirror's state (see `crate::inventory`) ---------------------------
+
+    /// The inventory cursor (and run lease) of a store.
+    fn get_inventory_cursor(
+        &self,
+        store_id: u64,
+    ) -> impl Future<Output = Result<Option<InventoryCursor>, StoreError>> + Send;
+    /// Writes `cursor` (whose `version` is the new version) if the stored version equals
+    /// `expected_version` (None: no cursor may exist yet). A lost race is a conflict.
+    fn put_inventory_cursor(
+        &self,
+        cursor: &InventoryCursor,
+        expected_version: Option<u64>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The catalog links of these Lightspeed products (those that exist, in any order).
+    fn get_catalog_links(
+        &self,
+        store_id: u64,
+        lightspeed_product_ids: &[String],
+    ) -> impl Future<Output = Result<Vec<CatalogLink>, StoreError>> + Send;
+    /// Upserts catalog links and keeps the SKU index behind
+    /// [`StateStore::lightspeed_products_with_sku`] in step (an update names the SKU key the
+    /// stored link had, so its old index entry goes).
+    fn put_catalog_links(
+        &self,
+        store_id: u64,
+        updates: &[CatalogLinkUpdate],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Every catalog link of a store.
+    fn list_catalog_links(
+        &self,
+        store_id: u64,
+    ) -> impl Future<Output = Result<Vec<CatalogLink>, StoreError>> + Send;
+    /// For each SKU key, the ids of the **live** Lightspeed products whose link has it
+    /// (keys with none are absent). More than one id means the SKU is ambiguous (P1).
+    fn lightspeed_products_with_sku(
+        &self,
+        store_id: u64,
+        sku_keys: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, Vec<String>>, StoreError>> + Send;
+
+    /// The last levels pushed to Ecwid for these Lightspeed products (those that exist).
+    fn get_pushed_stock(
+        &self,
+        store_id: u64,
+        lightspeed_product_ids: &[String],
+    ) -> impl Future<Output = Result<Vec<PushedStock>, StoreError>> + Send;
+    /// Upserts pushed levels (one item per Lightspeed product).
+    fn put_pushed_stock(
+        &self,
+        store_id: u64,
+        items: &[PushedStock],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The ledger entries of a store that hold web quantities Lightspeed has not seen yet
+    /// ([`LedgerEntry::is_pending_web_sale`]): paid, fetched, not yet POSTED. The cost grows
+    /// with the number of such orders, not with the ledger.
+    fn list_pending_web_sales(
+        &self,
+        store_id: u64,
+    ) -> impl Future<Output = Result<Vec<PendingWebSale>, StoreError>> + Send;
 }
 
 /// The work item: "look at this order". It carries no order data; the poster re-fetches.
@@ -180,6 +252,45 @@ pub trait EcwidApi: Send + Sync {
         connection: &Connection,
         order_id: &str,
     ) -> impl Future<Output = Result<EcwidOrder, ApiError>> + Send;
+
+    // --- Catalog and stock (the inventory mirror) ------------------------------------------
+
+    /// `GET /products?sku=`: the products whose SKU or a combination's SKU may equal `sku`
+    /// (the caller re-checks and picks the combination).
+    fn find_products_by_sku(
+        &self,
+        connection: &Connection,
+        sku: &str,
+    ) -> impl Future<Output = Result<Vec<EcwidCatalogProduct>, ApiError>> + Send;
+    /// `GET /products?offset=&limit=`: one page of the catalog, combinations included.
+    fn list_products(
+        &self,
+        connection: &Connection,
+        offset: u64,
+        limit: u64,
+    ) -> impl Future<Output = Result<EcwidProductPage, ApiError>> + Send;
+    /// `PUT /products/{id}` or `PUT /products/{id}/combinations/{cid}` with the level's
+    /// body. Idempotent: it sets an absolute level.
+    fn set_stock(
+        &self,
+        connection: &Connection,
+        target: &EcwidTarget,
+        level: StockLevel,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+    /// `POST /batch?stopOnFirstFailure=false&deduplicationKey=...` with up to 500
+    /// sub-requests; returns the ticket. A repeated key returns the first batch's ticket.
+    fn submit_batch(
+        &self,
+        connection: &Connection,
+        deduplication_key: &str,
+        requests: &[BatchRequest],
+    ) -> impl Future<Output = Result<String, ApiError>> + Send;
+    /// `GET /batch?ticket=...`.
+    fn batch_status(
+        &self,
+        connection: &Connection,
+        ticket: &str,
+    ) -> impl Future<Output = Result<BatchStatus, ApiError>> + Send;
 }
 
 /// Lightspeed X-Series, as far as posting sales needs it.
@@ -221,11 +332,119 @@ pub trait LightspeedApi: Send + Sync {
         connection: &Connection,
         customer: &NewCustomer,
     ) -> impl Future<Output = Result<LsCustomer, ApiError>> + Send;
+
+    // --- Reading stock (the inventory mirror). There is deliberately no call that writes
+    // --- Lightspeed stock: levels flow from Lightspeed to Ecwid only (S2).
+
+    /// `GET /api/2.0/inventory?after=&page_size=`: inventory records of every outlet whose
+    /// `version` is above `after`, in version order.
+    fn inventory_changes(
+        &self,
+        connection: &Connection,
+        after: u64,
+        page_size: usize,
+    ) -> impl Future<Output = Result<FeedPage<InventoryRecord>, ApiError>> + Send;
+    /// `GET /api/2.0/products?after=&page_size=&deleted=true`: product rows (deleted ones
+    /// included) whose `version` is above `after`, in version order.
+    fn product_changes(
+        &self,
+        connection: &Connection,
+        after: u64,
+        page_size: usize,
+    ) -> impl Future<Output = Result<FeedPage<LsProduct>, ApiError>> + Send;
+    /// `GET /api/2.0/products/{id}`; `None` when Lightspeed has no such product.
+    fn get_product(
+        &self,
+        connection: &Connection,
+        product_id: &str,
+    ) -> impl Future<Output = Result<Option<LsProduct>, ApiError>> + Send;
+    /// `GET /api/2.0/products/{id}/inventory`: the product's records at every outlet.
+    fn product_inventory(
+        &self,
+        connection: &Connection,
+        product_id: &str,
+    ) -> impl Future<Output = Result<Vec<InventoryRecord>, ApiError>> + Send;
 }
 
 /// Time, as a port so tests can move it.
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
+
+    /// Waits `duration` (a rate-limit pause, batch polling). The default works on any async
+    /// runtime: a helper thread wakes the task. A test clock may override it to move time.
+    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send {
+        ThreadSleep::new(duration)
+    }
+}
+
+/// A runtime-agnostic sleep: a helper thread wakes the task after the duration. Sleeps are
+/// rare (a 429, batch polling), so a thread each is cheap enough, and the pure core needs
+/// no timer of an async runtime.
+#[derive(Debug)]
+pub struct ThreadSleep {
+    duration: Duration,
+    shared: Option<Arc<Mutex<SleepState>>>,
+}
+
+#[derive(Debug, Default)]
+struct SleepState {
+    done: bool,
+    waker: Option<Waker>,
+}
+
+impl ThreadSleep {
+    pub fn new(duration: Duration) -> Self {
+        Self {
+            duration,
+            shared: None,
+        }
+    }
+}
+
+impl Future for ThreadSleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.duration.is_zero() {
+            return Poll::Ready(());
+        }
+        match &self.shared {
+            Some(shared) => {
+                let mut st = shared.lock().unwrap_or_else(|p| p.into_inner());
+                if st.done {
+                    Poll::Ready(())
+                } else {
+                    st.waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+            None => {
+                let shared = Arc::new(Mutex::new(SleepState {
+                    done: false,
+                    waker: Some(cx.waker().clone()),
+                }));
+                let theirs = Arc::clone(&shared);
+                let duration = self.duration;
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("els-sleep".into())
+                        .spawn(move || {
+                            std::thread::sleep(duration);
+                            let mut st = theirs.lock().unwrap_or_else(|p| p.into_inner());
+                            st.done = true;
+                            if let Some(w) = st.waker.take() {
+                                w.wake();
+                            }
+                        });
+                if spawned.is_err() {
+                    // No thread to wait with: do not wait rather than hang.
+                    return Poll::Ready(());
+                }
+                self.shared = Some(shared);
+                Poll::Pending
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]

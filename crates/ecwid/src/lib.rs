@@ -4,7 +4,11 @@
 //! Ecwid can never hold a worker past its lease.
 
 use els_core::ecwid::EcwidOrder;
+use els_core::inventory::{
+    BatchRequest, BatchStatus, EcwidCatalogProduct, EcwidProductPage, EcwidTarget, StockLevel,
+};
 use els_core::{ApiError, Connection, EcwidApi};
+use serde::Deserialize;
 use std::time::Duration;
 
 /// Ecwid's production API root; the store id and path are appended.
@@ -87,9 +91,18 @@ impl EcwidClient {
         conn: &Connection,
         url: &str,
     ) -> Result<T, ApiError> {
-        let resp = self
-            .http
-            .get(url)
+        self.send_json(conn, self.http.get(url)).await
+    }
+
+    /// Sends a request with the store's token and reads a JSON answer. Every request sent
+    /// through here is idempotent (GET, an absolute stock PUT, a batch with a
+    /// deduplication key), so a transport failure is simply retryable.
+    async fn send_json<T: serde::de::DeserializeOwned>(
+        &self,
+        conn: &Connection,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, ApiError> {
+        let resp = request
             .bearer_auth(conn.ecwid_token.expose())
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
@@ -124,6 +137,11 @@ fn path_segment(s: &str) -> String {
     out
 }
 
+#[derive(Deserialize)]
+struct Ticket {
+    ticket: String,
+}
+
 impl EcwidApi for EcwidClient {
     async fn get_order(&self, conn: &Connection, order_id: &str) -> Result<EcwidOrder, ApiError> {
         let url = format!(
@@ -132,6 +150,75 @@ impl EcwidApi for EcwidClient {
             path_segment(order_id)
         );
         self.get_json(conn, &url).await
+    }
+
+    async fn find_products_by_sku(
+        &self,
+        conn: &Connection,
+        sku: &str,
+    ) -> Result<Vec<EcwidCatalogProduct>, ApiError> {
+        let url = format!("{}/products", self.store_url(conn.store_id));
+        let page: EcwidProductPage = self
+            .send_json(conn, self.http.get(url).query(&[("sku", sku)]))
+            .await?;
+        Ok(page.items)
+    }
+
+    async fn list_products(
+        &self,
+        conn: &Connection,
+        offset: u64,
+        limit: u64,
+    ) -> Result<EcwidProductPage, ApiError> {
+        let url = format!("{}/products", self.store_url(conn.store_id));
+        self.send_json(
+            conn,
+            self.http
+                .get(url)
+                .query(&[("offset", offset), ("limit", limit.clamp(1, 100))]),
+        )
+        .await
+    }
+
+    async fn set_stock(
+        &self,
+        conn: &Connection,
+        target: &EcwidTarget,
+        level: StockLevel,
+    ) -> Result<(), ApiError> {
+        let url = format!("{}{}", self.store_url(conn.store_id), target.path());
+        let _: serde_json::Value = self
+            .send_json(conn, self.http.put(url).json(&level.request_body()))
+            .await?;
+        Ok(())
+    }
+
+    async fn submit_batch(
+        &self,
+        conn: &Connection,
+        deduplication_key: &str,
+        requests: &[BatchRequest],
+    ) -> Result<String, ApiError> {
+        let url = format!("{}/batch", self.store_url(conn.store_id));
+        let t: Ticket = self
+            .send_json(
+                conn,
+                self.http
+                    .post(url)
+                    .query(&[
+                        ("stopOnFirstFailure", "false"),
+                        ("deduplicationKey", deduplication_key),
+                    ])
+                    .json(requests),
+            )
+            .await?;
+        Ok(t.ticket)
+    }
+
+    async fn batch_status(&self, conn: &Connection, ticket: &str) -> Result<BatchStatus, ApiError> {
+        let url = format!("{}/batch", self.store_url(conn.store_id));
+        self.send_json(conn, self.http.get(url).query(&[("ticket", ticket)]))
+            .await
     }
 }
 

@@ -9,6 +9,7 @@
 //!   posting again.
 
 use els_core::decimal::opt_decimal;
+use els_core::inventory::{FeedPage, InventoryRecord};
 use els_core::lightspeed::{
     LsCustomer, LsProduct, LsTax, NewCustomer, PostedSale, SaleDraft, SaleSetup,
 };
@@ -260,6 +261,77 @@ impl LightspeedClient {
     }
 }
 
+/// A page of a version-paginated list, items still raw.
+#[derive(Deserialize)]
+struct RawPage {
+    #[serde(default)]
+    data: Vec<serde_json::Value>,
+    #[serde(default)]
+    version: Option<VersionRange>,
+}
+
+impl LightspeedClient {
+    /// One page of a version-paginated 2.0 feed, with `X-RateLimit-Remaining`. The page's
+    /// `version.max` comes from the envelope, or from the items' own `version` fields.
+    async fn feed_page<T: serde::de::DeserializeOwned>(
+        &self,
+        conn: &Connection,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<FeedPage<T>, ApiError> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base_url(conn)))
+            .query(query)
+            .bearer_auth(conn.lightspeed.access_token.expose())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| ApiError::Unavailable {
+                detail: format!(
+                    "GET {path}: {}",
+                    if e.is_timeout() {
+                        "timed out"
+                    } else {
+                        "connection failed"
+                    }
+                ),
+            })?;
+        let remaining = resp
+            .headers()
+            .get("x-ratelimit-remaining")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u32>().ok());
+        let page: RawPage = Self::read(resp, path).await?;
+        let item_max = page
+            .data
+            .iter()
+            .filter_map(|v| v.get("version").and_then(serde_json::Value::as_u64))
+            .max();
+        let envelope_max = page
+            .version
+            .and_then(|v| v.max)
+            .and_then(|m| u64::try_from(m).ok());
+        let max_version = match (envelope_max, item_max) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        let items = page
+            .data
+            .into_iter()
+            .map(serde_json::from_value)
+            .collect::<Result<Vec<T>, _>>()
+            .map_err(|e| ApiError::Decode {
+                detail: format!("{path}: {e}"),
+            })?;
+        Ok(FeedPage {
+            max_version: if items.is_empty() { None } else { max_version },
+            items,
+            rate_limit_remaining: remaining,
+        })
+    }
+}
+
 impl LightspeedClient {
     /// A POST that is not idempotent: an answer that never arrives (timeout, dropped
     /// connection) or cannot be read is [`ApiError::OutcomeUnknown`], since the server may
@@ -432,6 +504,63 @@ impl LightspeedApi for LightspeedClient {
         Ok(created.data)
     }
 
+    async fn inventory_changes(
+        &self,
+        conn: &Connection,
+        after: u64,
+        page_size: usize,
+    ) -> Result<FeedPage<InventoryRecord>, ApiError> {
+        self.feed_page(
+            conn,
+            "/api/2.0/inventory",
+            &[
+                ("after", after.to_string()),
+                ("page_size", page_size.max(1).to_string()),
+            ],
+        )
+        .await
+    }
+
+    async fn product_changes(
+        &self,
+        conn: &Connection,
+        after: u64,
+        page_size: usize,
+    ) -> Result<FeedPage<LsProduct>, ApiError> {
+        self.feed_page(
+            conn,
+            "/api/2.0/products",
+            &[
+                ("after", after.to_string()),
+                ("page_size", page_size.max(1).to_string()),
+                ("deleted", "true".into()),
+            ],
+        )
+        .await
+    }
+
+    async fn get_product(
+        &self,
+        conn: &Connection,
+        product_id: &str,
+    ) -> Result<Option<LsProduct>, ApiError> {
+        let path = format!("/api/2.0/products/{}", path_segment(product_id));
+        match self.get::<DataOne<LsProduct>>(conn, &path, &[]).await {
+            Ok(one) => Ok(Some(one.data)),
+            Err(ApiError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn product_inventory(
+        &self,
+        conn: &Connection,
+        product_id: &str,
+    ) -> Result<Vec<InventoryRecord>, ApiError> {
+        let path = format!("/api/2.0/products/{}/inventory", path_segment(product_id));
+        self.list_all(conn, &path).await
+    }
+
     async fn sale_setup(&self, conn: &Connection) -> Result<SaleSetup, ApiError> {
         let retailer: DataOne<RawRetailer> = self.get(conn, "/api/2.0/retailer", &[]).await?;
         let no_tax_group_id = retailer
@@ -462,6 +591,19 @@ impl LightspeedApi for LightspeedClient {
             taxes,
         })
     }
+}
+
+/// Percent-encodes one path segment (ids are UUIDs, but never trust that).
+fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

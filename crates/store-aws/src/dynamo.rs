@@ -6,6 +6,19 @@
 //! | order ledger | `STORE#{storeId}` | `ORDER#{orderId}` |
 //! | product link | `STORE#{storeId}` | `SKU#{sku}` |
 //! | customer link | `STORE#{storeId}` | `EMAIL#{normalised email}` |
+//! | inventory cursor | `STORE#{storeId}` | `CURSOR#inventory` |
+//! | catalog link | `STORE#{storeId}` | `LSPRODUCT#{lsProductId}` |
+//! | SKU index | `STORE#{storeId}` | `LSSKU#{sku key}` (the live Lightspeed ids with that SKU) |
+//! | pushed stock | `STORE#{storeId}` | `STOCK#{lsProductId}` |
+//! | pending web sale | `STORE#{storeId}` | `PENDING#{orderId}` |
+//!
+//! **Pending web sales** are a sparse index of the ledger: `save_order` writes the ledger item
+//! and, in the same transaction, puts the order's `PENDING#` item (while
+//! [`LedgerEntry::is_pending_web_sale`]) or deletes it. The inventory mirror then reads
+//! only the pending orders (one Query), not the whole ledger.
+//!
+//! The **SKU index** items are written by read-modify-write without a condition: only the
+//! inventory mirror writes them, and it does so under its cursor's lease, one run per store.
 //!
 //! Items are the serde_dynamo rendering of the core types (native attributes, so an
 //! operator can read them in the console) plus `pk` and `sk`. `version` is a top-level
@@ -15,16 +28,20 @@
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType, TableStatus,
+    AttributeDefinition, AttributeValue, BillingMode, Delete, DeleteRequest, KeySchemaElement,
+    KeyType, KeysAndAttributes, Put, PutRequest, ScalarAttributeType, TableStatus,
+    TransactWriteItem, WriteRequest,
 };
 use els_core::customers::CustomerLink;
+use els_core::inventory::{
+    CatalogLink, CatalogLinkUpdate, InventoryCursor, PendingWebSale, PushedStock,
+};
 use els_core::ledger::{LedgerEntry, OrderKey, OrderState};
 use els_core::ports::{ProductLink, StateStore};
 use els_core::{Connection, StoreError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 type Item = HashMap<String, AttributeValue>;
@@ -33,6 +50,21 @@ const CONNECTION_SK: &str = "CONNECTION";
 const ORDER_PREFIX: &str = "ORDER#";
 const SKU_PREFIX: &str = "SKU#";
 const EMAIL_PREFIX: &str = "EMAIL#";
+const CURSOR_SK: &str = "CURSOR#inventory";
+const LINK_PREFIX: &str = "LSPRODUCT#";
+const SKU_INDEX_PREFIX: &str = "LSSKU#";
+const STOCK_PREFIX: &str = "STOCK#";
+const PENDING_PREFIX: &str = "PENDING#";
+/// BatchGetItem and BatchWriteItem limits.
+const BATCH_GET: usize = 100;
+const BATCH_WRITE: usize = 25;
+
+/// One SKU index item: the live Lightspeed products whose catalog link has the SKU.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct SkuOwners {
+    sku_key: String,
+    ids: BTreeSet<String>,
+}
 
 /// The state store on a DynamoDB table with a string `pk` and `sk`.
 #[derive(Clone, Debug)]
@@ -222,6 +254,153 @@ impl DynamoStore {
     }
 }
 
+impl DynamoStore {
+    fn key(store_id: u64, sk: String) -> Item {
+        HashMap::from([
+            ("pk".to_string(), s(pk(store_id))),
+            ("sk".to_string(), s(sk)),
+        ])
+    }
+
+    /// BatchGetItem over `keys` (100 per request, unprocessed keys retried), strongly
+    /// consistent.
+    async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in keys.chunks(BATCH_GET) {
+            let mut pending: Vec<Item> = chunk.to_vec();
+            for attempt in 0..10u32 {
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt > 0 {
+                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                }
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut pending)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| StoreError::Unavailable(format!("DynamoDB BatchGetItem: {e}")))?;
+                let answer = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| unavailable("BatchGetItem", e))?;
+                if let Some(mut responses) = answer.responses
+                    && let Some(items) = responses.remove(&self.table)
+                {
+                    out.extend(items);
+                }
+                if let Some(mut unprocessed) = answer.unprocessed_keys
+                    && let Some(left) = unprocessed.remove(&self.table)
+                {
+                    pending = left.keys;
+                }
+            }
+            if !pending.is_empty() {
+                return Err(StoreError::Unavailable(
+                    "DynamoDB BatchGetItem: keys left unprocessed".into(),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// BatchWriteItem of `requests` (25 per request, unprocessed items retried).
+    async fn batch_write(&self, requests: Vec<WriteRequest>) -> Result<(), StoreError> {
+        for chunk in requests.chunks(BATCH_WRITE) {
+            let mut pending: Vec<WriteRequest> = chunk.to_vec();
+            for attempt in 0..10u32 {
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt > 0 {
+                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                }
+                let answer = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, std::mem::take(&mut pending))
+                    .send()
+                    .await
+                    .map_err(|e| unavailable("BatchWriteItem", e))?;
+                if let Some(mut unprocessed) = answer.unprocessed_items
+                    && let Some(left) = unprocessed.remove(&self.table)
+                {
+                    pending = left;
+                }
+            }
+            if !pending.is_empty() {
+                return Err(StoreError::Unavailable(
+                    "DynamoDB BatchWriteItem: items left unprocessed".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn put_request(item: Item) -> Result<WriteRequest, StoreError> {
+        let put = PutRequest::builder()
+            .set_item(Some(item))
+            .build()
+            .map_err(|e| StoreError::Unavailable(format!("DynamoDB BatchWriteItem: {e}")))?;
+        Ok(WriteRequest::builder().put_request(put).build())
+    }
+
+    fn delete_request(key: Item) -> Result<WriteRequest, StoreError> {
+        let delete = DeleteRequest::builder()
+            .set_key(Some(key))
+            .build()
+            .map_err(|e| StoreError::Unavailable(format!("DynamoDB BatchWriteItem: {e}")))?;
+        Ok(WriteRequest::builder().delete_request(delete).build())
+    }
+
+    /// Every item of the store whose sort key starts with `prefix`.
+    async fn query_prefix(&self, store_id: u64, prefix: &str) -> Result<Vec<Item>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(pk(store_id)))
+                .expression_attribute_values(":prefix", s(prefix))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| unavailable("Query", e))?;
+            out.extend(page.items.unwrap_or_default());
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn sku_owners(
+        &self,
+        store_id: u64,
+        sku_keys: &[String],
+    ) -> Result<HashMap<String, SkuOwners>, StoreError> {
+        let unique: BTreeSet<&String> = sku_keys.iter().filter(|k| !k.is_empty()).collect();
+        let keys = unique
+            .into_iter()
+            .map(|k| Self::key(store_id, format!("{SKU_INDEX_PREFIX}{k}")))
+            .collect();
+        let mut out = HashMap::new();
+        for item in self.batch_get(keys).await? {
+            let owners: SkuOwners = from_item(item)?;
+            out.insert(owners.sku_key.clone(), owners);
+        }
+        Ok(out)
+    }
+}
+
 impl StateStore for DynamoStore {
     async fn get_connection(&self, store_id: u64) -> Result<Option<Connection>, StoreError> {
         self.get(pk(store_id), CONNECTION_SK.into())
@@ -276,18 +455,96 @@ impl StateStore for DynamoStore {
             .transpose()
     }
 
+    /// The ledger item and its `PENDING#` item in one transaction; the condition is on the
+    /// ledger item's version.
     async fn save_order(
         &self,
         entry: &LedgerEntry,
         expected_version: Option<u64>,
     ) -> Result<(), StoreError> {
+        let pk_value = pk(entry.key.store_id);
         let item = to_item(
             entry,
-            pk(entry.key.store_id),
+            pk_value.clone(),
             format!("{ORDER_PREFIX}{}", entry.key.order_id),
         )?;
         let label = format!("order {}", entry.key);
-        self.put_versioned(item, expected_version, &label).await
+        let put = Put::builder().table_name(&self.table).set_item(Some(item));
+        let put = match expected_version {
+            None => put.condition_expression("attribute_not_exists(pk)"),
+            Some(v) => put
+                .condition_expression("#v = :expected")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":expected", n(v)),
+        }
+        .build()
+        .map_err(|e| StoreError::Unavailable(format!("DynamoDB TransactWriteItems: {e}")))?;
+        let pending_sk = format!("{PENDING_PREFIX}{}", entry.key.order_id);
+        let pending = if entry.is_pending_web_sale() {
+            let sale = PendingWebSale {
+                order_id: entry.key.order_id.clone(),
+                lines: entry.lines.clone(),
+            };
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(to_item(&sale, pk_value.clone(), pending_sk)?))
+                        .build()
+                        .map_err(|e| {
+                            StoreError::Unavailable(format!("DynamoDB TransactWriteItems: {e}"))
+                        })?,
+                )
+                .build()
+        } else {
+            TransactWriteItem::builder()
+                .delete(
+                    Delete::builder()
+                        .table_name(&self.table)
+                        .key("pk", s(pk_value.clone()))
+                        .key("sk", s(pending_sk))
+                        .build()
+                        .map_err(|e| {
+                            StoreError::Unavailable(format!("DynamoDB TransactWriteItems: {e}"))
+                        })?,
+                )
+                .build()
+        };
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(pending)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                let lost_race = err.as_service_error().is_some_and(|e| {
+                    e.is_transaction_canceled_exception()
+                        && match e {
+                            aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(t) => {
+                                let reasons = t.cancellation_reasons();
+                                reasons.is_empty()
+                                    || reasons.iter().any(|r| {
+                                        matches!(
+                                            r.code(),
+                                            Some("ConditionalCheckFailed" | "TransactionConflict")
+                                        )
+                                    })
+                            }
+                            _ => false,
+                        }
+                });
+                if lost_race {
+                    Err(StoreError::Conflict(format!(
+                        "{label} changed concurrently"
+                    )))
+                } else {
+                    Err(unavailable("TransactWriteItems", err))
+                }
+            }
+        }
     }
 
     /// Queries every ledger item of the store (filtered by state), then returns the oldest
@@ -382,5 +639,185 @@ impl StateStore for DynamoStore {
             els_core::mask::mask_email(&link.email)
         );
         self.put_versioned(item, expected_version, &label).await
+    }
+    async fn get_inventory_cursor(
+        &self,
+        store_id: u64,
+    ) -> Result<Option<InventoryCursor>, StoreError> {
+        self.get(pk(store_id), CURSOR_SK.into())
+            .await?
+            .map(from_item)
+            .transpose()
+    }
+
+    async fn put_inventory_cursor(
+        &self,
+        cursor: &InventoryCursor,
+        expected_version: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let item = to_item(cursor, pk(cursor.store_id), CURSOR_SK.into())?;
+        let label = format!("inventory cursor of store {}", cursor.store_id);
+        self.put_versioned(item, expected_version, &label).await
+    }
+
+    async fn get_catalog_links(
+        &self,
+        store_id: u64,
+        lightspeed_product_ids: &[String],
+    ) -> Result<Vec<CatalogLink>, StoreError> {
+        let unique: BTreeSet<&String> = lightspeed_product_ids.iter().collect();
+        let keys = unique
+            .into_iter()
+            .map(|id| Self::key(store_id, format!("{LINK_PREFIX}{id}")))
+            .collect();
+        self.batch_get(keys)
+            .await?
+            .into_iter()
+            .map(from_item)
+            .collect()
+    }
+
+    async fn put_catalog_links(
+        &self,
+        store_id: u64,
+        updates: &[CatalogLinkUpdate],
+    ) -> Result<(), StoreError> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        // The SKU index first: a crash before the links are written leaves the links as
+        // they were, and the repeat of the same update converges.
+        let mut touched: Vec<String> = Vec::new();
+        for u in updates {
+            touched.extend(u.previous_sku_key.iter().cloned());
+            touched.push(u.link.sku_key.clone());
+        }
+        let mut owners = self.sku_owners(store_id, &touched).await?;
+        let before: HashMap<String, BTreeSet<String>> = owners
+            .iter()
+            .map(|(k, o)| (k.clone(), o.ids.clone()))
+            .collect();
+        for u in updates {
+            let id = &u.link.lightspeed_product_id;
+            if let Some(prev) = u.previous_sku_key.as_ref().filter(|k| !k.is_empty())
+                && let Some(o) = owners.get_mut(prev)
+            {
+                o.ids.remove(id);
+            }
+            if u.link.live && !u.link.sku_key.is_empty() {
+                owners
+                    .entry(u.link.sku_key.clone())
+                    .or_insert_with(|| SkuOwners {
+                        sku_key: u.link.sku_key.clone(),
+                        ids: BTreeSet::new(),
+                    })
+                    .ids
+                    .insert(id.clone());
+            }
+        }
+        let mut requests = Vec::new();
+        for (key, o) in &owners {
+            if before.get(key) == Some(&o.ids) {
+                continue;
+            }
+            let sk = format!("{SKU_INDEX_PREFIX}{key}");
+            if o.ids.is_empty() {
+                requests.push(Self::delete_request(Self::key(store_id, sk))?);
+            } else {
+                requests.push(Self::put_request(to_item(o, pk(store_id), sk)?)?);
+            }
+        }
+        self.batch_write(requests).await?;
+        // One request per link in a batch: the last update of a product wins.
+        let mut links: BTreeMap<&str, &CatalogLink> = BTreeMap::new();
+        for u in updates {
+            links.insert(&u.link.lightspeed_product_id, &u.link);
+        }
+        let mut requests = Vec::with_capacity(links.len());
+        for (id, link) in links {
+            requests.push(Self::put_request(to_item(
+                link,
+                pk(store_id),
+                format!("{LINK_PREFIX}{id}"),
+            )?)?);
+        }
+        self.batch_write(requests).await
+    }
+
+    async fn list_catalog_links(&self, store_id: u64) -> Result<Vec<CatalogLink>, StoreError> {
+        let mut out: Vec<CatalogLink> = self
+            .query_prefix(store_id, LINK_PREFIX)
+            .await?
+            .into_iter()
+            .map(from_item)
+            .collect::<Result<_, _>>()?;
+        out.sort_by(|a, b| a.lightspeed_product_id.cmp(&b.lightspeed_product_id));
+        Ok(out)
+    }
+
+    async fn lightspeed_products_with_sku(
+        &self,
+        store_id: u64,
+        sku_keys: &[String],
+    ) -> Result<HashMap<String, Vec<String>>, StoreError> {
+        Ok(self
+            .sku_owners(store_id, sku_keys)
+            .await?
+            .into_iter()
+            .filter(|(_, o)| !o.ids.is_empty())
+            .map(|(k, o)| (k, o.ids.into_iter().collect()))
+            .collect())
+    }
+
+    async fn get_pushed_stock(
+        &self,
+        store_id: u64,
+        lightspeed_product_ids: &[String],
+    ) -> Result<Vec<PushedStock>, StoreError> {
+        let unique: BTreeSet<&String> = lightspeed_product_ids.iter().collect();
+        let keys = unique
+            .into_iter()
+            .map(|id| Self::key(store_id, format!("{STOCK_PREFIX}{id}")))
+            .collect();
+        self.batch_get(keys)
+            .await?
+            .into_iter()
+            .map(from_item)
+            .collect()
+    }
+
+    async fn put_pushed_stock(
+        &self,
+        store_id: u64,
+        items: &[PushedStock],
+    ) -> Result<(), StoreError> {
+        let mut latest: BTreeMap<&str, &PushedStock> = BTreeMap::new();
+        for p in items {
+            latest.insert(&p.lightspeed_product_id, p);
+        }
+        let mut requests = Vec::with_capacity(latest.len());
+        for (id, p) in latest {
+            requests.push(Self::put_request(to_item(
+                p,
+                pk(store_id),
+                format!("{STOCK_PREFIX}{id}"),
+            )?)?);
+        }
+        self.batch_write(requests).await
+    }
+
+    /// One Query over the `PENDING#` items that `save_order` keeps in step.
+    async fn list_pending_web_sales(
+        &self,
+        store_id: u64,
+    ) -> Result<Vec<PendingWebSale>, StoreError> {
+        let mut out: Vec<PendingWebSale> = self
+            .query_prefix(store_id, PENDING_PREFIX)
+            .await?
+            .into_iter()
+            .map(from_item)
+            .collect::<Result<_, _>>()?;
+        out.sort_by(|a, b| a.order_id.cmp(&b.order_id));
+        Ok(out)
     }
 }

@@ -88,6 +88,27 @@ CREATE TABLE IF NOT EXISTS customer_links (
     item     TEXT    NOT NULL,
     PRIMARY KEY (store_id, email)
 );
+-- The inventory mirror (els_core::inventory).
+CREATE TABLE IF NOT EXISTS inventory_cursors (
+    store_id INTEGER PRIMARY KEY,
+    version  INTEGER NOT NULL,
+    item     TEXT    NOT NULL
+);
+CREATE TABLE IF NOT EXISTS catalog_links (
+    store_id      INTEGER NOT NULL,
+    ls_product_id TEXT    NOT NULL,
+    sku_key       TEXT    NOT NULL, -- trimmed, lower-cased; '' when blank
+    live          INTEGER NOT NULL,
+    item          TEXT    NOT NULL,
+    PRIMARY KEY (store_id, ls_product_id)
+);
+CREATE INDEX IF NOT EXISTS catalog_links_by_sku ON catalog_links (store_id, sku_key);
+CREATE TABLE IF NOT EXISTS pushed_stock (
+    store_id      INTEGER NOT NULL,
+    ls_product_id TEXT    NOT NULL,
+    item          TEXT    NOT NULL,
+    PRIMARY KEY (store_id, ls_product_id)
+);
 CREATE TABLE IF NOT EXISTS queue (
     seq           INTEGER PRIMARY KEY AUTOINCREMENT,
     group_id      TEXT    NOT NULL,

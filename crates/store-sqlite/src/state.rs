@@ -1,13 +1,18 @@
-//! [`StateStore`] on SQLite: connections, the order ledger, product and customer links.
+//! [`StateStore`] on SQLite: connections, the order ledger, product and customer links, and
+//! the inventory mirror's cursor, catalog links and pushed stock.
 
 use crate::{Failure, SqliteStore, to_sql_int};
 use els_core::customers::CustomerLink;
+use els_core::inventory::{
+    CatalogLink, CatalogLinkUpdate, InventoryCursor, PendingWebSale, PushedStock,
+};
 use els_core::ledger::{LedgerEntry, OrderKey, OrderState};
 use els_core::ports::{ProductLink, StateStore};
 use els_core::{Connection, StoreError};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::collections::HashMap;
 
 fn encode<T: Serialize>(item: &T, key: &str) -> Result<String, Failure> {
     serde_json::to_string(item).map_err(|e| Failure::Corrupt {
@@ -37,6 +42,18 @@ fn order_key(key: &OrderKey) -> String {
 
 fn sku_key(store_id: u64, sku: &str) -> String {
     format!("STORE#{store_id}/SKU#{sku}")
+}
+
+fn cursor_key(store_id: u64) -> String {
+    format!("STORE#{store_id}/CURSOR#inventory")
+}
+
+fn link_key(store_id: u64, ls_product_id: &str) -> String {
+    format!("STORE#{store_id}/LSPRODUCT#{ls_product_id}")
+}
+
+fn stock_key(store_id: u64, ls_product_id: &str) -> String {
+    format!("STORE#{store_id}/STOCK#{ls_product_id}")
 }
 
 /// The label of a customer link in errors: the email is masked, errors reach log lines.
@@ -305,6 +322,241 @@ impl StateStore for SqliteStore {
                     expected_version,
                     &label,
                 )
+            })
+            .await?)
+    }
+    async fn get_inventory_cursor(
+        &self,
+        store_id: u64,
+    ) -> Result<Option<InventoryCursor>, StoreError> {
+        Ok(self
+            .run(move |conn, _| {
+                let json: Option<String> = conn
+                    .prepare_cached("SELECT item FROM inventory_cursors WHERE store_id = ?1")?
+                    .query_row([to_sql_int(store_id)], |r| r.get(0))
+                    .optional()?;
+                json.map(|j| decode(&j, &cursor_key(store_id))).transpose()
+            })
+            .await?)
+    }
+
+    async fn put_inventory_cursor(
+        &self,
+        cursor: &InventoryCursor,
+        expected_version: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let store_id = cursor.store_id;
+        let version = cursor.version;
+        let key = cursor_key(store_id);
+        let json = encode(cursor, &key)?;
+        Ok(self
+            .run(move |conn, _| {
+                conditional_write(
+                    conn,
+                    "INSERT INTO inventory_cursors (store_id, version, item) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (store_id) DO NOTHING",
+                    "UPDATE inventory_cursors SET version = ?2, item = ?3
+                     WHERE store_id = ?1 AND version = ?4",
+                    &[&to_sql_int(store_id), &to_sql_int(version), &json],
+                    expected_version,
+                    &key,
+                )
+            })
+            .await?)
+    }
+
+    async fn get_catalog_links(
+        &self,
+        store_id: u64,
+        lightspeed_product_ids: &[String],
+    ) -> Result<Vec<CatalogLink>, StoreError> {
+        // Each id once, whatever the caller passed.
+        let ids: std::collections::BTreeSet<String> =
+            lightspeed_product_ids.iter().cloned().collect();
+        Ok(self
+            .run(move |conn, _| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT item FROM catalog_links WHERE store_id = ?1 AND ls_product_id = ?2",
+                )?;
+                let mut out = Vec::new();
+                for id in &ids {
+                    let json: Option<String> = stmt
+                        .query_row(params![to_sql_int(store_id), id], |r| r.get(0))
+                        .optional()?;
+                    if let Some(j) = json {
+                        out.push(decode(&j, &link_key(store_id, id))?);
+                    }
+                }
+                Ok(out)
+            })
+            .await?)
+    }
+
+    async fn put_catalog_links(
+        &self,
+        store_id: u64,
+        updates: &[CatalogLinkUpdate],
+    ) -> Result<(), StoreError> {
+        let mut rows = Vec::with_capacity(updates.len());
+        for u in updates {
+            let l = &u.link;
+            let json = encode(l, &link_key(store_id, &l.lightspeed_product_id))?;
+            rows.push((
+                l.lightspeed_product_id.clone(),
+                l.sku_key.clone(),
+                l.live,
+                json,
+            ));
+        }
+        Ok(self
+            .run(move |conn, _| {
+                let tx = conn.transaction()?;
+                {
+                    let mut stmt = tx.prepare_cached(
+                        "INSERT INTO catalog_links (store_id, ls_product_id, sku_key, live, item)
+                         VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT (store_id, ls_product_id) DO UPDATE SET
+                           sku_key = excluded.sku_key, live = excluded.live, item = excluded.item",
+                    )?;
+                    for (id, key, live, json) in &rows {
+                        stmt.execute(params![to_sql_int(store_id), id, key, *live as i64, json])?;
+                    }
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await?)
+    }
+
+    async fn list_catalog_links(&self, store_id: u64) -> Result<Vec<CatalogLink>, StoreError> {
+        Ok(self
+            .run(move |conn, _| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT ls_product_id, item FROM catalog_links WHERE store_id = ?1
+                     ORDER BY ls_product_id",
+                )?;
+                let rows = stmt.query_map([to_sql_int(store_id)], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (id, json) = row?;
+                    out.push(decode(&json, &link_key(store_id, &id))?);
+                }
+                Ok(out)
+            })
+            .await?)
+    }
+
+    async fn lightspeed_products_with_sku(
+        &self,
+        store_id: u64,
+        sku_keys: &[String],
+    ) -> Result<HashMap<String, Vec<String>>, StoreError> {
+        let keys = sku_keys.to_vec();
+        Ok(self
+            .run(move |conn, _| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT ls_product_id FROM catalog_links
+                     WHERE store_id = ?1 AND sku_key = ?2 AND live = 1 ORDER BY ls_product_id",
+                )?;
+                let mut out = HashMap::new();
+                for key in keys.iter().filter(|k| !k.is_empty()) {
+                    let ids = stmt
+                        .query_map(params![to_sql_int(store_id), key], |r| {
+                            r.get::<_, String>(0)
+                        })?
+                        .collect::<rusqlite::Result<Vec<String>>>()?;
+                    if !ids.is_empty() {
+                        out.insert(key.clone(), ids);
+                    }
+                }
+                Ok(out)
+            })
+            .await?)
+    }
+
+    async fn get_pushed_stock(
+        &self,
+        store_id: u64,
+        lightspeed_product_ids: &[String],
+    ) -> Result<Vec<PushedStock>, StoreError> {
+        // Each id once, whatever the caller passed.
+        let ids: std::collections::BTreeSet<String> =
+            lightspeed_product_ids.iter().cloned().collect();
+        Ok(self
+            .run(move |conn, _| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT item FROM pushed_stock WHERE store_id = ?1 AND ls_product_id = ?2",
+                )?;
+                let mut out = Vec::new();
+                for id in &ids {
+                    let json: Option<String> = stmt
+                        .query_row(params![to_sql_int(store_id), id], |r| r.get(0))
+                        .optional()?;
+                    if let Some(j) = json {
+                        out.push(decode(&j, &stock_key(store_id, id))?);
+                    }
+                }
+                Ok(out)
+            })
+            .await?)
+    }
+
+    async fn put_pushed_stock(
+        &self,
+        store_id: u64,
+        items: &[PushedStock],
+    ) -> Result<(), StoreError> {
+        let mut rows = Vec::with_capacity(items.len());
+        for p in items {
+            let json = encode(p, &stock_key(store_id, &p.lightspeed_product_id))?;
+            rows.push((p.lightspeed_product_id.clone(), json));
+        }
+        Ok(self
+            .run(move |conn, _| {
+                let tx = conn.transaction()?;
+                {
+                    let mut stmt = tx.prepare_cached(
+                        "INSERT INTO pushed_stock (store_id, ls_product_id, item) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (store_id, ls_product_id) DO UPDATE SET item = excluded.item",
+                    )?;
+                    for (id, json) in &rows {
+                        stmt.execute(params![to_sql_int(store_id), id, json])?;
+                    }
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await?)
+    }
+
+    /// Walks the `orders_by_state` index over the states that can hold web quantities.
+    async fn list_pending_web_sales(
+        &self,
+        store_id: u64,
+    ) -> Result<Vec<PendingWebSale>, StoreError> {
+        Ok(self
+            .run(move |conn, _| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT order_id, item FROM orders
+                     WHERE store_id = ?1 AND state IN ('QUEUED', 'POSTING', 'PARKED')
+                     ORDER BY created_at, order_id",
+                )?;
+                let rows = stmt.query_map([to_sql_int(store_id)], order_row)?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (order_id, json) = row?;
+                    let entry: LedgerEntry =
+                        decode(&json, &order_key(&OrderKey::new(store_id, order_id)))?;
+                    if entry.is_pending_web_sale() {
+                        out.push(PendingWebSale {
+                            order_id: entry.key.order_id,
+                            lines: entry.lines,
+                        });
+                    }
+                }
+                Ok(out)
             })
             .await?)
     }
