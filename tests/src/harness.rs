@@ -37,6 +37,8 @@ pub struct HarnessOptions {
     pub poster: PosterConfig,
     pub http_timeout: Duration,
     pub visibility: Duration,
+    /// The SQLite queue's dead-letter threshold.
+    pub max_receives: u32,
 }
 
 impl Default for HarnessOptions {
@@ -52,6 +54,7 @@ impl Default for HarnessOptions {
             },
             http_timeout: Duration::from_secs(2),
             visibility: Duration::from_secs(10),
+            max_receives: 5,
         }
     }
 }
@@ -83,7 +86,14 @@ impl Harness {
             .await
             .expect("sandbox starts");
         let dir = tempdir::TempDir::new();
-        let store = SqliteStore::open(dir.0.join("els.sqlite")).expect("sqlite opens");
+        let store = SqliteStore::open_with(
+            dir.0.join("els.sqlite"),
+            els_store_sqlite::QueueConfig {
+                max_receives: opts.max_receives,
+                ..els_store_sqlite::QueueConfig::default()
+            },
+        )
+        .expect("sqlite opens");
         let connection = els_cli::ops::upsert_connection(&store, sandbox_connection(&sandbox))
             .await
             .expect("connection saved");
@@ -107,6 +117,7 @@ impl Harness {
                 batch: 10,
                 visibility: opts.visibility,
                 idle_poll: Duration::from_millis(20),
+                max_receives: store.queue_config().max_receives,
             },
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -686,3 +686,40 @@ async fn a_stale_cached_product_link_is_refreshed_once_then_the_order_parks() {
     assert_eq!(parked.reason.unwrap().code, ReasonCode::UnknownSku);
     assert!(h.sales_for(&third).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_failing_on_its_last_delivery_is_parked_with_the_error_and_replays_once() {
+    let h = Harness::start_with(HarnessOptions {
+        max_receives: 3,
+        ..HarnessOptions::default()
+    })
+    .await;
+    h.sandbox
+        .inject(Fault::times(Route::LsPostSale, FaultKind::Status(503), 3));
+    let order_id = h.sandbox.place_order(paid_order(&[("MUG-001", 1)], false));
+    assert_eq!(
+        h.send_webhook("order.created", &order_id, None, "PAID")
+            .await,
+        200
+    );
+    let parked = h.wait_for(&order_id, OrderState::Parked, WAIT).await;
+    let reason = parked.reason.clone().unwrap();
+    assert_eq!(reason.code, ReasonCode::DeadLettered);
+    assert!(
+        reason.message.contains("after 3 deliveries") && reason.message.contains("503"),
+        "{}",
+        reason.message
+    );
+    assert!(h.sales_for(&order_id).is_empty());
+    // Nothing went to the dead-letter table: the ledger holds the outcome.
+    assert!(h.store.dead_letters().unwrap().is_empty());
+
+    // The 5xx may have hidden a committed sale, so the replay searches before posting.
+    els_cli::ops::replay_order(&h.store, &h.store, &h.key(&order_id), chrono::Utc::now())
+        .await
+        .unwrap();
+    let posted = h.wait_for(&order_id, OrderState::Posted, WAIT).await;
+    assert_eq!(h.sales_for(&order_id).len(), 1);
+    assert_eq!(posted.attempts, 4);
+    assert!(h.sandbox.counters().ls_searches >= 1);
+}

@@ -27,6 +27,9 @@ pub struct WorkerOptions {
     pub visibility: Duration,
     /// How often an idle worker looks at the queue when nothing woke it.
     pub idle_poll: Duration,
+    /// The queue's maximum receives (its dead-letter threshold). A retryable failure on the
+    /// last delivery parks the order (`DEAD_LETTERED`) instead of losing it to the DLQ.
+    pub max_receives: u32,
 }
 
 impl Default for WorkerOptions {
@@ -35,6 +38,7 @@ impl Default for WorkerOptions {
             batch: 10,
             visibility: Duration::from_secs(150),
             idle_poll: Duration::from_millis(250),
+            max_receives: 5,
         }
     }
 }
@@ -127,11 +131,18 @@ where
     /// it until the retry is due (invariant 4: nothing is acked before its outcome).
     pub async fn settle(&self, d: Delivery) -> Result<PostOutcome, els_core::poster::RetryLater> {
         let span = tracing::info_span!("order", store_id = d.message.store_id, order_id = %d.message.order_id, receive_count = d.receive_count);
-        let result = self
-            .poster
-            .post_paid_order(&d.message)
-            .instrument(span)
-            .await;
+        let result = async {
+            match self.poster.post_paid_order(&d.message).await {
+                Err(retry) if d.receive_count >= self.options.max_receives => {
+                    self.poster
+                        .park_after_last_delivery(&d.message, d.receive_count, &retry)
+                        .await
+                }
+                other => other,
+            }
+        }
+        .instrument(span)
+        .await;
         let settled = match &result {
             Ok(_) => self.queue.ack(&d.receipt).await,
             Err(retry) => self.queue.retry_after(&d.receipt, retry.delay).await,
@@ -199,7 +210,9 @@ pub async fn run_inventory_timer<S, E, L, C>(
                     }
                 }
             }
-            Err(e) => tracing::error!(error = %e, "listing connections for the inventory mirror failed"),
+            Err(e) => {
+                tracing::error!(error = %e, "listing connections for the inventory mirror failed")
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}

@@ -14,8 +14,8 @@ use els_ecwid::EcwidClient;
 use els_lightspeed::LightspeedClient;
 use els_sandbox::{OrderItemSpec, OrderSpec, Sandbox, SandboxConfig};
 use els_store_sqlite::SqliteStore;
-use std::net::SocketAddr;
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -412,7 +412,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ..PosterConfig::default()
         },
     );
-    let app = Embedded::new(ingestor, poster, store.clone(), WorkerOptions::default());
+    let worker_options = WorkerOptions {
+        max_receives: store.queue_config().max_receives,
+        ..WorkerOptions::default()
+    };
+    let app = Embedded::new(ingestor, poster, store.clone(), worker_options);
     let mirror = Arc::new(InventoryMirror::new(
         store.clone(),
         EcwidClient::new(ecwid_url.clone(), timeout)?,

@@ -248,7 +248,10 @@ pub fn describe_reconcile(r: &ReconcileReport, fix: bool) -> String {
             r.fixed, r.fix_failed
         );
     } else if !r.drift.is_empty() {
-        let _ = writeln!(out, "  run with --fix to write the expected levels to Ecwid");
+        let _ = writeln!(
+            out,
+            "  run with --fix to write the expected levels to Ecwid"
+        );
     }
     out
 }

@@ -409,6 +409,36 @@ pub fn finish(claimed: &LedgerEntry, outcome: Outcome, now: DateTime<Utc>) -> Le
     }
 }
 
+/// The queue's last delivery of an order failed with a retryable error: park it with that
+/// error instead of leaving it to the dead-letter queue, so it has a status and can be
+/// replayed. Only a released (QUEUED) or never-claimed order is parked; one that another
+/// worker is posting, or that is already final, is left alone (None).
+pub fn dead_letter(
+    existing: Option<&LedgerEntry>,
+    key: &OrderKey,
+    receives: u32,
+    last_error: &str,
+    now: DateTime<Utc>,
+) -> Option<(LedgerEntry, Option<u64>)> {
+    let reason = Reason::new(
+        ReasonCode::DeadLettered,
+        format!(
+            "order {}: gave up after {receives} deliveries; last error: {last_error}; replay it once the cause is fixed",
+            key.order_id
+        ),
+    );
+    let (base, expected) = match existing {
+        None => (LedgerEntry::new(key, now), None),
+        Some(e) if e.state == OrderState::Queued => (e.clone(), Some(e.version)),
+        Some(_) => return None,
+    };
+    let mut parked = base.step(now, OrderState::Parked, reason.to_string());
+    parked.lease_until = None;
+    parked.last_error = Some(last_error.to_string());
+    parked.reason = Some(reason);
+    Some((parked, expected))
+}
+
 /// Operator replay: a PARKED or SKIPPED order goes back to QUEUED. Posted orders are left
 /// alone (replay never duplicates a sale); POSTING orders are in flight.
 pub fn requeue_for_replay(entry: &LedgerEntry, now: DateTime<Utc>) -> Option<LedgerEntry> {
@@ -561,6 +591,47 @@ mod tests {
             t(3),
         );
         assert!(released2.post_may_exist);
+    }
+
+    #[test]
+    fn the_last_failed_delivery_parks_a_released_order_but_not_one_in_flight() {
+        let (e, _, _) = claimed(None, t(0));
+        let released = finish(
+            &e,
+            Outcome::Released {
+                error: "HTTP 503".into(),
+                post_may_exist: true,
+            },
+            t(1),
+        );
+        let (parked, expected) = dead_letter(Some(&released), &key(), 5, "HTTP 503", t(2)).unwrap();
+        assert_eq!(expected, Some(released.version));
+        assert_eq!(parked.state, OrderState::Parked);
+        assert_eq!(
+            parked.reason.as_ref().unwrap().code,
+            ReasonCode::DeadLettered
+        );
+        assert!(
+            parked
+                .reason
+                .as_ref()
+                .unwrap()
+                .message
+                .contains("after 5 deliveries")
+        );
+        assert!(parked.post_may_exist, "a replay still searches first");
+        let requeued = requeue_for_replay(&parked, t(3)).unwrap();
+        let (_, _, search) = claimed(Some(&requeued), t(4));
+        assert!(search);
+        // In flight elsewhere, or final: left alone.
+        assert!(dead_letter(Some(&e), &key(), 5, "x", t(2)).is_none());
+        assert!(dead_letter(Some(&parked), &key(), 5, "x", t(2)).is_none());
+        // Never claimed (the failure came before the claim): a new parked item.
+        let (fresh, expected) = dead_letter(None, &key(), 5, "store down", t(2)).unwrap();
+        assert_eq!(
+            (fresh.state, expected, fresh.version),
+            (OrderState::Parked, None, 1)
+        );
     }
 
     #[test]

@@ -162,6 +162,46 @@ where
         self.record(&key, &claimed, attempt).await
     }
 
+    /// Called when the queue will not deliver this message again (its last allowed receive)
+    /// and the attempt asked for a retry: the order is parked with the last error
+    /// (`DEAD_LETTERED`), so nothing is lost silently and `replay` can take it back.
+    /// `Err` when the order is in flight elsewhere: the message may go to the DLQ, and the
+    /// other worker records the outcome.
+    pub async fn park_after_last_delivery(
+        &self,
+        message: &OrderMessage,
+        receives: u32,
+        last: &RetryLater,
+    ) -> Result<PostOutcome, RetryLater> {
+        let key = message.key();
+        for _ in 0..3 {
+            let existing = self
+                .store
+                .load_order(&key)
+                .await
+                .map_err(|e| self.store_retry("loading the ledger", e))?;
+            let Some((parked, expected)) = ledger::dead_letter(
+                existing.as_ref(),
+                &key,
+                receives,
+                &last.reason,
+                self.clock.now(),
+            ) else {
+                return Err(last.clone());
+            };
+            match self.store.save_order(&parked, expected).await {
+                Ok(()) => {
+                    let reason = parked.reason.expect("dead_letter sets a reason");
+                    tracing::error!(store_id = key.store_id, order_id = %key.order_id, code = %reason.code, reason = %reason.message, "order parked after its last delivery");
+                    return Ok(PostOutcome::Parked(reason));
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(self.store_retry("parking the order", e)),
+            }
+        }
+        Err(last.clone())
+    }
+
     /// Claims the order, or says why there is nothing to do.
     async fn claim(
         &self,
