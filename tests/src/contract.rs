@@ -819,7 +819,10 @@ pub async fn pushed_stock_contract<S: StateStore>(store: &S) {
     got.sort_by(|x, y| x.lightspeed_product_id.cmp(&y.lightspeed_product_id));
     assert_eq!(got, vec![a.clone(), b.clone()]);
     let a2 = pushed("a", StockLevel::Quantity(0));
-    store.put_pushed_stock(id, &[a2.clone()]).await.unwrap();
+    store
+        .put_pushed_stock(id, std::slice::from_ref(&a2))
+        .await
+        .unwrap();
     assert_eq!(
         store.get_pushed_stock(id, &["a".into()]).await.unwrap(),
         vec![a2]

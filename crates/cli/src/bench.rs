@@ -189,3 +189,121 @@ pub async fn run(dir: &Path, opts: BenchOptions) -> anyhow::Result<BenchReport> 
         latencies_ms: latencies,
     })
 }
+
+/// `els bench-inventory`: the inventory mirror on a large catalog.
+pub struct InventoryBenchOptions {
+    pub catalog: usize,
+    pub changes: Vec<usize>,
+}
+
+/// Process memory from `/proc/self/status` (Linux), in MiB: (current RSS, peak RSS).
+fn memory_mib() -> (Option<f64>, Option<f64>) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn mib(v: Option<f64>) -> String {
+    v.map(|m| format!("{m:.0} MiB"))
+        .unwrap_or_else(|| "n/a".into())
+}
+
+/// Builds a catalog of `catalog` products in the sandbox (Ecwid and Lightspeed, equal
+/// levels), links it with a first run, then for each entry of `changes` changes that many
+/// Lightspeed levels and times one mirror run. Request counts come from the sandbox. The
+/// sandbox's rate limits are lifted so the numbers show the mirror's own cost; with the real
+/// limits a run needs the same requests. Memory is the whole process (sandbox included).
+pub async fn run_inventory(dir: &Path, opts: InventoryBenchOptions) -> anyhow::Result<()> {
+    use els_core::inventory::mirror::{InventoryMirror, MirrorConfig};
+    let sandbox = Sandbox::start(SandboxConfig {
+        seed_demo: false,
+        ls_rate_limit: u32::MAX / 2,
+        ecwid_rate_limit: u32::MAX / 2,
+        ..SandboxConfig::default()
+    })
+    .await
+    .context("starting the sandbox")?;
+    let store = SqliteStore::open(dir.join("bench.sqlite"))?;
+    let conn = ops::upsert_connection(&store, sandbox_connection(&sandbox)).await?;
+    let outlet = sandbox.ids().outlet_id;
+
+    let t = Instant::now();
+    let mut ls_ids = Vec::with_capacity(opts.catalog);
+    for i in 0..opts.catalog {
+        let ids = sandbox.add_product(ProductSpec {
+            sku: format!("SKU-{i:06}"),
+            name: format!("Product {i}"),
+            price_excl_tax: Decimal::from(5),
+            ecwid_stock: Some(Decimal::from(20)),
+            ls_stock: Decimal::from(20),
+            ls_stock_other: Decimal::from(3),
+            ..ProductSpec::default()
+        });
+        ls_ids.push(ids.ls_id().to_string());
+    }
+    println!(
+        "catalog: {} products in Ecwid and Lightspeed (2 outlets) built in {:.1} s",
+        opts.catalog,
+        t.elapsed().as_secs_f64()
+    );
+
+    let timeout = Duration::from_secs(60);
+    let mirror = InventoryMirror::new(
+        store.clone(),
+        EcwidClient::new(sandbox.ecwid_api_url(), timeout)?,
+        LightspeedClient::new(lightspeed_url_template(&sandbox), timeout)?,
+        SystemClock,
+        MirrorConfig {
+            max_run: Duration::from_secs(3600),
+            batch_poll_interval: Duration::from_millis(50),
+            ..MirrorConfig::default()
+        },
+    );
+    let run = |label: String| {
+        let mirror = &mirror;
+        let sandbox = &sandbox;
+        let conn = &conn;
+        async move {
+            sandbox.reset_counters();
+            let t = Instant::now();
+            let r = mirror
+                .mirror_connection(conn)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let secs = t.elapsed().as_secs_f64();
+            let c = sandbox.counters();
+            let (rss, peak) = memory_mib();
+            println!(
+                "{label:<24} {secs:>7.2} s   Lightspeed {:>4} req   Ecwid {:>5} req ({} batch POSTs, {} polls, {} PUTs, {} lookups/scan pages)   written {:>6}   RSS {}   peak {}",
+                c.ls_requests,
+                c.ecwid_requests,
+                c.ecwid_batches,
+                r.batch_polls,
+                r.written_by_put,
+                c.ecwid_requests - c.ecwid_batches - r.batch_polls - r.written_by_put,
+                r.written,
+                mib(rss),
+                mib(peak)
+            );
+            anyhow::Ok(r)
+        }
+    };
+    run(format!("first run ({} links)", opts.catalog)).await?;
+    run("no change".into()).await?;
+    for (round, n) in opts.changes.iter().enumerate() {
+        let n = (*n).min(ls_ids.len());
+        let step = (ls_ids.len() / n.max(1)).max(1);
+        for id in ls_ids.iter().step_by(step).take(n) {
+            sandbox.set_ls_inventory(id, &outlet, (round as i64) + 1);
+        }
+        run(format!("{n} change(s)")).await?;
+    }
+    Ok(())
+}

@@ -44,6 +44,8 @@ enum Command {
     Connect(ConnectArgs),
     /// Benchmark the embedded mode against the sandbox: ingest throughput and latency.
     Bench(BenchArgs),
+    /// Benchmark the inventory mirror against the sandbox on a large catalog.
+    BenchInventory(BenchInventoryArgs),
     /// Run the inventory mirror (Lightspeed stock → Ecwid) once, for every connection or one.
     SyncInventory(SyncInventoryArgs),
     /// Compare every linked product's level in Lightspeed and Ecwid and print the drift;
@@ -101,6 +103,16 @@ struct BenchArgs {
     /// Orders timed from webhook to recorded sale.
     #[arg(long, default_value_t = 500)]
     orders: usize,
+}
+
+#[derive(Args)]
+struct BenchInventoryArgs {
+    /// Products in both catalogs.
+    #[arg(long, default_value_t = 100_000)]
+    catalog: usize,
+    /// Lightspeed levels changed before a timed run (repeatable).
+    #[arg(long, default_values_t = [1000, 10])]
+    changes: Vec<usize>,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -333,7 +345,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The benchmark and the demo print their own report; logs would drown it.
     init_tracing(match cli.command {
-        Command::Bench(_) => "warn",
+        Command::Bench(_) | Command::BenchInventory(_) => "warn",
         Command::Serve(ServeArgs { demo: true, .. }) => "warn",
         _ => "info,hyper=warn,reqwest=warn",
     });
@@ -343,6 +355,20 @@ async fn main() -> anyhow::Result<()> {
         Command::Replay(args) => replay(args).await,
         Command::Connect(args) => connect(args).await,
         Command::SyncInventory(args) => sync_inventory(args).await,
+        Command::BenchInventory(args) => {
+            let dir = std::env::temp_dir().join(format!("els-bench-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&dir)?;
+            let result = els_cli::bench::run_inventory(
+                &dir,
+                els_cli::bench::InventoryBenchOptions {
+                    catalog: args.catalog,
+                    changes: args.changes,
+                },
+            )
+            .await;
+            let _ = std::fs::remove_dir_all(&dir);
+            result
+        }
         Command::Reconcile(args) => reconcile(args).await,
         Command::Bench(args) => {
             let dir = std::env::temp_dir().join(format!("els-bench-{}", uuid::Uuid::new_v4()));

@@ -500,7 +500,8 @@ fn search_products(st: &State, q: &Query) -> ApiResponse {
         .get("productId")
         .filter(|s| !s.is_empty())
         .map(|s| s.split(',').map(str::trim).collect());
-    let items: Vec<Value> = st
+    // Filter first, render only the page returned (catalogs can be large).
+    let matching: Vec<&EcwidProduct> = st
         .ecwid_products
         .values()
         .filter(|p| sku.is_none_or(|s| p.sku == s || p.combinations.iter().any(|c| c.sku == s)))
@@ -513,9 +514,17 @@ fn search_products(st: &State, q: &Query) -> ApiResponse {
             ids.as_ref()
                 .is_none_or(|ids| ids.contains(&p.id.to_string().as_str()))
         })
+        .collect();
+    let total = matching.len();
+    let items: Vec<Value> = matching
+        .into_iter()
+        .skip(offset)
+        .take(limit)
         .map(render_product)
         .collect();
-    ApiResponse::ok(page(items, offset, limit))
+    ApiResponse::ok(
+        json!({"total": total, "count": items.len(), "offset": offset, "limit": limit, "items": items}),
+    )
 }
 
 /// A stock quantity from a JSON body: a whole JSON number (Ecwid stock is an integer).

@@ -92,9 +92,15 @@ pub(crate) fn dispatch(
             versioned(items, q)
         }
         (Method::GET, ["api", "2.0", "inventory"]) => {
-            let items = st
-                .inventory
-                .iter()
+            // Render only records past `after` (the full list can be large); `versioned`
+            // applies every rule, this is just an early cut.
+            let (after, size) = early_cut(q);
+            let mut rows: Vec<&LsInventory> =
+                st.inventory.iter().filter(|i| i.version > after).collect();
+            rows.sort_by_key(|i| i.version);
+            rows.truncate(size);
+            let items = rows
+                .into_iter()
                 .map(|i| (i.version, render_inventory(i)))
                 .collect();
             versioned(items, q)
@@ -1106,12 +1112,34 @@ fn list_products(st: &State, q: &Query) -> ApiResponse {
         out.insert("data".into(), Value::Array(data));
         return ApiResponse::ok(Value::Object(out));
     }
-    let items = st
+    let (after, size) = early_cut(q);
+    let deleted = q.get("deleted") == Some("true");
+    let mut rows: Vec<&LsProduct> = st
         .products
         .iter()
+        .filter(|p| p.version > after && (deleted || p.deleted_at.is_none()))
+        .collect();
+    rows.sort_by_key(|p| p.version);
+    rows.truncate(size);
+    let items = rows
+        .into_iter()
         .map(|p| (p.version, render_product(st, p)))
         .collect();
     versioned(items, q)
+}
+
+/// `after` and the page size of a version-paginated list, read leniently, so a large list
+/// is cut before it is rendered; [`versioned`] then applies every rule (and reports bad
+/// parameters) on what is left. Without `before`, the first `page_size` rows past `after`
+/// are exactly what `versioned` would keep.
+fn early_cut(q: &Query) -> (u64, usize) {
+    let after = parse_u64(q, "after").ok().flatten().unwrap_or(0);
+    let size = if q.get("before").is_some_and(|b| !b.is_empty()) {
+        usize::MAX
+    } else {
+        page_size(q, MAX_PAGE).unwrap_or(MAX_PAGE)
+    };
+    (after, size)
 }
 
 fn contains_ci(hay: Option<&str>, needle: &str) -> bool {

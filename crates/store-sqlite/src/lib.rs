@@ -102,7 +102,9 @@ CREATE TABLE IF NOT EXISTS catalog_links (
     item          TEXT    NOT NULL,
     PRIMARY KEY (store_id, ls_product_id)
 );
-CREATE INDEX IF NOT EXISTS catalog_links_by_sku ON catalog_links (store_id, sku_key);
+-- Covers the SKU index query (live owners of a SKU, in id order).
+CREATE INDEX IF NOT EXISTS catalog_links_by_sku
+    ON catalog_links (store_id, sku_key, live, ls_product_id);
 CREATE TABLE IF NOT EXISTS pushed_stock (
     store_id      INTEGER NOT NULL,
     ls_product_id TEXT    NOT NULL,

@@ -539,9 +539,8 @@ impl StateStore for SqliteStore {
         Ok(self
             .run(move |conn, _| {
                 let mut stmt = conn.prepare_cached(
-                    "SELECT order_id, item FROM orders
-                     WHERE store_id = ?1 AND state IN ('QUEUED', 'POSTING', 'PARKED')
-                     ORDER BY created_at, order_id",
+                    "SELECT order_id, item FROM orders INDEXED BY orders_by_state
+                     WHERE store_id = ?1 AND state IN ('QUEUED', 'POSTING', 'PARKED')",
                 )?;
                 let rows = stmt.query_map([to_sql_int(store_id)], order_row)?;
                 let mut out = Vec::new();
@@ -556,6 +555,7 @@ impl StateStore for SqliteStore {
                         });
                     }
                 }
+                out.sort_by(|a, b| a.order_id.cmp(&b.order_id));
                 Ok(out)
             })
             .await?)

@@ -317,6 +317,10 @@ struct Run {
     pending: BTreeMap<String, Decimal>,
     /// The whole Ecwid catalog, once a run scanned it.
     catalog: Option<EcwidCatalogIndex>,
+    /// A scan was judged dearer than single lookups (no need to ask again this run).
+    scan_declined: bool,
+    /// When the lease was last renewed (reconcile renews it while it reads).
+    renewed_at: DateTime<Utc>,
     report: MirrorReport,
     deadline: DateTime<Utc>,
 }
@@ -454,6 +458,8 @@ where
             claimed: true,
             pending: BTreeMap::new(),
             catalog: None,
+            scan_declined: false,
+            renewed_at: started,
             report,
             deadline: started + chrono_duration(self.config.max_run),
         };
@@ -1047,7 +1053,8 @@ where
         if need.is_empty() {
             return Ok(observed);
         }
-        if run.catalog.is_none() && need.len() >= self.config.catalog_scan_min {
+        if run.catalog.is_none() && !run.scan_declined && need.len() >= self.config.catalog_scan_min
+        {
             self.maybe_scan_catalog(conn, run, need.len()).await?;
         }
         for i in need {
@@ -1089,6 +1096,7 @@ where
             .map_err(|e| Fail::api("reading the Ecwid catalog", e))?;
         let pages = first.total.div_ceil(limit);
         if pages as usize > lookups {
+            run.scan_declined = true;
             return Ok(());
         }
         let mut index = EcwidCatalogIndex::new();
@@ -1227,6 +1235,7 @@ where
         {
             Ok(()) => {
                 run.cursor = next;
+                run.renewed_at = now;
                 Ok(())
             }
             Err(StoreError::Conflict(_)) => Err(Fail {
@@ -1235,6 +1244,15 @@ where
             }),
             Err(e) => Err(Fail::store("saving the inventory cursor", e)),
         }
+    }
+
+    /// Renews a claimed lease once a third of it has passed (long reads of a reconcile).
+    async fn renew_if_due(&self, run: &mut Run) -> Result<(), Fail> {
+        let due = run.renewed_at + chrono_duration(self.config.lease / 3);
+        if run.claimed && self.clock.now() >= due {
+            self.save_cursor(run, false, |_| {}).await?;
+        }
+        Ok(())
     }
 
     /// Releases the lease and leaves the pending snapshot for the next run.
@@ -1394,6 +1412,8 @@ where
             claimed,
             pending: BTreeMap::new(),
             catalog: None,
+            scan_declined: false,
+            renewed_at: started,
             report: MirrorReport::new(store_id),
             deadline: started + chrono::Duration::days(1),
         };
@@ -1436,6 +1456,7 @@ where
                 break;
             }
             progress(ReconcileProgress::Advance(page.items.len() as u64));
+            self.renew_if_due(run).await?;
             after = next_after(after, page.max_version, "products")?;
             for p in page.items {
                 products.insert(p.id.clone(), p);
@@ -1461,6 +1482,7 @@ where
                 break;
             }
             progress(ReconcileProgress::Advance(page.items.len() as u64));
+            self.renew_if_due(run).await?;
             after = next_after(after, page.max_version, "inventory")?;
             for r in page.items {
                 if r.outlet_id == run.outlet_id {
@@ -1493,6 +1515,7 @@ where
             }
             let n = page.items.len() as u64;
             progress(ReconcileProgress::Advance(n));
+            self.renew_if_due(run).await?;
             for p in &page.items {
                 catalog.add(p);
             }
