@@ -50,6 +50,7 @@ impl Default for HarnessOptions {
                 lease: Duration::from_secs(5),
                 retry_base: Duration::from_millis(50),
                 retry_cap: Duration::from_millis(500),
+                search_delay: Duration::from_millis(100),
                 ..PosterConfig::default()
             },
             http_timeout: Duration::from_secs(2),

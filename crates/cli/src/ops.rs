@@ -91,7 +91,10 @@ pub enum ReplayResult {
     Unknown,
 }
 
-/// Puts one parked or skipped order back on the queue.
+/// Puts one parked or skipped order (or a stranded one: QUEUED without a message, POSTING
+/// with an expired lease) back on the queue. The ledger is updated before the message is
+/// sent; if sending fails, the order is QUEUED and a second replay sends it again. A
+/// duplicate message is harmless: the poster's claim sees the order's state.
 pub async fn replay_order<S: StateStore, Q: WorkQueue>(
     store: &S,
     queue: &Q,
@@ -101,11 +104,15 @@ pub async fn replay_order<S: StateStore, Q: WorkQueue>(
     let Some(entry) = store.load_order(key).await? else {
         return Ok(ReplayResult::Unknown);
     };
-    let Some(requeued) = ledger::requeue_for_replay(&entry, now) else {
-        return Ok(ReplayResult::NotReplayable(entry.state));
+    let version = match ledger::requeue_for_replay(&entry, now) {
+        Some(requeued) => {
+            store.save_order(&requeued, Some(entry.version)).await?;
+            requeued.version
+        }
+        None if entry.state == OrderState::Queued => entry.version,
+        None => return Ok(ReplayResult::NotReplayable(entry.state)),
     };
-    store.save_order(&requeued, Some(entry.version)).await?;
-    let nonce = format!("{}-{}", requeued.version, now.timestamp_millis());
+    let nonce = format!("{version}-{}", now.timestamp_millis());
     queue.enqueue(&OrderMessage::replay(key, &nonce)).await?;
     Ok(ReplayResult::Requeued)
 }

@@ -439,13 +439,25 @@ pub fn dead_letter(
     Some((parked, expected))
 }
 
-/// Operator replay: a PARKED or SKIPPED order goes back to QUEUED. Posted orders are left
-/// alone (replay never duplicates a sale); POSTING orders are in flight.
+/// Operator replay: a PARKED or SKIPPED order goes back to QUEUED, and so does a POSTING
+/// order whose lease ran out (its worker died and its message is gone, say to a DLQ); that
+/// one keeps `post_may_exist`, so the next attempt searches before posting. Posted orders are
+/// left alone (replay never duplicates a sale), and so are live POSTING and QUEUED ones.
 pub fn requeue_for_replay(entry: &LedgerEntry, now: DateTime<Utc>) -> Option<LedgerEntry> {
     match entry.state {
         OrderState::Parked | OrderState::Skipped => {
             let mut e = entry.step(now, OrderState::Queued, "replay requested");
             e.reason = None;
+            Some(e)
+        }
+        OrderState::Posting if entry.lease_until.is_none_or(|until| until <= now) => {
+            let mut e = entry.step(
+                now,
+                OrderState::Queued,
+                "replay requested after an expired lease",
+            );
+            e.lease_until = None;
+            e.post_may_exist = true;
             Some(e)
         }
         _ => None,
@@ -535,6 +547,11 @@ mod tests {
             }
         );
         assert!(requeue_for_replay(&posted, t(3)).is_none());
+        // A live lease is left alone; an expired one is requeued with a search first.
+        assert!(requeue_for_replay(&e, t(30)).is_none());
+        let stranded = requeue_for_replay(&e, t(61)).unwrap();
+        assert_eq!(stranded.state, OrderState::Queued);
+        assert!(stranded.post_may_exist);
 
         let parked = finish(
             &e,

@@ -237,10 +237,11 @@ fn map_item(
     // The discount declared for reporting, excluding tax: the undiscounted net minus the net.
     let undiscounted_net = if inclusive && !tax.amount.is_zero() {
         // Scale the tax-inclusive base by the same net/gross ratio as the line.
+        // net/gross ≤ 1, so the ratio first keeps every intermediate inside Decimal's range.
         if gross.is_zero() {
             base
         } else {
-            (base * net / gross).round_dp(2)
+            (base * (net / gross)).round_dp(2)
         }
     } else {
         base

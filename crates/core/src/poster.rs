@@ -35,6 +35,10 @@ pub struct PosterConfig {
     pub retry_cap: Duration,
     /// How long the retailer's taxes stay cached.
     pub setup_ttl: Duration,
+    /// After a sale POST whose outcome is unknown, wait at least this long before the next
+    /// attempt searches for it: Lightspeed's search is an index, and how soon a new sale
+    /// shows in it is not documented. Searching too early would post a duplicate.
+    pub search_delay: Duration,
 }
 
 impl Default for PosterConfig {
@@ -42,8 +46,9 @@ impl Default for PosterConfig {
         Self {
             lease: Duration::from_secs(120),
             retry_base: Duration::from_secs(5),
-            retry_cap: Duration::from_secs(300),
+            retry_cap: Duration::from_secs(900),
             setup_ttl: Duration::from_secs(600),
+            search_delay: Duration::from_secs(90),
         }
     }
 }
@@ -291,10 +296,16 @@ where
                 tracing::info!(store_id = span_fields.0, order_id = span_fields.1, code = %reason.code, reason = %reason.message, "order skipped");
                 Ok(PostOutcome::Skipped(reason))
             }
-            Outcome::Released { error, .. } => {
-                let delay = attempt
+            Outcome::Released {
+                error,
+                post_may_exist,
+            } => {
+                let mut delay = attempt
                     .retry_delay
                     .unwrap_or_else(|| self.backoff(claimed.attempts));
+                if post_may_exist {
+                    delay = delay.max(self.config.search_delay);
+                }
                 tracing::warn!(store_id = span_fields.0, order_id = span_fields.1, attempt = span_fields.2, %error, ?delay, "order will be retried");
                 Err(RetryLater {
                     delay,
@@ -327,6 +338,17 @@ where
                 return self.api_failure(key, "fetching the order from Ecwid", e, false, "Ecwid");
             }
         };
+        if order.id != key.order_id {
+            // The ledger key came from the unsigned webhook body; it must name the order
+            // itself, or two keys (and two invoice numbers) could exist for one order.
+            return Attempt::done(Outcome::Parked(Reason::new(
+                ReasonCode::InvalidOrder,
+                format!(
+                    "order {}: Ecwid returned order {} for it; only the order's own id is accepted",
+                    key.order_id, order.id
+                ),
+            )));
+        }
         if !order.is_paid() {
             return Attempt::done(Outcome::Skipped(Reason::new(
                 ReasonCode::NotPaid,
@@ -709,9 +731,7 @@ where
                             ),
                             post_may_exist: false,
                         },
-                        retry_delay: Some(
-                            retry_in.clamp(Duration::from_millis(50), Duration::from_secs(1)),
-                        ),
+                        retry_delay: Some(retry_in.max(Duration::from_millis(50))),
                         facts: None,
                     });
                 }

@@ -36,6 +36,8 @@ pub fn transport_error(e: &reqwest::Error) -> ApiError {
 
 /// Maps a non-2xx Ecwid answer. Ecwid's `Retry-After` is in seconds.
 pub fn status_error(status: u16, retry_after: Option<&str>, body: &str) -> ApiError {
+    // Error bodies may echo a customer's email; they end up in reasons and logs.
+    let body = &els_core::mask::mask_emails_in(body);
     let detail = serde_json::from_str::<serde_json::Value>(body)
         .ok()
         .and_then(|v| {

@@ -66,6 +66,8 @@ fn error_detail(body: &str) -> String {
 
 /// Maps a non-2xx Lightspeed answer.
 pub fn status_error(status: u16, retry_after: Option<&str>, body: &str) -> ApiError {
+    // Error bodies may echo a customer's email; they end up in reasons and logs.
+    let body = &els_core::mask::mask_emails_in(body);
     let detail = error_detail(body);
     match status {
         429 => ApiError::RateLimited {
@@ -103,6 +105,8 @@ struct RawSale {
     id: String,
     #[serde(default)]
     invoice_number: Option<String>,
+    #[serde(default)]
+    source_id: Option<String>,
     #[serde(default)]
     status: Option<String>,
     #[serde(default, deserialize_with = "opt_decimal")]
@@ -437,11 +441,18 @@ impl LightspeedApi for LightspeedClient {
                 ],
             )
             .await?;
-        // Re-check: a search may match loosely.
+        // Re-check: a search may match loosely. Whether the register adds its invoice
+        // prefix/suffix to a number we send is not documented, so a number that contains
+        // ours, or our `source_id`, also counts as ours.
         Ok(page
             .data
             .into_iter()
-            .filter(|s| s.invoice_number.as_deref() == Some(invoice_number))
+            .filter(|s| {
+                s.source_id.as_deref() == Some(invoice_number)
+                    || s.invoice_number
+                        .as_deref()
+                        .is_some_and(|n| n.contains(invoice_number))
+            })
             .map(PostedSale::from)
             .collect())
     }

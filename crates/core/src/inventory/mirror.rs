@@ -69,6 +69,10 @@ pub struct MirrorConfig {
     /// changes and the last lookup is older than this (Ecwid products created later get
     /// linked).
     pub recheck_unlinked_after: Duration,
+    /// A scan of the Ecwid catalog (the first run on a large catalog) may take this long,
+    /// beyond `max_run`: it cannot be resumed by the next run. At Ecwid's 600 requests per
+    /// minute, 100,000 products take about 100 s. The lease is renewed meanwhile.
+    pub max_catalog_scan: Duration,
     /// How long a run holds the store's cursor; renewed with every page. It must exceed
     /// the longest page (all its HTTP timeouts and waits).
     pub lease: Duration,
@@ -100,6 +104,7 @@ impl Default for MirrorConfig {
             ecwid_page_size: 100,
             catalog_scan_min: 25,
             recheck_unlinked_after: Duration::from_secs(15 * 60),
+            max_catalog_scan: Duration::from_secs(600),
             lease: Duration::from_secs(300),
             max_run: Duration::from_secs(50),
             max_rate_limit_wait: Duration::from_secs(30),
@@ -1099,6 +1104,23 @@ where
             run.scan_declined = true;
             return Ok(());
         }
+        // The scan may outlast the run's budget (it cannot be resumed); the lease is renewed.
+        let budget = run.deadline;
+        run.deadline = budget.max(self.clock.now() + chrono_duration(self.config.max_catalog_scan));
+        let scanned = self.scan_rest(conn, run, first, limit).await;
+        run.deadline = budget;
+        run.catalog = Some(scanned?);
+        run.report.catalog_scans += 1;
+        Ok(())
+    }
+
+    async fn scan_rest(
+        &self,
+        conn: &Connection,
+        run: &mut Run,
+        first: super::EcwidProductPage,
+        limit: u64,
+    ) -> Result<EcwidCatalogIndex, Fail> {
         let mut index = EcwidCatalogIndex::new();
         let mut page = first;
         let mut offset = 0u64;
@@ -1111,6 +1133,7 @@ where
             if n == 0 || offset >= page.total {
                 break;
             }
+            self.renew_if_due(run).await?;
             page = api!(
                 self,
                 run,
@@ -1119,9 +1142,7 @@ where
             )
             .map_err(|e| Fail::api("reading the Ecwid catalog", e))?;
         }
-        run.report.catalog_scans += 1;
-        run.catalog = Some(index);
-        Ok(())
+        Ok(index)
     }
 
     /// For newly linked products without a pushed level for that target, records the level
