@@ -1,171 +1,379 @@
-"""Drives the real webhook-ingest and sale-poster binaries end to end, locally.
+#!/usr/bin/env python3
+"""End to end on the real Lambda binaries, without Docker: part of tests/run.sh.
 
-The binaries run under `cargo lambda watch` (the Lambda runtime API emulator); DynamoDB and
-SQS are the moto server, used through the real aws-sdk clients (AWS_ENDPOINT_URL); Ecwid and
-Lightspeed are the sandbox. It checks: an unsigned webhook gets 401; a signed PAID webhook
-is queued; the poster turns the message into one CLOSED sale with no batch failures and the
-ledger says POSTED; a 429 on the sale POST is a batch item failure whose message comes back
-after Retry-After (seconds, not the queue's 360 s visibility timeout) and then posts.
+The three function binaries run under `cargo lambda watch --ignore-changes` (the Lambda
+runtime API emulator; they are built beforehand). DynamoDB, SQS and SSM are the moto server,
+reached through the real aws-sdk clients (AWS_ENDPOINT_URL); Ecwid and Lightspeed are the
+sandbox binary (els-sandbox). The Ecwid client_secret is an SSM SecureString, read by
+webhook-ingest at its cold start exactly as in AWS. The connection is created with the
+operator CLI (`els connect --backend aws`).
 
-Needs, in /work/main/.venv (or VENV): moto[server], boto3, cargo-lambda. Run from anywhere:
+Checks, each a hard failure (non-zero exit) on any mismatch:
+ 1. ingest: the sample HTTP API event (infra/events/webhook-ingest.http-api.json, order
+    K8XTQ) is queued (200); the same body unsigned gets 401.
+ 2. poster: the message taken from the moto queue, sent as an SQS event, becomes one CLOSED
+    sale with invoice ECWID-1003-K8XTQ; no batch item failures; the ledger says POSTED.
+ 3. inventory-sync, with the sample scheduled event: Ecwid stock equals the Lightspeed level
+    at the register's outlet for every product (the sale and a POS sale included; a change
+    at the other outlet ignored), as the sandbox's /_sandbox/state shows.
+ 4. poster, 429: a rate-limited sale POST is a batch item failure; the message comes back
+    after Retry-After (seconds, not the queue's 360 s visibility timeout), then posts.
+ 5. poster, last receive: a message on its MAX_RECEIVE_COUNT-th receive whose post still
+    fails is settled and the order is PARKED as DEAD_LETTERED with the last error.
 
-    cargo build -p els-sandbox --bin els-sandbox
+Usage (tests/run.sh does this; els-functions alone, with the features `cargo lambda watch`
+resolves, so the watch does not rebuild it):
+    cargo build -p els-functions --bins && cargo build -p els-sandbox -p els-cli
     .venv/bin/python infra/local-lambda-check.py
-
-Logs of each process go to $TMPDIR/els-lambda-check/.
+Uses the moto server at ELS_MOTO_ENDPOINT, or starts one. Logs: target/lambda-check/.
 """
-import json, os, socket, subprocess, tempfile, time, urllib.request, signal
+import base64
+import hashlib
+import hmac
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+
 import boto3
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VENV = os.environ.get("VENV", f"{ROOT}/.venv/bin")
-WORK = os.path.join(tempfile.gettempdir(), "els-lambda-check")
+VENV_BIN = os.environ.get("VENV_BIN", os.path.join(ROOT, ".venv", "bin"))
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+WORK = os.path.join(TARGET, "lambda-check")
+EVENTS = os.path.join(ROOT, "infra", "events")
+TEST_SECRET = "test-client-secret-3f9a"  # the sample event's documented test secret
+MAX_RECEIVES = 5
+STORE = 1003
+RUN = uuid.uuid4().hex[:8]  # resource names unique to this run (moto may be shared)
+
 os.makedirs(WORK, exist_ok=True)
 procs = []
+started = time.time()
+
+
+def fail(message):
+    print(f"\nFAIL: {message}", file=sys.stderr)
+    for name in ("watch.log", "sandbox.log"):
+        path = os.path.join(WORK, name)
+        if os.path.exists(path):
+            with open(path, errors="replace") as f:
+                tail = f.readlines()[-40:]
+            print(f"--- last lines of {path}:\n{''.join(tail)}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+def check(condition, message):
+    if not condition:
+        fail(message)
+
+
+def step(message):
+    print(f"[{time.time() - started:5.1f}s] {message}", flush=True)
+
 
 def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
 
 def wait_port(port, what, timeout=120):
-    t = time.time()
-    while time.time() - t < timeout:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
         try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close(); return
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return
         except OSError:
-            time.sleep(0.3)
-    raise SystemExit(f"{what} did not listen on {port}")
+            time.sleep(0.1)
+    fail(f"{what} did not listen on port {port} within {timeout} s")
+
+
+def start(cmd, log, env=None):
+    p = subprocess.Popen(cmd, stdout=open(os.path.join(WORK, log), "w"), stderr=subprocess.STDOUT,
+                         env=env, cwd=ROOT, start_new_session=True)
+    procs.append(p)
+    return p
+
+
+def stop_all():
+    for p in procs:
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+
 
 def http(method, url, body=None):
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
-    with urllib.request.urlopen(req) as r:
-        return json.loads(r.read() or b"null")
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        fail(f"{method} {url}: HTTP {e.code} {e.read()[:500]!r}")
 
-def start(cmd, log, env=None, **kw):
-    p = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env, start_new_session=True, **kw)
-    procs.append(p); return p
 
-def cleanup():
-    for p in procs:
-        try: os.killpg(p.pid, signal.SIGTERM)
-        except ProcessLookupError: pass
+def tool_env():
+    return {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
 
-def invoke(fn, event, port):
-    path = f"{WORK}/{fn}.event.json"
-    json.dump(event, open(path, "w"))
-    out = subprocess.run(["cargo", "lambda", "invoke", fn, "--data-file", path, "--invoke-address", "127.0.0.1", "--invoke-port", str(port), "--output-format", "json"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=300, env={**os.environ, "PATH": f"{VENV}:{os.environ['PATH']}"})
+
+def invoke(function, event, port):
+    """`cargo lambda invoke`: the event through the emulator's Invoke API, as AWS would."""
+    path = os.path.join(WORK, f"{function}.event.json")
+    with open(path, "w") as f:
+        json.dump(event, f)
+    out = subprocess.run(
+        ["cargo", "lambda", "invoke", function, "--data-file", path,
+         "--invoke-address", "127.0.0.1", "--invoke-port", str(port), "--output-format", "json"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300, env=tool_env())
     if out.returncode != 0:
-        raise SystemExit(f"invoke {fn} failed: {out.stdout} {out.stderr}")
+        fail(f"invoke {function} failed:\n{out.stdout}\n{out.stderr}")
     return json.loads(out.stdout)
 
-def http_api_event(body, signature):
-    ev = json.load(open(f"{ROOT}/infra/events/webhook-ingest.http-api.json"))
-    ev["body"] = body
-    ev["headers"]["content-length"] = str(len(body))
-    if signature is None:
-        ev["headers"].pop("x-ecwid-webhook-signature")
-    else:
-        ev["headers"]["x-ecwid-webhook-signature"] = signature
-    return ev
 
-def sqs_event(msgs):
+def sample(name):
+    with open(os.path.join(EVENTS, name)) as f:
+        return json.load(f)
+
+
+def http_api_event(body, signature):
+    """The sample HTTP API event carrying another webhook body."""
+    event = sample("webhook-ingest.http-api.json")
+    event["body"] = body
+    event["headers"]["content-length"] = str(len(body.encode()))
+    if signature is None:
+        event["headers"].pop("x-ecwid-webhook-signature")
+    else:
+        event["headers"]["x-ecwid-webhook-signature"] = signature
+    return event
+
+
+def sign(body):
+    """Signs a webhook like Ecwid, with the app's client_secret (the one in SSM)."""
+    hook = json.loads(body)
+    message = f"{hook['eventCreated']}.{hook['eventId']}".encode()
+    return base64.b64encode(hmac.new(TEST_SECRET.encode(), message, hashlib.sha256).digest()).decode()
+
+
+def sqs_event(messages):
+    """An SQS event as the event source mapping builds it from received messages."""
     return {"Records": [{
         "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
         "attributes": m.get("Attributes", {}), "messageAttributes": {}, "md5OfBody": m["MD5OfBody"],
-        "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:orders.fifo", "awsRegion": "us-east-1"} for m in msgs]}
+        "eventSource": "aws:sqs", "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:orders-{RUN}.fifo",
+        "awsRegion": "us-east-1"} for m in messages]}
 
-try:
-    moto_port, sb_port, invoke_port = free_port(), free_port(), free_port()
-    start([f"{VENV}/moto_server", "-p", str(moto_port)], f"{WORK}/moto.log")
-    start([f"{ROOT}/target/debug/els-sandbox", "--port", str(sb_port)], f"{WORK}/sandbox.log")
-    wait_port(moto_port, "moto"); wait_port(sb_port, "sandbox")
+
+def main():
+    # -------------------------------------------------------------- services
+    moto = os.environ.get("ELS_MOTO_ENDPOINT")
+    if not moto:
+        moto_port = free_port()
+        start([os.path.join(VENV_BIN, "moto_server"), "-H", "127.0.0.1", "-p", str(moto_port)], "moto.log")
+        wait_port(moto_port, "moto")
+        moto = f"http://127.0.0.1:{moto_port}"
+    sb_port, invoke_port = free_port(), free_port()
+    start([os.path.join(TARGET, "debug", "els-sandbox"), "--port", str(sb_port)], "sandbox.log")
+    wait_port(sb_port, "sandbox")
     sb = f"http://127.0.0.1:{sb_port}"
-    state = http("GET", f"{sb}/_sandbox/state")
-    ids = state["seed_ids"]
+    ids = http("GET", f"{sb}/_sandbox/state")["seed_ids"]
+    step(f"moto at {moto}, sandbox at {sb}")
 
-    aws = dict(endpoint_url=f"http://127.0.0.1:{moto_port}", region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
-    ddb, sqs = boto3.client("dynamodb", **aws), boto3.client("sqs", **aws)
-    ddb.create_table(TableName="state", BillingMode="PAY_PER_REQUEST",
-                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
-                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])
-    dlq = sqs.create_queue(QueueName="orders-dlq.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    aws = dict(endpoint_url=moto, region_name="us-east-1",
+               aws_access_key_id="testing", aws_secret_access_key="testing")
+    ddb, sqs, ssm = (boto3.client(s, **aws) for s in ("dynamodb", "sqs", "ssm"))
+    table = f"els-lambda-{RUN}"
+    ddb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                           {"AttributeName": "sk", "AttributeType": "S"}],
+                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                {"AttributeName": "sk", "KeyType": "RANGE"}])
+    # As template.yaml: FIFO, 360 s visibility, DLQ after MAX_RECEIVES receives.
+    dlq = sqs.create_queue(QueueName=f"orders-dlq-{RUN}.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    queue = sqs.create_queue(QueueName="orders.fifo", Attributes={
+    queue = sqs.create_queue(QueueName=f"orders-{RUN}.fifo", Attributes={
         "FifoQueue": "true", "ContentBasedDeduplication": "false", "VisibilityTimeout": "360",
-        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"})})["QueueUrl"]
-    S = lambda v: {"S": v}
-    ddb.put_item(TableName="state", Item={
-        "pk": S("STORE#1003"), "sk": S("CONNECTION"), "store_id": {"N": "1003"},
-        "ecwid_token": S("secret_sandbox_ecwid_token"),
-        "lightspeed": {"M": {"domain_prefix": S("sandbox"), "access_token": S("lsxs_pt_sandbox_token")}},
-        "register_id": S(ids["register_id"]), "outlet_id": S(ids["outlet_id"]), "user_id": S(ids["user_id"]),
-        "payment_type_id": S(ids["payment_type_id"]), "shipping_product_id": S(ids["shipping_product_id"]),
-        "discount_product_id": S(ids["discount_product_id"]),
-        "settings": {"M": {"post_sales": {"BOOL": True}, "sync_inventory": {"BOOL": True}}}, "version": {"N": "1"}})
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVES)})})["QueueUrl"]
+    secret_parameter = f"/els-lambda-{RUN}/ecwid-client-secret"
+    ssm.put_parameter(Name=secret_parameter, Value=TEST_SECRET, Type="SecureString")
 
-    env = {**os.environ, "PATH": f"{VENV}:{os.environ['PATH']}"}
-    env_vars = ",".join([
-        f"AWS_ENDPOINT_URL=http://127.0.0.1:{moto_port}", "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
-        "TABLE_NAME=state", f"QUEUE_URL={queue}", "ECWID_CLIENT_SECRET=sandbox-client-secret",
-        f"ECWID_API_URL={sb}/ecwid/api/v3", f"LIGHTSPEED_URL_TEMPLATE={sb}/lightspeed/{{domain_prefix}}",
-        "HTTP_TIMEOUT_MS=5000", "RUST_LOG=info"])
-    start(["cargo", "lambda", "watch", "--ignore-changes", "-p", "els-functions", "--invoke-address", "127.0.0.1", "--invoke-port", str(invoke_port), "--env-vars", env_vars],
-          f"{WORK}/watch.log", env=env, cwd=ROOT)
-    wait_port(invoke_port, "cargo lambda watch", 600)
+    aws_env = {"AWS_ENDPOINT_URL": moto, "AWS_REGION": "us-east-1",
+               "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    connect = subprocess.run(
+        [os.path.join(TARGET, "debug", "els"), "connect", "--backend", "aws", "--table", table,
+         "--queue-url", queue, "--store", str(STORE), "--domain-prefix", "sandbox",
+         "--register-id", ids["register_id"], "--outlet-id", ids["outlet_id"],
+         "--user-id", ids["user_id"], "--payment-type-id", ids["payment_type_id"]],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+        env={**os.environ, **aws_env, "ECWID_TOKEN": "secret_sandbox_ecwid_token",
+             "LIGHTSPEED_TOKEN": "lsxs_pt_sandbox_token"})
+    check(connect.returncode == 0, f"els connect failed:\n{connect.stdout}{connect.stderr}")
+    step("table, FIFO queue + DLQ, SSM SecureString and the connection created")
 
-    def paid_webhook():
-        order = http("POST", f"{sb}/_sandbox/orders", {"items": [{"sku": "123123", "quantity": 1}], "email": "ann@example.com", "first_name": "Ann", "last_name": "Lee"})["orderId"]
-        hook = http("POST", f"{sb}/_sandbox/webhooks/order", {"eventType": "order.updated", "orderId": order, "old": "AWAITING_PAYMENT", "new": "PAID"})
-        return order, hook
+    # One environment for the three functions, as the template sets them (the secret's
+    # parameter NAME only; no ECWID_CLIENT_SECRET).
+    env_file = os.path.join(WORK, "functions.env")
+    with open(env_file, "w") as f:
+        for k, v in {**aws_env, "TABLE_NAME": table, "QUEUE_URL": queue,
+                     "ECWID_CLIENT_SECRET_PARAMETER": secret_parameter,
+                     "ECWID_API_URL": f"{sb}/ecwid/api/v3",
+                     "LIGHTSPEED_URL_TEMPLATE": f"{sb}/lightspeed/{{domain_prefix}}",
+                     "HTTP_TIMEOUT_MS": "5000", "MAX_RECEIVE_COUNT": str(MAX_RECEIVES),
+                     "INVENTORY_MAX_RUN_SECONDS": "20", "RUST_LOG": "info"}.items():
+            f.write(f"{k}={v}\n")
+    start(["cargo", "lambda", "watch", "--ignore-changes", "-p", "els-functions",
+           "--invoke-address", "127.0.0.1", "--invoke-port", str(invoke_port), "--env-file", env_file],
+          "watch.log", env=tool_env())
+    wait_port(invoke_port, "cargo lambda watch", 300)
+    step(f"cargo lambda watch on port {invoke_port}")
 
-    results = {}
-    # 1. ingest: unsigned -> 401, signed -> 200 queued
-    order1, hook1 = paid_webhook()
-    r = invoke("webhook-ingest", http_api_event(hook1["body"], None), invoke_port)
-    results["ingest unsigned"] = (r["statusCode"], r["body"])
-    assert r["statusCode"] == 401, r
-    r = invoke("webhook-ingest", http_api_event(hook1["body"], hook1["signature"]), invoke_port)
-    results["ingest signed"] = (r["statusCode"], r["body"])
-    assert r["statusCode"] == 200 and json.loads(r["body"])["outcome"] == "queued", r
+    def ledger(order_id):
+        item = ddb.get_item(TableName=table, ConsistentRead=True,
+                            Key={"pk": {"S": f"STORE#{STORE}"}, "sk": {"S": f"ORDER#{order_id}"}}).get("Item")
+        check(item is not None, f"no ledger item for order {order_id}")
+        return item
 
-    # 2. poster: the message becomes one CLOSED sale; no batch failures
-    msgs = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, AttributeNames=["All"], VisibilityTimeout=360).get("Messages", [])
-    assert len(msgs) == 1, msgs
-    r = invoke("sale-poster", sqs_event(msgs), invoke_port)
-    results["poster ok"] = r
-    assert r["batchItemFailures"] == [], r
-    sqs.delete_message(QueueUrl=queue, ReceiptHandle=msgs[0]["ReceiptHandle"])  # what Lambda does
-    sales = http("GET", f"{sb}/_sandbox/state")["sales"]
-    assert len(sales) == 1 and sales[0]["status"] == "CLOSED", sales
-    ledger = ddb.get_item(TableName="state", Key={"pk": S("STORE#1003"), "sk": S(f"ORDER#{order1}")}, ConsistentRead=True)["Item"]
-    results["ledger state"] = ledger["state"]
+    def receive(visibility=360, wait=0):
+        return sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, AttributeNames=["All"],
+                                   VisibilityTimeout=visibility, WaitTimeSeconds=wait).get("Messages", [])
 
-    # 3. 429 on the sale POST: reported as failure, visibility set to Retry-After
-    order2, hook2 = paid_webhook()
-    r = invoke("webhook-ingest", http_api_event(hook2["body"], hook2["signature"]), invoke_port)
-    assert r["statusCode"] == 200, r
+    def sales():
+        """The sales we posted (POS sales made by the test are not counted)."""
+        return [s for s in http("GET", f"{sb}/_sandbox/state")["sales"]
+                if str(s.get("invoice_number", "")).startswith("ECWID-")]
+
+    # -------------------------------------------------------------- 1. ingest
+    event = sample("webhook-ingest.http-api.json")
+    hook = json.loads(event["body"])
+    order_id = hook["data"]["orderId"]
+    check(hook["storeId"] == STORE, "the sample event is for store 1003")
+    # The order the sample webhook names, paid, in the sandbox's Ecwid.
+    http("POST", f"{sb}/_sandbox/orders", {
+        "order_id": order_id, "items": [{"sku": "MUG-001", "quantity": 2}],
+        "email": "ann@example.com", "first_name": "Ann", "last_name": "Lee"})
+
+    r = invoke("webhook-ingest", http_api_event(event["body"], None), invoke_port)
+    check(r.get("statusCode") == 401, f"unsigned webhook: expected 401, got {r}")
+    r = invoke("webhook-ingest", event, invoke_port)
+    check(r.get("statusCode") == 200 and json.loads(r["body"]).get("outcome") == "queued",
+          f"sample webhook: expected 200 queued, got {r}")
+    step("ingest: unsigned 401; the sample event (signed with the SSM secret) queued")
+
+    # -------------------------------------------------------------- 2. poster
+    messages = receive()
+    check(len(messages) == 1, f"one queued message, got {messages}")
+    check(json.loads(messages[0]["Body"])["orderId"] == order_id, f"message for {order_id}: {messages[0]['Body']}")
+    r = invoke("sale-poster", sqs_event(messages), invoke_port)
+    check(r == {"batchItemFailures": []}, f"poster: expected no failures, got {r}")
+    sqs.delete_message(QueueUrl=queue, ReceiptHandle=messages[0]["ReceiptHandle"])  # what Lambda does
+    posted = sales()
+    check(len(posted) == 1, f"one sale, got {len(posted)}")
+    check(posted[0]["status"] == "CLOSED" and posted[0]["invoice_number"] == f"ECWID-{STORE}-{order_id}",
+          f"sale: {posted[0]}")
+    state = ledger(order_id)["state"]["S"]
+    check(state == "POSTED", f"ledger state {state}")
+    step(f"poster: one CLOSED sale {posted[0]['invoice_number']}; ledger POSTED")
+
+    # -------------------------------------------------------------- 3. inventory-sync
+    http("POST", f"{sb}/_sandbox/pos_sales", {"product_id": ids["tote"]["ls_product_id"], "quantity": 3})
+    http("POST", f"{sb}/_sandbox/inventory", {"product_id": ids["sticker"]["ls_product_id"],
+                                              "outlet_id": ids["second_outlet_id"], "level": 5})
+    r = invoke("inventory-sync", sample("inventory-sync.scheduled.json"), invoke_port)
+    reports = r.get("reports") or []
+    check(len(reports) == 1 and reports[0]["store_id"] == STORE and reports[0]["outcome"] == "completed",
+          f"inventory-sync: one completed report, got {r}")
+    state = http("GET", f"{sb}/_sandbox/state")
+    levels = {(i["product_id"], i["outlet_id"]): i["inventory_level"] for i in state["ls_inventory"]}
+    stock = {(s["product_id"], s["combination_id"]): s["quantity"] for s in state["ecwid_stock"]}
+
+    def expect(product, ecwid_key, expected):
+        level = levels[(product["ls_product_id"], ids["outlet_id"])]
+        check(float(level) == expected, f"{product['sku']}: Lightspeed level {level}, expected {expected}")
+        check(stock.get(ecwid_key) is not None and float(stock[ecwid_key]) == expected,
+              f"{product['sku']}: Ecwid stock {stock.get(ecwid_key)}, expected the outlet's level {expected}")
+
+    expect(ids["mug"], (ids["mug"]["ecwid_product_id"], None), 28)        # 30 - 2 sold online
+    expect(ids["tote"], (ids["tote"]["ecwid_product_id"], None), 22)      # 25 - 3 sold at the POS
+    expect(ids["sticker"], (ids["sticker"]["ecwid_product_id"], None), 200)  # other outlet ignored
+    for product_id, outlet_id in levels:
+        if outlet_id != ids["outlet_id"]:
+            continue
+        for p in [ids["toys"], ids["mug"], ids["tote"], ids["sticker"]]:
+            if p["ls_product_id"] == product_id:
+                expect(p, (p["ecwid_product_id"], None), float(levels[(product_id, outlet_id)]))
+    step(f"inventory-sync: Ecwid stock = Lightspeed outlet levels (written {reports[0]['written']})")
+
+    # -------------------------------------------------------------- 4. poster, 429
+    def paid_order(sku):
+        oid = http("POST", f"{sb}/_sandbox/orders", {"items": [{"sku": sku, "quantity": 1}],
+                                                     "email": "bo@example.com", "first_name": "Bo", "last_name": "Ng"})["orderId"]
+        body = http("POST", f"{sb}/_sandbox/webhooks/order",
+                    {"eventType": "order.updated", "orderId": oid, "old": "AWAITING_PAYMENT", "new": "PAID"})["body"]
+        r = invoke("webhook-ingest", http_api_event(body, sign(body)), invoke_port)
+        check(r.get("statusCode") == 200, f"ingest of {oid}: {r}")
+        return oid
+
+    paid_order("STICKER-01")
     http("POST", f"{sb}/_sandbox/faults", {"route": "LsPostSale", "kind": {"RateLimit": {"retry_after": 3000}}, "times": 1})
-    msgs = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, AttributeNames=["All"], VisibilityTimeout=360).get("Messages", [])
-    assert len(msgs) == 1, msgs
+    messages = receive()
+    check(len(messages) == 1, f"one message, got {messages}")
     t0 = time.time()
-    r = invoke("sale-poster", sqs_event(msgs), invoke_port)
-    results["poster 429"] = r
-    assert [f["itemIdentifier"] for f in r["batchItemFailures"]] == [msgs[0]["MessageId"]], r
-    again = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, AttributeNames=["All"]).get("Messages", [])
-    assert again == [], "hidden right after the 429"
-    while True:
-        again = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, AttributeNames=["All"], VisibilityTimeout=360, WaitTimeSeconds=1).get("Messages", [])
-        if again: break
-        assert time.time() - t0 < 30, "not redelivered within 30 s (the queue's 360 s visibility was not overridden)"
-    results["redelivered after s"] = round(time.time() - t0, 1)
-    results["receive count"] = again[0]["Attributes"]["ApproximateReceiveCount"]
+    r = invoke("sale-poster", sqs_event(messages), invoke_port)
+    check([f["itemIdentifier"] for f in r["batchItemFailures"]] == [messages[0]["MessageId"]],
+          f"429: expected the record as a batch item failure, got {r}")
+    check(receive() == [], "the message is hidden right after the 429")
+    again = []
+    while not again:
+        check(time.time() - t0 < 30, "not redelivered within 30 s: the 360 s visibility was not overridden")
+        again = receive(wait=1)
+    waited = time.time() - t0
+    check(again[0]["Attributes"]["ApproximateReceiveCount"] == "2", f"second receive: {again[0]['Attributes']}")
     r = invoke("sale-poster", sqs_event(again), invoke_port)
-    assert r["batchItemFailures"] == [], r
-    sales = http("GET", f"{sb}/_sandbox/state")["sales"]
-    results["sales"] = [(s["invoice_number"], s["status"]) for s in sales]
-    assert len(sales) == 2
-    print(json.dumps(results, indent=1))
-    print("E2E OK")
-finally:
-    cleanup()
+    check(r == {"batchItemFailures": []}, f"after Retry-After: {r}")
+    sqs.delete_message(QueueUrl=queue, ReceiptHandle=again[0]["ReceiptHandle"])
+    check(len(sales()) == 2, f"two sales, got {len(sales())}")
+    step(f"poster 429: redelivered after {waited:.1f} s, then posted once")
+
+    # -------------------------------------------------------------- 5. poster, last receive
+    order3 = paid_order("STICKER-01")
+    http("POST", f"{sb}/_sandbox/faults", {"route": "LsPostSale", "kind": {"Status": 503}, "times": 1000})
+    for _ in range(MAX_RECEIVES - 1):  # earlier receives that failed (the poster's retries)
+        check(len(receive(visibility=0)) == 1, "the message is receivable")
+    last = receive()
+    check(len(last) == 1 and last[0]["Attributes"]["ApproximateReceiveCount"] == str(MAX_RECEIVES),
+          f"receive number {MAX_RECEIVES}: {last}")
+    r = invoke("sale-poster", sqs_event(last), invoke_port)
+    check(r == {"batchItemFailures": []}, f"last receive: the record is settled, got {r}")
+    sqs.delete_message(QueueUrl=queue, ReceiptHandle=last[0]["ReceiptHandle"])
+    http("DELETE", f"{sb}/_sandbox/faults")
+    item = ledger(order3)
+    reason = item.get("reason", {}).get("M", {})
+    check(item["state"]["S"] == "PARKED" and reason.get("code", {}).get("S") == "DEAD_LETTERED",
+          f"order {order3}: expected PARKED / DEAD_LETTERED, got {item['state']} {reason}")
+    check("503" in reason.get("message", {}).get("S", ""), f"the last error is kept: {reason}")
+    check(len(sales()) == 2, "no sale for the parked order")
+    step(f"poster last receive: order {order3} PARKED (DEAD_LETTERED), message settled")
+
+    print(f"Lambda end to end: 5 checks passed in {time.time() - started:.1f} s")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        stop_all()

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test of ecwid-lightspeed-sync on a fresh machine:
-#   * Python tools into a repo-local .venv (moto server, SAM CLI),
-#   * a moto server on a free loopback port (DynamoDB + SQS for the AWS adapters),
+#   * Python tools into a repo-local .venv (moto server, SAM CLI, cargo-lambda, zig),
+#   * a moto server on a free loopback port (DynamoDB + SQS + SSM for the AWS adapters),
 #   * cargo fmt --check, clippy -D warnings, the whole cargo test suite
-#     (unit, contract suites on SQLite and on moto, end to end against the sandbox),
+#     (unit, contract suites on SQLite and on moto, end to end against the sandbox,
+#     the template's IAM checks),
+#   * the Lambda end to end: the real function binaries under `cargo lambda watch`,
+#     on moto and the sandbox (infra/local-lambda-check.py),
 #   * `sam validate --lint` on template.yaml,
 #   * the embedded demo, end to end (`els serve --demo --exit-after-demo`).
 # Usage: tests/run.sh            (from anywhere; needs python3, cargo, network to the registries)
@@ -21,12 +24,12 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 stamp="$VENV/.requirements.sha"
 want=$(sha256sum tests/requirements.txt | cut -d' ' -f1)
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || [ ! -x "$VENV/bin/moto_server" ] || [ ! -x "$VENV/bin/sam" ]; then
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || [ ! -x "$VENV/bin/moto_server" ] || [ ! -x "$VENV/bin/sam" ] || [ ! -x "$VENV/bin/cargo-lambda" ]; then
     "$VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/requirements.txt
     echo "$want" > "$stamp"
 fi
 
-step "moto server (DynamoDB + SQS) on loopback"
+step "moto server (DynamoDB + SQS + SSM) on loopback"
 PORT=$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 mkdir -p target
 "$VENV/bin/moto_server" -H 127.0.0.1 -p "$PORT" > target/moto.log 2>&1 &
@@ -51,6 +54,13 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 step "cargo test (unit, contract on SQLite and moto, end to end on the sandbox)"
 cargo test --workspace --all-targets --no-fail-fast
+
+step "Lambda end to end: the real binaries under cargo lambda watch, on moto and the sandbox"
+# els-functions is built on its own, with the features `cargo lambda watch` resolves for it,
+# so the watch finds it fresh and starts each function at once.
+cargo build --quiet -p els-functions --bins
+cargo build --quiet -p els-sandbox --bin els-sandbox -p els-cli --bin els
+VENV_BIN="$VENV/bin" "$VENV/bin/python" infra/local-lambda-check.py
 
 step "sam validate --lint"
 "$VENV/bin/sam" validate --lint --template template.yaml --region us-east-1

@@ -10,6 +10,7 @@ use thiserror::Error;
 
 pub const TABLE_NAME: &str = "TABLE_NAME";
 pub const QUEUE_URL: &str = "QUEUE_URL";
+pub const ECWID_CLIENT_SECRET_PARAMETER: &str = "ECWID_CLIENT_SECRET_PARAMETER";
 pub const ECWID_CLIENT_SECRET: &str = "ECWID_CLIENT_SECRET";
 pub const ECWID_API_URL: &str = "ECWID_API_URL";
 pub const LIGHTSPEED_URL_TEMPLATE: &str = "LIGHTSPEED_URL_TEMPLATE";
@@ -17,6 +18,8 @@ pub const HTTP_TIMEOUT_MS: &str = "HTTP_TIMEOUT_MS";
 pub const AWS_OPERATION_TIMEOUT_MS: &str = "AWS_OPERATION_TIMEOUT_MS";
 pub const LEASE_SECONDS: &str = "LEASE_SECONDS";
 pub const MAX_BODY_BYTES: &str = "MAX_BODY_BYTES";
+pub const MAX_RECEIVE_COUNT: &str = "MAX_RECEIVE_COUNT";
+pub const INVENTORY_MAX_RUN_SECONDS: &str = "INVENTORY_MAX_RUN_SECONDS";
 
 /// Default timeout of one Ecwid or Lightspeed request.
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_millis(10_000);
@@ -25,6 +28,16 @@ pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_millis(10_000);
 pub const DEFAULT_AWS_OPERATION_TIMEOUT: Duration = Duration::from_millis(3_000);
 /// Default exclusivity of a ledger claim; it must exceed the poster's function timeout.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
+/// Default time budget of one inventory-sync invocation: the schedule runs every minute, and
+/// the rest of a long catch-up is done by the next run from the cursor. It must stay below
+/// the function's timeout (90 s in `template.yaml`) by more than one page of work.
+pub const DEFAULT_INVENTORY_MAX_RUN: Duration = Duration::from_secs(50);
+/// How long an inventory run holds a store's cursor (renewed with every page). Above the
+/// function's timeout (90 s), so a live run never loses it; well below the core's 300 s
+/// default, so a run killed by that timeout holds the store up for two minutes, not five.
+pub const INVENTORY_LEASE: Duration = Duration::from_secs(120);
+/// SQS allows `maxReceiveCount` up to 1000.
+const MAX_RECEIVE_COUNT_LIMIT: u64 = 1000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ConfigError {
@@ -35,13 +48,24 @@ pub enum ConfigError {
     Invalid { name: &'static str, reason: String },
 }
 
+/// Where the Ecwid app's `client_secret` (the key of webhook signatures) comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientSecretSource {
+    /// The name of an SSM SecureString parameter, read once at init
+    /// ([`crate::secrets::load_client_secret`]). What the SAM template deploys.
+    SsmParameter(String),
+    /// The value itself, from `ECWID_CLIENT_SECRET`: for local runs and tests without SSM
+    /// only. In AWS it would be readable by anyone allowed `lambda:GetFunctionConfiguration`,
+    /// so the template never sets it. `Debug` masks it.
+    Plain(Secret),
+}
+
 /// Configuration of `webhook-ingest`.
 #[derive(Debug, Clone)]
 pub struct WebhookIngestConfig {
     pub table_name: String,
     pub queue_url: String,
-    /// The Ecwid app's `client_secret`, the key of webhook signatures. `Debug` masks it.
-    pub client_secret: Secret,
+    pub client_secret: ClientSecretSource,
     pub max_body_bytes: usize,
     pub aws_operation_timeout: Duration,
 }
@@ -58,6 +82,22 @@ pub struct SalePosterConfig {
     pub http_timeout: Duration,
     pub aws_operation_timeout: Duration,
     pub lease: Duration,
+    /// The work queue's `maxReceiveCount`: a record received this often that still asks for
+    /// a retry is parked (`DEAD_LETTERED`) instead of going to the DLQ unrecorded. It must
+    /// equal the queue's redrive policy, so it has no default.
+    pub max_receive_count: u32,
+}
+
+/// Configuration of `inventory-sync`.
+#[derive(Debug, Clone)]
+pub struct InventorySyncConfig {
+    pub table_name: String,
+    pub ecwid_api_url: String,
+    pub lightspeed_url_template: String,
+    pub http_timeout: Duration,
+    pub aws_operation_timeout: Duration,
+    /// A run stops after the page during which this much time has passed.
+    pub max_run: Duration,
 }
 
 impl WebhookIngestConfig {
@@ -67,11 +107,32 @@ impl WebhookIngestConfig {
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(&lookup);
-        let client_secret = env.required(ECWID_CLIENT_SECRET)?;
+        let client_secret = match (
+            env.optional(ECWID_CLIENT_SECRET_PARAMETER),
+            env.optional(ECWID_CLIENT_SECRET),
+        ) {
+            (Some(name), None) => ClientSecretSource::SsmParameter(name.trim().to_string()),
+            (None, Some(value)) => ClientSecretSource::Plain(Secret::new(value)),
+            // Both set is a deployment mistake: which one wins would be a guess.
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    name: ECWID_CLIENT_SECRET,
+                    reason: format!(
+                        "set either {ECWID_CLIENT_SECRET_PARAMETER} (an SSM parameter name) or \
+                         {ECWID_CLIENT_SECRET} (local development only), not both"
+                    ),
+                });
+            }
+            (None, None) => {
+                return Err(ConfigError::Missing {
+                    name: ECWID_CLIENT_SECRET_PARAMETER,
+                });
+            }
+        };
         Ok(Self {
             table_name: env.required(TABLE_NAME)?,
             queue_url: env.required(QUEUE_URL)?,
-            client_secret: Secret::new(client_secret),
+            client_secret,
             max_body_bytes: env.positive(
                 MAX_BODY_BYTES,
                 els_core::ingest::DEFAULT_MAX_BODY_BYTES as u64,
@@ -81,10 +142,10 @@ impl WebhookIngestConfig {
         })
     }
 
-    /// The core's view of this configuration.
-    pub fn ingest_config(&self) -> els_core::ingest::IngestConfig {
+    /// The core's view of this configuration, with the secret once it is loaded.
+    pub fn ingest_config(&self, client_secret: Secret) -> els_core::ingest::IngestConfig {
         els_core::ingest::IngestConfig {
-            client_secret: self.client_secret.clone(),
+            client_secret,
             max_body_bytes: self.max_body_bytes,
         }
     }
@@ -109,6 +170,7 @@ impl SalePosterConfig {
             aws_operation_timeout: env
                 .millis(AWS_OPERATION_TIMEOUT_MS, DEFAULT_AWS_OPERATION_TIMEOUT)?,
             lease: Duration::from_secs(env.positive(LEASE_SECONDS, DEFAULT_LEASE.as_secs())?),
+            max_receive_count: env.max_receive_count()?,
         })
     }
 
@@ -121,11 +183,63 @@ impl SalePosterConfig {
     }
 }
 
+impl InventorySyncConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(env_lookup)
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        let config = Self {
+            table_name: env.required(TABLE_NAME)?,
+            ecwid_api_url: env.url(ECWID_API_URL, els_ecwid::DEFAULT_API_URL)?,
+            lightspeed_url_template: env.url(
+                LIGHTSPEED_URL_TEMPLATE,
+                els_lightspeed::DEFAULT_URL_TEMPLATE,
+            )?,
+            http_timeout: env.millis(HTTP_TIMEOUT_MS, DEFAULT_HTTP_TIMEOUT)?,
+            aws_operation_timeout: env
+                .millis(AWS_OPERATION_TIMEOUT_MS, DEFAULT_AWS_OPERATION_TIMEOUT)?,
+            max_run: Duration::from_secs(env.positive(
+                INVENTORY_MAX_RUN_SECONDS,
+                DEFAULT_INVENTORY_MAX_RUN.as_secs(),
+            )?),
+        };
+        // The budget must end well before the lease, or an overlapping scheduled run could
+        // take the store over mid-page.
+        if config.max_run >= INVENTORY_LEASE {
+            return Err(ConfigError::Invalid {
+                name: INVENTORY_MAX_RUN_SECONDS,
+                reason: format!(
+                    "must be below the cursor lease of {} s",
+                    INVENTORY_LEASE.as_secs()
+                ),
+            });
+        }
+        Ok(config)
+    }
+
+    /// The core's view of this configuration; the other tunables keep their defaults.
+    pub fn mirror_config(&self) -> els_core::inventory::mirror::MirrorConfig {
+        els_core::inventory::mirror::MirrorConfig {
+            max_run: self.max_run,
+            lease: INVENTORY_LEASE,
+            ..Default::default()
+        }
+    }
+}
+
 /// Loads the AWS SDK configuration once per process, with explicit timeouts: the SDK has no
-/// operation timeout by default, and a hung DynamoDB or SQS call would otherwise run into the
-/// function timeout. Region and credentials come from the Lambda environment (and
-/// `AWS_ENDPOINT_URL`, for moto or LocalStack); credentials are fetched lazily, so this does
-/// no network I/O.
+/// operation timeout by default, and a hung DynamoDB, SQS or SSM call would otherwise run into
+/// the function timeout. Credentials are fetched lazily, so this does no network I/O;
+/// `AWS_ENDPOINT_URL` (moto, LocalStack) is honoured.
+///
+/// In Lambda the region and the role's credentials are environment variables
+/// (`AWS_REGION`, `AWS_ACCESS_KEY_ID`, ...), valid for the life of the execution environment.
+/// When they are set they are used directly, which skips building the default provider
+/// chains (profile files, SSO, web identity, ECS, IMDS): the largest part of this function's
+/// cold start. Without them (an operator's machine) the default chains apply. The HTTPS
+/// client trusts the compiled-in roots ([`crate::tls`]).
 pub async fn load_aws_config(operation_timeout: Duration) -> aws_config::SdkConfig {
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(1).min(operation_timeout))
@@ -133,8 +247,18 @@ pub async fn load_aws_config(operation_timeout: Duration) -> aws_config::SdkConf
         .operation_attempt_timeout(operation_timeout / 2)
         .operation_timeout(operation_timeout)
         .build();
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .timeout_config(timeouts)
+    let mut loader =
+        aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts);
+    if let Some(region) = env_lookup("AWS_REGION").filter(|r| !r.trim().is_empty()) {
+        loader = loader.region(aws_config::Region::new(region));
+    }
+    if env_lookup("AWS_ACCESS_KEY_ID").is_some_and(|k| !k.trim().is_empty()) {
+        loader = loader.credentials_provider(
+            aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+        );
+    }
+    loader
+        .http_client(crate::tls::aws_http_client())
         .load()
         .await
 }
@@ -173,6 +297,21 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
         }
     }
 
+    /// `MAX_RECEIVE_COUNT`: required, 1 to 1000 as SQS allows.
+    fn max_receive_count(&self) -> Result<u32, ConfigError> {
+        let name = MAX_RECEIVE_COUNT;
+        let raw = self.required(name)?;
+        match raw.trim().parse::<u64>() {
+            Ok(n @ 1..=MAX_RECEIVE_COUNT_LIMIT) => Ok(n as u32),
+            _ => Err(ConfigError::Invalid {
+                name,
+                reason: format!(
+                    "must be a whole number from 1 to {MAX_RECEIVE_COUNT_LIMIT}, the queue's maxReceiveCount"
+                ),
+            }),
+        }
+    }
+
     fn millis(&self, name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
         self.positive(name, default.as_millis() as u64)
             .map(Duration::from_millis)
@@ -205,44 +344,126 @@ mod tests {
         move |k| map.get(k).cloned()
     }
 
+    const INGEST: &[(&str, &str)] = &[
+        (TABLE_NAME, "t"),
+        (QUEUE_URL, "q"),
+        (
+            ECWID_CLIENT_SECRET_PARAMETER,
+            "/ecwid-lightspeed-sync/ecwid-client-secret",
+        ),
+    ];
+    const POSTER: &[(&str, &str)] = &[
+        (TABLE_NAME, "t"),
+        (QUEUE_URL, "q"),
+        (MAX_RECEIVE_COUNT, "5"),
+    ];
+
+    /// `pairs` with `name` removed (or blanked, as an unset SAM parameter shows up).
+    fn without<'a>(
+        pairs: &[(&'a str, &'a str)],
+        name: &str,
+        blank: bool,
+    ) -> Vec<(&'a str, &'a str)> {
+        pairs
+            .iter()
+            .filter_map(|&(k, v)| match (k == name, blank) {
+                (false, _) => Some((k, v)),
+                (true, true) => Some((k, "  ")),
+                (true, false) => None,
+            })
+            .collect()
+    }
+
+    fn with<'a>(
+        pairs: &[(&'a str, &'a str)],
+        name: &'a str,
+        value: &'a str,
+    ) -> Vec<(&'a str, &'a str)> {
+        let mut out = without(pairs, name, false);
+        out.push((name, value));
+        out
+    }
+
+    /// Every required variable of every function, missing or blank, fails with an error
+    /// that names it (what the cold start logs and exits with).
     #[test]
-    fn ingest_needs_table_queue_and_secret() {
-        let err = WebhookIngestConfig::from_lookup(lookup(&[
-            (TABLE_NAME, "t"),
-            (ECWID_CLIENT_SECRET, "s"),
-        ]))
-        .unwrap_err();
-        assert_eq!(err, ConfigError::Missing { name: QUEUE_URL });
-        assert_eq!(err.to_string(), "environment variable QUEUE_URL is not set");
-
-        let err = WebhookIngestConfig::from_lookup(lookup(&[
-            (TABLE_NAME, "t"),
-            (QUEUE_URL, "q"),
-            (ECWID_CLIENT_SECRET, "  "),
-        ]))
-        .unwrap_err();
-        assert_eq!(
-            err,
-            ConfigError::Missing {
-                name: ECWID_CLIENT_SECRET
+    fn each_missing_required_variable_is_named() {
+        type Check = fn(&[(&str, &str)]) -> Result<(), ConfigError>;
+        /// A function, its complete environment, its required variables, and its loader.
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str], Check);
+        let cases: &[Case] = &[
+            (
+                "webhook-ingest",
+                INGEST,
+                &[TABLE_NAME, QUEUE_URL, ECWID_CLIENT_SECRET_PARAMETER],
+                |p| WebhookIngestConfig::from_lookup(lookup(p)).map(drop),
+            ),
+            (
+                "sale-poster",
+                POSTER,
+                &[TABLE_NAME, QUEUE_URL, MAX_RECEIVE_COUNT],
+                |p| SalePosterConfig::from_lookup(lookup(p)).map(drop),
+            ),
+            ("inventory-sync", &[(TABLE_NAME, "t")], &[TABLE_NAME], |p| {
+                InventorySyncConfig::from_lookup(lookup(p)).map(drop)
+            }),
+        ];
+        for (function, complete, required, check) in cases {
+            assert!(check(complete).is_ok(), "{function}: complete config");
+            for &name in *required {
+                for blank in [false, true] {
+                    let err = check(&without(complete, name, blank)).unwrap_err();
+                    assert_eq!(
+                        err,
+                        ConfigError::Missing { name },
+                        "{function} without {name}"
+                    );
+                    assert_eq!(
+                        err.to_string(),
+                        format!("environment variable {name} is not set")
+                    );
+                }
             }
-        );
+        }
+    }
 
-        let cfg = WebhookIngestConfig::from_lookup(lookup(&[
-            (TABLE_NAME, "t"),
-            (QUEUE_URL, "q"),
-            (ECWID_CLIENT_SECRET, "very-secret"),
-        ]))
-        .unwrap();
+    #[test]
+    fn ingest_reads_the_secret_from_ssm_or_a_local_override_never_both() {
+        let cfg = WebhookIngestConfig::from_lookup(lookup(INGEST)).unwrap();
+        assert_eq!(
+            cfg.client_secret,
+            ClientSecretSource::SsmParameter("/ecwid-lightspeed-sync/ecwid-client-secret".into())
+        );
         assert_eq!(cfg.max_body_bytes, 65_536);
         assert_eq!(cfg.aws_operation_timeout, DEFAULT_AWS_OPERATION_TIMEOUT);
+
+        let local = with(
+            &without(INGEST, ECWID_CLIENT_SECRET_PARAMETER, false),
+            ECWID_CLIENT_SECRET,
+            "very-secret",
+        );
+        let cfg = WebhookIngestConfig::from_lookup(lookup(&local)).unwrap();
+        assert_eq!(
+            cfg.client_secret,
+            ClientSecretSource::Plain(Secret::new("very-secret"))
+        );
         assert!(!format!("{cfg:?}").contains("very-secret"));
+
+        let both = with(INGEST, ECWID_CLIENT_SECRET, "very-secret");
+        let err = WebhookIngestConfig::from_lookup(lookup(&both)).unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Invalid {
+                name: ECWID_CLIENT_SECRET,
+                ..
+            }
+        ));
+        assert!(!err.to_string().contains("very-secret"));
     }
 
     #[test]
     fn poster_defaults_and_invalid_numbers() {
-        let cfg =
-            SalePosterConfig::from_lookup(lookup(&[(TABLE_NAME, "t"), (QUEUE_URL, "q")])).unwrap();
+        let cfg = SalePosterConfig::from_lookup(lookup(POSTER)).unwrap();
         assert_eq!(cfg.ecwid_api_url, "https://app.ecwid.com/api/v3");
         assert_eq!(
             cfg.lightspeed_url_template,
@@ -250,34 +471,50 @@ mod tests {
         );
         assert_eq!(cfg.http_timeout, Duration::from_secs(10));
         assert_eq!(cfg.poster_config().lease, Duration::from_secs(120));
+        assert_eq!(cfg.max_receive_count, 5);
 
-        let err = SalePosterConfig::from_lookup(lookup(&[
-            (TABLE_NAME, "t"),
-            (QUEUE_URL, "q"),
+        for (name, value) in [
             (LEASE_SECONDS, "soon"),
-        ]))
-        .unwrap_err();
-        assert!(matches!(
-            err,
-            ConfigError::Invalid {
-                name: LEASE_SECONDS,
-                ..
-            }
-        ));
-        let err = SalePosterConfig::from_lookup(lookup(&[
-            (TABLE_NAME, "t"),
-            (QUEUE_URL, "q"),
             (HTTP_TIMEOUT_MS, "0"),
+            (MAX_RECEIVE_COUNT, "0"),
+            (MAX_RECEIVE_COUNT, "1001"),
+            (MAX_RECEIVE_COUNT, "five"),
+            (ECWID_API_URL, "app.ecwid.com"),
+        ] {
+            let err =
+                SalePosterConfig::from_lookup(lookup(&with(POSTER, name, value))).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::Invalid { name: n, .. } if n == name),
+                "{name}={value}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn inventory_sync_defaults_and_run_budget() {
+        let cfg = InventorySyncConfig::from_lookup(lookup(&[(TABLE_NAME, "t")])).unwrap();
+        assert_eq!(cfg.max_run, DEFAULT_INVENTORY_MAX_RUN);
+        assert_eq!(cfg.mirror_config().max_run, DEFAULT_INVENTORY_MAX_RUN);
+        assert_eq!(cfg.http_timeout, DEFAULT_HTTP_TIMEOUT);
+
+        let cfg = InventorySyncConfig::from_lookup(lookup(&[
+            (TABLE_NAME, "t"),
+            (INVENTORY_MAX_RUN_SECONDS, "20"),
+        ]))
+        .unwrap();
+        assert_eq!(cfg.mirror_config().max_run, Duration::from_secs(20));
+
+        let err = InventorySyncConfig::from_lookup(lookup(&[
+            (TABLE_NAME, "t"),
+            (INVENTORY_MAX_RUN_SECONDS, "3600"),
         ]))
         .unwrap_err();
         assert!(matches!(
             err,
             ConfigError::Invalid {
-                name: HTTP_TIMEOUT_MS,
+                name: INVENTORY_MAX_RUN_SECONDS,
                 ..
             }
         ));
-        let err = SalePosterConfig::from_lookup(lookup(&[(QUEUE_URL, "q")])).unwrap_err();
-        assert_eq!(err, ConfigError::Missing { name: TABLE_NAME });
     }
 }

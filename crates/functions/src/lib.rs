@@ -1,16 +1,20 @@
 //! The AWS Lambda functions of ecwid-lightspeed-sync.
 //!
-//! Each binary in `src/bin/` reads its [`config`], builds its clients once, and hands one of
-//! the handlers below to the Lambda runtime. The handlers are generic over the core's ports,
-//! so tests run them against SQLite and the sandbox, without AWS.
+//! Each binary in `src/bin/` reads its [`config`], loads its [`secrets`] and builds its clients
+//! once, and hands one of the handlers below to the Lambda runtime. The handlers are generic
+//! over the core's ports, so tests run them against SQLite and the sandbox, without AWS.
 //!
 //! * [`ingest::handle_webhook_request`]: Ecwid webhook (HTTP API / Function URL) to the queue.
 //! * [`poster::post_sqs_batch`]: SQS batch to Lightspeed sales, with partial batch failures.
+//! * [`inventory::sync_all_inventory`]: EventBridge schedule to Ecwid stock levels.
 
 pub mod config;
 pub mod ingest;
+pub mod inventory;
 pub mod poster;
+pub mod secrets;
 pub mod telemetry;
+pub mod tls;
 
 #[cfg(test)]
 mod testing;

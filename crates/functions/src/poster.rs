@@ -7,6 +7,11 @@
 //! * `Ok(_)` from the core: done, Lambda deletes the message.
 //! * `Err(RetryLater)`: the message's visibility is set to the delay (a 429's `Retry-After`
 //!   is honoured that way) and the record is reported as failed.
+//! * `Err(RetryLater)` on the record's **last** receive (`ApproximateReceiveCount` ≥ the
+//!   queue's `maxReceiveCount`, passed as `MAX_RECEIVE_COUNT`): the order is parked as
+//!   `DEAD_LETTERED` with the last error and the record is settled, so the failure is in the
+//!   ledger (`els status`, `els replay`) instead of only in the DLQ. Only when the order is
+//!   in flight elsewhere does the record go on to the DLQ; that worker records the outcome.
 //! * A body that is not an [`OrderMessage`]: logged and reported as failed with visibility 0,
 //!   so it reaches the DLQ after `maxReceiveCount` quick receives instead of holding up its
 //!   store's FIFO group for several visibility timeouts.
@@ -39,9 +44,12 @@ impl From<BatchError> for lambda_runtime::Diagnostic {
 }
 
 /// Posts every record of the batch, one after the other, and lists the ones to redeliver.
+/// `max_receive_count` is the queue's `maxReceiveCount`: the receive after which SQS moves a
+/// message to the DLQ.
 pub async fn post_sqs_batch<S, E, L, C, Q>(
     poster: &SalePoster<S, E, L, C>,
     queue: &Q,
+    max_receive_count: u32,
     event: SqsEvent,
 ) -> Result<SqsBatchResponse, BatchError>
 where
@@ -70,7 +78,9 @@ where
             message_id = %message_id,
             receive_count = record.attributes.get("ApproximateReceiveCount").map(String::as_str),
         );
-        let settled = post_record(poster, queue, record).instrument(span).await;
+        let settled = post_record(poster, queue, max_receive_count, record)
+            .instrument(span)
+            .await;
         if !settled {
             response.add_failure(message_id);
         }
@@ -82,6 +92,7 @@ where
 async fn post_record<S, E, L, C, Q>(
     poster: &SalePoster<S, E, L, C>,
     queue: &Q,
+    max_receive_count: u32,
     record: &SqsMessage,
 ) -> bool
 where
@@ -111,6 +122,21 @@ where
                 true
             }
             Err(retry) => {
+                let receives = receive_count(record);
+                let retry = match receives.filter(|&n| n >= max_receive_count) {
+                    // The last receive: SQS would move the message to the DLQ next.
+                    Some(n) => match poster.park_after_last_delivery(&message, n, &retry).await {
+                        Ok(outcome) => {
+                            log_outcome(&outcome);
+                            return true;
+                        }
+                        Err(still) => {
+                            tracing::warn!(reason = %still.reason, "last receive, but the order could not be parked; the message goes to the DLQ");
+                            still
+                        }
+                    },
+                    None => retry,
+                };
                 tracing::warn!(delay_ms = retry.delay.as_millis() as u64, reason = %retry.reason, "order will be redelivered");
                 delay_redelivery(queue, record, retry.delay).await;
                 false
@@ -119,6 +145,15 @@ where
     }
     .instrument(span)
     .await
+}
+
+/// The record's `ApproximateReceiveCount` (1 on the first receive); `None` when absent, and
+/// then the record is never taken for its last receive.
+fn receive_count(record: &SqsMessage) -> Option<u32> {
+    record
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Sets when the record comes back. If that fails, the record still comes back, only after
@@ -150,12 +185,15 @@ fn log_outcome(outcome: &PostOutcome) {
 mod tests {
     use super::*;
     use crate::testing::{sandbox_and_store, sandbox_poster};
-    use els_core::ledger::OrderState;
+    use els_core::ledger::{OrderState, ReasonCode};
     use els_core::{Delivery, OrderKey};
     use els_sandbox::{Fault, FaultKind, OrderItemSpec, OrderSpec, Route, Sandbox};
     use els_store_sqlite::SqliteStore;
     use serde_json::json;
     use std::time::Instant;
+
+    /// The template's default `MaxReceiveCount`.
+    const MAX_RECEIVES: u32 = 5;
 
     /// An SQS event as the event source mapping delivers a FIFO message.
     fn sqs_event(records: &[(&str, &Delivery, String)]) -> SqsEvent {
@@ -228,6 +266,7 @@ mod tests {
         let response = post_sqs_batch(
             &poster,
             &store,
+            MAX_RECEIVES,
             sqs_event(&[("m-1", &delivery, body_of(&delivery))]),
         )
         .await
@@ -264,6 +303,7 @@ mod tests {
         let response = post_sqs_batch(
             &poster,
             &store,
+            MAX_RECEIVES,
             sqs_event(&[("m-429", &delivery, body_of(&delivery))]),
         )
         .await
@@ -307,12 +347,76 @@ mod tests {
         let response = post_sqs_batch(
             &poster,
             &store,
+            MAX_RECEIVES,
             sqs_event(&[("m-429", &redelivered, body_of(&redelivered))]),
         )
         .await
         .expect("batch handled");
         assert!(failed_ids(&response).is_empty());
         assert_eq!(sb.sale_count(), 1);
+    }
+
+    /// Posts `delivery` as if SQS had received it `receive_count` times, with every sale
+    /// POST failing with a 503 (a retryable failure).
+    async fn post_with_lightspeed_down(
+        sb: &Sandbox,
+        store: &SqliteStore,
+        receive_count: u32,
+    ) -> (String, SqsBatchResponse) {
+        let poster = sandbox_poster(sb, store);
+        let order_id = place_paid_order(sb);
+        sb.inject(Fault::times(Route::LsPostSale, FaultKind::Status(503), 100));
+        let mut delivery = queue_and_receive(sb, store, &order_id, Duration::from_secs(30)).await;
+        delivery.receive_count = receive_count;
+        let response = post_sqs_batch(
+            &poster,
+            store,
+            MAX_RECEIVES,
+            sqs_event(&[("m-last", &delivery, body_of(&delivery))]),
+        )
+        .await
+        .expect("batch handled");
+        (order_id, response)
+    }
+
+    #[tokio::test]
+    async fn failure_on_the_last_receive_parks_the_order_as_dead_lettered() {
+        let (sb, store) = sandbox_and_store().await;
+
+        let (order_id, response) = post_with_lightspeed_down(&sb, &store, MAX_RECEIVES).await;
+
+        // Settled: Lambda deletes the message instead of SQS moving it to the DLQ.
+        assert!(failed_ids(&response).is_empty(), "{response:?}");
+        assert_eq!(sb.sale_count(), 0);
+        let entry = store
+            .load_order(&OrderKey::new(sb.ids().ecwid_store_id, order_id))
+            .await
+            .expect("ledger read")
+            .expect("ledger entry");
+        assert_eq!(entry.state, OrderState::Parked);
+        let reason = entry.reason.expect("a parked order has a reason");
+        assert_eq!(reason.code, ReasonCode::DeadLettered);
+        assert!(
+            reason.message.contains("503"),
+            "the last error is kept: {}",
+            reason.message
+        );
+    }
+
+    #[tokio::test]
+    async fn failure_before_the_last_receive_is_redelivered_not_parked() {
+        let (sb, store) = sandbox_and_store().await;
+
+        let (order_id, response) = post_with_lightspeed_down(&sb, &store, MAX_RECEIVES - 1).await;
+
+        assert_eq!(failed_ids(&response), vec!["m-last"]);
+        let entry = store
+            .load_order(&OrderKey::new(sb.ids().ecwid_store_id, order_id))
+            .await
+            .expect("ledger read")
+            .expect("ledger entry");
+        assert_ne!(entry.state, OrderState::Parked);
+        assert!(entry.reason.is_none(), "{:?}", entry.reason);
     }
 
     #[tokio::test]
@@ -325,6 +429,7 @@ mod tests {
         let response = post_sqs_batch(
             &poster,
             &store,
+            MAX_RECEIVES,
             sqs_event(&[("m-bad", &delivery, "{\"not\": \"an order message\"}".into())]),
         )
         .await
@@ -350,7 +455,7 @@ mod tests {
         let mut event = sqs_event(&[("m-1", &delivery, body_of(&delivery))]);
         event.records[0].message_id = None;
 
-        let result = post_sqs_batch(&poster, &store, event).await;
+        let result = post_sqs_batch(&poster, &store, MAX_RECEIVES, event).await;
 
         assert!(matches!(
             result,

@@ -1,6 +1,7 @@
 //! Test wiring shared by the handler tests: real components only (SQLite, the sandbox, the
 //! reqwest clients), no mocks.
 
+use els_core::inventory::mirror::{InventoryMirror, MirrorConfig};
 use els_core::poster::{PosterConfig, SalePoster};
 use els_core::{Connection, LightspeedAccount, Secret, Settings, StateStore, SystemClock};
 use els_ecwid::EcwidClient;
@@ -10,6 +11,7 @@ use els_store_sqlite::SqliteStore;
 use std::time::Duration;
 
 pub type TestPoster = SalePoster<SqliteStore, EcwidClient, LightspeedClient, SystemClock>;
+pub type TestMirror = InventoryMirror<SqliteStore, EcwidClient, LightspeedClient, SystemClock>;
 
 /// The connection an operator's `connect` would store for the sandbox's seeded retailer.
 pub fn sandbox_connection(sb: &Sandbox) -> Connection {
@@ -75,20 +77,38 @@ pub async fn sandbox_and_store() -> (Sandbox, SqliteStore) {
     (sb, store)
 }
 
+/// The Ecwid and Lightspeed clients as the functions' mains build them (one shared HTTP
+/// client), on the sandbox.
+fn sandbox_clients(sb: &Sandbox) -> (EcwidClient, LightspeedClient) {
+    let http = crate::tls::api_http_client(Duration::from_secs(5)).expect("HTTP client");
+    let ecwid = EcwidClient::with_http(http.clone(), sb.ecwid_api_url());
+    let lightspeed = LightspeedClient::with_http(
+        http,
+        format!("{}/lightspeed/{{domain_prefix}}", sb.base_url()),
+    );
+    (ecwid, lightspeed)
+}
+
 /// The poster as `sale-poster`'s main builds it, pointed at the sandbox.
 pub fn sandbox_poster(sb: &Sandbox, store: &SqliteStore) -> TestPoster {
-    let timeout = Duration::from_secs(5);
-    let ecwid = EcwidClient::new(sb.ecwid_api_url(), timeout).expect("Ecwid client");
-    let lightspeed = LightspeedClient::new(
-        format!("{}/lightspeed/{{domain_prefix}}", sb.base_url()),
-        timeout,
-    )
-    .expect("Lightspeed client");
+    let (ecwid, lightspeed) = sandbox_clients(sb);
     SalePoster::new(
         store.clone(),
         ecwid,
         lightspeed,
         SystemClock,
         PosterConfig::default(),
+    )
+}
+
+/// The mirror as `inventory-sync`'s main builds it, pointed at the sandbox.
+pub fn sandbox_mirror(sb: &Sandbox, store: &SqliteStore) -> TestMirror {
+    let (ecwid, lightspeed) = sandbox_clients(sb);
+    InventoryMirror::new(
+        store.clone(),
+        ecwid,
+        lightspeed,
+        SystemClock,
+        MirrorConfig::default(),
     )
 }

@@ -6,6 +6,7 @@ use els_core::SystemClock;
 use els_core::poster::SalePoster;
 use els_ecwid::EcwidClient;
 use els_functions::config::{SalePosterConfig, load_aws_config};
+use els_functions::tls::api_http_client;
 use els_functions::{poster::post_sqs_batch, telemetry};
 use els_lightspeed::LightspeedClient;
 use els_store_aws::{DynamoStore, SqsQueue};
@@ -23,11 +24,9 @@ async fn main() -> anyhow::Result<()> {
         config.table_name.clone(),
     );
     let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&aws), config.queue_url.clone());
-    let ecwid = EcwidClient::new(config.ecwid_api_url.clone(), config.http_timeout)
-        .context("building the Ecwid HTTP client")?;
-    let lightspeed =
-        LightspeedClient::new(config.lightspeed_url_template.clone(), config.http_timeout)
-            .context("building the Lightspeed HTTP client")?;
+    let http = api_http_client(config.http_timeout).context("building the HTTP client")?;
+    let ecwid = EcwidClient::with_http(http.clone(), config.ecwid_api_url.clone());
+    let lightspeed = LightspeedClient::with_http(http, config.lightspeed_url_template.clone());
     let poster = SalePoster::new(
         store,
         ecwid,
@@ -36,8 +35,10 @@ async fn main() -> anyhow::Result<()> {
         config.poster_config(),
     );
 
+    let max_receive_count = config.max_receive_count;
+
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
-        post_sqs_batch(&poster, &queue, event.payload)
+        post_sqs_batch(&poster, &queue, max_receive_count, event.payload)
     }))
     .await
     .map_err(anyhow::Error::msg)

@@ -1,0 +1,216 @@
+//! `inventory-sync`: the scheduled edge of [`InventoryMirror`].
+//!
+//! EventBridge invokes it on a schedule (every minute by default). One invocation runs the
+//! mirror for every connection, one after the other; a connection with `sync_inventory` off
+//! is left alone by the core (S4). Each store's report is logged as one line.
+//!
+//! The invocation **fails only when something must be retried**: the connections could not
+//! be listed, or a store's run stopped on an error. The store's cursor then stays on the
+//! last page fully applied, and the next scheduled run resumes there, so the schedule is the
+//! retry (the template turns Lambda's own asynchronous retries off). Failing still matters:
+//! it is what the function's `Errors` alarm counts. A run that ended as planned (completed,
+//! deferred by its time or rate-limit budget, busy elsewhere, or switched off) is a success.
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use els_core::inventory::mirror::{InventoryMirror, MirrorError, MirrorReport, RunOutcome};
+use els_core::{Clock, EcwidApi, LightspeedApi, StateStore, StoreError};
+use serde::Serialize;
+use thiserror::Error;
+
+/// What an invocation did: one report per connection, in store order.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct InventorySyncSummary {
+    pub reports: Vec<MirrorReport>,
+}
+
+/// An invocation whose work must be retried (by the next scheduled run).
+#[derive(Debug, Error)]
+pub enum InventorySyncError {
+    #[error("listing the connections failed: {0}")]
+    ListConnections(StoreError),
+    /// Some stores failed; the others' reports are logged.
+    #[error("inventory mirror failed for {} of {total} stores: {}", failures.len(), describe(failures))]
+    StoresFailed {
+        total: usize,
+        failures: Vec<MirrorError>,
+    },
+}
+
+fn describe(failures: &[MirrorError]) -> String {
+    failures
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl From<InventorySyncError> for lambda_runtime::Diagnostic {
+    fn from(e: InventorySyncError) -> Self {
+        let error_type = match e {
+            InventorySyncError::ListConnections(_) => "ListConnectionsFailed",
+            InventorySyncError::StoresFailed { .. } => "InventoryMirrorFailed",
+        };
+        lambda_runtime::Diagnostic {
+            error_type: error_type.into(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
+/// Mirrors Lightspeed stock to Ecwid for every connection.
+pub async fn sync_all_inventory<S, E, L, C>(
+    mirror: &InventoryMirror<S, E, L, C>,
+    event: EventBridgeEvent,
+) -> Result<InventorySyncSummary, InventorySyncError>
+where
+    S: StateStore,
+    E: EcwidApi,
+    L: LightspeedApi,
+    C: Clock,
+{
+    tracing::debug!(event_id = event.id.as_deref(), source = %event.source, detail_type = %event.detail_type, "scheduled inventory sync");
+    let results = mirror
+        .mirror_all()
+        .await
+        .map_err(InventorySyncError::ListConnections)?;
+    let total = results.len();
+    let mut summary = InventorySyncSummary::default();
+    let mut failures = Vec::new();
+    for result in results {
+        match result {
+            Ok(report) => {
+                log_report(&report);
+                summary.reports.push(report);
+            }
+            Err(e) => {
+                tracing::error!(store_id = e.store_id, error = %e, written = e.report.written, "inventory mirror failed; the next run resumes from the cursor");
+                failures.push(e);
+            }
+        }
+    }
+    if failures.is_empty() {
+        Ok(summary)
+    } else {
+        Err(InventorySyncError::StoresFailed { total, failures })
+    }
+}
+
+fn log_report(r: &MirrorReport) {
+    if r.outcome == RunOutcome::SyncOff {
+        tracing::debug!(
+            store_id = r.store_id,
+            "sync_inventory is off; store skipped"
+        );
+        return;
+    }
+    // SKU samples are product codes, not personal data.
+    tracing::info!(
+        store_id = r.store_id,
+        outcome = ?r.outcome,
+        deferred_reason = r.deferred_reason.as_deref(),
+        inventory_cursor_from = r.inventory_cursor_from,
+        inventory_cursor_to = r.inventory_cursor_to,
+        products_cursor_to = r.products_cursor_to,
+        records = r.records,
+        written = r.written,
+        unchanged = r.unchanged,
+        unlinked = r.unlinked,
+        ambiguous = r.ambiguous,
+        rejected = r.rejected,
+        unlinked_skus = ?r.unlinked_skus,
+        ambiguous_skus = ?r.ambiguous_skus,
+        lightspeed_requests = r.lightspeed_requests,
+        ecwid_requests = r.ecwid_requests,
+        elapsed_ms = r.elapsed_ms,
+        "inventory mirrored"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{sandbox_and_store, sandbox_mirror};
+    use els_core::Settings;
+    use els_sandbox::{Fault, FaultKind, Route};
+
+    fn scheduled_event() -> EventBridgeEvent {
+        serde_json::from_str(include_str!(
+            "../../../infra/events/inventory-sync.scheduled.json"
+        ))
+        .expect("sample scheduled event parses")
+    }
+
+    /// The Ecwid stock of the seeded mug, and a way to set its Lightspeed level at the
+    /// register's outlet.
+    fn mug_ecwid_stock(sb: &els_sandbox::Sandbox) -> Option<rust_decimal::Decimal> {
+        sb.ecwid_stock(sb.ids().mug.ecwid_id(), None)
+    }
+
+    fn set_mug_level(sb: &els_sandbox::Sandbox, level: u32) {
+        let ids = sb.ids();
+        sb.set_ls_inventory(ids.mug.ls_id(), &ids.outlet_id, level);
+    }
+
+    #[test]
+    fn sample_event_is_a_scheduled_event() {
+        let event = scheduled_event();
+        assert_eq!(event.source, "aws.events");
+        assert_eq!(event.detail_type, "Scheduled Event");
+    }
+
+    #[tokio::test]
+    async fn scheduled_run_mirrors_the_outlet_level_to_ecwid() {
+        let (sb, store) = sandbox_and_store().await;
+        set_mug_level(&sb, 7);
+
+        let summary = sync_all_inventory(&sandbox_mirror(&sb, &store), scheduled_event())
+            .await
+            .expect("run succeeds");
+
+        assert_eq!(summary.reports.len(), 1);
+        assert_eq!(summary.reports[0].outcome, RunOutcome::Completed);
+        assert_eq!(mug_ecwid_stock(&sb), Some(7.into()));
+    }
+
+    #[tokio::test]
+    async fn sync_off_store_is_left_alone_and_succeeds() {
+        let (sb, store) = sandbox_and_store().await;
+        let mut conn = crate::testing::sandbox_connection(&sb);
+        conn.settings = Settings {
+            sync_inventory: false,
+            ..Settings::default()
+        };
+        conn.version += 1;
+        store
+            .put_connection(&conn, Some(1))
+            .await
+            .expect("setting stored");
+        set_mug_level(&sb, 7);
+
+        let summary = sync_all_inventory(&sandbox_mirror(&sb, &store), scheduled_event())
+            .await
+            .expect("run succeeds");
+
+        assert_eq!(summary.reports[0].outcome, RunOutcome::SyncOff);
+        assert_eq!(mug_ecwid_stock(&sb), Some(30.into()), "unchanged");
+    }
+
+    #[tokio::test]
+    async fn failed_store_run_fails_the_invocation_for_a_retry() {
+        let (sb, store) = sandbox_and_store().await;
+        // More 503s than the mirror's own retries: the run gives up on this page.
+        sb.inject(Fault::times(Route::LsAny, FaultKind::Status(503), 50));
+
+        let err = sync_all_inventory(&sandbox_mirror(&sb, &store), scheduled_event())
+            .await
+            .expect_err("the run must be retried");
+
+        let InventorySyncError::StoresFailed { total, failures } = &err else {
+            panic!("unexpected error {err}");
+        };
+        assert_eq!((*total, failures.len()), (1, 1));
+        assert!(err.to_string().contains("store 1003"), "{err}");
+        let diagnostic = lambda_runtime::Diagnostic::from(err);
+        assert_eq!(diagnostic.error_type, "InventoryMirrorFailed");
+    }
+}

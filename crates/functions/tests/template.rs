@@ -1,0 +1,576 @@
+//! `template.yaml`, read as data: least-privilege IAM for each function, no secret in the
+//! configuration, and the settings the functions' code relies on (queue, schedule, alarms).
+//!
+//! `sam validate --lint` (in `tests/run.sh`) checks that the template is valid; these tests
+//! check that it says what the code needs, and nothing more.
+
+use els_functions::config::INVENTORY_LEASE;
+use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The template as JSON, CloudFormation's short-form tags turned into their long form
+/// (`!Ref X` → `{"Ref": "X"}`, `!GetAtt A.B` → `{"Fn::GetAtt": ["A", "B"]}`, ...).
+fn template() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml");
+    let text = std::fs::read_to_string(path).expect("template.yaml is readable");
+    let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("template.yaml parses");
+    to_json(yaml)
+}
+
+fn to_json(yaml: serde_yaml_ng::Value) -> Value {
+    use serde_yaml_ng::Value as Y;
+    match yaml {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => serde_json::to_value(n).expect("number"),
+        Y::String(s) => Value::String(s),
+        Y::Sequence(items) => Value::Array(items.into_iter().map(to_json).collect()),
+        Y::Mapping(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let key = k.as_str().expect("string keys").to_string();
+                    (key, to_json(v))
+                })
+                .collect(),
+        ),
+        Y::Tagged(tagged) => {
+            let tag = tagged.tag.to_string();
+            let name = tag.trim_start_matches('!');
+            let value = to_json(tagged.value);
+            match name {
+                "Ref" | "Condition" => json!({ name: value }),
+                "GetAtt" => {
+                    let dotted = value.as_str().expect("!GetAtt Resource.Attribute");
+                    let (resource, attribute) = dotted.split_once('.').expect("A.B");
+                    json!({ "Fn::GetAtt": [resource, attribute] })
+                }
+                other => json!({ format!("Fn::{other}"): value }),
+            }
+        }
+    }
+}
+
+fn resources(t: &Value) -> &Map<String, Value> {
+    t["Resources"].as_object().expect("Resources")
+}
+
+fn of_type<'a>(t: &'a Value, kind: &str) -> Vec<(&'a str, &'a Value)> {
+    resources(t)
+        .iter()
+        .filter(|(_, r)| r["Type"] == kind)
+        .map(|(name, r)| (name.as_str(), r))
+        .collect()
+}
+
+/// A statement list with `Fn::If` entries expanded to both branches (an absent branch,
+/// `AWS::NoValue`, dropped): a condition may add a statement, and both must be checked.
+fn statements(policy_document: &Value) -> Vec<&Value> {
+    as_list(&policy_document["Statement"])
+        .into_iter()
+        .flat_map(expand_if)
+        .collect()
+}
+
+/// One statement entry: itself, or the present branches of its `Fn::If`.
+fn expand_if(entry: &Value) -> Vec<&Value> {
+    match entry.get("Fn::If") {
+        Some(branches) => branches.as_array().expect("[cond, then, else]")[1..]
+            .iter()
+            .filter(|b| b.get("Ref") != Some(&json!("AWS::NoValue")))
+            .collect(),
+        None => vec![entry],
+    }
+}
+
+fn as_list(v: &Value) -> Vec<&Value> {
+    match v {
+        Value::Array(items) => items.iter().collect(),
+        Value::Null => Vec::new(),
+        one => vec![one],
+    }
+}
+
+/// Every policy statement granted to a function's role: (role, policy, statement).
+fn role_statements(t: &Value) -> Vec<(&str, &str, &Value)> {
+    let mut out = Vec::new();
+    for (role, r) in of_type(t, "AWS::IAM::Role") {
+        for policy in as_list(&r["Properties"]["Policies"]) {
+            let name = policy["PolicyName"].as_str().expect("PolicyName");
+            for s in statements(&policy["PolicyDocument"]) {
+                out.push((role, name, s));
+            }
+        }
+    }
+    out
+}
+
+fn is_log_group_arn(t: &Value, resource: &Value) -> bool {
+    resource["Fn::GetAtt"][1] == "Arn"
+        && resource["Fn::GetAtt"][0]
+            .as_str()
+            .is_some_and(|r| resources(t)[r]["Type"] == "AWS::Logs::LogGroup")
+}
+
+/// The wildcard that AWS requires, and the only one allowed: a log group's ARN
+/// (`!GetAtt <LogGroup>.Arn`) resolves to `arn:…:log-group:<name>:*`, which covers that
+/// group's log streams. Lambda creates a stream per execution environment with a name
+/// chosen at run time, so `logs:CreateLogStream` / `logs:PutLogEvents` cannot name them.
+/// The exception holds only for those two actions on the function's own log group.
+const LOG_STREAM_ACTIONS: [&str; 2] = ["logs:CreateLogStream", "logs:PutLogEvents"];
+
+#[test]
+fn no_function_policy_has_a_wildcard_action_or_resource() {
+    let t = template();
+    assert!(
+        role_statements(&t).len() >= 10,
+        "policies found: {}",
+        role_statements(&t).len()
+    );
+    let violations = wildcard_violations(&t);
+    assert!(violations.is_empty(), "{violations:#?}");
+}
+
+/// The check above catches what it claims to, on a role written to break each rule.
+#[test]
+fn the_wildcard_check_catches_each_kind_of_wildcard() {
+    let bad = json!({
+        "Resources": {
+            "Group": { "Type": "AWS::Logs::LogGroup" },
+            "BadRole": {
+                "Type": "AWS::IAM::Role",
+                "Properties": { "Policies": [{ "PolicyName": "bad", "PolicyDocument": { "Statement": [
+                    { "Sid": "A", "Effect": "Allow", "Action": "s3:*", "Resource": "arn:aws:s3:::b" },
+                    { "Sid": "R", "Effect": "Allow", "Action": "s3:GetObject", "Resource": "*" },
+                    { "Sid": "S", "Effect": "Allow", "Action": "s3:GetObject", "Resource": { "Fn::Sub": "arn:aws:s3:::${B}/*" } },
+                    { "Sid": "N", "Effect": "Allow", "NotAction": "iam:*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b" },
+                    { "Sid": "L", "Effect": "Allow", "Action": "logs:DeleteLogGroup", "Resource": { "Fn::GetAtt": ["Group", "Arn"] } },
+                    { "Fn::If": ["C", { "Sid": "I", "Effect": "Allow", "Action": "*", "Resource": "arn:aws:s3:::b" }, { "Ref": "AWS::NoValue" }] },
+                    { "Sid": "OK", "Effect": "Allow", "Action": "logs:PutLogEvents", "Resource": { "Fn::GetAtt": ["Group", "Arn"] } }
+                ] } }] }
+            }
+        }
+    });
+    let found = wildcard_violations(&bad);
+    for sid in ["/A:", "/R:", "/S:", "/N:", "/L:", "/I:"] {
+        assert!(
+            found.iter().any(|v| v.contains(sid)),
+            "{sid} not caught: {found:#?}"
+        );
+    }
+    assert!(!found.iter().any(|v| v.contains("/OK:")), "{found:#?}");
+}
+
+/// Every wildcard grant in the template's roles, as `role/policy/Sid: what`.
+fn wildcard_violations(t: &Value) -> Vec<String> {
+    let mut violations = Vec::new();
+    for (role, policy, s) in role_statements(t) {
+        let sid = s["Sid"].as_str().unwrap_or("(no Sid)");
+        let at = format!("{role}/{policy}/{sid}");
+        if s["Effect"] != "Allow" {
+            continue;
+        }
+        for forbidden in ["NotAction", "NotResource"] {
+            if s.get(forbidden).is_some() {
+                violations.push(format!("{at}: {forbidden} grants everything else"));
+            }
+        }
+        let actions = as_list(&s["Action"]);
+        assert!(!actions.is_empty(), "{at}: no Action");
+        for a in &actions {
+            let a = a
+                .as_str()
+                .unwrap_or_else(|| panic!("{at}: Action {a} not a string"));
+            if a.contains('*') {
+                violations.push(format!("{at}: wildcard action {a}"));
+            }
+        }
+        let resources = as_list(&s["Resource"]);
+        assert!(!resources.is_empty(), "{at}: no Resource");
+        for r in resources {
+            // A literal, or the text of a !Sub: either may spell a wildcard.
+            let text = r.as_str().or_else(|| r["Fn::Sub"].as_str());
+            if text.is_some_and(|x| x.contains('*')) {
+                violations.push(format!("{at}: wildcard resource {r}"));
+            }
+            if is_log_group_arn(t, r) {
+                let only_streams = actions
+                    .iter()
+                    .all(|a| LOG_STREAM_ACTIONS.contains(&a.as_str().unwrap_or_default()));
+                if !only_streams {
+                    violations.push(format!(
+                        "{at}: a log group ARN ends in :* and is allowed for {LOG_STREAM_ACTIONS:?} only"
+                    ));
+                }
+            }
+        }
+    }
+    violations
+}
+
+/// `role → {action → resources}` as the template grants them, with conditional grants
+/// marked `(if Condition)`.
+fn grants(t: &Value) -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>> {
+    let mut out: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+    for (role, r) in of_type(t, "AWS::IAM::Role") {
+        for policy in as_list(&r["Properties"]["Policies"]) {
+            for entry in as_list(&policy["PolicyDocument"]["Statement"]) {
+                let condition = match entry.get("Fn::If") {
+                    Some(b) => format!(" (if {})", b[0].as_str().expect("condition name")),
+                    None => String::new(),
+                };
+                for s in expand_if(entry) {
+                    for a in as_list(&s["Action"]) {
+                        let set = out
+                            .entry(role.to_string())
+                            .or_default()
+                            .entry(format!("{}{condition}", a.as_str().expect("action")))
+                            .or_default();
+                        for res in as_list(&s["Resource"]) {
+                            set.insert(res.to_string());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Each function gets exactly the actions its code calls (see the comments in the
+/// template), each on its one resource. A change to what the code calls must show here.
+#[test]
+fn each_function_is_granted_exactly_what_its_code_calls() {
+    let t = template();
+    let got = grants(&t);
+    let getatt = |r: &str, a: &str| json!({ "Fn::GetAtt": [r, a] }).to_string();
+    let table = getatt("StateTable", "Arn");
+    let queue = getatt("WorkQueue", "Arn");
+    let parameter = json!({
+        "Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${EcwidClientSecretParameter}"
+    })
+    .to_string();
+    let kms_key = json!({ "Ref": "EcwidClientSecretKmsKeyArn" }).to_string();
+
+    let expect = |pairs: &[(&str, &str)]| -> BTreeMap<String, BTreeSet<String>> {
+        pairs
+            .iter()
+            .map(|(a, r)| (a.to_string(), BTreeSet::from([r.to_string()])))
+            .collect()
+    };
+    let logs = |group: &str| {
+        let arn = getatt(group, "Arn");
+        [
+            ("logs:CreateLogStream", arn.clone()),
+            ("logs:PutLogEvents", arn),
+        ]
+    };
+    let with_logs = |group: &str, rest: &[(&str, &str)]| {
+        let mut m = expect(rest);
+        for (a, r) in logs(group) {
+            m.insert(a.to_string(), BTreeSet::from([r]));
+        }
+        m
+    };
+
+    assert_eq!(
+        got["WebhookIngestRole"],
+        with_logs(
+            "WebhookIngestLogGroup",
+            &[
+                ("dynamodb:GetItem", &table),
+                ("sqs:SendMessage", &queue),
+                ("ssm:GetParameter", &parameter),
+                ("kms:Decrypt (if HasSecretKmsKey)", &kms_key),
+            ]
+        )
+    );
+    assert_eq!(
+        got["SalePosterRole"],
+        with_logs(
+            "SalePosterLogGroup",
+            &[
+                ("dynamodb:GetItem", &table),
+                ("dynamodb:PutItem", &table),
+                // The PENDING# item's Delete inside the ledger's TransactWriteItems.
+                ("dynamodb:DeleteItem", &table),
+                ("sqs:ReceiveMessage", &queue),
+                ("sqs:DeleteMessage", &queue),
+                ("sqs:GetQueueAttributes", &queue),
+                ("sqs:ChangeMessageVisibility", &queue),
+            ]
+        )
+    );
+    assert_eq!(
+        got["InventorySyncRole"],
+        with_logs(
+            "InventorySyncLogGroup",
+            &[
+                ("dynamodb:GetItem", &table),
+                ("dynamodb:PutItem", &table),
+                ("dynamodb:Query", &table),
+                ("dynamodb:Scan", &table),
+                ("dynamodb:BatchGetItem", &table),
+                ("dynamodb:BatchWriteItem", &table),
+            ]
+        )
+    );
+    assert_eq!(got.len(), 3, "one role per function: {:?}", got.keys());
+
+    // kms:Decrypt, when granted, only through SSM.
+    let kms = role_statements(&t)
+        .into_iter()
+        .find(|(_, _, s)| s["Sid"] == "DecryptClientSecret")
+        .expect("the optional KMS statement")
+        .2;
+    assert_eq!(
+        kms["Condition"]["StringEquals"]["kms:ViaService"],
+        json!({ "Fn::Sub": "ssm.${AWS::Region}.${AWS::URLSuffix}" })
+    );
+}
+
+/// SAM's generated roles attach AWS managed policies (logs on "*"); every function has its
+/// own explicit role instead, and no role carries a managed policy.
+#[test]
+fn functions_have_their_own_roles_without_managed_policies() {
+    let t = template();
+    let functions = of_type(&t, "AWS::Serverless::Function");
+    assert_eq!(functions.len(), 3);
+    let mut roles = BTreeSet::new();
+    for (name, f) in &functions {
+        let p = &f["Properties"];
+        assert!(p.get("Policies").is_none(), "{name}: SAM Policies");
+        let role = p["Role"]["Fn::GetAtt"][0]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: Role is not !GetAtt <Role>.Arn"));
+        assert_eq!(resources(&t)[role]["Type"], "AWS::IAM::Role", "{name}");
+        assert!(roles.insert(role), "{name} shares role {role}");
+        // Its Logs statement names its own log group.
+        let group = p["LoggingConfig"]["LogGroup"]["Ref"]
+            .as_str()
+            .expect("LogGroup");
+        let logs = role_statements(&t)
+            .into_iter()
+            .find(|(r, _, s)| *r == role && s["Sid"] == "Logs")
+            .unwrap_or_else(|| panic!("{role}: no Logs statement"))
+            .2;
+        assert_eq!(logs["Resource"]["Fn::GetAtt"][0], group, "{role}");
+    }
+    for (name, r) in of_type(&t, "AWS::IAM::Role") {
+        let p = &r["Properties"];
+        assert!(p.get("ManagedPolicyArns").is_none(), "{name}");
+        let trust = statements(&p["AssumeRolePolicyDocument"]);
+        assert_eq!(trust.len(), 1, "{name}");
+        assert_eq!(trust[0]["Principal"]["Service"], "lambda.amazonaws.com");
+    }
+    for kind in ["AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"] {
+        assert!(of_type(&t, kind).is_empty(), "no free-standing {kind}");
+    }
+}
+
+/// The client_secret is an SSM parameter's name in the template, never a value: no
+/// parameter takes it and no function's environment holds it.
+#[test]
+fn no_secret_is_a_template_parameter_or_an_environment_value() {
+    let t = template();
+    let params = t["Parameters"].as_object().expect("Parameters");
+    for (name, p) in params {
+        assert!(
+            p.get("NoEcho").is_none(),
+            "{name}: a secret as a parameter value"
+        );
+        assert!(!name.eq_ignore_ascii_case("EcwidClientSecret"), "{name}");
+    }
+    let secret_param = &params["EcwidClientSecretParameter"];
+    assert!(
+        secret_param["Default"]
+            .as_str()
+            .is_some_and(|d| d.starts_with('/')),
+        "a parameter name (its ARN is built as parameter${{Name}})"
+    );
+
+    let mut envs = vec![(
+        "Globals",
+        &t["Globals"]["Function"]["Environment"]["Variables"],
+    )];
+    for (name, f) in of_type(&t, "AWS::Serverless::Function") {
+        envs.push((name, &f["Properties"]["Environment"]["Variables"]));
+    }
+    for (owner, vars) in envs {
+        for (var, value) in vars.as_object().expect("Variables") {
+            let upper = var.to_ascii_uppercase();
+            let secretish = ["SECRET", "TOKEN", "PASSWORD", "KEY"]
+                .iter()
+                .any(|w| upper.contains(w));
+            if secretish {
+                assert!(
+                    upper.ends_with("_PARAMETER"),
+                    "{owner}: {var} looks like a secret value"
+                );
+                assert_eq!(value["Ref"], "EcwidClientSecretParameter", "{owner}: {var}");
+            }
+        }
+    }
+}
+
+fn function<'a>(t: &'a Value, name: &str) -> &'a Value {
+    &resources(t)[name]["Properties"]
+}
+
+fn number(v: &Value) -> u64 {
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or_else(|| panic!("{v} is not a number"))
+}
+
+#[test]
+fn functions_are_arm64_al2023_cargo_lambda_builds_with_limits_and_json_logs() {
+    let t = template();
+    let globals = &t["Globals"]["Function"];
+    assert_eq!(globals["Runtime"], "provided.al2023");
+    assert_eq!(globals["Architectures"], json!(["arm64"]));
+    assert_eq!(globals["Handler"], "bootstrap");
+    let mut binaries = BTreeSet::new();
+    for (name, f) in of_type(&t, "AWS::Serverless::Function") {
+        assert_eq!(f["Metadata"]["BuildMethod"], "rust-cargolambda", "{name}");
+        let binary = f["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .expect("Binary");
+        let source = format!("{}/src/bin/{binary}.rs", env!("CARGO_MANIFEST_DIR"));
+        assert!(std::path::Path::new(&source).exists(), "{name}: {source}");
+        binaries.insert(binary);
+        let p = &f["Properties"];
+        assert!(number(&p["Timeout"]) > 0, "{name}: Timeout");
+        assert!(number(&p["MemorySize"]) >= 128, "{name}: MemorySize");
+        assert_eq!(p["LoggingConfig"]["LogFormat"], "JSON", "{name}");
+    }
+    assert_eq!(
+        binaries,
+        BTreeSet::from(["webhook-ingest", "sale-poster", "inventory-sync"])
+    );
+}
+
+#[test]
+fn queue_redrive_and_event_source_match_what_the_poster_assumes() {
+    let t = template();
+    let params = &t["Parameters"];
+    let poster = function(&t, "SalePosterFunction");
+    let poster_timeout = number(&poster["Timeout"]);
+    let queue = &resources(&t)["WorkQueue"]["Properties"];
+    assert_eq!(queue["FifoQueue"], true);
+    assert!(
+        number(&queue["VisibilityTimeout"]) >= 6 * poster_timeout,
+        "visibility timeout at least 6 x the poster's timeout"
+    );
+    let max_receives = json!({ "Ref": "MaxReceiveCount" });
+    assert_eq!(queue["RedrivePolicy"]["maxReceiveCount"], max_receives);
+    assert_eq!(
+        queue["RedrivePolicy"]["deadLetterTargetArn"],
+        json!({ "Fn::GetAtt": ["DeadLetterQueue", "Arn"] })
+    );
+    assert_eq!(
+        poster["Environment"]["Variables"]["MAX_RECEIVE_COUNT"], max_receives,
+        "the poster parks on the queue's last receive"
+    );
+    assert!(
+        number(&params["LeaseSeconds"]["MinValue"]) > poster_timeout,
+        "a ledger lease outlives an attempt"
+    );
+
+    let esm = &poster["Events"]["WorkQueueMessages"];
+    assert_eq!(esm["Type"], "SQS");
+    let p = &esm["Properties"];
+    assert_eq!(
+        p["FunctionResponseTypes"],
+        json!(["ReportBatchItemFailures"])
+    );
+    assert_eq!(p["BatchSize"], json!({ "Ref": "PosterBatchSize" }));
+    assert!(number(&params["PosterBatchSize"]["MaxValue"]) <= 10, "FIFO");
+    assert_eq!(
+        p["ScalingConfig"]["MaximumConcurrency"],
+        json!({ "Ref": "PosterMaximumConcurrency" })
+    );
+}
+
+#[test]
+fn inventory_runs_on_a_parameterised_schedule_within_its_timeout_and_lease() {
+    let t = template();
+    let params = &t["Parameters"];
+    assert_eq!(params["InventorySyncSchedule"]["Default"], "rate(1 minute)");
+    let f = function(&t, "InventorySyncFunction");
+    let schedule = &f["Events"]["InventorySchedule"];
+    assert_eq!(schedule["Type"], "Schedule");
+    assert_eq!(
+        schedule["Properties"]["Schedule"],
+        json!({ "Ref": "InventorySyncSchedule" })
+    );
+    let timeout = number(&f["Timeout"]);
+    let max_run = number(&params["InventoryMaxRunSeconds"]["MaxValue"]);
+    assert!(
+        max_run + 10 <= timeout,
+        "a page still fits after the budget"
+    );
+    assert!(
+        timeout < INVENTORY_LEASE.as_secs(),
+        "a live run keeps its lease"
+    );
+    assert_eq!(f["EventInvokeConfig"]["MaximumRetryAttempts"], 0);
+    assert!(
+        f["Environment"]["Variables"].get("QUEUE_URL").is_none(),
+        "inventory-sync has no queue"
+    );
+}
+
+#[test]
+fn alarms_watch_the_dlq_the_queue_age_and_every_function() {
+    let t = template();
+    let alarms = of_type(&t, "AWS::CloudWatch::Alarm");
+    let watches = |metric: &str, dimension: Value| {
+        alarms.iter().any(|(_, a)| {
+            let p = &a["Properties"];
+            p["MetricName"] == metric
+                && as_list(&p["Dimensions"])
+                    .iter()
+                    .any(|d| d["Value"] == dimension)
+        })
+    };
+    assert!(watches(
+        "ApproximateNumberOfMessagesVisible",
+        json!({ "Fn::GetAtt": ["DeadLetterQueue", "QueueName"] })
+    ));
+    assert!(watches(
+        "ApproximateAgeOfOldestMessage",
+        json!({ "Fn::GetAtt": ["WorkQueue", "QueueName"] })
+    ));
+    for (name, _) in of_type(&t, "AWS::Serverless::Function") {
+        assert!(watches("Errors", json!({ "Ref": name })), "{name} Errors");
+    }
+    let notify = json!({ "Fn::If": ["HasAlarmTopic", [{ "Ref": "AlarmTopicArn" }], { "Ref": "AWS::NoValue" }] });
+    for (name, a) in &alarms {
+        assert_eq!(a["Properties"]["AlarmActions"], notify, "{name}");
+    }
+    assert_eq!(t["Parameters"]["AlarmTopicArn"]["Default"], "");
+}
+
+#[test]
+fn table_is_on_demand_with_ttl_recovery_and_encryption() {
+    let t = template();
+    let table = &resources(&t)["StateTable"];
+    assert_eq!(table["DeletionPolicy"], "Retain");
+    let p = &table["Properties"];
+    assert_eq!(p["BillingMode"], "PAY_PER_REQUEST");
+    assert_eq!(p["TimeToLiveSpecification"]["Enabled"], true);
+    assert_eq!(
+        p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
+        true
+    );
+    assert_eq!(p["SSESpecification"]["SSEEnabled"], true);
+}
+
+#[test]
+fn every_parameter_is_documented() {
+    let t = template();
+    for (name, p) in t["Parameters"].as_object().expect("Parameters") {
+        let doc = p["Description"].as_str().unwrap_or_default();
+        assert!(doc.len() >= 20, "{name}: describe it");
+    }
+}
