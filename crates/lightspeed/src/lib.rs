@@ -208,14 +208,15 @@ impl LightspeedClient {
         })
     }
 
-    async fn get<T: serde::de::DeserializeOwned>(
+    /// Sends an authenticated GET. A GET has no side effect, so any transport failure is
+    /// simply retryable.
+    async fn send_get(
         &self,
         conn: &Connection,
         path: &str,
         query: &[(&str, String)],
-    ) -> Result<T, ApiError> {
-        let resp = self
-            .http
+    ) -> Result<reqwest::Response, ApiError> {
+        self.http
             .get(format!("{}{path}", self.base_url(conn)))
             .query(query)
             .bearer_auth(conn.lightspeed.access_token.expose())
@@ -231,7 +232,16 @@ impl LightspeedClient {
                         "connection failed"
                     }
                 ),
-            })?;
+            })
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        conn: &Connection,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, ApiError> {
+        let resp = self.send_get(conn, path, query).await?;
         Self::read(resp, path).await
     }
 
@@ -283,24 +293,7 @@ impl LightspeedClient {
         path: &str,
         query: &[(&str, String)],
     ) -> Result<FeedPage<T>, ApiError> {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base_url(conn)))
-            .query(query)
-            .bearer_auth(conn.lightspeed.access_token.expose())
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| ApiError::Unavailable {
-                detail: format!(
-                    "GET {path}: {}",
-                    if e.is_timeout() {
-                        "timed out"
-                    } else {
-                        "connection failed"
-                    }
-                ),
-            })?;
+        let resp = self.send_get(conn, path, query).await?;
         let remaining = resp
             .headers()
             .get("x-ratelimit-remaining")
