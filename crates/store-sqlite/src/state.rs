@@ -48,6 +48,40 @@ fn cursor_key(store_id: u64) -> String {
     format!("STORE#{store_id}/CURSOR#inventory")
 }
 
+const CATALOG_LINKS_BY_ID: &str =
+    "SELECT item FROM catalog_links WHERE store_id = ?1 AND ls_product_id = ?2";
+const PUSHED_STOCK_BY_ID: &str =
+    "SELECT item FROM pushed_stock WHERE store_id = ?1 AND ls_product_id = ?2";
+
+impl SqliteStore {
+    /// The items of one per-Lightspeed-product table (`select` takes store id and product id)
+    /// for the given ids, each id read once whatever the caller passed.
+    async fn items_by_ls_product_id<T: DeserializeOwned + Send + 'static>(
+        &self,
+        select: &'static str,
+        store_id: u64,
+        lightspeed_product_ids: &[String],
+        key: fn(u64, &str) -> String,
+    ) -> Result<Vec<T>, Failure> {
+        let ids: std::collections::BTreeSet<String> =
+            lightspeed_product_ids.iter().cloned().collect();
+        self.run(move |conn, _| {
+            let mut stmt = conn.prepare_cached(select)?;
+            let mut out = Vec::new();
+            for id in &ids {
+                let json: Option<String> = stmt
+                    .query_row(params![to_sql_int(store_id), id], |r| r.get(0))
+                    .optional()?;
+                if let Some(j) = json {
+                    out.push(decode(&j, &key(store_id, id))?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
 fn link_key(store_id: u64, ls_product_id: &str) -> String {
     format!("STORE#{store_id}/LSPRODUCT#{ls_product_id}")
 }
@@ -370,25 +404,13 @@ impl StateStore for SqliteStore {
         store_id: u64,
         lightspeed_product_ids: &[String],
     ) -> Result<Vec<CatalogLink>, StoreError> {
-        // Each id once, whatever the caller passed.
-        let ids: std::collections::BTreeSet<String> =
-            lightspeed_product_ids.iter().cloned().collect();
         Ok(self
-            .run(move |conn, _| {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT item FROM catalog_links WHERE store_id = ?1 AND ls_product_id = ?2",
-                )?;
-                let mut out = Vec::new();
-                for id in &ids {
-                    let json: Option<String> = stmt
-                        .query_row(params![to_sql_int(store_id), id], |r| r.get(0))
-                        .optional()?;
-                    if let Some(j) = json {
-                        out.push(decode(&j, &link_key(store_id, id))?);
-                    }
-                }
-                Ok(out)
-            })
+            .items_by_ls_product_id(
+                CATALOG_LINKS_BY_ID,
+                store_id,
+                lightspeed_product_ids,
+                link_key,
+            )
             .await?)
     }
 
@@ -481,25 +503,13 @@ impl StateStore for SqliteStore {
         store_id: u64,
         lightspeed_product_ids: &[String],
     ) -> Result<Vec<PushedStock>, StoreError> {
-        // Each id once, whatever the caller passed.
-        let ids: std::collections::BTreeSet<String> =
-            lightspeed_product_ids.iter().cloned().collect();
         Ok(self
-            .run(move |conn, _| {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT item FROM pushed_stock WHERE store_id = ?1 AND ls_product_id = ?2",
-                )?;
-                let mut out = Vec::new();
-                for id in &ids {
-                    let json: Option<String> = stmt
-                        .query_row(params![to_sql_int(store_id), id], |r| r.get(0))
-                        .optional()?;
-                    if let Some(j) = json {
-                        out.push(decode(&j, &stock_key(store_id, id))?);
-                    }
-                }
-                Ok(out)
-            })
+            .items_by_ls_product_id(
+                PUSHED_STOCK_BY_ID,
+                store_id,
+                lightspeed_product_ids,
+                stock_key,
+            )
             .await?)
     }
 
