@@ -19,7 +19,9 @@ Checks, each a hard failure (non-zero exit) on any mismatch:
  4. poster, 429: a rate-limited sale POST is a batch item failure; the message comes back
     after Retry-After (seconds, not the queue's 360 s visibility timeout), then posts.
  5. poster, last receive: a message on its MAX_RECEIVE_COUNT-th receive whose post still
-    fails is settled and the order is PARKED as DEAD_LETTERED with the last error.
+    fails is a batch item failure, the order is PARKED as DEAD_LETTERED with the last error,
+    and SQS moves the message to the DLQ; `els replay --dlq` (the real binary) puts it back
+    and the poster then posts it once, leaving the DLQ empty.
 
 Usage (tests/run.sh does this; els-functions alone, with the features `cargo lambda watch`
 resolves, so the watch does not rebuild it):
@@ -358,8 +360,8 @@ def main():
     check(len(last) == 1 and last[0]["Attributes"]["ApproximateReceiveCount"] == str(MAX_RECEIVES),
           f"receive number {MAX_RECEIVES}: {last}")
     r = invoke("sale-poster", sqs_event(last), invoke_port)
-    check(r == {"batchItemFailures": []}, f"last receive: the record is settled, got {r}")
-    sqs.delete_message(QueueUrl=queue, ReceiptHandle=last[0]["ReceiptHandle"])
+    check(r == {"batchItemFailures": [{"itemIdentifier": last[0]["MessageId"]}]},
+          f"last receive: the record is a batch item failure, got {r}")
     http("DELETE", f"{sb}/_sandbox/faults")
     item = ledger(order3)
     reason = item.get("reason", {}).get("M", {})
@@ -367,7 +369,30 @@ def main():
           f"order {order3}: expected PARKED / DEAD_LETTERED, got {item['state']} {reason}")
     check("503" in reason.get("message", {}).get("S", ""), f"the last error is kept: {reason}")
     check(len(sales()) == 2, "no sale for the parked order")
-    step(f"poster last receive: order {order3} PARKED (DEAD_LETTERED), message settled")
+    # The handler made it visible at once: the next receive moves it to the DLQ.
+    check(receive() == [], "the message is not delivered a sixth time")
+
+    def dlq_depth():
+        a = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages",
+                                                                     "ApproximateNumberOfMessagesNotVisible"])
+        return sum(int(v) for v in a["Attributes"].values())
+    check(dlq_depth() == 1, f"the message is in the DLQ ({dlq_depth()})")
+    replay = subprocess.run(
+        [os.path.join(TARGET, "debug", "els"), "replay", "--backend", "aws", "--table", table,
+         "--queue-url", queue, "--dlq"],
+        capture_output=True, text=True, cwd=ROOT, timeout=60, env={**os.environ, **aws_env})
+    check(replay.returncode == 0 and f"{STORE}/{order3}" in replay.stdout,
+          f"els replay --dlq:\n{replay.stdout}{replay.stderr}")
+    check(dlq_depth() == 0, "the DLQ is empty after the replay")
+    replayed = receive()
+    check(len(replayed) == 1, f"one replay message on the queue: {replayed}")
+    r = invoke("sale-poster", sqs_event(replayed), invoke_port)
+    check(r == {"batchItemFailures": []}, f"replayed: {r}")
+    sqs.delete_message(QueueUrl=queue, ReceiptHandle=replayed[0]["ReceiptHandle"])
+    check(ledger(order3)["state"]["S"] == "POSTED", f"order {order3} POSTED after the replay")
+    check(len(sales()) == 3, f"one sale for the replayed order, got {len(sales()) - 2}")
+    step(f"poster last receive: order {order3} PARKED (DEAD_LETTERED), message in the DLQ; "
+         "els replay --dlq posted it once")
 
     print(f"Lambda end to end: 5 checks passed in {time.time() - started:.1f} s")
 

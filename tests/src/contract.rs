@@ -13,7 +13,9 @@ use els_core::inventory::{
 use els_core::ledger::{
     self, ClaimDecision, LedgerEntry, LedgerLine, OrderKey, OrderState, Outcome, Reason,
 };
-use els_core::ports::{Delivery, OrderMessage, ProductLink};
+use els_core::ports::{
+    Delivery, EventRecordOutcome, OrderMessage, ProductLink, WebhookEventRecord,
+};
 use els_core::{
     Connection, LightspeedAccount, ReasonCode, Secret, Settings, StateStore, StoreError, WorkQueue,
 };
@@ -37,6 +39,7 @@ pub fn sample_connection(store_id: u64) -> Connection {
             access_token: Secret::new("lsxs_at_1"),
             refresh_token: Some(Secret::new("lsxs_rt_1")),
             expires_at: Some(Utc::now()),
+            refresh_lease_until: None,
         },
         register_id: "reg-1".into(),
         outlet_id: "outlet-1".into(),
@@ -1249,4 +1252,104 @@ pub async fn queue_dead_letter_contract<Q: WorkQueue + DeadLetters>(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_nothing_visible(queue, "the dead letter is not delivered again").await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Webhook event records (replay protection, see `els_core::ingest`)
+// ---------------------------------------------------------------------------------------
+
+fn event_record(
+    event_id: &str,
+    store_id: u64,
+    fingerprint: &str,
+    at: DateTime<Utc>,
+) -> WebhookEventRecord {
+    WebhookEventRecord {
+        event_id: event_id.into(),
+        store_id,
+        fingerprint: fingerprint.into(),
+        recorded_at: at,
+        expires_at: at + ChronoDuration::days(7),
+    }
+}
+
+/// `record_webhook_event`: a conditional insert keyed by the event id alone. New, then a
+/// redelivery (same fingerprint) or an alteration (another fingerprint, answered with the
+/// first record, which stays); an expired record counts as absent; concurrent first
+/// deliveries record exactly one. Timestamps are whole seconds (DynamoDB keeps the TTL in
+/// epoch seconds).
+pub async fn webhook_event_contract<S: StateStore>(store: &S) {
+    let t0 = DateTime::from_timestamp(Utc::now().timestamp(), 0).expect("a time");
+    let id = format!("evt-{}", uuid::Uuid::new_v4());
+    let first = event_record(&id, 1003, "fp-a", t0);
+    assert_eq!(
+        store.record_webhook_event(&first).await.unwrap(),
+        EventRecordOutcome::New
+    );
+    let later = t0 + ChronoDuration::hours(1);
+    assert_eq!(
+        store
+            .record_webhook_event(&event_record(&id, 1003, "fp-a", later))
+            .await
+            .unwrap(),
+        EventRecordOutcome::Redelivery
+    );
+    // Another store and fingerprint under the same event id: the record is the event's,
+    // not the store's.
+    assert_eq!(
+        store
+            .record_webhook_event(&event_record(&id, 2002, "fp-b", later))
+            .await
+            .unwrap(),
+        EventRecordOutcome::Altered(first.clone())
+    );
+    // The alteration did not replace the first record.
+    assert_eq!(
+        store
+            .record_webhook_event(&event_record(&id, 1003, "fp-a", later))
+            .await
+            .unwrap(),
+        EventRecordOutcome::Redelivery
+    );
+    // Other event ids are independent.
+    let other = format!("evt-{}", uuid::Uuid::new_v4());
+    assert_eq!(
+        store
+            .record_webhook_event(&event_record(&other, 1003, "fp-b", later))
+            .await
+            .unwrap(),
+        EventRecordOutcome::New
+    );
+
+    // Once expired (at `expires_at` exactly), the id is new again, with whatever it asks.
+    let expired_at = first.expires_at;
+    assert_eq!(
+        store
+            .record_webhook_event(&event_record(&id, 1003, "fp-c", expired_at))
+            .await
+            .unwrap(),
+        EventRecordOutcome::New
+    );
+    let renewed = event_record(&id, 1003, "fp-c", expired_at);
+    assert_eq!(
+        store
+            .record_webhook_event(&event_record(&id, 1003, "fp-a", expired_at))
+            .await
+            .unwrap(),
+        EventRecordOutcome::Altered(renewed)
+    );
+
+    // Concurrent first deliveries: exactly one is new.
+    let racy = format!("evt-{}", uuid::Uuid::new_v4());
+    let records: Vec<WebhookEventRecord> = (0..6)
+        .map(|i| event_record(&racy, 1003, &format!("fp-{}", i % 2), t0))
+        .collect();
+    let outcomes =
+        futures::future::join_all(records.iter().map(|r| store.record_webhook_event(r))).await;
+    let new = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(EventRecordOutcome::New)))
+        .count();
+    assert_eq!(new, 1, "{outcomes:?}");
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
 }

@@ -39,6 +39,9 @@ pub struct HarnessOptions {
     pub visibility: Duration,
     /// The SQLite queue's dead-letter threshold.
     pub max_receives: u32,
+    /// The poster's Lightspeed pacing (default: the poster's reserve, a wait cap below the
+    /// 5 s test lease).
+    pub lightspeed_pacing: els_lightspeed::Pacing,
 }
 
 impl Default for HarnessOptions {
@@ -56,6 +59,10 @@ impl Default for HarnessOptions {
             http_timeout: Duration::from_secs(2),
             visibility: Duration::from_secs(10),
             max_receives: 5,
+            lightspeed_pacing: els_lightspeed::Pacing {
+                reserve: els_lightspeed::POSTER_RESERVE,
+                max_wait: Duration::from_secs(4),
+            },
         }
     }
 }
@@ -106,7 +113,9 @@ impl Harness {
         let poster = SalePoster::new(
             store.clone(),
             EcwidClient::new(sandbox.ecwid_api_url(), opts.http_timeout).unwrap(),
-            LightspeedClient::new(lightspeed_url_template(&sandbox), opts.http_timeout).unwrap(),
+            LightspeedClient::new(lightspeed_url_template(&sandbox), opts.http_timeout)
+                .unwrap()
+                .with_pacing(opts.lightspeed_pacing),
             SystemClock,
             opts.poster.clone(),
         );

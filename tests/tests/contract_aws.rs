@@ -52,6 +52,11 @@ async fn customer_links_on_dynamodb() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn webhook_events_on_dynamodb() {
+    contract::webhook_event_contract(&fresh_table().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn create_table_is_idempotent() {
     let store = fresh_table().await;
     DynamoStore::create_table(store.client(), store.table())

@@ -49,6 +49,12 @@ async fn customer_links() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn webhook_events() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    contract::webhook_event_contract(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn state_store_on_a_file_survives_reopening() {
     let dir = TempDb::new();
     let path = dir.0.join("els.sqlite");

@@ -711,8 +711,16 @@ async fn an_order_failing_on_its_last_delivery_is_parked_with_the_error_and_repl
         reason.message
     );
     assert!(h.sales_for(&order_id).is_empty());
-    // Nothing went to the dead-letter table: the ledger holds the outcome.
-    assert!(h.store.dead_letters().unwrap().is_empty());
+    // The message is left to the queue, which moves it to the dead-letter table
+    // (`els replay --dlq` takes it back; tests/tests/dlq.rs); the ledger holds the outcome.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while h.store.dead_letters().unwrap().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never dead-lettered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // The 5xx may have hidden a committed sale, so the replay searches before posting.
     els_cli::ops::replay_order(&h.store, &h.store, &h.key(&order_id), chrono::Utc::now())

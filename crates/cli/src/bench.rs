@@ -307,3 +307,261 @@ pub async fn run_inventory(dir: &Path, opts: InventoryBenchOptions) -> anyhow::R
     }
     Ok(())
 }
+
+/// `els bench-rate-limit`: a burst of paid orders against the sandbox's Lightspeed rate limit.
+pub struct RateLimitBenchOptions {
+    pub orders: usize,
+    /// Lightspeed requests allowed per window (350 = one register).
+    pub limit: u32,
+    /// The window, scaled down from Lightspeed's 5 minutes.
+    pub window: Duration,
+}
+
+/// What a rate-limit burst achieved.
+pub struct RateLimitBenchReport {
+    pub orders: usize,
+    pub limit: u32,
+    pub window: Duration,
+    pub secs: f64,
+    pub ls_requests: u64,
+    pub ls_rate_limited: u64,
+    pub stats: WindowStats,
+}
+
+/// Request counts over time, read against a sliding-window limit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WindowStats {
+    /// The most requests counted in any window.
+    pub busiest: u64,
+    /// Requests per window from the moment the first window's budget was spent, over as many
+    /// whole windows as the run lasted after it (`None`: not one whole window). The empty
+    /// window at the start gives one free burst, so the overall rate says little.
+    pub steady_per_window: Option<f64>,
+    pub steady_windows: u32,
+}
+
+/// Reads `samples` of `(time, requests so far)` (in time order) against a `window`; the
+/// budget counts as spent at `spent` requests.
+pub fn window_stats(samples: &[(Duration, u64)], window: Duration, spent: u64) -> WindowStats {
+    let count_at = |t: Duration| {
+        samples
+            .iter()
+            .take_while(|(u, _)| *u <= t)
+            .last()
+            .map_or(0, |(_, n)| *n)
+    };
+    let busiest = samples
+        .iter()
+        .map(|(t, n)| n - count_at(t.saturating_sub(window)).min(*n))
+        .max()
+        .unwrap_or(0);
+    let mut stats = WindowStats {
+        busiest,
+        steady_per_window: None,
+        steady_windows: 0,
+    };
+    if let (Some((t_a, n_a)), Some((t_end, _))) =
+        (samples.iter().find(|(_, n)| *n >= spent), samples.last())
+    {
+        let whole = (t_end.saturating_sub(*t_a).as_secs_f64() / window.as_secs_f64()) as u32;
+        if whole >= 1 {
+            let n_b = count_at(*t_a + window * whole);
+            stats.steady_per_window = Some((n_b - n_a) as f64 / f64::from(whole));
+            stats.steady_windows = whole;
+        }
+    }
+    stats
+}
+
+impl RateLimitBenchReport {
+    pub fn ceiling(&self) -> f64 {
+        f64::from(self.limit) / self.window.as_secs_f64()
+    }
+
+    pub fn print(&self) {
+        let rate = self.orders as f64 / self.secs;
+        let ceiling = self.ceiling();
+        println!(
+            "rate limit {} per {:.1} s (ceiling {ceiling:.1} requests/s), poster reserve {}",
+            self.limit,
+            self.window.as_secs_f64(),
+            els_lightspeed::POSTER_RESERVE
+        );
+        println!(
+            "{} orders posted in {:.2} s: {rate:.1} sales/s = {:.0}% of the ceiling overall \
+             (the empty window at the start gives one free burst)",
+            self.orders,
+            self.secs,
+            100.0 * rate / ceiling
+        );
+        if let Some(s) = self.stats.steady_per_window {
+            println!(
+                "steady state (over {} whole windows after the first budget was spent): {s:.0} \
+                 requests per window = {:.0}% of the limit",
+                self.stats.steady_windows,
+                100.0 * s / f64::from(self.limit)
+            );
+        }
+        println!(
+            "{} Lightspeed requests, {} answered 429, at most {} in one window",
+            self.ls_requests, self.ls_rate_limited, self.stats.busiest
+        );
+    }
+}
+
+/// Sends `orders` paid-order webhooks at once to the embedded app, with the worker on, and
+/// waits until every order is POSTED. The product, setup and customer caches warm up on the
+/// first order, so each further order costs one Lightspeed request (the sale POST).
+pub async fn run_rate_limit(
+    dir: &Path,
+    opts: RateLimitBenchOptions,
+) -> anyhow::Result<RateLimitBenchReport> {
+    use els_lightspeed::{POSTER_RESERVE, Pacing};
+    let sandbox = Sandbox::start(SandboxConfig {
+        ls_rate_limit: opts.limit,
+        ls_rate_window: opts.window,
+        ecwid_rate_limit: 1_000_000,
+        ..SandboxConfig::default()
+    })
+    .await?;
+    sandbox.add_product(ProductSpec {
+        sku: "BENCH-A".into(),
+        name: "Benchmark item".into(),
+        price_excl_tax: Decimal::new(1999, 2),
+        tax_percent: Some(Decimal::from(10)),
+        ecwid_stock: None,
+        ls_stock: Decimal::from(1_000_000),
+        ..ProductSpec::default()
+    });
+    let store = SqliteStore::open(dir.join("bench.sqlite"))?;
+    let conn = ops::upsert_connection(&store, sandbox_connection(&sandbox)).await?;
+    let timeout = Duration::from_secs(10);
+    let app = Embedded::new(
+        Ingestor::new(
+            store.clone(),
+            store.clone(),
+            IngestConfig::new(Secret::new(sandbox.config().webhook_client_secret.clone())),
+        ),
+        SalePoster::new(
+            store.clone(),
+            EcwidClient::new(sandbox.ecwid_api_url(), timeout)?,
+            LightspeedClient::new(lightspeed_url_template(&sandbox), timeout)?.with_pacing(
+                Pacing {
+                    reserve: POSTER_RESERVE,
+                    ..Pacing::default()
+                },
+            ),
+            SystemClock,
+            PosterConfig::default(),
+        ),
+        store.clone(),
+        WorkerOptions::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}{WEBHOOK_PATH}", listener.local_addr()?);
+    let router = app.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let worker = tokio::spawn(app.clone().run_worker(stop_rx));
+
+    let ids: Vec<String> = (0..opts.orders)
+        .map(|_| {
+            sandbox.place_order(OrderSpec {
+                items: vec![OrderItemSpec::new("BENCH-A", 1)],
+                email: "bench.buyer@example.com".into(),
+                first_name: "Bench".into(),
+                last_name: "Buyer".into(),
+                ..OrderSpec::default()
+            })
+        })
+        .collect();
+    sandbox.reset_counters();
+    let started = Instant::now();
+    // Samples of the request counter, from the first webhook on.
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (sandbox, done) = (sandbox.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut samples: Vec<(Duration, u64)> = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                samples.push((started.elapsed(), sandbox.counters().ls_requests));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            samples.push((started.elapsed(), sandbox.counters().ls_requests));
+            samples
+        })
+    };
+    for id in &ids {
+        let hook = sandbox.order_webhook("order.created", id, None, "PAID");
+        let status = sandbox.deliver(&url, &hook).await?;
+        anyhow::ensure!(status.as_u16() == 200, "ingest answered {status}");
+    }
+    let deadline = opts.window * (opts.orders as u32 / opts.limit.max(1) + 4) + timeout;
+    loop {
+        let c = sandbox.counters();
+        if c.ls_sale_posts as usize >= opts.orders {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < deadline,
+            "only {} of {} sales posted within {deadline:?}",
+            c.ls_sale_posts,
+            opts.orders
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let samples = sampler.await.context("sampler")?;
+    let _ = stop_tx.send(true);
+    worker.await.context("worker")?;
+    for id in &ids {
+        let e = store
+            .load_order(&OrderKey::new(conn.store_id, id.clone()))
+            .await?;
+        anyhow::ensure!(
+            e.as_ref().is_some_and(|e| e.state == OrderState::Posted),
+            "order {id} is not POSTED"
+        );
+    }
+    anyhow::ensure!(sandbox.sale_count() == opts.orders, "one sale per order");
+    let c = sandbox.counters();
+    let spent = u64::from(opts.limit.saturating_sub(POSTER_RESERVE));
+    let stats = window_stats(&samples, opts.window, spent);
+    Ok(RateLimitBenchReport {
+        orders: opts.orders,
+        limit: opts.limit,
+        window: opts.window,
+        secs,
+        ls_requests: c.ls_requests,
+        ls_rate_limited: c.ls_rate_limited,
+        stats,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_stats_count_whole_windows_after_the_first_spent_budget() {
+        let s = |ms: u64, n: u64| (Duration::from_millis(ms), n);
+        // 10 per 1 s window: spent at 0.5 s, then 8 per window for two windows.
+        let samples = [
+            s(0, 0),
+            s(500, 10),
+            s(1000, 12),
+            s(1500, 18),
+            s(2500, 26),
+            s(2700, 27),
+        ];
+        let w = window_stats(&samples, Duration::from_secs(1), 10);
+        assert_eq!(w.busiest, 12);
+        assert_eq!(w.steady_windows, 2);
+        assert_eq!(w.steady_per_window, Some(8.0));
+        assert_eq!(
+            window_stats(&samples[..2], Duration::from_secs(1), 10).steady_per_window,
+            None
+        );
+    }
+}

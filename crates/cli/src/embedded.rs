@@ -28,7 +28,8 @@ pub struct WorkerOptions {
     /// How often an idle worker looks at the queue when nothing woke it.
     pub idle_poll: Duration,
     /// The queue's maximum receives (its dead-letter threshold). A retryable failure on the
-    /// last delivery parks the order (`DEAD_LETTERED`) instead of losing it to the DLQ.
+    /// last delivery parks the order (`DEAD_LETTERED`, with the last error) and leaves the
+    /// message to the queue, which dead-letters it on its next receive.
     pub max_receives: u32,
 }
 
@@ -129,23 +130,42 @@ where
 
     /// Works one delivery and settles it: ack once the outcome is recorded, otherwise hide
     /// it until the retry is due (invariant 4: nothing is acked before its outcome).
+    ///
+    /// On the last allowed receive a retryable failure parks the order (`DEAD_LETTERED`) and
+    /// the message is *not* acked: it is made visible at once, so the queue's next receive
+    /// moves it to the dead-letter table (like the `sale-poster` Lambda, whose record goes
+    /// to the SQS DLQ). `els replay --dlq` takes it back from there.
     pub async fn settle(&self, d: Delivery) -> Result<PostOutcome, els_core::poster::RetryLater> {
         let span = tracing::info_span!("order", store_id = d.message.store_id, order_id = %d.message.order_id, receive_count = d.receive_count);
-        let result = async {
+        let last = d.receive_count >= self.options.max_receives;
+        let (result, ack) = async {
             match self.poster.post_paid_order(&d.message).await {
-                Err(retry) if d.receive_count >= self.options.max_receives => {
-                    self.poster
+                Err(retry) if last => {
+                    let parked = self
+                        .poster
                         .park_after_last_delivery(&d.message, d.receive_count, &retry)
-                        .await
+                        .await;
+                    tracing::warn!(
+                        "last receive failed; the message is left to the dead-letter queue"
+                    );
+                    (parked, false)
                 }
-                other => other,
+                Ok(outcome) => (Ok(outcome), true),
+                Err(retry) => (Err(retry), false),
             }
         }
         .instrument(span)
         .await;
-        let settled = match &result {
-            Ok(_) => self.queue.ack(&d.receipt).await,
-            Err(retry) => self.queue.retry_after(&d.receipt, retry.delay).await,
+        let settled = if ack {
+            self.queue.ack(&d.receipt).await
+        } else {
+            // After the last receive the delay is zero: the message is not worked again, and
+            // while it is hidden its store's other orders wait behind it (FIFO group).
+            let delay = match &result {
+                Err(retry) if !last => retry.delay,
+                _ => Duration::ZERO,
+            };
+            self.queue.retry_after(&d.receipt, delay).await
         };
         if let Err(e) = settled {
             // The message reappears after its visibility timeout; the ledger makes that safe.

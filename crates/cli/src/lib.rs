@@ -6,5 +6,6 @@
 
 pub mod bench;
 pub mod embedded;
+pub mod lightspeed_auth;
 pub mod ops;
 pub mod sandbox_setup;

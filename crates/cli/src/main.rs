@@ -3,6 +3,7 @@
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use els_cli::embedded::{Embedded, WEBHOOK_PATH, WorkerOptions, run_inventory_timer};
+use els_cli::lightspeed_auth::{self, AuthLightspeed, authenticated_lightspeed};
 use els_cli::ops;
 use els_cli::sandbox_setup::{lightspeed_url_template, sandbox_connection};
 use els_core::ingest::{IngestConfig, Ingestor};
@@ -11,7 +12,6 @@ use els_core::ledger::{OrderKey, OrderState, ReasonCode};
 use els_core::poster::{PosterConfig, SalePoster};
 use els_core::{Connection, LightspeedAccount, Secret, Settings, StateStore, SystemClock};
 use els_ecwid::EcwidClient;
-use els_lightspeed::LightspeedClient;
 use els_sandbox::{OrderItemSpec, OrderSpec, Sandbox, SandboxConfig};
 use els_store_sqlite::SqliteStore;
 use std::io::IsTerminal;
@@ -46,6 +46,8 @@ enum Command {
     Bench(BenchArgs),
     /// Benchmark the inventory mirror against the sandbox on a large catalog.
     BenchInventory(BenchInventoryArgs),
+    /// Benchmark a burst of orders against the sandbox's Lightspeed rate limit.
+    BenchRateLimit(BenchRateLimitArgs),
     /// Run the inventory mirror (Lightspeed stock → Ecwid) once, for every connection or one.
     SyncInventory(SyncInventoryArgs),
     /// Compare every linked product's level in Lightspeed and Ecwid and print the drift;
@@ -63,6 +65,27 @@ struct ApiArgs {
     /// Timeout of each Ecwid / Lightspeed request, in milliseconds.
     #[arg(long, env = "HTTP_TIMEOUT_MS", default_value_t = 10_000)]
     http_timeout_ms: u64,
+    #[command(flatten)]
+    lightspeed_oauth: LightspeedOAuthArgs,
+}
+
+/// The Lightspeed OAuth app that refreshes expiring tokens (both or neither; neither:
+/// personal tokens only).
+#[derive(Args, Clone)]
+struct LightspeedOAuthArgs {
+    #[arg(long, env = "LIGHTSPEED_CLIENT_ID")]
+    lightspeed_client_id: Option<String>,
+    #[arg(long, env = "LIGHTSPEED_CLIENT_SECRET", hide_env_values = true)]
+    lightspeed_client_secret: Option<String>,
+}
+
+impl LightspeedOAuthArgs {
+    fn credentials(&self) -> anyhow::Result<Option<els_lightspeed::oauth::OAuthCredentials>> {
+        lightspeed_auth::oauth_credentials(
+            self.lightspeed_client_id.clone(),
+            self.lightspeed_client_secret.clone(),
+        )
+    }
 }
 
 #[derive(Args)]
@@ -103,6 +126,19 @@ struct BenchArgs {
     /// Orders timed from webhook to recorded sale.
     #[arg(long, default_value_t = 500)]
     orders: usize,
+}
+
+#[derive(Args)]
+struct BenchRateLimitArgs {
+    /// Paid orders sent at once.
+    #[arg(long, default_value_t = 1000)]
+    orders: usize,
+    /// Lightspeed requests allowed per window.
+    #[arg(long, default_value_t = 350)]
+    limit: u32,
+    /// The rate-limit window in milliseconds (Lightspeed's is 300000).
+    #[arg(long, default_value_t = 10_000)]
+    window_ms: u64,
 }
 
 #[derive(Args)]
@@ -174,6 +210,8 @@ struct ServeArgs {
     /// the timer off.
     #[arg(long, env = "INVENTORY_INTERVAL_SECS", default_value_t = 60)]
     inventory_interval_secs: u64,
+    #[command(flatten)]
+    lightspeed_oauth: LightspeedOAuthArgs,
 }
 
 #[derive(Args)]
@@ -188,6 +226,10 @@ struct StatusArgs {
     /// List the orders in this state.
     #[arg(long)]
     state: Option<String>,
+    /// The SQS dead-letter queue (aws backend); default: the one the queue's redrive policy
+    /// names.
+    #[arg(long, env = "DLQ_URL")]
+    dlq_url: Option<String>,
 }
 
 #[derive(Args)]
@@ -196,11 +238,22 @@ struct ReplayArgs {
     backend: BackendArgs,
     #[arg(long, env = "ELS_STORE_ID", default_value_t = 1003)]
     store: u64,
-    #[arg(long, conflicts_with = "reason", required_unless_present = "reason")]
+    #[arg(long, conflicts_with_all = ["reason", "dlq"], required_unless_present_any = ["reason", "dlq"])]
     order: Option<String>,
     /// A reason code, e.g. UNKNOWN_SKU or POST_SALES_OFF: replay every order with it.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "dlq")]
     reason: Option<String>,
+    /// Take every message of the dead-letter queue back (any store): requeue its order and
+    /// put a fresh message on the main queue, then delete it from the DLQ.
+    #[arg(long)]
+    dlq: bool,
+    /// With --dlq: list what would be replayed, change nothing.
+    #[arg(long, requires = "dlq")]
+    dry_run: bool,
+    /// The SQS dead-letter queue (aws backend); default: the one the queue's redrive policy
+    /// names.
+    #[arg(long, env = "DLQ_URL")]
+    dlq_url: Option<String>,
 }
 
 #[derive(Args)]
@@ -215,6 +268,12 @@ struct ConnectArgs {
     domain_prefix: String,
     #[arg(long, env = "LIGHTSPEED_TOKEN", hide_env_values = true)]
     lightspeed_token: String,
+    /// The OAuth refresh token that came with `--lightspeed-token` (none: a personal token).
+    #[arg(long, env = "LIGHTSPEED_REFRESH_TOKEN", hide_env_values = true)]
+    lightspeed_refresh_token: Option<String>,
+    /// When the OAuth access token expires (RFC 3339); unknown: refreshed after a 401.
+    #[arg(long, requires = "lightspeed_refresh_token")]
+    lightspeed_token_expires_at: Option<chrono::DateTime<chrono::Utc>>,
     #[arg(long)]
     register_id: String,
     #[arg(long)]
@@ -273,12 +332,19 @@ macro_rules! with_state {
     };
 }
 
-fn api_clients(api: &ApiArgs) -> anyhow::Result<(EcwidClient, LightspeedClient)> {
+fn api_clients(api: &ApiArgs) -> anyhow::Result<EcwidClient> {
     let timeout = Duration::from_millis(api.http_timeout_ms);
-    Ok((
-        EcwidClient::new(api.ecwid_api_url.clone(), timeout)?,
-        LightspeedClient::new(api.lightspeed_url_template.clone(), timeout)?,
-    ))
+    Ok(EcwidClient::new(api.ecwid_api_url.clone(), timeout)?)
+}
+
+/// The Lightspeed client, refreshing OAuth tokens stored in `store`.
+fn api_lightspeed<S: StateStore>(api: &ApiArgs, store: S) -> anyhow::Result<AuthLightspeed<S>> {
+    authenticated_lightspeed(
+        &api.lightspeed_url_template,
+        Duration::from_millis(api.http_timeout_ms),
+        store,
+        api.lightspeed_oauth.credentials()?,
+    )
 }
 
 /// The backend an operator command works on.
@@ -345,7 +411,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The benchmark and the demo print their own report; logs would drown it.
     init_tracing(match cli.command {
-        Command::Bench(_) | Command::BenchInventory(_) => "warn",
+        Command::Bench(_) | Command::BenchInventory(_) | Command::BenchRateLimit(_) => "warn",
         Command::Serve(ServeArgs { demo: true, .. }) => "warn",
         _ => "info,hyper=warn,reqwest=warn",
     });
@@ -355,6 +421,22 @@ async fn main() -> anyhow::Result<()> {
         Command::Replay(args) => replay(args).await,
         Command::Connect(args) => connect(args).await,
         Command::SyncInventory(args) => sync_inventory(args).await,
+        Command::BenchRateLimit(args) => {
+            let dir = std::env::temp_dir().join(format!("els-bench-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&dir)?;
+            let report = els_cli::bench::run_rate_limit(
+                &dir,
+                els_cli::bench::RateLimitBenchOptions {
+                    orders: args.orders,
+                    limit: args.limit,
+                    window: Duration::from_millis(args.window_ms),
+                },
+            )
+            .await;
+            let _ = std::fs::remove_dir_all(&dir);
+            report?.print();
+            Ok(())
+        }
         Command::BenchInventory(args) => {
             let dir = std::env::temp_dir().join(format!("els-bench-{}", uuid::Uuid::new_v4()));
             std::fs::create_dir_all(&dir)?;
@@ -428,10 +510,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         store.clone(),
         IngestConfig::new(Secret::new(client_secret)),
     );
+    let ls_credentials = args.lightspeed_oauth.credentials()?;
     let poster = SalePoster::new(
         store.clone(),
         EcwidClient::new(ecwid_url.clone(), timeout)?,
-        LightspeedClient::new(ls_template.clone(), timeout)?,
+        authenticated_lightspeed(&ls_template, timeout, store.clone(), ls_credentials.clone())?,
         SystemClock,
         PosterConfig {
             lease: Duration::from_secs(args.lease_seconds),
@@ -446,7 +529,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mirror = Arc::new(InventoryMirror::new(
         store.clone(),
         EcwidClient::new(ecwid_url.clone(), timeout)?,
-        LightspeedClient::new(ls_template.clone(), timeout)?,
+        authenticated_lightspeed(&ls_template, timeout, store.clone(), ls_credentials)?,
         SystemClock,
         MirrorConfig::default(),
     ));
@@ -603,7 +686,12 @@ mod els_cli_demo {
         sandbox: &Sandbox,
         store: &SqliteStore,
         webhook_url: &str,
-        mirror: &InventoryMirror<SqliteStore, EcwidClient, LightspeedClient, SystemClock>,
+        mirror: &InventoryMirror<
+            SqliteStore,
+            EcwidClient,
+            AuthLightspeed<SqliteStore>,
+            SystemClock,
+        >,
     ) -> anyhow::Result<()> {
         let store_id = sandbox.config().ecwid_store_id;
         println!("\n== Demo 1: an order paid at checkout ==");
@@ -699,6 +787,10 @@ mod els_cli_demo {
 
 async fn status(args: StatusArgs) -> anyhow::Result<()> {
     let backend = open_backend(&args.backend).await?;
+    let dlq_depth = match args.order {
+        None => Some(dead_letter_depth(&backend, args.dlq_url.clone()).await),
+        Some(_) => None,
+    };
     with_backend!(backend, |store, _queue| {
         if let Some(order) = &args.order {
             match store
@@ -714,6 +806,11 @@ async fn status(args: StatusArgs) -> anyhow::Result<()> {
             for (state, n) in &counts {
                 println!("  {state:<8} {n}");
             }
+            match &dlq_depth {
+                Some(Ok(n)) => println!("dead-letter queue (all stores): {n} message(s)"),
+                Some(Err(e)) => println!("dead-letter queue: unknown ({e:#})"),
+                None => {}
+            }
             if let Some(state) = &args.state {
                 let st =
                     OrderState::parse(state).with_context(|| format!("unknown state {state}"))?;
@@ -727,9 +824,37 @@ async fn status(args: StatusArgs) -> anyhow::Result<()> {
     })
 }
 
+/// How many messages the dead-letter queue holds (all stores).
+async fn dead_letter_depth(backend: &Backend, dlq_url: Option<String>) -> anyhow::Result<usize> {
+    use ops::DeadLetterQueue as _;
+    match backend {
+        Backend::Sqlite(s) => ops::SqliteDeadLetters::new(s).depth().await,
+        Backend::Aws(_, q) => {
+            ops::SqsDeadLetters::for_queue(q, dlq_url)
+                .await?
+                .depth()
+                .await
+        }
+    }
+}
+
 async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let backend = open_backend(&args.backend).await?;
     let now = chrono::Utc::now();
+    if args.dlq {
+        let report = match &backend {
+            Backend::Sqlite(s) => {
+                let dlq = ops::SqliteDeadLetters::new(s);
+                ops::replay_dead_letters(s, s, &dlq, now, args.dry_run).await?
+            }
+            Backend::Aws(store, queue) => {
+                let dlq = ops::SqsDeadLetters::for_queue(queue, args.dlq_url.clone()).await?;
+                ops::replay_dead_letters(store, queue, &dlq, now, args.dry_run).await?
+            }
+        };
+        print!("{}", ops::describe_dlq_replay(&report));
+        return Ok(());
+    }
     with_backend!(backend, |store, queue| {
         if let Some(order) = &args.order {
             let key = OrderKey::new(args.store, order.clone());
@@ -756,8 +881,9 @@ async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
         lightspeed: LightspeedAccount {
             domain_prefix: args.domain_prefix,
             access_token: Secret::new(args.lightspeed_token),
-            refresh_token: None,
-            expires_at: None,
+            refresh_token: args.lightspeed_refresh_token.map(Secret::new),
+            expires_at: args.lightspeed_token_expires_at,
+            refresh_lease_until: None,
         },
         register_id: args.register_id,
         outlet_id: args.outlet_id,
@@ -784,13 +910,14 @@ async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
 
 async fn sync_inventory(args: SyncInventoryArgs) -> anyhow::Result<()> {
     let backend = open_state(&args.backend).await?;
-    let (ecwid, lightspeed) = api_clients(&args.api)?;
+    let ecwid = api_clients(&args.api)?;
     let config = MirrorConfig {
         max_run: Duration::from_secs(args.max_run_secs),
         ..MirrorConfig::default()
     };
     let mut failed = 0;
     with_state!(backend, |store| {
+        let lightspeed = api_lightspeed(&args.api, store.clone())?;
         let mirror = InventoryMirror::new(store, ecwid, lightspeed, SystemClock, config);
         let results = match args.store {
             Some(id) => match mirror.mirror_store(id).await {
@@ -822,9 +949,10 @@ async fn sync_inventory(args: SyncInventoryArgs) -> anyhow::Result<()> {
 
 async fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
     let backend = open_state(&args.backend).await?;
-    let (ecwid, lightspeed) = api_clients(&args.api)?;
+    let ecwid = api_clients(&args.api)?;
     let show_progress = std::io::stdout().is_terminal();
     with_state!(backend, |store| {
+        let lightspeed = api_lightspeed(&args.api, store.clone())?;
         let conn = store
             .get_connection(args.store)
             .await?

@@ -10,9 +10,14 @@ use els_core::ledger::{self, LedgerEntry, OrderKey, OrderState, ReasonCode};
 use els_core::{
     Clock, Connection, EcwidApi, LightspeedApi, OrderMessage, StateStore, StoreError, WorkQueue,
 };
+use els_store_aws::SqsQueue;
+use els_store_sqlite::SqliteStore;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
 
 /// Creates or replaces a connection, keeping the version chain intact.
 pub async fn upsert_connection<S: StateStore>(
@@ -136,6 +141,331 @@ pub async fn replay_parked<S: StateStore, Q: WorkQueue>(
         }
     }
     Ok(done)
+}
+
+// --- The dead-letter queue (`els replay --dlq`) -------------------------------------------
+
+/// One message read from a dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Names the message in reports: the SQS `MessageId`, or the SQLite row number.
+    pub id: String,
+    /// What deletes the message or puts it back (a receipt handle, a row number).
+    pub handle: String,
+    /// The order message, or why the body is not one.
+    pub message: Result<OrderMessage, String>,
+}
+
+/// A dead-letter queue as an operator reads it. The port ([`WorkQueue`]) does not cover it:
+/// only `els replay --dlq` and `els status` look at the DLQ.
+pub trait DeadLetterQueue: Send + Sync {
+    /// Up to 10 messages this reader has not taken before, oldest first. On SQS they stay
+    /// hidden from other readers until deleted or released; a message whose visibility ran
+    /// out may be taken again (the caller recognises it by its id).
+    fn take(&self) -> impl Future<Output = anyhow::Result<Vec<DeadLetter>>> + Send;
+    /// Deletes the message: it was replayed, or its order is posted.
+    fn delete(&self, letter: &DeadLetter) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Leaves the message in the queue, visible again.
+    fn release(&self, letter: &DeadLetter) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// How many messages the DLQ holds (approximate on SQS).
+    fn depth(&self) -> impl Future<Output = anyhow::Result<usize>> + Send;
+}
+
+/// The embedded mode's dead-letter table.
+pub struct SqliteDeadLetters<'a> {
+    store: &'a SqliteStore,
+    /// The last row taken: `take` pages through the table once.
+    after: Mutex<i64>,
+}
+
+impl<'a> SqliteDeadLetters<'a> {
+    pub fn new(store: &'a SqliteStore) -> Self {
+        Self {
+            store,
+            after: Mutex::new(0),
+        }
+    }
+}
+
+impl DeadLetterQueue for SqliteDeadLetters<'_> {
+    async fn take(&self) -> anyhow::Result<Vec<DeadLetter>> {
+        let after = *self.after.lock().unwrap_or_else(|p| p.into_inner());
+        let page = self.store.dead_letters_after(after, 10)?;
+        if let Some((last, _)) = page.last() {
+            *self.after.lock().unwrap_or_else(|p| p.into_inner()) = *last;
+        }
+        Ok(page
+            .into_iter()
+            .map(|(seq, message)| DeadLetter {
+                id: format!("dead letter #{seq}"),
+                handle: seq.to_string(),
+                message,
+            })
+            .collect())
+    }
+
+    async fn delete(&self, letter: &DeadLetter) -> anyhow::Result<()> {
+        let seq: i64 = letter.handle.parse()?;
+        self.store.delete_dead_letter(seq)?;
+        Ok(())
+    }
+
+    async fn release(&self, _letter: &DeadLetter) -> anyhow::Result<()> {
+        // Reading a row does not hide it: nothing to undo.
+        Ok(())
+    }
+
+    async fn depth(&self) -> anyhow::Result<usize> {
+        Ok(self.store.dead_letter_count()?)
+    }
+}
+
+/// The SQS FIFO dead-letter queue of the order queue.
+pub struct SqsDeadLetters {
+    dlq: SqsQueue,
+    /// How long a taken message stays hidden while the replay works on it.
+    visibility: Duration,
+}
+
+impl SqsDeadLetters {
+    /// The DLQ at `dlq_url`, or else the one the main queue's redrive policy names.
+    pub async fn for_queue(main: &SqsQueue, dlq_url: Option<String>) -> anyhow::Result<Self> {
+        let url = match dlq_url {
+            Some(url) => url,
+            None => main.dead_letter_queue_url().await?.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the queue {} has no redrive policy naming a dead-letter queue; pass --dlq-url (or DLQ_URL)",
+                    main.queue_url()
+                )
+            })?,
+        };
+        Ok(Self {
+            dlq: SqsQueue::new(main.client().clone(), url),
+            visibility: Duration::from_secs(300),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        self.dlq.queue_url()
+    }
+}
+
+impl DeadLetterQueue for SqsDeadLetters {
+    async fn take(&self) -> anyhow::Result<Vec<DeadLetter>> {
+        Ok(self
+            .dlq
+            .receive_raw(10, self.visibility)
+            .await?
+            .into_iter()
+            .map(|m| DeadLetter {
+                message: serde_json::from_str(&m.body).map_err(|e| e.to_string()),
+                id: m.message_id,
+                handle: m.receipt,
+            })
+            .collect())
+    }
+
+    async fn delete(&self, letter: &DeadLetter) -> anyhow::Result<()> {
+        Ok(self.dlq.ack(&letter.handle).await?)
+    }
+
+    async fn release(&self, letter: &DeadLetter) -> anyhow::Result<()> {
+        Ok(self.dlq.retry_after(&letter.handle, Duration::ZERO).await?)
+    }
+
+    async fn depth(&self) -> anyhow::Result<usize> {
+        let (visible, in_flight) = self.dlq.queue_depth().await?;
+        Ok(visible + in_flight)
+    }
+}
+
+/// What `replay_dead_letters` did (or, in a dry run, would do).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DlqReport {
+    pub dry_run: bool,
+    /// One per message put back on the main queue (an order may appear twice).
+    pub replayed: Vec<OrderKey>,
+    /// Orders already POSTED: their messages were deleted from the DLQ.
+    pub already_posted: Vec<OrderKey>,
+    /// Messages left in the DLQ: `(message id, why)`.
+    pub left: Vec<(String, String)>,
+}
+
+enum Disposition {
+    Replayed(OrderKey),
+    AlreadyPosted(OrderKey),
+    Left(String),
+}
+
+/// Takes every message of the dead-letter queue back. For each one: the order's ledger item
+/// goes back to QUEUED ([`ledger::requeue_for_replay`]: a PARKED `DEAD_LETTERED` order, or any
+/// parked, skipped or stranded one; a QUEUED order or one without an item needs nothing),
+/// then a fresh replay message goes on the main queue, then the DLQ message is deleted. In
+/// that order: a crash in between leaves a duplicate message (harmless, the ledger keeps it
+/// to one sale), never a lost one. A POSTED order's message is only deleted. A body that is
+/// not an order message, or an order in flight (live lease), stays in the DLQ and is
+/// reported. `dry_run` changes nothing and reports what would happen.
+pub async fn replay_dead_letters<S, Q, D>(
+    store: &S,
+    queue: &Q,
+    dlq: &D,
+    now: chrono::DateTime<chrono::Utc>,
+    dry_run: bool,
+) -> anyhow::Result<DlqReport>
+where
+    S: StateStore,
+    Q: WorkQueue,
+    D: DeadLetterQueue,
+{
+    let mut report = DlqReport {
+        dry_run,
+        ..DlqReport::default()
+    };
+    let mut seen = HashSet::new();
+    // Messages kept hidden while the run goes on, made visible again at the end.
+    let mut held = Vec::new();
+    loop {
+        let letters = dlq.take().await?;
+        let mut fresh = false;
+        for letter in letters {
+            if !seen.insert(letter.id.clone()) {
+                held.push(letter);
+                continue;
+            }
+            fresh = true;
+            let left = match replay_dead_letter(store, queue, dlq, &letter, now, dry_run).await {
+                Ok(Disposition::Replayed(key)) => {
+                    report.replayed.push(key);
+                    false
+                }
+                Ok(Disposition::AlreadyPosted(key)) => {
+                    report.already_posted.push(key);
+                    false
+                }
+                Ok(Disposition::Left(why)) => {
+                    report.left.push((letter.id.clone(), why));
+                    true
+                }
+                Err(e) => {
+                    report.left.push((letter.id.clone(), format!("{e:#}")));
+                    true
+                }
+            };
+            if dry_run || left {
+                held.push(letter);
+            }
+        }
+        if !fresh {
+            break;
+        }
+    }
+    for letter in &held {
+        if let Err(e) = dlq.release(letter).await {
+            tracing::warn!(message_id = %letter.id, error = %e, "could not make a dead letter visible again; it returns after its visibility timeout");
+        }
+    }
+    Ok(report)
+}
+
+async fn replay_dead_letter<S, Q, D>(
+    store: &S,
+    queue: &Q,
+    dlq: &D,
+    letter: &DeadLetter,
+    now: chrono::DateTime<chrono::Utc>,
+    dry_run: bool,
+) -> anyhow::Result<Disposition>
+where
+    S: StateStore,
+    Q: WorkQueue,
+    D: DeadLetterQueue,
+{
+    let message = match &letter.message {
+        Ok(m) => m,
+        Err(why) => {
+            return Ok(Disposition::Left(format!(
+                "not an order message ({why}); left for inspection"
+            )));
+        }
+    };
+    let key = message.key();
+    let entry = store.load_order(&key).await?;
+    let version = match &entry {
+        Some(e) if e.state == OrderState::Posted => {
+            if !dry_run {
+                dlq.delete(letter).await?;
+            }
+            return Ok(Disposition::AlreadyPosted(key));
+        }
+        // Never claimed: the poster creates the item.
+        None => 0,
+        Some(e) if e.state == OrderState::Queued => e.version,
+        Some(e) => match ledger::requeue_for_replay(e, now) {
+            Some(requeued) => {
+                if !dry_run {
+                    store.save_order(&requeued, Some(e.version)).await?;
+                }
+                requeued.version
+            }
+            None => {
+                return Ok(Disposition::Left(format!(
+                    "order {key} is {} under a live lease (being posted); run the replay again later",
+                    e.state
+                )));
+            }
+        },
+    };
+    if !dry_run {
+        let nonce = format!("dlq-{version}-{}", now.timestamp_millis());
+        queue.enqueue(&OrderMessage::replay(&key, &nonce)).await?;
+        dlq.delete(letter).await?;
+    }
+    Ok(Disposition::Replayed(key))
+}
+
+/// The summary `els replay --dlq` prints.
+pub fn describe_dlq_replay(r: &DlqReport) -> String {
+    let mut out = String::new();
+    let (replayed, posted) = if r.dry_run {
+        ("would replay", "already posted (would delete)")
+    } else {
+        ("replayed", "already posted (deleted)")
+    };
+    let read = r.replayed.len() + r.already_posted.len() + r.left.len();
+    let _ = writeln!(
+        out,
+        "dead-letter queue: {read} message(s) read{}",
+        if r.dry_run {
+            " (dry run: nothing changed)"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(out, "  {replayed:<30} {}", r.replayed.len());
+    for k in &r.replayed {
+        let _ = writeln!(out, "    {k}");
+    }
+    let _ = writeln!(out, "  {posted:<30} {}", r.already_posted.len());
+    for k in &r.already_posted {
+        let _ = writeln!(out, "    {k}");
+    }
+    let _ = writeln!(out, "  {:<30} {}", "left in the DLQ", r.left.len());
+    for (id, why) in &r.left {
+        let _ = writeln!(out, "    {id}: {why}");
+    }
+    if !r.left.is_empty() {
+        let _ = writeln!(
+            out,
+            "  (on SQS, later messages of the same store wait behind one left in place: deal with it, then run the replay again)"
+        );
+    }
+    if r.dry_run && read > 0 {
+        let _ = writeln!(
+            out,
+            "  (on SQS a dry run holds what it read, so it sees at most 10 messages per store)"
+        );
+    }
+    out
 }
 
 /// One line about a mirror run, for `els sync-inventory` and logs.

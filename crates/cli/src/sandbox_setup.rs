@@ -21,6 +21,7 @@ pub fn sandbox_connection(sandbox: &Sandbox) -> Connection {
             access_token: Secret::new(cfg.ls_token.clone()),
             refresh_token: None,
             expires_at: None,
+            refresh_lease_until: None,
         },
         register_id: ids.register_id.clone(),
         outlet_id: ids.outlet_id.clone(),

@@ -45,8 +45,15 @@ pub struct LightspeedAccount {
     /// one is issued, so the pair is stored with a version-conditioned write.
     #[serde(default)]
     pub refresh_token: Option<Secret>,
+    /// When the access token expires; `None` when unknown (a personal token, or a token
+    /// endpoint that did not say): then only a 401 triggers a refresh.
     #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
+    /// Set while one worker refreshes the pair: the others wait for its result instead of
+    /// spending the refresh token a second time (see `crate::auth`). A crashed refresher's
+    /// lease simply runs out.
+    #[serde(default)]
+    pub refresh_lease_until: Option<DateTime<Utc>>,
 }
 
 /// Per-connection switches. Both are on by default (rules O5 and S4).

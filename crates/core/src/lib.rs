@@ -8,11 +8,15 @@
 //!
 //! Rule ids (O1-O6, S1-S4, C1-C4, P1-P2) refer to the project's mission document.
 
+pub mod auth;
 pub mod connection;
 pub mod customers;
 pub mod decimal;
 pub mod ecwid;
 pub mod error;
+/// Fuzz harnesses (`crates/fuzz`); not part of the API.
+#[doc(hidden)]
+pub mod fuzz;
 pub mod ingest;
 pub mod inventory;
 pub mod ledger;

@@ -613,6 +613,7 @@ mod tests {
                 access_token: Secret::new("a"),
                 refresh_token: None,
                 expires_at: None,
+                refresh_lease_until: None,
             },
             register_id: "reg".into(),
             outlet_id: "out".into(),

@@ -36,6 +36,34 @@ pub struct ProductLink {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A verified webhook event, recorded so that a replay of its `eventId` with an altered
+/// body is recognised (see `crate::ingest`). Keyed by `event_id` alone: Ecwid's event ids
+/// are globally unique, and `store_id` is not signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookEventRecord {
+    pub event_id: String,
+    /// The store the first delivery named (for operators; not part of the key).
+    pub store_id: u64,
+    /// What the event asked for (`crate::ingest::event_fingerprint`).
+    pub fingerprint: String,
+    pub recorded_at: DateTime<Utc>,
+    /// After this the record may be deleted and no longer counts.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What [`StateStore::record_webhook_event`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventRecordOutcome {
+    /// The event id was not recorded (or its record had expired): it is recorded now.
+    New,
+    /// The event id was recorded with the same fingerprint: a redelivery by Ecwid. The
+    /// stored record is left as it is.
+    Redelivery,
+    /// The event id was recorded with another fingerprint: the body was altered. The stored
+    /// record (the first delivery's) is returned and left as it is.
+    Altered(WebhookEventRecord),
+}
+
 /// State: connections, the order ledger and links. Writes that can race are conditional on
 /// the item's `version`; a lost race is [`StoreError::Conflict`].
 pub trait StateStore: Send + Sync {
@@ -159,6 +187,14 @@ pub trait StateStore: Send + Sync {
         &self,
         store_id: u64,
     ) -> impl Future<Output = Result<Vec<PendingWebSale>, StoreError>> + Send;
+
+    /// Records a verified webhook event unless its `event_id` is already recorded: a
+    /// conditional insert keyed by `event_id` only. A stored record whose `expires_at` is
+    /// not after `record.recorded_at` counts as absent and is replaced.
+    fn record_webhook_event(
+        &self,
+        record: &WebhookEventRecord,
+    ) -> impl Future<Output = Result<EventRecordOutcome, StoreError>> + Send;
 }
 
 /// The work item: "look at this order". It carries no order data; the poster re-fetches.

@@ -21,14 +21,15 @@ use crate::money::{self, MappingContext};
 use crate::ports::{Clock, EcwidApi, LightspeedApi, OrderMessage, ProductLink, StateStore};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Tunables of the poster.
 #[derive(Debug, Clone)]
 pub struct PosterConfig {
-    /// How long a claim is exclusive. It must exceed the longest attempt (all HTTP timeouts
-    /// of one attempt added up, and the Lambda timeout), or a slow worker could be overtaken.
+    /// How long a claim is exclusive. The claim is renewed right before the sale POST, so
+    /// a slow attempt that was overtaken posts nothing; the lease must still exceed one sale
+    /// POST (its HTTP timeout) and, for customer links, one customer search and create.
     pub lease: Duration,
     /// First retry delay for errors that carry none; doubled per attempt, capped.
     pub retry_base: Duration,
@@ -102,6 +103,34 @@ impl Attempt {
     }
 }
 
+/// The steps between which a worker can die, for crash tests ([`CrashHook`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CrashPoint {
+    /// The ledger item is claimed (POSTING with a lease); nothing else happened.
+    AfterClaim,
+    /// The order was fetched from Ecwid; nothing was sent to Lightspeed yet.
+    AfterFetch,
+    /// The sale POST succeeded; its outcome is not recorded.
+    AfterPost,
+    /// The outcome is recorded; the queue message is not settled.
+    AfterRecord,
+}
+
+impl CrashPoint {
+    pub const ALL: [CrashPoint; 4] = [
+        CrashPoint::AfterClaim,
+        CrashPoint::AfterFetch,
+        CrashPoint::AfterPost,
+        CrashPoint::AfterRecord,
+    ];
+}
+
+/// Called when the poster passes a [`CrashPoint`]. A test hook simulates a killed worker
+/// by panicking there; production sets none.
+pub trait CrashHook: Send + Sync {
+    fn reached(&self, point: CrashPoint, key: &OrderKey);
+}
+
 pub struct SalePoster<S, E, L, C> {
     store: S,
     ecwid: E,
@@ -109,6 +138,7 @@ pub struct SalePoster<S, E, L, C> {
     clock: C,
     config: PosterConfig,
     setup_cache: Mutex<HashMap<u64, (DateTime<Utc>, SaleSetup)>>,
+    crash_hook: Option<Arc<dyn CrashHook>>,
 }
 
 impl<S, E, L, C> SalePoster<S, E, L, C>
@@ -126,6 +156,19 @@ where
             clock,
             config,
             setup_cache: Mutex::new(HashMap::new()),
+            crash_hook: None,
+        }
+    }
+
+    /// Calls `hook` at each [`CrashPoint`] (tests only; none by default).
+    pub fn with_crash_hook(mut self, hook: Arc<dyn CrashHook>) -> Self {
+        self.crash_hook = Some(hook);
+        self
+    }
+
+    fn crash_point(&self, point: CrashPoint, key: &OrderKey) {
+        if let Some(hook) = &self.crash_hook {
+            hook.reached(point, key);
         }
     }
 
@@ -159,12 +202,17 @@ where
             return Ok(PostOutcome::NoConnection);
         };
 
-        let (claimed, search_first) = match self.claim(&key).await? {
+        let (mut claimed, search_first) = match self.claim(&key).await? {
             Ok(c) => c,
             Err(done) => return Ok(done),
         };
-        let attempt = self.attempt(&conn, &key, &claimed, search_first).await;
-        self.record(&key, &claimed, attempt).await
+        self.crash_point(CrashPoint::AfterClaim, &key);
+        let attempt = self.attempt(&conn, &key, &mut claimed, search_first).await;
+        let result = self.record(&key, &claimed, attempt).await;
+        if result.is_ok() {
+            self.crash_point(CrashPoint::AfterRecord, &key);
+        }
+        result
     }
 
     /// Called when the queue will not deliver this message again (its last allowed receive)
@@ -316,11 +364,12 @@ where
     }
 
     /// Everything between claim and record. Never returns early without an outcome.
+    /// `claimed` is updated when the claim is renewed before the sale POST.
     async fn attempt(
         &self,
         conn: &Connection,
         key: &OrderKey,
-        claimed: &LedgerEntry,
+        claimed: &mut LedgerEntry,
         search_first: bool,
     ) -> Attempt {
         if !conn.settings.post_sales {
@@ -338,6 +387,7 @@ where
                 return self.api_failure(key, "fetching the order from Ecwid", e, false, "Ecwid");
             }
         };
+        self.crash_point(CrashPoint::AfterFetch, key);
         if order.id != key.order_id {
             // The ledger key came from the unsigned webhook body; it must name the order
             // itself, or two keys (and two invoice numbers) could exist for one order.
@@ -371,7 +421,7 @@ where
         &self,
         conn: &Connection,
         key: &OrderKey,
-        claimed: &LedgerEntry,
+        claimed: &mut LedgerEntry,
         search_first: bool,
         order: &EcwidOrder,
     ) -> Attempt {
@@ -451,8 +501,12 @@ where
                 Ok(s) => s,
                 Err(reason) => return Attempt::done(Outcome::Parked(reason)),
             };
+            if let Err(lost) = self.renew_claim(key, claimed).await {
+                return lost;
+            }
             return match self.lightspeed.post_sale(conn, &sale).await {
                 Ok(posted) => {
+                    self.crash_point(CrashPoint::AfterPost, key);
                     if let Some(total) = posted.total
                         && total != sale.total()
                     {
@@ -481,6 +535,47 @@ where
                     self.api_failure(key, "posting the sale to Lightspeed", e, true, "Lightspeed")
                 }
             };
+        }
+    }
+
+    /// Renews the claim just before the sale POST, the one step that must not run twice:
+    /// a conditional write that extends the lease from now. If another worker took the
+    /// order over meanwhile (this attempt outlived its lease: a slow Ecwid, a slow store),
+    /// the write conflicts and nothing is posted; the taker searched before posting, but
+    /// only what was posted before its search, so posting now could duplicate the sale.
+    /// The lease then only has to outlast the POST itself, not the whole attempt.
+    async fn renew_claim(&self, key: &OrderKey, claimed: &mut LedgerEntry) -> Result<(), Attempt> {
+        let now = self.clock.now();
+        let lease =
+            chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::seconds(120));
+        let mut renewed = claimed.clone();
+        renewed.version = claimed.version + 1;
+        renewed.lease_until = Some(now + lease);
+        renewed.updated_at = now;
+        let released = |error: String| Attempt {
+            outcome: Outcome::Released {
+                error,
+                post_may_exist: false,
+            },
+            retry_delay: None,
+            facts: None,
+        };
+        match self.store.save_order(&renewed, Some(claimed.version)).await {
+            Ok(()) => {
+                *claimed = renewed;
+                Ok(())
+            }
+            Err(StoreError::Conflict(_)) => {
+                // Recording against the old version conflicts too: the message is retried
+                // and the taker's outcome stands.
+                tracing::warn!(store_id = key.store_id, order_id = %key.order_id, "lease lost before the sale POST; not posting");
+                Err(released(format!(
+                    "order {key}: lease lost before the sale POST"
+                )))
+            }
+            Err(e) => Err(released(format!(
+                "renewing the claim before the sale POST: {e}"
+            ))),
         }
     }
 

@@ -17,6 +17,7 @@ pub const LIGHTSPEED_URL_TEMPLATE: &str = "LIGHTSPEED_URL_TEMPLATE";
 pub const HTTP_TIMEOUT_MS: &str = "HTTP_TIMEOUT_MS";
 pub const AWS_OPERATION_TIMEOUT_MS: &str = "AWS_OPERATION_TIMEOUT_MS";
 pub const LEASE_SECONDS: &str = "LEASE_SECONDS";
+pub const LIGHTSPEED_MAX_RATE_WAIT_MS: &str = "LIGHTSPEED_MAX_RATE_WAIT_MS";
 pub const MAX_BODY_BYTES: &str = "MAX_BODY_BYTES";
 pub const MAX_RECEIVE_COUNT: &str = "MAX_RECEIVE_COUNT";
 pub const INVENTORY_MAX_RUN_SECONDS: &str = "INVENTORY_MAX_RUN_SECONDS";
@@ -82,6 +83,9 @@ pub struct SalePosterConfig {
     pub http_timeout: Duration,
     pub aws_operation_timeout: Duration,
     pub lease: Duration,
+    /// The longest a Lightspeed request waits in-process for the rate limit's budget; a longer
+    /// wait returns the message with that visibility instead. Below the lease.
+    pub lightspeed_max_rate_wait: Duration,
     /// The work queue's `maxReceiveCount`: a record received this often that still asks for
     /// a retry is parked (`DEAD_LETTERED`) instead of going to the DLQ unrecorded. It must
     /// equal the queue's redrive policy, so it has no default.
@@ -145,8 +149,8 @@ impl WebhookIngestConfig {
     /// The core's view of this configuration, with the secret once it is loaded.
     pub fn ingest_config(&self, client_secret: Secret) -> els_core::ingest::IngestConfig {
         els_core::ingest::IngestConfig {
-            client_secret,
             max_body_bytes: self.max_body_bytes,
+            ..els_core::ingest::IngestConfig::new(client_secret)
         }
     }
 }
@@ -158,7 +162,7 @@ impl SalePosterConfig {
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(&lookup);
-        Ok(Self {
+        let config = Self {
             table_name: env.required(TABLE_NAME)?,
             queue_url: env.required(QUEUE_URL)?,
             ecwid_api_url: env.url(ECWID_API_URL, els_ecwid::DEFAULT_API_URL)?,
@@ -170,8 +174,28 @@ impl SalePosterConfig {
             aws_operation_timeout: env
                 .millis(AWS_OPERATION_TIMEOUT_MS, DEFAULT_AWS_OPERATION_TIMEOUT)?,
             lease: Duration::from_secs(env.positive(LEASE_SECONDS, DEFAULT_LEASE.as_secs())?),
+            lightspeed_max_rate_wait: env.millis(
+                LIGHTSPEED_MAX_RATE_WAIT_MS,
+                els_lightspeed::DEFAULT_MAX_RATE_WAIT,
+            )?,
             max_receive_count: env.max_receive_count()?,
-        })
+        };
+        // Waiting past the lease would let another delivery take the order over.
+        if config.lightspeed_max_rate_wait >= config.lease {
+            return Err(ConfigError::Invalid {
+                name: LIGHTSPEED_MAX_RATE_WAIT_MS,
+                reason: format!("must be below the lease of {} s", config.lease.as_secs()),
+            });
+        }
+        Ok(config)
+    }
+
+    /// How the poster's Lightspeed client paces itself.
+    pub fn lightspeed_pacing(&self) -> els_lightspeed::Pacing {
+        els_lightspeed::Pacing {
+            reserve: els_lightspeed::POSTER_RESERVE,
+            max_wait: self.lightspeed_max_rate_wait,
+        }
     }
 
     /// The core's view of this configuration; retry and cache tunables keep their defaults.
@@ -472,9 +496,19 @@ mod tests {
         assert_eq!(cfg.http_timeout, Duration::from_secs(10));
         assert_eq!(cfg.poster_config().lease, Duration::from_secs(120));
         assert_eq!(cfg.max_receive_count, 5);
+        assert_eq!(cfg.lightspeed_pacing().max_wait, Duration::from_secs(20));
+        let cfg = SalePosterConfig::from_lookup(lookup(&with(
+            POSTER,
+            LIGHTSPEED_MAX_RATE_WAIT_MS,
+            "5000",
+        )))
+        .unwrap();
+        assert_eq!(cfg.lightspeed_max_rate_wait, Duration::from_secs(5));
 
         for (name, value) in [
             (LEASE_SECONDS, "soon"),
+            (LIGHTSPEED_MAX_RATE_WAIT_MS, "0"),
+            (LIGHTSPEED_MAX_RATE_WAIT_MS, "120000"),
             (HTTP_TIMEOUT_MS, "0"),
             (MAX_RECEIVE_COUNT, "0"),
             (MAX_RECEIVE_COUNT, "1001"),

@@ -186,6 +186,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_replayed_event_id_with_an_altered_body_is_200_and_queues_nothing() {
+        let (sb, store) = sandbox_and_store().await;
+        let ingestor = ingestor(&sb, &store);
+        let (order_id, hook) = paid_order_webhook(&sb);
+        let response = handle_webhook_request(&ingestor, signed_event(&hook, false)).await;
+        assert_eq!(body_json(&response)["outcome"], "queued");
+
+        let mut body = hook.json();
+        body["data"]["orderId"] = json!("SOMEONE-ELSES");
+        let replayed = SignedWebhook {
+            body: serde_json::to_vec(&body).unwrap(),
+            ..hook.clone()
+        };
+        let response = handle_webhook_request(&ingestor, signed_event(&replayed, false)).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "so that nobody retries it"
+        );
+        assert_eq!(body_json(&response)["outcome"], "replayed");
+        let queued = drain(&store).await;
+        assert_eq!(queued.len(), 1);
+        assert_eq!(queued[0].order_id, order_id);
+    }
+
+    #[tokio::test]
     async fn base64_encoded_body_is_decoded() {
         let (sb, store) = sandbox_and_store().await;
         let ingestor = ingestor(&sb, &store);

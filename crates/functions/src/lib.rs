@@ -11,6 +11,7 @@
 pub mod config;
 pub mod ingest;
 pub mod inventory;
+pub mod lightspeed_auth;
 pub mod poster;
 pub mod secrets;
 pub mod telemetry;

@@ -9,9 +9,12 @@
 //!   is honoured that way) and the record is reported as failed.
 //! * `Err(RetryLater)` on the record's **last** receive (`ApproximateReceiveCount` ≥ the
 //!   queue's `maxReceiveCount`, passed as `MAX_RECEIVE_COUNT`): the order is parked as
-//!   `DEAD_LETTERED` with the last error and the record is settled, so the failure is in the
-//!   ledger (`els status`, `els replay`) instead of only in the DLQ. Only when the order is
-//!   in flight elsewhere does the record go on to the DLQ; that worker records the outcome.
+//!   `DEAD_LETTERED` with the last error (so the failure shows in `els status`), and the
+//!   record is still reported as failed, with visibility 0: SQS moves it to the DLQ on its
+//!   next receive, where `els replay --dlq` takes it back. A stray redelivery of it before
+//!   then (say `MAX_RECEIVE_COUNT` set below the real `maxReceiveCount`) posts nothing: the
+//!   claim on a PARKED order answers "parked" and the record is deleted. If the order cannot
+//!   be parked (it is in flight elsewhere), the record goes to the DLQ all the same.
 //! * A body that is not an [`OrderMessage`]: logged and reported as failed with visibility 0,
 //!   so it reaches the DLQ after `maxReceiveCount` quick receives instead of holding up its
 //!   store's FIFO group for several visibility timeouts.
@@ -123,22 +126,25 @@ where
             }
             Err(retry) => {
                 let receives = receive_count(record);
-                let retry = match receives.filter(|&n| n >= max_receive_count) {
-                    // The last receive: SQS would move the message to the DLQ next.
-                    Some(n) => match poster.park_after_last_delivery(&message, n, &retry).await {
-                        Ok(outcome) => {
-                            log_outcome(&outcome);
-                            return true;
+                match receives.filter(|&n| n >= max_receive_count) {
+                    // The last receive: park the order, and let SQS move the message to the
+                    // DLQ on its next receive (visibility 0: no wait, and the store's FIFO
+                    // group is not held up).
+                    Some(n) => {
+                        match poster.park_after_last_delivery(&message, n, &retry).await {
+                            Ok(outcome) => log_outcome(&outcome),
+                            Err(still) => {
+                                tracing::warn!(reason = %still.reason, "last receive, but the order could not be parked")
+                            }
                         }
-                        Err(still) => {
-                            tracing::warn!(reason = %still.reason, "last receive, but the order could not be parked; the message goes to the DLQ");
-                            still
-                        }
-                    },
-                    None => retry,
-                };
-                tracing::warn!(delay_ms = retry.delay.as_millis() as u64, reason = %retry.reason, "order will be redelivered");
-                delay_redelivery(queue, record, retry.delay).await;
+                        tracing::warn!(reason = %retry.reason, "last receive failed; the message goes to the DLQ");
+                        delay_redelivery(queue, record, Duration::ZERO).await;
+                    }
+                    None => {
+                        tracing::warn!(delay_ms = retry.delay.as_millis() as u64, reason = %retry.reason, "order will be redelivered");
+                        delay_redelivery(queue, record, retry.delay).await;
+                    }
+                }
                 false
             }
         }
@@ -385,11 +391,12 @@ mod tests {
 
         let (order_id, response) = post_with_lightspeed_down(&sb, &store, MAX_RECEIVES).await;
 
-        // Settled: Lambda deletes the message instead of SQS moving it to the DLQ.
-        assert!(failed_ids(&response).is_empty(), "{response:?}");
+        // A batch item failure: Lambda keeps the message and SQS moves it to the DLQ.
+        assert_eq!(failed_ids(&response), vec!["m-last"]);
         assert_eq!(sb.sale_count(), 0);
+        let key = OrderKey::new(sb.ids().ecwid_store_id, order_id);
         let entry = store
-            .load_order(&OrderKey::new(sb.ids().ecwid_store_id, order_id))
+            .load_order(&key)
             .await
             .expect("ledger read")
             .expect("ledger entry");
@@ -397,10 +404,35 @@ mod tests {
         let reason = entry.reason.expect("a parked order has a reason");
         assert_eq!(reason.code, ReasonCode::DeadLettered);
         assert!(
-            reason.message.contains("503"),
-            "the last error is kept: {}",
+            reason.message.contains("503") && reason.message.contains(&key.order_id),
+            "the last error and the order are named: {}",
             reason.message
         );
+        // Visible again at once (no wait for the visibility timeout): the queue's next
+        // receive is the one that dead-letters it.
+        assert_eq!(store.queue_depth().expect("depth"), (1, 0));
+
+        // A stray redelivery (Lightspeed is back) posts nothing: the order stays parked
+        // until an operator replays it, and this record is settled.
+        sb.clear_faults();
+        let poster = sandbox_poster(&sb, &store);
+        let again = store
+            .receive(1, Duration::from_secs(30))
+            .await
+            .expect("receive")
+            .remove(0);
+        let response = post_sqs_batch(
+            &poster,
+            &store,
+            MAX_RECEIVES + 1,
+            sqs_event(&[("m-stray", &again, body_of(&again))]),
+        )
+        .await
+        .expect("batch handled");
+        assert!(failed_ids(&response).is_empty(), "{response:?}");
+        assert_eq!(sb.sale_count(), 0);
+        let entry = store.load_order(&key).await.unwrap().unwrap();
+        assert_eq!(entry.state, OrderState::Parked);
     }
 
     #[tokio::test]

@@ -250,6 +250,10 @@ fn each_function_is_granted_exactly_what_its_code_calls() {
     })
     .to_string();
     let kms_key = json!({ "Ref": "EcwidClientSecretKmsKeyArn" }).to_string();
+    let ls_parameter = json!({
+        "Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${LightspeedClientSecretParameter}"
+    })
+    .to_string();
 
     let expect = |pairs: &[(&str, &str)]| -> BTreeMap<String, BTreeSet<String>> {
         pairs
@@ -278,11 +282,22 @@ fn each_function_is_granted_exactly_what_its_code_calls() {
             "WebhookIngestLogGroup",
             &[
                 ("dynamodb:GetItem", &table),
+                ("dynamodb:PutItem", &table),
                 ("sqs:SendMessage", &queue),
                 ("ssm:GetParameter", &parameter),
                 ("kms:Decrypt (if HasSecretKmsKey)", &kms_key),
             ]
         )
+    );
+    // Ingest writes only the webhook event records (pk EVENT#{eventId}).
+    let record = role_statements(&t)
+        .into_iter()
+        .find(|(r, _, s)| *r == "WebhookIngestRole" && s["Action"] == "dynamodb:PutItem")
+        .expect("ingest's PutItem statement")
+        .2;
+    assert_eq!(
+        record["Condition"],
+        json!({ "ForAllValues:StringLike": { "dynamodb:LeadingKeys": ["EVENT#*"] } })
     );
     assert_eq!(
         got["SalePosterRole"],
@@ -297,6 +312,8 @@ fn each_function_is_granted_exactly_what_its_code_calls() {
                 ("sqs:DeleteMessage", &queue),
                 ("sqs:GetQueueAttributes", &queue),
                 ("sqs:ChangeMessageVisibility", &queue),
+                // The Lightspeed OAuth client_secret, only with an OAuth app.
+                ("ssm:GetParameter (if HasLightspeedOAuth)", &ls_parameter),
             ]
         )
     );
@@ -311,6 +328,7 @@ fn each_function_is_granted_exactly_what_its_code_calls() {
                 ("dynamodb:Scan", &table),
                 ("dynamodb:BatchGetItem", &table),
                 ("dynamodb:BatchWriteItem", &table),
+                ("ssm:GetParameter (if HasLightspeedOAuth)", &ls_parameter),
             ]
         )
     );
@@ -406,7 +424,11 @@ fn no_secret_is_a_template_parameter_or_an_environment_value() {
                     upper.ends_with("_PARAMETER"),
                     "{owner}: {var} looks like a secret value"
                 );
-                assert_eq!(value["Ref"], "EcwidClientSecretParameter", "{owner}: {var}");
+                assert!(
+                    value["Ref"] == "EcwidClientSecretParameter"
+                        || value["Ref"] == "LightspeedClientSecretParameter",
+                    "{owner}: {var}"
+                );
             }
         }
     }

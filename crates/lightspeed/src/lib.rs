@@ -4,19 +4,27 @@
 //! * Base URL: `https://{domain_prefix}.retail.lightspeed.app`, configurable as a template so
 //!   the sandbox can stand in.
 //! * 429 carries `Retry-After` as an HTTP date; it becomes a delay.
+//! * Requests are paced per retailer (domain prefix) by a gate shared by clones of the client
+//!   (see [`pace`] and [`Pacing`]): fed by every response's `X-RateLimit-*` headers and by
+//!   429s, it holds a request until the budget allows it, at most [`Pacing::max_wait`]; a
+//!   longer wait is [`ApiError::RateLimited`] without sending.
 //! * A sale POST whose answer never arrives (timeout, dropped connection) is
 //!   [`ApiError::OutcomeUnknown`]: the sale may exist, and the poster searches before
 //!   posting again.
 
 use els_core::decimal::opt_decimal;
 use els_core::inventory::{FeedPage, InventoryRecord};
-use els_core::lightspeed::{
-    LsCustomer, LsProduct, LsTax, NewCustomer, PostedSale, SaleDraft, SaleSetup,
-};
+use els_core::lightspeed::{LsCustomer, LsProduct, NewCustomer, PostedSale, SaleDraft, SaleSetup};
 use els_core::{ApiError, Connection, LightspeedApi};
 use rust_decimal::Decimal;
 use serde::Deserialize;
-use std::time::{Duration, SystemTime};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+pub mod oauth;
+pub mod pace;
+pub mod parse;
 
 /// The production URL template; `{domain_prefix}` is replaced per connection.
 pub const DEFAULT_URL_TEMPLATE: &str = "https://{domain_prefix}.retail.lightspeed.app";
@@ -26,25 +34,140 @@ const CUSTOMER_SEARCH_PAGE: usize = 200;
 /// A bound on customer search pages, so a misbehaving server cannot loop us forever.
 const CUSTOMER_SEARCH_MAX_PAGES: usize = 50;
 
+/// How a client paces its requests against a retailer's rate limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pacing {
+    /// Requests of the budget this client leaves to others: it holds its requests while
+    /// `X-RateLimit-Remaining` (less its own requests in flight) is at or below this.
+    pub reserve: u32,
+    /// The longest a request waits in-process for the budget. A longer wait returns
+    /// [`ApiError::RateLimited`] with the wait as `retry_after`, and nothing is sent. Keep it
+    /// below the poster's lease and the function timeout.
+    pub max_wait: Duration,
+}
+
+/// The sale poster's reserve: above the inventory mirror's back-off (20 remaining), so the
+/// mirror still gets requests while a burst of orders runs at the limit.
+pub const POSTER_RESERVE: u32 = 25;
+/// The default in-process wait cap (`LIGHTSPEED_MAX_RATE_WAIT_MS`).
+pub const DEFAULT_MAX_RATE_WAIT: Duration = Duration::from_secs(20);
+
+impl Default for Pacing {
+    fn default() -> Self {
+        Self {
+            reserve: 0,
+            max_wait: DEFAULT_MAX_RATE_WAIT,
+        }
+    }
+}
+
+/// The per-retailer gates, shared by clones of a client.
+type Gates = Arc<Mutex<HashMap<String, pace::Gate>>>;
+
 #[derive(Clone, Debug)]
 pub struct LightspeedClient {
     http: reqwest::Client,
     url_template: String,
+    pacing: Pacing,
+    gates: Gates,
+}
+
+/// A request let through by the gate; reports its response (or its absence, on drop).
+struct Admission {
+    gates: Gates,
+    prefix: String,
+    ticket: u64,
+    done: bool,
+}
+
+impl Admission {
+    fn observe(&mut self, seen: pace::Observed) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let mut gates = self.gates.lock().unwrap_or_else(|e| e.into_inner());
+        gates
+            .entry(self.prefix.clone())
+            .or_default()
+            .observe(self.ticket, Instant::now(), seen);
+    }
+
+    /// Reads the rate-limit headers of a response.
+    fn response(&mut self, resp: &reqwest::Response) {
+        let now = SystemTime::now();
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+        };
+        let status = resp.status().as_u16();
+        let limited = status == 429;
+        // Whether a refused token counts against the limit is not documented (the sandbox
+        // does not count it): such an answer tells the gate nothing.
+        let counted = status != 401;
+        self.observe(pace::Observed {
+            limit: header("x-ratelimit-limit").and_then(|v| v.parse().ok()),
+            remaining: header("x-ratelimit-remaining")
+                .filter(|_| counted)
+                .and_then(|v| v.parse().ok()),
+            reset_in: header("x-ratelimit-reset").and_then(|v| parse_reset(v, now)),
+            retry_after: if limited {
+                header("retry-after").and_then(|v| parse_retry_after(v, now))
+            } else {
+                None
+            },
+            limited,
+        });
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.observe(pace::Observed::default());
+    }
+}
+
+/// The longest delay a header is taken to ask for. Larger values (found by fuzzing:
+/// `18446744073709551615`) would overflow the clock arithmetic that schedules the retry.
+pub const MAX_HEADER_DELAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A delay given as an HTTP date or as seconds, measured from `now`; a date in the past is
+/// zero; at most [`MAX_HEADER_DELAY`].
+fn parse_delay(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs).min(MAX_HEADER_DELAY));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_HEADER_DELAY),
+    )
+}
+
+/// Parses `X-RateLimit-Reset`: an HTTP date (as the sandbox sends it), seconds from now, or
+/// (a number past 10^9) a Unix time. Lightspeed documents only Limit and Remaining.
+pub fn parse_reset(value: &str, now: SystemTime) -> Option<Duration> {
+    match value.trim().parse::<u64>() {
+        // `checked_add`: a huge epoch overflowed `SystemTime` (found by fuzzing).
+        Ok(epoch) if epoch > 1_000_000_000 => Some(
+            match SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(epoch)) {
+                Some(at) => at.duration_since(now).unwrap_or(Duration::ZERO),
+                None => MAX_HEADER_DELAY,
+            }
+            .min(MAX_HEADER_DELAY),
+        ),
+        _ => parse_delay(value, now),
+    }
 }
 
 /// Parses `Retry-After`: an HTTP date (Lightspeed) or, defensively, seconds.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
     // A date in the past still means "not before now": retry promptly, not at once.
-    Some(
-        at.duration_since(now)
-            .unwrap_or(Duration::ZERO)
-            .max(Duration::from_secs(1)),
-    )
+    parse_delay(value, now).map(|d| d.max(Duration::from_secs(1)))
 }
 
 fn error_detail(body: &str) -> String {
@@ -117,8 +240,9 @@ struct RawSale {
 
 impl From<RawSale> for PostedSale {
     fn from(r: RawSale) -> Self {
+        // `checked_add`: totals beyond a decimal's range are no total, not a panic.
         let total = match (r.total_price, r.total_tax) {
-            (Some(p), Some(t)) => Some(p + t),
+            (Some(p), Some(t)) => p.checked_add(t),
             _ => None,
         };
         PostedSale {
@@ -171,6 +295,65 @@ impl LightspeedClient {
         Self {
             http,
             url_template: url_template.into().trim_end_matches('/').to_string(),
+            pacing: Pacing::default(),
+            gates: Gates::default(),
+        }
+    }
+
+    /// The same client with other pacing (clones made after this share its gates).
+    pub fn with_pacing(mut self, pacing: Pacing) -> Self {
+        self.pacing = pacing;
+        self
+    }
+
+    pub fn pacing(&self) -> Pacing {
+        self.pacing
+    }
+
+    /// Waits until the retailer's budget allows a request, at most [`Pacing::max_wait`].
+    async fn admit(&self, conn: &Connection) -> Result<Admission, ApiError> {
+        let prefix = &conn.lightspeed.domain_prefix;
+        let started = Instant::now();
+        let deadline = started + self.pacing.max_wait;
+        loop {
+            let now = Instant::now();
+            let decision = {
+                let mut gates = self.gates.lock().unwrap_or_else(|e| e.into_inner());
+                gates
+                    .entry(prefix.clone())
+                    .or_default()
+                    .decide(now, self.pacing.reserve)
+            };
+            match decision {
+                pace::Decision::Go(ticket) => {
+                    let waited = now.duration_since(started);
+                    if waited >= Duration::from_millis(100) {
+                        tracing::debug!(
+                            waited_ms = waited.as_millis() as u64,
+                            "waited for the Lightspeed rate limit"
+                        );
+                    }
+                    return Ok(Admission {
+                        gates: self.gates.clone(),
+                        prefix: prefix.clone(),
+                        ticket,
+                        done: false,
+                    });
+                }
+                pace::Decision::WaitUntil(at) if at > deadline => {
+                    let retry_after = at.duration_since(now).max(Duration::from_secs(1));
+                    tracing::info!(
+                        retry_after_ms = retry_after.as_millis() as u64,
+                        "Lightspeed rate limit budget spent; not sending"
+                    );
+                    return Err(ApiError::RateLimited {
+                        retry_after: Some(retry_after),
+                    });
+                }
+                pace::Decision::WaitUntil(at) => {
+                    tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+                }
+            }
         }
     }
 
@@ -216,23 +399,28 @@ impl LightspeedClient {
         path: &str,
         query: &[(&str, String)],
     ) -> Result<reqwest::Response, ApiError> {
-        self.http
+        let mut admission = self.admit(conn).await?;
+        let resp = self
+            .http
             .get(format!("{}{path}", self.base_url(conn)))
             .query(query)
             .bearer_auth(conn.lightspeed.access_token.expose())
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
-            .await
-            .map_err(|e| ApiError::Unavailable {
-                detail: format!(
-                    "GET {path}: {}",
-                    if e.is_timeout() {
-                        "timed out"
-                    } else {
-                        "connection failed"
-                    }
-                ),
-            })
+            .await;
+        if let Ok(r) = &resp {
+            admission.response(r);
+        }
+        resp.map_err(|e| ApiError::Unavailable {
+            detail: format!(
+                "GET {path}: {}",
+                if e.is_timeout() {
+                    "timed out"
+                } else {
+                    "connection failed"
+                }
+            ),
+        })
     }
 
     async fn get<T: serde::de::DeserializeOwned>(
@@ -300,32 +488,7 @@ impl LightspeedClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u32>().ok());
         let page: RawPage = Self::read(resp, path).await?;
-        let item_max = page
-            .data
-            .iter()
-            .filter_map(|v| v.get("version").and_then(serde_json::Value::as_u64))
-            .max();
-        let envelope_max = page
-            .version
-            .and_then(|v| v.max)
-            .and_then(|m| u64::try_from(m).ok());
-        let max_version = match (envelope_max, item_max) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
-        let items = page
-            .data
-            .into_iter()
-            .map(serde_json::from_value)
-            .collect::<Result<Vec<T>, _>>()
-            .map_err(|e| ApiError::Decode {
-                detail: format!("{path}: {e}"),
-            })?;
-        Ok(FeedPage {
-            max_version: if items.is_empty() { None } else { max_version },
-            items,
-            rate_limit_remaining: remaining,
-        })
+        parse::feed_page(page, remaining, path)
     }
 }
 
@@ -339,6 +502,7 @@ impl LightspeedClient {
         path: &str,
         body: &B,
     ) -> Result<T, ApiError> {
+        let mut admission = self.admit(conn).await?;
         let resp = self
             .http
             .post(format!("{}{path}", self.base_url(conn)))
@@ -346,26 +510,29 @@ impl LightspeedClient {
             .header(reqwest::header::ACCEPT, "application/json")
             .json(body)
             .send()
-            .await
-            .map_err(|e| {
-                if e.is_connect() {
-                    // Nothing was sent.
-                    ApiError::Unavailable {
-                        detail: format!("POST {path}: could not connect"),
-                    }
-                } else {
-                    ApiError::OutcomeUnknown {
-                        detail: format!(
-                            "POST {path}: {}",
-                            if e.is_timeout() {
-                                "timed out"
-                            } else {
-                                "connection dropped"
-                            }
-                        ),
-                    }
+            .await;
+        if let Ok(r) = &resp {
+            admission.response(r);
+        }
+        let resp = resp.map_err(|e| {
+            if e.is_connect() {
+                // Nothing was sent.
+                ApiError::Unavailable {
+                    detail: format!("POST {path}: could not connect"),
                 }
-            })?;
+            } else {
+                ApiError::OutcomeUnknown {
+                    detail: format!(
+                        "POST {path}: {}",
+                        if e.is_timeout() {
+                            "timed out"
+                        } else {
+                            "connection dropped"
+                        }
+                    ),
+                }
+            }
+        })?;
         Self::read(resp, &format!("POST {path}"))
             .await
             .map_err(|e| match e {
@@ -380,6 +547,8 @@ impl LightspeedClient {
 
 impl LightspeedApi for LightspeedClient {
     async fn post_sale(&self, conn: &Connection, sale: &SaleDraft) -> Result<PostedSale, ApiError> {
+        // Over budget, nothing is sent: the poster returns the message for `retry_after`.
+        let mut admission = self.admit(conn).await?;
         let resp = self
             .http
             .post(format!("{}/api/register_sales", self.base_url(conn)))
@@ -387,26 +556,29 @@ impl LightspeedApi for LightspeedClient {
             .header(reqwest::header::ACCEPT, "application/json")
             .json(sale)
             .send()
-            .await
-            .map_err(|e| {
-                if e.is_connect() {
-                    // Nothing was sent.
-                    ApiError::Unavailable {
-                        detail: "POST /api/register_sales: could not connect".into(),
-                    }
-                } else {
-                    ApiError::OutcomeUnknown {
-                        detail: format!(
-                            "POST /api/register_sales: {}",
-                            if e.is_timeout() {
-                                "timed out"
-                            } else {
-                                "connection dropped"
-                            }
-                        ),
-                    }
+            .await;
+        if let Ok(r) = &resp {
+            admission.response(r);
+        }
+        let resp = resp.map_err(|e| {
+            if e.is_connect() {
+                // Nothing was sent.
+                ApiError::Unavailable {
+                    detail: "POST /api/register_sales: could not connect".into(),
                 }
-            })?;
+            } else {
+                ApiError::OutcomeUnknown {
+                    detail: format!(
+                        "POST /api/register_sales: {}",
+                        if e.is_timeout() {
+                            "timed out"
+                        } else {
+                            "connection dropped"
+                        }
+                    ),
+                }
+            }
+        })?;
         let envelope: RegisterSaleEnvelope = Self::read(resp, "POST /api/register_sales")
             .await
             .map_err(|e| match e {
@@ -437,17 +609,7 @@ impl LightspeedApi for LightspeedClient {
         // Re-check: a search may match loosely. Whether the register adds its invoice
         // prefix/suffix to a number we send is not documented, so a number that contains
         // ours, or our `source_id`, also counts as ours.
-        Ok(page
-            .data
-            .into_iter()
-            .filter(|s| {
-                s.source_id.as_deref() == Some(invoice_number)
-                    || s.invoice_number
-                        .as_deref()
-                        .is_some_and(|n| n.contains(invoice_number))
-            })
-            .map(PostedSale::from)
-            .collect())
+        Ok(parse::sales_matching(page.data, invoice_number))
     }
 
     async fn find_products_by_sku(
@@ -567,33 +729,8 @@ impl LightspeedApi for LightspeedClient {
 
     async fn sale_setup(&self, conn: &Connection) -> Result<SaleSetup, ApiError> {
         let retailer: DataOne<RawRetailer> = self.get(conn, "/api/2.0/retailer", &[]).await?;
-        let no_tax_group_id = retailer
-            .data
-            .no_tax_group_id
-            .ok_or_else(|| ApiError::Decode {
-                detail: "retailer has no no_tax_group_id".into(),
-            })?;
         let raw: Vec<RawTax> = self.list_all(conn, "/api/2.0/taxes").await?;
-        let taxes = raw
-            .into_iter()
-            .map(|t| {
-                // A tax group's rate is the sum of its component rates.
-                let rate = if t.rates.is_empty() {
-                    t.rate.unwrap_or_default()
-                } else {
-                    t.rates.iter().filter_map(|r| r.rate).sum()
-                };
-                LsTax {
-                    name: t.name.unwrap_or_default(),
-                    id: t.id,
-                    rate,
-                }
-            })
-            .collect();
-        Ok(SaleSetup {
-            no_tax_group_id,
-            taxes,
-        })
+        parse::sale_setup(retailer.data, raw)
     }
 }
 
@@ -626,6 +763,21 @@ mod tests {
         let past = httpdate::fmt_http_date(now - Duration::from_secs(42));
         assert_eq!(parse_retry_after(&past, now), Some(Duration::from_secs(1)));
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn rate_limit_reset_is_a_date_seconds_or_a_unix_time() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(7));
+        assert_eq!(parse_reset(&later, now), Some(Duration::from_secs(7)));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(7));
+        assert_eq!(parse_reset(&past, now), Some(Duration::ZERO));
+        assert_eq!(parse_reset("12", now), Some(Duration::from_secs(12)));
+        assert_eq!(
+            parse_reset("1800000030", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(parse_reset("later", now), None);
     }
 
     #[test]

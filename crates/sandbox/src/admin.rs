@@ -17,6 +17,8 @@
 //! | POST | `/_sandbox/ecwid_stock` | `{"product_id","combination_id"?,"quantity"}` (null = unlimited) | `{"ok": true}` |
 //! | POST | `/_sandbox/pos_sales` | `{"product_id","quantity","register_id"?}` (defaults to the web register) | `{"saleId"}` |
 //! | POST | `/_sandbox/customers` | `{"first_name","last_name","email"}` | `{"id"}` |
+//! | POST | `/_sandbox/lightspeed/oauth` | [`OAuthMode`](crate::OAuthMode) | `{"ok": true}` |
+//! | POST | `/_sandbox/lightspeed/oauth/revoke` | | `{"ok": true}` (kills the access token) |
 
 use axum::extract::{Path, Query as AxQuery, State as AxState};
 use axum::http::StatusCode;

@@ -44,6 +44,7 @@ mod config;
 mod ecwid;
 mod faults;
 mod lightspeed;
+mod oauth;
 mod server;
 mod specs;
 mod state;
@@ -61,7 +62,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use config::SandboxConfig;
-pub use faults::{Fault, FaultKind, Route};
+pub use faults::{ChanceFault, ChaosPlan, Fault, FaultKind, FaultTally, Route};
+pub use oauth::{OAuthMode, OAuthTokens};
 pub use specs::{
     Counters, OrderItemSpec, OrderSpec, ProductIds, ProductSpec, SeedIds, ShippingSpec, VariantIds,
     VariantSpec,
@@ -555,6 +557,16 @@ impl Sandbox {
     /// Faults still armed.
     pub fn faults(&self) -> Vec<Fault> {
         self.st().faults.clone()
+    }
+
+    /// Random faults from a seeded plan (replacing any earlier plan); `None` stops them.
+    pub fn set_chaos(&self, plan: Option<ChaosPlan>) {
+        self.st().chaos = plan.map(faults::Chaos::new);
+    }
+
+    /// How many faults fired so far, per route and kind.
+    pub fn fault_tally(&self) -> FaultTally {
+        self.st().fault_tally.clone()
     }
 
     /// Everything `GET /_sandbox/state` returns.

@@ -233,7 +233,10 @@ pub(crate) fn router(shared: Shared) -> Router {
     Router::new()
         .route("/ecwid/api/v3/{*rest}", any(ecwid_entry))
         .route("/lightspeed/{*rest}", any(ls_entry))
-        .nest("/_sandbox", crate::admin::router())
+        .nest(
+            "/_sandbox",
+            crate::admin::router().merge(crate::oauth::admin_router()),
+        )
         .fallback(not_found)
         .with_state(shared)
 }
@@ -427,6 +430,10 @@ async fn ls_entry(
     let is_sale_post = method == Method::POST && rest == ["api", "register_sales"];
     let is_search = method == Method::GET && rest == ["api", "2.0", "search"];
     let is_customer_create = method == Method::POST && rest == ["api", "2.0", "customers"];
+    if method == Method::POST && rest == ["api", "1.0", "token"] {
+        // The OAuth token endpoint authenticates by client credentials, not a bearer token.
+        return crate::oauth::token_request(&shared, segs.first(), &headers, &body);
+    }
 
     let limit = cfg.ls_rate_limit;
     let pre = {
@@ -450,7 +457,7 @@ async fn ls_entry(
             if is_customer_create {
                 st.counters.ls_customer_creates += 1;
             }
-            if bearer(&headers) != Some(cfg.ls_token.as_str()) {
+            if !crate::oauth::authorized(&mut st, &cfg.ls_token, bearer(&headers)) {
                 // Not counted (the limit applies to authorized requests), but still reported.
                 let now = st.ls_rate.peek(limit, cfg.ls_rate_window, Instant::now());
                 Err(rate_headers(

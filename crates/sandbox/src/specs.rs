@@ -240,6 +240,12 @@ pub struct Counters {
     pub ls_rate_limited: u64,
     /// Injected faults that fired.
     pub faults_fired: u64,
+    /// Requests to the Lightspeed OAuth token endpoint (any outcome).
+    pub ls_token_requests: u64,
+    /// New Lightspeed token pairs issued by the token endpoint.
+    pub ls_token_refreshes: u64,
+    /// Lightspeed API requests made with an expired or invalidated access token (OAuth mode).
+    pub ls_stale_token_requests: u64,
 }
 
 /// Ids of the retailer's fixed setup and of the demo catalog.

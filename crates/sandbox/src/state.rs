@@ -10,7 +10,7 @@ use rust_decimal::prelude::ToPrimitive;
 use serde_json::Value;
 
 use crate::config::SandboxConfig;
-use crate::faults::{Fault, FaultKind, Route};
+use crate::faults::{Chaos, Fault, FaultKind, FaultTally, Route};
 use crate::specs::{Counters, ProductIds, ProductSpec, SeedIds, VariantIds, VariantSpec};
 use crate::util::{new_uuid, random_code, round_dp, seed_uuid};
 
@@ -350,8 +350,13 @@ pub(crate) struct State {
     pub sales: Vec<LsSale>,
     pub ls_rate: SlidingWindow,
 
+    /// Lightspeed OAuth mode (`None`: the personal token of the config works).
+    pub ls_oauth: Option<crate::oauth::OAuthState>,
     pub counters: Counters,
     pub faults: Vec<Fault>,
+    /// Random faults (drawn when no armed fault matches) and the per-kind fired counts.
+    pub(crate) chaos: Option<Chaos>,
+    pub fault_tally: FaultTally,
     pub seed: SeedIds,
     /// While seeding: the next deterministic id number (stable demo ids across runs).
     seeding: Option<u128>,
@@ -388,8 +393,11 @@ impl State {
             customers: Vec::new(),
             sales: Vec::new(),
             ls_rate: SlidingWindow::default(),
+            ls_oauth: None,
             counters: Counters::default(),
             faults: Vec::new(),
+            chaos: None,
+            fault_tally: FaultTally::default(),
             seed: SeedIds::default(),
             seeding: None,
         };
@@ -1141,24 +1149,32 @@ impl State {
     // -----------------------------------------------------------------------------------------
     // Faults
 
-    /// Take one firing of the first armed fault matching `matches`.
+    /// Take one firing of the first armed fault matching `matches`, else draw a random one.
     pub fn take_fault(&mut self, matches: impl Fn(Route) -> bool) -> Option<FaultKind> {
-        let idx = self
+        let (route, kind) = match self
             .faults
             .iter()
-            .position(|f| f.times > 0 && matches(f.route))?;
-        let f = &mut self.faults[idx];
-        f.times -= 1;
-        let kind = f.kind.clone();
-        if f.times == 0 {
-            self.faults.remove(idx);
-        }
+            .position(|f| f.times > 0 && matches(f.route))
+        {
+            Some(idx) => {
+                let f = &mut self.faults[idx];
+                f.times -= 1;
+                let fired = (f.route, f.kind.clone());
+                if f.times == 0 {
+                    self.faults.remove(idx);
+                }
+                fired
+            }
+            None => self.chaos.as_mut()?.draw(&matches)?,
+        };
+        self.fault_tally.record(route, &kind);
         self.counters.faults_fired += 1;
         Some(kind)
     }
 
     /// Put back one firing of a fault (a DropAfterCommit that did not fire).
     pub fn rearm(&mut self, route: Route, kind: FaultKind) {
+        self.fault_tally.unrecord(route, &kind);
         self.faults.insert(0, Fault::once(route, kind));
         self.counters.faults_fired = self.counters.faults_fired.saturating_sub(1);
     }

@@ -11,6 +11,7 @@
 //! | SKU index | `STORE#{storeId}` | `LSSKU#{sku key}` (the live Lightspeed ids with that SKU) |
 //! | pushed stock | `STORE#{storeId}` | `STOCK#{lsProductId}` |
 //! | pending web sale | `STORE#{storeId}` | `PENDING#{orderId}` |
+//! | webhook event | `EVENT#{eventId}` | `EVENT` (expires through the table's TTL) |
 //!
 //! **Pending web sales** are a sparse index of the ledger: `save_order` writes the ledger item
 //! and, in the same transaction, puts the order's `PENDING#` item (while
@@ -20,6 +21,13 @@
 //! The **SKU index** items are written by read-modify-write without a condition: only the
 //! inventory mirror writes them, and it does so under its cursor's lease, one run per store.
 //!
+//! **Webhook events** (replay protection) are keyed by the event id alone, each in its own
+//! partition: `storeId` is not signed, so a record under the store would land wherever an
+//! altered body pointed it. The item holds `event_id`, `store_id`, `fingerprint`,
+//! `recorded_at` (RFC 3339) and `expires_at`, the table's TTL attribute (epoch seconds).
+//! DynamoDB deletes expired items within days, not at once, so a read treats an item whose
+//! `expires_at` has passed as absent.
+//!
 //! Items are the serde_dynamo rendering of the core types (native attributes, so an
 //! operator can read them in the console) plus `pk` and `sk`. `version` is a top-level
 //! number on every versioned item, and ledger items keep `state` and `created_at` top-level.
@@ -27,17 +35,18 @@
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, Delete, DeleteRequest, KeySchemaElement,
-    KeyType, KeysAndAttributes, Put, PutRequest, ScalarAttributeType, TableStatus,
-    TransactWriteItem, WriteRequest,
+    KeyType, KeysAndAttributes, Put, PutRequest, ReturnValuesOnConditionCheckFailure,
+    ScalarAttributeType, TableStatus, TransactWriteItem, WriteRequest,
 };
 use els_core::customers::CustomerLink;
 use els_core::inventory::{
     CatalogLink, CatalogLinkUpdate, InventoryCursor, PendingWebSale, PushedStock,
 };
 use els_core::ledger::{LedgerEntry, OrderKey, OrderState};
-use els_core::ports::{ProductLink, StateStore};
+use els_core::ports::{EventRecordOutcome, ProductLink, StateStore, WebhookEventRecord};
 use els_core::{Connection, StoreError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -55,6 +64,10 @@ const LINK_PREFIX: &str = "LSPRODUCT#";
 const SKU_INDEX_PREFIX: &str = "LSSKU#";
 const STOCK_PREFIX: &str = "STOCK#";
 const PENDING_PREFIX: &str = "PENDING#";
+const EVENT_PREFIX: &str = "EVENT#";
+const EVENT_SK: &str = "EVENT";
+/// The table's TTL attribute (template.yaml `TimeToLiveSpecification`): epoch seconds.
+const TTL_ATTRIBUTE: &str = "expires_at";
 /// BatchGetItem and BatchWriteItem limits.
 const BATCH_GET: usize = 100;
 const BATCH_WRITE: usize = 25;
@@ -399,6 +412,59 @@ impl DynamoStore {
         }
         Ok(out)
     }
+}
+
+fn event_item(record: &WebhookEventRecord) -> Item {
+    HashMap::from([
+        (
+            "pk".to_string(),
+            s(format!("{EVENT_PREFIX}{}", record.event_id)),
+        ),
+        ("sk".to_string(), s(EVENT_SK)),
+        ("event_id".to_string(), s(record.event_id.clone())),
+        ("store_id".to_string(), n(record.store_id)),
+        ("fingerprint".to_string(), s(record.fingerprint.clone())),
+        (
+            "recorded_at".to_string(),
+            s(record.recorded_at.to_rfc3339()),
+        ),
+        (
+            TTL_ATTRIBUTE.to_string(),
+            AttributeValue::N(record.expires_at.timestamp().to_string()),
+        ),
+    ])
+}
+
+fn event_from_item(item: &Item) -> Result<WebhookEventRecord, StoreError> {
+    let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+    let number = |name: &str| {
+        item.get(name)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+    };
+    let corrupt = |detail: &str| StoreError::Corrupt {
+        key: format!(
+            "{}/{EVENT_SK}",
+            text("pk").unwrap_or_else(|| EVENT_PREFIX.to_string())
+        ),
+        detail: detail.to_string(),
+    };
+    let recorded_at = text("recorded_at")
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+        .ok_or_else(|| corrupt("recorded_at is not an RFC 3339 time"))?
+        .with_timezone(&chrono::Utc);
+    let expires_at = number(TTL_ATTRIBUTE)
+        .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
+        .ok_or_else(|| corrupt("expires_at is not epoch seconds"))?;
+    Ok(WebhookEventRecord {
+        event_id: text("event_id").ok_or_else(|| corrupt("no event_id"))?,
+        store_id: number("store_id")
+            .and_then(|v| u64::try_from(v).ok())
+            .ok_or_else(|| corrupt("no store_id"))?,
+        fingerprint: text("fingerprint").ok_or_else(|| corrupt("no fingerprint"))?,
+        recorded_at,
+        expires_at,
+    })
 }
 
 impl StateStore for DynamoStore {
@@ -819,5 +885,58 @@ impl StateStore for DynamoStore {
             .collect::<Result<_, _>>()?;
         out.sort_by(|a, b| a.order_id.cmp(&b.order_id));
         Ok(out)
+    }
+
+    /// One conditional PutItem: it succeeds when no item has the event id or the item's TTL
+    /// has passed; otherwise DynamoDB returns the stored item with the failure
+    /// (`ReturnValuesOnConditionCheckFailure`), which is compared. Needs only PutItem (and
+    /// GetItem should a backend not return the item).
+    async fn record_webhook_event(
+        &self,
+        record: &WebhookEventRecord,
+    ) -> Result<EventRecordOutcome, StoreError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(event_item(record)))
+            .condition_expression("attribute_not_exists(pk) OR #expires <= :now")
+            .expression_attribute_names("#expires", TTL_ATTRIBUTE)
+            .expression_attribute_values(
+                ":now",
+                AttributeValue::N(record.recorded_at.timestamp().to_string()),
+            )
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let err = match put {
+            Ok(_) => return Ok(EventRecordOutcome::New),
+            Err(err) => err,
+        };
+        let returned = match err.as_service_error() {
+            Some(PutItemError::ConditionalCheckFailedException(e)) => e.item().cloned(),
+            _ => return Err(unavailable("PutItem", err)),
+        };
+        let stored = match returned {
+            Some(item) => item,
+            None => self
+                .get(
+                    format!("{EVENT_PREFIX}{}", record.event_id),
+                    EVENT_SK.into(),
+                )
+                .await?
+                .ok_or_else(|| {
+                    StoreError::Unavailable(format!(
+                        "webhook event {} vanished during its conditional write",
+                        record.event_id
+                    ))
+                })?,
+        };
+        let first = event_from_item(&stored)?;
+        Ok(if first.fingerprint == record.fingerprint {
+            EventRecordOutcome::Redelivery
+        } else {
+            EventRecordOutcome::Altered(first)
+        })
     }
 }

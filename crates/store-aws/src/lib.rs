@@ -8,4 +8,4 @@ mod dynamo;
 mod sqs;
 
 pub use dynamo::DynamoStore;
-pub use sqs::SqsQueue;
+pub use sqs::{RawMessage, SqsQueue};

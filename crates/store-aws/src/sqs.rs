@@ -19,6 +19,16 @@ const MAX_VISIBILITY_SECS: u64 = 43_200;
 /// SQS returns at most 10 messages per receive.
 const MAX_BATCH: usize = 10;
 
+/// A message as SQS returned it, before decoding (see [`SqsQueue::receive_raw`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawMessage {
+    pub message_id: String,
+    pub receipt: String,
+    /// The FIFO message group (the store id for our messages).
+    pub group_id: Option<String>,
+    pub body: String,
+}
+
 /// The work queue on an SQS FIFO queue.
 #[derive(Clone, Debug)]
 pub struct SqsQueue {
@@ -239,6 +249,49 @@ impl SqsQueue {
                 .map_err(|e| unavailable("ChangeMessageVisibilityBatch", e))?;
         }
         Ok(out)
+    }
+
+    /// Receives up to `max` messages as they are, undecoded, and hides them for
+    /// `visibility`: the operator's view of a dead-letter queue (open it with
+    /// [`SqsQueue::new`] on the DLQ's URL), where a body that is not an [`OrderMessage`] must
+    /// be reported rather than skipped. Settle them with [`WorkQueue::ack`] (delete) or
+    /// [`WorkQueue::retry_after`] (make visible again).
+    pub async fn receive_raw(
+        &self,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<RawMessage>, QueueError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let messages = self
+            .client
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(max.min(MAX_BATCH) as i32)
+            .visibility_timeout(visibility_secs(visibility))
+            .wait_time_seconds(0)
+            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+            .send()
+            .await
+            .map_err(|e| unavailable("ReceiveMessage", e))?
+            .messages
+            .unwrap_or_default();
+        Ok(messages
+            .into_iter()
+            .filter_map(|m| {
+                let group_id = m
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+                    .cloned();
+                Some(RawMessage {
+                    receipt: m.receipt_handle?,
+                    message_id: m.message_id.unwrap_or_default(),
+                    group_id,
+                    body: m.body.unwrap_or_default(),
+                })
+            })
+            .collect())
     }
 
     /// `(visible, in_flight)` from the approximate counts SQS keeps.

@@ -137,6 +137,13 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     receive_count  INTEGER NOT NULL,
     dead_lettered_at INTEGER NOT NULL
 );
+-- Webhook event ids seen by ingest (replay protection), keyed by the event id alone.
+CREATE TABLE IF NOT EXISTS webhook_events (
+    event_id   TEXT    PRIMARY KEY,
+    expires_at INTEGER NOT NULL, -- microseconds since the epoch
+    item       TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS webhook_events_expiry ON webhook_events (expires_at);
 PRAGMA user_version = 1;
 "#;
 

@@ -214,6 +214,10 @@ impl WorkQueue for SqliteStore {
     }
 }
 
+/// A row of the dead-letter table: its sequence number and the message, or why the body is
+/// not an [`OrderMessage`].
+pub type DeadLetterRow = (i64, Result<OrderMessage, String>);
+
 /// Operator and benchmark helpers. They run on the calling thread: each is one short
 /// transaction.
 impl SqliteStore {
@@ -234,6 +238,50 @@ impl SqliteStore {
                 }
             }
             Ok(out)
+        })?)
+    }
+
+    /// Up to `limit` dead letters with a sequence number above `after`, oldest first, as
+    /// `(seq, message)`; a body that does not decode is `Err` with the reason (it is kept,
+    /// never dropped, so an operator can look at it).
+    pub fn dead_letters_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<DeadLetterRow>, QueueError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        Ok(self.run_now(move |conn, _| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, body FROM dead_letters WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![after, limit], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (seq, body) = row?;
+                let message = serde_json::from_str(&body).map_err(|e| e.to_string());
+                out.push((seq, message));
+            }
+            Ok(out)
+        })?)
+    }
+
+    /// Deletes one dead letter; `false` when it was not there (already deleted).
+    pub fn delete_dead_letter(&self, seq: i64) -> Result<bool, QueueError> {
+        Ok(self.run_now(move |conn, _| {
+            Ok(conn
+                .prepare_cached("DELETE FROM dead_letters WHERE seq = ?1")?
+                .execute([seq])?
+                > 0)
+        })?)
+    }
+
+    /// How many messages sit in the dead-letter table.
+    pub fn dead_letter_count(&self) -> Result<usize, QueueError> {
+        Ok(self.run_now(|conn, _| {
+            let n: i64 = conn.query_row("SELECT COUNT(*) FROM dead_letters", [], |r| r.get(0))?;
+            Ok(usize::try_from(n).unwrap_or(0))
         })?)
     }
 
@@ -382,6 +430,43 @@ mod tests {
         let again = q.receive(10, LONG).await.unwrap();
         assert_eq!(again[0].message, poison);
         assert_eq!(again[0].receive_count, 1);
+    }
+
+    #[tokio::test]
+    async fn dead_letters_are_paged_kept_when_undecodable_and_deleted_one_by_one() {
+        let q = store(QueueConfig {
+            max_receives: 1,
+            ..QueueConfig::default()
+        });
+        q.enqueue(&message(1, "a")).await.unwrap();
+        q.enqueue(&message(2, "b")).await.unwrap();
+        q.run_now(|conn, _| {
+            conn.execute(
+                "INSERT INTO queue (group_id, body, enqueued_at, visible_at, receive_count, is_head)
+                 VALUES ('3', 'not json', 0, 0, 0, 1)",
+                [],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+        // First receive hands them out (the junk one is skipped but counted), the second
+        // moves all three to the dead-letter table.
+        for d in q.receive(10, Duration::ZERO).await.unwrap() {
+            q.retry_after(&d.receipt, Duration::ZERO).await.unwrap();
+        }
+        assert!(q.receive(10, LONG).await.unwrap().is_empty());
+        assert_eq!(q.dead_letter_count().unwrap(), 3);
+
+        let first = q.dead_letters_after(0, 2).unwrap();
+        assert_eq!(first.len(), 2);
+        assert_eq!(first[0].1.as_ref().unwrap(), &message(1, "a"));
+        let rest = q.dead_letters_after(first[1].0, 10).unwrap();
+        assert_eq!(rest.len(), 1);
+        assert!(rest[0].1.is_err(), "the junk body is reported, not dropped");
+
+        assert!(q.delete_dead_letter(first[0].0).unwrap());
+        assert!(!q.delete_dead_letter(first[0].0).unwrap());
+        assert_eq!(q.dead_letter_count().unwrap(), 2);
     }
 
     #[tokio::test]

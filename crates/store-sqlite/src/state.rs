@@ -1,5 +1,6 @@
 //! [`StateStore`] on SQLite: connections, the order ledger, product and customer links, and
-//! the inventory mirror's cursor, catalog links and pushed stock.
+//! the inventory mirror's cursor, catalog links and pushed stock, and the webhook event ids
+//! ingest has seen.
 
 use crate::{Failure, SqliteStore, to_sql_int};
 use els_core::customers::CustomerLink;
@@ -7,7 +8,7 @@ use els_core::inventory::{
     CatalogLink, CatalogLinkUpdate, InventoryCursor, PendingWebSale, PushedStock,
 };
 use els_core::ledger::{LedgerEntry, OrderKey, OrderState};
-use els_core::ports::{ProductLink, StateStore};
+use els_core::ports::{EventRecordOutcome, ProductLink, StateStore, WebhookEventRecord};
 use els_core::{Connection, StoreError};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
@@ -537,6 +538,59 @@ impl StateStore for SqliteStore {
                 }
                 tx.commit()?;
                 Ok(())
+            })
+            .await?)
+    }
+
+    /// One transaction: a bounded sweep of expired records (so the table stays small
+    /// without a separate job), then the insert unless a live record has the event id.
+    async fn record_webhook_event(
+        &self,
+        record: &WebhookEventRecord,
+    ) -> Result<EventRecordOutcome, StoreError> {
+        let key = format!("EVENT#{}", record.event_id);
+        let json = encode(record, &key)?;
+        let event_id = record.event_id.clone();
+        let fingerprint = record.fingerprint.clone();
+        let now = record.recorded_at.timestamp_micros();
+        let expires_at = record.expires_at.timestamp_micros();
+        Ok(self
+            .run(move |conn, _| {
+                let tx = conn.transaction()?;
+                tx.prepare_cached(
+                    "DELETE FROM webhook_events WHERE event_id IN
+                     (SELECT event_id FROM webhook_events WHERE expires_at <= ?1 LIMIT 100)",
+                )?
+                .execute([now])?;
+                let stored: Option<String> = tx
+                    .prepare_cached(
+                        "SELECT item FROM webhook_events WHERE event_id = ?1 AND expires_at > ?2",
+                    )?
+                    .query_row(params![event_id, now], |r| r.get(0))
+                    .optional()?;
+                let outcome = match stored {
+                    Some(j) => {
+                        let first: WebhookEventRecord = decode(&j, &key)?;
+                        if first.fingerprint == fingerprint {
+                            EventRecordOutcome::Redelivery
+                        } else {
+                            EventRecordOutcome::Altered(first)
+                        }
+                    }
+                    None => {
+                        // An expired record the sweep did not reach is replaced.
+                        tx.prepare_cached(
+                            "INSERT INTO webhook_events (event_id, expires_at, item)
+                             VALUES (?1, ?2, ?3)
+                             ON CONFLICT (event_id) DO UPDATE
+                             SET expires_at = excluded.expires_at, item = excluded.item",
+                        )?
+                        .execute(params![event_id, expires_at, json])?;
+                        EventRecordOutcome::New
+                    }
+                };
+                tx.commit()?;
+                Ok(outcome)
             })
             .await?)
     }

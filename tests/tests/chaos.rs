@@ -1,0 +1,151 @@
+//! The chaos suite (issue #6): N paid orders (default 300; `ELS_CHAOS_ORDERS`) through
+//! ingest → queue → poster against the sandbox, with seeded random faults (`ELS_CHAOS_SEED`;
+//! printed): webhooks delivered 1–3 times and shuffled, extra events for the same order,
+//! Ecwid 5xx and timeouts, Lightspeed 429 (HTTP-date `Retry-After`), 5xx and connections
+//! dropped after the sale was committed, workers killed between claim, fetch, post and
+//! record, and messages redelivered while an attempt is still running.
+//!
+//! Pass: exactly N sales, one per order, each with the Ecwid total; N POSTED in the ledger;
+//! no duplicates, lost orders, stuck leases, parked or dead-lettered orders.
+//!
+//! The two backends run one after the other (they would only slow each other down).
+
+use els_store_aws::{DynamoStore, SqsQueue};
+use els_store_sqlite::{QueueConfig, SqliteStore};
+use els_tests::chaos::{self, ChaosSettings};
+use els_tests::moto::{aws_config, moto_endpoint};
+use std::sync::Mutex;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn run_alone(test: impl std::future::Future<Output = ()>) {
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(test);
+}
+
+#[test]
+fn chaos_on_the_embedded_backend_posts_every_order_exactly_once() {
+    run_alone(async {
+        let settings = ChaosSettings::from_env();
+        eprintln!(
+            "chaos[sqlite]: N={} seed={} (ELS_CHAOS_ORDERS / ELS_CHAOS_SEED)",
+            settings.orders, settings.seed
+        );
+        let dir = std::env::temp_dir().join(format!("els-chaos-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = SqliteStore::open_with(
+            dir.join("els.sqlite"),
+            QueueConfig {
+                max_receives: settings.max_receives,
+                ..QueueConfig::default()
+            },
+        )
+        .expect("sqlite opens");
+        let report = chaos::run("sqlite", store.clone(), store, &settings).await;
+        eprintln!("{}", report.summary());
+        let _ = std::fs::remove_dir_all(&dir);
+        chaos::assert_passed(&report);
+    });
+}
+
+#[test]
+fn chaos_on_dynamodb_and_sqs_posts_every_order_exactly_once() {
+    run_alone(async {
+        let settings = ChaosSettings::from_env();
+        eprintln!(
+            "chaos[aws]: N={} seed={} (ELS_CHAOS_ORDERS / ELS_CHAOS_SEED)",
+            settings.orders, settings.seed
+        );
+        let config = aws_config(&moto_endpoint().await).await;
+        let name = format!("els-chaos-{}", uuid::Uuid::new_v4().simple());
+        let dynamo = aws_sdk_dynamodb::Client::new(&config);
+        DynamoStore::create_table(&dynamo, &name).await.unwrap();
+        let store = DynamoStore::new(dynamo, name.clone());
+        let sqs = aws_sdk_sqs::Client::new(&config);
+        let (queue_url, _dlq) = SqsQueue::create_fifo_with_dlq(&sqs, &name, settings.max_receives)
+            .await
+            .unwrap();
+        // One SQS call at a time: moto's SQS is not thread-safe (see `OneCallAtATime`).
+        let queue = chaos::OneCallAtATime::new(SqsQueue::new(sqs, queue_url));
+        let report = chaos::run("aws", store, queue, &settings).await;
+        eprintln!("{}", report.summary());
+        chaos::assert_passed(&report);
+    });
+}
+
+/// Found by the chaos suite on DynamoDB + SQS: an attempt that outlived its lease (a slow
+/// Lightspeed call before the POST) was taken over; the taker searched, found nothing and
+/// posted; then the slow attempt posted too: two sales for one order. The poster now renews
+/// its claim right before the POST, so the overtaken attempt posts nothing.
+#[test]
+fn an_attempt_overtaken_after_its_lease_expired_does_not_post_a_second_sale() {
+    use els_core::WorkQueue;
+    use els_core::ledger::OrderState;
+    use els_core::poster::PosterConfig;
+    use els_sandbox::{Fault, FaultKind, OrderItemSpec, OrderSpec, Route};
+    use els_tests::harness::{Harness, HarnessOptions};
+    use std::time::Duration;
+
+    run_alone(async {
+        let defaults = HarnessOptions::default();
+        let h = Harness::start_with(HarnessOptions {
+            worker: false,
+            poster: PosterConfig {
+                lease: Duration::from_millis(400),
+                ..defaults.poster.clone()
+            },
+            visibility: Duration::from_millis(100),
+            ..defaults
+        })
+        .await;
+        let order_id = h.sandbox.place_order(OrderSpec {
+            items: vec![OrderItemSpec::new("MUG-001", 1)],
+            ..OrderSpec::default()
+        });
+        assert_eq!(
+            h.send_webhook("order.created", &order_id, None, "PAID")
+                .await,
+            200
+        );
+        let first = h
+            .store
+            .receive(1, Duration::from_millis(100))
+            .await
+            .unwrap();
+        assert_eq!(first.len(), 1);
+        // The slow worker's first Lightspeed call (the retailer's taxes) takes 800 ms: it is
+        // still working when its 400 ms lease ends.
+        h.sandbox.inject(Fault::once(
+            Route::LsAny,
+            FaultKind::Delay(Duration::from_millis(800)),
+        ));
+        let app = h.app.clone();
+        let slow = tokio::spawn(async move { app.settle(first[0].clone()).await });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The message is visible again and the lease has expired: a second worker takes the
+        // order over, searches (nothing yet) and posts.
+        let second = h.store.receive(1, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(second.len(), 1, "redelivered while the slow attempt runs");
+        let taker = h.app.settle(second[0].clone()).await;
+        assert!(
+            matches!(taker, Ok(els_core::poster::PostOutcome::Posted { .. })),
+            "{taker:?}"
+        );
+        let slow = slow.await.expect("the slow attempt finishes");
+        assert!(
+            slow.is_err(),
+            "the overtaken attempt records nothing: {slow:?}"
+        );
+
+        let sales = h.sales_for(&order_id);
+        assert_eq!(sales.len(), 1, "one sale, not two: {sales:#?}");
+        let entry = h.ledger(&order_id).await.unwrap();
+        assert_eq!(entry.state, OrderState::Posted);
+        assert_eq!(entry.sale_id.as_deref(), sales[0]["id"].as_str());
+    });
+}
