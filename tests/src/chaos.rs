@@ -269,6 +269,10 @@ pub struct ChaosReport {
     pub adopted: u64,
     pub already_posted: u64,
     pub retries: u64,
+    /// Redeliveries that met another worker's live lease.
+    pub busy: u64,
+    /// Attempts overtaken after their lease expired (nothing posted or recorded).
+    pub lease_lost: u64,
     pub max_receive_count: u32,
     pub crashes: BTreeMap<String, u64>,
     pub faults: FaultTally,
@@ -287,7 +291,7 @@ pub struct ChaosReport {
 impl ChaosReport {
     pub fn summary(&self) -> String {
         format!(
-            "chaos[{}] N={} seed={} elapsed={:.1}s | webhooks={} deliveries={} posted={} adopted={} already_posted={} retries={} max_receive_count={} | crashes: {} | faults: {} | sales={} duplicates={} lost={} wrong_totals={} ledger={:?} dead_letters={} duplicate_customers={}",
+            "chaos[{}] N={} seed={} elapsed={:.1}s | webhooks={} deliveries={} posted={} adopted={} already_posted={} retries={} (busy={} lease_lost={}) max_receive_count={} | crashes: {} | faults: {} | sales={} duplicates={} lost={} wrong_totals={} ledger={:?} dead_letters={} duplicate_customers={}",
             self.backend,
             self.orders,
             self.seed,
@@ -298,6 +302,8 @@ impl ChaosReport {
             self.adopted,
             self.already_posted,
             self.retries,
+            self.busy,
+            self.lease_lost,
             self.max_receive_count,
             self.crashes
                 .iter()
@@ -397,6 +403,8 @@ struct WorkStats {
     already_posted: AtomicU64,
     other_outcomes: AtomicU64,
     retries: AtomicU64,
+    busy: AtomicU64,
+    lease_lost: AtomicU64,
     kills: AtomicU64,
     max_receive_count: AtomicU32,
 }
@@ -564,8 +572,13 @@ where
                             };
                             counter.fetch_add(1, Ordering::Relaxed);
                         }
-                        Ok(Err(_retry)) => {
+                        Ok(Err(retry)) => {
                             stats.retries.fetch_add(1, Ordering::Relaxed);
+                            if retry.reason.contains("being posted by another worker") {
+                                stats.busy.fetch_add(1, Ordering::Relaxed);
+                            } else if retry.reason.contains("lease lost") {
+                                stats.lease_lost.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                         Err(e) if e.is_panic() => {
                             let payload = e.into_panic();
@@ -694,6 +707,8 @@ where
         adopted: stats.adopted.load(Ordering::Relaxed),
         already_posted: stats.already_posted.load(Ordering::Relaxed),
         retries: stats.retries.load(Ordering::Relaxed),
+        busy: stats.busy.load(Ordering::Relaxed),
+        lease_lost: stats.lease_lost.load(Ordering::Relaxed),
         max_receive_count: stats.max_receive_count.load(Ordering::Relaxed),
         crashes: crash.fired(),
         faults: sandbox.fault_tally(),

@@ -1,12 +1,22 @@
 //! Secrets and PII never reach the logs (invariant 7). The whole flow runs with JSON logs
 //! captured at TRACE level: a posted order with a new customer (after a 429 and an Ecwid
 //! 500, so it is retried), a parked order, a forged webhook, a replayed webhook with an
-//! altered body, and an inventory mirror run. The capture must hold no token, no client
+//! altered body, an inventory mirror run, and two Lightspeed OAuth refreshes (near expiry,
+//! and after a 401). The capture must hold no token, no client
 //! secret and no full email (every email is masked like `s***@example.com`), and every
 //! warning or error emitted while an order is worked, or about an order, must name it.
 
+use els_cli::ops;
+use els_cli::sandbox_setup::lightspeed_url_template;
+use els_core::auth::{AuthConfig, AuthenticatedLightspeed};
 use els_core::ledger::OrderState;
-use els_sandbox::{Fault, FaultKind, OrderItemSpec, OrderSpec, Route, SandboxConfig};
+use els_core::poster::{PostOutcome, PosterConfig, SalePoster};
+use els_core::{OrderMessage, Secret, SystemClock};
+use els_ecwid::EcwidClient;
+use els_lightspeed::LightspeedClient;
+use els_lightspeed::oauth::{LightspeedTokenClient, OAuthCredentials};
+use els_sandbox::{Fault, FaultKind, OAuthMode, OrderItemSpec, OrderSpec, Route, SandboxConfig};
+use els_store_sqlite::SqliteStore;
 use els_tests::harness::Harness;
 use serde_json::Value;
 use std::io::Write;
@@ -34,6 +44,40 @@ fn forbidden_secrets(cfg: &SandboxConfig) -> Vec<(&'static str, String)> {
         ("the Lightspeed token", cfg.ls_token.clone()),
         ("the Ecwid client secret", cfg.webhook_client_secret.clone()),
     ]
+}
+
+type OAuthLightspeed =
+    AuthenticatedLightspeed<LightspeedClient, SqliteStore, LightspeedTokenClient, SystemClock>;
+
+/// A poster whose Lightspeed client refreshes OAuth tokens (the harness's own worker uses
+/// the sandbox's personal token).
+fn oauth_poster(
+    h: &Harness,
+    mode: &OAuthMode,
+) -> SalePoster<SqliteStore, EcwidClient, OAuthLightspeed, SystemClock> {
+    let timeout = Duration::from_secs(5);
+    let template = lightspeed_url_template(&h.sandbox);
+    let lightspeed = AuthenticatedLightspeed::new(
+        LightspeedClient::new(template.clone(), timeout).unwrap(),
+        h.store.clone(),
+        LightspeedTokenClient::new(
+            reqwest::Client::builder().timeout(timeout).build().unwrap(),
+            template,
+            Some(OAuthCredentials {
+                client_id: mode.client_id.clone(),
+                client_secret: Secret::new(mode.client_secret.clone()),
+            }),
+        ),
+        SystemClock,
+        AuthConfig::default(),
+    );
+    SalePoster::new(
+        h.store.clone(),
+        EcwidClient::new(h.sandbox.ecwid_api_url(), timeout).unwrap(),
+        lightspeed,
+        SystemClock,
+        PosterConfig::default(),
+    )
 }
 
 /// The buyer's email as the orders carry it.
@@ -168,6 +212,45 @@ async fn a_full_flow_logs_no_secret_and_no_email() {
     assert_eq!(answer["outcome"], "replayed", "{answer}");
     // The inventory mirror.
     h.mirror_once().await;
+    // Lightspeed OAuth: a token near expiry is refreshed before a sale, then a revoked one
+    // after a 401; both rotations hand out new access and refresh tokens.
+    let oauth = OAuthMode {
+        expires_in_secs: 30,
+        ..OAuthMode::default()
+    };
+    h.sandbox.enable_ls_oauth(oauth.clone());
+    let mut conn = h.connection.clone();
+    conn.lightspeed.access_token = Secret::new(oauth.access_token.clone());
+    conn.lightspeed.refresh_token = Some(Secret::new(oauth.refresh_token.clone()));
+    conn.lightspeed.expires_at = Some(chrono::Utc::now() + chrono::Duration::seconds(30));
+    ops::upsert_connection(&h.store, conn).await.unwrap();
+    let oauth_poster = oauth_poster(&h, &oauth);
+    let mut oauth_tokens = vec![
+        (
+            "the Lightspeed OAuth client secret",
+            oauth.client_secret.clone(),
+        ),
+        ("a Lightspeed access token", oauth.access_token.clone()),
+        ("a Lightspeed refresh token", oauth.refresh_token.clone()),
+    ];
+    for (i, revoke) in [false, true].into_iter().enumerate() {
+        if revoke {
+            h.sandbox.revoke_ls_access_token();
+        }
+        let order_id = h.sandbox.place_order(order("MUG-001"));
+        let message =
+            OrderMessage::from_webhook(h.connection.store_id, order_id, format!("oauth-{i}"));
+        let outcome = oauth_poster.post_paid_order(&message).await.unwrap();
+        assert!(matches!(outcome, PostOutcome::Posted { .. }), "{outcome:?}");
+        let pair = h.sandbox.ls_oauth_tokens().unwrap();
+        oauth_tokens.push(("a Lightspeed access token", pair.access_token.clone()));
+        oauth_tokens.push(("a Lightspeed refresh token", pair.refresh_token.clone()));
+    }
+    assert_eq!(
+        h.sandbox.counters().ls_token_refreshes,
+        2,
+        "both refreshes ran"
+    );
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
@@ -180,6 +263,7 @@ async fn a_full_flow_logs_no_secret_and_no_email() {
     let mut secrets = forbidden_secrets(h.sandbox.config());
     secrets.push(("a webhook signature", posted_hook.signature.clone()));
     secrets.push(("a webhook signature", forged.signature.clone()));
+    secrets.extend(oauth_tokens);
     for (what, secret) in &secrets {
         assert!(!secret.is_empty(), "{what} is set");
         assert!(!logs.contains(secret.as_str()), "{what} reached the logs");

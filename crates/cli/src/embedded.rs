@@ -39,7 +39,7 @@ impl Default for WorkerOptions {
             batch: 10,
             visibility: Duration::from_secs(150),
             idle_poll: Duration::from_millis(250),
-            max_receives: 5,
+            max_receives: 10,
         }
     }
 }

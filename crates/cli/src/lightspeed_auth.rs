@@ -3,8 +3,8 @@
 
 use els_core::auth::{AuthConfig, AuthenticatedLightspeed};
 use els_core::{Secret, StateStore, SystemClock};
-use els_lightspeed::LightspeedClient;
 use els_lightspeed::oauth::{LightspeedTokenClient, OAuthCredentials};
+use els_lightspeed::{LightspeedClient, Pacing};
 use std::time::Duration;
 
 /// The Lightspeed client with token refresh, on state store `S`.
@@ -34,10 +34,13 @@ pub fn oauth_credentials(
     }
 }
 
-/// A Lightspeed client for `url_template` that keeps the tokens stored in `store` fresh.
+/// A Lightspeed client for `url_template` that keeps the tokens stored in `store` fresh and
+/// paces its requests with `pacing` (the poster leaves [`els_lightspeed::POSTER_RESERVE`]
+/// requests of the budget to the inventory mirror).
 pub fn authenticated_lightspeed<S: StateStore>(
     url_template: &str,
     timeout: Duration,
+    pacing: Pacing,
     store: S,
     credentials: Option<OAuthCredentials>,
 ) -> anyhow::Result<AuthLightspeed<S>> {
@@ -47,7 +50,7 @@ pub fn authenticated_lightspeed<S: StateStore>(
         .user_agent(concat!("ecwid-lightspeed-sync/", env!("CARGO_PKG_VERSION")))
         .build()?;
     Ok(AuthenticatedLightspeed::new(
-        LightspeedClient::new(url_template, timeout)?,
+        LightspeedClient::new(url_template, timeout)?.with_pacing(pacing),
         store,
         LightspeedTokenClient::new(token_http, url_template, credentials),
         SystemClock,

@@ -12,6 +12,7 @@ use els_core::ledger::{OrderKey, OrderState, ReasonCode};
 use els_core::poster::{PosterConfig, SalePoster};
 use els_core::{Connection, LightspeedAccount, Secret, Settings, StateStore, SystemClock};
 use els_ecwid::EcwidClient;
+use els_lightspeed::{POSTER_RESERVE, Pacing};
 use els_sandbox::{OrderItemSpec, OrderSpec, Sandbox, SandboxConfig};
 use els_store_sqlite::SqliteStore;
 use std::io::IsTerminal;
@@ -65,6 +66,10 @@ struct ApiArgs {
     /// Timeout of each Ecwid / Lightspeed request, in milliseconds.
     #[arg(long, env = "HTTP_TIMEOUT_MS", default_value_t = 10_000)]
     http_timeout_ms: u64,
+    /// The longest a Lightspeed request waits in-process for the rate-limit budget, in
+    /// milliseconds; a longer wait defers the order (its message comes back later).
+    #[arg(long, env = "LIGHTSPEED_MAX_RATE_WAIT_MS", default_value_t = 20_000)]
+    max_rate_wait_ms: u64,
     #[command(flatten)]
     lightspeed_oauth: LightspeedOAuthArgs,
 }
@@ -203,6 +208,10 @@ struct ServeArgs {
     /// Timeout of each Ecwid / Lightspeed request, in milliseconds.
     #[arg(long, env = "HTTP_TIMEOUT_MS", default_value_t = 10_000)]
     http_timeout_ms: u64,
+    /// The longest a Lightspeed request waits in-process for the rate-limit budget, in
+    /// milliseconds; a longer wait defers the order (its message comes back later).
+    #[arg(long, env = "LIGHTSPEED_MAX_RATE_WAIT_MS", default_value_t = 20_000)]
+    max_rate_wait_ms: u64,
     /// How long a claim on an order is exclusive, in seconds.
     #[arg(long, env = "LEASE_SECONDS", default_value_t = 120)]
     lease_seconds: u64,
@@ -342,6 +351,10 @@ fn api_lightspeed<S: StateStore>(api: &ApiArgs, store: S) -> anyhow::Result<Auth
     authenticated_lightspeed(
         &api.lightspeed_url_template,
         Duration::from_millis(api.http_timeout_ms),
+        Pacing {
+            max_wait: Duration::from_millis(api.max_rate_wait_ms),
+            ..Pacing::default()
+        },
         store,
         api.lightspeed_oauth.credentials()?,
     )
@@ -514,7 +527,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let poster = SalePoster::new(
         store.clone(),
         EcwidClient::new(ecwid_url.clone(), timeout)?,
-        authenticated_lightspeed(&ls_template, timeout, store.clone(), ls_credentials.clone())?,
+        authenticated_lightspeed(
+            &ls_template,
+            timeout,
+            Pacing {
+                reserve: POSTER_RESERVE,
+                max_wait: Duration::from_millis(args.max_rate_wait_ms),
+            },
+            store.clone(),
+            ls_credentials.clone(),
+        )?,
         SystemClock,
         PosterConfig {
             lease: Duration::from_secs(args.lease_seconds),
@@ -529,7 +551,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mirror = Arc::new(InventoryMirror::new(
         store.clone(),
         EcwidClient::new(ecwid_url.clone(), timeout)?,
-        authenticated_lightspeed(&ls_template, timeout, store.clone(), ls_credentials)?,
+        authenticated_lightspeed(
+            &ls_template,
+            timeout,
+            Pacing {
+                max_wait: Duration::from_millis(args.max_rate_wait_ms),
+                ..Pacing::default()
+            },
+            store.clone(),
+            ls_credentials,
+        )?,
         SystemClock,
         MirrorConfig::default(),
     ));

@@ -524,7 +524,7 @@ where
                 }
                 Err(ApiError::RateLimited { retry_after }) => Attempt {
                     outcome: Outcome::Released {
-                        error: "Lightspeed rate limit (429) on the sale POST".into(),
+                        error: "Lightspeed rate limit on the sale POST (a 429, or the request was held back by pacing)".into(),
                         post_may_exist: false,
                     },
                     retry_delay: Some(retry_after.unwrap_or(self.config.retry_base)),
@@ -592,7 +592,9 @@ where
         match e {
             ApiError::RateLimited { retry_after } => Attempt {
                 outcome: Outcome::Released {
-                    error: format!("{system} rate limit (429) while {doing}"),
+                    error: format!(
+                        "{system} rate limit while {doing} (a 429, or the request was held back by pacing)"
+                    ),
                     post_may_exist: false,
                 },
                 retry_delay: Some(retry_after.unwrap_or(self.config.retry_base)),

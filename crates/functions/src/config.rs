@@ -87,8 +87,9 @@ pub struct SalePosterConfig {
     /// wait returns the message with that visibility instead. Below the lease.
     pub lightspeed_max_rate_wait: Duration,
     /// The work queue's `maxReceiveCount`: a record received this often that still asks for
-    /// a retry is parked (`DEAD_LETTERED`) instead of going to the DLQ unrecorded. It must
-    /// equal the queue's redrive policy, so it has no default.
+    /// a retry parks its order (`DEAD_LETTERED`, with the last error) and is left for SQS to
+    /// move to the DLQ, where `els replay --dlq` takes it back. It must equal the queue's
+    /// redrive policy, so it has no default.
     pub max_receive_count: u32,
 }
 

@@ -18,7 +18,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum SecretError {
     #[error(
-        "SSM parameter {name} does not exist: create it as a SecureString holding the Ecwid app's client_secret"
+        "SSM parameter {name} does not exist: create it as a SecureString holding the app's client_secret (the Ecwid app's for ECWID_CLIENT_SECRET_PARAMETER, the Lightspeed app's for LIGHTSPEED_CLIENT_SECRET_PARAMETER)"
     )]
     NotFound { name: String },
     #[error(
@@ -31,7 +31,7 @@ pub enum SecretError {
     Unavailable { name: String, detail: String },
 }
 
-/// The Ecwid app's `client_secret` from where the configuration says: one
+/// An app's `client_secret` (Ecwid's, or Lightspeed's OAuth app) from where the configuration says: one
 /// `GetParameter(WithDecryption)` call, or the local override as it is.
 pub async fn load_client_secret(
     source: &ClientSecretSource,

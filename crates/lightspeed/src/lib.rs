@@ -314,7 +314,8 @@ impl LightspeedClient {
     async fn admit(&self, conn: &Connection) -> Result<Admission, ApiError> {
         let prefix = &conn.lightspeed.domain_prefix;
         let started = Instant::now();
-        let deadline = started + self.pacing.max_wait;
+        // A configured cap too large for the clock means no cap.
+        let deadline = started.checked_add(self.pacing.max_wait);
         loop {
             let now = Instant::now();
             let decision = {
@@ -340,7 +341,7 @@ impl LightspeedClient {
                         done: false,
                     });
                 }
-                pace::Decision::WaitUntil(at) if at > deadline => {
+                pace::Decision::WaitUntil(at) if deadline.is_some_and(|d| at > d) => {
                     let retry_after = at.duration_since(now).max(Duration::from_secs(1));
                     tracing::info!(
                         retry_after_ms = retry_after.as_millis() as u64,

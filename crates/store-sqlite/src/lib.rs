@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueConfig {
     /// A message received this many times is dead-lettered instead of delivered again
-    /// (SQS `maxReceiveCount`).
+    /// (SQS `maxReceiveCount`; 10, as the SAM template deploys).
     pub max_receives: u32,
     /// A message whose `dedup_id` was enqueued within this window is dropped.
     pub dedup_window: Duration,
@@ -39,7 +39,7 @@ pub struct QueueConfig {
 impl Default for QueueConfig {
     fn default() -> Self {
         Self {
-            max_receives: 5,
+            max_receives: 10,
             dedup_window: Duration::from_secs(5 * 60),
         }
     }
