@@ -471,6 +471,7 @@ async fn a_crash_after_the_post_is_recovered_by_searching_when_the_lease_expires
         poster: els_core::poster::PosterConfig {
             lease: Duration::from_millis(300),
             retry_base: Duration::from_millis(50),
+            search_delay: Duration::from_secs(2),
             ..els_core::poster::PosterConfig::default()
         },
         ..HarnessOptions::default()
@@ -502,6 +503,16 @@ async fn a_crash_after_the_post_is_recovered_by_searching_when_the_lease_expires
         .await
         .unwrap();
 
+    // The search index may lag: no takeover before the search delay has passed since the
+    // lease ran out (the last moment the dead worker's POST could have gone out).
+    let early = h.app.poster().post_paid_order(&d.message).await;
+    let wait = match early {
+        Err(retry) => retry.delay,
+        other => panic!("a takeover inside the search delay: {other:?}"),
+    };
+    assert!(wait <= Duration::from_secs(2), "{wait:?}");
+    assert_eq!(h.ledger(&order_id).await.unwrap().state, OrderState::Posting);
+    tokio::time::sleep(wait + Duration::from_millis(50)).await;
     let outcome = h.app.poster().post_paid_order(&d.message).await.unwrap();
     assert!(
         matches!(outcome, els_core::poster::PostOutcome::Adopted { .. }),

@@ -135,7 +135,9 @@ pub trait LightspeedTokens: Send + Sync {
 pub struct AuthConfig {
     /// Refresh a token this long before it expires.
     pub refresh_margin: Duration,
-    /// How long a refresher holds the claim; a crashed refresher's claim ends after it.
+    /// How long a refresher holds the claim; a crashed refresher's claim ends after it. It
+    /// must outlast the token request (the HTTP timeout) plus every attempt to store the new
+    /// pair, or a second worker could spend the same refresh token.
     pub lease: Duration,
     /// How often a worker waiting for another's refresh re-reads the store.
     pub poll_interval: Duration,
@@ -150,7 +152,7 @@ impl Default for AuthConfig {
     fn default() -> Self {
         Self {
             refresh_margin: Duration::from_secs(60),
-            lease: Duration::from_secs(20),
+            lease: Duration::from_secs(60),
             poll_interval: Duration::from_millis(200),
             max_wait: Duration::from_secs(25),
             store_attempts: 5,
@@ -405,6 +407,19 @@ where
                 Ok(stored)
             }
             Err(e) => {
+                // A refusal may mean another worker spent this refresh token after our lease
+                // ran out: then its stored pair is the answer, not "reconnect".
+                if let Ok(Some(current)) = self.store.get_connection(store_id).await
+                    && current.lightspeed.refresh_token.as_ref() != Some(&refresh_token)
+                {
+                    if still_valid(&current.lightspeed, self.clock.now()) {
+                        slot.remember(&current);
+                        return Ok(current);
+                    }
+                    return Err(ApiError::Unavailable {
+                        detail: "another worker refreshed the Lightspeed token meanwhile".into(),
+                    });
+                }
                 let mut released = claimed.clone();
                 released.lightspeed.refresh_lease_until = None;
                 released.version = claimed.version + 1;
@@ -444,7 +459,8 @@ where
         fresh.version = claimed.version + 1;
         let mut expected = claimed.version;
         let mut delay = Duration::from_millis(100);
-        for _ in 0..self.config.store_attempts.max(1) {
+        let attempts = self.config.store_attempts.max(1);
+        for attempt in 1..=attempts {
             match self.store.put_connection(&fresh, Some(expected)).await {
                 Ok(()) => return fresh,
                 Err(StoreError::Conflict(_)) => match self.store.get_connection(store_id).await {
@@ -478,8 +494,10 @@ where
                     tracing::warn!(store_id, error = %e, "storing the refreshed Lightspeed token failed; retrying");
                 }
             }
-            self.clock.sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(2));
+            if attempt < attempts {
+                self.clock.sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
         }
         tracing::error!(
             store_id,

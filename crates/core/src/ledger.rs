@@ -302,13 +302,36 @@ pub enum ClaimDecision {
     Parked { reason: Reason },
 }
 
-/// Decides a claim on `existing` (None when the order has no ledger item yet).
+/// Decides a claim on `existing` (None when the order has no ledger item yet), with no wait
+/// before a search (see [`claim_after_search_delay`]).
 pub fn claim(
     existing: Option<&LedgerEntry>,
     key: &OrderKey,
     now: DateTime<Utc>,
     lease: Duration,
 ) -> ClaimDecision {
+    claim_after_search_delay(existing, key, now, lease, Duration::zero())
+}
+
+/// Decides a claim on `existing`. A claim that must search Lightspeed for an earlier sale
+/// first waits until `search_delay` has passed since that sale's POST could last have been
+/// sent, because the search is an index that may lag: after an expired lease, from the
+/// lease's end (the holder renews its lease right before its POST, so the POST went out
+/// before the lease ran out); after a released or replayed attempt, from the entry's last
+/// update. Until then the claim is [`ClaimDecision::Busy`].
+pub fn claim_after_search_delay(
+    existing: Option<&LedgerEntry>,
+    key: &OrderKey,
+    now: DateTime<Utc>,
+    lease: Duration,
+    search_delay: Duration,
+) -> ClaimDecision {
+    let not_yet = |from: DateTime<Utc>| {
+        let due = from + search_delay;
+        (due > now).then(|| ClaimDecision::Busy {
+            retry_in: (due - now).to_std().unwrap_or_default(),
+        })
+    };
     let take = |base: &LedgerEntry, expected: Option<u64>, search_first: bool, detail: &str| {
         let mut entry = base.step(now, OrderState::Posting, detail);
         entry.attempts = base.attempts + 1;
@@ -335,15 +358,19 @@ pub fn claim(
                     Reason::new(ReasonCode::InvalidOrder, "parked without a reason")
                 }),
             },
-            OrderState::Queued | OrderState::Skipped => {
-                take(e, Some(e.version), e.post_may_exist, "claimed")
-            }
+            OrderState::Queued | OrderState::Skipped => match e.post_may_exist {
+                true => not_yet(e.updated_at)
+                    .unwrap_or_else(|| take(e, Some(e.version), true, "claimed")),
+                false => take(e, Some(e.version), false, "claimed"),
+            },
             OrderState::Posting => match e.lease_until {
                 Some(until) if until > now => ClaimDecision::Busy {
                     retry_in: (until - now).to_std().unwrap_or_default(),
                 },
                 // The holder crashed or timed out, possibly after its POST landed.
-                _ => take(e, Some(e.version), true, "took over an expired lease"),
+                until => not_yet(until.unwrap_or(e.updated_at)).unwrap_or_else(|| {
+                    take(e, Some(e.version), true, "took over an expired lease")
+                }),
             },
         },
     }
@@ -526,6 +553,62 @@ mod tests {
         assert_eq!(expected, Some(1));
         assert_eq!(e2.attempts, 2);
         assert_eq!(e2.version, 2);
+    }
+
+    #[test]
+    fn a_search_waits_for_the_search_delay_after_the_last_possible_post() {
+        let delay = Duration::seconds(90);
+        let decide = |e: &LedgerEntry, now| {
+            claim_after_search_delay(Some(e), &key(), now, Duration::seconds(60), delay)
+        };
+        // An expired lease (it ended at t(60)): no takeover before t(150).
+        let (held, _, _) = claimed(None, t(0));
+        assert_eq!(
+            decide(&held, t(100)),
+            ClaimDecision::Busy {
+                retry_in: std::time::Duration::from_secs(50)
+            }
+        );
+        match decide(&held, t(150)) {
+            ClaimDecision::Claim { search_first, .. } => assert!(search_first),
+            other => panic!("expected a takeover, got {other:?}"),
+        }
+        // A released attempt whose POST may exist: no claim before its release + 90 s.
+        let released = finish(
+            &held,
+            Outcome::Released {
+                error: "timeout".into(),
+                post_may_exist: true,
+            },
+            t(20),
+        );
+        assert!(matches!(
+            decide(&released, t(60)),
+            ClaimDecision::Busy { .. }
+        ));
+        assert!(matches!(
+            decide(&released, t(110)),
+            ClaimDecision::Claim {
+                search_first: true,
+                ..
+            }
+        ));
+        // Without a possible earlier POST nothing waits.
+        let clean = finish(
+            &held,
+            Outcome::Released {
+                error: "503".into(),
+                post_may_exist: false,
+            },
+            t(20),
+        );
+        assert!(matches!(
+            decide(&clean, t(21)),
+            ClaimDecision::Claim {
+                search_first: false,
+                ..
+            }
+        ));
     }
 
     #[test]

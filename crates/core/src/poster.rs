@@ -262,13 +262,21 @@ where
     ) -> Result<Result<(LedgerEntry, bool), PostOutcome>, RetryLater> {
         let lease =
             chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::seconds(120));
+        let search_delay = chrono::Duration::from_std(self.config.search_delay)
+            .unwrap_or(chrono::Duration::seconds(90));
         for _ in 0..3 {
             let existing = self
                 .store
                 .load_order(key)
                 .await
                 .map_err(|e| self.store_retry("loading the ledger", e))?;
-            match ledger::claim(existing.as_ref(), key, self.clock.now(), lease) {
+            match ledger::claim_after_search_delay(
+                existing.as_ref(),
+                key,
+                self.clock.now(),
+                lease,
+                search_delay,
+            ) {
                 ClaimDecision::AlreadyPosted { sale_id } => {
                     tracing::info!(store_id = key.store_id, order_id = %key.order_id, %sale_id, "already posted");
                     return Ok(Err(PostOutcome::AlreadyPosted { sale_id }));
@@ -280,7 +288,9 @@ where
                 ClaimDecision::Busy { retry_in } => {
                     return Err(RetryLater {
                         delay: retry_in.max(Duration::from_millis(100)),
-                        reason: format!("order {key} is being posted by another worker"),
+                        reason: format!(
+                            "order {key} is being posted by another worker, or waits for Lightspeed's search to show an earlier attempt's sale"
+                        ),
                     });
                 }
                 ClaimDecision::Claim {
