@@ -511,7 +511,10 @@ async fn a_crash_after_the_post_is_recovered_by_searching_when_the_lease_expires
         other => panic!("a takeover inside the search delay: {other:?}"),
     };
     assert!(wait <= Duration::from_secs(2), "{wait:?}");
-    assert_eq!(h.ledger(&order_id).await.unwrap().state, OrderState::Posting);
+    assert_eq!(
+        h.ledger(&order_id).await.unwrap().state,
+        OrderState::Posting
+    );
     tokio::time::sleep(wait + Duration::from_millis(50)).await;
     let outcome = h.app.poster().post_paid_order(&d.message).await.unwrap();
     assert!(
