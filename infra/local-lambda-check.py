@@ -236,6 +236,7 @@ def main():
                      "ECWID_API_URL": f"{sb}/ecwid/api/v3",
                      "LIGHTSPEED_URL_TEMPLATE": f"{sb}/lightspeed/{{domain_prefix}}",
                      "HTTP_TIMEOUT_MS": "5000", "MAX_RECEIVE_COUNT": str(MAX_RECEIVES),
+                     "SEARCH_DELAY_SECONDS": "1",
                      "INVENTORY_MAX_RUN_SECONDS": "20", "RUST_LOG": "info"}.items():
             f.write(f"{k}={v}\n")
     start(["cargo", "lambda", "watch", "--ignore-changes", "-p", "els-functions",
@@ -386,6 +387,9 @@ def main():
     check(dlq_depth() == 0, "the DLQ is empty after the replay")
     replayed = receive()
     check(len(replayed) == 1, f"one replay message on the queue: {replayed}")
+    # The parked attempts' POSTs answered 5xx (the sale may exist), so the replay searches
+    # first, and no attempt claims the order before SEARCH_DELAY_SECONDS after the last one.
+    time.sleep(1.2)
     r = invoke("sale-poster", sqs_event(replayed), invoke_port)
     check(r == {"batchItemFailures": []}, f"replayed: {r}")
     sqs.delete_message(QueueUrl=queue, ReceiptHandle=replayed[0]["ReceiptHandle"])

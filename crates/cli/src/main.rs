@@ -215,6 +215,10 @@ struct ServeArgs {
     /// How long a claim on an order is exclusive, in seconds.
     #[arg(long, env = "LEASE_SECONDS", default_value_t = 120)]
     lease_seconds: u64,
+    /// After a sale POST whose outcome is unknown, how long to wait before searching
+    /// Lightspeed for it, in seconds (its search index may lag).
+    #[arg(long, env = "SEARCH_DELAY_SECONDS", default_value_t = 90)]
+    search_delay_seconds: u64,
     /// How often the inventory mirror runs (Lightspeed stock → Ecwid), in seconds; 0 turns
     /// the timer off.
     #[arg(long, env = "INVENTORY_INTERVAL_SECS", default_value_t = 60)]
@@ -540,6 +544,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         SystemClock,
         PosterConfig {
             lease: Duration::from_secs(args.lease_seconds),
+            search_delay: Duration::from_secs(args.search_delay_seconds),
             ..PosterConfig::default()
         },
     );

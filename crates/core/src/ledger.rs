@@ -265,6 +265,17 @@ impl LedgerEntry {
         ) && !self.lines.is_empty()
     }
 
+    /// When the last claimed attempt ended (released, parked or skipped): the last moment
+    /// its sale POST could have been sent. Falls back to the last update when the history
+    /// does not tell (an expired lease, a trimmed history).
+    pub fn last_attempt_end(&self) -> DateTime<Utc> {
+        self.history
+            .iter()
+            .rposition(|h| h.state == OrderState::Posting)
+            .and_then(|i| self.history.get(i + 1))
+            .map_or(self.updated_at, |h| h.at)
+    }
+
     fn step(&self, now: DateTime<Utc>, state: OrderState, detail: impl Into<String>) -> Self {
         let mut next = self.clone();
         next.state = state;
@@ -317,8 +328,9 @@ pub fn claim(
 /// first waits until `search_delay` has passed since that sale's POST could last have been
 /// sent, because the search is an index that may lag: after an expired lease, from the
 /// lease's end (the holder renews its lease right before its POST, so the POST went out
-/// before the lease ran out); after a released or replayed attempt, from the entry's last
-/// update. Until then the claim is [`ClaimDecision::Busy`].
+/// before the lease ran out); after a released (or parked, then replayed) attempt, from the
+/// end of that attempt ([`LedgerEntry::last_attempt_end`]). Until then the claim is
+/// [`ClaimDecision::Busy`].
 pub fn claim_after_search_delay(
     existing: Option<&LedgerEntry>,
     key: &OrderKey,
@@ -359,7 +371,7 @@ pub fn claim_after_search_delay(
                 }),
             },
             OrderState::Queued | OrderState::Skipped => match e.post_may_exist {
-                true => not_yet(e.updated_at)
+                true => not_yet(e.last_attempt_end())
                     .unwrap_or_else(|| take(e, Some(e.version), true, "claimed")),
                 false => take(e, Some(e.version), false, "claimed"),
             },
@@ -584,6 +596,23 @@ mod tests {
         );
         assert!(matches!(
             decide(&released, t(60)),
+            ClaimDecision::Busy { .. }
+        ));
+        // Parked on its last delivery, replayed much later: the wait counts from the
+        // attempt's end, not from the replay.
+        let parked = released.step(t(30), OrderState::Parked, "dead-lettered");
+        let replayed = requeue_for_replay(&parked, t(500)).unwrap();
+        assert!(replayed.post_may_exist);
+        assert!(matches!(
+            decide(&replayed, t(501)),
+            ClaimDecision::Claim {
+                search_first: true,
+                ..
+            }
+        ));
+        let replayed_soon = requeue_for_replay(&parked, t(40)).unwrap();
+        assert!(matches!(
+            decide(&replayed_soon, t(41)),
             ClaimDecision::Busy { .. }
         ));
         assert!(matches!(

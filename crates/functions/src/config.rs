@@ -17,6 +17,7 @@ pub const LIGHTSPEED_URL_TEMPLATE: &str = "LIGHTSPEED_URL_TEMPLATE";
 pub const HTTP_TIMEOUT_MS: &str = "HTTP_TIMEOUT_MS";
 pub const AWS_OPERATION_TIMEOUT_MS: &str = "AWS_OPERATION_TIMEOUT_MS";
 pub const LEASE_SECONDS: &str = "LEASE_SECONDS";
+pub const SEARCH_DELAY_SECONDS: &str = "SEARCH_DELAY_SECONDS";
 pub const LIGHTSPEED_MAX_RATE_WAIT_MS: &str = "LIGHTSPEED_MAX_RATE_WAIT_MS";
 pub const MAX_BODY_BYTES: &str = "MAX_BODY_BYTES";
 pub const MAX_RECEIVE_COUNT: &str = "MAX_RECEIVE_COUNT";
@@ -86,6 +87,9 @@ pub struct SalePosterConfig {
     /// The longest a Lightspeed request waits in-process for the rate limit's budget; a longer
     /// wait returns the message with that visibility instead. Below the lease.
     pub lightspeed_max_rate_wait: Duration,
+    /// After a sale POST whose outcome is unknown, how long to wait before searching
+    /// Lightspeed for it (its search index may lag; default 90 s).
+    pub search_delay: Duration,
     /// The work queue's `maxReceiveCount`: a record received this often that still asks for
     /// a retry parks its order (`DEAD_LETTERED`, with the last error) and is left for SQS to
     /// move to the DLQ, where `els replay --dlq` takes it back. It must equal the queue's
@@ -180,6 +184,14 @@ impl SalePosterConfig {
                 els_lightspeed::DEFAULT_MAX_RATE_WAIT,
             )?,
             max_receive_count: env.max_receive_count()?,
+            search_delay: Duration::from_secs(
+                env.positive(
+                    SEARCH_DELAY_SECONDS,
+                    els_core::poster::PosterConfig::default()
+                        .search_delay
+                        .as_secs(),
+                )?,
+            ),
         };
         // Waiting past the lease would let another delivery take the order over.
         if config.lightspeed_max_rate_wait >= config.lease {
@@ -203,6 +215,7 @@ impl SalePosterConfig {
     pub fn poster_config(&self) -> els_core::poster::PosterConfig {
         els_core::poster::PosterConfig {
             lease: self.lease,
+            search_delay: self.search_delay,
             ..Default::default()
         }
     }
