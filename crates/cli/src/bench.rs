@@ -10,7 +10,7 @@ use els_core::ledger::{OrderKey, OrderState};
 use els_core::poster::{PosterConfig, SalePoster};
 use els_core::{Secret, StateStore, SystemClock};
 use els_ecwid::EcwidClient;
-use els_lightspeed::LightspeedClient;
+use els_lightspeed::{LightspeedClient, POSTER_RESERVE, Pacing};
 use els_sandbox::{OrderItemSpec, OrderSpec, ProductSpec, Sandbox, SandboxConfig};
 use els_store_sqlite::SqliteStore;
 use rust_decimal::Decimal;
@@ -59,6 +59,42 @@ impl BenchReport {
     }
 }
 
+/// Timeout of the benchmarked app's Ecwid and Lightspeed requests.
+const BENCH_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+type BenchApp = Embedded<SqliteStore, SqliteStore, EcwidClient, LightspeedClient, SystemClock>;
+
+/// The embedded app on `store`, wired to `sandbox` with the poster's Lightspeed client
+/// paced by `pacing`, serving webhooks on a free loopback port: the app and the webhook URL.
+async fn serve_bench_app(
+    sandbox: &Sandbox,
+    store: &SqliteStore,
+    pacing: Pacing,
+) -> anyhow::Result<(Arc<BenchApp>, String)> {
+    let timeout = BENCH_HTTP_TIMEOUT;
+    let app = Embedded::new(
+        Ingestor::new(
+            store.clone(),
+            store.clone(),
+            IngestConfig::new(Secret::new(sandbox.config().webhook_client_secret.clone())),
+        ),
+        SalePoster::new(
+            store.clone(),
+            EcwidClient::new(sandbox.ecwid_api_url(), timeout)?,
+            LightspeedClient::new(lightspeed_url_template(sandbox), timeout)?.with_pacing(pacing),
+            SystemClock,
+            PosterConfig::default(),
+        ),
+        store.clone(),
+        WorkerOptions::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}{WEBHOOK_PATH}", listener.local_addr()?);
+    let router = app.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    Ok((app, url))
+}
+
 pub async fn run(dir: &Path, opts: BenchOptions) -> anyhow::Result<BenchReport> {
     let sandbox = Sandbox::start(SandboxConfig {
         // The benchmark measures us, not the rate limiter.
@@ -81,27 +117,7 @@ pub async fn run(dir: &Path, opts: BenchOptions) -> anyhow::Result<BenchReport> 
     }
     let store = SqliteStore::open(dir.join("bench.sqlite"))?;
     let conn = ops::upsert_connection(&store, sandbox_connection(&sandbox)).await?;
-    let timeout = Duration::from_secs(10);
-    let app = Embedded::new(
-        Ingestor::new(
-            store.clone(),
-            store.clone(),
-            IngestConfig::new(Secret::new(sandbox.config().webhook_client_secret.clone())),
-        ),
-        SalePoster::new(
-            store.clone(),
-            EcwidClient::new(sandbox.ecwid_api_url(), timeout)?,
-            LightspeedClient::new(lightspeed_url_template(&sandbox), timeout)?,
-            SystemClock,
-            PosterConfig::default(),
-        ),
-        store.clone(),
-        WorkerOptions::default(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}{WEBHOOK_PATH}", listener.local_addr()?);
-    let router = app.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let (app, url) = serve_bench_app(&sandbox, &store, Pacing::default()).await?;
 
     // Phase 1: ingest only (no worker), distinct signed events, `concurrency` connections.
     let hooks: Vec<_> = (0..opts.webhooks)
@@ -416,7 +432,6 @@ pub async fn run_rate_limit(
     dir: &Path,
     opts: RateLimitBenchOptions,
 ) -> anyhow::Result<RateLimitBenchReport> {
-    use els_lightspeed::{POSTER_RESERVE, Pacing};
     let sandbox = Sandbox::start(SandboxConfig {
         ls_rate_limit: opts.limit,
         ls_rate_window: opts.window,
@@ -435,32 +450,11 @@ pub async fn run_rate_limit(
     });
     let store = SqliteStore::open(dir.join("bench.sqlite"))?;
     let conn = ops::upsert_connection(&store, sandbox_connection(&sandbox)).await?;
-    let timeout = Duration::from_secs(10);
-    let app = Embedded::new(
-        Ingestor::new(
-            store.clone(),
-            store.clone(),
-            IngestConfig::new(Secret::new(sandbox.config().webhook_client_secret.clone())),
-        ),
-        SalePoster::new(
-            store.clone(),
-            EcwidClient::new(sandbox.ecwid_api_url(), timeout)?,
-            LightspeedClient::new(lightspeed_url_template(&sandbox), timeout)?.with_pacing(
-                Pacing {
-                    reserve: POSTER_RESERVE,
-                    ..Pacing::default()
-                },
-            ),
-            SystemClock,
-            PosterConfig::default(),
-        ),
-        store.clone(),
-        WorkerOptions::default(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}{WEBHOOK_PATH}", listener.local_addr()?);
-    let router = app.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let pacing = Pacing {
+        reserve: POSTER_RESERVE,
+        ..Pacing::default()
+    };
+    let (app, url) = serve_bench_app(&sandbox, &store, pacing).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let worker = tokio::spawn(app.clone().run_worker(stop_rx));
 
@@ -496,7 +490,7 @@ pub async fn run_rate_limit(
         let status = sandbox.deliver(&url, &hook).await?;
         anyhow::ensure!(status.as_u16() == 200, "ingest answered {status}");
     }
-    let deadline = opts.window * (opts.orders as u32 / opts.limit.max(1) + 4) + timeout;
+    let deadline = opts.window * (opts.orders as u32 / opts.limit.max(1) + 4) + BENCH_HTTP_TIMEOUT;
     loop {
         let c = sandbox.counters();
         if c.ls_sale_posts as usize >= opts.orders {

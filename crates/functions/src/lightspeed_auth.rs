@@ -94,7 +94,7 @@ pub enum OAuthSetupError {
 
 /// The OAuth app's credentials from the environment (and SSM), read once at init; `None`
 /// when no app is configured.
-pub async fn load_oauth_credentials(
+async fn load_oauth_credentials(
     ssm: impl FnOnce() -> aws_sdk_ssm::Client,
 ) -> Result<Option<OAuthCredentials>, OAuthSetupError> {
     match LightspeedOAuthConfig::from_env()? {
@@ -103,22 +103,27 @@ pub async fn load_oauth_credentials(
     }
 }
 
-/// Wraps a function's Lightspeed client so OAuth tokens stay fresh. The token endpoint
+/// Wraps a function's Lightspeed client so OAuth tokens stay fresh (and the rotated pair is
+/// stored); personal tokens pass through. The OAuth app comes from the environment and SSM,
+/// read once, at init; a broken setup is logged and fails the cold start. The token endpoint
 /// shares the function's HTTP client.
-pub fn authenticated_lightspeed<S: StateStore>(
+pub async fn authenticated_lightspeed<S: StateStore>(
     lightspeed: LightspeedClient,
     http: reqwest::Client,
     url_template: &str,
     store: S,
-    credentials: Option<OAuthCredentials>,
-) -> AuthLightspeed<S> {
-    AuthenticatedLightspeed::new(
+    ssm: impl FnOnce() -> aws_sdk_ssm::Client,
+) -> Result<AuthLightspeed<S>, OAuthSetupError> {
+    let credentials = load_oauth_credentials(ssm)
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "cannot set up the Lightspeed OAuth app"))?;
+    Ok(AuthenticatedLightspeed::new(
         lightspeed,
         store,
         LightspeedTokenClient::new(http, url_template, credentials),
         SystemClock,
         AuthConfig::default(),
-    )
+    ))
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::{DisplayErrorContext, SdkError};
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
+    ChangeMessageVisibilityBatchRequestEntry, Message, MessageSystemAttributeName,
+    QueueAttributeName,
 };
 use els_core::QueueError;
 use els_core::ports::{Delivery, OrderMessage, WorkQueue};
@@ -261,22 +262,14 @@ impl SqsQueue {
         max: usize,
         visibility: Duration,
     ) -> Result<Vec<RawMessage>, QueueError> {
-        if max == 0 {
-            return Ok(Vec::new());
-        }
         let messages = self
-            .client
-            .receive_message()
-            .queue_url(&self.queue_url)
-            .max_number_of_messages(max.min(MAX_BATCH) as i32)
-            .visibility_timeout(visibility_secs(visibility))
-            .wait_time_seconds(0)
-            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
-            .send()
-            .await
-            .map_err(|e| unavailable("ReceiveMessage", e))?
-            .messages
-            .unwrap_or_default();
+            .receive_messages(
+                max,
+                visibility,
+                Duration::ZERO,
+                MessageSystemAttributeName::MessageGroupId,
+            )
+            .await?;
         Ok(messages
             .into_iter()
             .filter_map(|m| {
@@ -292,6 +285,33 @@ impl SqsQueue {
                 })
             })
             .collect())
+    }
+
+    /// One `ReceiveMessage` call: up to `max` messages (at most the SQS batch), hidden for
+    /// `visibility`, waiting up to `wait` for the first, with the system attribute `attribute`.
+    async fn receive_messages(
+        &self,
+        max: usize,
+        visibility: Duration,
+        wait: Duration,
+        attribute: MessageSystemAttributeName,
+    ) -> Result<Vec<Message>, QueueError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .client
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(max.min(MAX_BATCH) as i32)
+            .visibility_timeout(visibility_secs(visibility))
+            .wait_time_seconds(visibility_secs(wait))
+            .message_system_attribute_names(attribute)
+            .send()
+            .await
+            .map_err(|e| unavailable("ReceiveMessage", e))?
+            .messages
+            .unwrap_or_default())
     }
 
     /// `(visible, in_flight)` from the approximate counts SQS keeps.
@@ -337,22 +357,14 @@ impl WorkQueue for SqsQueue {
     }
 
     async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Delivery>, QueueError> {
-        if max == 0 {
-            return Ok(Vec::new());
-        }
         let messages = self
-            .client
-            .receive_message()
-            .queue_url(&self.queue_url)
-            .max_number_of_messages(max.min(MAX_BATCH) as i32)
-            .visibility_timeout(visibility_secs(visibility))
-            .wait_time_seconds(visibility_secs(self.wait_time))
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .send()
-            .await
-            .map_err(|e| unavailable("ReceiveMessage", e))?
-            .messages
-            .unwrap_or_default();
+            .receive_messages(
+                max,
+                visibility,
+                self.wait_time,
+                MessageSystemAttributeName::ApproximateReceiveCount,
+            )
+            .await?;
         let mut out = Vec::with_capacity(messages.len());
         for m in messages {
             let Some(receipt) = m.receipt_handle.clone() else {

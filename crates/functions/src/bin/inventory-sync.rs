@@ -7,7 +7,7 @@ use els_core::SystemClock;
 use els_core::inventory::mirror::InventoryMirror;
 use els_ecwid::EcwidClient;
 use els_functions::config::{InventorySyncConfig, load_aws_config};
-use els_functions::lightspeed_auth::{authenticated_lightspeed, load_oauth_credentials};
+use els_functions::lightspeed_auth::authenticated_lightspeed;
 use els_functions::tls::api_http_client;
 use els_functions::{inventory::sync_all_inventory, telemetry};
 use els_lightspeed::LightspeedClient;
@@ -30,17 +30,15 @@ async fn main() -> anyhow::Result<()> {
     let lightspeed =
         LightspeedClient::with_http(http.clone(), config.lightspeed_url_template.clone());
     // Refreshes OAuth tokens (and stores the rotated pair); personal tokens pass through.
-    let ls_credentials = load_oauth_credentials(|| aws_sdk_ssm::Client::new(&aws))
-        .await
-        .inspect_err(|e| tracing::error!(error = %e, "cannot set up the Lightspeed OAuth app"))
-        .context("Lightspeed OAuth app")?;
     let lightspeed = authenticated_lightspeed(
         lightspeed,
         http,
         &config.lightspeed_url_template,
         store.clone(),
-        ls_credentials,
-    );
+        || aws_sdk_ssm::Client::new(&aws),
+    )
+    .await
+    .context("Lightspeed OAuth app")?;
     let mirror = InventoryMirror::new(
         store,
         ecwid,
