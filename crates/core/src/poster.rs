@@ -176,6 +176,11 @@ where
         &self.store
     }
 
+    /// The claim lease as a ledger duration.
+    fn lease(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::seconds(120))
+    }
+
     fn backoff(&self, attempts: u32) -> Duration {
         let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(16));
         (self.config.retry_base * factor).min(self.config.retry_cap)
@@ -260,8 +265,7 @@ where
         &self,
         key: &OrderKey,
     ) -> Result<Result<(LedgerEntry, bool), PostOutcome>, RetryLater> {
-        let lease =
-            chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::seconds(120));
+        let lease = self.lease();
         let search_delay = chrono::Duration::from_std(self.config.search_delay)
             .unwrap_or(chrono::Duration::seconds(90));
         for _ in 0..3 {
@@ -556,8 +560,7 @@ where
     /// The lease then only has to outlast the POST itself, not the whole attempt.
     async fn renew_claim(&self, key: &OrderKey, claimed: &mut LedgerEntry) -> Result<(), Attempt> {
         let now = self.clock.now();
-        let lease =
-            chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::seconds(120));
+        let lease = self.lease();
         let mut renewed = claimed.clone();
         renewed.version = claimed.version + 1;
         renewed.lease_until = Some(now + lease);
@@ -813,8 +816,7 @@ where
             }
         };
         let masked = crate::mask::mask_email(&email.normalised);
-        let lease =
-            chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::seconds(120));
+        let lease = self.lease();
         for _ in 0..3 {
             let existing = self
                 .store
