@@ -64,7 +64,7 @@ fn ok(v: Value) -> Response {
 }
 
 async fn place_order(AxState(sh): AxState<Shared>, Json(spec): Json<OrderSpec>) -> Response {
-    let result = crate::ecwid::place_order(&mut sh.lock(), &spec);
+    let result = crate::ecwid_orders::place_order(&mut sh.lock(), &spec);
     match result {
         Ok(id) => ok(json!({"orderId": id})),
         Err(e) => fail(e),
@@ -101,7 +101,7 @@ async fn payment_status(
     Path(id): Path<String>,
     Json(body): Json<StatusBody>,
 ) -> Response {
-    let result = crate::ecwid::set_payment_status(&mut sh.lock(), &id, &body.status);
+    let result = crate::ecwid_orders::set_payment_status(&mut sh.lock(), &id, &body.status);
     match result {
         Ok(()) => ok(json!({"ok": true})),
         Err(e) => fail(e),

@@ -42,6 +42,7 @@
 pub mod admin;
 mod config;
 mod ecwid;
+mod ecwid_orders;
 mod faults;
 mod lightspeed;
 mod oauth;
@@ -439,7 +440,7 @@ impl Sandbox {
     }
 
     pub fn try_place_order(&self, spec: OrderSpec) -> anyhow::Result<String> {
-        ecwid::place_order(&mut self.st(), &spec)
+        ecwid_orders::place_order(&mut self.st(), &spec)
     }
 
     /// Store a raw order JSON as given (e.g. Ecwid's example `order.json`). It needs a string
@@ -454,7 +455,7 @@ impl Sandbox {
 
     /// Change `paymentStatus` (and `updateDate`); `CANCELLED` restocks the items.
     pub fn set_payment_status(&self, order_id: &str, status: &str) -> anyhow::Result<()> {
-        ecwid::set_payment_status(&mut self.st(), order_id, status)
+        ecwid_orders::set_payment_status(&mut self.st(), order_id, status)
     }
 
     /// Shallow-merge fields into an order (`id` and `internalId` never change).
