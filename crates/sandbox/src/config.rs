@@ -39,6 +39,17 @@ pub struct SandboxConfig {
     /// Seed the demo catalog (products, stock, a customer). The retailer's fixed setup
     /// (outlets, registers, user, payment types, taxes, discount product) always exists.
     pub seed_demo: bool,
+    /// ASSUMPTION, off by default: also send `X-RateLimit-Reset` (an RFC 1123 date) on
+    /// Lightspeed responses. Lightspeed documents only `X-RateLimit-Limit`,
+    /// `X-RateLimit-Remaining` and, on a 429, `Retry-After` (README, "The sandbox").
+    pub ls_rate_limit_reset_header: bool,
+    /// ASSUMPTION (Ecwid leaves it open, README "The sandbox"): a taxed handling fee's tax is
+    /// also inside each item's `taxes[].taxOnShipping` and in `taxesOnShipping` (true, the
+    /// default, Ecwid's documented formula), or only in `handlingFee.taxes` (false).
+    pub handling_fee_tax_in_items: bool,
+    /// The currency of the store and the retailer (ISO 4217, default "USD"): Ecwid's
+    /// `/profile` `formatsAndUnits.currency` and Lightspeed's retailer `currency`.
+    pub currency: String,
 }
 
 impl Default for SandboxConfig {
@@ -55,6 +66,9 @@ impl Default for SandboxConfig {
             ecwid_rate_window: Duration::from_secs(60),
             ls_search_lag: Duration::ZERO,
             seed_demo: true,
+            ls_rate_limit_reset_header: false,
+            handling_fee_tax_in_items: true,
+            currency: "USD".into(),
         }
     }
 }
