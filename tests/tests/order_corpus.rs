@@ -576,6 +576,7 @@ async fn every_fixture_maps_as_expected_by_the_pure_mapper() {
             tax(&ids.tax_20_id, "VAT 20%", "0.2"),
             tax(&ids.tax_gst_pst_id, "GST + PST", "0.12"),
         ],
+        currency: None,
     };
     let ctx = MappingContext {
         connection: &conn,

@@ -232,6 +232,7 @@ pub fn sale_setup() -> SaleSetup {
             tax("gst5", "GST", Decimal::new(5, 2)),
             tax("gst-pst", "GST + PST", Decimal::new(12, 2)),
         ],
+        currency: None,
     }
 }
 

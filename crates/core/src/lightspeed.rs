@@ -133,6 +133,10 @@ pub struct SaleSetup {
     /// The tax group for untaxed lines.
     pub no_tax_group_id: String,
     pub taxes: Vec<LsTax>,
+    /// The retailer's currency (ISO 4217, e.g. "USD", "JPY"): sale amounts are rounded at its
+    /// minor unit. `None` when Lightspeed does not say; cents are assumed.
+    #[serde(default)]
+    pub currency: Option<String>,
 }
 
 impl SaleSetup {

@@ -647,6 +647,7 @@ mod tests {
                     rate: dec!(0.12),
                 },
             ],
+            currency: None,
         }
     }
     fn products() -> HashMap<String, String> {

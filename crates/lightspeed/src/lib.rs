@@ -262,6 +262,8 @@ struct RegisterSaleEnvelope {
 #[derive(Deserialize)]
 struct RawRetailer {
     no_tax_group_id: Option<String>,
+    #[serde(default)]
+    currency: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -135,6 +135,7 @@ pub(crate) fn sale_setup(retailer: RawRetailer, taxes: Vec<RawTax>) -> Result<Sa
     Ok(SaleSetup {
         no_tax_group_id,
         taxes,
+        currency: retailer.currency.filter(|c| !c.trim().is_empty()),
     })
 }
 
