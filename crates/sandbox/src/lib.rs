@@ -32,8 +32,12 @@
 //! - `register_sales`: `price` is the final unit price ex tax and `discount` is informational
 //!   (as the Vend sales tutorial says: "declared for reporting"); a `CLOSED` sale must have
 //!   payments equal to the sum of `quantity x (price + tax)` over non-voided lines, to the cent.
-//! - Lightspeed `X-RateLimit-Reset` is an RFC 1123 date, like `Retry-After`. The limiter is a
-//!   sliding window (stricter than a fixed one).
+//! - Lightspeed rate limiting sends only the documented headers (Lightspeed X-Series API docs,
+//!   rate limiting: `X-RateLimit-Limit`, `X-RateLimit-Remaining`, and on a 429 `Retry-After`
+//!   as an RFC 1123 date). No reset header is documented; `X-RateLimit-Reset` (an RFC 1123
+//!   date: when the oldest counted request leaves the window) is sent only with
+//!   [`SandboxConfig::ls_rate_limit_reset_header`], off by default. The limiter is a sliding
+//!   window (stricter than a fixed one).
 //! - Version-paginated lists: `after` and `before` are exclusive; an empty page is
 //!   `{"data": []}` with no `version`.
 //! - Customer search: case-insensitive substring match (clients must re-check).

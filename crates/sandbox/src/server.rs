@@ -409,10 +409,28 @@ async fn ecwid_entry(
 // ---------------------------------------------------------------------------------------------
 // Lightspeed
 
-fn rate_headers(resp: ApiResponse, limit: u32, remaining: u32, reset_date: &str) -> ApiResponse {
-    resp.header("X-RateLimit-Limit", limit.to_string())
-        .header("X-RateLimit-Remaining", remaining.to_string())
-        .header("X-RateLimit-Reset", reset_date.to_string())
+/// Lightspeed's rate-limit headers. Documented (Lightspeed X-Series API docs, rate limiting:
+/// X-RateLimit-Limit, X-RateLimit-Remaining, Retry-After): every response carries
+/// `X-RateLimit-Limit` and `X-RateLimit-Remaining`, and a 429 `Retry-After` (an HTTP date, set
+/// by [`crate::lightspeed::rate_limited`]). No reset header is documented: `X-RateLimit-Reset`
+/// (when the oldest counted request leaves the window, an HTTP date) is `reset_date`, which is
+/// `Some` only with [`SandboxConfig::ls_rate_limit_reset_header`] on (an ASSUMPTION, off by
+/// default).
+///
+/// [`SandboxConfig::ls_rate_limit_reset_header`]: crate::SandboxConfig::ls_rate_limit_reset_header
+fn rate_headers(
+    resp: ApiResponse,
+    limit: u32,
+    remaining: u32,
+    reset_date: Option<&str>,
+) -> ApiResponse {
+    let resp = resp
+        .header("X-RateLimit-Limit", limit.to_string())
+        .header("X-RateLimit-Remaining", remaining.to_string());
+    match reset_date {
+        Some(date) => resp.header("X-RateLimit-Reset", date.to_string()),
+        None => resp,
+    }
 }
 
 async fn ls_entry(
@@ -436,6 +454,7 @@ async fn ls_entry(
     }
 
     let limit = cfg.ls_rate_limit;
+    let reset_header = cfg.ls_rate_limit_reset_header;
     let pre = {
         let mut st = shared.lock();
         st.counters.ls_requests += 1;
@@ -467,7 +486,9 @@ async fn ls_entry(
                     ),
                     limit,
                     now.remaining,
-                    &http_date_after(now.reset_in),
+                    reset_header
+                        .then(|| http_date_after(now.reset_in))
+                        .as_deref(),
                 ))
             } else {
                 match st.ls_rate.hit(limit, cfg.ls_rate_window, Instant::now()) {
@@ -478,11 +499,11 @@ async fn ls_entry(
                             crate::lightspeed::rate_limited(&date),
                             limit,
                             0,
-                            &date,
+                            reset_header.then_some(date.as_str()),
                         ))
                     }
                     Ok(ok) => {
-                        let reset = http_date_after(ok.reset_in);
+                        let reset = reset_header.then(|| http_date_after(ok.reset_in));
                         let fault = st.take_fault(|r| {
                             r == Route::LsAny
                                 || (r == Route::LsPostSale && is_sale_post)
@@ -493,7 +514,7 @@ async fn ls_entry(
                                 ApiResponse::server_error(code),
                                 limit,
                                 ok.remaining,
-                                &reset,
+                                reset.as_deref(),
                             )),
                             Some(FaultKind::RateLimit { retry_after }) => {
                                 st.counters.ls_rate_limited += 1;
@@ -502,7 +523,7 @@ async fn ls_entry(
                                     crate::lightspeed::rate_limited(&date),
                                     limit,
                                     0,
-                                    &date,
+                                    reset_header.then_some(date.as_str()),
                                 ))
                             }
                             other => Ok((other, ok.remaining, reset)),
@@ -523,7 +544,7 @@ async fn ls_entry(
                 crate::lightspeed::error(StatusCode::BAD_REQUEST, msg),
                 limit,
                 remaining,
-                &reset,
+                reset.as_deref(),
             )
             .into_response();
         }
@@ -539,7 +560,7 @@ async fn ls_entry(
         crate::lightspeed::dispatch(st, &method, &rest, &query, parsed.as_ref())
     })
     .await;
-    rate_headers(resp, limit, remaining, &reset).into_response()
+    rate_headers(resp, limit, remaining, reset.as_deref()).into_response()
 }
 
 /// Seconds for Ecwid's `Retry-After`.

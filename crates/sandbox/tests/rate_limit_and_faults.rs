@@ -27,8 +27,8 @@ async fn lightspeed_rate_limit_with_a_scaled_window() {
             r.headers()["X-RateLimit-Remaining"].to_str().unwrap(),
             (4 - i).to_string()
         );
-        let reset = r.headers()["X-RateLimit-Reset"].to_str().unwrap();
-        httpdate::parse_http_date(reset).expect("X-RateLimit-Reset is an HTTP date");
+        // Only the documented headers: no reset header unless asked for.
+        assert!(r.headers().get("X-RateLimit-Reset").is_none());
     }
     let r = ls(&sb, Method::GET, "/api/2.0/outlets", None).await;
     assert_eq!(r.status().as_u16(), 429);
@@ -54,6 +54,33 @@ async fn lightspeed_rate_limit_with_a_scaled_window() {
     tokio::time::sleep(wait + Duration::from_millis(50)).await;
     let r = ls(&sb, Method::GET, "/api/2.0/outlets", None).await;
     assert_eq!(r.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn the_undocumented_reset_header_is_sent_only_when_asked_for() {
+    let sb = sandbox_with(SandboxConfig {
+        ls_rate_limit: 2,
+        ls_rate_window: Duration::from_secs(3),
+        ls_rate_limit_reset_header: true,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let sent = SystemTime::now();
+    for i in 0..3 {
+        let r = ls(&sb, Method::GET, "/api/2.0/outlets", None).await;
+        let reset = r.headers()["X-RateLimit-Reset"].to_str().unwrap();
+        let reset_at = httpdate::parse_http_date(reset).expect("X-RateLimit-Reset is an HTTP date");
+        // When the first request leaves the window, rounded up to a whole second.
+        assert!(
+            reset_at >= sent + Duration::from_secs(2),
+            "request {i}: {reset}"
+        );
+        assert!(
+            reset_at <= SystemTime::now() + Duration::from_secs(4),
+            "request {i}: {reset}"
+        );
+        assert_eq!(r.status().as_u16(), if i < 2 { 200 } else { 429 });
+    }
 }
 
 #[tokio::test]
