@@ -14,6 +14,11 @@ pub const PAID: &str = "PAID";
 
 use crate::decimal::{decimal_or_zero, opt_decimal};
 
+/// A list Ecwid may send as `null` (e.g. `taxesOnShipping` on old orders) reads as empty.
+fn null_as_empty<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+}
+
 /// An Ecwid order id as used in `GET /orders/{orderId}`: the string `id` (e.g. `K8XTQ`).
 /// Some payloads carry numbers; both are accepted and kept as text.
 fn id_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -44,9 +49,18 @@ pub struct ItemTax {
     /// The rate in percent (10 = 10%).
     #[serde(deserialize_with = "decimal_or_zero")]
     pub value: Decimal,
-    /// The tax amount on the whole line.
+    /// The tax amount on the whole line. On an item, Ecwid documents it as
+    /// `taxOnDiscountedSubtotal + taxOnShipping`: it contains the item's share of the
+    /// shipping (and handling fee) tax, which `taxesOnShipping` lists again.
     #[serde(deserialize_with = "decimal_or_zero")]
     pub total: Decimal,
+    /// The tax on the item's subtotal after discounts (items only; absent on old orders).
+    #[serde(deserialize_with = "opt_decimal")]
+    pub tax_on_discounted_subtotal: Option<Decimal>,
+    /// The item's share of the tax on shipping and handling (items only; absent on old
+    /// orders).
+    #[serde(deserialize_with = "opt_decimal")]
+    pub tax_on_shipping: Option<Decimal>,
     pub include_in_price: Option<bool>,
 }
 
@@ -157,8 +171,10 @@ pub struct EcwidOrder {
     pub total_without_tax: Option<Decimal>,
     #[serde(deserialize_with = "decimal_or_zero")]
     pub subtotal: Decimal,
-    #[serde(deserialize_with = "decimal_or_zero")]
-    pub tax: Decimal,
+    /// "The sum of all tax in order items" (Ecwid), so it contains the shipping tax once.
+    /// `None` when the order does not say.
+    #[serde(deserialize_with = "opt_decimal")]
+    pub tax: Option<Decimal>,
     pub prices_include_tax: Option<bool>,
     #[serde(deserialize_with = "decimal_or_zero")]
     pub coupon_discount: Decimal,
@@ -178,7 +194,10 @@ pub struct EcwidOrder {
     pub gift_card_redemption: Decimal,
     #[serde(deserialize_with = "opt_decimal")]
     pub total_before_gift_card_redemption: Option<Decimal>,
-    /// Taxes charged on shipping.
+    /// Taxes charged on shipping and handling, per tax: the same amounts as the items'
+    /// `taxOnShipping` shares, summed (Ecwid: `(shippingRate + handlingFee) × value / 100`).
+    /// `null` on old orders.
+    #[serde(deserialize_with = "null_as_empty")]
     pub taxes_on_shipping: Vec<ItemTax>,
     pub billing_person: Option<Person>,
     pub shipping_person: Option<Person>,
@@ -208,7 +227,12 @@ mod tests {
         assert!(o.is_paid());
         assert_eq!(o.total, dec!(10));
         assert_eq!(o.total_without_tax, Some(dec!(9.09)));
-        assert_eq!(o.tax, dec!(0.91));
+        assert_eq!(o.tax, Some(dec!(0.91)));
+        assert_eq!(
+            o.items[0].taxes[0].tax_on_discounted_subtotal,
+            Some(dec!(0.91))
+        );
+        assert_eq!(o.items[0].taxes[0].tax_on_shipping, Some(dec!(0)));
         assert_eq!(o.prices_include_tax, Some(true));
         let item = &o.items[0];
         assert_eq!(item.sku.as_deref(), Some("123123"));
@@ -226,7 +250,7 @@ mod tests {
         .unwrap();
         assert_eq!(o.id, "42");
         assert_eq!(o.total, dec!(0.3));
-        assert_eq!(o.tax, dec!(0.10));
+        assert_eq!(o.tax, Some(dec!(0.10)));
         assert_eq!(o.subtotal, dec!(1234567890.12345));
     }
 }

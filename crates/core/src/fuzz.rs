@@ -380,7 +380,7 @@ pub fn check_order(order: &EcwidOrder) -> bool {
         connection: &connection,
         setup: &setup,
         products: &products,
-        now: DateTime::from_timestamp(1_800_000_000, 0).expect("a valid time"),
+        paid_at: DateTime::from_timestamp(1_800_000_000, 0).expect("a valid time"),
         customer_id: Some("cust-1".into()),
     };
     let _ = order.is_paid();

@@ -228,6 +228,10 @@ pub struct LedgerEntry {
     pub last_error: Option<String>,
     pub total: Option<Decimal>,
     pub lines: Vec<LedgerLine>,
+    /// When the poster first saw the order PAID: the sale's date, the same on every retry
+    /// (Ecwid reports no payment time). Absent on entries written before it existed.
+    #[serde(default)]
+    pub paid_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub history: Vec<HistoryEvent>,
@@ -249,6 +253,7 @@ impl LedgerEntry {
             last_error: None,
             total: None,
             lines: Vec::new(),
+            paid_at: None,
             created_at: now,
             updated_at: now,
             history: Vec::new(),

@@ -500,6 +500,9 @@ where
                     ),
                 )));
             }
+            // The sale is dated when the order was first seen paid; the date is kept in the
+            // claim (written before the POST), so a retry posts the same date.
+            let paid_at = *claimed.paid_at.get_or_insert_with(|| self.clock.now());
             let customer_id = match self.resolve_customer(conn, key, order).await {
                 Ok(c) => c,
                 Err(a) => return a,
@@ -508,7 +511,7 @@ where
                 connection: conn,
                 setup: &setup,
                 products: &products,
-                now: self.clock.now(),
+                paid_at,
                 customer_id,
             };
             let sale = match money::map_order_to_sale(order, key, &ctx) {

@@ -1,0 +1,312 @@
+//! Which tax each amount of an Ecwid order carries, per Ecwid's documented semantics.
+//!
+//! Ecwid reports the tax on shipping (and on the handling fee) **twice**: inside each item's
+//! `taxes[].total` (documented as `taxOnDiscountedSubtotal + taxOnShipping`) and again, summed
+//! per tax, in the order's `taxesOnShipping` (documented as `(shippingRate + handlingFee) ×
+//! value / 100`). The order's `tax` is the sum of the item taxes, so it holds the shipping tax
+//! once. We post the shipping tax on the shipping line and each item's own tax on its line,
+//! so each is counted exactly once.
+//!
+//! Two points the documents leave open are [`Reading`]s; the mapper tries each and the
+//! order's `total` and `tax` decide which one the order follows (or it parks):
+//! - old orders whose item taxes carry no `taxOnDiscountedSubtotal` / `taxOnShipping`: does
+//!   the item `total` contain the shipping share (documented today) or not?
+//! - is a handling fee's tax inside `taxesOnShipping` (the documented formula) or only in
+//!   `handlingFee.taxes`?
+
+use crate::ecwid::{EcwidOrder, ItemTax, OrderItem};
+use rust_decimal::Decimal;
+
+/// One way of reading the parts of Ecwid's tax reporting that its documents leave open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Reading {
+    /// For item taxes without a `taxOnDiscountedSubtotal`/`taxOnShipping` breakdown: their
+    /// `total` contains the item's share of the shipping tax (the documented meaning).
+    pub legacy_items_include_shipping: bool,
+    /// The handling fee's tax is inside `taxesOnShipping` (and the items' shares of it).
+    pub fee_tax_in_shipping: bool,
+}
+
+impl Reading {
+    /// The readings worth trying for this order, the documented one first. Only the open
+    /// points that can change this order's figures are varied.
+    pub(crate) fn candidates(order: &EcwidOrder) -> Vec<Reading> {
+        let shipping_taxed = shipping_tax_source(order)
+            .iter()
+            .any(|t| !t.total.is_zero());
+        let legacy = shipping_taxed
+            && order.items.iter().any(|i| {
+                i.taxes.iter().any(|t| {
+                    !t.total.is_zero()
+                        && t.tax_on_discounted_subtotal.is_none()
+                        && t.tax_on_shipping.is_none()
+                })
+            });
+        let fee_taxed = order
+            .handling_fee
+            .as_ref()
+            .is_some_and(|f| f.taxes.iter().any(|t| !t.total.is_zero()));
+        let mut out = Vec::new();
+        for legacy_items_include_shipping in if legacy {
+            vec![true, false]
+        } else {
+            vec![true]
+        } {
+            for fee_tax_in_shipping in if fee_taxed {
+                vec![true, false]
+            } else {
+                vec![true]
+            } {
+                out.push(Reading {
+                    legacy_items_include_shipping,
+                    fee_tax_in_shipping,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Whether two tax entries name the same tax: the same rate, and the same name when both
+/// have one (`taxesOnShipping` entries may come without a name).
+fn same_tax(a: &ItemTax, b: &ItemTax) -> bool {
+    let name = |t: &ItemTax| {
+        t.name
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_lowercase)
+    };
+    a.value == b.value
+        && match (name(a), name(b)) {
+            (Some(x), Some(y)) => x == y,
+            _ => true,
+        }
+}
+
+fn label(t: &ItemTax) -> String {
+    format!(
+        "{} ({}%)",
+        t.name.as_deref().unwrap_or("tax"),
+        t.value.normalize()
+    )
+}
+
+/// The shipping taxes as Ecwid lists them: `taxesOnShipping`, or, when that is empty or
+/// null, the items' `taxOnShipping` shares summed per tax.
+fn shipping_tax_source(order: &EcwidOrder) -> Vec<ItemTax> {
+    if order
+        .taxes_on_shipping
+        .iter()
+        .any(|t| !t.total.is_zero() || !t.value.is_zero())
+    {
+        return order.taxes_on_shipping.clone();
+    }
+    let mut summed: Vec<ItemTax> = Vec::new();
+    for t in order.items.iter().flat_map(|i| i.taxes.iter()) {
+        let Some(share) = t.tax_on_shipping.filter(|s| !s.is_zero()) else {
+            continue;
+        };
+        match summed.iter_mut().find(|s| same_tax(s, t)) {
+            Some(s) => s.total += share,
+            None => summed.push(ItemTax {
+                total: share,
+                tax_on_discounted_subtotal: None,
+                tax_on_shipping: None,
+                ..t.clone()
+            }),
+        }
+    }
+    summed
+}
+
+/// An item's taxes on its own discounted subtotal: each tax's `total` less the item's share
+/// of the shipping tax.
+pub(crate) fn item_own_taxes(
+    order: &EcwidOrder,
+    item: &OrderItem,
+    reading: Reading,
+) -> Result<Vec<ItemTax>, String> {
+    item.taxes
+        .iter()
+        .map(|t| {
+            let own = match (t.tax_on_discounted_subtotal, t.tax_on_shipping) {
+                (Some(own), _) => own,
+                (None, Some(share)) => t.total - share,
+                (None, None) if reading.legacy_items_include_shipping => {
+                    t.total - legacy_shipping_share(order, t)?
+                }
+                (None, None) => t.total,
+            };
+            Ok(ItemTax {
+                total: own,
+                ..t.clone()
+            })
+        })
+        .collect()
+}
+
+/// On an old order without per-item breakdown, an item's share of a shipping tax is known
+/// only when that item is the one item carrying the tax: then it is the whole of it.
+fn legacy_shipping_share(order: &EcwidOrder, tax: &ItemTax) -> Result<Decimal, String> {
+    let Some(shipping) = shipping_tax_source(order)
+        .into_iter()
+        .find(|s| same_tax(s, tax) && !s.total.is_zero())
+    else {
+        return Ok(Decimal::ZERO);
+    };
+    let carriers = order
+        .items
+        .iter()
+        .filter(|i| {
+            i.taxes
+                .iter()
+                .any(|t| same_tax(t, tax) && !t.total.is_zero())
+        })
+        .count();
+    if carriers == 1 {
+        Ok(shipping.total)
+    } else {
+        Err(format!(
+            "the shipping tax {} of {} may be inside the item taxes, and the order does not say each item's share (no taxOnShipping)",
+            label(&shipping),
+            shipping.total
+        ))
+    }
+}
+
+/// The taxes on the shipping charge alone: the shipping taxes Ecwid lists, less the
+/// handling fee's tax when the reading puts it inside them. Entries that held only the
+/// fee's tax are dropped, so the shipping line is not given a rate it was not taxed at.
+pub(crate) fn shipping_taxes(order: &EcwidOrder, reading: Reading) -> Result<Vec<ItemTax>, String> {
+    let mut taxes = shipping_tax_source(order);
+    // `taxesOnShipping` entries may not say whether they were included in the price; the
+    // same tax on an item does.
+    for t in &mut taxes {
+        if t.include_in_price.is_none() {
+            t.include_in_price = order
+                .items
+                .iter()
+                .flat_map(|i| i.taxes.iter())
+                .find(|i| same_tax(i, t))
+                .and_then(|i| i.include_in_price);
+        }
+    }
+    if !reading.fee_tax_in_shipping {
+        return Ok(taxes);
+    }
+    let fee_taxes = order.handling_fee.iter().flat_map(|f| f.taxes.iter());
+    let mut emptied = Vec::new();
+    for fee_tax in fee_taxes.filter(|t| !t.total.is_zero()) {
+        let Some((i, t)) = taxes
+            .iter_mut()
+            .enumerate()
+            .find(|(_, t)| same_tax(t, fee_tax))
+        else {
+            return Err(format!(
+                "the handling fee's tax {} is not among the shipping taxes",
+                label(fee_tax)
+            ));
+        };
+        t.total -= fee_tax.total;
+        if t.total < Decimal::ZERO {
+            return Err(format!(
+                "the handling fee's tax {} exceeds the shipping tax",
+                label(fee_tax)
+            ));
+        }
+        if t.total.is_zero() {
+            emptied.push(i);
+        }
+    }
+    Ok(taxes
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !emptied.contains(i))
+        .map(|(_, t)| t)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    fn order(json: serde_json::Value) -> EcwidOrder {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn the_documented_breakdown_splits_item_and_shipping_tax() {
+        // Ecwid's worked case: item 10.00 + 10%, shipping 5.00 taxed 10%.
+        let o = order(serde_json::json!({
+            "id": "W", "total": 16.5, "tax": 1.5,
+            "items": [{"sku": "A", "quantity": 1, "price": 10, "taxes": [
+                {"name": "Tax", "value": 10, "total": 1.5, "taxOnDiscountedSubtotal": 1, "taxOnShipping": 0.5}]}],
+            "shippingOption": {"shippingRate": 5},
+            "taxesOnShipping": [{"name": "Tax", "value": 10, "total": 0.5}]
+        }));
+        let reading = Reading::candidates(&o);
+        assert_eq!(reading.len(), 1);
+        let own = item_own_taxes(&o, &o.items[0], reading[0]).unwrap();
+        assert_eq!(own[0].total, dec!(1));
+        let ship = shipping_taxes(&o, reading[0]).unwrap();
+        assert_eq!(ship[0].total, dec!(0.5));
+    }
+
+    #[test]
+    fn shipping_tax_is_taken_from_the_items_when_taxes_on_shipping_is_null() {
+        let o = order(serde_json::json!({
+            "id": "N", "taxesOnShipping": null,
+            "items": [
+                {"taxes": [{"name": "GST", "value": 5, "total": 1.25, "taxOnDiscountedSubtotal": 1, "taxOnShipping": 0.25}]},
+                {"taxes": [{"name": "GST", "value": 5, "total": 0.75, "taxOnDiscountedSubtotal": 0.5, "taxOnShipping": 0.25}]}
+            ]
+        }));
+        let ship = shipping_taxes(&o, Reading::candidates(&o)[0]).unwrap();
+        assert_eq!(ship.len(), 1);
+        assert_eq!(ship[0].total, dec!(0.5));
+    }
+
+    #[test]
+    fn a_fee_tax_inside_taxes_on_shipping_is_taken_out_of_the_shipping_line() {
+        let o = order(serde_json::json!({
+            "id": "F",
+            "items": [{"taxes": [{"name": "T", "value": 10, "total": 2.7, "taxOnDiscountedSubtotal": 2, "taxOnShipping": 0.7}]}],
+            "shippingOption": {"shippingRate": 5},
+            "handlingFee": {"name": "Wrap", "value": 2, "taxes": [{"name": "T", "value": 10, "total": 0.2}]},
+            "taxesOnShipping": [{"name": "T", "value": 10, "total": 0.7}]
+        }));
+        let readings = Reading::candidates(&o);
+        assert_eq!(readings.len(), 2);
+        assert_eq!(shipping_taxes(&o, readings[0]).unwrap()[0].total, dec!(0.5));
+        assert_eq!(shipping_taxes(&o, readings[1]).unwrap()[0].total, dec!(0.7));
+    }
+
+    #[test]
+    fn old_orders_give_the_shipping_share_to_the_one_item_carrying_the_tax_or_say_why_not() {
+        let one = order(serde_json::json!({
+            "id": "L1", "shippingOption": {"shippingRate": 5},
+            "items": [{"taxes": [{"name": "T", "value": 10, "total": 1.5}]}, {"taxes": []}],
+            "taxesOnShipping": [{"name": "T", "value": 10, "total": 0.5}]
+        }));
+        let readings = Reading::candidates(&one);
+        assert_eq!(readings.len(), 2);
+        assert_eq!(
+            item_own_taxes(&one, &one.items[0], readings[0]).unwrap()[0].total,
+            dec!(1)
+        );
+        assert_eq!(
+            item_own_taxes(&one, &one.items[0], readings[1]).unwrap()[0].total,
+            dec!(1.5)
+        );
+        let two = order(serde_json::json!({
+            "id": "L2", "shippingOption": {"shippingRate": 5},
+            "items": [{"taxes": [{"name": "T", "value": 10, "total": 1.3}]},
+                      {"taxes": [{"name": "T", "value": 10, "total": 1.2}]}],
+            "taxesOnShipping": [{"name": "T", "value": 10, "total": 0.5}]
+        }));
+        let err = item_own_taxes(&two, &two.items[0], Reading::candidates(&two)[0]).unwrap_err();
+        assert!(err.contains("does not say each item's share"), "{err}");
+    }
+}
