@@ -7,9 +7,21 @@ use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
 
 use crate::ecwid::{gross, merge_order};
-use crate::specs::OrderSpec;
-use crate::state::{EcwidCombination, State};
+use crate::specs::{OrderSpec, TaxSpec};
+use crate::state::{EcwidCombination, EcwidTax, State};
 use crate::util::{dec_json, ecwid_date, round2};
+
+/// One Ecwid tax on one order line (`items[].taxes[]`).
+struct LineTax {
+    id: u64,
+    name: String,
+    /// Percent (10 = 10%).
+    value: Decimal,
+    /// `taxOnDiscountedSubtotal`.
+    on_subtotal: Decimal,
+    /// `taxOnShipping`: this line's share of the shipping (and handling-fee) tax.
+    on_shipping: Decimal,
+}
 
 struct Line {
     product_id: u64,
@@ -20,29 +32,169 @@ struct Line {
     price: Decimal,
     price_without_tax: Decimal,
     product_price: Decimal,
-    line_tax: Decimal,
-    tax: Option<(u64, String, Decimal)>,
+    /// `price x quantity`: gross with `pricesIncludeTax`, else net.
+    amount: Decimal,
+    /// `couponAmount`: this line's share of the coupon.
+    coupon: Decimal,
+    /// `shipping`: this line's share of the shipping rate.
+    shipping: Decimal,
+    taxes: Vec<LineTax>,
     tracked: bool,
+}
+
+impl Line {
+    /// The line subtotal after discounts, the base of its taxes.
+    fn discounted(&self) -> Decimal {
+        self.amount - self.coupon
+    }
+
+    /// The sum of the line's tax rates, in percent.
+    fn rates(&self) -> Decimal {
+        self.taxes.iter().map(|t| t.value).sum()
+    }
+
+    /// Item `tax`: the sum of its taxes' totals (`taxOnDiscountedSubtotal + taxOnShipping`).
+    fn tax(&self) -> Decimal {
+        self.taxes
+            .iter()
+            .map(|t| t.on_subtotal + t.on_shipping)
+            .sum()
+    }
+}
+
+/// A resolved Ecwid tax: (`sourceTaxRateId`, name, percent).
+type Tax = (u64, String, Decimal);
+
+/// The store's tax for a spec: by name, or by percent when the name is empty. A tax the store
+/// does not have yet is added to `pending` (stored with the order). A 0% tax is no tax.
+fn resolve_tax(
+    st: &State,
+    pending: &mut Vec<EcwidTax>,
+    t: &TaxSpec,
+) -> anyhow::Result<Option<Tax>> {
+    if t.percent.is_sign_negative() && !t.percent.is_zero() {
+        bail!("tax {:?}: the percent must not be negative", t.name);
+    }
+    if t.percent.is_zero() {
+        return Ok(None);
+    }
+    let pct = t.percent.normalize();
+    let name = t.name.trim();
+    let mut known = st.ecwid_taxes.iter().chain(pending.iter());
+    let found = if name.is_empty() {
+        known.find(|x| x.value == pct)
+    } else {
+        known.find(|x| x.name == name)
+    };
+    if let Some(x) = found {
+        // A named tax may have another rate here (Ecwid taxes have rates per zone).
+        return Ok(Some((x.id, x.name.clone(), pct)));
+    }
+    let name = if name.is_empty() {
+        format!("{pct}% Tax")
+    } else {
+        name.to_string()
+    };
+    let id = 947_976_181 + (st.ecwid_taxes.len() + pending.len()) as u64;
+    pending.push(EcwidTax {
+        id,
+        name: name.clone(),
+        value: pct,
+    });
+    Ok(Some((id, name, pct)))
+}
+
+/// Resolve a list of taxes; a name may appear once.
+fn resolve_taxes(
+    st: &State,
+    pending: &mut Vec<EcwidTax>,
+    specs: &[TaxSpec],
+    what: &str,
+) -> anyhow::Result<Vec<Tax>> {
+    let mut out: Vec<Tax> = Vec::new();
+    for t in specs {
+        if let Some(x) = resolve_tax(st, pending, t)? {
+            if out.iter().any(|y| y.1 == x.1) {
+                bail!("{what}: tax {:?} is listed twice", x.1);
+            }
+            out.push(x);
+        }
+    }
+    Ok(out)
+}
+
+/// `amount` split in proportion to `weights`: each share rounded to cents, the remainder cents
+/// on the largest weight (the first of equals). All weights zero: everything on the first.
+///
+/// ASSUMPTION: Ecwid does not document how it splits an order amount (coupon, shipping,
+/// shipping tax) over items; this is the sandbox's rule.
+fn split(amount: Decimal, weights: &[Decimal]) -> Vec<Decimal> {
+    let mut shares = vec![Decimal::ZERO; weights.len()];
+    if weights.is_empty() {
+        return shares;
+    }
+    let mut largest = 0;
+    for (i, w) in weights.iter().enumerate() {
+        if *w > weights[largest] {
+            largest = i;
+        }
+    }
+    let sum: Decimal = weights.iter().sum();
+    if sum.is_zero() {
+        shares[largest] = amount;
+        return shares;
+    }
+    for (s, w) in shares.iter_mut().zip(weights) {
+        *s = round2(amount * *w / sum);
+    }
+    let rest = amount - shares.iter().copied().sum::<Decimal>();
+    shares[largest] += rest;
+    shares
 }
 
 /// Build and store a full, internally consistent Ecwid order, lowering Ecwid stock like a real
 /// checkout.
 ///
-/// Money: every amount is a `Decimal` rounded to cents half-up.
-/// - `pricesIncludeTax = true`: item `price` is the gross unit price; the LINE tax is
-///   `round(price x qty x r / (100 + r))`; `priceWithoutTax = round(price x 100 / (100 + r))`;
-///   `subtotal` = sum of gross lines; `total = subtotal + shipping`.
-/// - `pricesIncludeTax = false`: item `price` is the net unit price; the LINE tax is
-///   `round(price x qty x r / 100)`; `subtotal` = sum of net lines;
-///   `total = subtotal + tax + shipping`.
+/// Money: every amount is a `Decimal` rounded to cents half-up. `R` is the sum of a line's tax
+/// rates (one tax, or GST + PST...).
+/// - Item `price` is the unit price (gross with `pricesIncludeTax`, else net; a gross price is
+///   `round(excl x (1 + R/100))`, `priceWithoutTax = round(price x 100 / (100 + R))`).
+/// - Coupon (`coupon_amount`): split onto the items' `couponAmount` in proportion to their
+///   line amounts (`price x qty`), remainder cents on the largest line (ASSUMPTION, see
+///   [`split`]). The discounted line subtotal `D = price x qty - couponAmount`.
+/// - Per tax `r` on a line: `taxOnDiscountedSubtotal = round(D x r / 100)` (exclusive) or
+///   `round(D x r / (100 + R))` (inclusive).
+/// - Shipping and handling fee, per tax `r` on them (Ecwid: `taxesOnShipping` is
+///   `(shippingRate + handlingFee) * value / 100`): exclusive `round((S + H) x r / 100)`,
+///   where S counts when `r` taxes shipping and H when it taxes the fee and
+///   `handling_fee_tax_in_items` is set. ASSUMPTION (tax-inclusive stores, not documented):
+///   the shipping rate and the fee include their taxes, so their tax is
+///   `round(S x r / (100 + R_S) + H x r / (100 + R_H))` and
+///   `shippingRateWithoutTax = shippingRate - its tax`.
+/// - That shipping tax is listed in `taxesOnShipping[]{name, value, total}` (`[]` when
+///   shipping and fee are free or untaxed) and split over the items carrying that tax in
+///   proportion to their `D` (ASSUMPTION: Ecwid does not document the split), as their
+///   `taxes[].taxOnShipping`. The items' `shipping` is the shipping rate split the same way
+///   over all items.
+/// - Item `taxes[].total = taxOnDiscountedSubtotal + taxOnShipping`; item `tax` = the sum of
+///   its taxes' totals; order `tax` = the sum of item taxes (so it contains the shipping tax,
+///   counted once in `total`).
+/// - `subtotal` = sum of `price x qty` (before the coupon). `total = subtotal - coupon + S + H`
+///   (inclusive) or `+ tax` too (exclusive). With `handling_fee_tax_in_items = false` the fee's
+///   tax is only in `handlingFee.taxes`: not in the items, not in `taxesOnShipping`, not in
+///   `tax`, and an exclusive `total` adds it separately.
+/// - `totalWithoutTax = total - every tax` (= `total - tax` unless the fee's tax is outside
+///   the items).
 ///
-/// Choice (Ecwid's docs leave it open): item `tax` and `taxes[].total` are both the LINE total
-/// (all units), not the per-unit tax. `tax` (order) = sum of line taxes;
-/// `totalWithoutTax = total - tax`.
+/// Choice (Ecwid's docs leave it open): item `tax` and `taxes[].total` are LINE totals (all
+/// units), not per-unit taxes.
 pub(crate) fn place_order(st: &mut State, spec: &OrderSpec) -> anyhow::Result<String> {
     if spec.items.is_empty() {
         bail!("an order needs at least one item");
     }
+    let include = spec.prices_include_tax;
+    let hundred = Decimal::ONE_HUNDRED;
+    let mut pending_taxes = Vec::new();
     let mut lines = Vec::new();
     for item in &spec.items {
         if item.quantity == 0 {
@@ -85,37 +237,27 @@ pub(crate) fn place_order(st: &mut State, spec: &OrderSpec) -> anyhow::Result<St
             .as_ref()
             .and_then(|c| c.price_excl)
             .unwrap_or(p.price_excl);
-        let q = Decimal::from(item.quantity);
-        let hundred = Decimal::from(100);
-        let rate = p.tax_percent;
-        let (price, price_without_tax, line_tax) = if spec.prices_include_tax {
-            let price = gross(excl, rate);
-            match rate {
-                Some(r) => (
-                    price,
-                    round2(price * hundred / (hundred + r)),
-                    round2(price * q * r / (hundred + r)),
-                ),
-                None => (price, price, Decimal::ZERO),
-            }
-        } else {
-            let price = round2(excl);
-            let tax = rate
-                .map(|r| round2(price * q * r / hundred))
-                .unwrap_or_default();
-            (price, price, tax)
+        let taxes: Vec<Tax> = match &item.taxes {
+            Some(list) => resolve_taxes(st, &mut pending_taxes, list, &item.sku)?,
+            None => match (p.tax_percent, p.tax_id) {
+                (Some(r), Some(id)) => {
+                    let name = st
+                        .ecwid_taxes
+                        .iter()
+                        .find(|t| t.id == id)
+                        .map(|t| t.name.clone())
+                        .unwrap_or_else(|| format!("{r}% Tax"));
+                    vec![(id, name, r)]
+                }
+                _ => Vec::new(),
+            },
         };
-        let tax = match (rate, p.tax_id) {
-            (Some(r), Some(id)) => {
-                let name = st
-                    .ecwid_taxes
-                    .iter()
-                    .find(|t| t.id == id)
-                    .map(|t| t.name.clone())
-                    .unwrap_or_else(|| format!("{r}% Tax"));
-                Some((id, name, r))
-            }
-            _ => None,
+        let rates: Decimal = taxes.iter().map(|t| t.2).sum();
+        let (price, price_without_tax) = if include && !rates.is_zero() {
+            let price = gross(excl, Some(rates));
+            (price, round2(price * hundred / (hundred + rates)))
+        } else {
+            (round2(excl), round2(excl))
         };
         lines.push(Line {
             product_id: p.id,
@@ -130,25 +272,197 @@ pub(crate) fn place_order(st: &mut State, spec: &OrderSpec) -> anyhow::Result<St
             price,
             price_without_tax,
             product_price: price,
-            line_tax,
-            tax,
+            amount: price * Decimal::from(item.quantity),
+            coupon: Decimal::ZERO,
+            shipping: Decimal::ZERO,
+            taxes: taxes
+                .into_iter()
+                .map(|(id, name, value)| LineTax {
+                    id,
+                    name,
+                    value,
+                    on_subtotal: Decimal::ZERO,
+                    on_shipping: Decimal::ZERO,
+                })
+                .collect(),
         });
     }
 
-    // Totals.
-    let gross_or_net: Decimal = lines
-        .iter()
-        .map(|l| l.price * Decimal::from(l.quantity))
-        .sum();
-    let tax: Decimal = lines.iter().map(|l| l.line_tax).sum();
-    let shipping = spec.shipping.as_ref().map(|s| round2(s.rate));
-    let ship = shipping.unwrap_or_default();
-    let (subtotal, subtotal_without_tax, total) = if spec.prices_include_tax {
-        (gross_or_net, gross_or_net - tax, gross_or_net + ship)
-    } else {
-        (gross_or_net, gross_or_net, gross_or_net + tax + ship)
+    // Coupon, then the taxes on the discounted line subtotals.
+    let subtotal: Decimal = lines.iter().map(|l| l.amount).sum();
+    let coupon = round2(spec.coupon_amount);
+    if coupon.is_sign_negative() && !coupon.is_zero() || coupon > subtotal {
+        bail!("coupon_amount {coupon} must be between 0 and the subtotal {subtotal}");
+    }
+    let amounts: Vec<Decimal> = lines.iter().map(|l| l.amount).collect();
+    for (l, c) in lines.iter_mut().zip(split(coupon, &amounts)) {
+        l.coupon = c;
+    }
+    // Tax-inclusive: the tax the undiscounted lines contain (for `subtotalWithoutTax`).
+    let mut undiscounted_tax = Decimal::ZERO;
+    for l in &mut lines {
+        let (d, amount, rates) = (l.discounted(), l.amount, l.rates());
+        for t in &mut l.taxes {
+            if include {
+                t.on_subtotal = round2(d * t.value / (hundred + rates));
+                undiscounted_tax += round2(amount * t.value / (hundred + rates));
+            } else {
+                t.on_subtotal = round2(d * t.value / hundred);
+            }
+        }
+    }
+    let discounted: Vec<Decimal> = lines.iter().map(Line::discounted).collect();
+
+    // Shipping, the handling fee and their taxes.
+    let ship_rate = spec
+        .shipping
+        .as_ref()
+        .map(|s| round2(s.rate))
+        .unwrap_or_default();
+    let fee_value = spec
+        .handling_fee
+        .as_ref()
+        .map(|f| round2(f.value))
+        .unwrap_or_default();
+    if ship_rate.is_sign_negative() && !ship_rate.is_zero()
+        || fee_value.is_sign_negative() && !fee_value.is_zero()
+    {
+        bail!("the shipping rate and the handling fee must not be negative");
+    }
+    for (l, s) in lines.iter_mut().zip(split(ship_rate, &discounted)) {
+        l.shipping = s;
+    }
+    let fee_in_items = st.cfg.handling_fee_tax_in_items;
+    let ship_taxes = resolve_taxes(st, &mut pending_taxes, &spec.shipping_taxes, "shipping")?;
+    let fee_taxes = match &spec.handling_fee {
+        Some(f) => resolve_taxes(st, &mut pending_taxes, &f.taxes, "handling fee")?,
+        None => Vec::new(),
     };
-    let total_without_tax = total - tax;
+    let ship_rates: Decimal = ship_taxes.iter().map(|t| t.2).sum();
+    let fee_rates: Decimal = fee_taxes.iter().map(|t| t.2).sum();
+    // The (unrounded) tax at rate `r` of an amount taxed at `all` percent in total.
+    let tax_of = |amount: Decimal, r: Decimal, all: Decimal| {
+        if include {
+            amount * r / (hundred + all)
+        } else {
+            amount * r / hundred
+        }
+    };
+    let mut charge_taxes: Vec<&Tax> = ship_taxes.iter().collect();
+    for t in &fee_taxes {
+        match ship_taxes.iter().find(|s| s.1 == t.1) {
+            Some(s) if s.2 != t.2 => bail!(
+                "tax {:?} is {}% on shipping but {}% on the handling fee",
+                t.1,
+                s.2,
+                t.2
+            ),
+            Some(_) => {}
+            None => charge_taxes.push(t),
+        }
+    }
+    let mut taxes_on_shipping = Vec::new();
+    let mut fee_tax_json = Vec::new();
+    // The tax inside the shipping rate and the fee's taxes.
+    let mut shipping_tax = Decimal::ZERO;
+    let mut fee_tax_total = Decimal::ZERO;
+    for (_, name, r) in charge_taxes {
+        let (r, name) = (*r, name.as_str());
+        let on_ship = ship_taxes.iter().any(|t| t.1 == name);
+        let on_fee = fee_taxes.iter().any(|t| t.1 == name);
+        let ship_part = if on_ship {
+            tax_of(ship_rate, r, ship_rates)
+        } else {
+            Decimal::ZERO
+        };
+        let fee_part = if on_fee {
+            tax_of(fee_value, r, fee_rates)
+        } else {
+            Decimal::ZERO
+        };
+        let fee_tax = round2(fee_part);
+        if on_fee {
+            fee_tax_json
+                .push(json!({"name": name, "value": dec_json(r), "total": dec_json(fee_tax)}));
+            fee_tax_total += fee_tax;
+        }
+        let ship_base = if on_ship { ship_rate } else { Decimal::ZERO };
+        let fee_base = if on_fee { fee_value } else { Decimal::ZERO };
+        let (pool, base, fee_share) = if fee_in_items {
+            (round2(ship_part + fee_part), ship_base + fee_base, fee_tax)
+        } else {
+            (round2(ship_part), ship_base, Decimal::ZERO)
+        };
+        shipping_tax += pool - fee_share;
+        if base.is_zero() {
+            continue;
+        }
+        let carriers: Vec<usize> = (0..lines.len())
+            .filter(|&i| lines[i].taxes.iter().any(|t| t.name == name))
+            .collect();
+        if carriers.is_empty() {
+            bail!(
+                "tax {name:?} on shipping or handling: no item carries it (Ecwid reports the \
+                 shipping tax inside the items' taxes)"
+            );
+        }
+        if let Some(i) = carriers.iter().find(|&&i| {
+            lines[i]
+                .taxes
+                .iter()
+                .any(|t| t.name == name && t.value != r)
+        }) {
+            bail!(
+                "tax {name:?} is {r}% on shipping or handling but not on item {}",
+                lines[*i].sku
+            );
+        }
+        let weights: Vec<Decimal> = carriers.iter().map(|&i| discounted[i]).collect();
+        for (&i, share) in carriers.iter().zip(split(pool, &weights)) {
+            if let Some(t) = lines[i].taxes.iter_mut().find(|t| t.name == name) {
+                t.on_shipping = share;
+            }
+        }
+        taxes_on_shipping
+            .push(json!({"name": name, "value": dec_json(r), "total": dec_json(pool)}));
+    }
+
+    // Totals.
+    let tax: Decimal = lines.iter().map(Line::tax).sum();
+    // The fee's tax when it is not inside the items' taxes.
+    let fee_tax_outside = if fee_in_items {
+        Decimal::ZERO
+    } else {
+        fee_tax_total
+    };
+    let (subtotal_without_tax, total) = if include {
+        (
+            subtotal - undiscounted_tax,
+            subtotal - coupon + ship_rate + fee_value,
+        )
+    } else {
+        (
+            subtotal,
+            subtotal - coupon + ship_rate + fee_value + tax + fee_tax_outside,
+        )
+    };
+    let total_without_tax = total - tax - fee_tax_outside;
+    let (ship_without_tax, fee_without_tax) = if include {
+        (ship_rate - shipping_tax, fee_value - fee_tax_total)
+    } else {
+        (ship_rate, fee_value)
+    };
+
+    let id = match &spec.order_id {
+        Some(id) if !id.is_empty() => {
+            if st.ecwid_order_by_id(id).is_some() {
+                bail!("order {id} already exists");
+            }
+            id.clone()
+        }
+        _ => st.new_order_id(),
+    };
+    st.ecwid_taxes.append(&mut pending_taxes);
 
     // Lower stock.
     let mut remaining = Vec::new();
@@ -176,15 +490,6 @@ pub(crate) fn place_order(st: &mut State, spec: &OrderSpec) -> anyhow::Result<St
     }
 
     let now = Utc::now();
-    let id = match &spec.order_id {
-        Some(id) if !id.is_empty() => {
-            if st.ecwid_order_by_id(id).is_some() {
-                bail!("order {id} already exists");
-            }
-            id.clone()
-        }
-        _ => st.new_order_id(),
-    };
     let internal = st.next_order_internal_id;
     st.next_order_internal_id += 1;
 
@@ -202,8 +507,8 @@ pub(crate) fn place_order(st: &mut State, spec: &OrderSpec) -> anyhow::Result<St
         m.insert("sku".into(), l.sku.clone().into());
         m.insert("quantity".into(), l.quantity.into());
         m.insert("shortDescription".into(), "".into());
-        m.insert("tax".into(), dec_json(l.line_tax));
-        m.insert("shipping".into(), 0.into());
+        m.insert("tax".into(), dec_json(l.tax()));
+        m.insert("shipping".into(), dec_json(l.shipping));
         m.insert("quantityInStock".into(), left.into());
         m.insert("name".into(), l.name.clone().into());
         m.insert("nameTranslated".into(), json!({"en": l.name}));
@@ -213,25 +518,27 @@ pub(crate) fn place_order(st: &mut State, spec: &OrderSpec) -> anyhow::Result<St
         m.insert("fixedShippingRate".into(), 0.into());
         m.insert("digital".into(), false.into());
         m.insert("productAvailable".into(), true.into());
-        m.insert("couponApplied".into(), false.into());
-        m.insert("couponAmount".into(), 0.into());
+        m.insert("couponApplied".into(), (!l.coupon.is_zero()).into());
+        m.insert("couponAmount".into(), dec_json(l.coupon));
         m.insert(
             "taxes".into(),
-            match &l.tax {
-                Some((tid, name, r)) => json!([{
-                    "name": name,
-                    "value": dec_json(*r),
-                    "total": dec_json(l.line_tax),
-                    "taxOnDiscountedSubtotal": dec_json(l.line_tax),
-                    "taxOnShipping": 0,
-                    "includeInPrice": spec.prices_include_tax,
-                    "sourceTaxRateId": tid,
-                    "sourceTaxRateType": "MANUAL",
-                    "taxClassName": "Standard rate",
-                    "taxClassCode": "default",
-                }]),
-                None => json!([]),
-            },
+            l.taxes
+                .iter()
+                .map(|t| {
+                    json!({
+                        "name": t.name,
+                        "value": dec_json(t.value),
+                        "total": dec_json(t.on_subtotal + t.on_shipping),
+                        "taxOnDiscountedSubtotal": dec_json(t.on_subtotal),
+                        "taxOnShipping": dec_json(t.on_shipping),
+                        "includeInPrice": include,
+                        "sourceTaxRateId": t.id,
+                        "sourceTaxRateType": "MANUAL",
+                        "taxClassName": "Standard rate",
+                        "taxClassCode": "default",
+                    })
+                })
+                .collect(),
         );
         m.insert(
             "dimensions".into(),
@@ -239,7 +546,7 @@ pub(crate) fn place_order(st: &mut State, spec: &OrderSpec) -> anyhow::Result<St
         );
         m.insert("discounts".into(), json!([]));
         m.insert("discountsAllowed".into(), true.into());
-        m.insert("taxable".into(), l.tax.is_some().into());
+        m.insert("taxable".into(), (!l.taxes.is_empty()).into());
         m.insert("giftCard".into(), false.into());
         m.insert("recurringTaxIds".into(), json!([]));
         m.insert("isCustomerSetPrice".into(), false.into());
@@ -307,7 +614,19 @@ pub(crate) fn place_order(st: &mut State, spec: &OrderSpec) -> anyhow::Result<St
     o.insert("customerTaxIdValid".into(), false.into());
     o.insert("b2b_b2c".into(), "b2c".into());
     o.insert("reversedTaxApplied".into(), false.into());
-    o.insert("couponDiscount".into(), 0.into());
+    o.insert("couponDiscount".into(), dec_json(coupon));
+    if !coupon.is_zero() {
+        o.insert(
+            "discountCoupon".into(),
+            json!({
+                "name": "Sandbox coupon",
+                "code": "SANDBOX",
+                "discountType": "ABS",
+                "status": "ACTIVE",
+                "discount": dec_json(coupon),
+            }),
+        );
+    }
     o.insert("paymentStatus".into(), spec.payment_status.clone().into());
     o.insert(
         "fulfillmentStatus".into(),
@@ -336,15 +655,31 @@ pub(crate) fn place_order(st: &mut State, spec: &OrderSpec) -> anyhow::Result<St
     o.insert("refunds".into(), json!([]));
     o.insert("billingPerson".into(), person.clone());
     o.insert("shippingPerson".into(), person);
-    if let (Some(s), Some(rate)) = (&spec.shipping, shipping) {
+    if spec.shipping.is_some() || spec.pickup {
+        let method = match &spec.shipping {
+            Some(s) => s.method_name.clone(),
+            None => "In-store pickup".into(),
+        };
         o.insert(
             "shippingOption".into(),
             json!({
-                "shippingMethodName": s.method_name,
-                "shippingRate": dec_json(rate),
-                "shippingRateWithoutTax": dec_json(rate),
-                "isPickup": false,
-                "fulfillmentType": "SHIPPING",
+                "shippingMethodName": method,
+                "shippingRate": dec_json(ship_rate),
+                "shippingRateWithoutTax": dec_json(ship_without_tax),
+                "isPickup": spec.pickup,
+                "fulfillmentType": if spec.pickup { "PICKUP" } else { "SHIPPING" },
+            }),
+        );
+    }
+    if let Some(f) = &spec.handling_fee {
+        o.insert(
+            "handlingFee".into(),
+            json!({
+                "name": f.name,
+                "value": dec_json(fee_value),
+                "valueWithoutTax": dec_json(fee_without_tax),
+                "description": "",
+                "taxes": fee_tax_json,
             }),
         );
     }
@@ -354,12 +689,12 @@ pub(crate) fn place_order(st: &mut State, spec: &OrderSpec) -> anyhow::Result<St
     o.insert("paymentParams".into(), json!({}));
     o.insert("extraFields".into(), json!({}));
     o.insert("hidden".into(), false.into());
-    o.insert("taxesOnShipping".into(), json!([]));
+    o.insert("taxesOnShipping".into(), Value::Array(taxes_on_shipping));
     o.insert("disableAllCustomerNotifications".into(), false.into());
     o.insert("externalFulfillment".into(), false.into());
     o.insert("utmDataSets".into(), json!([]));
     o.insert("invoices".into(), json!([]));
-    o.insert("pricesIncludeTax".into(), spec.prices_include_tax.into());
+    o.insert("pricesIncludeTax".into(), include.into());
     st.ecwid_orders.insert(internal, Value::Object(o));
     Ok(id)
 }

@@ -148,7 +148,14 @@ impl VariantIds {
 /// JSON: `{"items":[{"sku":"123123","quantity":1}],"prices_include_tax":true,
 ///   "payment_status":"PAID","fulfillment_status":"AWAITING_PROCESSING",
 ///   "email":"a@b.c","first_name":"Ann","last_name":"Lee",
-///   "shipping":{"method_name":"Flat","rate":5},"order_id":null,"customer_id":null}`
+///   "shipping":{"method_name":"Flat","rate":5},"order_id":null,"customer_id":null,
+///   "shipping_taxes":[{"percent":10}],
+///   "handling_fee":{"name":"Handling","value":2,"taxes":[{"percent":10}]},
+///   "pickup":false,"coupon_amount":0}`
+///
+/// Every field has a default; the last four are optional additions (taxed shipping, a
+/// handling fee, pickup, a coupon) computed as Ecwid documents them (see `place_order` in
+/// `ecwid_orders.rs` and the README, "The sandbox").
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct OrderSpec {
@@ -161,12 +168,28 @@ pub struct OrderSpec {
     pub email: String,
     pub first_name: String,
     pub last_name: String,
-    /// An untaxed shipping charge.
+    /// The shipping charge (`shippingOption.shippingRate`); untaxed unless `shipping_taxes`
+    /// names taxes. With `prices_include_tax` the rate includes those taxes.
     pub shipping: Option<ShippingSpec>,
     /// Force the order's string `id` (default: a random 5-character id like `K8XTQ`).
     pub order_id: Option<String>,
     /// Ecwid `customerId`, if the buyer has an account.
     pub customer_id: Option<u64>,
+    /// The taxes Ecwid charges on shipping (default none: shipping untaxed). Each must be
+    /// carried by at least one item (matched by name; an empty name means the store's tax with
+    /// that percent, e.g. "10% Tax"): Ecwid reports shipping tax inside the items' taxes.
+    /// GST + PST: `[{"name":"GST","percent":5},{"name":"PST","percent":7}]`.
+    pub shipping_taxes: Vec<TaxSpec>,
+    /// A handling fee (`handlingFee`), optionally taxed.
+    pub handling_fee: Option<HandlingFeeSpec>,
+    /// In-store pickup: `shippingOption.isPickup = true`, `fulfillmentType = "PICKUP"`. The
+    /// rate is `shipping.rate` when given (a pickup fee), else 0.
+    pub pickup: bool,
+    /// A fixed coupon (`couponDiscount`, `discountCoupon`), distributed onto the items'
+    /// `couponAmount` in proportion to their line subtotals; taxes are charged on the
+    /// discounted subtotals. At most the order's subtotal.
+    #[serde(with = "crate::util::dec_serde")]
+    pub coupon_amount: Decimal,
 }
 
 impl Default for OrderSpec {
@@ -182,15 +205,27 @@ impl Default for OrderSpec {
             shipping: None,
             order_id: None,
             customer_id: None,
+            shipping_taxes: Vec::new(),
+            handling_fee: None,
+            pickup: false,
+            coupon_amount: Decimal::ZERO,
         }
     }
 }
 
 /// One order line: a product (or combination) SKU and a quantity.
+///
+/// JSON: `{"sku":"MUG-001","quantity":2}`, optionally with
+/// `"taxes":[{"name":"GST","percent":5},{"name":"PST","percent":7}]`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderItemSpec {
     pub sku: String,
     pub quantity: u32,
+    /// The taxes Ecwid applies to this line at checkout, overriding the product's tax (Ecwid
+    /// picks taxes by destination, so one product can get GST + PST). `None`: the product's
+    /// tax. `Some(vec![])`: untaxed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taxes: Option<Vec<TaxSpec>>,
 }
 
 impl OrderItemSpec {
@@ -198,11 +233,74 @@ impl OrderItemSpec {
         OrderItemSpec {
             sku: sku.into(),
             quantity,
+            taxes: None,
+        }
+    }
+
+    /// The same line, taxed by `taxes` instead of the product's tax.
+    pub fn with_taxes(mut self, taxes: Vec<TaxSpec>) -> Self {
+        self.taxes = Some(taxes);
+        self
+    }
+}
+
+/// An Ecwid tax applied at checkout: `{"name":"GST","percent":5}`.
+///
+/// An empty `name` means the store's tax with that percent (the seeded "10% Tax", "20% Tax",
+/// or the tax created with a product of that rate), else `"{percent}% Tax"`. A 0 percent tax
+/// is no tax.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaxSpec {
+    #[serde(default)]
+    pub name: String,
+    #[serde(with = "crate::util::dec_serde")]
+    pub percent: Decimal,
+}
+
+impl TaxSpec {
+    /// The store's tax with this percent.
+    pub fn percent(percent: Decimal) -> Self {
+        TaxSpec {
+            name: String::new(),
+            percent,
+        }
+    }
+
+    /// A named tax.
+    pub fn named(name: impl Into<String>, percent: Decimal) -> Self {
+        TaxSpec {
+            name: name.into(),
+            percent,
         }
     }
 }
 
-/// An untaxed shipping charge on an order.
+/// A handling fee on an order: `{"name":"Handling","value":2,"taxes":[{"percent":10}]}`.
+///
+/// `value` is the fee charged; with `prices_include_tax` it includes its taxes. Where the
+/// fee's tax is reported depends on `SandboxConfig::handling_fee_tax_in_items`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HandlingFeeSpec {
+    pub name: String,
+    #[serde(with = "crate::util::dec_serde")]
+    pub value: Decimal,
+    /// The taxes on the fee (default none). With `handling_fee_tax_in_items` (the default),
+    /// each must be carried by at least one item, like `OrderSpec::shipping_taxes`.
+    pub taxes: Vec<TaxSpec>,
+}
+
+impl Default for HandlingFeeSpec {
+    fn default() -> Self {
+        HandlingFeeSpec {
+            name: "Handling fee".into(),
+            value: Decimal::ZERO,
+            taxes: Vec::new(),
+        }
+    }
+}
+
+/// A shipping charge on an order (taxed by `OrderSpec::shipping_taxes`, if any).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ShippingSpec {
     pub method_name: String,
