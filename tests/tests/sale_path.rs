@@ -127,14 +127,25 @@ async fn ecwids_example_order_posts_tax_inclusive_to_the_cent() {
     .unwrap();
     let order_id = h.sandbox.insert_order(example);
     assert_eq!(order_id, "K8XTQ");
+    let started = chrono::Utc::now() - chrono::Duration::seconds(1);
     assert_eq!(
         h.send_webhook("order.updated", &order_id, Some("AWAITING_PAYMENT"), "PAID")
             .await,
         200
     );
-    h.wait_for(&order_id, OrderState::Posted, WAIT).await;
+    let entry = h.wait_for(&order_id, OrderState::Posted, WAIT).await;
     let sales = h.sales_for(&order_id);
     assert_eq!(sales.len(), 1);
+    // Created in 2024 and paid now: the sale is dated when it was seen paid, so it lands in
+    // the open register period instead of one closed long ago.
+    let paid_at = entry
+        .paid_at
+        .expect("the ledger keeps when the order was seen paid");
+    assert!(paid_at >= started, "paid_at {paid_at} is before the test");
+    assert_eq!(
+        sales[0]["sale_date"].as_str().map(|d| &d[..19]),
+        Some(paid_at.format("%Y-%m-%d %H:%M:%S").to_string().as_str())
+    );
     let line = &sales[0]["register_sale_products"][0];
     assert_eq!(
         (dec(&line["price"]), dec(&line["tax"])),
@@ -316,6 +327,22 @@ async fn a_429_with_retry_after_is_retried_later_and_posts_once() {
     assert_eq!(h.sandbox.counters().ls_rate_limited, 1);
     assert_eq!(entry.attempts, 2);
     assert!(entry.history.iter().any(|e| e.detail.contains("429")));
+    // The retry posts the date the first attempt saw the order paid, a second or more earlier.
+    let paid_at = entry.paid_at.expect("paid_at is kept");
+    let second_claim = entry
+        .history
+        .iter()
+        .filter(|e| e.state == OrderState::Posting)
+        .nth(1)
+        .expect("a second claim")
+        .at;
+    assert!(paid_at < second_claim - chrono::Duration::milliseconds(900));
+    assert_eq!(
+        h.sales_for(&order_id)[0]["sale_date"]
+            .as_str()
+            .map(|d| &d[..19]),
+        Some(paid_at.format("%Y-%m-%d %H:%M:%S").to_string().as_str())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

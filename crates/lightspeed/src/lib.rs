@@ -262,8 +262,10 @@ struct RegisterSaleEnvelope {
 #[derive(Deserialize)]
 struct RawRetailer {
     no_tax_group_id: Option<String>,
+    /// `{"code": "USD", "symbol": "$"}` (API 2.0 `RetailerCurrency`); a bare code is
+    /// accepted too.
     #[serde(default)]
-    currency: Option<String>,
+    currency: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]

@@ -135,7 +135,13 @@ pub(crate) fn sale_setup(retailer: RawRetailer, taxes: Vec<RawTax>) -> Result<Sa
     Ok(SaleSetup {
         no_tax_group_id,
         taxes,
-        currency: retailer.currency.filter(|c| !c.trim().is_empty()),
+        currency: retailer
+            .currency
+            .as_ref()
+            .and_then(|c| c.get("code").unwrap_or(c).as_str())
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_string),
     })
 }
 
@@ -279,5 +285,20 @@ mod tests {
         let fine = r#"{"data":[{"id":"g","rates":[{"rate":"0.05"},{"rate":0.07}]}]}"#;
         let setup = sale_setup_bodies(retailer, &[fine]).unwrap();
         assert_eq!(setup.taxes[0].rate, rust_decimal::Decimal::new(12, 2));
+    }
+
+    #[test]
+    fn the_retailer_currency_is_read_from_its_code() {
+        let taxes = r#"{"data":[]}"#;
+        let setup = |retailer: &str| sale_setup_bodies(retailer, &[taxes]).unwrap().currency;
+        assert_eq!(
+            setup(r#"{"data":{"no_tax_group_id":"n","currency":{"code":"JPY","symbol":"¥"}}}"#),
+            Some("JPY".into())
+        );
+        assert_eq!(
+            setup(r#"{"data":{"no_tax_group_id":"n","currency":"KWD"}}"#),
+            Some("KWD".into())
+        );
+        assert_eq!(setup(r#"{"data":{"no_tax_group_id":"n"}}"#), None);
     }
 }
