@@ -72,7 +72,7 @@ fn resolve_tax(
     pending: &mut Vec<EcwidTax>,
     t: &TaxSpec,
 ) -> anyhow::Result<Option<Tax>> {
-    if t.percent.is_sign_negative() && !t.percent.is_zero() {
+    if t.percent < Decimal::ZERO {
         bail!("tax {:?}: the percent must not be negative", t.name);
     }
     if t.percent.is_zero() {
@@ -291,7 +291,7 @@ pub(crate) fn place_order(st: &mut State, spec: &OrderSpec) -> anyhow::Result<St
     // Coupon, then the taxes on the discounted line subtotals.
     let subtotal: Decimal = lines.iter().map(|l| l.amount).sum();
     let coupon = round2(spec.coupon_amount);
-    if coupon.is_sign_negative() && !coupon.is_zero() || coupon > subtotal {
+    if coupon < Decimal::ZERO || coupon > subtotal {
         bail!("coupon_amount {coupon} must be between 0 and the subtotal {subtotal}");
     }
     let amounts: Vec<Decimal> = lines.iter().map(|l| l.amount).collect();
@@ -324,9 +324,7 @@ pub(crate) fn place_order(st: &mut State, spec: &OrderSpec) -> anyhow::Result<St
         .as_ref()
         .map(|f| round2(f.value))
         .unwrap_or_default();
-    if ship_rate.is_sign_negative() && !ship_rate.is_zero()
-        || fee_value.is_sign_negative() && !fee_value.is_zero()
-    {
+    if ship_rate < Decimal::ZERO || fee_value < Decimal::ZERO {
         bail!("the shipping rate and the handling fee must not be negative");
     }
     for (l, s) in lines.iter_mut().zip(split(ship_rate, &discounted)) {
