@@ -70,8 +70,8 @@ pub use config::SandboxConfig;
 pub use faults::{ChanceFault, ChaosPlan, Fault, FaultKind, FaultTally, Route};
 pub use oauth::{OAuthMode, OAuthTokens};
 pub use specs::{
-    Counters, OrderItemSpec, OrderSpec, ProductIds, ProductSpec, SeedIds, ShippingSpec, VariantIds,
-    VariantSpec,
+    Counters, HandlingFeeSpec, OrderItemSpec, OrderSpec, ProductIds, ProductSpec, SeedIds,
+    ShippingSpec, TaxSpec, VariantIds, VariantSpec,
 };
 pub use webhook::{SignedWebhook, sign_webhook};
 
@@ -429,16 +429,9 @@ impl Sandbox {
     /// Ecwid stock. Returns the order `id`. Panics on an invalid spec (unknown SKU, out of
     /// stock...); see [`Sandbox::try_place_order`].
     ///
-    /// Money is exact (`Decimal`), rounded to cents half-up per line:
-    /// - `prices_include_tax = true`: item `price` is the gross unit price, the line tax is
-    ///   `round(price x qty x r / (100 + r))`, `subtotal` is the sum of gross lines and
-    ///   `total = subtotal + shipping`.
-    /// - `prices_include_tax = false`: item `price` is the net unit price, the line tax is
-    ///   `round(price x qty x r / 100)`, `total = subtotal + tax + shipping`.
-    ///
-    /// Choice: item `tax` and `taxes[].total` are both the LINE tax total (all units), not
-    /// per unit. Order `tax` = sum of line taxes; `totalWithoutTax = total - tax`. All discount
-    /// fields are 0, `customDiscount`/`customSurcharges` empty, `giftCardRedemption` 0.
+    /// The money follows Ecwid's documented identities (shipping tax inside the item taxes
+    /// and again in `taxesOnShipping`, `tax` = Σ item taxes); the rules and the assumptions
+    /// are on `ecwid_orders::place_order` and in the README's sandbox table.
     pub fn place_order(&self, spec: OrderSpec) -> String {
         self.try_place_order(spec).expect("valid order spec")
     }
