@@ -4,7 +4,9 @@
 
 use els_core::ledger::{OrderState, ReasonCode};
 use els_core::{StateStore, WorkQueue};
-use els_sandbox::{Fault, FaultKind, OrderItemSpec, OrderSpec, Route};
+use els_sandbox::{
+    Fault, FaultKind, HandlingFeeSpec, OrderItemSpec, OrderSpec, Route, SandboxConfig, TaxSpec,
+};
 use els_tests::harness::{Harness, HarnessOptions};
 use rust_decimal::Decimal;
 use std::str::FromStr;
@@ -771,4 +773,100 @@ async fn an_order_failing_on_its_last_delivery_is_parked_with_the_error_and_repl
     assert_eq!(h.sales_for(&order_id).len(), 1);
     assert_eq!(posted.attempts, 4);
     assert!(h.sandbox.counters().ls_searches >= 1);
+}
+
+/// Ecwid reports the tax on shipping and on the handling fee inside the item taxes and again
+/// in `taxesOnShipping`; the stand-in written from the docs saw every such order parked. Each
+/// tax must be posted once, on its own line, in both readings of the handling fee's tax and in
+/// tax-exclusive and tax-inclusive stores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taxed_shipping_and_a_taxed_handling_fee_post_each_tax_once() {
+    for fee_tax_in_items in [true, false] {
+        let h = Harness::start_with(HarnessOptions {
+            sandbox: SandboxConfig {
+                handling_fee_tax_in_items: fee_tax_in_items,
+                ..SandboxConfig::default()
+            },
+            ..HarnessOptions::default()
+        })
+        .await;
+        for inclusive in [false, true] {
+            let mut spec = paid_order(&[("MUG-001", 2), ("TOTE-001", 1)], inclusive);
+            spec.shipping = Some(els_sandbox::ShippingSpec {
+                method_name: "Courier".into(),
+                rate: Decimal::new(500, 2),
+            });
+            spec.shipping_taxes = vec![TaxSpec::percent(Decimal::from(10))];
+            spec.handling_fee = Some(HandlingFeeSpec {
+                name: "Gift wrap".into(),
+                value: Decimal::new(200, 2),
+                taxes: vec![TaxSpec::percent(Decimal::from(10))],
+            });
+            let order_id = h.sandbox.place_order(spec);
+            let order = h.sandbox.ecwid_order(&order_id).unwrap();
+            let label = format!("fee tax in items {fee_tax_in_items}, inclusive {inclusive}");
+            assert!(
+                order["taxesOnShipping"]
+                    .as_array()
+                    .is_some_and(|t| !t.is_empty()),
+                "{label}: the sandbox taxes shipping: {order}"
+            );
+            assert_eq!(
+                h.send_webhook("order.created", &order_id, None, "PAID")
+                    .await,
+                200
+            );
+            h.wait_for(&order_id, OrderState::Posted, WAIT).await;
+            let sales = h.sales_for(&order_id);
+            assert_eq!(sales.len(), 1, "{label}");
+            let total = dec(&order["total"]);
+            assert_eq!(sale_total(&sales[0]), total, "{label}");
+            assert_eq!(payments_total(&sales[0]), total, "{label}");
+            // Each item carries its own tax (taxOnDiscountedSubtotal), not its shipping share.
+            let own_item_tax: Decimal = order["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|i| i["taxes"].as_array().unwrap().iter())
+                .map(|t| dec(&t["taxOnDiscountedSubtotal"]))
+                .sum();
+            let fee_tax: Decimal = order["handlingFee"]["taxes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| dec(&t["total"]))
+                .sum();
+            let shipping_tax: Decimal = order["taxesOnShipping"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| dec(&t["total"]))
+                .sum::<Decimal>()
+                - if fee_tax_in_items {
+                    fee_tax
+                } else {
+                    Decimal::ZERO
+                };
+            let ship_product = h.connection.shipping_product_id.clone().unwrap();
+            let lines = sales[0]["register_sale_products"].as_array().unwrap();
+            let line_tax = |l: &serde_json::Value| dec(&l["quantity"]) * dec(&l["tax"]);
+            let (charges, items): (Vec<_>, Vec<_>) = lines
+                .iter()
+                .partition(|l| l["product_id"].as_str() == Some(ship_product.as_str()));
+            assert_eq!(
+                items.iter().map(|l| line_tax(l)).sum::<Decimal>(),
+                own_item_tax,
+                "{label}"
+            );
+            let charge_taxes: Vec<Decimal> = charges.iter().map(|l| line_tax(l)).collect();
+            assert_eq!(charge_taxes, vec![shipping_tax, fee_tax], "{label}");
+            let ecwid_tax = dec(&order["tax"]);
+            let expected_tax = if fee_tax_in_items {
+                ecwid_tax
+            } else {
+                ecwid_tax + fee_tax
+            };
+            assert_eq!(dec(&sales[0]["total_tax"]), expected_tax, "{label}");
+        }
+    }
 }
