@@ -891,3 +891,255 @@ async fn an_ecwid_product_created_later_gets_linked() {
     assert_eq!((r.unlinked, r.written), (0, 1), "{r:#?}");
     assert_eq!(ecwid(&h, &e), Some(d(2)));
 }
+
+// ---------------------------------------------------------------------------------------
+// Ecwid batches: deduplication keys, failed and queued batches
+// ---------------------------------------------------------------------------------------
+
+/// The harness's Ecwid client, noting the `deduplicationKey` of every batch POST.
+struct KeyRecorder {
+    inner: els_ecwid::EcwidClient,
+    keys: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl els_core::EcwidApi for KeyRecorder {
+    async fn get_order(
+        &self,
+        conn: &Connection,
+        order_id: &str,
+    ) -> Result<els_core::ecwid::EcwidOrder, els_core::ApiError> {
+        self.inner.get_order(conn, order_id).await
+    }
+    async fn find_products_by_sku(
+        &self,
+        conn: &Connection,
+        sku: &str,
+    ) -> Result<Vec<els_core::inventory::EcwidCatalogProduct>, els_core::ApiError> {
+        self.inner.find_products_by_sku(conn, sku).await
+    }
+    async fn list_products(
+        &self,
+        conn: &Connection,
+        offset: u64,
+        limit: u64,
+    ) -> Result<els_core::inventory::EcwidProductPage, els_core::ApiError> {
+        self.inner.list_products(conn, offset, limit).await
+    }
+    async fn set_stock(
+        &self,
+        conn: &Connection,
+        target: &EcwidTarget,
+        level: StockLevel,
+    ) -> Result<(), els_core::ApiError> {
+        self.inner.set_stock(conn, target, level).await
+    }
+    async fn submit_batch(
+        &self,
+        conn: &Connection,
+        deduplication_key: &str,
+        requests: &[els_core::inventory::BatchRequest],
+    ) -> Result<String, els_core::ApiError> {
+        self.keys
+            .lock()
+            .unwrap()
+            .push(deduplication_key.to_string());
+        self.inner
+            .submit_batch(conn, deduplication_key, requests)
+            .await
+    }
+    async fn batch_status(
+        &self,
+        conn: &Connection,
+        ticket: &str,
+    ) -> Result<els_core::inventory::BatchStatus, els_core::ApiError> {
+        self.inner.batch_status(conn, ticket).await
+    }
+}
+
+type RecordingMirror = els_core::inventory::mirror::InventoryMirror<
+    els_store_sqlite::SqliteStore,
+    KeyRecorder,
+    els_lightspeed::LightspeedClient,
+    els_core::SystemClock,
+>;
+
+/// A mirror that writes the four seed products' levels in one batch (the threshold is 2),
+/// polls every 20 ms, and notes the batch keys.
+fn batching_mirror(h: &Harness, config: MirrorConfig) -> (RecordingMirror, KeyLog) {
+    let keys = KeyLog::default();
+    let timeout = Duration::from_secs(2);
+    let mirror = els_core::inventory::mirror::InventoryMirror::new(
+        h.store.clone(),
+        KeyRecorder {
+            inner: els_ecwid::EcwidClient::new(h.sandbox.ecwid_api_url(), timeout).unwrap(),
+            keys: keys.0.clone(),
+        },
+        els_lightspeed::LightspeedClient::new(
+            els_cli::sandbox_setup::lightspeed_url_template(&h.sandbox),
+            timeout,
+        )
+        .unwrap(),
+        els_core::SystemClock,
+        MirrorConfig {
+            batch_threshold: 2,
+            batch_poll_interval: Duration::from_millis(20),
+            retry_base: Duration::from_millis(20),
+            ..config
+        },
+    );
+    (mirror, keys)
+}
+
+#[derive(Default, Clone)]
+struct KeyLog(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl KeyLog {
+    /// The keys noted since the last call.
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+/// Gives the four seed products new Lightspeed levels (3, 4, 5, 6); returns them.
+fn change_four_levels(h: &Harness) -> Vec<ProductIds> {
+    let ids = h.sandbox.ids();
+    let products = vec![ids.mug, ids.tote, ids.sticker, ids.toys];
+    for (i, p) in products.iter().enumerate() {
+        h.sandbox
+            .set_ls_inventory(p.ls_id(), &ids.outlet_id, 3 + i as i64);
+    }
+    products
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_batch_is_resent_under_a_new_key_and_the_next_run_gets_past_the_page() {
+    let h = no_worker().await;
+    bootstrap(&h).await;
+    let (mirror, keys) = batching_mirror(&h, MirrorConfig::default());
+    let products = change_four_levels(&h);
+    let before: Vec<_> = products.iter().map(|p| ecwid(&h, p)).collect();
+    let cursor_before = h
+        .store
+        .get_inventory_cursor(h.connection.store_id)
+        .await
+        .unwrap()
+        .unwrap();
+
+    // Run 1: Ecwid fails the batch (every sub-request 503), and again the re-send of it
+    // under a fresh key. The page fails; nothing is written.
+    h.sandbox
+        .inject(Fault::times(Route::EcwidBatch, FaultKind::Status(503), 2));
+    let err = mirror
+        .mirror_connection(&h.connection)
+        .await
+        .expect_err("the page fails");
+    assert_eq!(err.report.written, 0, "{err}");
+    let run1 = keys.take();
+    assert_eq!(run1.len(), 2, "the page's key, then a fresh one: {run1:?}");
+    assert_ne!(run1[0], run1[1]);
+    let failed_at = products.iter().map(|p| ecwid(&h, p)).collect::<Vec<_>>();
+    assert_eq!(failed_at, before, "nothing written");
+    let cursor = h
+        .store
+        .get_inventory_cursor(h.connection.store_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cursor.inventory_version, cursor_before.inventory_version);
+    assert!(h.sandbox.faults().is_empty(), "both failures were used");
+
+    // Run 2 (a minute later in production; Ecwid still remembers both keys and their
+    // failed results). The page's key is asked first and gets the old failed result
+    // without running anything; the writes then go under a key Ecwid has never seen, and
+    // the page is done.
+    h.sandbox.reset_counters();
+    let r = mirror.mirror_connection(&h.connection).await.unwrap();
+    let run2 = keys.take();
+    assert_eq!(run2.len(), 2, "{run2:?}");
+    assert_eq!(run2[0], run1[0], "the page's own key: asked again");
+    assert!(
+        !run1.contains(&run2[1]),
+        "the POST that applied carried a new key: {run1:?} then {run2:?}"
+    );
+    assert_eq!(r.outcome, RunOutcome::Completed);
+    assert_eq!((r.written, r.written_by_batch), (4, 4), "{r:#?}");
+    assert_eq!(h.sandbox.counters().ecwid_product_writes, 4, "each once");
+    for (i, p) in products.iter().enumerate() {
+        assert_eq!(ecwid(&h, p), Some(d(3 + i as i64)), "{}", p.sku);
+    }
+    let cursor = h
+        .store
+        .get_inventory_cursor(h.connection.store_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(cursor.inventory_version > cursor_before.inventory_version);
+    let again = mirror.mirror_connection(&h.connection).await.unwrap();
+    assert_eq!((again.written, again.inventory_pages), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_batch_with_null_responses_is_polled_again_and_then_applied() {
+    let h = no_worker().await;
+    bootstrap(&h).await;
+    let (mirror, keys) = batching_mirror(&h, MirrorConfig::default());
+    let products = change_four_levels(&h);
+
+    // Ecwid answers QUEUED, QUEUED, IN_PROGRESS with `"responses": null`, then COMPLETED.
+    h.sandbox.inject(Fault::once(
+        Route::EcwidBatch,
+        FaultKind::Queued { polls: 3 },
+    ));
+    let r = mirror.mirror_connection(&h.connection).await.unwrap();
+    assert_eq!(r.outcome, RunOutcome::Completed);
+    assert_eq!((r.batches, r.batch_polls), (1, 4), "{r:#?}");
+    assert_eq!((r.written, r.written_by_batch), (4, 4));
+    assert_eq!(keys.take().len(), 1, "one POST");
+    for (i, p) in products.iter().enumerate() {
+        assert_eq!(ecwid(&h, p), Some(d(3 + i as i64)), "{}", p.sku);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_still_queued_when_polling_gives_up_is_joined_by_the_next_run_not_sent_twice() {
+    let h = no_worker().await;
+    bootstrap(&h).await;
+    let (mirror, keys) = batching_mirror(
+        &h,
+        MirrorConfig {
+            batch_poll_timeout: Duration::from_millis(100),
+            ..MirrorConfig::default()
+        },
+    );
+    let products = change_four_levels(&h);
+    let before: Vec<_> = products.iter().map(|p| ecwid(&h, p)).collect();
+
+    // Ecwid keeps the batch queued past this run's polling: its outcome is unknown.
+    h.sandbox.inject(Fault::once(
+        Route::EcwidBatch,
+        FaultKind::Queued { polls: 12 },
+    ));
+    let err = mirror
+        .mirror_connection(&h.connection)
+        .await
+        .expect_err("the page is not done");
+    assert!(err.to_string().contains("after polling"), "{err}");
+    let run1 = keys.take();
+    assert_eq!(run1.len(), 1, "no re-send of a batch that may still run");
+    assert_eq!(
+        products.iter().map(|p| ecwid(&h, p)).collect::<Vec<_>>(),
+        before
+    );
+
+    // The next run sends the page under the same key: Ecwid answers with the queued batch,
+    // which the run waits for. The levels are written once.
+    h.sandbox.reset_counters();
+    let (mirror, keys) = batching_mirror(&h, MirrorConfig::default());
+    let r = mirror.mirror_connection(&h.connection).await.unwrap();
+    assert_eq!(keys.take(), run1, "the same key");
+    assert_eq!((r.written, r.written_by_batch), (4, 4), "{r:#?}");
+    assert_eq!(h.sandbox.counters().ecwid_product_writes, 4, "run once");
+    for (i, p) in products.iter().enumerate() {
+        assert_eq!(ecwid(&h, p), Some(d(3 + i as i64)), "{}", p.sku);
+    }
+}

@@ -524,13 +524,44 @@ pub struct BatchRequest {
 pub struct BatchStatus {
     /// `QUEUED`, `IN_PROGRESS` or `COMPLETED`.
     pub status: String,
+    /// The sub-responses. Ecwid sends `null` (or nothing) while the batch is `QUEUED` or
+    /// `IN_PROGRESS`: read as none yet.
+    #[serde(deserialize_with = "null_as_empty")]
     pub responses: Vec<BatchResponse>,
 }
 
+/// Where a batch stands, from its `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchState {
+    /// `QUEUED` or `IN_PROGRESS`: poll again.
+    Pending,
+    /// `COMPLETED`: each sub-response says what became of its sub-request.
+    Completed,
+    /// Any other status (none is documented): the batch ended without usable answers. Its
+    /// result is final, like a completed batch's.
+    Failed(String),
+}
+
 impl BatchStatus {
-    pub fn is_completed(&self) -> bool {
-        self.status.eq_ignore_ascii_case("COMPLETED")
+    pub fn state(&self) -> BatchState {
+        let s = self.status.trim();
+        if s.eq_ignore_ascii_case("COMPLETED") {
+            BatchState::Completed
+        } else if s.eq_ignore_ascii_case("QUEUED") || s.eq_ignore_ascii_case("IN_PROGRESS") {
+            BatchState::Pending
+        } else {
+            BatchState::Failed(s.to_string())
+        }
     }
+
+    pub fn is_completed(&self) -> bool {
+        self.state() == BatchState::Completed
+    }
+}
+
+/// A list that Ecwid may send as `null`.
+fn null_as_empty<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
 
 /// The answer to one sub-request.
@@ -559,8 +590,26 @@ pub fn batch_requests(writes: &[(EcwidTarget, StockLevel)]) -> Vec<BatchRequest>
 }
 
 /// A deterministic `deduplicationKey` (UUID-shaped) for a batch: the same sub-requests for
-/// the same page of the same store give the same key, so a batch re-sent after a crash or a
-/// lost answer is not applied twice; any other batch gets another key.
+/// the same page of the same store give the same key; any other batch gets another key.
+///
+/// Ecwid answers a repeated key with the FIRST batch's ticket (and so its result) for an
+/// hour, whatever that result was. Which key a re-send carries is therefore a choice:
+/// - **Outcome unknown** (the POST timed out or failed with a 5xx, the polling gave up, the
+///   run crashed): the re-send keeps the key. If Ecwid did take the first batch, it answers
+///   with that batch instead of running the writes a second time: a batch still queued at
+///   Ecwid is waited for rather than doubled, so it can never land after a newer level and
+///   overwrite it; one that completed is recorded without being applied again. If Ecwid did
+///   not take it, the key is new to Ecwid and the batch simply runs.
+/// - **Known failed** (a completed batch with sub-requests that failed for a reason worth a
+///   retry, or a batch that ended in another status): the key is spent. Re-sent under it,
+///   the batch would get the same failed result for an hour and stall the store's mirror on
+///   that page. The failed sub-requests are re-sent under a fresh key: the mirror derives it
+///   with [`batch_dedup_key`] from a context that names the run (see
+///   `InventoryMirror::write_levels`).
+///
+/// Nothing is stored between runs about spent keys: the next run sends a page's batch under
+/// its first key again and Ecwid's answer tells which case it is (a known failure costs one
+/// POST and one poll that apply nothing, then the fresh re-send).
 pub fn batch_dedup_key(store_id: u64, context: &str, requests: &[BatchRequest]) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
@@ -981,6 +1030,28 @@ mod tests {
         assert_eq!(k, batch_dedup_key(1, "inv:0:10", &reqs));
         assert_ne!(k, batch_dedup_key(1, "inv:10:20", &reqs));
         assert_ne!(k, batch_dedup_key(2, "inv:0:10", &reqs));
+    }
+
+    #[test]
+    fn a_batch_status_without_responses_is_not_done_yet() {
+        let parse = |v: serde_json::Value| serde_json::from_value::<BatchStatus>(v).unwrap();
+        let queued = parse(serde_json::json!({"status": "QUEUED", "responses": null}));
+        assert_eq!(
+            (queued.state(), queued.responses.len()),
+            (BatchState::Pending, 0)
+        );
+        let running = parse(serde_json::json!({"status": "IN_PROGRESS", "totalRequests": 3}));
+        assert_eq!(running.state(), BatchState::Pending);
+        assert!(!running.is_completed());
+        let done = parse(serde_json::json!({"status": "COMPLETED", "responses": [
+            {"id": "0", "status": "COMPLETED", "httpStatusCode": 200, "httpBody": {"updateCount": 1}}
+        ]}));
+        assert!(done.is_completed());
+        assert_eq!(done.responses[0].http_status_code, Some(200));
+        assert_eq!(
+            parse(serde_json::json!({"status": "FAILED", "responses": null})).state(),
+            BatchState::Failed("FAILED".into())
+        );
     }
 
     #[test]

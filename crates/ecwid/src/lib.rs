@@ -217,6 +217,8 @@ impl EcwidApi for EcwidClient {
         Ok(t.ticket)
     }
 
+    /// `responses` is `null` while the batch is `QUEUED` or `IN_PROGRESS`: it reads as no
+    /// responses yet ([`BatchStatus::state`] says the batch is pending), not as an error.
     async fn batch_status(&self, conn: &Connection, ticket: &str) -> Result<BatchStatus, ApiError> {
         let url = format!("{}/batch", self.store_url(conn.store_id));
         self.send_json(conn, self.http.get(url).query(&[("ticket", ticket)]))
@@ -246,6 +248,28 @@ mod tests {
         ));
         assert!(status_error(503, None, "").is_retryable());
         assert!(!status_error(400, None, "").is_retryable());
+    }
+
+    #[test]
+    fn batch_statuses_parse_while_queued_and_when_completed() {
+        use els_core::inventory::BatchState;
+        for body in [
+            r#"{"status":"QUEUED","totalRequests":2,"completedRequests":0,"responses":null}"#,
+            r#"{"status":"IN_PROGRESS"}"#,
+        ] {
+            let s: BatchStatus = serde_json::from_str(body).unwrap();
+            assert_eq!(
+                (s.state(), s.responses.len()),
+                (BatchState::Pending, 0),
+                "{body}"
+            );
+        }
+        let s: BatchStatus = serde_json::from_str(
+            r#"{"status":"COMPLETED","responses":[{"id":"0","escapedRequestId":"0","status":"FAILED","httpStatusCode":503,"httpBody":"<html></html>"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(s.state(), BatchState::Completed);
+        assert_eq!(s.responses[0].http_status_code, Some(503));
     }
 
     #[test]

@@ -676,6 +676,15 @@ fn adjust(st: &mut State, id: &str, cid: Option<&str>, body: Option<&Value>) -> 
 // ---------------------------------------------------------------------------------------------
 // Batch
 
+use crate::faults::{FaultKind, Route};
+
+/// Where a queued batch ([`FaultKind::Queued`]) keeps what it will run, inside its
+/// `Batch::result`; [`get_batch`] never shows it.
+const PENDING: &str = "_sandboxPending";
+
+/// One validated sub-request: id, method, path segments, query, body.
+type SubRequest = (String, Method, Vec<String>, Query, Option<Value>);
+
 fn post_batch(st: &mut State, q: &Query, body: Option<&Value>) -> ApiResponse {
     let stop = match q.get("stopOnFirstFailure") {
         Some("true") => true,
@@ -686,6 +695,8 @@ fn post_batch(st: &mut State, q: &Query, body: Option<&Value>) -> ApiResponse {
     st.batch_dedup
         .retain(|_, (_, at)| now.duration_since(*at) < Duration::from_secs(3600));
     let key = q.get("deduplicationKey").filter(|k| !k.is_empty());
+    // A repeated key within the hour: the first batch's ticket, so its result (whatever it
+    // was, failed sub-requests included); nothing runs again.
     if let Some(key) = key
         && let Some((ticket, _)) = st.batch_dedup.get(key)
     {
@@ -697,7 +708,44 @@ fn post_batch(st: &mut State, q: &Query, body: Option<&Value>) -> ApiResponse {
     if reqs.is_empty() || reqs.len() > MAX_BATCH {
         return bad("A batch holds 1 to 500 requests");
     }
-    // Validate everything first: a malformed batch is rejected as a whole.
+    let parsed = match parse_batch(reqs) {
+        Ok(p) => p,
+        Err(resp) => return resp,
+    };
+    let total = parsed.len();
+    let result = match st.take_fault(|r| r == Route::EcwidBatch) {
+        Some(FaultKind::Queued { polls }) if polls > 0 => json!({
+            "status": "QUEUED",
+            "totalRequests": total,
+            "completedRequests": 0,
+            "responses": null,
+            PENDING: {"polls": 0, "of": polls, "stop": stop, "requests": reqs},
+        }),
+        Some(FaultKind::Status(code)) => {
+            run_batch(st, parsed, stop, Some(&|| ApiResponse::server_error(code)))
+        }
+        Some(FaultKind::RateLimit { retry_after }) => {
+            run_batch(st, parsed, stop, Some(&|| rate_limited(retry_after)))
+        }
+        _ => run_batch(st, parsed, stop, None),
+    };
+    let ticket = new_uuid();
+    st.batches.insert(
+        ticket.clone(),
+        crate::state::Batch {
+            ticket: ticket.clone(),
+            result,
+        },
+    );
+    if let Some(key) = key {
+        st.batch_dedup
+            .insert(key.to_string(), (ticket.clone(), now));
+    }
+    ApiResponse::ok(json!({"ticket": ticket}))
+}
+
+/// Validates every sub-request first: a malformed batch is rejected as a whole.
+fn parse_batch(reqs: &[Value]) -> Result<Vec<SubRequest>, ApiResponse> {
     let mut parsed = Vec::with_capacity(reqs.len());
     for (i, r) in reqs.iter().enumerate() {
         let id = r
@@ -706,14 +754,14 @@ fn post_batch(st: &mut State, q: &Query, body: Option<&Value>) -> ApiResponse {
             .map(str::to_string)
             .unwrap_or_else(|| i.to_string());
         let Some(path) = r.get("path").and_then(Value::as_str) else {
-            return bad(&format!("request {id}: path is required"));
+            return Err(bad(&format!("request {id}: path is required")));
         };
         let Some(method) = r
             .get("method")
             .and_then(Value::as_str)
             .and_then(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
         else {
-            return bad(&format!("request {id}: method is required"));
+            return Err(bad(&format!("request {id}: method is required")));
         };
         let (p, query) = match path.split_once('?') {
             Some((p, q)) => (p, Some(q)),
@@ -732,6 +780,17 @@ fn post_batch(st: &mut State, q: &Query, body: Option<&Value>) -> ApiResponse {
             r.get("body").cloned(),
         ));
     }
+    Ok(parsed)
+}
+
+/// Runs the sub-requests in order and returns the completed batch's result. With `fail`,
+/// every sub-request gets that answer instead and nothing is executed (nor counted).
+fn run_batch(
+    st: &mut State,
+    parsed: Vec<SubRequest>,
+    stop: bool,
+    fail: Option<&dyn Fn() -> ApiResponse>,
+) -> Value {
     let mut responses = Vec::with_capacity(parsed.len());
     let mut failed = false;
     for (id, method, segs, query, body) in parsed {
@@ -739,8 +798,13 @@ fn post_batch(st: &mut State, q: &Query, body: Option<&Value>) -> ApiResponse {
             responses.push(json!({"id": id, "status": "NOT_EXECUTED"}));
             continue;
         }
-        count(st, &method, &segs);
-        let resp = dispatch(st, &method, &segs, &query, body.as_ref(), true);
+        let resp = match fail {
+            Some(fail) => fail(),
+            None => {
+                count(st, &method, &segs);
+                dispatch(st, &method, &segs, &query, body.as_ref(), true)
+            }
+        };
         let ok = resp.status.is_success();
         failed |= !ok;
         let http_body = match resp.body {
@@ -755,40 +819,57 @@ fn post_batch(st: &mut State, q: &Query, body: Option<&Value>) -> ApiResponse {
             "httpBody": http_body,
         }));
     }
-    let ticket = new_uuid();
     let total = responses.len();
-    st.batches.insert(
-        ticket.clone(),
-        crate::state::Batch {
-            ticket: ticket.clone(),
-            result: json!({
-                "status": "COMPLETED",
-                "totalRequests": total,
-                "completedRequests": total,
-                "responses": responses,
-            }),
-        },
-    );
-    if let Some(key) = key {
-        st.batch_dedup
-            .insert(key.to_string(), (ticket.clone(), now));
-    }
-    ApiResponse::ok(json!({"ticket": ticket}))
+    json!({
+        "status": "COMPLETED",
+        "totalRequests": total,
+        "completedRequests": total,
+        "responses": responses,
+    })
 }
 
-fn get_batch(st: &State, q: &Query) -> ApiResponse {
+/// `GET /batch?ticket=`. A queued batch answers `QUEUED` (then `IN_PROGRESS`) with
+/// `"responses": null` for its first polls, and runs at the poll after them.
+fn get_batch(st: &mut State, q: &Query) -> ApiResponse {
     let Some(ticket) = q.get("ticket").filter(|t| !t.is_empty()) else {
         return bad("ticket is required");
     };
-    match st.batches.get(ticket) {
-        Some(b) => {
-            debug_assert_eq!(b.ticket, ticket);
-            ApiResponse::ok(b.result.clone())
-        }
-        None => error(
+    let Some(b) = st.batches.get_mut(ticket) else {
+        return error(
             StatusCode::NOT_FOUND,
             "BATCH_NOT_FOUND",
             "Batch request with this ticket not found",
-        ),
+        );
+    };
+    debug_assert_eq!(b.ticket, ticket);
+    if let Some(pending) = b.result.get_mut(PENDING) {
+        let polled = pending["polls"].as_u64().unwrap_or(0);
+        let of = pending["of"].as_u64().unwrap_or(0);
+        if polled < of {
+            pending["polls"] = json!(polled + 1);
+            let status = if of >= 2 && polled + 1 == of {
+                "IN_PROGRESS"
+            } else {
+                "QUEUED"
+            };
+            b.result["status"] = json!(status);
+        } else {
+            let stop = pending["stop"].as_bool().unwrap_or(false);
+            let reqs = match pending["requests"].take() {
+                Value::Array(reqs) => reqs,
+                _ => Vec::new(),
+            };
+            // Validated when it was posted.
+            let parsed = parse_batch(&reqs).unwrap_or_default();
+            let result = run_batch(st, parsed, stop, None);
+            if let Some(b) = st.batches.get_mut(ticket) {
+                b.result = result;
+            }
+        }
     }
+    let mut answer = st.batches[ticket].result.clone();
+    if let Some(o) = answer.as_object_mut() {
+        o.remove(PENDING);
+    }
+    ApiResponse::ok(answer)
 }

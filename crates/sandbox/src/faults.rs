@@ -19,12 +19,19 @@ pub enum Route {
     LsSearch,
     /// Any Lightspeed API request.
     LsAny,
+    /// An Ecwid batch (`POST /api/v3/{storeId}/batch`) as Ecwid runs it, not the HTTP
+    /// request (an [`Route::EcwidAny`] fault answers the POST itself). Checked once per new
+    /// batch; a POST that repeats a `deduplicationKey` gets the first batch's result and
+    /// meets no fault. [`FaultKind::Queued`]: the batch waits. [`FaultKind::Status`] or
+    /// [`FaultKind::RateLimit`]: the batch completes with every sub-request `FAILED` with
+    /// that HTTP status, nothing executed. Other kinds do nothing here.
+    EcwidBatch,
 }
 
 /// What happens to a matched request.
 ///
 /// JSON: `{"Status": 503}`, `{"Delay": 1500}` (milliseconds), `"DropAfterCommit"`,
-/// `{"RateLimit": {"retry_after": 2000}}` (milliseconds).
+/// `{"RateLimit": {"retry_after": 2000}}` (milliseconds), `{"Queued": {"polls": 2}}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FaultKind {
     /// Answer with this status (5xx expected) and a realistic body; nothing is executed.
@@ -42,6 +49,11 @@ pub enum FaultKind {
         #[serde(with = "duration_ms")]
         retry_after: Duration,
     },
+    /// For [`Route::EcwidBatch`] only: the batch is accepted but not run yet. Its first
+    /// `polls` polls (`GET /batch?ticket=`) answer `QUEUED` (the last of them `IN_PROGRESS`
+    /// when `polls` is 2 or more) with `"responses": null`, as Ecwid does; the next poll runs
+    /// it and answers `COMPLETED`.
+    Queued { polls: u32 },
 }
 
 /// A fault armed for the next `times` matching requests.
@@ -74,13 +86,15 @@ impl Fault {
 }
 
 impl FaultKind {
-    /// A short name for reports: `Status(503)`, `Delay`, `DropAfterCommit`, `RateLimit`.
+    /// A short name for reports: `Status(503)`, `Delay`, `DropAfterCommit`, `RateLimit`,
+    /// `Queued`.
     pub fn label(&self) -> String {
         match self {
             FaultKind::Status(code) => format!("Status({code})"),
             FaultKind::Delay(_) => "Delay".into(),
             FaultKind::DropAfterCommit => "DropAfterCommit".into(),
             FaultKind::RateLimit { .. } => "RateLimit".into(),
+            FaultKind::Queued { .. } => "Queued".into(),
         }
     }
 }

@@ -496,3 +496,78 @@ async fn batch_executes_and_deduplicates() {
     assert_eq!(result["responses"][1]["status"], "NOT_EXECUTED");
     assert_eq!(sb.ecwid_stock(ids.mug.ecwid_id(), None), Some(dec!(1)));
 }
+
+#[tokio::test]
+async fn a_failed_batch_is_replayed_for_its_key_and_a_queued_one_answers_null_responses() {
+    use els_sandbox::{Fault, FaultKind, Route};
+    let sb = sandbox().await;
+    let mug = sb.ids().mug.ecwid_id();
+    let reqs = json!([
+        {"id": "0", "path": format!("/products/{mug}"), "method": "PUT", "body": {"quantity": 7}},
+    ]);
+    let post = |key: &'static str| {
+        let (sb, reqs) = (&sb, &reqs);
+        async move {
+            let path = format!("/batch?stopOnFirstFailure=false&deduplicationKey={key}");
+            let (status, body) = ecwid(sb, Method::POST, &path, Some(reqs)).await;
+            assert_eq!(status, 200, "{body}");
+            body["ticket"].as_str().unwrap().to_string()
+        }
+    };
+    let poll = |ticket: String| {
+        let sb = &sb;
+        async move {
+            let (status, body) =
+                ecwid(sb, Method::GET, &format!("/batch?ticket={ticket}"), None).await;
+            assert_eq!(status, 200, "{body}");
+            body
+        }
+    };
+
+    // The batch fails as a whole: every sub-request FAILED with the status, nothing run.
+    sb.inject(Fault::once(Route::EcwidBatch, FaultKind::Status(503)));
+    let failed = post("k-failed").await;
+    let result = poll(failed.clone()).await;
+    assert_eq!(result["status"], "COMPLETED");
+    assert_eq!(result["responses"][0]["status"], "FAILED");
+    assert_eq!(result["responses"][0]["httpStatusCode"], 503);
+    assert_eq!(sb.ecwid_stock(mug, None), Some(dec!(30)));
+    // The same key within the hour: the first (failed) result, although no fault is armed.
+    assert_eq!(post("k-failed").await, failed);
+    assert_eq!(poll(failed).await, result);
+    assert_eq!(sb.ecwid_stock(mug, None), Some(dec!(30)));
+    // A new key runs it.
+    let ok = post("k-fresh").await;
+    assert_eq!(poll(ok).await["responses"][0]["httpStatusCode"], 200);
+    assert_eq!(sb.ecwid_stock(mug, None), Some(dec!(7)));
+
+    // Queued for 2 polls: QUEUED, then IN_PROGRESS, both with `"responses": null`; the
+    // third poll runs it.
+    sb.set_ecwid_stock(mug, None, Some(1)).unwrap();
+    sb.inject(Fault::once(
+        Route::EcwidBatch,
+        FaultKind::Queued { polls: 2 },
+    ));
+    let queued = post("k-queued").await;
+    let first = poll(queued.clone()).await;
+    assert_eq!(first["status"], "QUEUED");
+    assert!(first.as_object().unwrap().contains_key("responses"));
+    assert_eq!(first["responses"], Value::Null);
+    assert_eq!(first["totalRequests"], 1);
+    assert_eq!(
+        first.as_object().unwrap().len(),
+        4,
+        "nothing internal shows: {first}"
+    );
+    let second = poll(queued.clone()).await;
+    assert_eq!(
+        (&second["status"], &second["responses"]),
+        (&json!("IN_PROGRESS"), &Value::Null)
+    );
+    assert_eq!(sb.ecwid_stock(mug, None), Some(dec!(1)), "not run yet");
+    let done = poll(queued.clone()).await;
+    assert_eq!(done["status"], "COMPLETED");
+    assert_eq!(done["responses"][0]["httpStatusCode"], 200);
+    assert_eq!(sb.ecwid_stock(mug, None), Some(dec!(7)));
+    assert_eq!(poll(queued).await, done, "it ran once");
+}

@@ -36,10 +36,11 @@
 
 use super::reconcile::{self, ReconcileReport};
 use super::{
-    CatalogLink, CatalogLinkUpdate, CursorClaim, EcwidCatalogIndex, EcwidTarget, FeedPage,
-    InventoryCursor, InventoryRecord, PushedStock, Resolution, Skip, StockLevel, WriteOutcome,
-    batch_dedup_key, batch_requests, claim_cursor, classify_batch_response, eligibility,
-    level_to_publish, next_pending_snapshot, pending_by_sku, pending_dropped,
+    BatchRequest, BatchResponse, BatchState, BatchStatus, CatalogLink, CatalogLinkUpdate,
+    CursorClaim, EcwidCatalogIndex, EcwidTarget, FeedPage, InventoryCursor, InventoryRecord,
+    PushedStock, Resolution, Skip, StockLevel, WriteOutcome, batch_dedup_key, batch_requests,
+    claim_cursor, classify_batch_response, eligibility, level_to_publish, next_pending_snapshot,
+    pending_by_sku, pending_dropped,
 };
 use crate::connection::Connection;
 use crate::error::{ApiError, StoreError};
@@ -310,6 +311,15 @@ struct Write {
     link: CatalogLink,
 }
 
+/// What became of one batch.
+enum BatchRun {
+    /// Ecwid's result, final for the batch's key: re-sent under that key, the batch would
+    /// get this result again.
+    Final(Vec<WriteOutcome>),
+    /// Not known (the POST or the polling failed): a re-send keeps the key.
+    Unknown(Vec<WriteOutcome>),
+}
+
 /// The state of one run.
 struct Run {
     store_id: u64,
@@ -328,6 +338,10 @@ struct Run {
     renewed_at: DateTime<Utc>,
     report: MirrorReport,
     deadline: DateTime<Utc>,
+    /// Names this run in the key of a batch re-sent after a known failure, so that key is
+    /// new to Ecwid (see [`batch_dedup_key`]): the cursor's version as claimed (every claim
+    /// writes a new one) and the start time.
+    batch_salt: String,
 }
 
 #[derive(Clone, Copy)]
@@ -455,6 +469,7 @@ where
         };
         report.inventory_cursor_from = cursor.inventory_version;
         report.products_cursor_from = cursor.products_version;
+        let batch_salt = run_salt(&cursor, started);
         let mut run = Run {
             store_id,
             outlet_id: conn.outlet_id.clone(),
@@ -467,6 +482,7 @@ where
             renewed_at: started,
             report,
             deadline: started + chrono_duration(self.config.max_run),
+            batch_salt,
         };
         let result = self.run_feeds(conn, &mut run).await;
         let drained = matches!(result, Ok(true));
@@ -961,67 +977,146 @@ where
                 .iter()
                 .map(|w| (w.record.target, w.record.level))
                 .collect();
-            let requests = batch_requests(&pairs);
-            let key = batch_dedup_key(run.store_id, &format!("{context}:{i}"), &requests);
-            let ticket = api!(
-                self,
-                run,
-                Ecwid,
-                self.ecwid.submit_batch(conn, &key, &requests)
-            );
-            let ticket = match ticket {
-                Ok(t) => t,
-                Err(e @ ApiError::Unauthorized { .. }) => {
-                    return Err(Fail::api("sending a batch to Ecwid", e));
-                }
-                Err(e) => {
-                    outcomes.extend(chunk.iter().map(|_| {
-                        if e.is_retryable() {
-                            WriteOutcome::Retry(e.to_string())
-                        } else {
-                            WriteOutcome::Rejected(e.to_string())
-                        }
-                    }));
-                    continue;
-                }
-            };
-            run.report.batches += 1;
-            match self.poll_batch(conn, run, &ticket).await {
-                Ok(status) => {
-                    let by_id: HashMap<&str, &super::BatchResponse> = status
-                        .responses
-                        .iter()
-                        .map(|r| (r.id.as_str(), r))
-                        .collect();
-                    for (j, r) in requests.iter().enumerate() {
-                        let outcome = classify_batch_response(by_id.get(r.id.as_str()).copied());
-                        if outcome == WriteOutcome::Written {
-                            run.report.written_by_batch += 1;
-                        }
-                        debug_assert_eq!(r.id, j.to_string());
-                        outcomes.push(outcome);
-                    }
-                }
-                Err(e) => {
-                    outcomes.extend(chunk.iter().map(|_| WriteOutcome::Retry(e.to_string())));
-                }
-            }
+            let batch_context = format!("{context}:{i}");
+            outcomes.extend(self.write_batch(conn, run, &pairs, &batch_context).await?);
         }
         Ok(outcomes)
     }
 
-    /// Polls a batch until Ecwid reports it completed, or the poll timeout passes.
+    /// Writes one batch; one outcome per write, in order. See [`batch_dedup_key`] for which
+    /// key a batch carries. First the page's deterministic key: a batch whose outcome an
+    /// earlier attempt left unknown is found again rather than sent twice. When Ecwid's
+    /// answer under it is a known failure (this run's, or the replay of an earlier run's),
+    /// the failed sub-requests are sent once more under a key that names this run, which
+    /// Ecwid has never seen; what still fails then fails the page, and the next run repeats
+    /// this under its own fresh key.
+    async fn write_batch(
+        &self,
+        conn: &Connection,
+        run: &mut Run,
+        pairs: &[(EcwidTarget, StockLevel)],
+        context: &str,
+    ) -> Result<Vec<WriteOutcome>, Fail> {
+        let requests = batch_requests(pairs);
+        let key = batch_dedup_key(run.store_id, context, &requests);
+        let mut outcomes = match self.run_batch(conn, run, &key, &requests).await? {
+            BatchRun::Final(outcomes) => outcomes,
+            BatchRun::Unknown(outcomes) => return Ok(outcomes),
+        };
+        let failed: Vec<usize> = outcomes
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| matches!(o, WriteOutcome::Retry(_)))
+            .map(|(j, _)| j)
+            .collect();
+        if failed.is_empty() {
+            return Ok(outcomes);
+        }
+        // The key is spent. A short pause first, as for any retry, when the run has time.
+        let Some(wait) = self.pause_for(
+            run,
+            &ApiError::Unavailable {
+                detail: "batch failed".into(),
+            },
+            0,
+        ) else {
+            return Ok(outcomes);
+        };
+        self.clock.sleep(wait).await;
+        let retry_pairs: Vec<(EcwidTarget, StockLevel)> =
+            failed.iter().map(|&j| pairs[j]).collect();
+        let retry_requests = batch_requests(&retry_pairs);
+        let retry_key = batch_dedup_key(
+            run.store_id,
+            &format!("{context}:resend:{}", run.batch_salt),
+            &retry_requests,
+        );
+        tracing::info!(
+            store_id = run.store_id,
+            failed = failed.len(),
+            spent_key = %key,
+            %retry_key,
+            "Ecwid batch had failed sub-requests; re-sending them under a fresh key"
+        );
+        let retried = match self
+            .run_batch(conn, run, &retry_key, &retry_requests)
+            .await?
+        {
+            BatchRun::Final(o) | BatchRun::Unknown(o) => o,
+        };
+        for (j, outcome) in failed.into_iter().zip(retried) {
+            outcomes[j] = outcome;
+        }
+        Ok(outcomes)
+    }
+
+    /// Sends one batch under `key` and waits for its result: one outcome per request.
+    async fn run_batch(
+        &self,
+        conn: &Connection,
+        run: &mut Run,
+        key: &str,
+        requests: &[BatchRequest],
+    ) -> Result<BatchRun, Fail> {
+        let all = |outcome: WriteOutcome| requests.iter().map(|_| outcome.clone()).collect();
+        // A POST that failed is re-sent with the same key (its outcome is unknown).
+        let ticket = api!(
+            self,
+            run,
+            Ecwid,
+            self.ecwid.submit_batch(conn, key, requests)
+        );
+        let ticket = match ticket {
+            Ok(t) => t,
+            Err(e @ ApiError::Unauthorized { .. }) => {
+                return Err(Fail::api("sending a batch to Ecwid", e));
+            }
+            // Refused as a whole: the same batch would be refused again.
+            Err(e) if !e.is_retryable() => {
+                return Ok(BatchRun::Final(all(WriteOutcome::Rejected(e.to_string()))));
+            }
+            Err(e) => return Ok(BatchRun::Unknown(all(WriteOutcome::Retry(e.to_string())))),
+        };
+        run.report.batches += 1;
+        let status = match self.poll_batch(conn, run, &ticket).await {
+            Ok(status) => status,
+            Err(e) => return Ok(BatchRun::Unknown(all(WriteOutcome::Retry(e.to_string())))),
+        };
+        if let BatchState::Failed(s) = status.state() {
+            return Ok(BatchRun::Final(all(WriteOutcome::Retry(format!(
+                "batch {ticket} ended {s}"
+            )))));
+        }
+        let by_id: HashMap<&str, &BatchResponse> = status
+            .responses
+            .iter()
+            .map(|r| (r.id.as_str(), r))
+            .collect();
+        let mut outcomes = Vec::with_capacity(requests.len());
+        for (j, r) in requests.iter().enumerate() {
+            let outcome = classify_batch_response(by_id.get(r.id.as_str()).copied());
+            if outcome == WriteOutcome::Written {
+                run.report.written_by_batch += 1;
+            }
+            debug_assert_eq!(r.id, j.to_string());
+            outcomes.push(outcome);
+        }
+        Ok(BatchRun::Final(outcomes))
+    }
+
+    /// Polls a batch until Ecwid reports it ended, or the poll timeout passes. `QUEUED` and
+    /// `IN_PROGRESS` (whose `responses` are `null`) mean not done yet.
     async fn poll_batch(
         &self,
         conn: &Connection,
         run: &mut Run,
         ticket: &str,
-    ) -> Result<super::BatchStatus, ApiError> {
+    ) -> Result<BatchStatus, ApiError> {
         let give_up = self.clock.now() + chrono_duration(self.config.batch_poll_timeout);
         loop {
             let status = api!(self, run, Ecwid, self.ecwid.batch_status(conn, ticket))?;
             run.report.batch_polls += 1;
-            if status.is_completed() {
+            if status.state() != BatchState::Pending {
                 return Ok(status);
             }
             if self.clock.now() >= give_up {
@@ -1423,6 +1518,7 @@ where
             };
             (c, false)
         };
+        let batch_salt = run_salt(&cursor, started);
         // Reads are not bound by the schedule's budget: a reconcile of a large catalog
         // takes as long as the rate limits make it.
         let mut run = Run {
@@ -1437,6 +1533,7 @@ where
             renewed_at: started,
             report: MirrorReport::new(store_id),
             deadline: started + chrono::Duration::days(1),
+            batch_salt,
         };
         let result = self.reconcile_run(conn, &mut run, fix, progress).await;
         let released = if run.claimed {
@@ -1646,6 +1743,11 @@ fn next_after(after: u64, max_version: Option<u64>, feed: &str) -> Result<u64, F
             },
         )),
     }
+}
+
+/// What names a run in the key of a re-sent batch ([`Run::batch_salt`]).
+fn run_salt(cursor: &InventoryCursor, started: DateTime<Utc>) -> String {
+    format!("{}@{}", cursor.version, started.timestamp_millis())
 }
 
 fn chrono_duration(d: Duration) -> chrono::Duration {
