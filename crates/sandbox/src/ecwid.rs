@@ -196,10 +196,10 @@ fn profile(st: &State) -> Value {
         "account": {"accountName": "Sandbox Merchant", "accountNickName": "sandbox", "accountEmail": "merchant@sandbox.example.com"},
         "settings": {"storeName": "Sandbox Store", "closed": false},
         "formatsAndUnits": {
-            "currency": "USD",
+            "currency": st.cfg.currency,
             "currencyPrefix": "$",
             "currencySuffix": "",
-            "currencyPrecision": 2,
+            "currencyPrecision": match st.cfg.currency.as_str() { "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX" | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0, "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3, "CLF" | "UYW" => 4, _ => 2 },
             "currencyGroupSeparator": ",",
             "currencyDecimalSeparator": ".",
             "currencyTruncateZeroFractional": false,
