@@ -1,32 +1,46 @@
 //! Pacing against Lightspeed's rate limit (`300 x registers + 50` requests per 5 minutes, per
-//! retailer per app), as pure arithmetic over instants so it can be tested without a clock.
+//! retailer per app, a sliding window), as pure arithmetic over instants so it can be tested
+//! without a clock.
 //!
-//! The budget is the server's: every response carries `X-RateLimit-Remaining` (and, where
-//! sent, `X-RateLimit-Limit` and `X-RateLimit-Reset`, an HTTP date). The gate hands out
-//! numbered tickets; a response reports what was left after its own request, so the budget
-//! now is that figure minus the tickets handed out since (requests the server may not have
-//! counted yet). Only the newest report counts: an older one is stale.
+//! The budget is the server's. Lightspeed documents only `X-RateLimit-Limit` and
+//! `X-RateLimit-Remaining` on every response, and `Retry-After` (an HTTP date) on a 429; the
+//! gate needs nothing else. (An undocumented `X-RateLimit-Reset`, an HTTP date, is used if a
+//! server happens to send one, but nothing depends on it.) The gate hands out numbered
+//! tickets; a response reports what was left after its own request, so the budget now is that
+//! figure minus the tickets handed out since (requests the server may not have counted yet).
+//! Only the newest report counts: an older one is stale.
 //!
 //! The window slides: a request's slot frees one window after it was counted. The gate keeps
-//! a log of its own requests and learns the window's length from `X-RateLimit-Reset` (when
-//! the oldest counted request leaves): `Limit - Remaining` says which of its requests is the
-//! oldest counted, and the reset less that request's send time is never shorter than the
-//! window (the date is rounded up, the request took time to arrive, and other clients'
-//! requests only make the real oldest older). With it, its own requests that have left the
-//! window since the last report are credited back, so a burst keeps running at the ceiling
-//! instead of waiting for rounded reset dates.
+//! a log of its own requests and credits back those that have left the window since the last
+//! report, so a burst keeps running at the ceiling instead of waiting to be told. The window's
+//! length is in no documented header: the gate assumes the documented 5 minutes (or what
+//! [`set_assumed_window`] says, for a sandbox whose window is scaled down) and learns a
+//! shorter one from `Remaining` alone. A report for our request `t` says `Limit - Remaining`
+//! requests are in the window; at most that many of them are ours, so our
+//! `(Limit - Remaining + 1)`-th newest counted request up to `t` has left it, and the
+//! window is at most the time from that request's send to the report. The bound holds
+//! whoever else uses the budget (their requests only make ours older), whatever requests of
+//! ours are still unanswered, and whatever the latency (sent before counted, counted before
+//! answered); the gate keeps the smallest.
 //!
 //! When the budget is down to the reserve, the gate waits until enough of its own requests
-//! should have left the window, or for the reported reset, and then lets one request through
-//! as a probe whose answer tells how much is free. Until it arrives nobody else is let
-//! through. A 429's `Retry-After` blocks every request until it has passed, and forgets the
-//! learnt window.
+//! should have left the window, and then lets one request through as a probe whose answer
+//! tells how much is free. Until it arrives nobody else is let through. While the window is
+//! only assumed, or none of our requests is due to leave (others hold the budget), it also
+//! probes after [`PROBE_FALLBACK`] without news, doubling the gap after each probe that finds
+//! no more room than expected, up to the window, so a stalled budget costs a handful of
+//! requests per window and not one a second. A 429's `Retry-After` (when capacity returns)
+//! blocks every request until it has passed, and forgets the learnt window.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// How long the gate waits for a reset it was not told about (no `X-RateLimit-Reset`).
-pub const RESET_FALLBACK: Duration = Duration::from_secs(1);
+/// The documented window: `300 x registers + 50` requests per 5 minutes.
+pub const DOCUMENTED_WINDOW: Duration = Duration::from_secs(300);
+/// How long the gate waits without news before probing (the first gap; it doubles after each
+/// probe that finds no room), and how long a 429 without `Retry-After` blocks.
+pub const PROBE_FALLBACK: Duration = Duration::from_secs(1);
 /// The least time between two probes, so a reset date in the past (clock skew) cannot
 /// turn the gate into a busy loop.
 pub const MIN_PROBE_GAP: Duration = Duration::from_millis(100);
@@ -34,6 +48,27 @@ pub const MIN_PROBE_GAP: Duration = Duration::from_millis(100);
 pub const PROBE_POLL: Duration = Duration::from_millis(5);
 /// The most own requests the gate remembers.
 const MAX_LOG: usize = 100_000;
+/// The longest window a gate assumes, so instants plus a window stay on the clock.
+pub const MAX_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The window new gates assume, in milliseconds.
+static ASSUMED_WINDOW_MS: AtomicU64 = AtomicU64::new(DOCUMENTED_WINDOW.as_millis() as u64);
+
+/// Sets the window that gates created from now on (in this process) assume until they learn a
+/// shorter one; the default is [`DOCUMENTED_WINDOW`]. For a sandbox whose window is scaled
+/// down (tests, `els bench-rate-limit`): the real window is in no header. Too long costs
+/// throughput until the gate learns better; too short costs 429s.
+pub fn set_assumed_window(window: Duration) {
+    let ms = window
+        .clamp(Duration::from_millis(1), MAX_WINDOW)
+        .as_millis() as u64;
+    ASSUMED_WINDOW_MS.store(ms, Ordering::Relaxed);
+}
+
+/// The window new gates assume (see [`set_assumed_window`]).
+pub fn assumed_window() -> Duration {
+    Duration::from_millis(ASSUMED_WINDOW_MS.load(Ordering::Relaxed))
+}
 
 /// What a response said about the budget.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -42,7 +77,8 @@ pub struct Observed {
     pub limit: Option<u32>,
     /// `X-RateLimit-Remaining`.
     pub remaining: Option<u32>,
-    /// `X-RateLimit-Reset`, as a delay from when the response was read.
+    /// `X-RateLimit-Reset` (undocumented; only if a server sends it), as a delay from when the
+    /// response was read.
     pub reset_in: Option<Duration>,
     /// A 429's `Retry-After`, as a delay.
     pub retry_after: Option<Duration>,
@@ -63,7 +99,8 @@ pub enum Decision {
 struct Report {
     ticket: u64,
     remaining: u32,
-    reset_at: Instant,
+    /// When the server said capacity returns: a 429's `Retry-After`, or a reset header.
+    told_reset: Option<Instant>,
     at: Instant,
 }
 
@@ -77,30 +114,64 @@ struct Sent {
 }
 
 /// One retailer's budget, as far as this process knows it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Gate {
     issued: u64,
     report: Option<Report>,
     blocked_until: Option<Instant>,
     probe: Option<u64>,
     last_probe: Option<Instant>,
+    /// Probes in a row that found no more room than expected.
+    idle_probes: u32,
     log: VecDeque<Sent>,
-    window: Option<Duration>,
+    /// The window assumed until a shorter one is learnt.
+    assumed: Duration,
+    /// The least upper bound on the window learnt from answers.
+    learnt: Option<Duration>,
+}
+
+impl Default for Gate {
+    /// A gate assuming the process's [`assumed_window`].
+    fn default() -> Self {
+        Self::with_window(assumed_window())
+    }
 }
 
 impl Gate {
-    /// The window's length as learnt from resets (never shorter than the real one).
+    /// A gate assuming the window is `assumed` until it learns a shorter one.
+    pub fn with_window(assumed: Duration) -> Self {
+        Gate {
+            issued: 0,
+            report: None,
+            blocked_until: None,
+            probe: None,
+            last_probe: None,
+            idle_probes: 0,
+            log: VecDeque::new(),
+            assumed: assumed.clamp(Duration::from_millis(1), MAX_WINDOW),
+            learnt: None,
+        }
+    }
+
+    /// The window's length as learnt from answers (never shorter than the real one), if it
+    /// is shorter than the assumed one.
     pub fn window(&self) -> Option<Duration> {
-        self.window
+        self.learnt.map(|w| w.min(self.assumed))
+    }
+
+    /// The window the gate goes by: the learnt one, else the assumed one.
+    pub fn effective_window(&self) -> Duration {
+        self.window().unwrap_or(self.assumed)
     }
 
     /// When each of our counted requests that were in the window at the last report leaves
     /// it, oldest first.
     fn leaving(&self) -> impl Iterator<Item = Instant> + '_ {
-        let known = self.report.zip(self.window);
+        let report = self.report;
+        let w = self.effective_window();
         self.log.iter().filter_map(move |s| {
-            let (r, w) = known?;
-            let out = s.at + w;
+            let r = report?;
+            let out = s.at.checked_add(w)?;
             (s.counted && s.ticket <= r.ticket && out > r.at).then_some(out)
         })
     }
@@ -111,6 +182,14 @@ impl Gate {
         let r = self.report?;
         let credit = self.leaving().filter(|out| *out <= now).count() as i64;
         Some(i64::from(r.remaining) - self.issued.saturating_sub(r.ticket) as i64 + credit)
+    }
+
+    /// How long without news before a probe: doubles with each probe that found nothing,
+    /// up to the window.
+    fn probe_gap(&self) -> Duration {
+        PROBE_FALLBACK
+            .saturating_mul(1 << self.idle_probes.min(20))
+            .min(self.effective_window().max(PROBE_FALLBACK))
     }
 
     /// Whether a request may go now, keeping `reserve` requests of the budget for others.
@@ -126,21 +205,30 @@ impl Gate {
         };
         let available = self.available_at(now).unwrap_or(0);
         if available > i64::from(reserve) {
+            self.idle_probes = 0;
             return Decision::Go(self.issue(now));
         }
         // Down to the reserve: wait until enough of our requests have left the window, or
-        // for the reset; then one probe, and nobody else until it answers.
+        // for news; then one probe, and nobody else until it answers.
         if self.probe.is_some() {
             return Decision::WaitUntil(now + PROBE_POLL);
         }
         let short = usize::try_from(i64::from(reserve) + 1 - available).unwrap_or(usize::MAX);
-        // The reset is when the oldest counted request leaves; once our own requests are
-        // credited as they leave, our next one leaving is the better time to look again.
-        let mut due = self
+        let own = self
             .leaving()
             .filter(|out| *out > now)
-            .nth(short.saturating_sub(1))
-            .unwrap_or(report.reset_at);
+            .nth(short.saturating_sub(1));
+        // Without news: when the server said capacity returns, else after the probe gap.
+        let told = report
+            .told_reset
+            .unwrap_or_else(|| report.at + self.probe_gap());
+        let mut due = match own {
+            // A learnt window says when our requests leave: then is the time to look again.
+            Some(own) if self.learnt.is_some() => own,
+            // An assumed window may be too long, and other clients' requests may leave first.
+            Some(own) => own.min(told),
+            None => told,
+        };
         if let Some(last) = self.last_probe {
             due = due.max(last + MIN_PROBE_GAP);
         }
@@ -166,9 +254,37 @@ impl Gate {
         self.issued
     }
 
-    /// Learns the window from a report: if every request in the server's window was ours,
-    /// the oldest is our `limit - remaining`-th newest counted request up to `ticket`.
-    fn learn_window(&mut self, ticket: u64, limit: u32, remaining: u32, reset_at: Instant) {
+    /// Keeps `w` if it is a tighter bound on the window than the one known.
+    fn bound_window(&mut self, w: Duration) {
+        if !w.is_zero() {
+            self.learnt = Some(self.learnt.map_or(w, |known| known.min(w)));
+        }
+    }
+
+    /// Learns a bound on the window from `Remaining` alone. The report for `ticket`, read at
+    /// `now`, says `limit - remaining` requests are in the window, so at most that many of
+    /// ours are: one more than that (and one more again, in case `Remaining` does not count
+    /// the request it answers), counted newest first among ours up to `ticket`, has left it.
+    /// It was sent before it was counted and the report was read after `ticket` was counted,
+    /// so the time between is never shorter than the window.
+    fn learn_from_remaining(&mut self, ticket: u64, limit: u32, remaining: u32, now: Instant) {
+        let in_window = limit.saturating_sub(remaining) as usize;
+        let left = self
+            .log
+            .iter()
+            .rev()
+            .filter(|s| s.counted && s.ticket <= ticket)
+            .nth(in_window + 1);
+        if let Some(left) = left {
+            self.bound_window(now.saturating_duration_since(left.at));
+        }
+    }
+
+    /// Learns the window from an (undocumented) reset date: if every request in the server's
+    /// window was ours, the oldest is our `limit - remaining`-th newest counted request up to
+    /// `ticket`; it left at the reset (rounded up), and others' requests only make the real
+    /// oldest older, so the reset less its send time is never shorter than the window.
+    fn learn_from_reset(&mut self, ticket: u64, limit: u32, remaining: u32, reset_at: Instant) {
         let in_window = limit.saturating_sub(remaining) as usize;
         if in_window == 0 {
             return;
@@ -180,23 +296,19 @@ impl Gate {
             .filter(|s| s.counted && s.ticket <= ticket)
             .nth(in_window - 1);
         if let Some(oldest) = oldest {
-            let w = reset_at.saturating_duration_since(oldest.at);
-            if !w.is_zero() {
-                self.window = Some(self.window.map_or(w, |known| known.min(w)));
-            }
+            self.bound_window(reset_at.saturating_duration_since(oldest.at));
         }
     }
 
     /// Drops log entries that can no longer be credited.
     fn prune(&mut self) {
-        let Some((r, w)) = self.report.zip(self.window) else {
+        let Some(r) = self.report else {
             return;
         };
-        while self
-            .log
-            .front()
-            .is_some_and(|s| s.at + w <= r.at && s.ticket <= r.ticket)
-        {
+        let w = self.effective_window();
+        while self.log.front().is_some_and(|s| {
+            s.ticket <= r.ticket && s.at.checked_add(w).is_some_and(|out| out <= r.at)
+        }) {
             self.log.pop_front();
         }
     }
@@ -204,9 +316,27 @@ impl Gate {
     /// Records what the response to `ticket` said (call it for every ticket, answered or not,
     /// with [`Observed::default`] when there was no answer).
     pub fn observe(&mut self, ticket: u64, now: Instant, seen: Observed) {
-        if self.probe == Some(ticket) {
+        let probe = self.probe == Some(ticket);
+        if probe {
             self.probe = None;
         }
+        let before = self.available_at(now);
+        self.record(ticket, now, seen);
+        if probe {
+            // A probe that found no more room than expected doubles the next probe gap.
+            let found = self
+                .available_at(now)
+                .zip(before)
+                .is_some_and(|(a, b)| a > b);
+            self.idle_probes = if found {
+                0
+            } else {
+                self.idle_probes.saturating_add(1)
+            };
+        }
+    }
+
+    fn record(&mut self, ticket: u64, now: Instant, seen: Observed) {
         // Only a request the server answered with the headers is known to be counted.
         if let Ok(i) = self.log.binary_search_by_key(&ticket, |s| s.ticket) {
             if seen.remaining.is_some() && !seen.limited {
@@ -216,28 +346,37 @@ impl Gate {
             }
         }
         if seen.limited {
-            let wait = seen.retry_after.or(seen.reset_in).unwrap_or(RESET_FALLBACK);
+            let wait = seen.retry_after.or(seen.reset_in).unwrap_or(PROBE_FALLBACK);
             let until = now + wait;
             self.blocked_until = Some(self.blocked_until.map_or(until, |b| b.max(until)));
             // Whatever was learnt did not keep us under the limit.
-            self.window = None;
+            self.learnt = None;
         }
         let remaining = match (seen.remaining, seen.limited) {
             (_, true) => 0,
             (Some(r), false) => r,
             (None, false) => return,
         };
+        // A bound holds even when a newer report has arrived.
+        if let (Some(limit), false) = (seen.limit, seen.limited) {
+            self.learn_from_remaining(ticket, limit, remaining, now);
+        }
         if self.report.is_some_and(|r| r.ticket > ticket) {
             return;
         }
-        let reset_at = now + seen.reset_in.or(seen.retry_after).unwrap_or(RESET_FALLBACK);
-        if let (Some(limit), Some(_), false) = (seen.limit, seen.reset_in, seen.limited) {
-            self.learn_window(ticket, limit, remaining, reset_at);
+        let told_reset = if seen.limited {
+            seen.retry_after.or(seen.reset_in)
+        } else {
+            seen.reset_in
+        }
+        .map(|d| now + d);
+        if let (Some(limit), Some(reset_at), false) = (seen.limit, told_reset, seen.limited) {
+            self.learn_from_reset(ticket, limit, remaining, reset_at);
         }
         self.report = Some(Report {
             ticket,
             remaining,
-            reset_at,
+            told_reset,
             at: now,
         });
         self.prune();
@@ -420,5 +559,209 @@ mod tests {
             },
         );
         assert_eq!(g.window(), None);
+    }
+
+    /// Only the documented headers: `X-RateLimit-Limit` and `X-RateLimit-Remaining`.
+    fn documented(limit: u32, remaining: u32) -> Observed {
+        Observed {
+            limit: Some(limit),
+            remaining: Some(remaining),
+            ..Observed::default()
+        }
+    }
+
+    /// A server with a sliding window: `limit` requests per `window`, counting every request
+    /// it is sent (ours through `send`, others' through `other`).
+    struct Server {
+        limit: u32,
+        window: Duration,
+        hits: VecDeque<Instant>,
+    }
+
+    impl Server {
+        fn new(limit: u32, window: Duration) -> Self {
+            Server {
+                limit,
+                window,
+                hits: VecDeque::new(),
+            }
+        }
+
+        /// Another client's request, if there is room for it.
+        fn other(&mut self, at: Instant) {
+            self.expire(at);
+            if self.hits.len() < self.limit as usize {
+                self.hits.push_back(at);
+            }
+        }
+
+        fn expire(&mut self, at: Instant) {
+            while self.hits.front().is_some_and(|h| at - *h >= self.window) {
+                self.hits.pop_front();
+            }
+        }
+
+        /// Counts a request arriving at `at` and answers with the documented headers.
+        fn send(&mut self, at: Instant) -> Observed {
+            self.expire(at);
+            if self.hits.len() >= self.limit as usize {
+                let until = *self.hits.front().unwrap() + self.window;
+                return Observed {
+                    limit: Some(self.limit),
+                    remaining: Some(0),
+                    retry_after: Some(until - at),
+                    limited: true,
+                    ..Observed::default()
+                };
+            }
+            self.hits.push_back(at);
+            documented(self.limit, self.limit - self.hits.len() as u32)
+        }
+    }
+
+    #[test]
+    fn a_configured_window_credits_own_requests_without_a_reset_header() {
+        let ms = |n: u64| Duration::from_millis(n);
+        let mut g = Gate::with_window(ms(1000));
+        let t0 = Instant::now();
+        for i in 0..10u64 {
+            let at = t0 + ms(100 * i);
+            let t = go(g.decide(at, 0));
+            g.observe(t, at, documented(10, 9 - i as u32));
+        }
+        // Nothing has left yet, so nothing is learnt: the assumed window is what it goes by.
+        assert_eq!(g.window(), None);
+        assert_eq!(g.effective_window(), ms(1000));
+        assert_eq!(g.available_at(t0 + ms(950)), Some(0));
+        // Our first request leaves at 1 s, before a probe would be due.
+        assert_eq!(
+            g.decide(t0 + ms(950), 0),
+            Decision::WaitUntil(t0 + ms(1000))
+        );
+        assert_eq!(g.available_at(t0 + ms(1250)), Some(3));
+    }
+
+    #[test]
+    fn the_window_is_learnt_from_remaining_alone() {
+        let ms = |n: u64| Duration::from_millis(n);
+        // The gate assumes the documented 5 minutes; the server's window is 1 s.
+        let mut g = Gate::with_window(DOCUMENTED_WINDOW);
+        let mut server = Server::new(10, ms(1000));
+        let t0 = Instant::now();
+        let mut sent = 0;
+        let mut now = t0;
+        // Requests as fast as the gate lets them through, answered 10 ms after they are sent.
+        while now < t0 + ms(4000) {
+            match g.decide(now, 0) {
+                Decision::Go(t) => {
+                    let seen = server.send(now);
+                    g.observe(t, now + ms(10), seen);
+                    sent += 1;
+                    now += ms(20);
+                }
+                Decision::WaitUntil(at) => now = at,
+            }
+        }
+        // Never over the limit.
+        assert!(server.hits.len() <= 10);
+        // Learnt: never shorter than the window, within a request's latency and spacing of it.
+        let w = g.window().expect("learnt");
+        assert!(w >= ms(1000) && w <= ms(1050), "{w:?}");
+        // The first window was a burst of 10; discovering the window took the first probe
+        // after the first request left (at 1 s + one probe gap); then 10 per second.
+        assert!(sent >= 10 + 10 * 2, "{sent}");
+    }
+
+    #[test]
+    fn probes_without_news_back_off_until_room_is_found() {
+        let ms = |n: u64| Duration::from_millis(n);
+        let mut g = Gate::with_window(DOCUMENTED_WINDOW);
+        let t0 = Instant::now();
+        let t = go(g.decide(t0, 5));
+        g.observe(t, t0, documented(100, 5));
+        // Others hold the budget (95 of 100 in the window): a probe after 1 s, then 2 s, then
+        // 4 s, while each finds nothing freed (it only spends one more).
+        let mut at = t0;
+        for (gap, left) in [(1000, 4), (2000, 3), (4000, 2)] {
+            assert_eq!(g.decide(at, 5), Decision::WaitUntil(at + ms(gap)));
+            at += ms(gap);
+            let p = go(g.decide(at, 5));
+            assert_eq!(g.decide(at, 5), Decision::WaitUntil(at + PROBE_POLL));
+            g.observe(p, at, documented(100, left));
+        }
+        assert_eq!(g.decide(at, 5), Decision::WaitUntil(at + ms(8000)));
+        // Room at last: requests go, and the next stall probes after 1 s again.
+        at += ms(8000);
+        let p = go(g.decide(at, 5));
+        g.observe(p, at, documented(100, 9));
+        for _ in 0..4 {
+            go(g.decide(at, 5));
+        }
+        assert_eq!(g.decide(at, 5), Decision::WaitUntil(at + ms(1000)));
+    }
+
+    #[test]
+    fn other_clients_never_make_the_learnt_window_too_short() {
+        let ms = |n: u64| Duration::from_millis(n);
+        let window = ms(1000);
+        let mut g = Gate::with_window(DOCUMENTED_WINDOW);
+        let mut server = Server::new(20, window);
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut next_other = t0;
+        let mut limited = 0;
+        // Another client sends every 70 ms (when there is room); ours go as the gate lets
+        // them, keeping 5 for others, answered after 3 to 17 ms.
+        for i in 0..2000u64 {
+            if now >= t0 + ms(6000) {
+                break;
+            }
+            while next_other <= now {
+                server.other(next_other);
+                next_other += ms(70);
+            }
+            match g.decide(now, 5) {
+                Decision::Go(t) => {
+                    let seen = server.send(now);
+                    limited += u32::from(seen.limited);
+                    g.observe(t, now + ms(3 + (i * 7) % 15), seen);
+                    now += ms(5);
+                }
+                Decision::WaitUntil(at) => now = at.min(next_other),
+            }
+            if let Some(w) = g.window() {
+                assert!(w >= window, "{w:?}");
+            }
+        }
+        let w = g.window().expect("learnt");
+        assert!(w <= ms(1100), "{w:?}");
+        assert_eq!(limited, 0);
+    }
+
+    #[test]
+    fn a_429_without_a_reset_header_probes_at_retry_after() {
+        let mut g = Gate::with_window(DOCUMENTED_WINDOW);
+        let now = Instant::now();
+        let t = go(g.decide(now, 0));
+        g.observe(t, now, documented(5, 1));
+        let t = go(g.decide(now, 0));
+        g.observe(
+            t,
+            now,
+            Observed {
+                limit: Some(5),
+                remaining: Some(0),
+                retry_after: Some(Duration::from_secs(7)),
+                limited: true,
+                ..Observed::default()
+            },
+        );
+        let until = now + Duration::from_secs(7);
+        assert_eq!(g.decide(now, 0), Decision::WaitUntil(until));
+        // When capacity returns, one probe (not before: the probe gap is no shorter).
+        let p = go(g.decide(until, 0));
+        assert_eq!(g.decide(until, 0), Decision::WaitUntil(until + PROBE_POLL));
+        g.observe(p, until, documented(5, 3));
+        go(g.decide(until, 0));
     }
 }
