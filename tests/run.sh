@@ -29,6 +29,18 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || [ ! -x "$VENV/bin/mo
     echo "$want" > "$stamp"
 fi
 
+step "Self-contained: no tracked file points outside the repository"
+# A clone has nothing beside it: tests and tools read their data from inside the repository
+# (a relative path above it, or an absolute path of the machine it was written on, is an
+# error). The patterns are spelled so that this file does not match itself.
+found=0
+git grep -n -I -e '\.\./shared' -e '/wor[k]/' -- . || found=$?
+case $found in
+    0) echo "the files above point outside the repository" >&2; exit 1 ;;
+    1) echo "none" ;;
+    *) echo "git grep failed (is this a git checkout?)" >&2; exit 1 ;;
+esac
+
 step "moto server (DynamoDB + SQS + SSM) on loopback"
 PORT=$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 mkdir -p target

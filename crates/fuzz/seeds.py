@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes the committed seed corpus (crates/fuzz/corpus/<target>/seed-*) from the repo's
-examples. Run from the repository root: python3 crates/fuzz/seeds.py
+examples, found relative to this script. Run from anywhere: python3 crates/fuzz/seeds.py
 The input formats are documented in els_core::fuzz and els_lightspeed::parse::fuzz."""
 import glob
 import json
@@ -55,10 +55,10 @@ for path in sorted(glob.glob(os.path.join(REPO, "tests/fixtures/orders/*.json"))
     write("order_mapping", os.path.basename(path)[:-5], compact(order))
 ex = os.path.join(REPO, "crates/core/tests/fixtures/ecwid-order-K8XTQ.json")
 write("order_mapping", "ecwid-example-K8XTQ", compact(json.load(open(ex))))
-search = "/work/shared/reference/ecwid/examples/search-orders.json"
-if os.path.exists(search):
-    for i, o in enumerate(json.load(open(search)).get("items", [])[:3]):
-        write("order_mapping", f"ecwid-search-{i}", compact(o))
+# Ecwid's example order search, as published (crates/sandbox/tests/fixtures/README.md).
+search = os.path.join(REPO, "crates/sandbox/tests/fixtures/ecwid/search-orders.json")
+for i, o in enumerate(json.load(open(search)).get("items", [])[:3]):
+    write("order_mapping", f"ecwid-search-{i}", compact(o))
 
 
 def item(sku, qty, price_cents, rate_idx, discount_cents, flags):

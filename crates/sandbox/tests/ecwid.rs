@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::*;
 use els_sandbox::{OrderItemSpec, OrderSpec, ShippingSpec};
 use reqwest::Method;
@@ -16,15 +14,9 @@ fn d(v: &Value) -> Decimal {
     v.to_string().parse().unwrap()
 }
 
-fn examples_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("ELS_SHARED_DIR") {
-        let p = PathBuf::from(dir).join("reference/ecwid/examples");
-        if p.exists() {
-            return p;
-        }
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference/ecwid/examples")
-}
+/// Ecwid's example order (`order.json` of its REST API docs, as published), kept once in
+/// els-core's fixtures (see tests/fixtures/README.md).
+const EXAMPLE_ORDER: &str = include_str!("../../core/tests/fixtures/ecwid-order-K8XTQ.json");
 
 /// Internal consistency of an order JSON; returns (sum of lines, total).
 fn check_consistent(o: &Value) -> (Decimal, Decimal) {
@@ -213,8 +205,7 @@ async fn place_order_tax_exclusive_is_consistent() {
 #[tokio::test]
 async fn example_order_loads_as_is_and_get_returns_it() {
     let sb = sandbox().await;
-    let text = std::fs::read_to_string(examples_dir().join("order.json")).expect("order.json");
-    let example: Value = serde_json::from_str(&text).unwrap();
+    let example: Value = serde_json::from_str(EXAMPLE_ORDER).unwrap();
     let id = sb.insert_order(example.clone());
     assert_eq!(id, "K8XTQ");
     let (status, got) = ecwid(&sb, Method::GET, "/orders/K8XTQ", None).await;
