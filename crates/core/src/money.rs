@@ -159,9 +159,13 @@ impl Mapper<'_> {
         let percent: Decimal = applied.iter().map(|t| t.value).sum();
         let amount: Decimal = applied.iter().map(|t| t.total).sum();
         let order_inclusive = self.order.prices_include_tax.unwrap_or(false);
+        let included = |t: &ItemTax| match t.include_in_price {
+            Some(own) if self.reading.honour_include_in_price => own,
+            _ => order_inclusive,
+        };
         let added: Decimal = applied
             .iter()
-            .filter(|t| !t.include_in_price.unwrap_or(order_inclusive))
+            .filter(|t| !included(t))
             .map(|t| t.total)
             .sum();
         let Some(ls_tax) = self.setup.tax_for_percent(percent) else {
@@ -1208,6 +1212,20 @@ mod tests {
             ("p-mug", dec!(1), dec!(16.25), dec!(5.2), "mix32")
         );
         assert_eq!(sale.total(), dec!(21.45));
+        // Ecwid's own example marks the TVA `includeInPrice` but computes it on the net and
+        // adds it to the total: the reading that follows the order's `pricesIncludeTax`
+        // reconciles, so the order posts exactly; the flag's reading would not.
+        let o = order(serde_json::json!({
+            "id": "MX2", "total": 21.45, "tax": 5.2,
+            "items": [{"sku": "MUG", "quantity": 1, "price": 16.25, "taxes": [
+                {"name": "State tax", "value": 12, "total": 1.95, "taxOnDiscountedSubtotal": 1.95, "taxOnShipping": 0, "includeInPrice": false},
+                {"name": "TVA", "value": 20, "total": 3.25, "taxOnDiscountedSubtotal": 3.25, "taxOnShipping": 0, "includeInPrice": true}]}]
+        }));
+        let sale = map_with(&o, &s).unwrap();
+        assert_eq!(
+            line_tuple(&sale.register_sale_products[0]),
+            ("p-mug", dec!(1), dec!(16.25), dec!(5.2), "mix32")
+        );
     }
 
     #[test]

@@ -13,6 +13,9 @@
 //!   the item `total` contain the shipping share (documented today) or not?
 //! - is a handling fee's tax inside `taxesOnShipping` (the documented formula) or only in
 //!   `handlingFee.taxes`?
+//! - does a tax's own `includeInPrice` hold when it differs from the order's
+//!   `pricesIncludeTax`? Ecwid's own "State tax / TVA" example marks its 20% TVA
+//!   `includeInPrice: true` yet computes it on the net and adds it to the total.
 
 use crate::ecwid::{EcwidOrder, ItemTax, OrderItem};
 use rust_decimal::Decimal;
@@ -25,6 +28,9 @@ pub(crate) struct Reading {
     pub legacy_items_include_shipping: bool,
     /// The handling fee's tax is inside `taxesOnShipping` (and the items' shares of it).
     pub fee_tax_in_shipping: bool,
+    /// A tax's `includeInPrice` says whether the amount it taxes includes it (the documented
+    /// meaning); otherwise the order's `pricesIncludeTax` says it for every tax.
+    pub honour_include_in_price: bool,
 }
 
 impl Reading {
@@ -46,21 +52,26 @@ impl Reading {
             .handling_fee
             .as_ref()
             .is_some_and(|f| f.taxes.iter().any(|t| !t.total.is_zero()));
+        let order_inclusive = order.prices_include_tax.unwrap_or(false);
+        let own_inclusion = order
+            .items
+            .iter()
+            .flat_map(|i| i.taxes.iter())
+            .chain(order.taxes_on_shipping.iter())
+            .chain(order.handling_fee.iter().flat_map(|f| f.taxes.iter()))
+            .chain(order.custom_surcharges.iter().flat_map(|c| c.taxes.iter()))
+            .any(|t| t.include_in_price.is_some_and(|i| i != order_inclusive));
+        let both = |open: bool| if open { vec![true, false] } else { vec![true] };
         let mut out = Vec::new();
-        for legacy_items_include_shipping in if legacy {
-            vec![true, false]
-        } else {
-            vec![true]
-        } {
-            for fee_tax_in_shipping in if fee_taxed {
-                vec![true, false]
-            } else {
-                vec![true]
-            } {
-                out.push(Reading {
-                    legacy_items_include_shipping,
-                    fee_tax_in_shipping,
-                });
+        for legacy_items_include_shipping in both(legacy) {
+            for fee_tax_in_shipping in both(fee_taxed) {
+                for honour_include_in_price in both(own_inclusion) {
+                    out.push(Reading {
+                        legacy_items_include_shipping,
+                        fee_tax_in_shipping,
+                        honour_include_in_price,
+                    });
+                }
             }
         }
         out
