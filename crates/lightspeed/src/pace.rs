@@ -29,7 +29,8 @@
 //! only assumed, or none of our requests is due to leave (others hold the budget), it also
 //! probes after [`PROBE_FALLBACK`] without news, doubling the gap after each probe that finds
 //! no more room than expected, up to the window, so a stalled budget costs a handful of
-//! requests per window and not one a second. A 429's `Retry-After` (when capacity returns)
+//! requests per window and not one a second; while our own requests are due to leave, at most
+//! [`MAX_IDLE_PROBES`] such probes in a row. A 429's `Retry-After` (when capacity returns)
 //! blocks every request until it has passed, and forgets the learnt window.
 
 use std::collections::VecDeque;
@@ -41,6 +42,10 @@ pub const DOCUMENTED_WINDOW: Duration = Duration::from_secs(300);
 /// How long the gate waits without news before probing (the first gap; it doubles after each
 /// probe that finds no room), and how long a 429 without `Retry-After` blocks.
 pub const PROBE_FALLBACK: Duration = Duration::from_secs(1);
+/// The most probes in a row that find nothing while some of our own requests are due to leave
+/// the window: each spends one request of the reserve, and 4 keep the poster's reserve (25)
+/// above the inventory mirror's back-off (20 remaining).
+pub const MAX_IDLE_PROBES: u32 = 4;
 /// The least time between two probes, so a reset date in the past (clock skew) cannot
 /// turn the gate into a busy loop.
 pub const MIN_PROBE_GAP: Duration = Duration::from_millis(100);
@@ -223,8 +228,9 @@ impl Gate {
             .told_reset
             .unwrap_or_else(|| report.at + self.probe_gap());
         let mut due = match own {
-            // A learnt window says when our requests leave: then is the time to look again.
-            Some(own) if self.learnt.is_some() => own,
+            // A learnt window says when our requests leave: then is the time to look again;
+            // so it does after a few probes that found nothing.
+            Some(own) if self.learnt.is_some() || self.idle_probes >= MAX_IDLE_PROBES => own,
             // An assumed window may be too long, and other clients' requests may leave first.
             Some(own) => own.min(told),
             None => told,
@@ -300,14 +306,16 @@ impl Gate {
         }
     }
 
-    /// Drops log entries that can no longer be credited.
+    /// Drops log entries that can no longer be credited nor bound the window: those that
+    /// left it more than a window before the last report (the requests that left within the
+    /// last window are what [`Gate::learn_from_remaining`] reads).
     fn prune(&mut self) {
         let Some(r) = self.report else {
             return;
         };
-        let w = self.effective_window();
+        let kept = self.effective_window().saturating_mul(2);
         while self.log.front().is_some_and(|s| {
-            s.ticket <= r.ticket && s.at.checked_add(w).is_some_and(|out| out <= r.at)
+            s.ticket <= r.ticket && s.at.checked_add(kept).is_some_and(|out| out <= r.at)
         }) {
             self.log.pop_front();
         }
@@ -763,5 +771,42 @@ mod tests {
         assert_eq!(g.decide(until, 0), Decision::WaitUntil(until + PROBE_POLL));
         g.observe(p, until, documented(5, 3));
         go(g.decide(until, 0));
+    }
+
+    #[test]
+    fn with_the_documented_window_a_burst_keeps_the_reserve_and_gets_no_429() {
+        let ms = |n: u64| Duration::from_millis(n);
+        let mut g = Gate::with_window(DOCUMENTED_WINDOW);
+        let mut server = Server::new(350, DOCUMENTED_WINDOW);
+        let t0 = Instant::now();
+        let mut now = t0;
+        let (mut sent, mut limited) = (0u32, 0u32);
+        let mut lowest = Vec::new();
+        // A backlog: a request every 10 ms whenever the gate lets one through, for 20 minutes;
+        // answered 50 ms after it is sent, counted 20 ms after.
+        while now < t0 + ms(1_200_000) {
+            match g.decide(now, 25) {
+                Decision::Go(t) => {
+                    let seen = server.send(now + ms(20));
+                    limited += u32::from(seen.limited);
+                    sent += 1;
+                    let window = ((now - t0).as_millis() / 300_000) as usize;
+                    if lowest.len() <= window {
+                        lowest.push(u32::MAX);
+                    }
+                    lowest[window] = lowest[window].min(seen.remaining.unwrap_or(0));
+                    g.observe(t, now + ms(50), seen);
+                    now += ms(10);
+                }
+                Decision::WaitUntil(at) => now = at,
+            }
+        }
+        assert_eq!(limited, 0);
+        assert_eq!(lowest.len(), 4, "{lowest:?}");
+        assert!(sent >= 4 * 325, "{sent}");
+        eprintln!(
+            "{sent} sent, lowest remaining per window {lowest:?}, window {:?}",
+            g.window()
+        );
     }
 }
