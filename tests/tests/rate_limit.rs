@@ -10,7 +10,8 @@
 //! `ELS_RATE_TRACE=1` prints the sandbox's request count every 250 ms. The window is in no
 //! header, so the burst test tells the gates the scaled window (as the documented 5 minutes
 //! is their default); `ELS_RATE_ASSUME_WINDOW_MS` assumes another one instead (e.g. 300000,
-//! to see the gate learn the scaled window from `X-RateLimit-Remaining` alone).
+//! to see the gate learn the scaled window from `X-RateLimit-Remaining` alone);
+//! `ELS_RATE_RESET_HEADER=1` has the sandbox send its undocumented `X-RateLimit-Reset` too.
 
 use els_core::ledger::OrderState;
 use els_core::{ApiError, LightspeedApi, WorkQueue};
@@ -67,6 +68,7 @@ async fn a_burst_of_orders_under_the_limit_posts_every_order_without_a_429() {
         sandbox: SandboxConfig {
             ls_rate_limit: LIMIT,
             ls_rate_window: window,
+            ls_rate_limit_reset_header: std::env::var("ELS_RATE_RESET_HEADER").is_ok(),
             // Ecwid is not under test here.
             ecwid_rate_limit: 1_000_000,
             ..SandboxConfig::default()
