@@ -17,7 +17,8 @@
 //! [`set_assumed_window`] says, for a sandbox whose window is scaled down) and learns a
 //! shorter one from `Remaining` alone. A report for our request `t` says `Limit - Remaining`
 //! requests are in the window; at most that many of them are ours, so our
-//! `(Limit - Remaining + 1)`-th newest counted request up to `t` has left it, and the
+//! `(Limit - Remaining + 1)`-th newest counted request up to `t` has left it (the gate takes
+//! the next older one, in case `Remaining` does not count the request it answers), and the
 //! window is at most the time from that request's send to the report. The bound holds
 //! whoever else uses the budget (their requests only make ours older), whatever requests of
 //! ours are still unanswered, and whatever the latency (sent before counted, counted before
