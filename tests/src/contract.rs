@@ -35,7 +35,7 @@ pub fn sample_connection(store_id: u64) -> Connection {
         store_id,
         ecwid_token: Secret::new(format!("secret_{store_id}")),
         lightspeed: LightspeedAccount {
-            domain_prefix: "contractshop".into(),
+            domain_prefix: "contractshop".parse().unwrap(),
             access_token: Secret::new("lsxs_at_1"),
             refresh_token: Some(Secret::new("lsxs_rt_1")),
             expires_at: Some(Utc::now()),

@@ -298,7 +298,7 @@ async fn a_wait_beyond_the_cap_is_not_sent_and_reports_the_wait() {
     assert_eq!(h.sandbox.counters().ls_requests, sent, "nothing was sent");
     // Another retailer has its own gate.
     let mut other = h.connection.clone();
-    other.lightspeed.domain_prefix = "elsewhere".into();
+    other.lightspeed.domain_prefix = "elsewhere".parse().unwrap();
     let third = clone.find_products_by_sku(&other, "MUG-001").await;
     assert!(matches!(third, Err(ApiError::NotFound { .. })), "{third:?}");
     assert_eq!(h.sandbox.counters().ls_requests, sent + 1);

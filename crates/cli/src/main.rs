@@ -10,7 +10,9 @@ use els_core::ingest::{IngestConfig, Ingestor};
 use els_core::inventory::mirror::{InventoryMirror, MirrorConfig, RunOutcome};
 use els_core::ledger::{OrderKey, OrderState, ReasonCode};
 use els_core::poster::{PosterConfig, SalePoster};
-use els_core::{Connection, LightspeedAccount, Secret, Settings, StateStore, SystemClock};
+use els_core::{
+    Connection, DomainPrefix, LightspeedAccount, Secret, Settings, StateStore, SystemClock,
+};
 use els_ecwid::EcwidClient;
 use els_lightspeed::{POSTER_RESERVE, Pacing};
 use els_sandbox::{OrderItemSpec, OrderSpec, Sandbox, SandboxConfig};
@@ -277,8 +279,10 @@ struct ConnectArgs {
     store: u64,
     #[arg(long, env = "ECWID_TOKEN", hide_env_values = true)]
     ecwid_token: String,
-    #[arg(long)]
-    domain_prefix: String,
+    /// The Lightspeed store's domain prefix (`myshop` of myshop.retail.lightspeed.app; the
+    /// store URL is accepted too).
+    #[arg(long, value_parser = DomainPrefix::from_input)]
+    domain_prefix: DomainPrefix,
     #[arg(long, env = "LIGHTSPEED_TOKEN", hide_env_values = true)]
     lightspeed_token: String,
     /// The OAuth refresh token that came with `--lightspeed-token` (none: a personal token).

@@ -17,7 +17,10 @@ pub fn sandbox_connection(sandbox: &Sandbox) -> Connection {
         store_id: cfg.ecwid_store_id,
         ecwid_token: Secret::new(cfg.ecwid_token.clone()),
         lightspeed: LightspeedAccount {
-            domain_prefix: cfg.ls_domain_prefix.clone(),
+            domain_prefix: cfg
+                .ls_domain_prefix
+                .parse()
+                .expect("the sandbox's domain prefix is valid"),
             access_token: Secret::new(cfg.ls_token.clone()),
             refresh_token: None,
             expires_at: None,

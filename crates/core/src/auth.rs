@@ -649,7 +649,7 @@ mod tests {
 
     fn account(refresh: bool, expires_in: Option<i64>) -> LightspeedAccount {
         LightspeedAccount {
-            domain_prefix: "shop".into(),
+            domain_prefix: "shop".parse().unwrap(),
             access_token: Secret::new("a1"),
             refresh_token: refresh.then(|| Secret::new("r1")),
             expires_at: expires_in.map(|s| now() + chrono::Duration::seconds(s)),

@@ -35,11 +35,90 @@ impl fmt::Display for Secret {
     }
 }
 
+/// A Lightspeed retailer's domain prefix: the `{prefix}` of
+/// `https://{prefix}.retail.lightspeed.app`. It becomes part of the host our bearer tokens are
+/// sent to, so only a DNS label is accepted (`^[a-z0-9-]+$`, 1 to 63 characters, no leading
+/// or trailing hyphen): a crafted value (`evil.com/x?`, `a@evil.com`, `shop.evil`) cannot
+/// change the host. Stored connections are checked again when read.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DomainPrefix(String);
+
+/// Why a domain prefix was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "'{0}' is not a Lightspeed domain prefix: use the part before .retail.lightspeed.app (lower-case letters, digits and hyphens)"
+)]
+pub struct InvalidDomainPrefix(pub String);
+
+impl DomainPrefix {
+    pub fn parse(value: &str) -> Result<Self, InvalidDomainPrefix> {
+        let ok = (1..=63).contains(&value.len())
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !value.starts_with('-')
+            && !value.ends_with('-');
+        if ok {
+            Ok(Self(value.to_string()))
+        } else {
+            Err(InvalidDomainPrefix(value.chars().take(80).collect()))
+        }
+    }
+
+    /// What a merchant may type or paste: `MyShop`, `myshop.retail.lightspeed.app` or
+    /// `https://myshop.retail.lightspeed.app/`. Trimmed and lower-cased, the scheme, path
+    /// and Lightspeed's host suffix dropped; what is left must be a valid prefix.
+    pub fn from_input(input: &str) -> Result<Self, InvalidDomainPrefix> {
+        let lower = input.trim().to_ascii_lowercase();
+        let no_scheme = lower
+            .strip_prefix("https://")
+            .or_else(|| lower.strip_prefix("http://"))
+            .unwrap_or(&lower);
+        let host = no_scheme.split('/').next().unwrap_or_default();
+        let prefix = host
+            .strip_suffix(".retail.lightspeed.app")
+            .or_else(|| host.strip_suffix(".vendhq.com"))
+            .unwrap_or(host);
+        Self::parse(prefix).map_err(|_| InvalidDomainPrefix(input.chars().take(80).collect()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for DomainPrefix {
+    type Error = InvalidDomainPrefix;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<DomainPrefix> for String {
+    fn from(value: DomainPrefix) -> Self {
+        value.0
+    }
+}
+
+impl std::str::FromStr for DomainPrefix {
+    type Err = InvalidDomainPrefix;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl fmt::Display for DomainPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// The Lightspeed side of a connection: which retailer, and how to authenticate.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LightspeedAccount {
     /// `{domain_prefix}.retail.lightspeed.app`.
-    pub domain_prefix: String,
+    pub domain_prefix: DomainPrefix,
     pub access_token: Secret,
     /// Absent for a personal token. OAuth refresh tokens rotate: the old one dies when a new
     /// one is issued, so the pair is stored with a version-conditioned write.
@@ -125,6 +204,56 @@ mod tests {
         assert_eq!(format!("{s}"), "***");
         assert_eq!(s.expose(), "secret_abc");
         assert_eq!(serde_json::to_string(&s).unwrap(), "\"secret_abc\"");
+    }
+
+    #[test]
+    fn only_a_dns_label_is_a_domain_prefix() {
+        for good in ["shop", "my-shop-2", "a", &"x".repeat(63)] {
+            assert_eq!(DomainPrefix::parse(good).unwrap().as_str(), good);
+        }
+        for bad in [
+            "",
+            "evil.com/x?",
+            "a@evil.com",
+            "shop.evil",
+            "evil.com#",
+            "Shop",
+            "-shop",
+            "shop-",
+            "sh op",
+            "shop\n",
+            "%2e",
+            &"x".repeat(64),
+        ] {
+            assert!(DomainPrefix::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+        for (typed, prefix) in [
+            (" MyShop ", "myshop"),
+            ("myshop.retail.lightspeed.app", "myshop"),
+            ("https://myshop.retail.lightspeed.app/", "myshop"),
+            ("https://myshop.vendhq.com", "myshop"),
+        ] {
+            assert_eq!(DomainPrefix::from_input(typed).unwrap().as_str(), prefix);
+        }
+        for crafted in [
+            "evil.com/x?",
+            "https://evil.com/.retail.lightspeed.app",
+            "myshop.retail.lightspeed.app.evil.com",
+            "a@evil.com.retail.lightspeed.app",
+        ] {
+            assert!(DomainPrefix::from_input(crafted).is_err(), "{crafted:?}");
+        }
+        // A stored connection with a crafted prefix does not load.
+        let stored = r#"{"domain_prefix": "evil.com/x?", "access_token": "t"}"#;
+        let err = serde_json::from_str::<LightspeedAccount>(stored).unwrap_err();
+        assert!(err.to_string().contains("not a Lightspeed domain prefix"), "{err}");
+        let ok: LightspeedAccount =
+            serde_json::from_str(r#"{"domain_prefix": "shop", "access_token": "t"}"#).unwrap();
+        assert_eq!(ok.domain_prefix.as_str(), "shop");
+        assert_eq!(
+            serde_json::to_value(&ok).unwrap()["domain_prefix"],
+            serde_json::json!("shop")
+        );
     }
 
     #[test]

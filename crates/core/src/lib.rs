@@ -27,7 +27,7 @@ pub mod ports;
 pub mod poster;
 pub mod webhook;
 
-pub use connection::{Connection, LightspeedAccount, Secret, Settings};
+pub use connection::{Connection, DomainPrefix, LightspeedAccount, Secret, Settings};
 pub use error::{ApiError, QueueError, StoreError};
 pub use ledger::{LedgerEntry, OrderKey, OrderState, ReasonCode};
 pub use ports::{

@@ -698,7 +698,7 @@ mod tests {
             store_id: 1003,
             ecwid_token: Secret::new("t"),
             lightspeed: LightspeedAccount {
-                domain_prefix: "p".into(),
+                domain_prefix: "p".parse().unwrap(),
                 access_token: Secret::new("a"),
                 refresh_token: None,
                 expires_at: None,

@@ -21,7 +21,10 @@ pub fn sandbox_connection(sb: &Sandbox) -> Connection {
         store_id: ids.ecwid_store_id,
         ecwid_token: Secret::new(cfg.ecwid_token.clone()),
         lightspeed: LightspeedAccount {
-            domain_prefix: cfg.ls_domain_prefix.clone(),
+            domain_prefix: cfg
+                .ls_domain_prefix
+                .parse()
+                .expect("the sandbox's domain prefix is valid"),
             access_token: Secret::new(cfg.ls_token.clone()),
             refresh_token: None,
             expires_at: None,
@@ -47,7 +50,7 @@ pub fn placeholder_connection(store_id: u64) -> Connection {
         store_id,
         ecwid_token: Secret::new("secret_placeholder"),
         lightspeed: LightspeedAccount {
-            domain_prefix: "placeholder".into(),
+            domain_prefix: "placeholder".parse().expect("a valid prefix"),
             access_token: Secret::new("lsxs_pt_placeholder"),
             refresh_token: None,
             expires_at: None,

@@ -316,7 +316,7 @@ impl LightspeedClient {
 
     /// Waits until the retailer's budget allows a request, at most [`Pacing::max_wait`].
     async fn admit(&self, conn: &Connection) -> Result<Admission, ApiError> {
-        let prefix = &conn.lightspeed.domain_prefix;
+        let prefix = conn.lightspeed.domain_prefix.as_str();
         let started = Instant::now();
         // A configured cap too large for the clock means no cap.
         let deadline = started.checked_add(self.pacing.max_wait);
@@ -325,7 +325,7 @@ impl LightspeedClient {
             let decision = {
                 let mut gates = self.gates.lock().unwrap_or_else(|e| e.into_inner());
                 gates
-                    .entry(prefix.clone())
+                    .entry(prefix.to_string())
                     .or_default()
                     .decide(now, self.pacing.reserve)
             };
@@ -340,7 +340,7 @@ impl LightspeedClient {
                     }
                     return Ok(Admission {
                         gates: self.gates.clone(),
-                        prefix: prefix.clone(),
+                        prefix: prefix.to_string(),
                         ticket,
                         done: false,
                     });
@@ -365,7 +365,7 @@ impl LightspeedClient {
     /// The retailer's API root for a connection.
     pub fn base_url(&self, conn: &Connection) -> String {
         self.url_template
-            .replace("{domain_prefix}", &conn.lightspeed.domain_prefix)
+            .replace("{domain_prefix}", conn.lightspeed.domain_prefix.as_str())
     }
 
     async fn read<T: serde::de::DeserializeOwned>(

@@ -42,7 +42,7 @@ impl LightspeedTokenClient {
         format!(
             "{}/api/1.0/token",
             self.url_template
-                .replace("{domain_prefix}", &conn.lightspeed.domain_prefix)
+                .replace("{domain_prefix}", conn.lightspeed.domain_prefix.as_str())
         )
     }
 }
