@@ -1,5 +1,6 @@
-//! The contract every [`StateStore`] and [`WorkQueue`] adapter must meet: SQLite, and
-//! DynamoDB/SQS on moto. Each adapter's test file runs the same functions.
+//! The contract every state adapter (each port of [`StateStore`]) and [`WorkQueue`] adapter
+//! must meet: SQLite, DynamoDB/SQS on moto, and the in-memory store. Each adapter's test
+//! file runs the same functions: one per port, and [`state_store_contract`] for all of them.
 //!
 //! State functions pick their own store ids, so they may share one store and run in
 //! parallel. Queue functions each need a fresh, empty queue.
@@ -17,7 +18,8 @@ use els_core::ports::{
     Delivery, EventRecordOutcome, OrderMessage, ProductLink, WebhookEventRecord,
 };
 use els_core::{
-    Connection, LightspeedAccount, ReasonCode, Secret, Settings, StateStore, StoreError, WorkQueue,
+    Connection, ConnectionStore, InventoryStateStore, LedgerStore, LightspeedAccount, LinkStore,
+    ReasonCode, Secret, Settings, StateStore, StoreError, WebhookEventStore, WorkQueue,
 };
 use rust_decimal::Decimal;
 use std::collections::HashMap;
@@ -74,20 +76,33 @@ fn exactly_one_wins(a: Result<(), StoreError>, b: Result<(), StoreError>, what: 
 }
 
 // ---------------------------------------------------------------------------------------
-// StateStore
+// The state ports
 // ---------------------------------------------------------------------------------------
 
-/// The whole state contract.
+/// The whole state contract: every port.
 pub async fn state_store_contract<S: StateStore>(store: &S) {
     connection_contract(store).await;
+    ledger_contract(store).await;
+    link_contract(store).await;
+    inventory_state_contract(store).await;
+    webhook_event_contract(store).await;
+}
+
+/// [`LedgerStore`]: claims, listing, pending web sales.
+pub async fn ledger_contract<S: LedgerStore>(store: &S) {
     ledger_claim_contract(store).await;
     list_orders_contract(store).await;
+    pending_web_sales_contract(store).await;
+}
+
+/// [`LinkStore`]: product and customer links.
+pub async fn link_contract<S: LinkStore>(store: &S) {
     product_link_contract(store).await;
     customer_link_contract(store).await;
 }
 
-/// Connections: create-only put, version-conditioned update, conflicts, listing.
-pub async fn connection_contract<S: StateStore>(store: &S) {
+/// [`ConnectionStore`]: create-only put, version-conditioned update, conflicts, listing.
+pub async fn connection_contract<S: ConnectionStore>(store: &S) {
     let id = unique_store_id();
     assert_eq!(store.get_connection(id).await.unwrap(), None);
 
@@ -169,7 +184,7 @@ fn expect_claim(decision: ClaimDecision) -> (LedgerEntry, Option<u64>) {
 }
 
 /// The ledger: racing claims from the same read, a finish from a stale copy, final state.
-pub async fn ledger_claim_contract<S: StateStore>(store: &S) {
+pub async fn ledger_claim_contract<S: LedgerStore>(store: &S) {
     let key = OrderKey::new(unique_store_id(), "K8XTQ");
     let lease = ChronoDuration::seconds(60);
     assert_eq!(store.load_order(&key).await.unwrap(), None);
@@ -294,7 +309,7 @@ pub async fn ledger_claim_contract<S: StateStore>(store: &S) {
 }
 
 /// Writes a claimed order created at `created_at`, then applies `outcome` if any.
-async fn seed_order<S: StateStore>(
+async fn seed_order<S: LedgerStore>(
     store: &S,
     key: &OrderKey,
     created_at: DateTime<Utc>,
@@ -320,7 +335,7 @@ async fn seed_order<S: StateStore>(
 
 /// `list_orders`: one store only, oldest first by `created_at` (not by order id), the
 /// state filter, and the limit.
-pub async fn list_orders_contract<S: StateStore>(store: &S) {
+pub async fn list_orders_contract<S: LedgerStore>(store: &S) {
     let store_id = unique_store_id();
     let t0 = Utc::now() - ChronoDuration::hours(1);
     let at = |minutes: i64| t0 + ChronoDuration::minutes(minutes);
@@ -404,7 +419,7 @@ pub async fn list_orders_contract<S: StateStore>(store: &S) {
 }
 
 /// Product links: missing, written, overwritten, and scoped to their store.
-pub async fn product_link_contract<S: StateStore>(store: &S) {
+pub async fn product_link_contract<S: LinkStore>(store: &S) {
     let store_id = unique_store_id();
     let sku = "TSHIRT-RED/M #1";
     assert_eq!(store.get_product_link(store_id, sku).await.unwrap(), None);
@@ -449,7 +464,7 @@ pub async fn product_link_contract<S: StateStore>(store: &S) {
 
 /// Customer links: put-if-absent (the claim), version-conditioned updates, conflicts, and
 /// scoping to their store and email.
-pub async fn customer_link_contract<S: StateStore>(store: &S) {
+pub async fn customer_link_contract<S: LinkStore>(store: &S) {
     let store_id = unique_store_id();
     let email = "ann.lee+shop@example.com";
     assert_eq!(
@@ -576,13 +591,12 @@ pub async fn customer_link_contract<S: StateStore>(store: &S) {
 // The inventory mirror's state
 // ---------------------------------------------------------------------------------------
 
-/// The whole inventory-state contract: cursor, catalog links and the SKU index, pushed
-/// stock, pending web sales.
-pub async fn inventory_state_contract<S: StateStore>(store: &S) {
+/// [`InventoryStateStore`]: cursor, catalog links and the SKU index, pushed stock. (The
+/// pending web sales the mirror reads are the ledger's: [`ledger_contract`].)
+pub async fn inventory_state_contract<S: InventoryStateStore>(store: &S) {
     inventory_cursor_contract(store).await;
     catalog_link_contract(store).await;
     pushed_stock_contract(store).await;
-    pending_web_sales_contract(store).await;
 }
 
 fn cursor(store_id: u64, version: u64, inventory_version: u64) -> InventoryCursor {
@@ -598,7 +612,7 @@ fn cursor(store_id: u64, version: u64, inventory_version: u64) -> InventoryCurso
 }
 
 /// The cursor: create-only, version-conditioned updates, one winner of two racing claims.
-pub async fn inventory_cursor_contract<S: StateStore>(store: &S) {
+pub async fn inventory_cursor_contract<S: InventoryStateStore>(store: &S) {
     let id = unique_store_id();
     assert_eq!(store.get_inventory_cursor(id).await.unwrap(), None);
     let v1 = cursor(id, 1, 0);
@@ -670,7 +684,7 @@ fn update(link: &CatalogLink, previous: Option<&CatalogLink>) -> CatalogLinkUpda
     }
 }
 
-async fn owners<S: StateStore>(
+async fn owners<S: InventoryStateStore>(
     store: &S,
     store_id: u64,
     keys: &[&str],
@@ -689,7 +703,7 @@ async fn owners<S: StateStore>(
 /// Catalog links by Lightspeed id, and the SKU index of live links: duplicates show, a SKU
 /// change or a deletion leaves the index, a blank SKU is never in it; reads of more than one
 /// backend batch.
-pub async fn catalog_link_contract<S: StateStore>(store: &S) {
+pub async fn catalog_link_contract<S: InventoryStateStore>(store: &S) {
     let id = unique_store_id();
     let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     assert_eq!(
@@ -805,7 +819,7 @@ fn pushed(id: &str, level: StockLevel) -> PushedStock {
 }
 
 /// Pushed stock: upserts by Lightspeed id, batch reads.
-pub async fn pushed_stock_contract<S: StateStore>(store: &S) {
+pub async fn pushed_stock_contract<S: InventoryStateStore>(store: &S) {
     let id = unique_store_id();
     let a = pushed("a", StockLevel::Quantity(10));
     let mut b = pushed("b", StockLevel::Unlimited);
@@ -850,7 +864,7 @@ pub async fn pushed_stock_contract<S: StateStore>(store: &S) {
 
 /// Pending web sales: exactly the ledger entries that are paid, fetched and not yet POSTED
 /// (`LedgerEntry::is_pending_web_sale`), following every state change.
-pub async fn pending_web_sales_contract<S: StateStore>(store: &S) {
+pub async fn pending_web_sales_contract<S: LedgerStore>(store: &S) {
     let id = unique_store_id();
     let lines = |sku: &str, q: i64| {
         vec![LedgerLine {
@@ -1278,7 +1292,7 @@ fn event_record(
 /// first record, which stays); an expired record counts as absent; concurrent first
 /// deliveries record exactly one. Timestamps are whole seconds (DynamoDB keeps the TTL in
 /// epoch seconds).
-pub async fn webhook_event_contract<S: StateStore>(store: &S) {
+pub async fn webhook_event_contract<S: WebhookEventStore>(store: &S) {
     let t0 = DateTime::from_timestamp(Utc::now().timestamp(), 0).expect("a time");
     let id = format!("evt-{}", uuid::Uuid::new_v4());
     let first = event_record(&id, 1003, "fp-a", t0);

@@ -6,7 +6,7 @@ use els_core::ingest::{IngestConfig, Ingestor};
 use els_core::inventory::mirror::{InventoryMirror, MirrorConfig, MirrorReport};
 use els_core::ledger::{LedgerEntry, OrderKey, OrderState};
 use els_core::poster::{PosterConfig, SalePoster};
-use els_core::{Connection, Secret, StateStore, SystemClock};
+use els_core::{Connection, ConnectionStore, LedgerStore, Secret, SystemClock};
 use els_ecwid::EcwidClient;
 use els_lightspeed::LightspeedClient;
 use els_sandbox::{Sandbox, SandboxConfig};

@@ -7,7 +7,7 @@ use els_cli::sandbox_setup::{lightspeed_url_template, sandbox_connection};
 use els_core::ingest::{IngestConfig, Ingestor};
 use els_core::ledger::{OrderKey, OrderState, ReasonCode};
 use els_core::poster::{PostOutcome, PosterConfig, SalePoster};
-use els_core::{Secret, StateStore, SystemClock, WorkQueue};
+use els_core::{LedgerStore, Secret, SystemClock, WorkQueue};
 use els_ecwid::EcwidClient;
 use els_lightspeed::LightspeedClient;
 use els_sandbox::{OrderItemSpec, OrderSpec, ProductSpec, Sandbox, SandboxConfig};

@@ -37,18 +37,23 @@ async fn fresh_queue() -> SqsQueue {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn state_store_on_dynamodb() {
-    contract::state_store_contract(&fresh_table().await).await;
+async fn connections_on_dynamodb() {
+    contract::connection_contract(&fresh_table().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ledger_on_dynamodb() {
+    contract::ledger_contract(&fresh_table().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn links_on_dynamodb() {
+    contract::link_contract(&fresh_table().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn inventory_state_on_dynamodb() {
     contract::inventory_state_contract(&fresh_table().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn customer_links_on_dynamodb() {
-    contract::customer_link_contract(&fresh_table().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

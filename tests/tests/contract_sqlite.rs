@@ -1,5 +1,6 @@
 //! The adapter contract on the embedded SQLite store and queue.
 
+use els_core::ConnectionStore;
 use els_store_sqlite::{QueueConfig, SqliteStore};
 use els_tests::contract::{self, QueueSemantics};
 
@@ -31,21 +32,27 @@ impl Drop for TempDb {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn state_store_in_memory() {
+async fn connections() {
     let store = SqliteStore::open_in_memory().unwrap();
-    contract::state_store_contract(&store).await;
+    contract::connection_contract(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ledger() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    contract::ledger_contract(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn links() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    contract::link_contract(&store).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn inventory_state() {
     let store = SqliteStore::open_in_memory().unwrap();
     contract::inventory_state_contract(&store).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn customer_links() {
-    let store = SqliteStore::open_in_memory().unwrap();
-    contract::customer_link_contract(&store).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -61,13 +68,13 @@ async fn state_store_on_a_file_survives_reopening() {
     let store = SqliteStore::open(&path).unwrap();
     contract::state_store_contract(&store).await;
     let conn = contract::sample_connection(contract::unique_store_id());
-    els_core::StateStore::put_connection(&store, &conn, None)
+    ConnectionStore::put_connection(&store, &conn, None)
         .await
         .unwrap();
     drop(store);
     let reopened = SqliteStore::open(&path).unwrap();
     assert_eq!(
-        els_core::StateStore::get_connection(&reopened, conn.store_id)
+        ConnectionStore::get_connection(&reopened, conn.store_id)
             .await
             .unwrap(),
         Some(conn)

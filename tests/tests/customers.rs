@@ -343,7 +343,7 @@ async fn an_expired_claim_is_taken_over_and_finds_the_customer_its_holder_create
         chrono::Utc::now() - chrono::Duration::minutes(5),
         chrono::Duration::seconds(5),
     );
-    els_core::StateStore::put_customer_link(&h.store, &stale, None)
+    els_core::LinkStore::put_customer_link(&h.store, &stale, None)
         .await
         .unwrap();
 
@@ -360,7 +360,7 @@ async fn an_expired_claim_is_taken_over_and_finds_the_customer_its_holder_create
         Some(orphan.as_str())
     );
     assert_eq!(h.sandbox.counters().ls_customer_creates, 0);
-    let link = els_core::StateStore::get_customer_link(&h.store, h.connection.store_id, email)
+    let link = els_core::LinkStore::get_customer_link(&h.store, h.connection.store_id, email)
         .await
         .unwrap()
         .unwrap();

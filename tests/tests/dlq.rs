@@ -11,7 +11,7 @@ use els_cli::ops::{self, DlqReport, SqliteDeadLetters, SqsDeadLetters};
 use els_cli::sandbox_setup::{lightspeed_url_template, sandbox_connection};
 use els_core::ledger::{LedgerEntry, OrderKey, OrderState, ReasonCode};
 use els_core::poster::{PosterConfig, SalePoster};
-use els_core::{OrderMessage, StateStore, SystemClock, WorkQueue};
+use els_core::{LedgerStore, OrderMessage, SystemClock, WorkQueue};
 use els_ecwid::EcwidClient;
 use els_lightspeed::LightspeedClient;
 use els_sandbox::{Fault, FaultKind, OrderItemSpec, OrderSpec, Route, Sandbox, SandboxConfig};

@@ -5,7 +5,7 @@
 use els_core::inventory::mirror::{MirrorConfig, MirrorReport, RunOutcome};
 use els_core::inventory::{EcwidTarget, StockLevel};
 use els_core::ledger::{self, ClaimDecision, LedgerLine, OrderKey, OrderState, Outcome};
-use els_core::{Connection, StateStore, WorkQueue};
+use els_core::{Connection, ConnectionStore, InventoryStateStore, LedgerStore, WorkQueue};
 use els_sandbox::{
     Fault, FaultKind, OrderItemSpec, OrderSpec, ProductIds, ProductSpec, Route, SandboxConfig,
     SignedWebhook, sign_webhook,

@@ -7,7 +7,10 @@ use els_cli::sandbox_setup::{lightspeed_url_template, sandbox_connection};
 use els_core::auth::{AuthConfig, AuthenticatedLightspeed};
 use els_core::ledger::{OrderState, ReasonCode};
 use els_core::poster::{PostOutcome, PosterConfig, SalePoster};
-use els_core::{Connection, OrderKey, OrderMessage, Secret, StateStore, SystemClock};
+use els_core::{
+    Connection, ConnectionStore, LedgerStore, OrderKey, OrderMessage, Secret, StateStore,
+    SystemClock,
+};
 use els_ecwid::EcwidClient;
 use els_lightspeed::LightspeedClient;
 use els_lightspeed::oauth::{LightspeedTokenClient, OAuthCredentials};

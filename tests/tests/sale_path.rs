@@ -3,7 +3,7 @@
 //! the ledger.
 
 use els_core::ledger::{OrderState, ReasonCode};
-use els_core::{StateStore, WorkQueue};
+use els_core::{ConnectionStore, LedgerStore, WorkQueue};
 use els_sandbox::{
     Fault, FaultKind, HandlingFeeSpec, OrderItemSpec, OrderSpec, Route, SandboxConfig, TaxSpec,
 };

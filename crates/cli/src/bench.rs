@@ -8,7 +8,7 @@ use anyhow::Context;
 use els_core::ingest::{IngestConfig, Ingestor};
 use els_core::ledger::{OrderKey, OrderState};
 use els_core::poster::{PosterConfig, SalePoster};
-use els_core::{Secret, StateStore, SystemClock};
+use els_core::{LedgerStore, Secret, SystemClock};
 use els_ecwid::EcwidClient;
 use els_lightspeed::{LightspeedClient, POSTER_RESERVE, Pacing};
 use els_sandbox::{OrderItemSpec, OrderSpec, ProductSpec, Sandbox, SandboxConfig};

@@ -11,7 +11,8 @@ use els_core::inventory::mirror::{InventoryMirror, MirrorConfig, RunOutcome};
 use els_core::ledger::{OrderKey, OrderState, ReasonCode};
 use els_core::poster::{PosterConfig, SalePoster};
 use els_core::{
-    Connection, DomainPrefix, LightspeedAccount, Secret, Settings, StateStore, SystemClock,
+    Connection, ConnectionStore, DomainPrefix, LedgerStore, LightspeedAccount, Secret, Settings,
+    StateStore, SystemClock,
 };
 use els_ecwid::EcwidClient;
 use els_lightspeed::{POSTER_RESERVE, Pacing};

@@ -8,7 +8,8 @@ use els_core::inventory::mirror::{
 use els_core::inventory::reconcile::ReconcileReport;
 use els_core::ledger::{self, LedgerEntry, OrderKey, OrderState, ReasonCode};
 use els_core::{
-    Clock, Connection, EcwidApi, LightspeedApi, OrderMessage, StateStore, StoreError, WorkQueue,
+    Clock, Connection, ConnectionStore, EcwidApi, InventoryStateStore, LedgerStore, LightspeedApi,
+    OrderMessage, StoreError, WorkQueue,
 };
 use els_store_aws::SqsQueue;
 use els_store_sqlite::SqliteStore;
@@ -20,7 +21,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// Creates or replaces a connection, keeping the version chain intact.
-pub async fn upsert_connection<S: StateStore>(
+pub async fn upsert_connection<S: ConnectionStore>(
     store: &S,
     mut conn: Connection,
 ) -> Result<Connection, StoreError> {
@@ -41,7 +42,7 @@ pub async fn upsert_connection<S: StateStore>(
 }
 
 /// Ledger counts by state for one store.
-pub async fn counts_by_state<S: StateStore>(
+pub async fn counts_by_state<S: LedgerStore>(
     store: &S,
     store_id: u64,
 ) -> Result<BTreeMap<&'static str, usize>, StoreError> {
@@ -100,7 +101,7 @@ pub enum ReplayResult {
 /// with an expired lease) back on the queue. The ledger is updated before the message is
 /// sent; if sending fails, the order is QUEUED and a second replay sends it again. A
 /// duplicate message is harmless: the poster's claim sees the order's state.
-pub async fn replay_order<S: StateStore, Q: WorkQueue>(
+pub async fn replay_order<S: LedgerStore, Q: WorkQueue>(
     store: &S,
     queue: &Q,
     key: &OrderKey,
@@ -124,7 +125,7 @@ pub async fn replay_order<S: StateStore, Q: WorkQueue>(
 
 /// Replays every parked or skipped order of a store with the given reason code (for example
 /// `UNKNOWN_SKU` once the SKU exists, or `POST_SALES_OFF` once posting is switched on).
-pub async fn replay_parked<S: StateStore, Q: WorkQueue>(
+pub async fn replay_parked<S: LedgerStore, Q: WorkQueue>(
     store: &S,
     queue: &Q,
     store_id: u64,
@@ -313,7 +314,7 @@ pub async fn replay_dead_letters<S, Q, D>(
     dry_run: bool,
 ) -> anyhow::Result<DlqReport>
 where
-    S: StateStore,
+    S: LedgerStore,
     Q: WorkQueue,
     D: DeadLetterQueue,
 {
@@ -376,7 +377,7 @@ async fn replay_dead_letter<S, Q, D>(
     dry_run: bool,
 ) -> anyhow::Result<Disposition>
 where
-    S: StateStore,
+    S: LedgerStore,
     Q: WorkQueue,
     D: DeadLetterQueue,
 {
@@ -602,7 +603,7 @@ pub async fn reconcile_with_progress<S, E, L, C>(
     show_progress: bool,
 ) -> Result<ReconcileReport, MirrorError>
 where
-    S: StateStore,
+    S: ConnectionStore + LedgerStore + InventoryStateStore,
     E: EcwidApi,
     L: LightspeedApi,
     C: Clock,

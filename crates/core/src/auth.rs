@@ -21,7 +21,7 @@ use crate::connection::{Connection, LightspeedAccount, Secret};
 use crate::error::{ApiError, StoreError};
 use crate::inventory::{FeedPage, InventoryRecord};
 use crate::lightspeed::{LsCustomer, LsProduct, NewCustomer, PostedSale, SaleDraft, SaleSetup};
-use crate::ports::{Clock, LightspeedApi, StateStore};
+use crate::ports::{Clock, ConnectionStore, LightspeedApi};
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -221,7 +221,7 @@ fn store_error(doing: &str, e: StoreError) -> ApiError {
 impl<L, S, T, C> AuthenticatedLightspeed<L, S, T, C>
 where
     L: LightspeedApi,
-    S: StateStore,
+    S: ConnectionStore,
     T: LightspeedTokens,
     C: Clock,
 {
@@ -510,7 +510,7 @@ where
 impl<L, S, T, C> LightspeedApi for AuthenticatedLightspeed<L, S, T, C>
 where
     L: LightspeedApi,
-    S: StateStore,
+    S: ConnectionStore,
     T: LightspeedTokens,
     C: Clock,
 {

@@ -27,7 +27,8 @@
 use crate::connection::Secret;
 use crate::ecwid::PAID;
 use crate::ports::{
-    Clock, EventRecordOutcome, OrderMessage, StateStore, SystemClock, WebhookEventRecord, WorkQueue,
+    Clock, ConnectionStore, EventRecordOutcome, OrderMessage, SystemClock, WebhookEventRecord,
+    WebhookEventStore, WorkQueue,
 };
 use crate::webhook::{WebhookError, WebhookEvent, verify_and_parse};
 use serde::Serialize;
@@ -143,7 +144,7 @@ pub struct Ingestor<S, Q, C = SystemClock> {
     clock: C,
 }
 
-impl<S: StateStore, Q: WorkQueue> Ingestor<S, Q> {
+impl<S: ConnectionStore + WebhookEventStore, Q: WorkQueue> Ingestor<S, Q> {
     pub fn new(store: S, queue: Q, config: IngestConfig) -> Self {
         Self {
             store,
@@ -154,7 +155,7 @@ impl<S: StateStore, Q: WorkQueue> Ingestor<S, Q> {
     }
 }
 
-impl<S: StateStore, Q: WorkQueue, C: Clock> Ingestor<S, Q, C> {
+impl<S: ConnectionStore + WebhookEventStore, Q: WorkQueue, C: Clock> Ingestor<S, Q, C> {
     /// The same ingestor on another clock (tests).
     pub fn with_clock<C2: Clock>(self, clock: C2) -> Ingestor<S, Q, C2> {
         Ingestor {
@@ -291,13 +292,8 @@ impl<S: StateStore, Q: WorkQueue, C: Clock> Ingestor<S, Q, C> {
 mod tests {
     use super::*;
     use crate::connection::Connection;
-    use crate::customers::CustomerLink;
     use crate::error::{QueueError, StoreError};
-    use crate::inventory::{
-        CatalogLink, CatalogLinkUpdate, InventoryCursor, PendingWebSale, PushedStock,
-    };
-    use crate::ledger::{LedgerEntry, OrderKey, OrderState};
-    use crate::ports::{Delivery, ProductLink};
+    use crate::ports::Delivery;
     use crate::webhook::sign;
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD;
@@ -332,9 +328,7 @@ mod tests {
         .unwrap()
     }
 
-    const NOT_INGEST: &str = "ingest uses connections and event records only";
-
-    impl StateStore for &FakeStore {
+    impl ConnectionStore for &FakeStore {
         async fn get_connection(&self, store_id: u64) -> Result<Option<Connection>, StoreError> {
             Ok(self
                 .connections
@@ -342,99 +336,14 @@ mod tests {
                 .then(|| connection(store_id)))
         }
         async fn put_connection(&self, _: &Connection, _: Option<u64>) -> Result<(), StoreError> {
-            unreachable!("{NOT_INGEST}")
+            unreachable!("ingest only reads connections")
         }
         async fn list_connections(&self) -> Result<Vec<Connection>, StoreError> {
-            unreachable!("{NOT_INGEST}")
+            unreachable!("ingest only reads connections")
         }
-        async fn load_order(&self, _: &OrderKey) -> Result<Option<LedgerEntry>, StoreError> {
-            unreachable!("{NOT_INGEST}")
-        }
-        async fn save_order(&self, _: &LedgerEntry, _: Option<u64>) -> Result<(), StoreError> {
-            unreachable!("{NOT_INGEST}")
-        }
-        async fn list_orders(
-            &self,
-            _: u64,
-            _: Option<OrderState>,
-            _: usize,
-        ) -> Result<Vec<LedgerEntry>, StoreError> {
-            unreachable!("{NOT_INGEST}")
-        }
-        async fn get_product_link(
-            &self,
-            _: u64,
-            _: &str,
-        ) -> Result<Option<ProductLink>, StoreError> {
-            unreachable!("{NOT_INGEST}")
-        }
-        async fn put_product_link(&self, _: u64, _: &ProductLink) -> Result<(), StoreError> {
-            unreachable!("{NOT_INGEST}")
-        }
-        async fn get_customer_link(
-            &self,
-            _: u64,
-            _: &str,
-        ) -> Result<Option<CustomerLink>, StoreError> {
-            unreachable!("{NOT_INGEST}")
-        }
-        async fn put_customer_link(
-            &self,
-            _: &CustomerLink,
-            _: Option<u64>,
-        ) -> Result<(), StoreError> {
-            unreachable!("{NOT_INGEST}")
-        }
-        async fn get_inventory_cursor(
-            &self,
-            _: u64,
-        ) -> Result<Option<InventoryCursor>, StoreError> {
-            unreachable!("{NOT_INGEST}")
-        }
-        async fn put_inventory_cursor(
-            &self,
-            _: &InventoryCursor,
-            _: Option<u64>,
-        ) -> Result<(), StoreError> {
-            unreachable!("{NOT_INGEST}")
-        }
-        async fn get_catalog_links(
-            &self,
-            _: u64,
-            _: &[String],
-        ) -> Result<Vec<CatalogLink>, StoreError> {
-            unreachable!("{NOT_INGEST}")
-        }
-        async fn put_catalog_links(
-            &self,
-            _: u64,
-            _: &[CatalogLinkUpdate],
-        ) -> Result<(), StoreError> {
-            unreachable!("{NOT_INGEST}")
-        }
-        async fn list_catalog_links(&self, _: u64) -> Result<Vec<CatalogLink>, StoreError> {
-            unreachable!("{NOT_INGEST}")
-        }
-        async fn lightspeed_products_with_sku(
-            &self,
-            _: u64,
-            _: &[String],
-        ) -> Result<HashMap<String, Vec<String>>, StoreError> {
-            unreachable!("{NOT_INGEST}")
-        }
-        async fn get_pushed_stock(
-            &self,
-            _: u64,
-            _: &[String],
-        ) -> Result<Vec<PushedStock>, StoreError> {
-            unreachable!("{NOT_INGEST}")
-        }
-        async fn put_pushed_stock(&self, _: u64, _: &[PushedStock]) -> Result<(), StoreError> {
-            unreachable!("{NOT_INGEST}")
-        }
-        async fn list_pending_web_sales(&self, _: u64) -> Result<Vec<PendingWebSale>, StoreError> {
-            unreachable!("{NOT_INGEST}")
-        }
+    }
+
+    impl WebhookEventStore for &FakeStore {
         async fn record_webhook_event(
             &self,
             record: &WebhookEventRecord,

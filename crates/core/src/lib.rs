@@ -31,5 +31,6 @@ pub use connection::{Connection, DomainPrefix, LightspeedAccount, Secret, Settin
 pub use error::{ApiError, QueueError, StoreError};
 pub use ledger::{LedgerEntry, OrderKey, OrderState, ReasonCode};
 pub use ports::{
-    Clock, Delivery, EcwidApi, LightspeedApi, OrderMessage, StateStore, SystemClock, WorkQueue,
+    Clock, ConnectionStore, Delivery, EcwidApi, InventoryStateStore, LedgerStore, LightspeedApi,
+    LinkStore, OrderMessage, StateStore, SystemClock, WebhookEventStore, WorkQueue,
 };

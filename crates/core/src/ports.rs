@@ -51,7 +51,7 @@ pub struct WebhookEventRecord {
     pub expires_at: DateTime<Utc>,
 }
 
-/// What [`StateStore::record_webhook_event`] found.
+/// What [`WebhookEventStore::record_webhook_event`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventRecordOutcome {
     /// The event id was not recorded (or its record had expired): it is recorded now.
@@ -64,9 +64,15 @@ pub enum EventRecordOutcome {
     Altered(WebhookEventRecord),
 }
 
-/// State: connections, the order ledger and links. Writes that can race are conditional on
-/// the item's `version`; a lost race is [`StoreError::Conflict`].
-pub trait StateStore: Send + Sync {
+// --- State ---------------------------------------------------------------------------------
+//
+// One small port per aggregate, so a service names only the state it uses and a test fake
+// implements only that. Writes that can race are conditional on the item's `version`; a
+// lost race is [`StoreError::Conflict`]. An adapter (SQLite, DynamoDB, in memory) implements
+// them all, and is then a [`StateStore`].
+
+/// Connections: one per Ecwid store, with the Lightspeed account and its tokens.
+pub trait ConnectionStore: Send + Sync {
     fn get_connection(
         &self,
         store_id: u64,
@@ -79,7 +85,11 @@ pub trait StateStore: Send + Sync {
         expected_version: Option<u64>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn list_connections(&self) -> impl Future<Output = Result<Vec<Connection>, StoreError>> + Send;
+}
 
+/// The order ledger: one entry per Ecwid order, and the web quantities its open entries
+/// hold.
+pub trait LedgerStore: Send + Sync {
     fn load_order(
         &self,
         key: &OrderKey,
@@ -98,7 +108,18 @@ pub trait StateStore: Send + Sync {
         state: Option<OrderState>,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<LedgerEntry>, StoreError>> + Send;
+    /// The ledger entries of a store that hold web quantities Lightspeed has not seen yet
+    /// ([`LedgerEntry::is_pending_web_sale`]): paid, fetched, not yet POSTED. The cost grows
+    /// with the number of such orders, not with the ledger.
+    fn list_pending_web_sales(
+        &self,
+        store_id: u64,
+    ) -> impl Future<Output = Result<Vec<PendingWebSale>, StoreError>> + Send;
+}
 
+/// The poster's links: an Ecwid SKU to its Lightspeed product (P1), a buyer's email to its
+/// Lightspeed customer (C1).
+pub trait LinkStore: Send + Sync {
     fn get_product_link(
         &self,
         store_id: u64,
@@ -124,9 +145,11 @@ pub trait StateStore: Send + Sync {
         link: &CustomerLink,
         expected_version: Option<u64>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
 
-    // --- The inventory mirror's state (see `crate::inventory`) ---------------------------
-
+/// The inventory mirror's state (see `crate::inventory`): the cursor and run lease, the
+/// catalog links with their SKU index, and the levels last pushed to Ecwid.
+pub trait InventoryStateStore: Send + Sync {
     /// The inventory cursor (and run lease) of a store.
     fn get_inventory_cursor(
         &self,
@@ -147,8 +170,8 @@ pub trait StateStore: Send + Sync {
         lightspeed_product_ids: &[String],
     ) -> impl Future<Output = Result<Vec<CatalogLink>, StoreError>> + Send;
     /// Upserts catalog links and keeps the SKU index behind
-    /// [`StateStore::lightspeed_products_with_sku`] in step (an update names the SKU key the
-    /// stored link had, so its old index entry goes).
+    /// [`InventoryStateStore::lightspeed_products_with_sku`] in step (an update names the
+    /// SKU key the stored link had, so its old index entry goes).
     fn put_catalog_links(
         &self,
         store_id: u64,
@@ -179,15 +202,10 @@ pub trait StateStore: Send + Sync {
         store_id: u64,
         items: &[PushedStock],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
 
-    /// The ledger entries of a store that hold web quantities Lightspeed has not seen yet
-    /// ([`LedgerEntry::is_pending_web_sale`]): paid, fetched, not yet POSTED. The cost grows
-    /// with the number of such orders, not with the ledger.
-    fn list_pending_web_sales(
-        &self,
-        store_id: u64,
-    ) -> impl Future<Output = Result<Vec<PendingWebSale>, StoreError>> + Send;
-
+/// The webhook event ids ingest has seen (replay protection, see `crate::ingest`).
+pub trait WebhookEventStore: Send + Sync {
     /// Records a verified webhook event unless its `event_id` is already recorded: a
     /// conditional insert keyed by `event_id` only. A stored record whose `expires_at` is
     /// not after `record.recorded_at` counts as absent and is replaced.
@@ -195,6 +213,19 @@ pub trait StateStore: Send + Sync {
         &self,
         record: &WebhookEventRecord,
     ) -> impl Future<Output = Result<EventRecordOutcome, StoreError>> + Send;
+}
+
+/// Every state port: what a backend implements, and what the wiring of a whole process
+/// (which runs every service on one store) asks for. Services ask only for the ports they
+/// use. Implemented for every type that implements them all.
+pub trait StateStore:
+    ConnectionStore + LedgerStore + LinkStore + InventoryStateStore + WebhookEventStore
+{
+}
+
+impl<T> StateStore for T where
+    T: ConnectionStore + LedgerStore + LinkStore + InventoryStateStore + WebhookEventStore
+{
 }
 
 /// The work item: "look at this order". It carries no order data; the poster re-fetches.

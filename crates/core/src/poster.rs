@@ -18,7 +18,10 @@ use crate::error::{ApiError, StoreError};
 use crate::ledger::{self, ClaimDecision, LedgerEntry, OrderKey, Outcome, Reason, ReasonCode};
 use crate::lightspeed::SaleSetup;
 use crate::money::{self, MappingContext};
-use crate::ports::{Clock, EcwidApi, LightspeedApi, OrderMessage, ProductLink, StateStore};
+use crate::ports::{
+    Clock, ConnectionStore, EcwidApi, LedgerStore, LightspeedApi, LinkStore, OrderMessage,
+    ProductLink,
+};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -143,7 +146,7 @@ pub struct SalePoster<S, E, L, C> {
 
 impl<S, E, L, C> SalePoster<S, E, L, C>
 where
-    S: StateStore,
+    S: ConnectionStore + LedgerStore + LinkStore,
     E: EcwidApi,
     L: LightspeedApi,
     C: Clock,
@@ -790,7 +793,7 @@ where
 /// this is their I/O: the link cache, the claim, the search and the one create.
 impl<S, E, L, C> SalePoster<S, E, L, C>
 where
-    S: StateStore,
+    S: ConnectionStore + LedgerStore + LinkStore,
     E: EcwidApi,
     L: LightspeedApi,
     C: Clock,

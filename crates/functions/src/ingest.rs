@@ -61,7 +61,7 @@ mod tests {
     use crate::testing::{placeholder_connection, sandbox_and_store};
     use base64::Engine as _;
     use els_core::ingest::IngestConfig;
-    use els_core::{OrderMessage, Secret};
+    use els_core::{ConnectionStore, OrderMessage, Secret};
     use els_sandbox::{OrderItemSpec, OrderSpec, Sandbox, SignedWebhook};
     use els_store_sqlite::SqliteStore;
     use serde_json::{Value, json};

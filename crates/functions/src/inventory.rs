@@ -130,7 +130,7 @@ fn log_report(r: &MirrorReport) {
 mod tests {
     use super::*;
     use crate::testing::{sandbox_and_store, sandbox_mirror};
-    use els_core::Settings;
+    use els_core::{ConnectionStore, Settings};
     use els_sandbox::{Fault, FaultKind, Route};
 
     fn scheduled_event() -> EventBridgeEvent {

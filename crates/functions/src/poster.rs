@@ -192,7 +192,7 @@ mod tests {
     use super::*;
     use crate::testing::{sandbox_and_store, sandbox_poster};
     use els_core::ledger::{OrderState, ReasonCode};
-    use els_core::{Delivery, OrderKey};
+    use els_core::{Delivery, LedgerStore, OrderKey};
     use els_sandbox::{Fault, FaultKind, OrderItemSpec, OrderSpec, Route, Sandbox};
     use els_store_sqlite::SqliteStore;
     use serde_json::json;

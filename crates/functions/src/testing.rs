@@ -3,7 +3,7 @@
 
 use els_core::inventory::mirror::{InventoryMirror, MirrorConfig};
 use els_core::poster::{PosterConfig, SalePoster};
-use els_core::{Connection, LightspeedAccount, Secret, Settings, StateStore, SystemClock};
+use els_core::{Connection, ConnectionStore, LightspeedAccount, Secret, Settings, SystemClock};
 use els_ecwid::EcwidClient;
 use els_lightspeed::LightspeedClient;
 use els_sandbox::{Sandbox, SandboxConfig};

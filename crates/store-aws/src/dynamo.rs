@@ -1,4 +1,4 @@
-//! [`StateStore`] on one DynamoDB table.
+//! The state ports ([`els_core::StateStore`]) on one DynamoDB table.
 //!
 //! | item | pk | sk |
 //! |---|---|---|
@@ -46,7 +46,10 @@ use els_core::inventory::{
     CatalogLink, CatalogLinkUpdate, InventoryCursor, PendingWebSale, PushedStock,
 };
 use els_core::ledger::{LedgerEntry, OrderKey, OrderState};
-use els_core::ports::{EventRecordOutcome, ProductLink, StateStore, WebhookEventRecord};
+use els_core::ports::{
+    ConnectionStore, EventRecordOutcome, InventoryStateStore, LedgerStore, LinkStore, ProductLink,
+    WebhookEventRecord, WebhookEventStore,
+};
 use els_core::{Connection, StoreError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -467,7 +470,7 @@ fn event_from_item(item: &Item) -> Result<WebhookEventRecord, StoreError> {
     })
 }
 
-impl StateStore for DynamoStore {
+impl ConnectionStore for DynamoStore {
     async fn get_connection(&self, store_id: u64) -> Result<Option<Connection>, StoreError> {
         self.get(pk(store_id), CONNECTION_SK.into())
             .await?
@@ -513,7 +516,9 @@ impl StateStore for DynamoStore {
         out.sort_by_key(|c| c.store_id);
         Ok(out)
     }
+}
 
+impl LedgerStore for DynamoStore {
     async fn load_order(&self, key: &OrderKey) -> Result<Option<LedgerEntry>, StoreError> {
         self.get(pk(key.store_id), format!("{ORDER_PREFIX}{}", key.order_id))
             .await?
@@ -654,6 +659,23 @@ impl StateStore for DynamoStore {
         Ok(out)
     }
 
+    /// One Query over the `PENDING#` items that `save_order` keeps in step.
+    async fn list_pending_web_sales(
+        &self,
+        store_id: u64,
+    ) -> Result<Vec<PendingWebSale>, StoreError> {
+        let mut out: Vec<PendingWebSale> = self
+            .query_prefix(store_id, PENDING_PREFIX)
+            .await?
+            .into_iter()
+            .map(from_item)
+            .collect::<Result<_, _>>()?;
+        out.sort_by(|a, b| a.order_id.cmp(&b.order_id));
+        Ok(out)
+    }
+}
+
+impl LinkStore for DynamoStore {
     async fn get_product_link(
         &self,
         store_id: u64,
@@ -706,6 +728,9 @@ impl StateStore for DynamoStore {
         );
         self.put_versioned(item, expected_version, &label).await
     }
+}
+
+impl InventoryStateStore for DynamoStore {
     async fn get_inventory_cursor(
         &self,
         store_id: u64,
@@ -871,22 +896,9 @@ impl StateStore for DynamoStore {
         }
         self.batch_write(requests).await
     }
+}
 
-    /// One Query over the `PENDING#` items that `save_order` keeps in step.
-    async fn list_pending_web_sales(
-        &self,
-        store_id: u64,
-    ) -> Result<Vec<PendingWebSale>, StoreError> {
-        let mut out: Vec<PendingWebSale> = self
-            .query_prefix(store_id, PENDING_PREFIX)
-            .await?
-            .into_iter()
-            .map(from_item)
-            .collect::<Result<_, _>>()?;
-        out.sort_by(|a, b| a.order_id.cmp(&b.order_id));
-        Ok(out)
-    }
-
+impl WebhookEventStore for DynamoStore {
     /// One conditional PutItem: it succeeds when no item has the event id or the item's TTL
     /// has passed; otherwise DynamoDB returns the stored item with the failure
     /// (`ReturnValuesOnConditionCheckFailure`), which is compared. Needs only PutItem (and

@@ -1,4 +1,4 @@
-//! [`StateStore`] on SQLite: connections, the order ledger, product and customer links, and
+//! The state ports ([`els_core::StateStore`]) on SQLite: connections, the order ledger, product and customer links, and
 //! the inventory mirror's cursor, catalog links and pushed stock, and the webhook event ids
 //! ingest has seen.
 
@@ -8,7 +8,10 @@ use els_core::inventory::{
     CatalogLink, CatalogLinkUpdate, InventoryCursor, PendingWebSale, PushedStock,
 };
 use els_core::ledger::{LedgerEntry, OrderKey, OrderState};
-use els_core::ports::{EventRecordOutcome, ProductLink, StateStore, WebhookEventRecord};
+use els_core::ports::{
+    ConnectionStore, EventRecordOutcome, InventoryStateStore, LedgerStore, LinkStore, ProductLink,
+    WebhookEventRecord, WebhookEventStore,
+};
 use els_core::{Connection, StoreError};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
@@ -128,7 +131,7 @@ fn conditional_write(
     }
 }
 
-impl StateStore for SqliteStore {
+impl ConnectionStore for SqliteStore {
     async fn get_connection(&self, store_id: u64) -> Result<Option<Connection>, StoreError> {
         Ok(self
             .run(move |conn, _| {
@@ -183,7 +186,9 @@ impl StateStore for SqliteStore {
             })
             .await?)
     }
+}
 
+impl LedgerStore for SqliteStore {
     async fn load_order(&self, key: &OrderKey) -> Result<Option<LedgerEntry>, StoreError> {
         let key = key.clone();
         Ok(self
@@ -279,6 +284,38 @@ impl StateStore for SqliteStore {
             .await?)
     }
 
+    /// Walks the `orders_by_state` index over the states that can hold web quantities.
+    async fn list_pending_web_sales(
+        &self,
+        store_id: u64,
+    ) -> Result<Vec<PendingWebSale>, StoreError> {
+        Ok(self
+            .run(move |conn, _| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT order_id, item FROM orders INDEXED BY orders_by_state
+                     WHERE store_id = ?1 AND state IN ('QUEUED', 'POSTING', 'PARKED')",
+                )?;
+                let rows = stmt.query_map([to_sql_int(store_id)], order_row)?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (order_id, json) = row?;
+                    let entry: LedgerEntry =
+                        decode(&json, &order_key(&OrderKey::new(store_id, order_id)))?;
+                    if entry.is_pending_web_sale() {
+                        out.push(PendingWebSale {
+                            order_id: entry.key.order_id,
+                            lines: entry.lines,
+                        });
+                    }
+                }
+                out.sort_by(|a, b| a.order_id.cmp(&b.order_id));
+                Ok(out)
+            })
+            .await?)
+    }
+}
+
+impl LinkStore for SqliteStore {
     async fn get_product_link(
         &self,
         store_id: u64,
@@ -360,6 +397,9 @@ impl StateStore for SqliteStore {
             })
             .await?)
     }
+}
+
+impl InventoryStateStore for SqliteStore {
     async fn get_inventory_cursor(
         &self,
         store_id: u64,
@@ -541,7 +581,9 @@ impl StateStore for SqliteStore {
             })
             .await?)
     }
+}
 
+impl WebhookEventStore for SqliteStore {
     /// One transaction: a bounded sweep of expired records (so the table stays small
     /// without a separate job), then the insert unless a live record has the event id.
     async fn record_webhook_event(
@@ -591,36 +633,6 @@ impl StateStore for SqliteStore {
                 };
                 tx.commit()?;
                 Ok(outcome)
-            })
-            .await?)
-    }
-
-    /// Walks the `orders_by_state` index over the states that can hold web quantities.
-    async fn list_pending_web_sales(
-        &self,
-        store_id: u64,
-    ) -> Result<Vec<PendingWebSale>, StoreError> {
-        Ok(self
-            .run(move |conn, _| {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT order_id, item FROM orders INDEXED BY orders_by_state
-                     WHERE store_id = ?1 AND state IN ('QUEUED', 'POSTING', 'PARKED')",
-                )?;
-                let rows = stmt.query_map([to_sql_int(store_id)], order_row)?;
-                let mut out = Vec::new();
-                for row in rows {
-                    let (order_id, json) = row?;
-                    let entry: LedgerEntry =
-                        decode(&json, &order_key(&OrderKey::new(store_id, order_id)))?;
-                    if entry.is_pending_web_sale() {
-                        out.push(PendingWebSale {
-                            order_id: entry.key.order_id,
-                            lines: entry.lines,
-                        });
-                    }
-                }
-                out.sort_by(|a, b| a.order_id.cmp(&b.order_id));
-                Ok(out)
             })
             .await?)
     }

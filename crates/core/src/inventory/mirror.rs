@@ -45,7 +45,9 @@ use super::{
 use crate::connection::Connection;
 use crate::error::{ApiError, StoreError};
 use crate::lightspeed::LsProduct;
-use crate::ports::{Clock, EcwidApi, LightspeedApi, StateStore};
+use crate::ports::{
+    Clock, ConnectionStore, EcwidApi, InventoryStateStore, LedgerStore, LightspeedApi,
+};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -386,7 +388,7 @@ pub struct InventoryMirror<S, E, L, C> {
 
 impl<S, E, L, C> InventoryMirror<S, E, L, C>
 where
-    S: StateStore,
+    S: ConnectionStore + LedgerStore + InventoryStateStore,
     E: EcwidApi,
     L: LightspeedApi,
     C: Clock,
@@ -1469,7 +1471,7 @@ pub enum ReconcileProgress {
 
 impl<S, E, L, C> InventoryMirror<S, E, L, C>
 where
-    S: StateStore,
+    S: ConnectionStore + LedgerStore + InventoryStateStore,
     E: EcwidApi,
     L: LightspeedApi,
     C: Clock,
