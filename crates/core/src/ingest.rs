@@ -292,7 +292,8 @@ impl<S: ConnectionStore + WebhookEventStore, Q: WorkQueue, C: Clock> Ingestor<S,
 mod tests {
     use super::*;
     use crate::connection::Connection;
-    use crate::error::{QueueError, StoreError};
+    use crate::error::QueueError;
+    use crate::memory::MemoryStore;
     use crate::ports::Delivery;
     use crate::webhook::sign;
     use base64::Engine as _;
@@ -300,23 +301,12 @@ mod tests {
     use chrono::{DateTime, Utc};
     use hmac::{Hmac, Mac};
     use proptest::prelude::*;
-    use std::collections::HashMap;
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
     const SECRET: &str = "test-client-secret";
     const STORE: u64 = 1003;
-
-    /// The state ingest touches: connections and event records. Everything else is
-    /// unreachable from ingest.
-    #[derive(Default)]
-    struct FakeStore {
-        connections: Vec<u64>,
-        events: Mutex<HashMap<String, WebhookEventRecord>>,
-        /// Record calls that fail before one succeeds.
-        failing_records: AtomicUsize,
-    }
 
     fn connection(store_id: u64) -> Connection {
         serde_json::from_value(serde_json::json!({
@@ -326,50 +316,6 @@ mod tests {
             "register_id": "r", "outlet_id": "o", "user_id": "u", "payment_type_id": "p"
         }))
         .unwrap()
-    }
-
-    impl ConnectionStore for &FakeStore {
-        async fn get_connection(&self, store_id: u64) -> Result<Option<Connection>, StoreError> {
-            Ok(self
-                .connections
-                .contains(&store_id)
-                .then(|| connection(store_id)))
-        }
-        async fn put_connection(&self, _: &Connection, _: Option<u64>) -> Result<(), StoreError> {
-            unreachable!("ingest only reads connections")
-        }
-        async fn list_connections(&self) -> Result<Vec<Connection>, StoreError> {
-            unreachable!("ingest only reads connections")
-        }
-    }
-
-    impl WebhookEventStore for &FakeStore {
-        async fn record_webhook_event(
-            &self,
-            record: &WebhookEventRecord,
-        ) -> Result<EventRecordOutcome, StoreError> {
-            if self
-                .failing_records
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok()
-            {
-                return Err(StoreError::Unavailable("injected".into()));
-            }
-            let mut events = self.events.lock().unwrap();
-            match events.get(&record.event_id) {
-                Some(first) if first.expires_at > record.recorded_at => {
-                    Ok(if first.fingerprint == record.fingerprint {
-                        EventRecordOutcome::Redelivery
-                    } else {
-                        EventRecordOutcome::Altered(first.clone())
-                    })
-                }
-                _ => {
-                    events.insert(record.event_id.clone(), record.clone());
-                    Ok(EventRecordOutcome::New)
-                }
-            }
-        }
     }
 
     /// A queue that keeps what it accepted, drops repeated dedup ids (the FIFO window) and
@@ -422,18 +368,22 @@ mod tests {
         }
     }
 
-    fn store() -> FakeStore {
-        FakeStore {
-            connections: vec![STORE, 2002],
-            ..FakeStore::default()
-        }
+    /// A store with two connected stores.
+    fn store() -> MemoryStore {
+        let store = MemoryStore::new();
+        run(async {
+            for id in [STORE, 2002] {
+                store.put_connection(&connection(id), None).await.unwrap();
+            }
+        });
+        store
     }
 
     fn ingestor<'a>(
-        store: &'a FakeStore,
+        store: &MemoryStore,
         queue: &'a FakeQueue,
-    ) -> Ingestor<&'a FakeStore, &'a FakeQueue> {
-        Ingestor::new(store, queue, IngestConfig::new(Secret::new(SECRET)))
+    ) -> Ingestor<MemoryStore, &'a FakeQueue> {
+        Ingestor::new(store.clone(), queue, IngestConfig::new(Secret::new(SECRET)))
     }
 
     fn body(event_id: &str, store_id: u64, event_type: &str, order: &str, status: &str) -> Vec<u8> {
@@ -544,7 +494,7 @@ mod tests {
                 let r = ingest.handle_webhook(&ignored, Some(&sig)).await;
                 assert_eq!((r.status, r.outcome), (200, "ignored"));
             }
-            assert!(store.events.lock().unwrap().is_empty(), "no write");
+            assert!(store.webhook_events().is_empty(), "no write");
             let r = ingest
                 .handle_webhook(
                     &body("ev-1", STORE, "order.created", "A1", "PAID"),
@@ -599,11 +549,7 @@ mod tests {
         run(async {
             let first = ingest.handle_webhook(&b, Some(&sig)).await;
             assert_eq!((first.status, first.outcome), (503, "error"));
-            assert_eq!(
-                store.events.lock().unwrap().len(),
-                1,
-                "the record was written"
-            );
+            assert_eq!(store.webhook_events().len(), 1, "the record was written");
             let retry = ingest.handle_webhook(&b, Some(&sig)).await;
             assert_eq!((retry.status, retry.outcome), (200, "queued"));
         });
@@ -616,7 +562,7 @@ mod tests {
     #[test]
     fn a_failed_record_is_503_and_enqueues_nothing() {
         let (store, queue) = (store(), FakeQueue::default());
-        store.failing_records.store(1, Ordering::SeqCst);
+        store.fail_next_writes(1);
         let ingest = ingestor(&store, &queue);
         let sig = sign(SECRET.as_bytes(), 1764237600, "ev-1");
         let b = body("ev-1", STORE, "order.created", "K8XTQ", "PAID");
@@ -644,7 +590,8 @@ mod tests {
                 )
                 .await;
             assert_eq!(r.outcome, "queued");
-            let recorded = store.events.lock().unwrap()["ev-1"].clone();
+            let recorded = store.webhook_events().remove(0);
+            assert_eq!(recorded.event_id, "ev-1");
             assert_eq!(recorded.recorded_at, t0);
             assert_eq!(recorded.expires_at, t0 + DEFAULT_EVENT_RETENTION);
             assert_eq!(recorded.store_id, STORE);

@@ -22,6 +22,9 @@ pub mod inventory;
 pub mod ledger;
 pub mod lightspeed;
 pub mod mask;
+/// Every state port in memory (tests, trying things out).
+#[cfg(any(test, feature = "memory"))]
+pub mod memory;
 pub mod money;
 pub mod ports;
 pub mod poster;
