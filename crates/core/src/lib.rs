@@ -14,6 +14,9 @@ pub mod customers;
 pub mod decimal;
 pub mod ecwid;
 pub mod error;
+/// Fakes of the APIs and the clock for the services' unit tests.
+#[cfg(test)]
+mod fakes;
 /// Fuzz harnesses (`crates/fuzz`); not part of the API.
 #[doc(hidden)]
 pub mod fuzz;

@@ -985,3 +985,318 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fakes::{FakeEcwid, FakeLightspeed, STORE, TestClock, connection};
+    use crate::ledger::{LedgerLine, OrderState};
+    use crate::memory::MemoryStore;
+    use rust_decimal::Decimal;
+
+    /// The store, the two APIs and the clock one poster works with. Lightspeed has one
+    /// product, `ls-mug`, with SKU MUG.
+    struct World {
+        store: MemoryStore,
+        ecwid: FakeEcwid,
+        lightspeed: FakeLightspeed,
+        clock: TestClock,
+    }
+
+    impl World {
+        async fn new(connection: Connection) -> Self {
+            let world = Self {
+                store: MemoryStore::new(),
+                ecwid: FakeEcwid::default(),
+                lightspeed: FakeLightspeed::default(),
+                clock: TestClock::new(),
+            };
+            world.store.put_connection(&connection, None).await.unwrap();
+            world.lightspeed.add_product("ls-mug", "MUG", true);
+            world
+        }
+
+        fn poster(&self) -> SalePoster<MemoryStore, FakeEcwid, FakeLightspeed, TestClock> {
+            SalePoster::new(
+                self.store.clone(),
+                self.ecwid.clone(),
+                self.lightspeed.clone(),
+                self.clock.clone(),
+                PosterConfig::default(),
+            )
+        }
+
+        async fn ledger(&self, order_id: &str) -> LedgerEntry {
+            self.store
+                .load_order(&OrderKey::new(STORE, order_id))
+                .await
+                .unwrap()
+                .expect("a ledger entry")
+        }
+    }
+
+    /// Two mugs at 12 plus 10% GST: 26.40.
+    fn order(id: &str, payment_status: &str, sku: &str, email: Option<&str>) -> EcwidOrder {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "total": 26.4, "pricesIncludeTax": false, "paymentStatus": payment_status,
+            "email": email,
+            "billingPerson": {"firstName": "Ann", "lastName": "Lee"},
+            "items": [{"sku": sku, "quantity": 2, "price": 12, "tax": 2.4,
+                       "taxes": [{"name": "GST", "value": 10, "total": 2.4, "includeInPrice": false}]}]
+        }))
+        .unwrap()
+    }
+
+    fn message(order_id: &str) -> OrderMessage {
+        OrderMessage::from_webhook(STORE, order_id, format!("ev-{order_id}"))
+    }
+
+    #[tokio::test]
+    async fn a_paid_order_is_posted_once_and_recorded_in_the_ledger() {
+        let w = World::new(connection()).await;
+        w.ecwid.add_order(order("K1", "PAID", "MUG", None));
+        let poster = w.poster();
+
+        let outcome = poster.post_paid_order(&message("K1")).await;
+        assert_eq!(
+            outcome,
+            Ok(PostOutcome::Posted {
+                sale_id: "sale-1".into()
+            })
+        );
+        let sales = w.lightspeed.sales();
+        assert_eq!(sales.len(), 1);
+        let sale = &sales[0].1;
+        assert_eq!(sale.invoice_number, "ECWID-1003-K1");
+        assert_eq!(sale.status, "CLOSED");
+        assert_eq!(sale.total(), Decimal::new(2640, 2));
+        assert_eq!(sale.payments_total(), Decimal::new(2640, 2));
+        assert_eq!(sale.register_sale_products[0].product_id, "ls-mug");
+        assert_eq!(sale.customer_id, None, "the order has no email");
+
+        let entry = w.ledger("K1").await;
+        assert_eq!(entry.state, OrderState::Posted);
+        assert_eq!(entry.sale_id.as_deref(), Some("sale-1"));
+        assert_eq!(entry.total, Some(Decimal::new(2640, 2)));
+        assert_eq!(
+            entry.lines,
+            vec![LedgerLine {
+                sku: "MUG".into(),
+                quantity: Decimal::from(2)
+            }]
+        );
+        assert_eq!(
+            w.store
+                .get_product_link(STORE, "MUG")
+                .await
+                .unwrap()
+                .map(|l| l.lightspeed_product_id),
+            Some("ls-mug".into()),
+            "the SKU link is cached"
+        );
+
+        // Ecwid's retry of the webhook, a queue redelivery: nothing is posted again.
+        let again = poster.post_paid_order(&message("K1")).await;
+        assert_eq!(
+            again,
+            Ok(PostOutcome::AlreadyPosted {
+                sale_id: "sale-1".into()
+            })
+        );
+        assert_eq!(w.lightspeed.sales().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unpaid_order_is_skipped_then_posted_once_paid() {
+        let w = World::new(connection()).await;
+        w.ecwid
+            .add_order(order("K2", "AWAITING_PAYMENT", "MUG", None));
+        let poster = w.poster();
+
+        let Ok(PostOutcome::Skipped(reason)) = poster.post_paid_order(&message("K2")).await else {
+            panic!("an unpaid order is skipped");
+        };
+        assert_eq!(reason.code, ReasonCode::NotPaid);
+        assert!(reason.message.contains("AWAITING_PAYMENT"), "{reason}");
+        assert!(w.lightspeed.sales().is_empty());
+        assert_eq!(w.ledger("K2").await.state, OrderState::Skipped);
+
+        // The buyer pays: Ecwid's next webhook posts it.
+        w.ecwid.add_order(order("K2", "PAID", "MUG", None));
+        let outcome = poster.post_paid_order(&message("K2")).await;
+        assert!(
+            matches!(outcome, Ok(PostOutcome::Posted { .. })),
+            "{outcome:?}"
+        );
+        assert_eq!(w.lightspeed.sales().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn with_posting_off_the_order_is_skipped_with_the_setting_as_reason() {
+        let mut conn = connection();
+        conn.settings.post_sales = false;
+        let w = World::new(conn).await;
+        w.ecwid.add_order(order("K3", "PAID", "MUG", None));
+
+        let Ok(PostOutcome::Skipped(reason)) = w.poster().post_paid_order(&message("K3")).await
+        else {
+            panic!("posting off skips the order (O5)");
+        };
+        assert_eq!(reason.code, ReasonCode::PostSalesOff);
+        assert!(
+            reason
+                .message
+                .contains("\"Post Ecwid Sales to Lightspeed Retail\" is off"),
+            "{reason}"
+        );
+        assert_eq!(w.ecwid.calls(), 0, "the order is not even fetched");
+        assert!(w.lightspeed.calls().is_empty());
+        let entry = w.ledger("K3").await;
+        assert_eq!(entry.state, OrderState::Skipped);
+        assert_eq!(entry.reason.map(|r| r.code), Some(ReasonCode::PostSalesOff));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_sku_parks_the_order_and_posts_nothing() {
+        let w = World::new(connection()).await;
+        w.ecwid.add_order(order("K4", "PAID", "TOTE", None));
+        let poster = w.poster();
+
+        let Ok(PostOutcome::Parked(reason)) = poster.post_paid_order(&message("K4")).await else {
+            panic!("an unknown SKU parks the order");
+        };
+        assert_eq!(reason.code, ReasonCode::UnknownSku);
+        assert!(reason.message.contains("SKU TOTE"), "{reason}");
+        assert!(w.lightspeed.sales().is_empty());
+        let entry = w.ledger("K4").await;
+        assert_eq!(entry.state, OrderState::Parked);
+        assert_eq!(entry.reason, Some(reason.clone()));
+
+        // A redelivery waits for the operator's replay: no call at all.
+        let calls = w.lightspeed.calls().len();
+        assert_eq!(
+            poster.post_paid_order(&message("K4")).await,
+            Ok(PostOutcome::Parked(reason))
+        );
+        assert_eq!(w.lightspeed.calls().len(), calls);
+    }
+
+    #[tokio::test]
+    async fn a_sale_whose_answer_was_lost_is_found_and_adopted_not_posted_again() {
+        let w = World::new(connection()).await;
+        w.ecwid.add_order(order("K5", "PAID", "MUG", None));
+        w.lightspeed.lose_next_sale_answer();
+        let poster = w.poster();
+        let search_delay = PosterConfig::default().search_delay;
+
+        // The POST went out, its answer did not come back: retry, after the search delay.
+        let Err(retry) = poster.post_paid_order(&message("K5")).await else {
+            panic!("an unknown outcome is retried");
+        };
+        assert!(retry.delay >= search_delay, "{retry}");
+        assert_eq!(
+            w.lightspeed.sales().len(),
+            1,
+            "the sale exists in Lightspeed"
+        );
+        let entry = w.ledger("K5").await;
+        assert_eq!(entry.state, OrderState::Queued);
+        assert!(entry.post_may_exist);
+
+        // A redelivery before the search can show the sale waits.
+        assert!(poster.post_paid_order(&message("K5")).await.is_err());
+
+        w.clock.advance(search_delay);
+        let outcome = poster.post_paid_order(&message("K5")).await;
+        assert_eq!(
+            outcome,
+            Ok(PostOutcome::Adopted {
+                sale_id: "sale-1".into()
+            })
+        );
+        assert_eq!(w.lightspeed.sales().len(), 1, "no second sale");
+        let calls = w.lightspeed.calls();
+        let search = calls
+            .iter()
+            .position(|c| *c == "find_sales_by_invoice")
+            .expect("a search");
+        assert_eq!(
+            calls.iter().filter(|c| **c == "post_sale").count(),
+            1,
+            "{calls:?}"
+        );
+        assert!(search > calls.iter().position(|c| *c == "post_sale").unwrap());
+        let entry = w.ledger("K5").await;
+        assert_eq!(entry.state, OrderState::Posted);
+        assert_eq!(entry.sale_id.as_deref(), Some("sale-1"));
+    }
+
+    #[tokio::test]
+    async fn a_failed_claim_write_is_retried_and_posts_nothing() {
+        let w = World::new(connection()).await;
+        w.ecwid.add_order(order("K6", "PAID", "MUG", None));
+        w.store.fail_next_writes(1);
+        let poster = w.poster();
+
+        assert!(poster.post_paid_order(&message("K6")).await.is_err());
+        assert!(w.lightspeed.sales().is_empty());
+        assert_eq!(
+            w.store
+                .load_order(&OrderKey::new(STORE, "K6"))
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(matches!(
+            poster.post_paid_order(&message("K6")).await,
+            Ok(PostOutcome::Posted { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_buyers_email_finds_or_creates_one_customer_for_all_their_orders() {
+        let w = World::new(connection()).await;
+        w.lightspeed.add_customer("cust-ann", "ann.lee@example.com");
+        w.ecwid
+            .add_order(order("K7", "PAID", "MUG", Some("Ann.Lee@Example.com")));
+        w.ecwid
+            .add_order(order("K8", "PAID", "MUG", Some("new.buyer@example.com")));
+        w.ecwid
+            .add_order(order("K9", "PAID", "MUG", Some("new.buyer@example.com")));
+        let poster = w.poster();
+        for id in ["K7", "K8", "K9"] {
+            let outcome = poster.post_paid_order(&message(id)).await;
+            assert!(
+                matches!(outcome, Ok(PostOutcome::Posted { .. })),
+                "{outcome:?}"
+            );
+        }
+
+        let customers: Vec<_> = w
+            .lightspeed
+            .sales()
+            .into_iter()
+            .map(|(_, s)| s.customer_id)
+            .collect();
+        assert_eq!(
+            customers,
+            vec![
+                Some("cust-ann".to_string()),
+                Some("cust-2".to_string()),
+                Some("cust-2".to_string())
+            ],
+            "the existing customer is matched (C2); a new email creates one customer"
+        );
+        assert_eq!(w.lightspeed.customers().len(), 2);
+        let calls = w.lightspeed.calls();
+        assert_eq!(calls.iter().filter(|c| **c == "create_customer").count(), 1);
+        assert_eq!(
+            calls
+                .iter()
+                .filter(|c| **c == "search_customers_by_email")
+                .count(),
+            2,
+            "the third order uses the link"
+        );
+    }
+}

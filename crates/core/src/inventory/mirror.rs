@@ -1757,3 +1757,251 @@ fn chrono_duration(d: Duration) -> chrono::Duration {
         .unwrap_or(chrono::Duration::days(365))
         .min(chrono::Duration::days(365))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fakes::{FakeEcwid, FakeLightspeed, OUTLET, STORE, TestClock, connection};
+    use crate::ledger::{self, ClaimDecision, LedgerEntry, LedgerLine, OrderKey, Outcome};
+    use crate::memory::MemoryStore;
+
+    struct World {
+        store: MemoryStore,
+        ecwid: FakeEcwid,
+        lightspeed: FakeLightspeed,
+        clock: TestClock,
+    }
+
+    impl World {
+        async fn new(connection: Connection) -> Self {
+            let world = Self {
+                store: MemoryStore::new(),
+                ecwid: FakeEcwid::default(),
+                lightspeed: FakeLightspeed::default(),
+                clock: TestClock::new(),
+            };
+            world.store.put_connection(&connection, None).await.unwrap();
+            world
+        }
+
+        /// Lightspeed's `ls-mug` (SKU MUG, `level` at the outlet) and Ecwid's product 11
+        /// (SKU MUG, `ecwid_level`).
+        async fn with_mug(level: i64, ecwid_level: i64) -> Self {
+            let world = Self::new(connection()).await;
+            world.lightspeed.add_product("ls-mug", "MUG", true);
+            world.lightspeed.set_level("ls-mug", OUTLET, level);
+            world.ecwid.add_product(11, "MUG", ecwid_level);
+            world
+        }
+
+        fn mirror(&self) -> InventoryMirror<MemoryStore, FakeEcwid, FakeLightspeed, TestClock> {
+            InventoryMirror::new(
+                self.store.clone(),
+                self.ecwid.clone(),
+                self.lightspeed.clone(),
+                self.clock.clone(),
+                MirrorConfig::default(),
+            )
+        }
+
+        async fn run(&self) -> Result<MirrorReport, MirrorError> {
+            self.mirror()
+                .mirror_store(STORE)
+                .await
+                .map(|r| r.expect("a connection"))
+        }
+
+        async fn cursor(&self) -> InventoryCursor {
+            self.store
+                .get_inventory_cursor(STORE)
+                .await
+                .unwrap()
+                .expect("a cursor")
+        }
+
+        /// A paid order whose sale is not in Lightspeed yet: `quantity` units of `sku`.
+        async fn pending_order(&self, order_id: &str, sku: &str, quantity: i64) -> LedgerEntry {
+            let key = OrderKey::new(STORE, order_id);
+            let now = self.clock.now();
+            let ClaimDecision::Claim {
+                entry,
+                expected_version,
+                ..
+            } = ledger::claim(None, &key, now, chrono::Duration::seconds(60))
+            else {
+                panic!("a new order is claimed");
+            };
+            self.store
+                .save_order(&entry, expected_version)
+                .await
+                .unwrap();
+            let lines = vec![LedgerLine {
+                sku: sku.into(),
+                quantity: Decimal::from(quantity),
+            }];
+            let released = ledger::finish(
+                &ledger::with_order_facts(&entry, Decimal::from(10), lines),
+                Outcome::Released {
+                    error: "Lightspeed unavailable".into(),
+                    post_may_exist: false,
+                },
+                now,
+            );
+            self.store
+                .save_order(&released, Some(entry.version))
+                .await
+                .unwrap();
+            released
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lightspeed_level_reaches_ecwid() {
+        let w = World::with_mug(7, 0).await;
+        let report = w.run().await.unwrap();
+        assert_eq!(report.outcome, RunOutcome::Completed);
+        assert_eq!(w.ecwid.level(11), Some(StockLevel::Quantity(7)));
+        assert_eq!(report.written, 1);
+
+        // A POS sale in Lightspeed.
+        w.lightspeed.set_level("ls-mug", OUTLET, 4);
+        w.run().await.unwrap();
+        assert_eq!(w.ecwid.level(11), Some(StockLevel::Quantity(4)));
+        assert_eq!(
+            w.ecwid.writes(),
+            vec![
+                (EcwidTarget::product(11), StockLevel::Quantity(7)),
+                (EcwidTarget::product(11), StockLevel::Quantity(4)),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_level_ecwid_already_has_is_not_written_again() {
+        // Ecwid shows the Lightspeed level already: nothing to write.
+        let w = World::with_mug(7, 7).await;
+        let report = w.run().await.unwrap();
+        assert_eq!(report.unchanged, 1);
+        assert!(w.ecwid.writes().is_empty());
+
+        // A new inventory record with the same level (a count that found no difference).
+        w.lightspeed.set_level("ls-mug", OUTLET, 7);
+        let report = w.run().await.unwrap();
+        assert_eq!((report.records, report.unchanged), (1, 1));
+        assert!(w.ecwid.writes().is_empty());
+        assert_eq!(w.ecwid.level(11), Some(StockLevel::Quantity(7)));
+    }
+
+    #[tokio::test]
+    async fn pending_web_quantities_are_subtracted_until_the_order_leaves_the_pending_set() {
+        let w = World::with_mug(7, 0).await;
+        let pending = w.pending_order("K1", "mug", 2).await;
+        let report = w.run().await.unwrap();
+        assert_eq!(report.pending_skus, 1);
+        assert_eq!(
+            w.ecwid.level(11),
+            Some(StockLevel::Quantity(5)),
+            "Ecwid took the 2 units off at checkout; Lightspeed has not seen them"
+        );
+
+        // The order leaves the pending set without a Lightspeed change (it was cancelled
+        // and skipped): the next run gives the 2 units back.
+        let skipped = ledger::finish(
+            &pending,
+            Outcome::Skipped(crate::ledger::Reason::new(
+                crate::ledger::ReasonCode::NotPaid,
+                "CANCELLED",
+            )),
+            w.clock.now(),
+        );
+        w.store
+            .save_order(&skipped, Some(pending.version))
+            .await
+            .unwrap();
+        let report = w.run().await.unwrap();
+        assert_eq!(report.pending_republished, 1);
+        assert_eq!(w.ecwid.level(11), Some(StockLevel::Quantity(7)));
+    }
+
+    #[tokio::test]
+    async fn the_cursor_moves_only_after_the_pages_writes_succeeded() {
+        let w = World::with_mug(7, 0).await;
+        // The write and both of its retries fail.
+        w.ecwid.fail_writes((0..3).map(|i| ApiError::Unavailable {
+            detail: format!("503 #{i}"),
+        }));
+        let failed = w.run().await.unwrap_err();
+        assert!(
+            matches!(
+                failed.failure,
+                MirrorFailure::Api(ApiError::Unavailable { .. })
+            ),
+            "{failed}"
+        );
+        assert_eq!(w.ecwid.level(11), Some(StockLevel::Quantity(0)));
+        let cursor = w.cursor().await;
+        assert_eq!(cursor.inventory_version, 0, "the page is read again");
+        assert_eq!(cursor.lease_until, None, "the lease is released");
+
+        let report = w.run().await.unwrap();
+        assert_eq!(report.outcome, RunOutcome::Completed);
+        assert_eq!(w.ecwid.level(11), Some(StockLevel::Quantity(7)));
+        assert!(w.cursor().await.inventory_version > 0);
+        assert_eq!(
+            w.ecwid.writes(),
+            vec![(EcwidTarget::product(11), StockLevel::Quantity(7))]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sku_two_lightspeed_products_share_is_never_written() {
+        let w = World::with_mug(7, 0).await;
+        w.lightspeed.add_product("ls-mug-2", "mug ", true);
+        w.lightspeed.set_level("ls-mug-2", OUTLET, 3);
+        let report = w.run().await.unwrap();
+        assert!(w.ecwid.writes().is_empty());
+        assert_eq!(report.ambiguous, 2);
+        assert_eq!(
+            report.ambiguous_skus,
+            vec!["MUG".to_string(), "mug ".to_string()]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sku_two_ecwid_products_share_is_never_written() {
+        let w = World::with_mug(7, 0).await;
+        w.ecwid.add_product(12, "MUG", 0);
+        let report = w.run().await.unwrap();
+        assert!(w.ecwid.writes().is_empty());
+        assert_eq!(report.ambiguous, 1);
+        assert_eq!(report.ambiguous_skus, vec!["MUG".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn other_outlets_and_untracked_products_follow_their_rules() {
+        let w = World::with_mug(7, 0).await;
+        // S3: a level at another outlet is dropped.
+        w.lightspeed.set_level("ls-mug", "outlet-2", 50);
+        // Untracked in Lightspeed: unlimited in Ecwid, whatever its level.
+        w.lightspeed.add_product("ls-gift", "GIFT-WRAP", false);
+        w.ecwid.add_product(13, "GIFT-WRAP", 0);
+        let report = w.run().await.unwrap();
+        assert_eq!(report.other_outlet, 1);
+        assert_eq!(w.ecwid.level(11), Some(StockLevel::Quantity(7)));
+        assert_eq!(w.ecwid.level(13), Some(StockLevel::Unlimited));
+        assert_eq!(report.set_unlimited, 1);
+    }
+
+    #[tokio::test]
+    async fn with_sync_off_nothing_is_read_or_written() {
+        let mut conn = connection();
+        conn.settings.sync_inventory = false;
+        let w = World::new(conn).await;
+        w.lightspeed.add_product("ls-mug", "MUG", true);
+        let report = w.run().await.unwrap();
+        assert_eq!(report.outcome, RunOutcome::SyncOff);
+        assert!(w.lightspeed.calls().is_empty());
+        assert_eq!(w.ecwid.calls(), 0);
+        assert_eq!(w.store.get_inventory_cursor(STORE).await.unwrap(), None);
+    }
+}
