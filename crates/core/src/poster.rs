@@ -11,6 +11,10 @@
 //!
 //! Retryable failures release the claim and tell the caller when to redeliver the message
 //! (invariant 4). Permanent ones park the order with a readable reason (P2).
+//!
+//! Which Lightspeed product each line is sold as (P1) is in the `products` submodule, which
+//! customer the sale is assigned to (C1–C4) in `customers`: each asks only for the ports it
+//! uses (the link store and Lightspeed).
 
 use crate::connection::Connection;
 use crate::ecwid::EcwidOrder;
@@ -20,12 +24,14 @@ use crate::lightspeed::SaleSetup;
 use crate::money::{self, MappingContext};
 use crate::ports::{
     Clock, ConnectionStore, EcwidApi, LedgerStore, LightspeedApi, LinkStore, OrderMessage,
-    ProductLink,
 };
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+mod customers;
+mod products;
 
 /// Tunables of the poster.
 #[derive(Debug, Clone)]
@@ -144,6 +150,79 @@ pub struct SalePoster<S, E, L, C> {
     crash_hook: Option<Arc<dyn CrashHook>>,
 }
 
+/// What every part of an attempt uses, whatever ports it needs.
+impl<S, E, L, C> SalePoster<S, E, L, C> {
+    /// The claim lease as a ledger duration.
+    fn lease(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::seconds(120))
+    }
+
+    /// Turns an API failure into a retry (retryable) or a parked order (permanent).
+    fn api_failure(
+        &self,
+        key: &OrderKey,
+        doing: &str,
+        e: ApiError,
+        post_may_exist: bool,
+        system: &str,
+    ) -> Attempt {
+        let order_id = &key.order_id;
+        match e {
+            ApiError::RateLimited { retry_after } => Attempt {
+                outcome: Outcome::Released {
+                    error: format!(
+                        "{system} rate limit while {doing} (a 429, or the request was held back by pacing)"
+                    ),
+                    post_may_exist: false,
+                },
+                retry_delay: Some(retry_after.unwrap_or(self.config.retry_base)),
+                facts: None,
+            },
+            ApiError::Unavailable { .. }
+            | ApiError::OutcomeUnknown { .. }
+            | ApiError::Decode { .. } => Attempt {
+                outcome: Outcome::Released {
+                    error: format!("{doing}: {e}"),
+                    post_may_exist,
+                },
+                retry_delay: None,
+                facts: None,
+            },
+            ApiError::NotFound { detail } if system == "Ecwid" => {
+                Attempt::done(Outcome::Parked(Reason::new(
+                    ReasonCode::OrderNotFound,
+                    format!("order {order_id}: Ecwid has no such order ({detail})"),
+                )))
+            }
+            ApiError::Unauthorized { status, detail } => {
+                Attempt::done(Outcome::Parked(Reason::new(
+                    ReasonCode::Unauthorized,
+                    format!(
+                        "order {order_id}: {system} refused our token ({status}) while {doing}: {detail}"
+                    ),
+                )))
+            }
+            ApiError::NotFound { detail } => Attempt::done(Outcome::Parked(Reason::new(
+                ReasonCode::LightspeedRejected,
+                format!("order {order_id}: {system} answered 404 while {doing}: {detail}"),
+            ))),
+            ApiError::Rejected { status, detail } => {
+                let code = if system == "Lightspeed" {
+                    ReasonCode::LightspeedRejected
+                } else {
+                    ReasonCode::InvalidOrder
+                };
+                Attempt::done(Outcome::Parked(Reason::new(
+                    code,
+                    format!(
+                        "order {order_id}: {system} refused the request ({status}) while {doing}: {detail}"
+                    ),
+                )))
+            }
+        }
+    }
+}
+
 impl<S, E, L, C> SalePoster<S, E, L, C>
 where
     S: ConnectionStore + LedgerStore + LinkStore,
@@ -177,11 +256,6 @@ where
 
     pub fn store(&self) -> &S {
         &self.store
-    }
-
-    /// The claim lease as a ledger duration.
-    fn lease(&self) -> chrono::Duration {
-        chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::seconds(120))
     }
 
     fn backoff(&self, attempts: u32) -> Duration {
@@ -598,71 +672,6 @@ where
         }
     }
 
-    /// Turns an API failure into a retry (retryable) or a parked order (permanent).
-    fn api_failure(
-        &self,
-        key: &OrderKey,
-        doing: &str,
-        e: ApiError,
-        post_may_exist: bool,
-        system: &str,
-    ) -> Attempt {
-        let order_id = &key.order_id;
-        match e {
-            ApiError::RateLimited { retry_after } => Attempt {
-                outcome: Outcome::Released {
-                    error: format!(
-                        "{system} rate limit while {doing} (a 429, or the request was held back by pacing)"
-                    ),
-                    post_may_exist: false,
-                },
-                retry_delay: Some(retry_after.unwrap_or(self.config.retry_base)),
-                facts: None,
-            },
-            ApiError::Unavailable { .. }
-            | ApiError::OutcomeUnknown { .. }
-            | ApiError::Decode { .. } => Attempt {
-                outcome: Outcome::Released {
-                    error: format!("{doing}: {e}"),
-                    post_may_exist,
-                },
-                retry_delay: None,
-                facts: None,
-            },
-            ApiError::NotFound { detail } if system == "Ecwid" => {
-                Attempt::done(Outcome::Parked(Reason::new(
-                    ReasonCode::OrderNotFound,
-                    format!("order {order_id}: Ecwid has no such order ({detail})"),
-                )))
-            }
-            ApiError::Unauthorized { status, detail } => {
-                Attempt::done(Outcome::Parked(Reason::new(
-                    ReasonCode::Unauthorized,
-                    format!(
-                        "order {order_id}: {system} refused our token ({status}) while {doing}: {detail}"
-                    ),
-                )))
-            }
-            ApiError::NotFound { detail } => Attempt::done(Outcome::Parked(Reason::new(
-                ReasonCode::LightspeedRejected,
-                format!("order {order_id}: {system} answered 404 while {doing}: {detail}"),
-            ))),
-            ApiError::Rejected { status, detail } => {
-                let code = if system == "Lightspeed" {
-                    ReasonCode::LightspeedRejected
-                } else {
-                    ReasonCode::InvalidOrder
-                };
-                Attempt::done(Outcome::Parked(Reason::new(
-                    code,
-                    format!(
-                        "order {order_id}: {system} refused the request ({status}) while {doing}: {detail}"
-                    ),
-                )))
-            }
-        }
-    }
-
     async fn sale_setup(&self, conn: &Connection) -> Result<SaleSetup, ApiError> {
         let now = self.clock.now();
         let ttl = chrono::Duration::from_std(self.config.setup_ttl)
@@ -682,307 +691,6 @@ where
             .expect("setup cache poisoned")
             .insert(conn.store_id, (now, setup.clone()));
         Ok(setup)
-    }
-
-    /// Resolves every item's SKU to exactly one live Lightspeed product (P1), from the link
-    /// cache first (unless `bypass_cache`), then by a Lightspeed lookup that is cached for
-    /// next time. Also says whether any link came from the cache.
-    async fn resolve_products(
-        &self,
-        conn: &Connection,
-        key: &OrderKey,
-        order: &EcwidOrder,
-        bypass_cache: bool,
-    ) -> Result<(HashMap<String, String>, bool), Attempt> {
-        let mut found = HashMap::new();
-        let mut used_cache = false;
-        for item in &order.items {
-            let sku =
-                money::item_sku(&order.id, item).map_err(|r| Attempt::done(Outcome::Parked(r)))?;
-            if found.contains_key(&sku) {
-                continue;
-            }
-            let cached = if bypass_cache {
-                Ok(None)
-            } else {
-                self.store.get_product_link(conn.store_id, &sku).await
-            };
-            match cached {
-                Ok(Some(link)) => {
-                    found.insert(sku, link.lightspeed_product_id);
-                    used_cache = true;
-                    continue;
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    return Err(Attempt {
-                        outcome: Outcome::Released {
-                            error: format!("reading the product link of SKU {sku}: {e}"),
-                            post_may_exist: false,
-                        },
-                        retry_delay: None,
-                        facts: None,
-                    });
-                }
-            }
-            let candidates = self
-                .lightspeed
-                .find_products_by_sku(conn, &sku)
-                .await
-                .map_err(|e| {
-                    self.api_failure(
-                        key,
-                        &format!("looking up SKU {sku}"),
-                        e,
-                        false,
-                        "Lightspeed",
-                    )
-                })?;
-            let matching: Vec<_> = candidates
-                .into_iter()
-                .filter(|p| {
-                    p.is_live()
-                        && p.sku
-                            .as_deref()
-                            .map(str::trim)
-                            .is_some_and(|s| s.eq_ignore_ascii_case(&sku))
-                })
-                .collect();
-            match matching.as_slice() {
-                [] => {
-                    return Err(Attempt::done(Outcome::Parked(Reason::new(
-                        ReasonCode::UnknownSku,
-                        format!(
-                            "order {}: no Lightspeed product has SKU {sku}; add it in Lightspeed, then replay the order",
-                            order.id
-                        ),
-                    ))));
-                }
-                [one] => {
-                    let link = ProductLink {
-                        sku: sku.clone(),
-                        lightspeed_product_id: one.id.clone(),
-                        ecwid_product_id: item.product_id,
-                        ecwid_combination_id: item.combination_id,
-                        updated_at: self.clock.now(),
-                    };
-                    if let Err(e) = self.store.put_product_link(conn.store_id, &link).await {
-                        tracing::warn!(%sku, error = %e, "could not cache the product link");
-                    }
-                    found.insert(sku, one.id.clone());
-                }
-                several => {
-                    let ids: Vec<_> = several.iter().map(|p| p.id.as_str()).collect();
-                    return Err(Attempt::done(Outcome::Parked(Reason::new(
-                        ReasonCode::AmbiguousSku,
-                        format!(
-                            "order {}: SKU {sku} matches {} Lightspeed products ({}); make SKUs unique, then replay",
-                            order.id,
-                            several.len(),
-                            ids.join(", ")
-                        ),
-                    ))));
-                }
-            }
-        }
-        Ok((found, used_cache))
-    }
-}
-
-/// Customer matching (rules C1–C4). The rules themselves are pure, in [`crate::customers`];
-/// this is their I/O: the link cache, the claim, the search and the one create.
-impl<S, E, L, C> SalePoster<S, E, L, C>
-where
-    S: ConnectionStore + LedgerStore + LinkStore,
-    E: EcwidApi,
-    L: LightspeedApi,
-    C: Clock,
-{
-    /// The Lightspeed customer the order's sale is assigned to: the customer link if it is
-    /// linked (no Lightspeed call), else a claim on the link, a search and, with no match,
-    /// one create. `Ok(None)`: the order has no usable email and posts with no customer.
-    /// `Err`: the attempt's outcome (a retry while another order holds the claim, or an
-    /// API failure as [`Self::api_failure`] classifies it).
-    async fn resolve_customer(
-        &self,
-        conn: &Connection,
-        key: &OrderKey,
-        order: &EcwidOrder,
-    ) -> Result<Option<String>, Attempt> {
-        use crate::customers::{self, LinkDecision, OrderEmail};
-        let email = match customers::order_email(order) {
-            OrderEmail::Valid(email) => email,
-            OrderEmail::Missing => {
-                tracing::info!(store_id = key.store_id, order_id = %key.order_id, "order has no email; posting it with no customer");
-                return Ok(None);
-            }
-            OrderEmail::NotAnEmail(raw) => {
-                tracing::warn!(store_id = key.store_id, order_id = %key.order_id, email = %crate::mask::mask_email(&raw), "order email is not an email address; posting it with no customer");
-                return Ok(None);
-            }
-        };
-        let masked = crate::mask::mask_email(&email.normalised);
-        let lease = self.lease();
-        for _ in 0..3 {
-            let existing = self
-                .store
-                .get_customer_link(conn.store_id, &email.normalised)
-                .await
-                .map_err(|e| Self::customer_link_failure(&masked, "reading", e))?;
-            match customers::decide_link(
-                existing.as_ref(),
-                conn.store_id,
-                &email.normalised,
-                self.clock.now(),
-                lease,
-            ) {
-                LinkDecision::Use { customer_id } => return Ok(Some(customer_id)),
-                LinkDecision::Wait { retry_in } => {
-                    // The holder needs one search and at most one create: look again soon.
-                    return Err(Attempt {
-                        outcome: Outcome::Released {
-                            error: format!(
-                                "another order is finding or creating the Lightspeed customer for {masked}"
-                            ),
-                            post_may_exist: false,
-                        },
-                        retry_delay: Some(retry_in.max(Duration::from_millis(50))),
-                        facts: None,
-                    });
-                }
-                LinkDecision::Claim {
-                    link,
-                    expected_version,
-                } => match self.store.put_customer_link(&link, expected_version).await {
-                    Ok(()) => {
-                        return self
-                            .find_or_create_customer(conn, key, order, &email, &masked, &link)
-                            .await
-                            .map(Some);
-                    }
-                    // Another order claimed or linked it first: read it again.
-                    Err(StoreError::Conflict(_)) => continue,
-                    Err(e) => return Err(Self::customer_link_failure(&masked, "claiming", e)),
-                },
-            }
-        }
-        Err(Attempt {
-            outcome: Outcome::Released {
-                error: format!("the customer link for {masked} kept losing races"),
-                post_may_exist: false,
-            },
-            retry_delay: Some(Duration::from_millis(100)),
-            facts: None,
-        })
-    }
-
-    /// Under the claim `claim`: search (re-checking every hit), create if nothing matches,
-    /// then record the link. A matched customer is never changed (C2).
-    async fn find_or_create_customer(
-        &self,
-        conn: &Connection,
-        key: &OrderKey,
-        order: &EcwidOrder,
-        email: &crate::customers::Email,
-        masked: &str,
-        claim: &crate::customers::CustomerLink,
-    ) -> Result<String, Attempt> {
-        use crate::customers;
-        // Whether Lightspeed's email search ignores case is not documented: search the
-        // lower-cased email, and if that finds no exact match, the email as the buyer typed
-        // it. Hits are re-checked case-insensitively either way.
-        let mut queries = vec![email.normalised.clone()];
-        if email.as_given != email.normalised {
-            queries.push(email.as_given.clone());
-        }
-        let mut hits = Vec::new();
-        for query in queries {
-            match self
-                .lightspeed
-                .search_customers_by_email(conn, &query)
-                .await
-            {
-                Ok(found) => hits.extend(found),
-                Err(e) => {
-                    self.release_customer_claim(claim).await;
-                    return Err(self.api_failure(
-                        key,
-                        &format!("searching Lightspeed customers for {masked}"),
-                        e,
-                        false,
-                        "Lightspeed",
-                    ));
-                }
-            }
-            if customers::choose_customer(&hits, &email.normalised).is_some() {
-                break;
-            }
-        }
-        let customer_id = match customers::choose_customer(&hits, &email.normalised) {
-            Some((customer, count)) => {
-                if count > 1 {
-                    tracing::warn!(store_id = key.store_id, order_id = %key.order_id, email = %masked, count, customer_id = %customer.id, "several Lightspeed customers have this email; using the one with the smallest id");
-                }
-                tracing::info!(store_id = key.store_id, order_id = %key.order_id, email = %masked, customer_id = %customer.id, "matched an existing Lightspeed customer");
-                customer.id.clone()
-            }
-            None => {
-                let new = customers::new_customer(order, email);
-                match self.lightspeed.create_customer(conn, &new).await {
-                    Ok(created) => {
-                        tracing::info!(store_id = key.store_id, order_id = %key.order_id, email = %masked, customer_id = %created.id, "created a Lightspeed customer");
-                        created.id
-                    }
-                    Err(e) => {
-                        // After a timeout the customer may exist: whoever claims next
-                        // searches before creating, so it is found, not duplicated.
-                        self.release_customer_claim(claim).await;
-                        return Err(self.api_failure(
-                            key,
-                            &format!("creating a Lightspeed customer for {masked}"),
-                            e,
-                            false,
-                            "Lightspeed",
-                        ));
-                    }
-                }
-            }
-        };
-        let linked = claim.linked(&customer_id, self.clock.now());
-        if let Err(e) = self
-            .store
-            .put_customer_link(&linked, Some(claim.version))
-            .await
-        {
-            // The sale can still carry the customer. A claim left behind expires, and its
-            // taker searches first and finds this customer.
-            tracing::warn!(store_id = key.store_id, order_id = %key.order_id, email = %masked, error = %e, "could not record the customer link");
-        }
-        Ok(customer_id)
-    }
-
-    /// Gives the claim up after a failure, so the next order need not wait for its lease.
-    /// Best effort: if this fails too, the claim simply expires.
-    async fn release_customer_claim(&self, claim: &crate::customers::CustomerLink) {
-        let released = claim.released(self.clock.now());
-        if let Err(e) = self
-            .store
-            .put_customer_link(&released, Some(claim.version))
-            .await
-        {
-            tracing::debug!(store_id = claim.store_id, error = %e, "could not release the customer claim");
-        }
-    }
-
-    fn customer_link_failure(masked: &str, doing: &str, e: StoreError) -> Attempt {
-        Attempt {
-            outcome: Outcome::Released {
-                error: format!("{doing} the customer link for {masked}: {e}"),
-                post_may_exist: false,
-            },
-            retry_delay: None,
-            facts: None,
-        }
     }
 }
 
