@@ -7,9 +7,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use els_core::ingest::Ingestor;
+use els_core::ingest::{IngestOutcome, Ingestor, RESPONSE_CONTENT_TYPE};
 use els_core::inventory::mirror::InventoryMirror;
 use els_core::poster::{PostOutcome, SalePoster};
+use els_core::settle::post_delivered;
 use els_core::{Clock, Delivery, EcwidApi, LightspeedApi, StateStore, WorkQueue};
 use std::sync::Arc;
 use std::time::Duration;
@@ -128,8 +129,9 @@ where
         }
     }
 
-    /// Works one delivery and settles it: ack once the outcome is recorded, otherwise hide
-    /// it until the retry is due (invariant 4: nothing is acked before its outcome).
+    /// Works one delivery and settles it by the core's rule ([`els_core::settle`], the same
+    /// as the `sale-poster` Lambda's): ack once the outcome is recorded, otherwise hide it
+    /// until the retry is due (invariant 4: nothing is acked before its outcome).
     ///
     /// On the last allowed receive a retryable failure parks the order (`DEAD_LETTERED`) and
     /// the message is *not* acked: it is made visible at once, so the queue's next receive
@@ -137,41 +139,23 @@ where
     /// to the SQS DLQ). `els replay --dlq` takes it back from there.
     pub async fn settle(&self, d: Delivery) -> Result<PostOutcome, els_core::poster::RetryLater> {
         let span = tracing::info_span!("order", store_id = d.message.store_id, order_id = %d.message.order_id, receive_count = d.receive_count);
-        let last = d.receive_count >= self.options.max_receives;
-        let (result, ack) = async {
-            match self.poster.post_paid_order(&d.message).await {
-                Err(retry) if last => {
-                    let parked = self
-                        .poster
-                        .park_after_last_delivery(&d.message, d.receive_count, &retry)
-                        .await;
-                    tracing::warn!(
-                        "last receive failed; the message is left to the dead-letter queue"
-                    );
-                    (parked, false)
-                }
-                Ok(outcome) => (Ok(outcome), true),
-                Err(retry) => (Err(retry), false),
-            }
-        }
+        let settled = post_delivered(
+            &self.poster,
+            &d.message,
+            Some(d.receive_count),
+            self.options.max_receives,
+        )
         .instrument(span)
         .await;
-        let settled = if ack {
-            self.queue.ack(&d.receipt).await
-        } else {
-            // After the last receive the delay is zero: the message is not worked again, and
-            // while it is hidden its store's other orders wait behind it (FIFO group).
-            let delay = match &result {
-                Err(retry) if !last => retry.delay,
-                _ => Duration::ZERO,
-            };
-            self.queue.retry_after(&d.receipt, delay).await
+        let done = match settled.settlement.redeliver_after() {
+            None => self.queue.ack(&d.receipt).await,
+            Some(delay) => self.queue.retry_after(&d.receipt, delay).await,
         };
-        if let Err(e) = settled {
+        if let Err(e) = done {
             // The message reappears after its visibility timeout; the ledger makes that safe.
             tracing::error!(order_id = %d.message.order_id, error = %e, "could not settle the queue message");
         }
-        result
+        settled.outcome
     }
 }
 
@@ -194,14 +178,15 @@ where
         .get(els_core::webhook::SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok());
     let response = app.ingestor.handle_webhook(&body, signature).await;
-    if response.outcome == "queued" {
+    if response.outcome == IngestOutcome::Queued {
         app.wake.notify_one();
     }
-    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    // The same answer as the `webhook-ingest` Lambda's.
+    let (status, body) = response.http();
     (
-        status,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        response.body(),
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        [(axum::http::header::CONTENT_TYPE, RESPONSE_CONTENT_TYPE)],
+        body,
     )
 }
 

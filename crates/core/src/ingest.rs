@@ -15,7 +15,7 @@
 //!   written is still enqueued on Ecwid's retry; the queue's deduplication id
 //!   (`store:order:eventId`) collapses the copies;
 //! - the same `eventId` with another fingerprint is a replay with an altered body: 200
-//!   (`outcome = "replayed"`) so nobody retries it, nothing enqueued, and a warning.
+//!   (outcome `replayed`) so nobody retries it, nothing enqueued, and a warning.
 //!
 //! Events that are not work (unpaid, other types, unknown stores) are not recorded: they
 //! cost no write, and a copy altered to point at an unknown store cannot block the genuine
@@ -62,25 +62,106 @@ impl IngestConfig {
     }
 }
 
-/// What to answer Ecwid.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// What became of a webhook delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// The paid order is durably enqueued.
+    Queued,
+    /// Not work for us (not a paid order event, or a store without a connection); nothing
+    /// enqueued.
+    Ignored,
+    /// A known `eventId` with an altered body; nothing enqueued.
+    Replayed,
+    /// The body is over the size limit; not read.
+    TooLarge,
+    /// The signature is missing or wrong.
+    BadSignature,
+    /// Signed, but not a webhook we can read.
+    Malformed,
+    /// The state store or the queue failed; Ecwid retries.
+    Unavailable,
+    /// Not a POST: only an edge that routes every method to ingest sees one (a Lambda
+    /// Function URL).
+    MethodNotAllowed,
+}
+
+impl IngestOutcome {
+    /// The HTTP status to answer. Ecwid counts 200 (like 201, 202, 204 and 209) as
+    /// delivered and retries anything else, so every outcome that must not be retried is
+    /// 200, even when nothing was enqueued.
+    pub fn status(self) -> u16 {
+        match self {
+            IngestOutcome::Queued | IngestOutcome::Ignored | IngestOutcome::Replayed => 200,
+            IngestOutcome::Malformed => 400,
+            IngestOutcome::BadSignature => 401,
+            IngestOutcome::MethodNotAllowed => 405,
+            IngestOutcome::TooLarge => 413,
+            IngestOutcome::Unavailable => 503,
+        }
+    }
+
+    /// The `outcome` of the JSON body: `queued`, `ignored`, `replayed`, or `error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IngestOutcome::Queued => "queued",
+            IngestOutcome::Ignored => "ignored",
+            IngestOutcome::Replayed => "replayed",
+            IngestOutcome::TooLarge
+            | IngestOutcome::BadSignature
+            | IngestOutcome::Malformed
+            | IngestOutcome::Unavailable
+            | IngestOutcome::MethodNotAllowed => "error",
+        }
+    }
+}
+
+/// What to answer Ecwid: the outcome and a line saying why.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IngestResponse {
-    pub status: u16,
-    /// `queued`, `ignored`, `replayed` (a known `eventId` with an altered body), or `error`.
-    pub outcome: &'static str,
+    pub outcome: IngestOutcome,
     pub detail: String,
 }
 
+/// The media type of [`IngestResponse::http`]'s body.
+pub const RESPONSE_CONTENT_TYPE: &str = "application/json";
+
 impl IngestResponse {
-    fn new(status: u16, outcome: &'static str, detail: impl Into<String>) -> Self {
+    fn new(outcome: IngestOutcome, detail: impl Into<String>) -> Self {
         Self {
-            status,
             outcome,
             detail: detail.into(),
         }
     }
+
+    /// The answer to a request that is not a POST.
+    pub fn method_not_allowed() -> Self {
+        Self::new(IngestOutcome::MethodNotAllowed, "only POST is accepted")
+    }
+
+    pub fn status(&self) -> u16 {
+        self.outcome.status()
+    }
+
+    /// The JSON body: `{"status":200,"outcome":"queued","detail":"order K1 queued"}`.
     pub fn body(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        #[derive(Serialize)]
+        struct Body<'a> {
+            status: u16,
+            outcome: &'static str,
+            detail: &'a str,
+        }
+        serde_json::to_string(&Body {
+            status: self.status(),
+            outcome: self.outcome.as_str(),
+            detail: &self.detail,
+        })
+        .unwrap_or_default()
+    }
+
+    /// The HTTP answer, the same from every edge (the `webhook-ingest` Lambda and
+    /// `els serve`): the status code and the body, of type [`RESPONSE_CONTENT_TYPE`].
+    pub fn http(&self) -> (u16, String) {
+        (self.status(), self.body())
     }
 }
 
@@ -174,8 +255,7 @@ impl<S: ConnectionStore + WebhookEventStore, Q: WorkQueue, C: Clock> Ingestor<S,
     pub async fn handle_webhook(&self, body: &[u8], signature: Option<&str>) -> IngestResponse {
         if body.len() > self.config.max_body_bytes {
             return IngestResponse::new(
-                413,
-                "error",
+                IngestOutcome::TooLarge,
                 format!(
                     "body of {} bytes exceeds the limit of {}",
                     body.len(),
@@ -191,18 +271,18 @@ impl<S: ConnectionStore + WebhookEventStore, Q: WorkQueue, C: Clock> Ingestor<S,
             Ok(e) => e,
             Err(e @ (WebhookError::MissingSignature | WebhookError::BadSignature)) => {
                 tracing::warn!(error = %e, "webhook rejected");
-                return IngestResponse::new(401, "error", e.to_string());
+                return IngestResponse::new(IngestOutcome::BadSignature, e.to_string());
             }
             Err(e @ WebhookError::Malformed(_)) => {
                 tracing::warn!(error = %e, "webhook rejected");
-                return IngestResponse::new(400, "error", e.to_string());
+                return IngestResponse::new(IngestOutcome::Malformed, e.to_string());
             }
         };
         let message = match classify(&event) {
             EventAction::Enqueue(m) => m,
             EventAction::Ignore(why) => {
                 tracing::debug!(event_id = %event.event_id, store_id = event.store_id, %why, "webhook ignored");
-                return IngestResponse::new(200, "ignored", why);
+                return IngestResponse::new(IngestOutcome::Ignored, why);
             }
         };
         match self.store.get_connection(event.store_id).await {
@@ -213,14 +293,16 @@ impl<S: ConnectionStore + WebhookEventStore, Q: WorkQueue, C: Clock> Ingestor<S,
                     "webhook for a store without a connection ignored"
                 );
                 return IngestResponse::new(
-                    200,
-                    "ignored",
+                    IngestOutcome::Ignored,
                     format!("store {} has no connection", event.store_id),
                 );
             }
             Err(e) => {
                 tracing::error!(store_id = event.store_id, order_id = %message.order_id, error = %e, "connection lookup failed; Ecwid will retry");
-                return IngestResponse::new(503, "error", "state store unavailable, retry later");
+                return IngestResponse::new(
+                    IngestOutcome::Unavailable,
+                    "state store unavailable, retry later",
+                );
             }
         }
         if let Some(replayed) = self.record(&event).await {
@@ -229,11 +311,17 @@ impl<S: ConnectionStore + WebhookEventStore, Q: WorkQueue, C: Clock> Ingestor<S,
         match self.queue.enqueue(&message).await {
             Ok(()) => {
                 tracing::info!(store_id = message.store_id, order_id = %message.order_id, event_id = %event.event_id, "paid order queued");
-                IngestResponse::new(200, "queued", format!("order {} queued", message.order_id))
+                IngestResponse::new(
+                    IngestOutcome::Queued,
+                    format!("order {} queued", message.order_id),
+                )
             }
             Err(e) => {
                 tracing::error!(store_id = message.store_id, order_id = %message.order_id, error = %e, "enqueue failed; Ecwid will retry");
-                IngestResponse::new(503, "error", "work queue unavailable, retry later")
+                IngestResponse::new(
+                    IngestOutcome::Unavailable,
+                    "work queue unavailable, retry later",
+                )
             }
         }
     }
@@ -268,8 +356,7 @@ impl<S: ConnectionStore + WebhookEventStore, Q: WorkQueue, C: Clock> Ingestor<S,
                     "webhook replayed with an altered body; nothing queued"
                 );
                 Some(IngestResponse::new(
-                    200,
-                    "replayed",
+                    IngestOutcome::Replayed,
                     format!(
                         "event {} was already received with other content; nothing queued",
                         event.event_id
@@ -279,8 +366,7 @@ impl<S: ConnectionStore + WebhookEventStore, Q: WorkQueue, C: Clock> Ingestor<S,
             Err(e) => {
                 tracing::error!(event_id = %event.event_id, store_id = event.store_id, order_id = %claimed_order, error = %e, "recording the webhook event failed; Ecwid will retry");
                 Some(IngestResponse::new(
-                    503,
-                    "error",
+                    IngestOutcome::Unavailable,
                     "state store unavailable, retry later",
                 ))
             }
@@ -417,7 +503,10 @@ mod tests {
                     Some(&sig),
                 )
                 .await;
-            assert_eq!((first.status, first.outcome), (200, "queued"));
+            assert_eq!(
+                (first.status(), first.outcome),
+                (200, IngestOutcome::Queued)
+            );
             let altered = ingest
                 .handle_webhook(
                     &body("ev-1", STORE, "order.created", "OTHER", "PAID"),
@@ -425,8 +514,8 @@ mod tests {
                 )
                 .await;
             assert_eq!(
-                (altered.status, altered.outcome),
-                (200, "replayed"),
+                (altered.status(), altered.outcome),
+                (200, IngestOutcome::Replayed),
                 "{altered:?}"
             );
         });
@@ -454,14 +543,14 @@ mod tests {
                     Some(&sig),
                 )
                 .await;
-            assert_eq!(r.outcome, "queued");
+            assert_eq!(r.outcome, IngestOutcome::Queued);
             for altered in [
                 body("ev-2", 2002, "order.created", "A2", "PAID"),
                 body("ev-2", STORE, "order.updated", "A2", "PAID"),
                 body("ev-2", STORE, "order.created", "A3", "PAID"),
             ] {
                 let r = ingest.handle_webhook(&altered, Some(&sig)).await;
-                assert_eq!((r.status, r.outcome), (200, "replayed"));
+                assert_eq!((r.status(), r.outcome), (200, IngestOutcome::Replayed));
             }
             // A copy that asks for nothing is simply not work.
             let r = ingest
@@ -470,7 +559,7 @@ mod tests {
                     Some(&sig),
                 )
                 .await;
-            assert_eq!((r.status, r.outcome), (200, "ignored"));
+            assert_eq!((r.status(), r.outcome), (200, IngestOutcome::Ignored));
         });
         assert_eq!(
             queue.accepted(),
@@ -492,7 +581,7 @@ mod tests {
                 body("ev-1", STORE, "product.updated", "A1", "PAID"),
             ] {
                 let r = ingest.handle_webhook(&ignored, Some(&sig)).await;
-                assert_eq!((r.status, r.outcome), (200, "ignored"));
+                assert_eq!((r.status(), r.outcome), (200, IngestOutcome::Ignored));
             }
             assert!(store.webhook_events().is_empty(), "no write");
             let r = ingest
@@ -501,7 +590,7 @@ mod tests {
                     Some(&sig),
                 )
                 .await;
-            assert_eq!(r.outcome, "queued");
+            assert_eq!(r.outcome, IngestOutcome::Queued);
         });
         assert_eq!(
             queue.accepted(),
@@ -525,7 +614,7 @@ mod tests {
                 reserialised,
             ] {
                 let r = ingest.handle_webhook(&b, Some(&sig)).await;
-                assert_eq!((r.status, r.outcome), (200, "queued"));
+                assert_eq!((r.status(), r.outcome), (200, IngestOutcome::Queued));
             }
         });
         assert_eq!(
@@ -548,10 +637,16 @@ mod tests {
         let b = body("ev-1", STORE, "order.created", "K8XTQ", "PAID");
         run(async {
             let first = ingest.handle_webhook(&b, Some(&sig)).await;
-            assert_eq!((first.status, first.outcome), (503, "error"));
+            assert_eq!(
+                (first.status(), first.outcome),
+                (503, IngestOutcome::Unavailable)
+            );
             assert_eq!(store.webhook_events().len(), 1, "the record was written");
             let retry = ingest.handle_webhook(&b, Some(&sig)).await;
-            assert_eq!((retry.status, retry.outcome), (200, "queued"));
+            assert_eq!(
+                (retry.status(), retry.outcome),
+                (200, IngestOutcome::Queued)
+            );
         });
         assert_eq!(
             queue.accepted(),
@@ -568,10 +663,10 @@ mod tests {
         let b = body("ev-1", STORE, "order.created", "K8XTQ", "PAID");
         run(async {
             let r = ingest.handle_webhook(&b, Some(&sig)).await;
-            assert_eq!((r.status, r.outcome), (503, "error"));
+            assert_eq!((r.status(), r.outcome), (503, IngestOutcome::Unavailable));
             assert!(queue.accepted().is_empty());
             let r = ingest.handle_webhook(&b, Some(&sig)).await;
-            assert_eq!(r.outcome, "queued");
+            assert_eq!(r.outcome, IngestOutcome::Queued);
         });
         assert_eq!(queue.accepted().len(), 1);
     }
@@ -589,7 +684,7 @@ mod tests {
                     Some(&sig),
                 )
                 .await;
-            assert_eq!(r.outcome, "queued");
+            assert_eq!(r.outcome, IngestOutcome::Queued);
             let recorded = store.webhook_events().remove(0);
             assert_eq!(recorded.event_id, "ev-1");
             assert_eq!(recorded.recorded_at, t0);
@@ -604,7 +699,7 @@ mod tests {
                     Some(&sig),
                 )
                 .await;
-            assert_eq!(late.outcome, "replayed");
+            assert_eq!(late.outcome, IngestOutcome::Replayed);
         });
     }
 
@@ -823,11 +918,12 @@ mod tests {
                     let enqueued = queue.attempts.load(Ordering::SeqCst) - before;
                     let valid = signature_is_valid(body, header.as_deref());
                     prop_assert!(enqueued <= 1);
-                    if enqueued == 1 || r.outcome == "queued" || r.outcome == "replayed" {
+                    let work = matches!(r.outcome, IngestOutcome::Queued | IngestOutcome::Replayed);
+                    if enqueued == 1 || work {
                         prop_assert!(valid, "{r:?} for {:?} / {header:?}", String::from_utf8_lossy(body));
                     }
                     if !valid {
-                        prop_assert!(matches!(r.status, 400 | 401), "{r:?}");
+                        prop_assert!(matches!(r.status(), 400 | 401), "{r:?}");
                     }
                 }
                 Ok::<(), TestCaseError>(())
@@ -875,6 +971,38 @@ mod tests {
             classify(&event("order.created", Some("PAID"), None)),
             EventAction::Ignore(_)
         ));
+    }
+
+    /// The one mapping both edges answer with: the statuses Ecwid counts as delivered (200)
+    /// for what must not be retried, and the JSON body.
+    #[test]
+    fn each_outcome_has_its_status_and_body() {
+        let cases = [
+            (IngestOutcome::Queued, 200, "queued"),
+            (IngestOutcome::Ignored, 200, "ignored"),
+            (IngestOutcome::Replayed, 200, "replayed"),
+            (IngestOutcome::Malformed, 400, "error"),
+            (IngestOutcome::BadSignature, 401, "error"),
+            (IngestOutcome::MethodNotAllowed, 405, "error"),
+            (IngestOutcome::TooLarge, 413, "error"),
+            (IngestOutcome::Unavailable, 503, "error"),
+        ];
+        for (outcome, status, name) in cases {
+            let r = IngestResponse::new(outcome, "why \"quoted\"");
+            assert_eq!(
+                r.http(),
+                (
+                    status,
+                    format!(
+                        r#"{{"status":{status},"outcome":"{name}","detail":"why \"quoted\""}}"#
+                    )
+                )
+            );
+        }
+        assert_eq!(
+            IngestResponse::method_not_allowed().body(),
+            r#"{"status":405,"outcome":"error","detail":"only POST is accepted"}"#
+        );
     }
 
     #[test]

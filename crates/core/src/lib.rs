@@ -31,6 +31,7 @@ pub mod memory;
 pub mod money;
 pub mod ports;
 pub mod poster;
+pub mod settle;
 pub mod webhook;
 
 pub use connection::{Connection, DomainPrefix, LightspeedAccount, Secret, Settings};

@@ -5,7 +5,7 @@
 //! rules (signature, size, which events are work, when to answer 2xx) all live in the core;
 //! this module only takes the body and the signature header out and puts the answer back.
 
-use els_core::ingest::{IngestResponse, Ingestor};
+use els_core::ingest::{IngestResponse, Ingestor, RESPONSE_CONTENT_TYPE};
 use els_core::webhook::SIGNATURE_HEADER;
 use els_core::{StateStore, WorkQueue};
 use lambda_http::http::{Method, StatusCode, header};
@@ -23,10 +23,7 @@ where
 {
     // A Function URL accepts every method; Ecwid only ever POSTs.
     if request.method() != Method::POST {
-        return json_response(
-            StatusCode::METHOD_NOT_ALLOWED.as_u16(),
-            r#"{"status":405,"outcome":"error","detail":"only POST is accepted"}"#.into(),
-        );
+        return to_http(&IngestResponse::method_not_allowed());
     }
     // `HeaderMap` lookups are case-insensitive; API Gateway lower-cases names anyway.
     // A value that is not visible ASCII cannot be a base64 signature: treat it as absent.
@@ -40,17 +37,14 @@ where
     to_http(&response)
 }
 
-/// Maps the core's answer to the HTTP response: its status and its JSON body.
+/// The core's answer ([`IngestResponse::http`], the same as `els serve`'s) as a response.
 pub fn to_http(response: &IngestResponse) -> Response<Body> {
-    json_response(response.status, response.body())
-}
-
-fn json_response(status: u16, body: String) -> Response<Body> {
+    let (status, body) = response.http();
     let mut out = Response::new(Body::Text(body));
     *out.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     out.headers_mut().insert(
         header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
+        header::HeaderValue::from_static(RESPONSE_CONTENT_TYPE),
     );
     out
 }

@@ -4,23 +4,30 @@
 //! `batchItemFailures` stays in the queue, every other record is deleted by Lambda. So a
 //! record is left out of the list only once the core says its outcome is recorded.
 //!
-//! * `Ok(_)` from the core: done, Lambda deletes the message.
-//! * `Err(RetryLater)`: the message's visibility is set to the delay (a 429's `Retry-After`
-//!   is honoured that way) and the record is reported as failed.
-//! * `Err(RetryLater)` on the record's **last** receive (`ApproximateReceiveCount` ≥ the
-//!   queue's `maxReceiveCount`, passed as `MAX_RECEIVE_COUNT`): the order is parked as
-//!   `DEAD_LETTERED` with the last error (so the failure shows in `els status`), and the
-//!   record is still reported as failed, with visibility 0: SQS moves it to the DLQ on its
-//!   next receive, where `els replay --dlq` takes it back. A stray redelivery of it before
-//!   then (say `MAX_RECEIVE_COUNT` set below the real `maxReceiveCount`) posts nothing: the
-//!   claim on a PARKED order answers "parked" and the record is deleted. If the order cannot
-//!   be parked (it is in flight elsewhere), the record goes to the DLQ all the same.
+//! How a record is settled is the core's rule ([`els_core::settle`]), the same as in
+//! `els serve`; this edge carries it out:
+//!
+//! * [`Settlement::Ack`]: the record is left out of the list, and Lambda deletes it.
+//! * [`Settlement::RetryAfter`]: its visibility is set to the delay (a 429's `Retry-After`
+//!   is honoured that way) and it is reported as failed.
+//! * [`Settlement::DeadLetter`], on the record's **last** receive (`ApproximateReceiveCount`
+//!   ≥ the queue's `maxReceiveCount`, passed as `MAX_RECEIVE_COUNT`): the core has parked the
+//!   order as `DEAD_LETTERED`; the record is reported as failed with visibility 0, and SQS
+//!   moves it to the DLQ on its next receive, where `els replay --dlq` takes it back. A stray
+//!   redelivery of it before then (say `MAX_RECEIVE_COUNT` set below the real
+//!   `maxReceiveCount`) posts nothing: the claim on a PARKED order answers "parked" and the
+//!   record is deleted.
 //! * A body that is not an [`OrderMessage`]: logged and reported as failed with visibility 0,
 //!   so it reaches the DLQ after `maxReceiveCount` quick receives instead of holding up its
 //!   store's FIFO group for several visibility timeouts.
+//!
+//! [`Settlement::Ack`]: els_core::settle::Settlement::Ack
+//! [`Settlement::RetryAfter`]: els_core::settle::Settlement::RetryAfter
+//! [`Settlement::DeadLetter`]: els_core::settle::Settlement::DeadLetter
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use els_core::poster::{PostOutcome, SalePoster};
+use els_core::poster::SalePoster;
+use els_core::settle::post_delivered;
 use els_core::{Clock, EcwidApi, LightspeedApi, OrderMessage, StateStore, WorkQueue};
 use std::time::Duration;
 use thiserror::Error;
@@ -118,39 +125,16 @@ where
     };
     let span =
         tracing::info_span!("order", store_id = message.store_id, order_id = %message.order_id);
-    async {
-        match poster.post_paid_order(&message).await {
-            Ok(outcome) => {
-                log_outcome(&outcome);
-                true
-            }
-            Err(retry) => {
-                let receives = receive_count(record);
-                match receives.filter(|&n| n >= max_receive_count) {
-                    // The last receive: park the order, and let SQS move the message to the
-                    // DLQ on its next receive (visibility 0: no wait, and the store's FIFO
-                    // group is not held up).
-                    Some(n) => {
-                        match poster.park_after_last_delivery(&message, n, &retry).await {
-                            Ok(outcome) => log_outcome(&outcome),
-                            Err(still) => {
-                                tracing::warn!(reason = %still.reason, "last receive, but the order could not be parked")
-                            }
-                        }
-                        tracing::warn!(reason = %retry.reason, "last receive failed; the message goes to the DLQ");
-                        delay_redelivery(queue, record, Duration::ZERO).await;
-                    }
-                    None => {
-                        tracing::warn!(delay_ms = retry.delay.as_millis() as u64, reason = %retry.reason, "order will be redelivered");
-                        delay_redelivery(queue, record, retry.delay).await;
-                    }
-                }
-                false
-            }
+    let settled = post_delivered(poster, &message, receive_count(record), max_receive_count)
+        .instrument(span)
+        .await;
+    match settled.settlement.redeliver_after() {
+        None => true,
+        Some(delay) => {
+            delay_redelivery(queue, record, delay).await;
+            false
         }
     }
-    .instrument(span)
-    .await
 }
 
 /// The record's `ApproximateReceiveCount` (1 on the first receive); `None` when absent, and
@@ -172,19 +156,6 @@ async fn delay_redelivery<Q: WorkQueue>(queue: &Q, record: &SqsMessage, delay: D
     if let Err(e) = queue.retry_after(receipt, delay).await {
         tracing::warn!(error = %e, delay_ms = delay.as_millis() as u64, "could not change the message visibility; it returns after the visibility timeout");
     }
-}
-
-fn log_outcome(outcome: &PostOutcome) {
-    // The core logs the details of each outcome; this line ties it to the SQS record.
-    let kind = match outcome {
-        PostOutcome::Posted { .. } => "posted",
-        PostOutcome::Adopted { .. } => "adopted",
-        PostOutcome::AlreadyPosted { .. } => "already_posted",
-        PostOutcome::Skipped(_) => "skipped",
-        PostOutcome::Parked(_) => "parked",
-        PostOutcome::NoConnection => "no_connection",
-    };
-    tracing::info!(outcome = kind, "message settled");
 }
 
 #[cfg(test)]
