@@ -13,7 +13,8 @@ use crate::inventory::{
 use crate::lightspeed::{
     LsCustomer, LsProduct, LsTax, NewCustomer, PostedSale, SaleDraft, SaleSetup,
 };
-use crate::ports::{Clock, EcwidApi, LightspeedApi};
+use crate::memory::MemoryStore;
+use crate::ports::{Clock, ConnectionStore, EcwidApi, LightspeedApi};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use std::collections::{HashMap, VecDeque};
@@ -33,6 +34,29 @@ pub fn connection() -> Connection {
         "payment_type_id": "pay-1", "version": 1
     }))
     .expect("a connection")
+}
+
+/// What a service works with in a unit test: the state, the two APIs and the clock. Each
+/// is a clone of what the service gets, for the test to set up and look at.
+pub struct World {
+    pub store: MemoryStore,
+    pub ecwid: FakeEcwid,
+    pub lightspeed: FakeLightspeed,
+    pub clock: TestClock,
+}
+
+impl World {
+    /// Empty APIs and a store that holds `connection`.
+    pub async fn new(connection: Connection) -> Self {
+        let world = Self {
+            store: MemoryStore::new(),
+            ecwid: FakeEcwid::default(),
+            lightspeed: FakeLightspeed::default(),
+            clock: TestClock::new(),
+        };
+        world.store.put_connection(&connection, None).await.unwrap();
+        world
+    }
 }
 
 fn same_sku(a: Option<&str>, sku: &str) -> bool {

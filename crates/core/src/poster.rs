@@ -697,33 +697,19 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fakes::{FakeEcwid, FakeLightspeed, STORE, TestClock, connection};
+    use crate::fakes::{FakeEcwid, FakeLightspeed, STORE, TestClock, World, connection};
     use crate::ledger::{LedgerLine, OrderState};
     use crate::memory::MemoryStore;
     use rust_decimal::Decimal;
 
-    /// The store, the two APIs and the clock one poster works with. Lightspeed has one
-    /// product, `ls-mug`, with SKU MUG.
-    struct World {
-        store: MemoryStore,
-        ecwid: FakeEcwid,
-        lightspeed: FakeLightspeed,
-        clock: TestClock,
+    /// A world with `connection`, where Lightspeed has one product, `ls-mug`, with SKU MUG.
+    async fn world(connection: Connection) -> World {
+        let world = World::new(connection).await;
+        world.lightspeed.add_product("ls-mug", "MUG", true);
+        world
     }
 
     impl World {
-        async fn new(connection: Connection) -> Self {
-            let world = Self {
-                store: MemoryStore::new(),
-                ecwid: FakeEcwid::default(),
-                lightspeed: FakeLightspeed::default(),
-                clock: TestClock::new(),
-            };
-            world.store.put_connection(&connection, None).await.unwrap();
-            world.lightspeed.add_product("ls-mug", "MUG", true);
-            world
-        }
-
         fn poster(&self) -> SalePoster<MemoryStore, FakeEcwid, FakeLightspeed, TestClock> {
             SalePoster::new(
                 self.store.clone(),
@@ -761,7 +747,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_paid_order_is_posted_once_and_recorded_in_the_ledger() {
-        let w = World::new(connection()).await;
+        let w = world(connection()).await;
         w.ecwid.add_order(order("K1", "PAID", "MUG", None));
         let poster = w.poster();
 
@@ -816,7 +802,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unpaid_order_is_skipped_then_posted_once_paid() {
-        let w = World::new(connection()).await;
+        let w = world(connection()).await;
         w.ecwid
             .add_order(order("K2", "AWAITING_PAYMENT", "MUG", None));
         let poster = w.poster();
@@ -843,7 +829,7 @@ mod tests {
     async fn with_posting_off_the_order_is_skipped_with_the_setting_as_reason() {
         let mut conn = connection();
         conn.settings.post_sales = false;
-        let w = World::new(conn).await;
+        let w = world(conn).await;
         w.ecwid.add_order(order("K3", "PAID", "MUG", None));
 
         let Ok(PostOutcome::Skipped(reason)) = w.poster().post_paid_order(&message("K3")).await
@@ -866,7 +852,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unknown_sku_parks_the_order_and_posts_nothing() {
-        let w = World::new(connection()).await;
+        let w = world(connection()).await;
         w.ecwid.add_order(order("K4", "PAID", "TOTE", None));
         let poster = w.poster();
 
@@ -891,7 +877,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_sale_whose_answer_was_lost_is_found_and_adopted_not_posted_again() {
-        let w = World::new(connection()).await;
+        let w = world(connection()).await;
         w.ecwid.add_order(order("K5", "PAID", "MUG", None));
         w.lightspeed.lose_next_sale_answer();
         let poster = w.poster();
@@ -941,7 +927,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_claim_write_is_retried_and_posts_nothing() {
-        let w = World::new(connection()).await;
+        let w = world(connection()).await;
         w.ecwid.add_order(order("K6", "PAID", "MUG", None));
         w.store.fail_next_writes(1);
         let poster = w.poster();
@@ -963,7 +949,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_buyers_email_finds_or_creates_one_customer_for_all_their_orders() {
-        let w = World::new(connection()).await;
+        let w = world(connection()).await;
         w.lightspeed.add_customer("cust-ann", "ann.lee@example.com");
         w.ecwid
             .add_order(order("K7", "PAID", "MUG", Some("Ann.Lee@Example.com")));

@@ -554,34 +554,16 @@ fn chrono_duration(d: Duration) -> chrono::Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fakes::{FakeEcwid, FakeLightspeed, OUTLET, STORE, TestClock, connection};
+    use crate::fakes::{FakeEcwid, FakeLightspeed, OUTLET, STORE, TestClock, World, connection};
     use crate::inventory::{EcwidTarget, StockLevel};
     use crate::ledger::{self, ClaimDecision, LedgerEntry, LedgerLine, OrderKey, Outcome};
     use crate::memory::MemoryStore;
 
-    struct World {
-        store: MemoryStore,
-        ecwid: FakeEcwid,
-        lightspeed: FakeLightspeed,
-        clock: TestClock,
-    }
-
     impl World {
-        async fn new(connection: Connection) -> Self {
-            let world = Self {
-                store: MemoryStore::new(),
-                ecwid: FakeEcwid::default(),
-                lightspeed: FakeLightspeed::default(),
-                clock: TestClock::new(),
-            };
-            world.store.put_connection(&connection, None).await.unwrap();
-            world
-        }
-
         /// Lightspeed's `ls-mug` (SKU MUG, `level` at the outlet) and Ecwid's product 11
         /// (SKU MUG, `ecwid_level`).
         async fn with_mug(level: i64, ecwid_level: i64) -> Self {
-            let world = Self::new(connection()).await;
+            let world = World::new(connection()).await;
             world.lightspeed.add_product("ls-mug", "MUG", true);
             world.lightspeed.set_level("ls-mug", OUTLET, level);
             world.ecwid.add_product(11, "MUG", ecwid_level);
