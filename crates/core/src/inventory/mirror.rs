@@ -182,6 +182,34 @@ struct Run {
     batch_salt: String,
 }
 
+impl Run {
+    /// A run of `conn`'s store from `cursor` (`claimed`: its lease is this run's), started at
+    /// `started`, that stops starting pages at `deadline`.
+    fn new(
+        conn: &Connection,
+        cursor: InventoryCursor,
+        claimed: bool,
+        report: MirrorReport,
+        started: DateTime<Utc>,
+        deadline: DateTime<Utc>,
+    ) -> Self {
+        Run {
+            store_id: conn.store_id,
+            outlet_id: conn.outlet_id.clone(),
+            snapshot_before: cursor.pending_snapshot.clone(),
+            batch_salt: format!("{}@{}", cursor.version, started.timestamp_millis()),
+            cursor,
+            claimed,
+            pending: BTreeMap::new(),
+            catalog: None,
+            scan_declined: false,
+            renewed_at: started,
+            report,
+            deadline,
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 enum System {
     Lightspeed,
@@ -316,21 +344,8 @@ where
         };
         report.inventory_cursor_from = cursor.inventory_version;
         report.products_cursor_from = cursor.products_version;
-        let batch_salt = run_salt(&cursor, started);
-        let mut run = Run {
-            store_id,
-            outlet_id: conn.outlet_id.clone(),
-            snapshot_before: cursor.pending_snapshot.clone(),
-            cursor,
-            claimed: true,
-            pending: BTreeMap::new(),
-            catalog: None,
-            scan_declined: false,
-            renewed_at: started,
-            report,
-            deadline: started + chrono_duration(self.config.max_run),
-            batch_salt,
-        };
+        let deadline = started + chrono_duration(self.config.max_run);
+        let mut run = Run::new(conn, cursor, true, report, started, deadline);
         let result = self.run_feeds(conn, &mut run).await;
         let drained = matches!(result, Ok(true));
         let released = self.release(&mut run, drained).await;
@@ -538,11 +553,6 @@ fn next_after(after: u64, max_version: Option<u64>, feed: &str) -> Result<u64, F
             },
         )),
     }
-}
-
-/// What names a run in the key of a re-sent batch ([`Run::batch_salt`]).
-fn run_salt(cursor: &InventoryCursor, started: DateTime<Utc>) -> String {
-    format!("{}@{}", cursor.version, started.timestamp_millis())
 }
 
 fn chrono_duration(d: Duration) -> chrono::Duration {

@@ -2,8 +2,7 @@
 //! ([`crate::inventory::reconcile::compare`]) and, with `fix`, the drift written to Ecwid.
 
 use super::{
-    Fail, InventoryMirror, MirrorError, MirrorFailure, MirrorReport, Run, System, Write,
-    next_after, run_salt,
+    Fail, InventoryMirror, MirrorError, MirrorFailure, MirrorReport, Run, System, Write, next_after,
 };
 use crate::connection::Connection;
 use crate::error::ApiError;
@@ -17,7 +16,7 @@ use crate::ports::{
     Clock, ConnectionStore, EcwidApi, InventoryStateStore, LedgerStore, LightspeedApi,
 };
 use rust_decimal::Decimal;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// What `reconcile` reports while it reads (for a progress bar).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,23 +81,11 @@ where
             };
             (c, false)
         };
-        let batch_salt = run_salt(&cursor, started);
         // Reads are not bound by the schedule's budget: a reconcile of a large catalog
         // takes as long as the rate limits make it.
-        let mut run = Run {
-            store_id,
-            outlet_id: conn.outlet_id.clone(),
-            snapshot_before: cursor.pending_snapshot.clone(),
-            cursor,
-            claimed,
-            pending: BTreeMap::new(),
-            catalog: None,
-            scan_declined: false,
-            renewed_at: started,
-            report: MirrorReport::new(store_id),
-            deadline: started + chrono::Duration::days(1),
-            batch_salt,
-        };
+        let deadline = started + chrono::Duration::days(1);
+        let report = MirrorReport::new(store_id);
+        let mut run = Run::new(conn, cursor, claimed, report, started, deadline);
         let result = self.reconcile_run(conn, &mut run, fix, progress).await;
         let released = if run.claimed {
             self.save_cursor(&mut run, true, |_| {}).await
