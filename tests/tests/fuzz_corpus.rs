@@ -47,7 +47,7 @@ async fn webhook_seeds_queue_only_authentic_paid_events() {
         // The seeds whose name says so carry an altered or missing signature.
         if name.starts_with("seed-altered-") || name == "seed-sig-empty" {
             assert!(!WebhookInput::from_bytes(data).is_authentic(), "{name}");
-            assert_eq!(response.status, 401, "{name}: {response:?}");
+            assert_eq!(response.status(), 401, "{name}: {response:?}");
         }
     }
     // Ecwid's own signature (mode 0) and the harness's (mode 1) reach the queue for the paid
