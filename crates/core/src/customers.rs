@@ -33,13 +33,32 @@ use crate::lightspeed::{LsCustomer, NewCustomer};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-/// An order's email, once checked.
+/// An email address, once checked: only [`Email::parse`] makes one, so a value of this type
+/// is always an address Lightspeed accepts, and its matching key is always normalised.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email {
+    normalised: String,
+    as_given: String,
+}
+
+impl Email {
+    /// The address in `raw`, trimmed, if it is one (see [`normalise_email`]).
+    pub fn parse(raw: &str) -> Option<Self> {
+        normalise_email(raw).map(|normalised| Self {
+            normalised,
+            as_given: raw.trim().to_string(),
+        })
+    }
+
     /// Trimmed and lower-cased: the matching key (C1).
-    pub normalised: String,
+    pub fn normalised(&self) -> &str {
+        &self.normalised
+    }
+
     /// Trimmed, case kept: the name of a customer created for a nameless order (C4).
-    pub as_given: String,
+    pub fn as_given(&self) -> &str {
+        &self.as_given
+    }
 }
 
 /// What the order's `email` field holds.
@@ -77,11 +96,8 @@ pub fn order_email(order: &EcwidOrder) -> OrderEmail {
     if raw.trim().is_empty() {
         return OrderEmail::Missing;
     }
-    match normalise_email(raw) {
-        Some(normalised) => OrderEmail::Valid(Email {
-            normalised,
-            as_given: raw.trim().to_string(),
-        }),
+    match Email::parse(raw) {
+        Some(email) => OrderEmail::Valid(email),
         None => OrderEmail::NotAnEmail(raw.to_string()),
     }
 }
@@ -121,11 +137,11 @@ pub fn order_name(order: &EcwidOrder) -> Option<(String, String)> {
 /// The customer to create for `order` (C3, C4).
 pub fn new_customer(order: &EcwidOrder, email: &Email) -> NewCustomer {
     let (first_name, last_name) =
-        order_name(order).unwrap_or_else(|| (email.as_given.clone(), String::new()));
+        order_name(order).unwrap_or_else(|| (email.as_given().to_string(), String::new()));
     NewCustomer {
         first_name,
         last_name,
-        email: email.normalised.clone(),
+        email: email.normalised().to_string(),
     }
 }
 
@@ -321,8 +337,9 @@ mod tests {
             Some("jane.doe@example.com".into())
         );
         let e = email(" Jane@Example.com ");
-        assert_eq!(e.normalised, "jane@example.com");
-        assert_eq!(e.as_given, "Jane@Example.com");
+        assert_eq!(e.normalised(), "jane@example.com");
+        assert_eq!(e.as_given(), "Jane@Example.com");
+        assert_eq!(Email::parse("not-an-email"), None);
     }
 
     #[test]

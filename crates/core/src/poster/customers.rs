@@ -39,18 +39,18 @@ where
                 return Ok(None);
             }
         };
-        let masked = crate::mask::mask_email(&email.normalised);
+        let masked = crate::mask::mask_email(email.normalised());
         let lease = self.lease();
         for _ in 0..3 {
             let existing = self
                 .store
-                .get_customer_link(conn.store_id, &email.normalised)
+                .get_customer_link(conn.store_id, email.normalised())
                 .await
                 .map_err(|e| Self::customer_link_failure(&masked, "reading", e))?;
             match customers::decide_link(
                 existing.as_ref(),
                 conn.store_id,
-                &email.normalised,
+                email.normalised(),
                 self.clock.now(),
                 lease,
             ) {
@@ -108,9 +108,9 @@ where
         // Whether Lightspeed's email search ignores case is not documented: search the
         // lower-cased email, and if that finds no exact match, the email as the buyer typed
         // it. Hits are re-checked case-insensitively either way.
-        let mut queries = vec![email.normalised.clone()];
-        if email.as_given != email.normalised {
-            queries.push(email.as_given.clone());
+        let mut queries = vec![email.normalised().to_string()];
+        if email.as_given() != email.normalised() {
+            queries.push(email.as_given().to_string());
         }
         let mut hits = Vec::new();
         for query in queries {
@@ -131,11 +131,11 @@ where
                     ));
                 }
             }
-            if customers::choose_customer(&hits, &email.normalised).is_some() {
+            if customers::choose_customer(&hits, email.normalised()).is_some() {
                 break;
             }
         }
-        let customer_id = match customers::choose_customer(&hits, &email.normalised) {
+        let customer_id = match customers::choose_customer(&hits, email.normalised()) {
             Some((customer, count)) => {
                 if count > 1 {
                     tracing::warn!(store_id = key.store_id, order_id = %key.order_id, email = %masked, count, customer_id = %customer.id, "several Lightspeed customers have this email; using the one with the smallest id");
