@@ -1,15 +1,13 @@
 //! The Lightspeed client as `els` uses it: wrapped so OAuth tokens are refreshed (and the
-//! rotated pair stored) before they expire or after a 401. Personal tokens pass through.
+//! rotated pair stored) before they expire or after a 401 (the wiring is
+//! [`LightspeedClient::with_token_refresh`], the same as the functions'). Personal tokens
+//! pass through.
 
-use els_core::auth::{AuthConfig, AuthenticatedLightspeed};
-use els_core::{Secret, StateStore, SystemClock};
-use els_lightspeed::oauth::{LightspeedTokenClient, OAuthCredentials};
-use els_lightspeed::{LightspeedClient, Pacing};
+use els_core::{ConnectionStore, Secret};
+pub use els_lightspeed::AuthLightspeed;
+use els_lightspeed::oauth::OAuthCredentials;
+use els_lightspeed::{LightspeedClient, POSTER_RESERVE, Pacing};
 use std::time::Duration;
-
-/// The Lightspeed client with token refresh, on state store `S`.
-pub type AuthLightspeed<S> =
-    AuthenticatedLightspeed<LightspeedClient, S, LightspeedTokenClient, SystemClock>;
 
 /// The OAuth app's credentials from `LIGHTSPEED_CLIENT_ID` / `LIGHTSPEED_CLIENT_SECRET`:
 /// both or neither (neither: personal tokens only).
@@ -35,32 +33,106 @@ pub fn oauth_credentials(
 }
 
 /// A Lightspeed client for `url_template` that keeps the tokens stored in `store` fresh and
-/// paces its requests with `pacing` (the poster leaves [`els_lightspeed::POSTER_RESERVE`]
-/// requests of the budget to the inventory mirror).
-pub fn authenticated_lightspeed<S: StateStore>(
+/// paces its requests with `pacing`, for a command that uses one (`sync-inventory`,
+/// `reconcile`).
+pub fn authenticated_lightspeed<S: ConnectionStore>(
     url_template: &str,
     timeout: Duration,
     pacing: Pacing,
     store: S,
     credentials: Option<OAuthCredentials>,
 ) -> anyhow::Result<AuthLightspeed<S>> {
-    let token_http = reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(Duration::from_secs(3).min(timeout))
-        .user_agent(concat!("ecwid-lightspeed-sync/", env!("CARGO_PKG_VERSION")))
-        .build()?;
-    Ok(AuthenticatedLightspeed::new(
-        LightspeedClient::new(url_template, timeout)?.with_pacing(pacing),
-        store,
-        LightspeedTokenClient::new(token_http, url_template, credentials),
-        SystemClock,
-        AuthConfig::default(),
-    ))
+    Ok(LightspeedClient::new(url_template, timeout)?
+        .with_pacing(pacing)
+        .with_token_refresh(store, credentials))
+}
+
+/// The Lightspeed clients of one `els serve` process: the sale poster's and the inventory
+/// mirror's.
+pub struct ServeLightspeed<S> {
+    /// Leaves [`POSTER_RESERVE`] requests of the budget to the mirror.
+    pub poster: AuthLightspeed<S>,
+    pub mirror: AuthLightspeed<S>,
+}
+
+/// Both from the one `client` of the process: its clones share its connection pool and, per
+/// retailer, its rate gate, so each service's pacing counts the other's requests (the
+/// poster's reserve holds against the mirror's requests, and the two never spend the
+/// retailer's budget as if it were theirs alone). Only the pacing differs; requests wait
+/// at most `max_wait` for the budget.
+pub fn serve_lightspeed<S: ConnectionStore + Clone>(
+    client: LightspeedClient,
+    max_wait: Duration,
+    store: S,
+    credentials: Option<OAuthCredentials>,
+) -> ServeLightspeed<S> {
+    let poster = client
+        .clone()
+        .with_pacing(Pacing {
+            reserve: POSTER_RESERVE,
+            max_wait,
+        })
+        .with_token_refresh(store.clone(), credentials.clone());
+    let mirror = client
+        .with_pacing(Pacing {
+            max_wait,
+            ..Pacing::default()
+        })
+        .with_token_refresh(store, credentials);
+    ServeLightspeed { poster, mirror }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sandbox_setup::{lightspeed_url_template, sandbox_connection};
+    use els_core::{ApiError, LightspeedApi};
+    use els_sandbox::{Sandbox, SandboxConfig};
+    use els_store_sqlite::SqliteStore;
+
+    /// `els serve`'s two Lightspeed clients see one rate gate: once the mirror's requests
+    /// have brought the budget down to the poster's reserve, the poster holds its request
+    /// back (and, waiting at most zero, says so without sending), though the retailer would
+    /// still have answered it.
+    #[tokio::test]
+    async fn the_poster_and_the_mirror_of_one_process_share_one_rate_gate() {
+        let sandbox = Sandbox::start(SandboxConfig {
+            ls_rate_limit: POSTER_RESERVE + 5,
+            ..SandboxConfig::default()
+        })
+        .await
+        .expect("sandbox");
+        let store = SqliteStore::open_in_memory().expect("SQLite");
+        let conn = sandbox_connection(&sandbox);
+        store.put_connection(&conn, None).await.expect("connection");
+        let conn = store.get_connection(conn.store_id).await.unwrap().unwrap();
+        let client = || {
+            LightspeedClient::new(lightspeed_url_template(&sandbox), Duration::from_secs(5))
+                .expect("client")
+        };
+        let serve = serve_lightspeed(client(), Duration::ZERO, store.clone(), None);
+
+        for _ in 0..5 {
+            serve
+                .mirror
+                .find_products_by_sku(&conn, "MUG-001")
+                .await
+                .expect("the mirror's requests go through");
+        }
+        let held = serve.poster.find_products_by_sku(&conn, "MUG-001").await;
+        assert!(
+            matches!(held, Err(ApiError::RateLimited { .. })),
+            "the poster's gate counted the mirror's requests: {held:?}"
+        );
+
+        // With a client of its own, the poster would not have known, and spent the reserve.
+        let separate = serve_lightspeed(client(), Duration::ZERO, store, None);
+        separate
+            .poster
+            .find_products_by_sku(&conn, "MUG-001")
+            .await
+            .expect("a separate gate lets it through");
+    }
 
     #[test]
     fn credentials_come_in_pairs() {

@@ -3,7 +3,7 @@
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use els_cli::embedded::{Embedded, WEBHOOK_PATH, WorkerOptions, run_inventory_timer};
-use els_cli::lightspeed_auth::{self, AuthLightspeed, authenticated_lightspeed};
+use els_cli::lightspeed_auth::{self, AuthLightspeed, authenticated_lightspeed, serve_lightspeed};
 use els_cli::ops;
 use els_cli::sandbox_setup::{lightspeed_url_template, sandbox_connection};
 use els_core::ingest::{IngestConfig, Ingestor};
@@ -15,7 +15,7 @@ use els_core::{
     StateStore, SystemClock,
 };
 use els_ecwid::EcwidClient;
-use els_lightspeed::{POSTER_RESERVE, Pacing};
+use els_lightspeed::{LightspeedClient, Pacing};
 use els_sandbox::{OrderItemSpec, OrderSpec, Sandbox, SandboxConfig};
 use els_store_sqlite::SqliteStore;
 use std::io::IsTerminal;
@@ -532,20 +532,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         store.clone(),
         IngestConfig::new(Secret::new(client_secret)),
     );
-    let ls_credentials = args.lightspeed_oauth.credentials()?;
+    // One client per API for the process: the poster and the mirror share Ecwid's pool and
+    // Lightspeed's rate gate.
+    let ecwid = EcwidClient::new(ecwid_url.clone(), timeout)?;
+    let lightspeed = serve_lightspeed(
+        LightspeedClient::new(ls_template.clone(), timeout)?,
+        Duration::from_millis(args.max_rate_wait_ms),
+        store.clone(),
+        args.lightspeed_oauth.credentials()?,
+    );
     let poster = SalePoster::new(
         store.clone(),
-        EcwidClient::new(ecwid_url.clone(), timeout)?,
-        authenticated_lightspeed(
-            &ls_template,
-            timeout,
-            Pacing {
-                reserve: POSTER_RESERVE,
-                max_wait: Duration::from_millis(args.max_rate_wait_ms),
-            },
-            store.clone(),
-            ls_credentials.clone(),
-        )?,
+        ecwid.clone(),
+        lightspeed.poster,
         SystemClock,
         PosterConfig {
             lease: Duration::from_secs(args.lease_seconds),
@@ -560,17 +559,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let app = Embedded::new(ingestor, poster, store.clone(), worker_options);
     let mirror = Arc::new(InventoryMirror::new(
         store.clone(),
-        EcwidClient::new(ecwid_url.clone(), timeout)?,
-        authenticated_lightspeed(
-            &ls_template,
-            timeout,
-            Pacing {
-                max_wait: Duration::from_millis(args.max_rate_wait_ms),
-                ..Pacing::default()
-            },
-            store.clone(),
-            ls_credentials,
-        )?,
+        ecwid,
+        lightspeed.mirror,
         SystemClock,
         MirrorConfig::default(),
     ));

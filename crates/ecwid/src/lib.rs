@@ -68,12 +68,7 @@ pub fn status_error(status: u16, retry_after: Option<&str>, body: &str) -> ApiEr
 impl EcwidClient {
     /// `api_url` is Ecwid's API root (see [`DEFAULT_API_URL`]); `timeout` bounds each request.
     pub fn new(api_url: impl Into<String>, timeout: Duration) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(3).min(timeout))
-            .user_agent(concat!("ecwid-lightspeed-sync/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Self::with_http(http, api_url))
+        Ok(Self::with_http(els_http::api_client(timeout)?, api_url))
     }
 
     /// Shares an existing HTTP client (one connection pool per process).

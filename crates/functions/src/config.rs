@@ -72,17 +72,24 @@ pub struct WebhookIngestConfig {
     pub aws_operation_timeout: Duration,
 }
 
+/// What `sale-poster` and `inventory-sync` share: the state table and the two APIs.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub table_name: String,
+    pub ecwid_api_url: String,
+    pub lightspeed_url_template: String,
+    /// The timeout of one Ecwid or Lightspeed request.
+    pub http_timeout: Duration,
+    pub aws_operation_timeout: Duration,
+}
+
 /// Configuration of `sale-poster`.
 #[derive(Debug, Clone)]
 pub struct SalePosterConfig {
-    pub table_name: String,
+    pub api: ApiConfig,
     /// The poster needs the queue too: a retry sets the message's visibility by receipt
     /// handle, and `ChangeMessageVisibility` takes the queue URL.
     pub queue_url: String,
-    pub ecwid_api_url: String,
-    pub lightspeed_url_template: String,
-    pub http_timeout: Duration,
-    pub aws_operation_timeout: Duration,
     pub lease: Duration,
     /// The longest a Lightspeed request waits in-process for the rate limit's budget; a longer
     /// wait returns the message with that visibility instead. Below the lease.
@@ -100,11 +107,7 @@ pub struct SalePosterConfig {
 /// Configuration of `inventory-sync`.
 #[derive(Debug, Clone)]
 pub struct InventorySyncConfig {
-    pub table_name: String,
-    pub ecwid_api_url: String,
-    pub lightspeed_url_template: String,
-    pub http_timeout: Duration,
-    pub aws_operation_timeout: Duration,
+    pub api: ApiConfig,
     /// A run stops after the page during which this much time has passed.
     pub max_run: Duration,
 }
@@ -160,16 +163,10 @@ impl WebhookIngestConfig {
     }
 }
 
-impl SalePosterConfig {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(env_lookup)
-    }
-
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let env = Env(&lookup);
-        let config = Self {
+impl ApiConfig {
+    fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<'_, F>) -> Result<Self, ConfigError> {
+        Ok(Self {
             table_name: env.required(TABLE_NAME)?,
-            queue_url: env.required(QUEUE_URL)?,
             ecwid_api_url: env.url(ECWID_API_URL, els_ecwid::DEFAULT_API_URL)?,
             lightspeed_url_template: env.url(
                 LIGHTSPEED_URL_TEMPLATE,
@@ -178,6 +175,20 @@ impl SalePosterConfig {
             http_timeout: env.millis(HTTP_TIMEOUT_MS, DEFAULT_HTTP_TIMEOUT)?,
             aws_operation_timeout: env
                 .millis(AWS_OPERATION_TIMEOUT_MS, DEFAULT_AWS_OPERATION_TIMEOUT)?,
+        })
+    }
+}
+
+impl SalePosterConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(env_lookup)
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        let config = Self {
+            api: ApiConfig::from_env(&env)?,
+            queue_url: env.required(QUEUE_URL)?,
             lease: Duration::from_secs(env.positive(LEASE_SECONDS, DEFAULT_LEASE.as_secs())?),
             lightspeed_max_rate_wait: env.millis(
                 LIGHTSPEED_MAX_RATE_WAIT_MS,
@@ -229,15 +240,7 @@ impl InventorySyncConfig {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(&lookup);
         let config = Self {
-            table_name: env.required(TABLE_NAME)?,
-            ecwid_api_url: env.url(ECWID_API_URL, els_ecwid::DEFAULT_API_URL)?,
-            lightspeed_url_template: env.url(
-                LIGHTSPEED_URL_TEMPLATE,
-                els_lightspeed::DEFAULT_URL_TEMPLATE,
-            )?,
-            http_timeout: env.millis(HTTP_TIMEOUT_MS, DEFAULT_HTTP_TIMEOUT)?,
-            aws_operation_timeout: env
-                .millis(AWS_OPERATION_TIMEOUT_MS, DEFAULT_AWS_OPERATION_TIMEOUT)?,
+            api: ApiConfig::from_env(&env)?,
             max_run: Duration::from_secs(env.positive(
                 INVENTORY_MAX_RUN_SECONDS,
                 DEFAULT_INVENTORY_MAX_RUN.as_secs(),
@@ -502,12 +505,12 @@ mod tests {
     #[test]
     fn poster_defaults_and_invalid_numbers() {
         let cfg = SalePosterConfig::from_lookup(lookup(POSTER)).unwrap();
-        assert_eq!(cfg.ecwid_api_url, "https://app.ecwid.com/api/v3");
+        assert_eq!(cfg.api.ecwid_api_url, "https://app.ecwid.com/api/v3");
         assert_eq!(
-            cfg.lightspeed_url_template,
+            cfg.api.lightspeed_url_template,
             "https://{domain_prefix}.retail.lightspeed.app"
         );
-        assert_eq!(cfg.http_timeout, Duration::from_secs(10));
+        assert_eq!(cfg.api.http_timeout, Duration::from_secs(10));
         assert_eq!(cfg.poster_config().lease, Duration::from_secs(120));
         assert_eq!(cfg.max_receive_count, 5);
         assert_eq!(cfg.lightspeed_pacing().max_wait, Duration::from_secs(20));
@@ -543,7 +546,7 @@ mod tests {
         let cfg = InventorySyncConfig::from_lookup(lookup(&[(TABLE_NAME, "t")])).unwrap();
         assert_eq!(cfg.max_run, DEFAULT_INVENTORY_MAX_RUN);
         assert_eq!(cfg.mirror_config().max_run, DEFAULT_INVENTORY_MAX_RUN);
-        assert_eq!(cfg.http_timeout, DEFAULT_HTTP_TIMEOUT);
+        assert_eq!(cfg.api.http_timeout, DEFAULT_HTTP_TIMEOUT);
 
         let cfg = InventorySyncConfig::from_lookup(lookup(&[
             (TABLE_NAME, "t"),

@@ -5,11 +5,50 @@
 //! rules (signature, size, which events are work, when to answer 2xx) all live in the core;
 //! this module only takes the body and the signature header out and puts the answer back.
 
+use crate::config::{WebhookIngestConfig, load_aws_config};
+use crate::secrets::load_client_secret;
+use crate::wiring::{InitError, configuration, log_failure};
 use els_core::ingest::{IngestResponse, Ingestor, RESPONSE_CONTENT_TYPE};
 use els_core::webhook::SIGNATURE_HEADER;
 use els_core::{StateStore, WorkQueue};
+use els_store_aws::{DynamoStore, SqsQueue};
 use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
+use std::convert::Infallible;
+
+/// `webhook-ingest` as its `main` runs it: configured and built once, at init.
+pub struct WebhookIngestFunction {
+    ingestor: Ingestor<DynamoStore, SqsQueue>,
+}
+
+impl WebhookIngestFunction {
+    /// Reads the configuration, loads the Ecwid app's `client_secret` (from SSM: the one
+    /// network call before the first invocation) and builds the DynamoDB and SQS clients.
+    pub async fn from_env() -> Result<Self, InitError> {
+        log_failure(Self::build().await)
+    }
+
+    async fn build() -> Result<Self, InitError> {
+        let config = configuration("webhook-ingest", WebhookIngestConfig::from_env)?;
+        let aws = load_aws_config(config.aws_operation_timeout).await;
+        let client_secret =
+            load_client_secret(&config.client_secret, || aws_sdk_ssm::Client::new(&aws))
+                .await
+                .map_err(InitError::EcwidSecret)?;
+        let store = DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&aws),
+            config.table_name.clone(),
+        );
+        let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&aws), config.queue_url.clone());
+        let ingestor = Ingestor::new(store, queue, config.ingest_config(client_secret));
+        Ok(Self { ingestor })
+    }
+
+    /// One invocation: an HTTP request.
+    pub async fn handle(&self, request: Request) -> Result<Response<Body>, Infallible> {
+        Ok(handle_webhook_request(&self.ingestor, request).await)
+    }
+}
 
 /// Answers one webhook delivery. Never fails: every outcome, including a store or queue
 /// outage (503, so Ecwid retries), is an HTTP answer.

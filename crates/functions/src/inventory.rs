@@ -11,9 +11,15 @@
 //! it is what the function's `Errors` alarm counts. A run that ended as planned (completed,
 //! deferred by its time or rate-limit budget, busy elsewhere, or switched off) is a success.
 
+use crate::config::InventorySyncConfig;
+use crate::wiring::{ApiClients, InitError, configuration, log_failure};
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use els_core::inventory::mirror::{InventoryMirror, MirrorError, MirrorReport, RunOutcome};
-use els_core::{Clock, EcwidApi, LightspeedApi, StateStore, StoreError};
+use els_core::{Clock, EcwidApi, LightspeedApi, StateStore, StoreError, SystemClock};
+use els_ecwid::EcwidClient;
+use els_lightspeed::{AuthLightspeed, Pacing};
+use els_store_aws::DynamoStore;
+use lambda_runtime::LambdaEvent;
 use serde::Serialize;
 use thiserror::Error;
 
@@ -54,6 +60,40 @@ impl From<InventorySyncError> for lambda_runtime::Diagnostic {
             error_type: error_type.into(),
             error_message: e.to_string(),
         }
+    }
+}
+
+/// `inventory-sync` as its `main` runs it: configured and built once, at init.
+pub struct InventorySyncFunction {
+    mirror: InventoryMirror<DynamoStore, EcwidClient, AuthLightspeed<DynamoStore>, SystemClock>,
+}
+
+impl InventorySyncFunction {
+    /// Reads the configuration and builds the clients: DynamoDB, Ecwid, and Lightspeed with
+    /// token refresh.
+    pub async fn from_env() -> Result<Self, InitError> {
+        log_failure(Self::build().await)
+    }
+
+    async fn build() -> Result<Self, InitError> {
+        let config = configuration("inventory-sync", InventorySyncConfig::from_env)?;
+        let clients = ApiClients::init(&config.api, Pacing::default()).await?;
+        let mirror = InventoryMirror::new(
+            clients.store,
+            clients.ecwid,
+            clients.lightspeed,
+            SystemClock,
+            config.mirror_config(),
+        );
+        Ok(Self { mirror })
+    }
+
+    /// One invocation: a scheduled event.
+    pub async fn handle(
+        &self,
+        event: LambdaEvent<EventBridgeEvent>,
+    ) -> Result<InventorySyncSummary, InventorySyncError> {
+        sync_all_inventory(&self.mirror, event.payload).await
     }
 }
 

@@ -1,7 +1,7 @@
 //! The AWS Lambda functions of ecwid-lightspeed-sync.
 //!
-//! Each binary in `src/bin/` reads its [`config`], loads its [`secrets`] and builds its clients
-//! once, and hands one of the handlers below to the Lambda runtime. The handlers are generic
+//! Each binary in `src/bin/` builds its function once, at init ([`wiring`]: its [`config`],
+//! its [`secrets`], its clients), and hands the function's handler to the Lambda runtime. The handlers are generic
 //! over the core's ports, so tests run them against SQLite and the sandbox, without AWS.
 //!
 //! * [`ingest::handle_webhook_request`]: Ecwid webhook (HTTP API / Function URL) to the queue.
@@ -16,6 +16,7 @@ pub mod poster;
 pub mod secrets;
 pub mod telemetry;
 pub mod tls;
+pub mod wiring;
 
 #[cfg(test)]
 mod testing;

@@ -1,5 +1,5 @@
 //! The Lightspeed OAuth app of the functions that call Lightspeed (`sale-poster`,
-//! `inventory-sync`): its configuration and the token-refreshing client.
+//! `inventory-sync`): its configuration and its credentials.
 //!
 //! * `LIGHTSPEED_CLIENT_ID`: the app's client id. Unset: personal tokens only (an OAuth
 //!   connection's token then fails as unauthorized once it expires).
@@ -9,18 +9,12 @@
 
 use crate::config::{ClientSecretSource, ConfigError};
 use crate::secrets::{SecretError, load_client_secret};
-use els_core::auth::{AuthConfig, AuthenticatedLightspeed};
-use els_core::{Secret, StateStore, SystemClock};
-use els_lightspeed::LightspeedClient;
-use els_lightspeed::oauth::{LightspeedTokenClient, OAuthCredentials};
+use els_core::Secret;
+use els_lightspeed::oauth::OAuthCredentials;
 
 pub const LIGHTSPEED_CLIENT_ID: &str = "LIGHTSPEED_CLIENT_ID";
 pub const LIGHTSPEED_CLIENT_SECRET_PARAMETER: &str = "LIGHTSPEED_CLIENT_SECRET_PARAMETER";
 pub const LIGHTSPEED_CLIENT_SECRET: &str = "LIGHTSPEED_CLIENT_SECRET";
-
-/// The Lightspeed client the functions use: refreshes OAuth tokens stored in `S`.
-pub type AuthLightspeed<S> =
-    AuthenticatedLightspeed<LightspeedClient, S, LightspeedTokenClient, SystemClock>;
 
 /// The OAuth app, before its secret is loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,37 +87,15 @@ pub enum OAuthSetupError {
 }
 
 /// The OAuth app's credentials from the environment (and SSM), read once at init; `None`
-/// when no app is configured.
-async fn load_oauth_credentials(
+/// when no app is configured (personal tokens only). The token-refreshing client is built
+/// from them by [`els_lightspeed::LightspeedClient::with_token_refresh`].
+pub async fn load_oauth_credentials(
     ssm: impl FnOnce() -> aws_sdk_ssm::Client,
 ) -> Result<Option<OAuthCredentials>, OAuthSetupError> {
     match LightspeedOAuthConfig::from_env()? {
         Some(config) => Ok(Some(config.load(ssm).await?)),
         None => Ok(None),
     }
-}
-
-/// Wraps a function's Lightspeed client so OAuth tokens stay fresh (and the rotated pair is
-/// stored); personal tokens pass through. The OAuth app comes from the environment and SSM,
-/// read once, at init; a broken setup is logged and fails the cold start. The token endpoint
-/// shares the function's HTTP client.
-pub async fn authenticated_lightspeed<S: StateStore>(
-    lightspeed: LightspeedClient,
-    http: reqwest::Client,
-    url_template: &str,
-    store: S,
-    ssm: impl FnOnce() -> aws_sdk_ssm::Client,
-) -> Result<AuthLightspeed<S>, OAuthSetupError> {
-    let credentials = load_oauth_credentials(ssm)
-        .await
-        .inspect_err(|e| tracing::error!(error = %e, "cannot set up the Lightspeed OAuth app"))?;
-    Ok(AuthenticatedLightspeed::new(
-        lightspeed,
-        store,
-        LightspeedTokenClient::new(http, url_template, credentials),
-        SystemClock,
-        AuthConfig::default(),
-    ))
 }
 
 #[cfg(test)]

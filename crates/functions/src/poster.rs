@@ -25,10 +25,16 @@
 //! [`Settlement::RetryAfter`]: els_core::settle::Settlement::RetryAfter
 //! [`Settlement::DeadLetter`]: els_core::settle::Settlement::DeadLetter
 
+use crate::config::SalePosterConfig;
+use crate::wiring::{ApiClients, InitError, configuration, log_failure};
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use els_core::poster::SalePoster;
 use els_core::settle::post_delivered;
-use els_core::{Clock, EcwidApi, LightspeedApi, OrderMessage, StateStore, WorkQueue};
+use els_core::{Clock, EcwidApi, LightspeedApi, OrderMessage, StateStore, SystemClock, WorkQueue};
+use els_ecwid::EcwidClient;
+use els_lightspeed::AuthLightspeed;
+use els_store_aws::{DynamoStore, SqsQueue};
+use lambda_runtime::LambdaEvent;
 use std::time::Duration;
 use thiserror::Error;
 use tracing::Instrument as _;
@@ -50,6 +56,56 @@ impl From<BatchError> for lambda_runtime::Diagnostic {
             error_type: error_type.into(),
             error_message: e.to_string(),
         }
+    }
+}
+
+/// `sale-poster` as its `main` runs it: configured and built once, at init.
+pub struct SalePosterFunction {
+    poster: SalePoster<DynamoStore, EcwidClient, AuthLightspeed<DynamoStore>, SystemClock>,
+    queue: SqsQueue,
+    max_receive_count: u32,
+}
+
+impl SalePosterFunction {
+    /// Reads the configuration and builds the clients: DynamoDB, SQS, Ecwid, and Lightspeed
+    /// with token refresh, paced to leave the inventory mirror its share.
+    pub async fn from_env() -> Result<Self, InitError> {
+        log_failure(Self::build().await)
+    }
+
+    async fn build() -> Result<Self, InitError> {
+        let config = configuration("sale-poster", SalePosterConfig::from_env)?;
+        let clients = ApiClients::init(&config.api, config.lightspeed_pacing()).await?;
+        let queue = SqsQueue::new(
+            aws_sdk_sqs::Client::new(&clients.aws),
+            config.queue_url.clone(),
+        );
+        let poster = SalePoster::new(
+            clients.store,
+            clients.ecwid,
+            clients.lightspeed,
+            SystemClock,
+            config.poster_config(),
+        );
+        Ok(Self {
+            poster,
+            queue,
+            max_receive_count: config.max_receive_count,
+        })
+    }
+
+    /// One invocation: a batch of SQS records.
+    pub async fn handle(
+        &self,
+        event: LambdaEvent<SqsEvent>,
+    ) -> Result<SqsBatchResponse, BatchError> {
+        post_sqs_batch(
+            &self.poster,
+            &self.queue,
+            self.max_receive_count,
+            event.payload,
+        )
+        .await
     }
 }
 

@@ -26,7 +26,8 @@ pub enum ApiClientError {
 }
 
 /// The one HTTP client for Ecwid and Lightspeed: one connection pool and one TLS
-/// configuration per process. `timeout` bounds each request.
+/// configuration per process. The workspace's settings ([`els_http::api_client_builder`]:
+/// `timeout` bounds each request) with the compiled-in roots.
 pub fn api_http_client(timeout: Duration) -> Result<reqwest::Client, ApiClientError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     // Already parsed trust anchors: building the store is a copy.
@@ -40,11 +41,8 @@ pub fn api_http_client(timeout: Duration) -> Result<reqwest::Client, ApiClientEr
         .with_no_client_auth();
     // What reqwest offers by default: HTTP/2 when the server speaks it, else HTTP/1.1.
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    reqwest::Client::builder()
+    els_http::api_client_builder(timeout)
         .tls_backend_preconfigured(config)
-        .timeout(timeout)
-        .connect_timeout(Duration::from_secs(3).min(timeout))
-        .user_agent(concat!("ecwid-lightspeed-sync/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(ApiClientError::Http)
 }

@@ -22,9 +22,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+pub mod authenticated;
 pub mod oauth;
 pub mod pace;
 pub mod parse;
+
+pub use authenticated::AuthLightspeed;
 
 /// The production URL template; `{domain_prefix}` is replaced per connection.
 pub const DEFAULT_URL_TEMPLATE: &str = "https://{domain_prefix}.retail.lightspeed.app";
@@ -287,12 +290,7 @@ struct RawRate {
 
 impl LightspeedClient {
     pub fn new(url_template: impl Into<String>, timeout: Duration) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(3).min(timeout))
-            .user_agent(concat!("ecwid-lightspeed-sync/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Self::with_http(http, url_template))
+        Ok(Self::with_http(els_http::api_client(timeout)?, url_template))
     }
 
     pub fn with_http(http: reqwest::Client, url_template: impl Into<String>) -> Self {

@@ -1,0 +1,131 @@
+//! What the functions build once, at init (a cold start), the same way in each: the
+//! configuration from the environment, one AWS configuration, the state store, and for the
+//! functions that call the APIs one HTTP client shared by Ecwid and Lightspeed, with
+//! Lightspeed's OAuth tokens kept fresh. Each function's module turns this into its handler
+//! ([`crate::ingest::WebhookIngestFunction`], [`crate::poster::SalePosterFunction`],
+//! [`crate::inventory::InventorySyncFunction`]); its `main` only hands that to the runtime.
+//!
+//! A cold start that fails logs why (naming the variable or the parameter) and exits, so a
+//! broken deployment shows in the first log line instead of in the first webhook.
+
+use crate::config::{ApiConfig, ConfigError, load_aws_config};
+use crate::lightspeed_auth::{OAuthSetupError, load_oauth_credentials};
+use crate::secrets::SecretError;
+use crate::tls::{ApiClientError, api_http_client};
+use els_ecwid::EcwidClient;
+use els_lightspeed::{AuthLightspeed, LightspeedClient, Pacing};
+use els_store_aws::DynamoStore;
+use thiserror::Error;
+
+/// Why a function could not start. Messages never hold a secret.
+#[derive(Debug, Error)]
+pub enum InitError {
+    #[error("{function} configuration: {source}")]
+    Config {
+        function: &'static str,
+        source: ConfigError,
+    },
+    #[error("loading the Ecwid client_secret: {0}")]
+    EcwidSecret(SecretError),
+    #[error("building the HTTP client: {0}")]
+    HttpClient(#[from] ApiClientError),
+    #[error(transparent)]
+    LightspeedOAuth(#[from] OAuthSetupError),
+}
+
+/// Reads `function`'s configuration with `load`.
+pub fn configuration<T>(
+    function: &'static str,
+    load: impl FnOnce() -> Result<T, ConfigError>,
+) -> Result<T, InitError> {
+    load().map_err(|source| InitError::Config { function, source })
+}
+
+/// Logs why a cold start failed, once, as the function's last line.
+pub fn log_failure<T>(built: Result<T, InitError>) -> Result<T, InitError> {
+    built.inspect_err(|e| tracing::error!(error = %e, "cold start failed"))
+}
+
+/// The state store and the API clients of `sale-poster` and `inventory-sync`.
+pub struct ApiClients {
+    /// For the function's other AWS clients (the poster's queue).
+    pub aws: aws_config::SdkConfig,
+    pub store: DynamoStore,
+    pub ecwid: EcwidClient,
+    /// Paced with the function's [`Pacing`], refreshing the tokens stored in `store`.
+    pub lightspeed: AuthLightspeed<DynamoStore>,
+}
+
+impl ApiClients {
+    /// Builds them once: one HTTP client (one connection pool, one TLS configuration) for
+    /// Ecwid, Lightspeed and Lightspeed's token endpoint. The OAuth app's secret is the one
+    /// network read (SSM), and only when an app is configured.
+    pub async fn init(config: &ApiConfig, pacing: Pacing) -> Result<Self, InitError> {
+        let aws = load_aws_config(config.aws_operation_timeout).await;
+        Self::on_aws(aws, config, pacing).await
+    }
+
+    async fn on_aws(
+        aws: aws_config::SdkConfig,
+        config: &ApiConfig,
+        pacing: Pacing,
+    ) -> Result<Self, InitError> {
+        let store = DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&aws),
+            config.table_name.clone(),
+        );
+        let http = api_http_client(config.http_timeout)?;
+        let ecwid = EcwidClient::with_http(http.clone(), config.ecwid_api_url.clone());
+        let credentials = load_oauth_credentials(|| aws_sdk_ssm::Client::new(&aws)).await?;
+        let lightspeed = LightspeedClient::with_http(http, config.lightspeed_url_template.clone())
+            .with_pacing(pacing)
+            .with_token_refresh(store.clone(), credentials);
+        Ok(Self {
+            aws,
+            store,
+            ecwid,
+            lightspeed,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{InventorySyncConfig, TABLE_NAME};
+
+    #[test]
+    fn a_configuration_error_names_the_function_and_the_variable() {
+        let err = configuration("inventory-sync", || {
+            InventorySyncConfig::from_lookup(|_| None)
+        })
+        .expect_err("no TABLE_NAME");
+        assert_eq!(
+            err.to_string(),
+            format!("inventory-sync configuration: environment variable {TABLE_NAME} is not set")
+        );
+    }
+
+    #[tokio::test]
+    async fn the_lightspeed_client_is_paced_as_the_function_says() {
+        let config = InventorySyncConfig::from_lookup(|name| {
+            (name == TABLE_NAME).then(|| "state".to_string())
+        })
+        .expect("config");
+        let pacing = Pacing {
+            reserve: 7,
+            ..Pacing::default()
+        };
+
+        let aws = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .build();
+
+        let clients = ApiClients::on_aws(aws, &config.api, pacing)
+            .await
+            .expect("built lazily, without an OAuth app");
+
+        assert_eq!(clients.lightspeed.inner().pacing(), pacing);
+    }
+}
