@@ -449,6 +449,7 @@ where
             .with_pacing(Pacing {
                 reserve: 0,
                 max_wait: settings.http_timeout,
+                ..Pacing::default()
             }),
         SystemClock,
         PosterConfig {

@@ -62,6 +62,7 @@ impl Default for HarnessOptions {
             lightspeed_pacing: els_lightspeed::Pacing {
                 reserve: els_lightspeed::POSTER_RESERVE,
                 max_wait: Duration::from_secs(4),
+                ..els_lightspeed::Pacing::default()
             },
         }
     }

@@ -452,9 +452,9 @@ pub async fn run_rate_limit(
     let conn = ops::upsert_connection(&store, sandbox_connection(&sandbox)).await?;
     // The sandbox sends only the documented headers, and the window is in none of them: the
     // gates assume the scaled window, as they assume the documented 5 minutes in production.
-    els_lightspeed::pace::set_assumed_window(opts.window);
     let pacing = Pacing {
         reserve: POSTER_RESERVE,
+        window: opts.window,
         ..Pacing::default()
     };
     let (app, url) = serve_bench_app(&sandbox, &store, pacing).await?;

@@ -71,6 +71,7 @@ pub fn serve_lightspeed<S: ConnectionStore + Clone>(
         .with_pacing(Pacing {
             reserve: POSTER_RESERVE,
             max_wait,
+            ..Pacing::default()
         })
         .with_token_refresh(store.clone(), credentials.clone());
     let mirror = client

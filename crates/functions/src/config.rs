@@ -219,6 +219,7 @@ impl SalePosterConfig {
         els_lightspeed::Pacing {
             reserve: els_lightspeed::POSTER_RESERVE,
             max_wait: self.lightspeed_max_rate_wait,
+            ..els_lightspeed::Pacing::default()
         }
     }
 

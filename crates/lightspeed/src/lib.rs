@@ -47,6 +47,12 @@ pub struct Pacing {
     /// [`ApiError::RateLimited`] with the wait as `retry_after`, and nothing is sent. Keep it
     /// below the poster's lease and the function timeout.
     pub max_wait: Duration,
+    /// The rate-limit window a new gate assumes until it learns a shorter one: Lightspeed's
+    /// documented 5 minutes ([`pace::DOCUMENTED_WINDOW`]); a sandbox with a scaled-down
+    /// window (tests, `els bench-rate-limit`) says its own, since no header carries it. Too
+    /// long costs throughput until the gate learns better; too short costs 429s. The gates
+    /// are shared by the clones of a client: the first request for a retailer makes its gate.
+    pub window: Duration,
 }
 
 /// The sale poster's reserve: above the inventory mirror's back-off (20 remaining), so the
@@ -60,6 +66,7 @@ impl Default for Pacing {
         Self {
             reserve: 0,
             max_wait: DEFAULT_MAX_RATE_WAIT,
+            window: pace::DOCUMENTED_WINDOW,
         }
     }
 }
@@ -79,6 +86,8 @@ pub struct LightspeedClient {
 struct Admission {
     gates: Gates,
     prefix: String,
+    /// The window a gate made by this admission's report assumes.
+    window: Duration,
     ticket: u64,
     done: bool,
 }
@@ -92,7 +101,7 @@ impl Admission {
         let mut gates = self.gates.lock().unwrap_or_else(|e| e.into_inner());
         gates
             .entry(self.prefix.clone())
-            .or_default()
+            .or_insert_with(|| pace::Gate::with_window(self.window))
             .observe(self.ticket, Instant::now(), seen);
     }
 
@@ -290,7 +299,10 @@ struct RawRate {
 
 impl LightspeedClient {
     pub fn new(url_template: impl Into<String>, timeout: Duration) -> Result<Self, reqwest::Error> {
-        Ok(Self::with_http(els_http::api_client(timeout)?, url_template))
+        Ok(Self::with_http(
+            els_http::api_client(timeout)?,
+            url_template,
+        ))
     }
 
     pub fn with_http(http: reqwest::Client, url_template: impl Into<String>) -> Self {
@@ -324,7 +336,7 @@ impl LightspeedClient {
                 let mut gates = self.gates.lock().unwrap_or_else(|e| e.into_inner());
                 gates
                     .entry(prefix.to_string())
-                    .or_default()
+                    .or_insert_with(|| pace::Gate::with_window(self.pacing.window))
                     .decide(now, self.pacing.reserve)
             };
             match decision {
@@ -339,6 +351,7 @@ impl LightspeedClient {
                     return Ok(Admission {
                         gates: self.gates.clone(),
                         prefix: prefix.to_string(),
+                        window: self.pacing.window,
                         ticket,
                         done: false,
                     });

@@ -13,8 +13,8 @@
 //! The window slides: a request's slot frees one window after it was counted. The gate keeps
 //! a log of its own requests and credits back those that have left the window since the last
 //! report, so a burst keeps running at the ceiling instead of waiting to be told. The window's
-//! length is in no documented header: the gate assumes the documented 5 minutes (or what
-//! [`set_assumed_window`] says, for a sandbox whose window is scaled down) and learns a
+//! length is in no documented header: the gate assumes the documented 5 minutes (or the
+//! client's `Pacing::window`, for a sandbox whose window is scaled down) and learns a
 //! shorter one from `Remaining` alone. A report for our request `t` says `Limit - Remaining`
 //! requests are in the window; at most that many of them are ours, so our
 //! `(Limit - Remaining + 1)`-th newest counted request up to `t` has left it (the gate takes
@@ -35,7 +35,6 @@
 //! blocks every request until it has passed, and forgets the learnt window.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// The documented window: `300 x registers + 50` requests per 5 minutes.
@@ -56,25 +55,6 @@ pub const PROBE_POLL: Duration = Duration::from_millis(5);
 const MAX_LOG: usize = 100_000;
 /// The longest window a gate assumes, so instants plus a window stay on the clock.
 pub const MAX_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// The window new gates assume, in milliseconds.
-static ASSUMED_WINDOW_MS: AtomicU64 = AtomicU64::new(DOCUMENTED_WINDOW.as_millis() as u64);
-
-/// Sets the window that gates created from now on (in this process) assume until they learn a
-/// shorter one; the default is [`DOCUMENTED_WINDOW`]. For a sandbox whose window is scaled
-/// down (tests, `els bench-rate-limit`): the real window is in no header. Too long costs
-/// throughput until the gate learns better; too short costs 429s.
-pub fn set_assumed_window(window: Duration) {
-    let ms = window
-        .clamp(Duration::from_millis(1), MAX_WINDOW)
-        .as_millis() as u64;
-    ASSUMED_WINDOW_MS.store(ms, Ordering::Relaxed);
-}
-
-/// The window new gates assume (see [`set_assumed_window`]).
-pub fn assumed_window() -> Duration {
-    Duration::from_millis(ASSUMED_WINDOW_MS.load(Ordering::Relaxed))
-}
 
 /// What a response said about the budget.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -137,9 +117,9 @@ pub struct Gate {
 }
 
 impl Default for Gate {
-    /// A gate assuming the process's [`assumed_window`].
+    /// A gate assuming Lightspeed's documented window.
     fn default() -> Self {
-        Self::with_window(assumed_window())
+        Self::with_window(DOCUMENTED_WINDOW)
     }
 }
 
