@@ -17,7 +17,8 @@ pub mod error;
 /// Fakes of the APIs and the clock for the services' unit tests.
 #[cfg(test)]
 mod fakes;
-/// Fuzz harnesses (`crates/fuzz`); not part of the API.
+/// Fuzz harnesses (`crates/fuzz`, the corpus test); not part of the API.
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzz;
 pub mod ingest;

@@ -23,7 +23,8 @@ pub struct SaleLine {
     #[serde(with = "rust_decimal::serde::float")]
     pub tax: Decimal,
     pub tax_id: String,
-    /// Per-line discount; 0 until the discount mapping lands.
+    /// The per-unit discount already taken off `price`, declared for Lightspeed's reports
+    /// (see `money`).
     #[serde(with = "rust_decimal::serde::float")]
     pub discount: Decimal,
     pub price_set: u8,

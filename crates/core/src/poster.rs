@@ -27,7 +27,9 @@ use crate::ports::{
 };
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+#[cfg(feature = "testing")]
+use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 
 mod customers;
@@ -112,7 +114,9 @@ impl Attempt {
     }
 }
 
-/// The steps between which a worker can die, for crash tests ([`CrashHook`]).
+/// The steps between which a worker can die, for crash tests ([`CrashHook`]). Only in
+/// builds with the `testing` feature (the chaos suite); production has no hook.
+#[cfg(feature = "testing")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CrashPoint {
     /// The ledger item is claimed (POSTING with a lease); nothing else happened.
@@ -125,6 +129,7 @@ pub enum CrashPoint {
     AfterRecord,
 }
 
+#[cfg(feature = "testing")]
 impl CrashPoint {
     pub const ALL: [CrashPoint; 4] = [
         CrashPoint::AfterClaim,
@@ -135,7 +140,8 @@ impl CrashPoint {
 }
 
 /// Called when the poster passes a [`CrashPoint`]. A test hook simulates a killed worker
-/// by panicking there; production sets none.
+/// by panicking there.
+#[cfg(feature = "testing")]
 pub trait CrashHook: Send + Sync {
     fn reached(&self, point: CrashPoint, key: &OrderKey);
 }
@@ -147,6 +153,7 @@ pub struct SalePoster<S, E, L, C> {
     clock: C,
     config: PosterConfig,
     setup_cache: Mutex<HashMap<u64, (DateTime<Utc>, SaleSetup)>>,
+    #[cfg(feature = "testing")]
     crash_hook: Option<Arc<dyn CrashHook>>,
 }
 
@@ -238,16 +245,19 @@ where
             clock,
             config,
             setup_cache: Mutex::new(HashMap::new()),
+            #[cfg(feature = "testing")]
             crash_hook: None,
         }
     }
 
     /// Calls `hook` at each [`CrashPoint`] (tests only; none by default).
+    #[cfg(feature = "testing")]
     pub fn with_crash_hook(mut self, hook: Arc<dyn CrashHook>) -> Self {
         self.crash_hook = Some(hook);
         self
     }
 
+    #[cfg(feature = "testing")]
     fn crash_point(&self, point: CrashPoint, key: &OrderKey) {
         if let Some(hook) = &self.crash_hook {
             hook.reached(point, key);
@@ -288,10 +298,12 @@ where
             Ok(c) => c,
             Err(done) => return Ok(done),
         };
+        #[cfg(feature = "testing")]
         self.crash_point(CrashPoint::AfterClaim, &key);
         let attempt = self.attempt(&conn, &key, &mut claimed, search_first).await;
         let result = self.record(&key, &claimed, attempt).await;
         if result.is_ok() {
+            #[cfg(feature = "testing")]
             self.crash_point(CrashPoint::AfterRecord, &key);
         }
         result
@@ -478,6 +490,7 @@ where
                 return self.api_failure(key, "fetching the order from Ecwid", e, false, "Ecwid");
             }
         };
+        #[cfg(feature = "testing")]
         self.crash_point(CrashPoint::AfterFetch, key);
         if order.id != key.order_id {
             // The ledger key came from the unsigned webhook body; it must name the order
@@ -600,6 +613,7 @@ where
             }
             return match self.lightspeed.post_sale(conn, &sale).await {
                 Ok(posted) => {
+                    #[cfg(feature = "testing")]
                     self.crash_point(CrashPoint::AfterPost, key);
                     if let Some(total) = posted.total
                         && total != sale.total()

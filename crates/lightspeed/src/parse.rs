@@ -10,8 +10,8 @@ use crate::{
     parse_retry_after, status_error,
 };
 use els_core::ApiError;
-use els_core::inventory::{FeedPage, InventoryRecord};
-use els_core::lightspeed::{LsCustomer, LsProduct, LsTax, PostedSale, SaleSetup};
+use els_core::inventory::FeedPage;
+use els_core::lightspeed::{LsTax, PostedSale, SaleSetup};
 use serde::de::DeserializeOwned;
 use std::time::{Duration, SystemTime};
 
@@ -170,7 +170,12 @@ pub fn retry_after(value: &str) -> Option<Duration> {
 
 /// The fuzz harness. Byte 0 picks the parser, the rest is the body (for a feed page and an
 /// error: `header \n body`). Panics only if a parser does, or a property below breaks.
+/// Only with the `fuzzing` feature (the fuzz target and the corpus test).
+#[cfg(feature = "fuzzing")]
 pub fn fuzz(data: &[u8]) {
+    use els_core::inventory::InventoryRecord;
+    use els_core::lightspeed::{LsCustomer, LsProduct};
+
     let Some((kind, rest)) = data.split_first() else {
         return;
     };

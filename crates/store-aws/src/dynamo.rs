@@ -156,10 +156,6 @@ impl DynamoStore {
         }
     }
 
-    pub fn from_config(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
-        Self::new(Client::new(config), table)
-    }
-
     pub fn client(&self) -> &Client {
         &self.client
     }

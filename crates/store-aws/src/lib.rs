@@ -1,7 +1,7 @@
 //! The serverless adapters: [`DynamoStore`] (state, DynamoDB single table) and [`SqsQueue`]
 //! (work, SQS FIFO with a dead-letter queue).
 //!
-//! Both are built from clients or an [`aws_config::SdkConfig`] that the binary loads once;
+//! Both are built from SDK clients that the binary builds once, from one `aws_config` load;
 //! nothing here reads the environment or sets global state.
 
 mod dynamo;

@@ -35,7 +35,6 @@ pub struct RawMessage {
 pub struct SqsQueue {
     client: Client,
     queue_url: String,
-    wait_time: Duration,
 }
 
 fn unavailable<E, R>(what: &str, err: SdkError<E, R>) -> QueueError
@@ -75,24 +74,12 @@ fn parse_queue_arn(arn: &str) -> Option<(&str, &str)> {
 }
 
 impl SqsQueue {
-    pub fn from_config(config: &aws_config::SdkConfig, queue_url: impl Into<String>) -> Self {
-        Self::new(Client::new(config), queue_url)
-    }
-
     /// The queue at `queue_url`, with a client built once by the caller.
     pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
         Self {
             client,
             queue_url: queue_url.into(),
-            wait_time: Duration::ZERO,
         }
-    }
-
-    /// Long polling: `receive` waits up to this long (whole seconds, at most 20) for a
-    /// message. The default, zero, returns at once.
-    pub fn with_wait_time(mut self, wait: Duration) -> Self {
-        self.wait_time = wait.min(Duration::from_secs(20));
-        self
     }
 
     pub fn client(&self) -> &Client {
@@ -263,12 +250,7 @@ impl SqsQueue {
         visibility: Duration,
     ) -> Result<Vec<RawMessage>, QueueError> {
         let messages = self
-            .receive_messages(
-                max,
-                visibility,
-                Duration::ZERO,
-                MessageSystemAttributeName::MessageGroupId,
-            )
+            .receive_messages(max, visibility, MessageSystemAttributeName::MessageGroupId)
             .await?;
         Ok(messages
             .into_iter()
@@ -293,7 +275,6 @@ impl SqsQueue {
         &self,
         max: usize,
         visibility: Duration,
-        wait: Duration,
         attribute: MessageSystemAttributeName,
     ) -> Result<Vec<Message>, QueueError> {
         if max == 0 {
@@ -305,7 +286,8 @@ impl SqsQueue {
             .queue_url(&self.queue_url)
             .max_number_of_messages(max.min(MAX_BATCH) as i32)
             .visibility_timeout(visibility_secs(visibility))
-            .wait_time_seconds(visibility_secs(wait))
+            // No long polling: the callers' loops decide when to ask again.
+            .wait_time_seconds(0)
             .message_system_attribute_names(attribute)
             .send()
             .await
@@ -361,7 +343,6 @@ impl WorkQueue for SqsQueue {
             .receive_messages(
                 max,
                 visibility,
-                self.wait_time,
                 MessageSystemAttributeName::ApproximateReceiveCount,
             )
             .await?;
