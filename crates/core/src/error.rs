@@ -32,6 +32,20 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The one mapping of a non-2xx answer, for every API client: `retry_after` is the
+    /// answer's parsed `Retry-After`, `detail` what its body says (emails masked).
+    pub fn from_status(status: u16, retry_after: Option<Duration>, detail: String) -> Self {
+        match status {
+            429 => ApiError::RateLimited { retry_after },
+            401 | 403 => ApiError::Unauthorized { status, detail },
+            404 => ApiError::NotFound { detail },
+            s if s >= 500 => ApiError::Unavailable {
+                detail: format!("HTTP {s}: {detail}"),
+            },
+            _ => ApiError::Rejected { status, detail },
+        }
+    }
+
     /// Whether the same request may succeed later without anyone changing anything.
     pub fn is_retryable(&self) -> bool {
         matches!(

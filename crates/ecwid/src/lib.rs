@@ -34,7 +34,8 @@ pub fn transport_error(e: &reqwest::Error) -> ApiError {
     }
 }
 
-/// Maps a non-2xx Ecwid answer. Ecwid's `Retry-After` is in seconds.
+/// Maps a non-2xx Ecwid answer (Ecwid documents `Retry-After` in seconds; a date is read
+/// too, and both are capped like Lightspeed's).
 pub fn status_error(status: u16, retry_after: Option<&str>, body: &str) -> ApiError {
     // Error bodies may echo a customer's email; they end up in reasons and logs.
     let body = &els_core::mask::mask_emails_in(body);
@@ -50,19 +51,9 @@ pub fn status_error(status: u16, retry_after: Option<&str>, body: &str) -> ApiEr
             })
         })
         .unwrap_or_else(|| body.chars().take(200).collect());
-    match status {
-        429 => ApiError::RateLimited {
-            retry_after: retry_after
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .map(Duration::from_secs),
-        },
-        401 | 403 => ApiError::Unauthorized { status, detail },
-        404 => ApiError::NotFound { detail },
-        s if s >= 500 => ApiError::Unavailable {
-            detail: format!("HTTP {s}: {detail}"),
-        },
-        _ => ApiError::Rejected { status, detail },
-    }
+    let retry_after =
+        retry_after.and_then(|v| els_http::parse_retry_after(v, std::time::SystemTime::now()));
+    ApiError::from_status(status, retry_after, detail)
 }
 
 impl EcwidClient {
@@ -231,6 +222,13 @@ mod tests {
             status_error(429, Some("7"), ""),
             ApiError::RateLimited {
                 retry_after: Some(Duration::from_secs(7))
+            }
+        );
+        // The same caps as Lightspeed's: a huge delay is at most a day.
+        assert_eq!(
+            status_error(429, Some("18446744073709551615"), ""),
+            ApiError::RateLimited {
+                retry_after: Some(els_http::MAX_HEADER_DELAY)
             }
         );
         assert!(matches!(

@@ -6,7 +6,7 @@
 //! Build one client per process and share it (it is a handle on one connection pool):
 //! `EcwidClient::with_http` and `LightspeedClient::with_http` take a clone.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// What we send as `User-Agent`, so Ecwid and Lightspeed can tell our requests apart.
 pub const USER_AGENT: &str = concat!("ecwid-lightspeed-sync/", env!("CARGO_PKG_VERSION"));
@@ -28,6 +28,32 @@ pub fn api_client_builder(timeout: Duration) -> reqwest::ClientBuilder {
 /// The client of [`api_client_builder`], as it is.
 pub fn api_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
     api_client_builder(timeout).build()
+}
+
+/// The longest delay a response header may ask for; a larger one (a hostile or broken
+/// server, `u64::MAX` seconds) is capped so that time arithmetic cannot overflow.
+pub const MAX_HEADER_DELAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A delay given as an HTTP date or as seconds, measured from `now`; a date in the past is
+/// zero; at most [`MAX_HEADER_DELAY`].
+pub fn header_delay(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs).min(MAX_HEADER_DELAY));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_HEADER_DELAY),
+    )
+}
+
+/// Parses `Retry-After` the same way for every API: an HTTP date (Lightspeed documents
+/// one) or seconds (Ecwid documents those), capped at [`MAX_HEADER_DELAY`]. A date in the
+/// past still means "not before now": retry promptly, not at once (at least 1 s).
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    header_delay(value, now).map(|d| d.max(Duration::from_secs(1)))
 }
 
 #[cfg(test)]

@@ -141,24 +141,8 @@ impl Drop for Admission {
     }
 }
 
-/// The longest delay a header is taken to ask for. Larger values (found by fuzzing:
-/// `18446744073709551615`) would overflow the clock arithmetic that schedules the retry.
-pub const MAX_HEADER_DELAY: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// A delay given as an HTTP date or as seconds, measured from `now`; a date in the past is
-/// zero; at most [`MAX_HEADER_DELAY`].
-fn parse_delay(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs).min(MAX_HEADER_DELAY));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(
-        at.duration_since(now)
-            .unwrap_or(Duration::ZERO)
-            .min(MAX_HEADER_DELAY),
-    )
-}
+use els_http::header_delay as parse_delay;
+pub use els_http::{MAX_HEADER_DELAY, parse_retry_after};
 
 /// Parses `X-RateLimit-Reset`: an HTTP date (as the sandbox sends it), seconds from now, or
 /// (a number past 10^9) a Unix time. Lightspeed documents only Limit and Remaining.
@@ -174,12 +158,6 @@ pub fn parse_reset(value: &str, now: SystemTime) -> Option<Duration> {
         ),
         _ => parse_delay(value, now),
     }
-}
-
-/// Parses `Retry-After`: an HTTP date (Lightspeed) or, defensively, seconds.
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    // A date in the past still means "not before now": retry promptly, not at once.
-    parse_delay(value, now).map(|d| d.max(Duration::from_secs(1)))
 }
 
 fn error_detail(body: &str) -> String {
@@ -204,17 +182,8 @@ pub fn status_error(status: u16, retry_after: Option<&str>, body: &str) -> ApiEr
     // Error bodies may echo a customer's email; they end up in reasons and logs.
     let body = &els_core::mask::mask_emails_in(body);
     let detail = error_detail(body);
-    match status {
-        429 => ApiError::RateLimited {
-            retry_after: retry_after.and_then(|v| parse_retry_after(v, SystemTime::now())),
-        },
-        401 | 403 => ApiError::Unauthorized { status, detail },
-        404 => ApiError::NotFound { detail },
-        s if s >= 500 => ApiError::Unavailable {
-            detail: format!("HTTP {s}: {detail}"),
-        },
-        _ => ApiError::Rejected { status, detail },
-    }
+    let retry_after = retry_after.and_then(|v| parse_retry_after(v, SystemTime::now()));
+    ApiError::from_status(status, retry_after, detail)
 }
 
 #[derive(Deserialize)]
