@@ -22,6 +22,7 @@ use crate::error::{ApiError, StoreError};
 use crate::inventory::{FeedPage, InventoryRecord};
 use crate::lightspeed::{LsCustomer, LsProduct, NewCustomer, PostedSale, SaleDraft, SaleSetup};
 use crate::ports::{Clock, ConnectionStore, LightspeedApi};
+use crate::retry::{Backoff, NoJitter};
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -146,6 +147,18 @@ pub struct AuthConfig {
     /// Attempts to store a new pair before giving up on the store (the pair is then only
     /// in this process's memory, and an error is logged).
     pub store_attempts: u32,
+}
+
+impl AuthConfig {
+    /// Retries of storing a new pair: `store_attempts` in all, waiting 100 ms, then twice
+    /// as long each time, at most 2 s.
+    pub fn store_backoff(&self) -> Backoff {
+        Backoff::exponential(
+            self.store_attempts.max(1),
+            Duration::from_millis(100),
+            Duration::from_secs(2),
+        )
+    }
 }
 
 impl Default for AuthConfig {
@@ -458,10 +471,10 @@ where
         grant.apply_to(&mut fresh.lightspeed);
         fresh.version = claimed.version + 1;
         let mut expected = claimed.version;
-        let mut delay = Duration::from_millis(100);
-        let attempts = self.config.store_attempts.max(1);
-        for attempt in 1..=attempts {
-            match self.store.put_connection(&fresh, Some(expected)).await {
+        let mut tries = self.config.store_backoff().start(NoJitter);
+        loop {
+            // A merged pair is stored again at once; a failed write after a wait.
+            let at_once = match self.store.put_connection(&fresh, Some(expected)).await {
                 Ok(()) => return fresh,
                 Err(StoreError::Conflict(_)) => match self.store.get_connection(store_id).await {
                     Ok(Some(current)) if current.lightspeed.access_token == grant.access_token => {
@@ -476,7 +489,7 @@ where
                         merged.version = current.version + 1;
                         expected = current.version;
                         fresh = merged;
-                        continue;
+                        true
                     }
                     Ok(Some(current)) => {
                         tracing::warn!(
@@ -488,15 +501,21 @@ where
                     Ok(None) => return fresh,
                     Err(e) => {
                         tracing::warn!(store_id, error = %e, "re-reading the connection after a conflict failed");
+                        false
                     }
                 },
                 Err(e) => {
                     tracing::warn!(store_id, error = %e, "storing the refreshed Lightspeed token failed; retrying");
+                    false
                 }
-            }
-            if attempt < attempts {
-                self.clock.sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
+            };
+            let again = if at_once {
+                tries.next_wait().is_some()
+            } else {
+                tries.pause(&self.clock).await
+            };
+            if !again {
+                break;
             }
         }
         tracing::error!(

@@ -32,6 +32,7 @@ pub mod memory;
 pub mod money;
 pub mod ports;
 pub mod poster;
+pub mod retry;
 pub mod settle;
 pub mod webhook;
 

@@ -25,6 +25,7 @@ use crate::money::{self, MappingContext};
 use crate::ports::{
     Clock, ConnectionStore, EcwidApi, LedgerStore, LightspeedApi, LinkStore, OrderMessage,
 };
+use crate::retry::{Backoff, NoJitter, retry};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 #[cfg(feature = "testing")]
@@ -51,6 +52,36 @@ pub struct PosterConfig {
     /// attempt searches for it: Lightspeed's search is an index, and how soon a new sale
     /// shows in it is not documented. Searching too early would post a duplicate.
     pub search_delay: Duration,
+}
+
+impl PosterConfig {
+    /// The redelivery delays of errors that carry none: doubling from `retry_base`, at
+    /// most `retry_cap`, for as many receives as the queue allows.
+    pub fn backoff(&self) -> Backoff {
+        Backoff::exponential(u32::MAX, self.retry_base, self.retry_cap)
+    }
+}
+
+/// A conditional write that lost to another worker's is decided again, at once, from
+/// a fresh read: three tries in all.
+const RACES: Backoff = Backoff::immediate(3);
+
+/// How one try of a conditional write (a ledger entry, a customer link) failed.
+enum Raced<F = RetryLater> {
+    /// Another worker wrote first: read and decide again.
+    Lost,
+    /// Anything else: the message comes back later.
+    Failed(F),
+}
+
+impl<F> Raced<F> {
+    /// The `retry` rule for a lost race: retry at once while tries remain.
+    fn retry_after(&self, failures: u32) -> Option<Duration> {
+        match self {
+            Raced::Lost => RACES.wait(failures, &mut NoJitter),
+            Raced::Failed(_) => None,
+        }
+    }
 }
 
 impl Default for PosterConfig {
@@ -268,11 +299,6 @@ where
         &self.store
     }
 
-    fn backoff(&self, attempts: u32) -> Duration {
-        let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(16));
-        (self.config.retry_base * factor).min(self.config.retry_cap)
-    }
-
     fn store_retry(&self, what: &str, e: StoreError) -> RetryLater {
         RetryLater {
             delay: self.config.retry_base,
@@ -321,32 +347,48 @@ where
         last: &RetryLater,
     ) -> Result<PostOutcome, RetryLater> {
         let key = message.key();
-        for _ in 0..3 {
-            let existing = self
-                .store
-                .load_order(&key)
-                .await
-                .map_err(|e| self.store_retry("loading the ledger", e))?;
-            let Some((parked, expected)) = ledger::dead_letter(
-                existing.as_ref(),
-                &key,
-                receives,
-                &last.reason,
-                self.clock.now(),
-            ) else {
-                return Err(last.clone());
-            };
-            match self.store.save_order(&parked, expected).await {
-                Ok(()) => {
-                    let reason = parked.reason.expect("dead_letter sets a reason");
-                    tracing::error!(store_id = key.store_id, order_id = %key.order_id, code = %reason.code, reason = %reason.message, "order parked after its last delivery");
-                    return Ok(PostOutcome::Parked(reason));
-                }
-                Err(StoreError::Conflict(_)) => continue,
-                Err(e) => return Err(self.store_retry("parking the order", e)),
+        let parked = retry(
+            &self.clock,
+            || self.try_park(&key, receives, last),
+            Raced::retry_after,
+        )
+        .await;
+        match parked {
+            Ok(reason) => {
+                tracing::error!(store_id = key.store_id, order_id = %key.order_id, code = %reason.code, reason = %reason.message, "order parked after its last delivery");
+                Ok(PostOutcome::Parked(reason))
             }
+            Err(Raced::Lost) => Err(last.clone()),
+            Err(Raced::Failed(retry)) => Err(retry),
         }
-        Err(last.clone())
+    }
+
+    /// One try of [`Self::park_after_last_delivery`]: the reason it parked the order with.
+    async fn try_park(
+        &self,
+        key: &OrderKey,
+        receives: u32,
+        last: &RetryLater,
+    ) -> Result<Reason, Raced> {
+        let existing = self
+            .store
+            .load_order(key)
+            .await
+            .map_err(|e| Raced::Failed(self.store_retry("loading the ledger", e)))?;
+        let Some((parked, expected)) = ledger::dead_letter(
+            existing.as_ref(),
+            key,
+            receives,
+            &last.reason,
+            self.clock.now(),
+        ) else {
+            return Err(Raced::Failed(last.clone()));
+        };
+        match self.store.save_order(&parked, expected).await {
+            Ok(()) => Ok(parked.reason.expect("dead_letter sets a reason")),
+            Err(StoreError::Conflict(_)) => Err(Raced::Lost),
+            Err(e) => Err(Raced::Failed(self.store_retry("parking the order", e))),
+        }
     }
 
     /// Claims the order, or says why there is nothing to do.
@@ -354,53 +396,60 @@ where
         &self,
         key: &OrderKey,
     ) -> Result<Result<(LedgerEntry, bool), PostOutcome>, RetryLater> {
-        let lease = self.lease();
+        let claimed = retry(&self.clock, || self.try_claim(key), Raced::retry_after).await;
+        match claimed {
+            Ok(claimed) => Ok(claimed),
+            Err(Raced::Lost) => Err(RetryLater {
+                delay: self.config.retry_base,
+                reason: format!("order {key}: claim kept losing races"),
+            }),
+            Err(Raced::Failed(retry)) => Err(retry),
+        }
+    }
+
+    /// One try of [`Self::claim`].
+    async fn try_claim(
+        &self,
+        key: &OrderKey,
+    ) -> Result<Result<(LedgerEntry, bool), PostOutcome>, Raced> {
         let search_delay = chrono::Duration::from_std(self.config.search_delay)
             .unwrap_or(chrono::Duration::seconds(90));
-        for _ in 0..3 {
-            let existing = self
-                .store
-                .load_order(key)
-                .await
-                .map_err(|e| self.store_retry("loading the ledger", e))?;
-            match ledger::claim_after_search_delay(
-                existing.as_ref(),
-                key,
-                self.clock.now(),
-                lease,
-                search_delay,
-            ) {
-                ClaimDecision::AlreadyPosted { sale_id } => {
-                    tracing::info!(store_id = key.store_id, order_id = %key.order_id, %sale_id, "already posted");
-                    return Ok(Err(PostOutcome::AlreadyPosted { sale_id }));
-                }
-                ClaimDecision::Parked { reason } => {
-                    tracing::info!(store_id = key.store_id, order_id = %key.order_id, reason = %reason, "parked; waiting for replay");
-                    return Ok(Err(PostOutcome::Parked(reason)));
-                }
-                ClaimDecision::Busy { retry_in } => {
-                    return Err(RetryLater {
-                        delay: retry_in.max(Duration::from_millis(100)),
-                        reason: format!(
-                            "order {key} is being posted by another worker, or waits for Lightspeed's search to show an earlier attempt's sale"
-                        ),
-                    });
-                }
-                ClaimDecision::Claim {
-                    entry,
-                    expected_version,
-                    search_first,
-                } => match self.store.save_order(&entry, expected_version).await {
-                    Ok(()) => return Ok(Ok((*entry, search_first))),
-                    Err(StoreError::Conflict(_)) => continue,
-                    Err(e) => return Err(self.store_retry("claiming the order", e)),
-                },
+        let existing = self
+            .store
+            .load_order(key)
+            .await
+            .map_err(|e| Raced::Failed(self.store_retry("loading the ledger", e)))?;
+        match ledger::claim_after_search_delay(
+            existing.as_ref(),
+            key,
+            self.clock.now(),
+            self.lease(),
+            search_delay,
+        ) {
+            ClaimDecision::AlreadyPosted { sale_id } => {
+                tracing::info!(store_id = key.store_id, order_id = %key.order_id, %sale_id, "already posted");
+                Ok(Err(PostOutcome::AlreadyPosted { sale_id }))
             }
+            ClaimDecision::Parked { reason } => {
+                tracing::info!(store_id = key.store_id, order_id = %key.order_id, reason = %reason, "parked; waiting for replay");
+                Ok(Err(PostOutcome::Parked(reason)))
+            }
+            ClaimDecision::Busy { retry_in } => Err(Raced::Failed(RetryLater {
+                delay: retry_in.max(Duration::from_millis(100)),
+                reason: format!(
+                    "order {key} is being posted by another worker, or waits for Lightspeed's search to show an earlier attempt's sale"
+                ),
+            })),
+            ClaimDecision::Claim {
+                entry,
+                expected_version,
+                search_first,
+            } => match self.store.save_order(&entry, expected_version).await {
+                Ok(()) => Ok(Ok((*entry, search_first))),
+                Err(StoreError::Conflict(_)) => Err(Raced::Lost),
+                Err(e) => Err(Raced::Failed(self.store_retry("claiming the order", e))),
+            },
         }
-        Err(RetryLater {
-            delay: self.config.retry_base,
-            reason: format!("order {key}: claim kept losing races"),
-        })
     }
 
     /// Writes the attempt's outcome under the claim's version condition.
@@ -453,7 +502,7 @@ where
             } => {
                 let mut delay = attempt
                     .retry_delay
-                    .unwrap_or_else(|| self.backoff(claimed.attempts));
+                    .unwrap_or_else(|| self.config.backoff().delay(claimed.attempts));
                 if post_may_exist {
                     delay = delay.max(self.config.search_delay);
                 }

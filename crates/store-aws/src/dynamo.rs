@@ -41,19 +41,22 @@ use aws_sdk_dynamodb::types::{
     KeyType, KeysAndAttributes, Put, PutRequest, ReturnValuesOnConditionCheckFailure,
     ScalarAttributeType, TableStatus, TransactWriteItem, WriteRequest,
 };
+use chrono::{DateTime, Utc};
 use els_core::customers::CustomerLink;
 use els_core::inventory::{
     CatalogLink, CatalogLinkUpdate, InventoryCursor, PendingWebSale, PushedStock,
 };
 use els_core::ledger::{LedgerEntry, OrderKey, OrderState};
 use els_core::ports::{
-    ConnectionStore, EventRecordOutcome, InventoryStateStore, LedgerStore, LinkStore, ProductLink,
-    WebhookEventRecord, WebhookEventStore,
+    Clock, ConnectionStore, EventRecordOutcome, InventoryStateStore, LedgerStore, LinkStore,
+    ProductLink, WebhookEventRecord, WebhookEventStore,
 };
+use els_core::retry::Backoff;
 use els_core::{Connection, StoreError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
 type Item = HashMap<String, AttributeValue>;
@@ -74,6 +77,31 @@ const TTL_ATTRIBUTE: &str = "expires_at";
 /// BatchGetItem and BatchWriteItem limits.
 const BATCH_GET: usize = 100;
 const BATCH_WRITE: usize = 25;
+/// Items a batch request left unprocessed (throttling) are sent again with exponential
+/// backoff and jitter, as AWS asks: 10 requests in all, waiting 50 ms doubling to at most
+/// 500 ms, half of each wait random so that throttled writers spread out.
+const UNPROCESSED: Backoff =
+    Backoff::exponential(10, Duration::from_millis(50), Duration::from_millis(500))
+        .with_jitter(0.5);
+
+/// The backoff's sleeps, on tokio's timer (the SDK runs on tokio anyway).
+struct TokioTimer;
+
+impl Clock for TokioTimer {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send {
+        tokio::time::sleep(duration)
+    }
+}
+
+/// A number in `[0, 1)` for jitter, from the standard library's randomly keyed hasher.
+fn random_unit() -> f64 {
+    let bits = RandomState::new().hash_one(std::time::SystemTime::now());
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
 
 /// One SKU index item: the live Lightspeed products whose catalog link has the SKU.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -280,13 +308,8 @@ impl DynamoStore {
         let mut out = Vec::new();
         for chunk in keys.chunks(BATCH_GET) {
             let mut pending: Vec<Item> = chunk.to_vec();
-            for attempt in 0..10u32 {
-                if pending.is_empty() {
-                    break;
-                }
-                if attempt > 0 {
-                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
-                }
+            let mut tries = UNPROCESSED.start(random_unit);
+            while !pending.is_empty() {
                 let request = KeysAndAttributes::builder()
                     .set_keys(Some(std::mem::take(&mut pending)))
                     .consistent_read(true)
@@ -309,11 +332,11 @@ impl DynamoStore {
                 {
                     pending = left.keys;
                 }
-            }
-            if !pending.is_empty() {
-                return Err(StoreError::Unavailable(
-                    "DynamoDB BatchGetItem: keys left unprocessed".into(),
-                ));
+                if !pending.is_empty() && !tries.pause(&TokioTimer).await {
+                    return Err(StoreError::Unavailable(
+                        "DynamoDB BatchGetItem: keys left unprocessed".into(),
+                    ));
+                }
             }
         }
         Ok(out)
@@ -323,13 +346,8 @@ impl DynamoStore {
     async fn batch_write(&self, requests: Vec<WriteRequest>) -> Result<(), StoreError> {
         for chunk in requests.chunks(BATCH_WRITE) {
             let mut pending: Vec<WriteRequest> = chunk.to_vec();
-            for attempt in 0..10u32 {
-                if pending.is_empty() {
-                    break;
-                }
-                if attempt > 0 {
-                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
-                }
+            let mut tries = UNPROCESSED.start(random_unit);
+            while !pending.is_empty() {
                 let answer = self
                     .client
                     .batch_write_item()
@@ -342,11 +360,11 @@ impl DynamoStore {
                 {
                     pending = left;
                 }
-            }
-            if !pending.is_empty() {
-                return Err(StoreError::Unavailable(
-                    "DynamoDB BatchWriteItem: items left unprocessed".into(),
-                ));
+                if !pending.is_empty() && !tries.pause(&TokioTimer).await {
+                    return Err(StoreError::Unavailable(
+                        "DynamoDB BatchWriteItem: items left unprocessed".into(),
+                    ));
+                }
             }
         }
         Ok(())
@@ -946,5 +964,29 @@ impl WebhookEventStore for DynamoStore {
         } else {
             EventRecordOutcome::Altered(first)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unprocessed_items_are_retried_nine_times_with_capped_jittered_waits() {
+        let mut source = random_unit;
+        let waits: Vec<Duration> = (1..=10)
+            .map_while(|retry| UNPROCESSED.wait(retry, &mut source))
+            .collect();
+        assert_eq!(waits.len(), 9, "10 requests in all, as before");
+        for (retry, wait) in (1..).zip(&waits) {
+            let delay = UNPROCESSED.delay(retry);
+            assert!(*wait <= delay && *wait >= delay / 2, "{retry}: {wait:?}");
+        }
+        assert_eq!(UNPROCESSED.delay(5), Duration::from_millis(500));
+        assert!(
+            (0..1000)
+                .map(|_| random_unit())
+                .all(|u| (0.0..1.0).contains(&u))
+        );
     }
 }

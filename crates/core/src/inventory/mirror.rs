@@ -35,7 +35,8 @@
 //! early (`Deferred`), leaving the rest of the budget to the sale poster.
 //!
 //! # Where the parts are
-//! This file holds the service, its run state, the cursor lease and the retrying of calls;
+//! This file holds the service, its run state, the cursor lease and the retrying of calls
+//! (by the one policy of [`crate::retry`]);
 //! the submodules hold the `feeds` (steps 2 to 4), `publishing` (deciding, writing and
 //! recording levels; step 5), `batch` (Ecwid's batch API for many writes), `reconcile`
 //! (the run behind `els reconcile`) and the `report` of a run.
@@ -49,6 +50,7 @@ use crate::error::{ApiError, StoreError};
 use crate::ports::{
     Clock, ConnectionStore, EcwidApi, InventoryStateStore, LedgerStore, LightspeedApi,
 };
+use crate::retry::{Backoff, NoJitter, retry};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, HashMap};
@@ -118,6 +120,18 @@ impl Default for MirrorConfig {
             batch_poll_interval: Duration::from_millis(500),
             batch_poll_timeout: Duration::from_secs(60),
         }
+    }
+}
+
+impl MirrorConfig {
+    /// The retries of a call that failed with a 5xx or a lost connection: `retries` of
+    /// them, doubling from `retry_base` (at most 256 times it).
+    pub fn backoff(&self) -> Backoff {
+        Backoff::exponential(
+            self.retries.saturating_add(1),
+            self.retry_base,
+            self.retry_base.saturating_mul(256),
+        )
     }
 }
 
@@ -210,35 +224,10 @@ impl Run {
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 enum System {
     Lightspeed,
     Ecwid,
-}
-
-/// Calls an idempotent API method, waiting out 429s and retrying transient failures as the
-/// run's budget allows. `$call` is evaluated again for every attempt.
-macro_rules! api {
-    ($self:ident, $run:ident, $system:ident, $call:expr) => {{
-        let mut attempt: u32 = 0;
-        loop {
-            $self.count(&mut *$run, System::$system);
-            match $call.await {
-                Ok(v) => break Ok(v),
-                Err(e) => match $self.pause_for(&*$run, &e, attempt) {
-                    Some(wait) => {
-                        if matches!(e, ApiError::RateLimited { .. }) {
-                            $run.report.rate_limit_waits += 1;
-                        }
-                        tracing::debug!(store_id = $run.store_id, error = %e, ?wait, "waiting before a retry");
-                        attempt += 1;
-                        $self.clock.sleep(wait).await;
-                    }
-                    None => break Err(e),
-                },
-            }
-        }
-    }};
 }
 
 mod batch;
@@ -480,21 +469,48 @@ where
         }
     }
 
-    /// How long to wait before retrying after `e`, or None to give up.
-    fn pause_for(&self, run: &Run, e: &ApiError, attempt: u32) -> Option<Duration> {
+    /// Calls an idempotent API method (`call` makes one request), waiting out 429s and
+    /// retrying transient failures as the run's budget allows; counts the requests.
+    async fn call<T, Fut>(
+        &self,
+        run: &mut Run,
+        system: System,
+        call: impl FnMut() -> Fut,
+    ) -> Result<T, ApiError>
+    where
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
+        let result = retry(&self.clock, call, |e, failures| {
+            self.count(run, system);
+            let wait = self.pause_for(run, e, failures)?;
+            if matches!(e, ApiError::RateLimited { .. }) {
+                run.report.rate_limit_waits += 1;
+            }
+            tracing::debug!(store_id = run.store_id, error = %e, ?wait, "waiting before a retry");
+            Some(wait)
+        })
+        .await;
+        if result.is_ok() {
+            self.count(run, system);
+        }
+        result
+    }
+
+    /// How long to wait before retrying after `e`, the `failures`-th failure of a call, or
+    /// None to give up. A 429 is waited out as Lightspeed or Ecwid asks (ten times at
+    /// most, each within [`MirrorConfig::max_rate_limit_wait`]); a 5xx or a lost connection
+    /// is retried by [`MirrorConfig::backoff`]; neither beyond the run's deadline.
+    fn pause_for(&self, run: &Run, e: &ApiError, failures: u32) -> Option<Duration> {
         let wait = match e {
             ApiError::RateLimited { retry_after } => {
                 let wait = retry_after.unwrap_or(self.config.default_rate_limit_wait);
-                if wait > self.config.max_rate_limit_wait || attempt >= 10 {
+                if wait > self.config.max_rate_limit_wait || failures > 10 {
                     return None;
                 }
                 wait
             }
             ApiError::Unavailable { .. } | ApiError::OutcomeUnknown { .. } => {
-                if attempt >= self.config.retries {
-                    return None;
-                }
-                self.config.retry_base * 2u32.saturating_pow(attempt.min(8))
+                self.config.backoff().wait(failures, &mut NoJitter)?
             }
             _ => return None,
         };

@@ -2,13 +2,14 @@
 //! themselves are pure, in [`crate::customers`]; this is their I/O: the link cache, the claim,
 //! the search and the one create.
 
-use super::{Attempt, SalePoster};
+use super::{Attempt, Raced, SalePoster};
 use crate::connection::Connection;
 use crate::customers::{self, CustomerLink, Email, LinkDecision, OrderEmail};
 use crate::ecwid::EcwidOrder;
 use crate::error::StoreError;
 use crate::ledger::{OrderKey, Outcome};
 use crate::ports::{Clock, LightspeedApi, LinkStore};
+use crate::retry::retry;
 use std::time::Duration;
 
 impl<S, E, L, C> SalePoster<S, E, L, C>
@@ -40,58 +41,77 @@ where
             }
         };
         let masked = crate::mask::mask_email(email.normalised());
-        let lease = self.lease();
-        for _ in 0..3 {
-            let existing = self
-                .store
-                .get_customer_link(conn.store_id, email.normalised())
-                .await
-                .map_err(|e| Self::customer_link_failure(&masked, "reading", e))?;
-            match customers::decide_link(
-                existing.as_ref(),
-                conn.store_id,
-                email.normalised(),
-                self.clock.now(),
-                lease,
-            ) {
-                LinkDecision::Use { customer_id } => return Ok(Some(customer_id)),
-                LinkDecision::Wait { retry_in } => {
-                    // The holder needs one search and at most one create: look again soon.
-                    return Err(Attempt {
-                        outcome: Outcome::Released {
-                            error: format!(
-                                "another order is finding or creating the Lightspeed customer for {masked}"
-                            ),
-                            post_may_exist: false,
-                        },
-                        retry_delay: Some(retry_in.max(Duration::from_millis(50))),
-                        facts: None,
-                    });
-                }
-                LinkDecision::Claim {
-                    link,
-                    expected_version,
-                } => match self.store.put_customer_link(&link, expected_version).await {
-                    Ok(()) => {
-                        return self
-                            .find_or_create_customer(conn, key, order, &email, &masked, &link)
-                            .await
-                            .map(Some);
-                    }
-                    // Another order claimed or linked it first: read it again.
-                    Err(StoreError::Conflict(_)) => continue,
-                    Err(e) => return Err(Self::customer_link_failure(&masked, "claiming", e)),
+        let linked = retry(
+            &self.clock,
+            || self.try_link_customer(conn, key, order, &email, &masked),
+            Raced::retry_after,
+        )
+        .await;
+        match linked {
+            Ok(customer_id) => Ok(Some(customer_id)),
+            Err(Raced::Lost) => Err(Attempt {
+                outcome: Outcome::Released {
+                    error: format!("the customer link for {masked} kept losing races"),
+                    post_may_exist: false,
                 },
-            }
+                retry_delay: Some(Duration::from_millis(100)),
+                facts: None,
+            }),
+            Err(Raced::Failed(attempt)) => Err(attempt),
         }
-        Err(Attempt {
-            outcome: Outcome::Released {
-                error: format!("the customer link for {masked} kept losing races"),
-                post_may_exist: false,
+    }
+
+    /// One try of [`Self::resolve_customer`] for a valid `email`: the link, or the customer
+    /// found or created under a claim on it.
+    async fn try_link_customer(
+        &self,
+        conn: &Connection,
+        key: &OrderKey,
+        order: &EcwidOrder,
+        email: &Email,
+        masked: &str,
+    ) -> Result<String, Raced<Attempt>> {
+        let existing = self
+            .store
+            .get_customer_link(conn.store_id, email.normalised())
+            .await
+            .map_err(|e| Raced::Failed(Self::customer_link_failure(masked, "reading", e)))?;
+        match customers::decide_link(
+            existing.as_ref(),
+            conn.store_id,
+            email.normalised(),
+            self.clock.now(),
+            self.lease(),
+        ) {
+            LinkDecision::Use { customer_id } => Ok(customer_id),
+            LinkDecision::Wait { retry_in } => {
+                // The holder needs one search and at most one create: look again soon.
+                Err(Raced::Failed(Attempt {
+                    outcome: Outcome::Released {
+                        error: format!(
+                            "another order is finding or creating the Lightspeed customer for {masked}"
+                        ),
+                        post_may_exist: false,
+                    },
+                    retry_delay: Some(retry_in.max(Duration::from_millis(50))),
+                    facts: None,
+                }))
+            }
+            LinkDecision::Claim {
+                link,
+                expected_version,
+            } => match self.store.put_customer_link(&link, expected_version).await {
+                Ok(()) => self
+                    .find_or_create_customer(conn, key, order, email, masked, &link)
+                    .await
+                    .map_err(Raced::Failed),
+                // Another order claimed or linked it first: read it again.
+                Err(StoreError::Conflict(_)) => Err(Raced::Lost),
+                Err(e) => Err(Raced::Failed(Self::customer_link_failure(
+                    masked, "claiming", e,
+                ))),
             },
-            retry_delay: Some(Duration::from_millis(100)),
-            facts: None,
-        })
+        }
     }
 
     /// Under the claim `claim`: search (re-checking every hit), create if nothing matches,

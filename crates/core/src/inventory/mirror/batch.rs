@@ -106,12 +106,11 @@ where
     ) -> Result<BatchRun, Fail> {
         let all = |outcome: WriteOutcome| requests.iter().map(|_| outcome.clone()).collect();
         // A POST that failed is re-sent with the same key (its outcome is unknown).
-        let ticket = api!(
-            self,
-            run,
-            Ecwid,
-            self.ecwid.submit_batch(conn, key, requests)
-        );
+        let ticket = self
+            .call(run, System::Ecwid, || {
+                self.ecwid.submit_batch(conn, key, requests)
+            })
+            .await;
         let ticket = match ticket {
             Ok(t) => t,
             Err(e @ ApiError::Unauthorized { .. }) => {
@@ -160,7 +159,9 @@ where
     ) -> Result<BatchStatus, ApiError> {
         let give_up = self.clock.now() + chrono_duration(self.config.batch_poll_timeout);
         loop {
-            let status = api!(self, run, Ecwid, self.ecwid.batch_status(conn, ticket))?;
+            let status = self
+                .call(run, System::Ecwid, || self.ecwid.batch_status(conn, ticket))
+                .await?;
             run.report.batch_polls += 1;
             if status.state() != BatchState::Pending {
                 return Ok(status);

@@ -6,7 +6,6 @@ use super::{
     Candidate, Fail, InventoryMirror, Run, RunOutcome, System, chrono_duration, next_after,
 };
 use crate::connection::Connection;
-use crate::error::ApiError;
 use crate::inventory::{
     CatalogLink, CatalogLinkUpdate, EcwidCatalogIndex, EcwidProductPage, FeedPage, InventoryRecord,
     LinkStatus, PushedStock, Resolution, StockLevel, pending_by_sku,
@@ -40,14 +39,13 @@ where
                 return Ok(false);
             }
             let after = run.cursor.products_version;
-            let page: FeedPage<LsProduct> = api!(
-                self,
-                run,
-                Lightspeed,
-                self.lightspeed
-                    .product_changes(conn, after, self.config.page_size)
-            )
-            .map_err(|e| Fail::api("reading Lightspeed product changes", e))?;
+            let page: FeedPage<LsProduct> = self
+                .call(run, System::Lightspeed, || {
+                    self.lightspeed
+                        .product_changes(conn, after, self.config.page_size)
+                })
+                .await
+                .map_err(|e| Fail::api("reading Lightspeed product changes", e))?;
             run.report.lightspeed_rate_remaining = page
                 .rate_limit_remaining
                 .or(run.report.lightspeed_rate_remaining);
@@ -67,14 +65,13 @@ where
                 return Ok(false);
             }
             let after = run.cursor.inventory_version;
-            let page: FeedPage<InventoryRecord> = api!(
-                self,
-                run,
-                Lightspeed,
-                self.lightspeed
-                    .inventory_changes(conn, after, self.config.page_size)
-            )
-            .map_err(|e| Fail::api("reading Lightspeed inventory changes", e))?;
+            let page: FeedPage<InventoryRecord> = self
+                .call(run, System::Lightspeed, || {
+                    self.lightspeed
+                        .inventory_changes(conn, after, self.config.page_size)
+                })
+                .await
+                .map_err(|e| Fail::api("reading Lightspeed inventory changes", e))?;
             run.report.lightspeed_rate_remaining = page
                 .rate_limit_remaining
                 .or(run.report.lightspeed_rate_remaining);
@@ -179,14 +176,13 @@ where
                     ls_level: None,
                 });
             } else if before.is_some() && link.status == LinkStatus::Linked {
-                let records = api!(
-                    self,
-                    run,
-                    Lightspeed,
-                    self.lightspeed
-                        .product_inventory(conn, &link.lightspeed_product_id)
-                )
-                .map_err(|e| Fail::api("reading a product's Lightspeed inventory", e))?;
+                let records = self
+                    .call(run, System::Lightspeed, || {
+                        self.lightspeed
+                            .product_inventory(conn, &link.lightspeed_product_id)
+                    })
+                    .await
+                    .map_err(|e| Fail::api("reading a product's Lightspeed inventory", e))?;
                 let level = records
                     .iter()
                     .filter(|r| r.outlet_id == run.outlet_id)
@@ -239,9 +235,12 @@ where
                 Some(l) => links.push(l.clone()),
                 None => {
                     // A product newer than the products cursor: read it once.
-                    let product =
-                        api!(self, run, Lightspeed, self.lightspeed.get_product(conn, id))
-                            .map_err(|e| Fail::api("reading a Lightspeed product", e))?;
+                    let product = self
+                        .call(run, System::Lightspeed, || {
+                            self.lightspeed.get_product(conn, id)
+                        })
+                        .await
+                        .map_err(|e| Fail::api("reading a Lightspeed product", e))?;
                     if let Some(p) = product {
                         links.push(CatalogLink::observe(None, &p, now));
                     } else {
@@ -307,13 +306,12 @@ where
                 Some(catalog) => catalog.lookup(&key),
                 None => {
                     let sku = links[i].sku.trim().to_string();
-                    let found = api!(
-                        self,
-                        run,
-                        Ecwid,
-                        self.ecwid.find_products_by_sku(conn, &sku)
-                    )
-                    .map_err(|e| Fail::api("looking a SKU up in Ecwid", e))?;
+                    let found = self
+                        .call(run, System::Ecwid, || {
+                            self.ecwid.find_products_by_sku(conn, &sku)
+                        })
+                        .await
+                        .map_err(|e| Fail::api("looking a SKU up in Ecwid", e))?;
                     run.report.ecwid_sku_lookups += 1;
                     EcwidCatalogIndex::from_products(&found).lookup(&key)
                 }
@@ -336,7 +334,11 @@ where
         lookups: usize,
     ) -> Result<(), Fail> {
         let limit = self.config.ecwid_page_size.clamp(1, 100);
-        let first = api!(self, run, Ecwid, self.ecwid.list_products(conn, 0, limit))
+        let first = self
+            .call(run, System::Ecwid, || {
+                self.ecwid.list_products(conn, 0, limit)
+            })
+            .await
             .map_err(|e| Fail::api("reading the Ecwid catalog", e))?;
         let pages = first.total.div_ceil(limit);
         if pages as usize > lookups {
@@ -373,13 +375,12 @@ where
                 break;
             }
             self.renew_if_due(run).await?;
-            page = api!(
-                self,
-                run,
-                Ecwid,
-                self.ecwid.list_products(conn, offset, limit)
-            )
-            .map_err(|e| Fail::api("reading the Ecwid catalog", e))?;
+            page = self
+                .call(run, System::Ecwid, || {
+                    self.ecwid.list_products(conn, offset, limit)
+                })
+                .await
+                .map_err(|e| Fail::api("reading the Ecwid catalog", e))?;
         }
         Ok(index)
     }

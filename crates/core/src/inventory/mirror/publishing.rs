@@ -200,12 +200,11 @@ where
         }
         if writes.len() <= self.config.batch_threshold {
             for w in writes {
-                let result = api!(
-                    self,
-                    run,
-                    Ecwid,
-                    self.ecwid.set_stock(conn, &w.record.target, w.record.level)
-                );
+                let result = self
+                    .call(run, System::Ecwid, || {
+                        self.ecwid.set_stock(conn, &w.record.target, w.record.level)
+                    })
+                    .await;
                 let outcome = match result {
                     Ok(()) => {
                         run.report.written_by_put += 1;

@@ -5,7 +5,6 @@ use super::{
     Fail, InventoryMirror, MirrorError, MirrorFailure, MirrorReport, Run, System, Write, next_after,
 };
 use crate::connection::Connection;
-use crate::error::ApiError;
 use crate::inventory::reconcile::{self as drift, ReconcileReport};
 use crate::inventory::{
     CatalogLink, CatalogLinkUpdate, CursorClaim, EcwidCatalogIndex, PushedStock, Resolution,
@@ -113,14 +112,13 @@ where
         let mut products: HashMap<String, LsProduct> = HashMap::new();
         let mut after = 0u64;
         loop {
-            let page = api!(
-                self,
-                run,
-                Lightspeed,
-                self.lightspeed
-                    .product_changes(conn, after, self.config.page_size)
-            )
-            .map_err(|e| Fail::api("reading Lightspeed products", e))?;
+            let page = self
+                .call(run, System::Lightspeed, || {
+                    self.lightspeed
+                        .product_changes(conn, after, self.config.page_size)
+                })
+                .await
+                .map_err(|e| Fail::api("reading Lightspeed products", e))?;
             if page.items.is_empty() {
                 break;
             }
@@ -139,14 +137,13 @@ where
         let mut levels: HashMap<String, (u64, Decimal)> = HashMap::new();
         let mut after = 0u64;
         loop {
-            let page = api!(
-                self,
-                run,
-                Lightspeed,
-                self.lightspeed
-                    .inventory_changes(conn, after, self.config.page_size)
-            )
-            .map_err(|e| Fail::api("reading Lightspeed inventory", e))?;
+            let page = self
+                .call(run, System::Lightspeed, || {
+                    self.lightspeed
+                        .inventory_changes(conn, after, self.config.page_size)
+                })
+                .await
+                .map_err(|e| Fail::api("reading Lightspeed inventory", e))?;
             if page.items.is_empty() {
                 break;
             }
@@ -168,13 +165,12 @@ where
         let mut offset = 0u64;
         let mut phase_started = false;
         loop {
-            let page = api!(
-                self,
-                run,
-                Ecwid,
-                self.ecwid.list_products(conn, offset, limit)
-            )
-            .map_err(|e| Fail::api("reading the Ecwid catalog", e))?;
+            let page = self
+                .call(run, System::Ecwid, || {
+                    self.ecwid.list_products(conn, offset, limit)
+                })
+                .await
+                .map_err(|e| Fail::api("reading the Ecwid catalog", e))?;
             if !phase_started {
                 progress(ReconcileProgress::Phase {
                     name: "Ecwid products",
