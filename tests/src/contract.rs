@@ -15,7 +15,7 @@ use els_core::ledger::{
     self, ClaimDecision, LedgerEntry, LedgerLine, OrderKey, OrderState, Outcome, Reason,
 };
 use els_core::ports::{
-    Delivery, EventRecordOutcome, OrderMessage, ProductLink, WebhookEventRecord,
+    Delivery, EventDelivery, EventRecordOutcome, OrderMessage, ProductLink, WebhookEventRecord,
 };
 use els_core::{
     Connection, ConnectionStore, InventoryStateStore, LedgerStore, LightspeedAccount, LinkStore,
@@ -1287,43 +1287,41 @@ fn event_record(
     }
 }
 
-/// `record_webhook_event`: a conditional insert keyed by the event id alone. New, then a
-/// redelivery (same fingerprint) or an alteration (another fingerprint, answered with the
-/// first record, which stays); an expired record counts as absent; concurrent first
-/// deliveries record exactly one. Timestamps are whole seconds (DynamoDB keeps the TTL in
-/// epoch seconds).
+/// `record_webhook_event`: a conditional insert keyed by the event id alone. The adapter
+/// only reports `Inserted`, or `Existing` with the stored record (the first delivery's, which
+/// stays whatever the later deliveries carry); whether that is a redelivery or an altered
+/// body is decided in core (`EventDelivery::of`). An expired record counts as absent;
+/// concurrent first deliveries insert exactly one. Timestamps are whole seconds (DynamoDB
+/// keeps the TTL in epoch seconds).
 pub async fn webhook_event_contract<S: WebhookEventStore>(store: &S) {
     let t0 = DateTime::from_timestamp(Utc::now().timestamp(), 0).expect("a time");
     let id = format!("evt-{}", uuid::Uuid::new_v4());
     let first = event_record(&id, 1003, "fp-a", t0);
     assert_eq!(
         store.record_webhook_event(&first).await.unwrap(),
-        EventRecordOutcome::New
+        EventRecordOutcome::Inserted
     );
     let later = t0 + ChronoDuration::hours(1);
+    let redelivery = event_record(&id, 1003, "fp-a", later);
+    let found = store.record_webhook_event(&redelivery).await.unwrap();
+    assert_eq!(found, EventRecordOutcome::Existing(first.clone()));
     assert_eq!(
-        store
-            .record_webhook_event(&event_record(&id, 1003, "fp-a", later))
-            .await
-            .unwrap(),
-        EventRecordOutcome::Redelivery
+        EventDelivery::of(&redelivery, found),
+        EventDelivery::Redelivery
     );
     // Another store and fingerprint under the same event id: the record is the event's,
     // not the store's.
+    let altered = event_record(&id, 2002, "fp-b", later);
+    let found = store.record_webhook_event(&altered).await.unwrap();
+    assert_eq!(found, EventRecordOutcome::Existing(first.clone()));
     assert_eq!(
-        store
-            .record_webhook_event(&event_record(&id, 2002, "fp-b", later))
-            .await
-            .unwrap(),
-        EventRecordOutcome::Altered(first.clone())
+        EventDelivery::of(&altered, found),
+        EventDelivery::Altered(first.clone())
     );
     // The alteration did not replace the first record.
     assert_eq!(
-        store
-            .record_webhook_event(&event_record(&id, 1003, "fp-a", later))
-            .await
-            .unwrap(),
-        EventRecordOutcome::Redelivery
+        store.record_webhook_event(&redelivery).await.unwrap(),
+        EventRecordOutcome::Existing(first.clone())
     );
     // Other event ids are independent.
     let other = format!("evt-{}", uuid::Uuid::new_v4());
@@ -1332,38 +1330,42 @@ pub async fn webhook_event_contract<S: WebhookEventStore>(store: &S) {
             .record_webhook_event(&event_record(&other, 1003, "fp-b", later))
             .await
             .unwrap(),
-        EventRecordOutcome::New
+        EventRecordOutcome::Inserted
     );
 
     // Once expired (at `expires_at` exactly), the id is new again, with whatever it asks.
     let expired_at = first.expires_at;
-    assert_eq!(
-        store
-            .record_webhook_event(&event_record(&id, 1003, "fp-c", expired_at))
-            .await
-            .unwrap(),
-        EventRecordOutcome::New
-    );
     let renewed = event_record(&id, 1003, "fp-c", expired_at);
+    assert_eq!(
+        store.record_webhook_event(&renewed).await.unwrap(),
+        EventRecordOutcome::Inserted
+    );
     assert_eq!(
         store
             .record_webhook_event(&event_record(&id, 1003, "fp-a", expired_at))
             .await
             .unwrap(),
-        EventRecordOutcome::Altered(renewed)
+        EventRecordOutcome::Existing(renewed)
     );
 
-    // Concurrent first deliveries: exactly one is new.
+    // Concurrent first deliveries: exactly one is inserted, and the others find its record.
     let racy = format!("evt-{}", uuid::Uuid::new_v4());
     let records: Vec<WebhookEventRecord> = (0..6)
         .map(|i| event_record(&racy, 1003, &format!("fp-{}", i % 2), t0))
         .collect();
     let outcomes =
         futures::future::join_all(records.iter().map(|r| store.record_webhook_event(r))).await;
-    let new = outcomes
-        .iter()
-        .filter(|o| matches!(o, Ok(EventRecordOutcome::New)))
-        .count();
-    assert_eq!(new, 1, "{outcomes:?}");
     assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    let inserted: Vec<&WebhookEventRecord> = outcomes
+        .iter()
+        .zip(&records)
+        .filter(|(o, _)| matches!(o, Ok(EventRecordOutcome::Inserted)))
+        .map(|(_, r)| r)
+        .collect();
+    assert_eq!(inserted.len(), 1, "{outcomes:?}");
+    for outcome in &outcomes {
+        if let Ok(EventRecordOutcome::Existing(stored)) = outcome {
+            assert_eq!(stored, inserted[0], "{outcomes:?}");
+        }
+    }
 }

@@ -27,7 +27,7 @@
 use crate::connection::Secret;
 use crate::ecwid::PAID;
 use crate::ports::{
-    Clock, ConnectionStore, EventRecordOutcome, OrderMessage, SystemClock, WebhookEventRecord,
+    Clock, ConnectionStore, EventDelivery, OrderMessage, SystemClock, WebhookEventRecord,
     WebhookEventStore, WorkQueue,
 };
 use crate::webhook::{WebhookError, WebhookEvent, verify_and_parse};
@@ -340,13 +340,14 @@ impl<S: ConnectionStore + WebhookEventStore, Q: WorkQueue, C: Clock> Ingestor<S,
         // The order id of an altered body is what it claims, named so the warning can be
         // traced; it is an id, not personal data.
         let claimed_order = event.order_id.as_deref().unwrap_or("");
-        match self.store.record_webhook_event(&record).await {
-            Ok(EventRecordOutcome::New) => None,
-            Ok(EventRecordOutcome::Redelivery) => {
+        let found = self.store.record_webhook_event(&record).await;
+        match found.map(|found| EventDelivery::of(&record, found)) {
+            Ok(EventDelivery::First) => None,
+            Ok(EventDelivery::Redelivery) => {
                 tracing::debug!(event_id = %event.event_id, store_id = event.store_id, "webhook redelivered");
                 None
             }
-            Ok(EventRecordOutcome::Altered(first)) => {
+            Ok(EventDelivery::Altered(first)) => {
                 tracing::warn!(
                     event_id = %event.event_id,
                     store_id = event.store_id,

@@ -370,18 +370,14 @@ impl WebhookEventStore for MemoryStore {
         let mut state = self.state_to_write()?;
         match state.webhook_events.get(&record.event_id) {
             Some(first) if first.expires_at > record.recorded_at => {
-                Ok(if first.fingerprint == record.fingerprint {
-                    EventRecordOutcome::Redelivery
-                } else {
-                    EventRecordOutcome::Altered(first.clone())
-                })
+                Ok(EventRecordOutcome::Existing(first.clone()))
             }
             // Absent, or expired: recorded now.
             _ => {
                 state
                     .webhook_events
                     .insert(record.event_id.clone(), record.clone());
-                Ok(EventRecordOutcome::New)
+                Ok(EventRecordOutcome::Inserted)
             }
         }
     }

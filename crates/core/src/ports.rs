@@ -51,17 +51,42 @@ pub struct WebhookEventRecord {
     pub expires_at: DateTime<Utc>,
 }
 
-/// What [`WebhookEventStore::record_webhook_event`] found.
+/// What [`WebhookEventStore::record_webhook_event`] found. Adapters only report this; what
+/// it means for the delivery is decided once, in [`EventDelivery::of`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventRecordOutcome {
     /// The event id was not recorded (or its record had expired): it is recorded now.
-    New,
-    /// The event id was recorded with the same fingerprint: a redelivery by Ecwid. The
-    /// stored record is left as it is.
+    Inserted,
+    /// The event id is recorded and not expired: the stored record (the first delivery's),
+    /// left as it is.
+    Existing(WebhookEventRecord),
+}
+
+/// What a verified webhook delivery is, given what recording its event id found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventDelivery {
+    /// The first delivery of the event (or the first since its record expired).
+    First,
+    /// The event was recorded with the same fingerprint: a redelivery by Ecwid.
     Redelivery,
-    /// The event id was recorded with another fingerprint: the body was altered. The stored
-    /// record (the first delivery's) is returned and left as it is.
+    /// The event was recorded with another fingerprint: the body was altered. The first
+    /// delivery's record.
     Altered(WebhookEventRecord),
+}
+
+impl EventDelivery {
+    /// The delivery that tried to record `record` and `found` this: a stored record with the
+    /// same fingerprint is a redelivery, one with another fingerprint an altered body (the
+    /// store that first delivery named does not matter: it is not signed).
+    pub fn of(record: &WebhookEventRecord, found: EventRecordOutcome) -> Self {
+        match found {
+            EventRecordOutcome::Inserted => EventDelivery::First,
+            EventRecordOutcome::Existing(first) if first.fingerprint == record.fingerprint => {
+                EventDelivery::Redelivery
+            }
+            EventRecordOutcome::Existing(first) => EventDelivery::Altered(first),
+        }
+    }
 }
 
 // --- State ---------------------------------------------------------------------------------
@@ -207,8 +232,9 @@ pub trait InventoryStateStore: Send + Sync {
 /// The webhook event ids ingest has seen (replay protection, see `crate::ingest`).
 pub trait WebhookEventStore: Send + Sync {
     /// Records a verified webhook event unless its `event_id` is already recorded: a
-    /// conditional insert keyed by `event_id` only. A stored record whose `expires_at` is
-    /// not after `record.recorded_at` counts as absent and is replaced.
+    /// conditional insert keyed by `event_id` only, which returns the stored record when
+    /// there is one (and compares nothing). A stored record whose `expires_at` is not after
+    /// `record.recorded_at` counts as absent and is replaced.
     fn record_webhook_event(
         &self,
         record: &WebhookEventRecord,
@@ -520,5 +546,50 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(store_id: u64, fingerprint: &str) -> WebhookEventRecord {
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        WebhookEventRecord {
+            event_id: "ev-1".into(),
+            store_id,
+            fingerprint: fingerprint.into(),
+            recorded_at: at,
+            expires_at: at + chrono::Duration::days(30),
+        }
+    }
+
+    #[test]
+    fn a_recorded_event_is_a_redelivery_with_the_same_fingerprint_else_altered() {
+        let delivery = record(1003, "order.updated:K1:PAID");
+        assert_eq!(
+            EventDelivery::of(&delivery, EventRecordOutcome::Inserted),
+            EventDelivery::First
+        );
+        assert_eq!(
+            EventDelivery::of(
+                &delivery,
+                EventRecordOutcome::Existing(record(1003, "order.updated:K1:PAID"))
+            ),
+            EventDelivery::Redelivery
+        );
+        // The unsigned store id does not make a delivery new or altered; the content does.
+        assert_eq!(
+            EventDelivery::of(
+                &delivery,
+                EventRecordOutcome::Existing(record(2002, "order.updated:K1:PAID"))
+            ),
+            EventDelivery::Redelivery
+        );
+        let first = record(1003, "order.updated:K2:PAID");
+        assert_eq!(
+            EventDelivery::of(&delivery, EventRecordOutcome::Existing(first.clone())),
+            EventDelivery::Altered(first)
+        );
     }
 }

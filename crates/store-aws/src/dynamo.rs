@@ -915,7 +915,7 @@ impl InventoryStateStore for DynamoStore {
 impl WebhookEventStore for DynamoStore {
     /// One conditional PutItem: it succeeds when no item has the event id or the item's TTL
     /// has passed; otherwise DynamoDB returns the stored item with the failure
-    /// (`ReturnValuesOnConditionCheckFailure`), which is compared. Needs only PutItem (and
+    /// (`ReturnValuesOnConditionCheckFailure`), which is returned. Needs only PutItem (and
     /// GetItem should a backend not return the item).
     async fn record_webhook_event(
         &self,
@@ -936,7 +936,7 @@ impl WebhookEventStore for DynamoStore {
             .send()
             .await;
         let err = match put {
-            Ok(_) => return Ok(EventRecordOutcome::New),
+            Ok(_) => return Ok(EventRecordOutcome::Inserted),
             Err(err) => err,
         };
         let returned = match err.as_service_error() {
@@ -958,12 +958,7 @@ impl WebhookEventStore for DynamoStore {
                     ))
                 })?,
         };
-        let first = event_from_item(&stored)?;
-        Ok(if first.fingerprint == record.fingerprint {
-            EventRecordOutcome::Redelivery
-        } else {
-            EventRecordOutcome::Altered(first)
-        })
+        Ok(EventRecordOutcome::Existing(event_from_item(&stored)?))
     }
 }
 

@@ -593,7 +593,6 @@ impl WebhookEventStore for SqliteStore {
         let key = format!("EVENT#{}", record.event_id);
         let json = encode(record, &key)?;
         let event_id = record.event_id.clone();
-        let fingerprint = record.fingerprint.clone();
         let now = record.recorded_at.timestamp_micros();
         let expires_at = record.expires_at.timestamp_micros();
         Ok(self
@@ -611,14 +610,7 @@ impl WebhookEventStore for SqliteStore {
                     .query_row(params![event_id, now], |r| r.get(0))
                     .optional()?;
                 let outcome = match stored {
-                    Some(j) => {
-                        let first: WebhookEventRecord = decode(&j, &key)?;
-                        if first.fingerprint == fingerprint {
-                            EventRecordOutcome::Redelivery
-                        } else {
-                            EventRecordOutcome::Altered(first)
-                        }
-                    }
+                    Some(j) => EventRecordOutcome::Existing(decode(&j, &key)?),
                     None => {
                         // An expired record the sweep did not reach is replaced.
                         tx.prepare_cached(
@@ -628,7 +620,7 @@ impl WebhookEventStore for SqliteStore {
                              SET expires_at = excluded.expires_at, item = excluded.item",
                         )?
                         .execute(params![event_id, expires_at, json])?;
-                        EventRecordOutcome::New
+                        EventRecordOutcome::Inserted
                     }
                 };
                 tx.commit()?;
