@@ -5,6 +5,7 @@
 //! State and queue live in one SQLite file.
 
 pub mod bench;
+pub mod demo;
 pub mod embedded;
 pub mod lightspeed_auth;
 pub mod ops;

@@ -1,0 +1,78 @@
+//! The API flags shared by every command that talks to Ecwid and Lightspeed.
+
+use clap::Args;
+use els_cli::lightspeed_auth::{self, AuthLightspeed, authenticated_lightspeed};
+use els_core::ConnectionStore;
+use els_ecwid::EcwidClient;
+use els_lightspeed::Pacing;
+use els_lightspeed::oauth::OAuthCredentials;
+use std::time::Duration;
+
+/// Where the real (or a stand-in) Ecwid and Lightspeed APIs are.
+#[derive(Args, Clone)]
+pub struct ApiArgs {
+    #[arg(long, env = "ECWID_API_URL", default_value = els_ecwid::DEFAULT_API_URL)]
+    pub ecwid_api_url: String,
+    #[arg(long, env = "LIGHTSPEED_URL_TEMPLATE", default_value = els_lightspeed::DEFAULT_URL_TEMPLATE)]
+    pub lightspeed_url_template: String,
+    /// Timeout of each Ecwid / Lightspeed request, in milliseconds.
+    #[arg(long, env = "HTTP_TIMEOUT_MS", default_value_t = 10_000)]
+    http_timeout_ms: u64,
+    /// The longest a Lightspeed request waits in-process for the rate-limit budget, in
+    /// milliseconds; a longer wait defers the order (its message comes back later).
+    #[arg(long, env = "LIGHTSPEED_MAX_RATE_WAIT_MS", default_value_t = 20_000)]
+    max_rate_wait_ms: u64,
+    #[command(flatten)]
+    lightspeed_oauth: LightspeedOAuthArgs,
+}
+
+/// The Lightspeed OAuth app that refreshes expiring tokens (both or neither; neither:
+/// personal tokens only).
+#[derive(Args, Clone)]
+struct LightspeedOAuthArgs {
+    #[arg(long, env = "LIGHTSPEED_CLIENT_ID")]
+    lightspeed_client_id: Option<String>,
+    #[arg(long, env = "LIGHTSPEED_CLIENT_SECRET", hide_env_values = true)]
+    lightspeed_client_secret: Option<String>,
+}
+
+impl ApiArgs {
+    pub fn http_timeout(&self) -> Duration {
+        Duration::from_millis(self.http_timeout_ms)
+    }
+
+    pub fn max_rate_wait(&self) -> Duration {
+        Duration::from_millis(self.max_rate_wait_ms)
+    }
+
+    pub fn oauth_credentials(&self) -> anyhow::Result<Option<OAuthCredentials>> {
+        lightspeed_auth::oauth_credentials(
+            self.lightspeed_oauth.lightspeed_client_id.clone(),
+            self.lightspeed_oauth.lightspeed_client_secret.clone(),
+        )
+    }
+
+    pub fn ecwid_client(&self) -> anyhow::Result<EcwidClient> {
+        Ok(EcwidClient::new(
+            self.ecwid_api_url.clone(),
+            self.http_timeout(),
+        )?)
+    }
+
+    /// The Lightspeed client, refreshing OAuth tokens stored in `store`.
+    pub fn lightspeed_client<S: ConnectionStore>(
+        &self,
+        store: S,
+    ) -> anyhow::Result<AuthLightspeed<S>> {
+        authenticated_lightspeed(
+            &self.lightspeed_url_template,
+            self.http_timeout(),
+            Pacing {
+                max_wait: self.max_rate_wait(),
+                ..Pacing::default()
+            },
+            store,
+            self.oauth_credentials()?,
+        )
+    }
+}

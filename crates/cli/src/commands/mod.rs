@@ -1,0 +1,10 @@
+//! The subcommands of `els` (binary-only: argument structs and the handlers that parse, call
+//! the library and print). `main.rs` dispatches to them.
+
+pub mod api;
+pub mod backend;
+pub mod bench;
+pub mod connect;
+pub mod inventory;
+pub mod orders;
+pub mod serve;
