@@ -1,4 +1,6 @@
 //! Wiring the embedded app to the built-in sandbox: no AWS account, no shop credentials.
+//! The one place that knows the sandbox's connection and URLs: `els serve`, the benchmarks,
+//! `tests/` and the functions' tests all use it.
 
 use els_core::{Connection, LightspeedAccount, Secret, Settings};
 use els_sandbox::Sandbox;

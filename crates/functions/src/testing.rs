@@ -1,6 +1,7 @@
 //! Test wiring shared by the handler tests: real components only (SQLite, the sandbox, the
 //! reqwest clients), no mocks.
 
+use els_cli::sandbox_setup::lightspeed_url_template;
 use els_core::inventory::mirror::{InventoryMirror, MirrorConfig};
 use els_core::poster::{PosterConfig, SalePoster};
 use els_core::{Connection, ConnectionStore, LightspeedAccount, Secret, Settings, SystemClock};
@@ -13,33 +14,12 @@ use std::time::Duration;
 pub type TestPoster = SalePoster<SqliteStore, EcwidClient, LightspeedClient, SystemClock>;
 pub type TestMirror = InventoryMirror<SqliteStore, EcwidClient, LightspeedClient, SystemClock>;
 
-/// The connection an operator's `connect` would store for the sandbox's seeded retailer.
+/// The sandbox's connection (the one builder, shared with `els serve`) as
+/// [`sandbox_and_store`] stores it: version 1.
 pub fn sandbox_connection(sb: &Sandbox) -> Connection {
-    let cfg = sb.config();
-    let ids = sb.ids();
     Connection {
-        store_id: ids.ecwid_store_id,
-        ecwid_token: Secret::new(cfg.ecwid_token.clone()),
-        lightspeed: LightspeedAccount {
-            domain_prefix: cfg
-                .ls_domain_prefix
-                .parse()
-                .expect("the sandbox's domain prefix is valid"),
-            access_token: Secret::new(cfg.ls_token.clone()),
-            refresh_token: None,
-            expires_at: None,
-            refresh_lease_until: None,
-        },
-        register_id: ids.register_id,
-        outlet_id: ids.outlet_id,
-        user_id: ids.user_id,
-        payment_type_id: ids.payment_type_id,
-        shipping_product_id: Some(ids.shipping_product_id),
-        discount_product_id: Some(ids.discount_product_id),
-        fees_product_id: None,
-        gift_card_payment_type_id: None,
-        settings: Settings::default(),
         version: 1,
+        ..els_cli::sandbox_setup::sandbox_connection(sb)
     }
 }
 
@@ -87,10 +67,7 @@ pub async fn sandbox_and_store() -> (Sandbox, SqliteStore) {
 fn sandbox_clients(sb: &Sandbox) -> (EcwidClient, LightspeedClient) {
     let http = crate::tls::api_http_client(Duration::from_secs(5)).expect("HTTP client");
     let ecwid = EcwidClient::with_http(http.clone(), sb.ecwid_api_url());
-    let lightspeed = LightspeedClient::with_http(
-        http,
-        format!("{}/lightspeed/{{domain_prefix}}", sb.base_url()),
-    );
+    let lightspeed = LightspeedClient::with_http(http, lightspeed_url_template(sb));
     (ecwid, lightspeed)
 }
 
