@@ -2,9 +2,9 @@
 # Runs every test of ecwid-lightspeed-sync on a fresh machine:
 #   * Python tools into a repo-local .venv (moto server, SAM CLI, cargo-lambda, zig),
 #   * a moto server on a free loopback port (DynamoDB + SQS + SSM for the AWS adapters),
-#   * cargo fmt --check, clippy -D warnings, the whole cargo test suite
-#     (unit, contract suites on SQLite and on moto, end to end against the sandbox,
-#     the template's IAM checks),
+#   * cargo fmt --check, clippy -D warnings, cargo machete (no unused dependencies),
+#     the whole cargo test suite (unit, contract suites on SQLite and on moto, end to end
+#     against the sandbox, the template's IAM checks),
 #   * the Lambda end to end: the real function binaries under `cargo lambda watch`,
 #     on moto and the sandbox (infra/local-lambda-check.py),
 #   * `sam validate --lint` on template.yaml,
@@ -63,6 +63,17 @@ cargo fmt --all -- --check
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "cargo machete (no unused dependencies)"
+# Installed into the repo-local tools, pinned, so a fresh machine gets the same check. A
+# dependency it cannot see being used (only through a macro, say) is listed, with why, under
+# `[package.metadata.cargo-machete] ignored` in that crate's Cargo.toml.
+MACHETE_VERSION=0.9.2
+MACHETE="$VENV/cargo-tools/bin/cargo-machete"
+if [ ! -x "$MACHETE" ] || [ "$("$MACHETE" --version)" != "$MACHETE_VERSION" ]; then
+    cargo install --quiet --locked --version "$MACHETE_VERSION" cargo-machete --root "$VENV/cargo-tools"
+fi
+"$MACHETE"
 
 step "cargo test (unit, contract on SQLite and moto, end to end on the sandbox)"
 cargo test --workspace --all-targets --no-fail-fast
