@@ -2,7 +2,8 @@
 //! themselves are pure, in [`crate::customers`]; this is their I/O: the link cache, the claim,
 //! the search and the one create.
 
-use super::{Attempt, Raced, SalePoster};
+use super::claim::Raced;
+use super::{Attempt, SalePoster};
 use crate::connection::Connection;
 use crate::customers::{self, CustomerLink, Email, LinkDecision, OrderEmail};
 use crate::ecwid::EcwidOrder;
