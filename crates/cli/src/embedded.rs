@@ -97,6 +97,23 @@ where
             .with_state(self.clone())
     }
 
+    /// Serves [`Self::router`] on `listener` until `shutdown` turns true (then lets the
+    /// requests in flight finish).
+    pub fn spawn_server(
+        self: &Arc<Self>,
+        listener: tokio::net::TcpListener,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<std::io::Result<()>> {
+        let router = self.router();
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = shutdown.changed().await;
+                })
+                .await
+        })
+    }
+
     /// Drains the queue until `shutdown` turns true.
     pub async fn run_worker(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         loop {

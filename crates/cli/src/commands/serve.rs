@@ -132,17 +132,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.listen))?;
     let webhook_url = format!("http://{}{WEBHOOK_PATH}", listener.local_addr()?);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let server = {
-        let router = app.router();
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.changed().await;
-                })
-                .await
-        })
-    };
+    let server = app.spawn_server(listener, stop_rx.clone());
     let worker = tokio::spawn(app.clone().run_worker(stop_rx.clone()));
     if args.demo {
         // The first run links the catalogs; done before the demo places orders, so the
