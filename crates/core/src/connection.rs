@@ -246,7 +246,10 @@ mod tests {
         // A stored connection with a crafted prefix does not load.
         let stored = r#"{"domain_prefix": "evil.com/x?", "access_token": "t"}"#;
         let err = serde_json::from_str::<LightspeedAccount>(stored).unwrap_err();
-        assert!(err.to_string().contains("not a Lightspeed domain prefix"), "{err}");
+        assert!(
+            err.to_string().contains("not a Lightspeed domain prefix"),
+            "{err}"
+        );
         let ok: LightspeedAccount =
             serde_json::from_str(r#"{"domain_prefix": "shop", "access_token": "t"}"#).unwrap();
         assert_eq!(ok.domain_prefix.as_str(), "shop");
