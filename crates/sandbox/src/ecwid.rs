@@ -1,16 +1,23 @@
 //! The fake Ecwid REST API v3 and the checkout simulation.
 
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
+use axum::Router;
+use axum::extract::Path;
 use axum::http::{Method, StatusCode};
+use axum::routing::{any, get, put};
 use chrono::Utc;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use crate::endpoint::params::{Commas, Count, EcwidDate, First};
+use crate::endpoint::{JsonBody, Op, Query};
 use crate::server::{ApiResponse, Body, retry_after_secs};
 use crate::state::{EcwidCombination, EcwidProduct, State};
-use crate::util::{Query, dec_json, ecwid_date, json_dec, new_uuid, parse_ecwid_date, round2};
+use crate::util::{dec_json, ecwid_date, json_dec, new_uuid, round2};
 
 const MAX_LIMIT: usize = 100;
 const MAX_BATCH: usize = 500;
@@ -39,98 +46,200 @@ fn is_write(method: &Method) -> bool {
     )
 }
 
-/// Count a request (or batch sub-request) by kind.
-pub(crate) fn count(st: &mut State, method: &Method, rest: &[String]) {
-    match rest.first().map(String::as_str) {
-        Some("orders") => {
+/// Count a request (or batch sub-request) by the resource it is on (`orders`, `products`,
+/// `batch`: the first segment of its path), found or not.
+pub(crate) fn count(st: &mut State, method: &Method, resource: &str) {
+    match resource {
+        "orders" => {
             if *method == Method::GET {
                 st.counters.ecwid_order_gets += 1;
             } else if is_write(method) {
                 st.counters.ecwid_order_writes += 1;
             }
         }
-        Some("products") if is_write(method) => st.counters.ecwid_product_writes += 1,
-        Some("batch") if *method == Method::POST => st.counters.ecwid_batches += 1,
+        "products" if is_write(method) => st.counters.ecwid_product_writes += 1,
+        "batch" if *method == Method::POST => st.counters.ecwid_batches += 1,
         _ => {}
     }
 }
 
-/// Serve one Ecwid API request (path relative to `/api/v3/{storeId}`).
-pub(crate) fn dispatch(
-    st: &mut State,
-    method: &Method,
-    rest: &[String],
-    q: &Query,
-    body: Option<&Value>,
-    nested: bool,
-) -> ApiResponse {
-    let segs: Vec<&str> = rest.iter().map(String::as_str).collect();
-    match (method.clone(), segs.as_slice()) {
-        (Method::GET, ["profile"]) => ApiResponse::ok(profile(st)),
-        (Method::GET, ["orders"]) => search_orders(st, q),
-        (Method::POST, ["orders"]) => create_order(st, body),
-        (Method::GET, ["orders", id]) => match st.ecwid_order_by_id(id) {
-            Some((_, o)) => ApiResponse::ok(o.clone()),
-            None => order_not_found(),
-        },
-        (Method::PUT, ["orders", id]) => update_order(st, id, body),
-        (Method::DELETE, ["orders", id]) => {
-            let key = st.ecwid_order_by_id(id).map(|(k, _)| k);
-            match key {
-                Some(k) => {
-                    st.ecwid_orders.remove(&k);
-                    ApiResponse::ok(json!({"deleteCount": 1}))
-                }
-                None => order_not_found(),
-            }
+// ---------------------------------------------------------------------------------------------
+// Routes
+
+/// The API's endpoints, relative to `/api/v3/{storeId}`. Any other method on a known path,
+/// and any other path under `/orders` or `/products`, answers 405; anything else 404. In a
+/// batch (`in_batch`), a sub-request cannot start or poll a batch (405).
+pub(crate) fn routes<S: Clone + Send + Sync + 'static>(in_batch: bool) -> Router<S> {
+    let orders = Router::new()
+        .route("/", get(get_orders).post(post_orders))
+        .route("/{id}", get(get_order).put(put_order).delete(delete_order))
+        .fallback(method_not_allowed);
+    let products = Router::new()
+        .route("/", get(get_products))
+        .route("/{id}", get(get_product).put(put_product))
+        .route("/{id}/inventory", put(put_product_inventory))
+        .route("/{id}/combinations", get(get_combinations))
+        .route(
+            "/{id}/combinations/{cid}",
+            get(get_combination).put(put_combination),
+        )
+        .route(
+            "/{id}/combinations/{cid}/inventory",
+            put(put_combination_inventory),
+        )
+        .fallback(method_not_allowed);
+    let batch = if in_batch {
+        any(method_not_allowed)
+    } else {
+        get(get_batch).post(post_batch)
+    };
+    Router::new()
+        .route("/profile", get(get_profile))
+        .nest("/orders", orders)
+        .nest("/products", products)
+        .route("/batch", batch)
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+}
+
+/// A bad query parameter, as Ecwid answers it.
+pub(crate) fn bad_parameter(message: &str) -> ApiResponse {
+    bad(message)
+}
+
+#[derive(Deserialize)]
+struct Id {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct CombinationId {
+    id: String,
+    cid: String,
+}
+
+/// `offset` and `limit` (at most 100; a larger one is cut to 100).
+fn page_bounds(offset: Option<u64>, limit: Option<u64>) -> (usize, usize) {
+    let limit = limit.map_or(MAX_LIMIT, |l| usize::try_from(l).unwrap_or(usize::MAX));
+    (
+        offset.map_or(0, |o| usize::try_from(o).unwrap_or(usize::MAX)),
+        limit.min(MAX_LIMIT),
+    )
+}
+
+async fn method_not_allowed() -> Op {
+    Op::answer(error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "Method not allowed",
+    ))
+}
+
+async fn not_found() -> Op {
+    Op::answer(error(
+        StatusCode::NOT_FOUND,
+        "RESOURCE_NOT_FOUND",
+        "Requested resource not found",
+    ))
+}
+
+async fn get_profile() -> Op {
+    Op::new(|st| ApiResponse::ok(profile(st)))
+}
+
+async fn get_orders(Query(q): Query<OrdersQuery>) -> Op {
+    Op::new(move |st| search_orders(st, &q))
+}
+
+async fn post_orders(JsonBody(body): JsonBody) -> Op {
+    Op::new(move |st| create_order(st, body.as_ref()))
+}
+
+async fn get_order(Path(Id { id }): Path<Id>) -> Op {
+    Op::new(move |st| match st.ecwid_order_by_id(&id) {
+        Some((_, o)) => ApiResponse::ok(o.clone()),
+        None => order_not_found(),
+    })
+}
+
+async fn put_order(Path(Id { id }): Path<Id>, JsonBody(body): JsonBody) -> Op {
+    Op::new(move |st| update_order(st, &id, body.as_ref()))
+}
+
+async fn delete_order(Path(Id { id }): Path<Id>) -> Op {
+    Op::new(move |st| match st.ecwid_order_by_id(&id).map(|(k, _)| k) {
+        Some(k) => {
+            st.ecwid_orders.remove(&k);
+            ApiResponse::ok(json!({"deleteCount": 1}))
         }
-        (_, ["orders", ..]) => error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "METHOD_NOT_ALLOWED",
-            "Method not allowed",
-        ),
-        (Method::GET, ["products"]) => search_products(st, q),
-        (Method::GET, ["products", id]) => match product(st, id) {
-            Some(p) => ApiResponse::ok(render_product(p)),
-            None => product_not_found(),
+        None => order_not_found(),
+    })
+}
+
+async fn get_products(Query(q): Query<ProductsQuery>) -> Op {
+    Op::new(move |st| search_products(st, &q))
+}
+
+async fn get_product(Path(Id { id }): Path<Id>) -> Op {
+    Op::new(move |st| match product(st, &id) {
+        Some(p) => ApiResponse::ok(render_product(p)),
+        None => product_not_found(),
+    })
+}
+
+async fn put_product(Path(Id { id }): Path<Id>, JsonBody(body): JsonBody) -> Op {
+    Op::new(move |st| update_product(st, &id, body.as_ref()))
+}
+
+async fn put_product_inventory(Path(Id { id }): Path<Id>, JsonBody(body): JsonBody) -> Op {
+    Op::new(move |st| adjust(st, &id, None, body.as_ref()))
+}
+
+async fn get_combinations(Path(Id { id }): Path<Id>) -> Op {
+    Op::new(move |st| match product(st, &id) {
+        Some(p) => ApiResponse::ok(Value::Array(
+            p.combinations
+                .iter()
+                .map(|c| render_combination(p, c))
+                .collect(),
+        )),
+        None => product_not_found(),
+    })
+}
+
+async fn get_combination(Path(CombinationId { id, cid }): Path<CombinationId>) -> Op {
+    Op::new(move |st| match product(st, &id) {
+        None => product_not_found(),
+        Some(p) => match p.combinations.iter().find(|c| c.id.to_string() == cid) {
+            Some(c) => ApiResponse::ok(render_combination(p, c)),
+            None => combination_not_found(),
         },
-        (Method::PUT, ["products", id]) => update_product(st, id, body),
-        (Method::GET, ["products", id, "combinations"]) => match product(st, id) {
-            Some(p) => ApiResponse::ok(Value::Array(
-                p.combinations
-                    .iter()
-                    .map(|c| render_combination(p, c))
-                    .collect(),
-            )),
-            None => product_not_found(),
-        },
-        (Method::GET, ["products", id, "combinations", cid]) => match product(st, id) {
-            None => product_not_found(),
-            Some(p) => match p.combinations.iter().find(|c| c.id.to_string() == *cid) {
-                Some(c) => ApiResponse::ok(render_combination(p, c)),
-                None => combination_not_found(),
-            },
-        },
-        (Method::PUT, ["products", id, "combinations", cid]) => {
-            update_combination(st, id, cid, body)
-        }
-        (Method::PUT, ["products", id, "inventory"]) => adjust(st, id, None, body),
-        (Method::PUT, ["products", id, "combinations", cid, "inventory"]) => {
-            adjust(st, id, Some(cid), body)
-        }
-        (Method::POST, ["batch"]) if !nested => post_batch(st, q, body),
-        (Method::GET, ["batch"]) if !nested => get_batch(st, q),
-        (_, ["profile"] | ["products", ..] | ["batch"]) => error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "METHOD_NOT_ALLOWED",
-            "Method not allowed",
-        ),
-        _ => error(
-            StatusCode::NOT_FOUND,
-            "RESOURCE_NOT_FOUND",
-            "Requested resource not found",
-        ),
-    }
+    })
+}
+
+async fn put_combination(
+    Path(CombinationId { id, cid }): Path<CombinationId>,
+    JsonBody(body): JsonBody,
+) -> Op {
+    Op::new(move |st| update_combination(st, &id, &cid, body.as_ref()))
+}
+
+async fn put_combination_inventory(
+    Path(CombinationId { id, cid }): Path<CombinationId>,
+    JsonBody(body): JsonBody,
+) -> Op {
+    Op::new(move |st| adjust(st, &id, Some(&cid), body.as_ref()))
+}
+
+async fn post_batch(Query(q): Query<BatchQuery>, JsonBody(body): JsonBody) -> Op {
+    // Routing is async and an op runs under the state lock: the sub-requests are routed
+    // here, and run (or wait, when queued) in the op.
+    let requests = route_batch(body.as_ref()).await;
+    Op::new(move |st| start_batch(st, &q, requests))
+}
+
+async fn get_batch(Query(q): Query<BatchQuery>) -> Op {
+    Op::new(move |st| poll_batch(st, &q))
 }
 
 fn order_not_found() -> ApiResponse {
@@ -157,23 +266,6 @@ fn product<'a>(st: &'a State, id: &str) -> Option<&'a EcwidProduct> {
     id.parse::<u64>()
         .ok()
         .and_then(|id| st.ecwid_products.get(&id))
-}
-
-fn paging(q: &Query) -> Result<(usize, usize), ApiResponse> {
-    let offset = match q.get("offset") {
-        None | Some("") => 0,
-        Some(s) => s
-            .parse::<usize>()
-            .map_err(|_| bad("offset must be a non-negative integer"))?,
-    };
-    let limit = match q.get("limit") {
-        None | Some("") => MAX_LIMIT,
-        Some(s) => s
-            .parse::<usize>()
-            .map_err(|_| bad("limit must be a non-negative integer"))?
-            .min(MAX_LIMIT),
-    };
-    Ok((offset, limit))
 }
 
 fn page(items: Vec<Value>, offset: usize, limit: usize) -> Value {
@@ -222,44 +314,43 @@ fn profile(st: &State) -> Value {
 // ---------------------------------------------------------------------------------------------
 // Orders
 
-fn search_orders(st: &State, q: &Query) -> ApiResponse {
-    let (offset, limit) = match paging(q) {
-        Ok(x) => x,
-        Err(e) => return e,
-    };
-    let split = |key: &str| -> Option<Vec<String>> {
-        q.get(key).filter(|s| !s.is_empty()).map(|s| {
-            s.split(',')
-                .map(|x| x.trim().to_string())
-                .filter(|x| !x.is_empty())
-                .collect()
-        })
-    };
-    let ids = split("ids");
-    let payment = split("paymentStatus");
-    let fulfillment = split("fulfillmentStatus");
-    let email = q.get("email").map(str::to_lowercase);
-    let mut bounds = Vec::new();
-    for (key, field, lower) in [
-        ("createdFrom", "createTimestamp", true),
-        ("createdTo", "createTimestamp", false),
-        ("updatedFrom", "updateTimestamp", true),
-        ("updatedTo", "updateTimestamp", false),
-    ] {
-        if let Some(v) = q.get(key).filter(|s| !s.is_empty()) {
-            match parse_ecwid_date(v) {
-                Some(t) => bounds.push((field, lower, t)),
-                None => return bad(&format!("{key} is not a valid date")),
-            }
-        }
-    }
+/// `GET /orders`: the search's parameters (unknown ones are ignored).
+#[derive(Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct OrdersQuery {
+    offset: Count,
+    limit: Count,
+    /// Matches the numeric `internalId` (see the crate docs: UNCERTAIN upstream).
+    ids: Commas,
+    payment_status: Commas,
+    fulfillment_status: Commas,
+    /// Case-insensitive, the whole address.
+    email: First,
+    created_from: EcwidDate,
+    created_to: EcwidDate,
+    updated_from: EcwidDate,
+    updated_to: EcwidDate,
+}
+
+fn search_orders(st: &State, q: &OrdersQuery) -> ApiResponse {
+    let (offset, limit) = page_bounds(q.offset.0, q.limit.0);
+    let email = q.email.as_deref().map(str::to_lowercase);
+    // (field, lower bound?, unix seconds)
+    let bounds: Vec<(&str, bool, i64)> = [
+        ("createTimestamp", true, q.created_from.0),
+        ("createTimestamp", false, q.created_to.0),
+        ("updateTimestamp", true, q.updated_from.0),
+        ("updateTimestamp", false, q.updated_to.0),
+    ]
+    .into_iter()
+    .filter_map(|(field, lower, t)| t.map(|t| (field, lower, t)))
+    .collect();
     let field = |o: &Value, k: &str| o.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let mut found: Vec<&Value> = st
         .ecwid_orders
         .values()
         .filter(|o| {
-            // `ids` matches the numeric internalId (see the crate docs: UNCERTAIN upstream).
-            ids.as_ref().is_none_or(|ids| {
+            q.ids.0.as_ref().is_none_or(|ids| {
                 let internal = o
                     .get("internalId")
                     .map(|v| v.to_string())
@@ -268,12 +359,14 @@ fn search_orders(st: &State, q: &Query) -> ApiResponse {
             })
         })
         .filter(|o| {
-            payment
+            q.payment_status
+                .0
                 .as_ref()
                 .is_none_or(|p| p.contains(&field(o, "paymentStatus")))
         })
         .filter(|o| {
-            fulfillment
+            q.fulfillment_status
+                .0
                 .as_ref()
                 .is_none_or(|f| f.contains(&field(o, "fulfillmentStatus")))
         })
@@ -487,17 +580,24 @@ pub(crate) fn render_product(p: &EcwidProduct) -> Value {
     Value::Object(m)
 }
 
-fn search_products(st: &State, q: &Query) -> ApiResponse {
-    let (offset, limit) = match paging(q) {
-        Ok(x) => x,
-        Err(e) => return e,
-    };
-    let sku = q.get("sku");
-    let keyword = q.get("keyword").map(str::to_lowercase);
-    let ids: Option<Vec<&str>> = q
-        .get("productId")
-        .filter(|s| !s.is_empty())
-        .map(|s| s.split(',').map(str::trim).collect());
+/// `GET /products`: the search's parameters (unknown ones are ignored).
+#[derive(Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct ProductsQuery {
+    offset: Count,
+    limit: Count,
+    /// The product's or one of its combinations' SKU, exactly.
+    sku: First,
+    /// A case-insensitive substring of the name or the SKU.
+    keyword: First,
+    product_id: Commas,
+}
+
+fn search_products(st: &State, q: &ProductsQuery) -> ApiResponse {
+    let (offset, limit) = page_bounds(q.offset.0, q.limit.0);
+    let sku = q.sku.as_deref();
+    let keyword = q.keyword.as_deref().map(str::to_lowercase);
+    let ids = q.product_id.0.as_ref();
     // Filter first, render only the page returned (catalogs can be large).
     let matching: Vec<&EcwidProduct> = st
         .ecwid_products
@@ -508,10 +608,7 @@ fn search_products(st: &State, q: &Query) -> ApiResponse {
                 p.name.to_lowercase().contains(k) || p.sku.to_lowercase().contains(k)
             })
         })
-        .filter(|p| {
-            ids.as_ref()
-                .is_none_or(|ids| ids.contains(&p.id.to_string().as_str()))
-        })
+        .filter(|p| ids.is_none_or(|ids| ids.contains(&p.id.to_string())))
         .collect();
     let total = matching.len();
     let items: Vec<Value> = matching
@@ -678,75 +775,47 @@ fn adjust(st: &mut State, id: &str, cid: Option<&str>, body: Option<&Value>) -> 
 
 use crate::faults::{FaultKind, Route};
 
-/// Where a queued batch ([`FaultKind::Queued`]) keeps what it will run, inside its
-/// `Batch::result`; [`get_batch`] never shows it.
-const PENDING: &str = "_sandboxPending";
+/// The endpoints a batch's sub-requests are routed to (they cannot start a batch).
+static IN_BATCH: LazyLock<Router> = LazyLock::new(|| routes(true));
 
-/// One validated sub-request: id, method, path segments, query, body.
-type SubRequest = (String, Method, Vec<String>, Query, Option<Value>);
-
-fn post_batch(st: &mut State, q: &Query, body: Option<&Value>) -> ApiResponse {
-    let stop = match q.get("stopOnFirstFailure") {
-        Some("true") => true,
-        Some("false") => false,
-        _ => return bad("stopOnFirstFailure must be true or false"),
-    };
-    let now = Instant::now();
-    st.batch_dedup
-        .retain(|_, (_, at)| now.duration_since(*at) < Duration::from_secs(3600));
-    let key = q.get("deduplicationKey").filter(|k| !k.is_empty());
-    // A repeated key within the hour: the first batch's ticket, so its result (whatever it
-    // was, failed sub-requests included); nothing runs again.
-    if let Some(key) = key
-        && let Some((ticket, _)) = st.batch_dedup.get(key)
-    {
-        return ApiResponse::ok(json!({"ticket": ticket}));
-    }
-    let Some(Value::Array(reqs)) = body else {
-        return bad("The request body must be a JSON array of requests");
-    };
-    if reqs.is_empty() || reqs.len() > MAX_BATCH {
-        return bad("A batch holds 1 to 500 requests");
-    }
-    let parsed = match parse_batch(reqs) {
-        Ok(p) => p,
-        Err(resp) => return resp,
-    };
-    let total = parsed.len();
-    let result = match st.take_fault(|r| r == Route::EcwidBatch) {
-        Some(FaultKind::Queued { polls }) if polls > 0 => json!({
-            "status": "QUEUED",
-            "totalRequests": total,
-            "completedRequests": 0,
-            "responses": null,
-            PENDING: {"polls": 0, "of": polls, "stop": stop, "requests": reqs},
-        }),
-        Some(FaultKind::Status(code)) => {
-            run_batch(st, parsed, stop, Some(&|| ApiResponse::server_error(code)))
-        }
-        Some(FaultKind::RateLimit { retry_after }) => {
-            run_batch(st, parsed, stop, Some(&|| rate_limited(retry_after)))
-        }
-        _ => run_batch(st, parsed, stop, None),
-    };
-    let ticket = new_uuid();
-    st.batches.insert(
-        ticket.clone(),
-        crate::state::Batch {
-            ticket: ticket.clone(),
-            result,
-        },
-    );
-    if let Some(key) = key {
-        st.batch_dedup
-            .insert(key.to_string(), (ticket.clone(), now));
-    }
-    ApiResponse::ok(json!({"ticket": ticket}))
+/// `POST /batch` and `GET /batch`: the parameters of both.
+#[derive(Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct BatchQuery {
+    /// Required on POST: `true` or `false`.
+    stop_on_first_failure: First,
+    deduplication_key: First,
+    /// Required on GET.
+    ticket: First,
 }
 
-/// Validates every sub-request first: a malformed batch is rejected as a whole.
-fn parse_batch(reqs: &[Value]) -> Result<Vec<SubRequest>, ApiResponse> {
-    let mut parsed = Vec::with_capacity(reqs.len());
+/// One validated sub-request, routed: its id, what the counters see, and its op.
+pub(crate) struct SubRequest {
+    id: String,
+    method: Method,
+    /// The first segment of its path (`orders`, `products`...).
+    resource: String,
+    op: Op,
+}
+
+/// A batch accepted but not run yet ([`FaultKind::Queued`]).
+pub(crate) struct QueuedBatch {
+    polled: u32,
+    polls: u32,
+    stop: bool,
+    requests: Vec<SubRequest>,
+}
+
+/// Validates every sub-request first (a malformed batch is rejected as a whole), and routes
+/// each. A path no endpoint can read answers that sub-request 400.
+async fn route_batch(body: Option<&Value>) -> Result<Vec<SubRequest>, ApiResponse> {
+    let Some(Value::Array(reqs)) = body else {
+        return Err(bad("The request body must be a JSON array of requests"));
+    };
+    if reqs.is_empty() || reqs.len() > MAX_BATCH {
+        return Err(bad("A batch holds 1 to 500 requests"));
+    }
+    let mut routed = Vec::with_capacity(reqs.len());
     for (i, r) in reqs.iter().enumerate() {
         let id = r
             .get("id")
@@ -763,37 +832,119 @@ fn parse_batch(reqs: &[Value]) -> Result<Vec<SubRequest>, ApiResponse> {
         else {
             return Err(bad(&format!("request {id}: method is required")));
         };
-        let (p, query) = match path.split_once('?') {
-            Some((p, q)) => (p, Some(q)),
-            None => (path, None),
-        };
-        let segs: Vec<String> = p
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .map(crate::util::path_decode)
-            .collect();
-        parsed.push((
+        let resource = path
+            .split('?')
+            .next()
+            .and_then(|p| p.split('/').find(|s| !s.is_empty()))
+            .unwrap_or("")
+            .to_string();
+        let body = r.get("body").cloned();
+        let op = crate::endpoint::route(&IN_BATCH, method.clone(), path, body, bad_parameter)
+            .await
+            .unwrap_or_else(|| {
+                Op::answer(bad(&format!(
+                    "request {id}: path {path:?} is not a valid path"
+                )))
+            });
+        routed.push(SubRequest {
             id,
             method,
-            segs,
-            Query::parse(query),
-            r.get("body").cloned(),
-        ));
+            resource,
+            op,
+        });
     }
-    Ok(parsed)
+    Ok(routed)
+}
+
+fn start_batch(
+    st: &mut State,
+    q: &BatchQuery,
+    requests: Result<Vec<SubRequest>, ApiResponse>,
+) -> ApiResponse {
+    let stop = match q.stop_on_first_failure.as_deref() {
+        Some("true") => true,
+        Some("false") => false,
+        _ => return bad("stopOnFirstFailure must be true or false"),
+    };
+    let now = Instant::now();
+    st.batch_dedup
+        .retain(|_, (_, at)| now.duration_since(*at) < Duration::from_secs(3600));
+    let key = q.deduplication_key.as_deref().filter(|k| !k.is_empty());
+    // A repeated key within the hour: the first batch's ticket, so its result (whatever it
+    // was, failed sub-requests included); nothing runs again.
+    if let Some(key) = key
+        && let Some((ticket, _)) = st.batch_dedup.get(key)
+    {
+        return ApiResponse::ok(json!({"ticket": ticket}));
+    }
+    let requests = match requests {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let total = requests.len();
+    let (result, queued) = match st.take_fault(|r| r == Route::EcwidBatch) {
+        Some(FaultKind::Queued { polls }) if polls > 0 => (
+            json!({
+                "status": "QUEUED",
+                "totalRequests": total,
+                "completedRequests": 0,
+                "responses": null,
+            }),
+            Some(QueuedBatch {
+                polled: 0,
+                polls,
+                stop,
+                requests,
+            }),
+        ),
+        Some(FaultKind::Status(code)) => (
+            run_batch(
+                st,
+                requests,
+                stop,
+                Some(&|| ApiResponse::server_error(code)),
+            ),
+            None,
+        ),
+        Some(FaultKind::RateLimit { retry_after }) => (
+            run_batch(st, requests, stop, Some(&|| rate_limited(retry_after))),
+            None,
+        ),
+        _ => (run_batch(st, requests, stop, None), None),
+    };
+    let ticket = new_uuid();
+    st.batches.insert(
+        ticket.clone(),
+        crate::state::Batch {
+            ticket: ticket.clone(),
+            result,
+            queued,
+        },
+    );
+    if let Some(key) = key {
+        st.batch_dedup
+            .insert(key.to_string(), (ticket.clone(), now));
+    }
+    ApiResponse::ok(json!({"ticket": ticket}))
 }
 
 /// Runs the sub-requests in order and returns the completed batch's result. With `fail`,
 /// every sub-request gets that answer instead and nothing is executed (nor counted).
 fn run_batch(
     st: &mut State,
-    parsed: Vec<SubRequest>,
+    requests: Vec<SubRequest>,
     stop: bool,
     fail: Option<&dyn Fn() -> ApiResponse>,
 ) -> Value {
-    let mut responses = Vec::with_capacity(parsed.len());
+    let mut responses = Vec::with_capacity(requests.len());
     let mut failed = false;
-    for (id, method, segs, query, body) in parsed {
+    for SubRequest {
+        id,
+        method,
+        resource,
+        op,
+    } in requests
+    {
         if failed && stop {
             responses.push(json!({"id": id, "status": "NOT_EXECUTED"}));
             continue;
@@ -801,8 +952,8 @@ fn run_batch(
         let resp = match fail {
             Some(fail) => fail(),
             None => {
-                count(st, &method, &segs);
-                dispatch(st, &method, &segs, &query, body.as_ref(), true)
+                count(st, &method, &resource);
+                op.run(st)
             }
         };
         let ok = resp.status.is_success();
@@ -830,8 +981,8 @@ fn run_batch(
 
 /// `GET /batch?ticket=`. A queued batch answers `QUEUED` (then `IN_PROGRESS`) with
 /// `"responses": null` for its first polls, and runs at the poll after them.
-fn get_batch(st: &mut State, q: &Query) -> ApiResponse {
-    let Some(ticket) = q.get("ticket").filter(|t| !t.is_empty()) else {
+fn poll_batch(st: &mut State, q: &BatchQuery) -> ApiResponse {
+    let Some(ticket) = q.ticket.as_deref().filter(|t| !t.is_empty()) else {
         return bad("ticket is required");
     };
     let Some(b) = st.batches.get_mut(ticket) else {
@@ -842,34 +993,21 @@ fn get_batch(st: &mut State, q: &Query) -> ApiResponse {
         );
     };
     debug_assert_eq!(b.ticket, ticket);
-    if let Some(pending) = b.result.get_mut(PENDING) {
-        let polled = pending["polls"].as_u64().unwrap_or(0);
-        let of = pending["of"].as_u64().unwrap_or(0);
-        if polled < of {
-            pending["polls"] = json!(polled + 1);
-            let status = if of >= 2 && polled + 1 == of {
+    if let Some(queued) = b.queued.as_mut() {
+        if queued.polled < queued.polls {
+            queued.polled += 1;
+            let status = if queued.polls >= 2 && queued.polled == queued.polls {
                 "IN_PROGRESS"
             } else {
                 "QUEUED"
             };
             b.result["status"] = json!(status);
-        } else {
-            let stop = pending["stop"].as_bool().unwrap_or(false);
-            let reqs = match pending["requests"].take() {
-                Value::Array(reqs) => reqs,
-                _ => Vec::new(),
-            };
-            // Validated when it was posted.
-            let parsed = parse_batch(&reqs).unwrap_or_default();
-            let result = run_batch(st, parsed, stop, None);
+        } else if let Some(queued) = b.queued.take() {
+            let result = run_batch(st, queued.requests, queued.stop, None);
             if let Some(b) = st.batches.get_mut(ticket) {
                 b.result = result;
             }
         }
     }
-    let mut answer = st.batches[ticket].result.clone();
-    if let Some(o) = answer.as_object_mut() {
-        o.remove(PENDING);
-    }
-    ApiResponse::ok(answer)
+    ApiResponse::ok(st.batches[ticket].result.clone())
 }

@@ -47,6 +47,7 @@ pub mod admin;
 mod config;
 mod ecwid;
 mod ecwid_orders;
+mod endpoint;
 mod faults;
 mod lightspeed;
 mod oauth;
@@ -61,10 +62,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use axum::ServiceExt;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tower::Layer;
 
 pub use config::SandboxConfig;
 pub use faults::{ChanceFault, ChaosPlan, Fault, FaultKind, FaultTally, Route};
@@ -128,12 +131,16 @@ impl Sandbox {
             cfg: config.clone(),
             state: Mutex::new(State::new(config)),
         });
-        let app = server::router(inner.clone());
+        // Paths are normalized before routing, so the layer wraps the router.
+        let app = axum::middleware::map_request(server::normalize_path)
+            .layer(server::router(inner.clone()));
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let serve = axum::serve(
                 KillableListener(listener),
-                app.into_make_service_with_connect_info::<server::ConnMeta>(),
+                ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+                    server::ConnMeta,
+                >(app),
             )
             .with_graceful_shutdown(async move {
                 let _ = rx.await;

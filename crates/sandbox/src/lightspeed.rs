@@ -2,19 +2,24 @@
 
 use std::time::Instant;
 
-use axum::http::{Method, StatusCode};
+use axum::Router;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::routing::{MethodRouter, get, post};
 use chrono::Utc;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::server::ApiResponse;
+use crate::endpoint::params::{Count, First, Flag, LsDate};
+use crate::endpoint::{BadParameter, JsonBody, Op, Query};
+use crate::server::{ApiResponse, Shared};
 use crate::state::{
     LsCustomer, LsInventory, LsPayment, LsProduct, LsSale, LsSaleLine, State, status_takes_stock,
 };
 use crate::util::{
-    Query, dec_json, json_dec, ls_date, ls09_date, new_uuid, parse_ls_date, random_code, round_dp,
-    round2,
+    dec_json, json_dec, ls_date, ls09_date, new_uuid, parse_ls_date, random_code, round_dp, round2,
 };
 
 const DEFAULT_PAGE: usize = 1000;
@@ -57,232 +62,347 @@ pub(crate) fn rate_limited(retry_at: &str) -> ApiResponse {
     .header("Retry-After", retry_at.to_string())
 }
 
-/// Serve one request (path relative to the retailer's domain).
-pub(crate) fn dispatch(
-    st: &mut State,
-    method: &Method,
-    rest: &[String],
-    q: &Query,
-    body: Option<&Value>,
-) -> ApiResponse {
-    let segs: Vec<&str> = rest.iter().map(String::as_str).collect();
-    match (method.clone(), segs.as_slice()) {
-        (Method::POST, ["api", "register_sales"]) => post_register_sale(st, body),
-        (Method::GET, ["api", "register_sales", id]) => {
-            match st.sales.iter().find(|s| s.id == *id) {
-                Some(s) => ApiResponse::ok(json!({"register_sales": [render_sale_09(st, s)]})),
-                None => not_found("Register sale not found"),
-            }
-        }
-        (Method::GET, ["api", "2.0", "products"]) => list_products(st, q),
-        (Method::GET, ["api", "2.0", "products", id]) => match st.ls_product(id) {
-            Some(p) => ApiResponse::ok(json!({"data": render_product(st, p)})),
-            None => not_found("Product not found"),
-        },
-        (Method::GET, ["api", "2.0", "products", id, "inventory"]) => {
-            if st.ls_product(id).is_none() {
-                return not_found("Product not found");
-            }
-            let items = st
-                .inventory
-                .iter()
-                .filter(|i| i.product_id == *id)
-                .map(|i| (i.version, render_inventory(i)))
-                .collect();
-            versioned(items, q)
-        }
-        (Method::GET, ["api", "2.0", "inventory"]) => {
-            // Render only records past `after` (the full list can be large); `versioned`
-            // applies every rule, this is just an early cut.
-            let (after, size) = early_cut(q);
-            let mut rows: Vec<&LsInventory> =
-                st.inventory.iter().filter(|i| i.version > after).collect();
-            rows.sort_by_key(|i| i.version);
-            rows.truncate(size);
-            let items = rows
-                .into_iter()
-                .map(|i| (i.version, render_inventory(i)))
-                .collect();
-            versioned(items, q)
-        }
-        (Method::GET, ["api", "2.0", "registers"]) => {
-            let items = st
-                .registers
-                .iter()
-                .map(|r| (r.version, render_register(st, &r.id)))
-                .collect();
-            versioned(items, q)
-        }
-        (Method::GET, ["api", "2.0", "registers", id]) => {
-            if st.register(id).is_none() {
-                return not_found("Register not found");
-            }
-            ApiResponse::ok(json!({"data": render_register(st, id)}))
-        }
-        (Method::GET, ["api", "2.0", "outlets"]) => {
-            let items = st
-                .outlets
-                .iter()
-                .map(|o| (o.version, render_outlet(st, &o.id)))
-                .collect();
-            versioned(items, q)
-        }
-        (Method::GET, ["api", "2.0", "outlets", id]) => {
-            if !st.outlets.iter().any(|o| o.id == *id) {
-                return not_found("Outlet not found");
-            }
-            ApiResponse::ok(json!({"data": render_outlet(st, id)}))
-        }
-        (Method::GET, ["api", "2.0", "payment_types"]) => {
-            let items = st
-                .payment_types
-                .iter()
-                .map(|p| {
-                    (
-                        p.version,
-                        json!({"id": p.id, "name": p.name, "type_id": p.type_id, "deleted_at": null, "version": p.version}),
-                    )
-                })
-                .collect();
-            versioned(items, q)
-        }
-        (Method::GET, ["api", "2.0", "taxes"]) => {
-            let items = st
-                .taxes
-                .iter()
-                .map(|t| {
-                    (
-                        t.version,
-                        json!({
-                            "id": t.id, "name": t.name, "display_name": t.name,
-                            "rates": t.rates().into_iter().map(|(id, name, rate)| json!({"id": id, "name": name, "display_name": name, "rate": dec_json(rate)})).collect::<Vec<_>>(),
-                            "is_default": t.is_default, "deleted_at": null, "version": t.version,
-                        }),
-                    )
-                })
-                .collect();
-            versioned(items, q)
-        }
-        (Method::GET, ["api", "2.0", "users"]) => {
-            let items = st
-                .users
-                .iter()
-                .map(|u| (u.version, render_user(st, &u.id)))
-                .collect();
-            versioned(items, q)
-        }
-        (Method::GET, ["api", "2.0", "users", id]) => {
-            if !st.users.iter().any(|u| u.id == *id) {
-                return not_found("User not found");
-            }
-            ApiResponse::ok(json!({"data": render_user(st, id)}))
-        }
-        (Method::GET, ["api", "2.0", "retailer"]) => ApiResponse::ok(json!({"data": retailer(st)})),
-        (Method::GET, ["api", "2.0", "customers"]) => {
-            let items = st
-                .customers
-                .iter()
-                .map(|c| (c.version, render_customer(c)))
-                .collect();
-            versioned(items, q)
-        }
-        (Method::POST, ["api", "2.0", "customers"]) => create_customer(st, body),
-        (Method::GET, ["api", "2.0", "customers", id]) => {
-            match st.customers.iter().find(|c| c.id == *id) {
-                Some(c) => ApiResponse::ok(json!({"data": render_customer(c)})),
-                None => not_found("Customer not found"),
-            }
-        }
-        (Method::GET, ["api", "2.0", "sales"]) => {
-            let items = st
-                .sales
-                .iter()
-                .map(|s| (s.version, render_sale_20(st, s)))
-                .collect();
-            versioned(items, q)
-        }
-        (Method::GET, ["api", "2.0", "sales", id]) => match st.sales.iter().find(|s| s.id == *id) {
-            Some(s) => ApiResponse::ok(json!({"data": render_sale_20(st, s)})),
-            None => not_found("Sale not found"),
-        },
-        (Method::GET, ["api", "2.0", "search"]) => search(st, q),
-        (_, ["api", "register_sales", ..] | ["api", "2.0", ..]) => {
-            if known_path(&segs) {
-                error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
-            } else {
-                not_found("Not found")
-            }
-        }
-        _ => not_found("Not found"),
-    }
+// ---------------------------------------------------------------------------------------------
+// Routes
+
+/// The retailer's endpoints, relative to its domain. Any other method or deeper path on a
+/// known collection (`/api/register_sales`, `/api/2.0/products`...) answers 405; anything
+/// else 404. The OAuth token endpoint ([`crate::oauth`]) is the one route that takes no
+/// bearer token.
+pub(crate) fn routes() -> Router<Shared> {
+    Router::new()
+        .nest(
+            "/api/register_sales",
+            collection()
+                .route("/", post(post_register_sales))
+                .route("/{id}", get(get_register_sale)),
+        )
+        .nest(
+            "/api/2.0/products",
+            collection()
+                .route("/", get(get_products))
+                .route(
+                    "/{id}",
+                    one("Product not found", |st, id| {
+                        st.ls_product(id).map(|p| render_product(st, p))
+                    }),
+                )
+                .route("/{id}/inventory", get(get_product_inventory)),
+        )
+        .nest(
+            "/api/2.0/inventory",
+            collection().route("/", get(get_inventory)),
+        )
+        .nest(
+            "/api/2.0/registers",
+            collection()
+                .route(
+                    "/",
+                    list(|st| {
+                        st.registers
+                            .iter()
+                            .map(|r| (r.version, render_register(st, &r.id)))
+                            .collect()
+                    }),
+                )
+                .route(
+                    "/{id}",
+                    one("Register not found", |st, id| {
+                        st.register(id).map(|_| render_register(st, id))
+                    }),
+                ),
+        )
+        .nest(
+            "/api/2.0/outlets",
+            collection()
+                .route(
+                    "/",
+                    list(|st| {
+                        st.outlets
+                            .iter()
+                            .map(|o| (o.version, render_outlet(st, &o.id)))
+                            .collect()
+                    }),
+                )
+                .route(
+                    "/{id}",
+                    one("Outlet not found", |st, id| {
+                        st.outlets
+                            .iter()
+                            .any(|o| o.id == id)
+                            .then(|| render_outlet(st, id))
+                    }),
+                ),
+        )
+        .nest(
+            "/api/2.0/payment_types",
+            collection().route("/", list(payment_types)),
+        )
+        .nest("/api/2.0/taxes", collection().route("/", list(taxes)))
+        .nest(
+            "/api/2.0/users",
+            collection()
+                .route(
+                    "/",
+                    list(|st| {
+                        st.users
+                            .iter()
+                            .map(|u| (u.version, render_user(st, &u.id)))
+                            .collect()
+                    }),
+                )
+                .route(
+                    "/{id}",
+                    one("User not found", |st, id| {
+                        st.users
+                            .iter()
+                            .any(|u| u.id == id)
+                            .then(|| render_user(st, id))
+                    }),
+                ),
+        )
+        .nest(
+            "/api/2.0/retailer",
+            collection().route("/", get(get_retailer)),
+        )
+        .nest(
+            "/api/2.0/customers",
+            collection()
+                .route(
+                    "/",
+                    list(|st| {
+                        st.customers
+                            .iter()
+                            .map(|c| (c.version, render_customer(c)))
+                            .collect()
+                    })
+                    .post(post_customers),
+                )
+                .route(
+                    "/{id}",
+                    one("Customer not found", |st, id| {
+                        st.customers
+                            .iter()
+                            .find(|c| c.id == id)
+                            .map(render_customer)
+                    }),
+                ),
+        )
+        .nest(
+            "/api/2.0/sales",
+            collection()
+                .route(
+                    "/",
+                    list(|st| {
+                        st.sales
+                            .iter()
+                            .map(|s| (s.version, render_sale_20(st, s)))
+                            .collect()
+                    }),
+                )
+                .route(
+                    "/{id}",
+                    one("Sale not found", |st, id| {
+                        st.sales
+                            .iter()
+                            .find(|s| s.id == id)
+                            .map(|s| render_sale_20(st, s))
+                    }),
+                ),
+        )
+        .nest("/api/2.0/search", collection().route("/", get(get_search)))
+        .route(
+            TOKEN_PATH,
+            post(crate::oauth::token_request).fallback(unknown_path),
+        )
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(unknown_path)
 }
 
-fn known_path(segs: &[&str]) -> bool {
-    matches!(
-        segs,
-        ["api", "register_sales", ..]
-            | [
-                "api",
-                "2.0",
-                "products"
-                    | "inventory"
-                    | "registers"
-                    | "outlets"
-                    | "payment_types"
-                    | "taxes"
-                    | "users"
-                    | "retailer"
-                    | "customers"
-                    | "sales"
-                    | "search",
-                ..
-            ]
+/// `POST` here is the OAuth token endpoint.
+pub(crate) const TOKEN_PATH: &str = "/api/1.0/token";
+
+/// A known collection: whatever it does not route is a method it does not allow.
+fn collection() -> Router<Shared> {
+    Router::new().fallback(method_not_allowed)
+}
+
+/// `GET` a version-paginated list of the `(version, record)` pairs `records` renders.
+fn list(records: fn(&State) -> Vec<(u64, Value)>) -> MethodRouter<Shared> {
+    get(
+        move |Query(v): Query<Versions>| async move { Op::new(move |st| versioned(records(st), &v)) },
     )
+}
+
+/// `GET` one record by id (`{"data": ...}`), or 404 with `missing` when `render` finds none.
+fn one(missing: &'static str, render: fn(&State, &str) -> Option<Value>) -> MethodRouter<Shared> {
+    get(move |Path(Id { id }): Path<Id>| async move {
+        Op::new(move |st| match render(st, &id) {
+            Some(data) => ApiResponse::ok(json!({ "data": data })),
+            None => not_found(missing),
+        })
+    })
+}
+
+async fn method_not_allowed() -> Op {
+    Op::answer(error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"))
+}
+
+async fn unknown_path() -> Op {
+    Op::answer(not_found("Not found"))
+}
+
+/// A bad query parameter, as Lightspeed answers it.
+pub(crate) fn bad_parameter(message: &str) -> ApiResponse {
+    bad(message)
+}
+
+#[derive(Deserialize)]
+struct Id {
+    id: String,
+}
+
+async fn post_register_sales(JsonBody(body): JsonBody) -> Op {
+    Op::new(move |st| post_register_sale(st, body.as_ref()))
+}
+
+async fn get_register_sale(Path(Id { id }): Path<Id>) -> Op {
+    Op::new(move |st| match st.sales.iter().find(|s| s.id == id) {
+        Some(s) => ApiResponse::ok(json!({"register_sales": [render_sale_09(st, s)]})),
+        None => not_found("Register sale not found"),
+    })
+}
+
+async fn get_products(
+    Query(by_sku): Query<SkuQuery>,
+    versions: Result<Query<Versions>, BadParameter>,
+) -> Op {
+    Op::new(move |st| match by_sku.sku.0 {
+        // "All other query params are ignored if this is provided."
+        Some(sku) => products_by_sku(st, &sku),
+        None => match versions {
+            Ok(Query(v)) => list_products(st, &v),
+            Err(BadParameter(message)) => bad(message),
+        },
+    })
+}
+
+async fn get_product_inventory(
+    Path(Id { id }): Path<Id>,
+    versions: Result<Query<Versions>, BadParameter>,
+) -> Op {
+    Op::new(move |st| {
+        // An unknown product is reported before a bad parameter.
+        if st.ls_product(&id).is_none() {
+            return not_found("Product not found");
+        }
+        let v = match versions {
+            Ok(Query(v)) => v,
+            Err(BadParameter(message)) => return bad(message),
+        };
+        let items = st
+            .inventory
+            .iter()
+            .filter(|i| i.product_id == id)
+            .map(|i| (i.version, render_inventory(i)))
+            .collect();
+        versioned(items, &v)
+    })
+}
+
+async fn get_inventory(Query(v): Query<Versions>) -> Op {
+    Op::new(move |st| {
+        // Render only records past `after` (the full list can be large).
+        let (after, size) = early_cut(&v);
+        let mut rows: Vec<&LsInventory> =
+            st.inventory.iter().filter(|i| i.version > after).collect();
+        rows.sort_by_key(|i| i.version);
+        rows.truncate(size);
+        let items = rows
+            .into_iter()
+            .map(|i| (i.version, render_inventory(i)))
+            .collect();
+        versioned(items, &v)
+    })
+}
+
+fn payment_types(st: &State) -> Vec<(u64, Value)> {
+    st.payment_types
+        .iter()
+        .map(|p| {
+            (
+                p.version,
+                json!({"id": p.id, "name": p.name, "type_id": p.type_id, "deleted_at": null, "version": p.version}),
+            )
+        })
+        .collect()
+}
+
+fn taxes(st: &State) -> Vec<(u64, Value)> {
+    st.taxes
+        .iter()
+        .map(|t| {
+            (
+                t.version,
+                json!({
+                    "id": t.id, "name": t.name, "display_name": t.name,
+                    "rates": t.rates().into_iter().map(|(id, name, rate)| json!({"id": id, "name": name, "display_name": name, "rate": dec_json(rate)})).collect::<Vec<_>>(),
+                    "is_default": t.is_default, "deleted_at": null, "version": t.version,
+                }),
+            )
+        })
+        .collect()
+}
+
+async fn get_retailer() -> Op {
+    Op::new(|st| ApiResponse::ok(json!({"data": retailer(st)})))
+}
+
+async fn post_customers(JsonBody(body): JsonBody) -> Op {
+    Op::new(move |st| create_customer(st, body.as_ref()))
+}
+
+async fn get_search(Query(q): Query<SearchQuery>) -> Op {
+    Op::new(move |st| search(st, &q))
 }
 
 // ---------------------------------------------------------------------------------------------
 // Paging
 
-fn parse_u64(q: &Query, key: &str) -> Result<Option<u64>, ApiResponse> {
-    match q.get(key) {
-        None | Some("") => Ok(None),
-        Some(s) => s
-            .parse::<u64>()
-            .map(Some)
-            .map_err(|_| bad(format!("{key} must be a non-negative integer"))),
-    }
+/// The parameters of a version-paginated list.
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct Versions {
+    /// Exclusive.
+    after: Count,
+    /// Exclusive.
+    before: Count,
+    page_size: Count,
+    /// Include deleted records.
+    deleted: Flag,
 }
 
-fn page_size(q: &Query, max: usize) -> Result<usize, ApiResponse> {
-    match parse_u64(q, "page_size")? {
+fn page_size(size: Option<u64>, max: usize) -> Result<usize, ApiResponse> {
+    match size {
         None => Ok(DEFAULT_PAGE.min(max)),
         Some(0) => Err(bad("page_size must be positive")),
-        Some(n) => Ok((n as usize).min(max)),
+        Some(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX).min(max)),
     }
 }
 
-/// A version-paginated list: `after` (exclusive), `before` (exclusive), `page_size`; sorted by
-/// version. An empty page carries no `version` object.
-fn versioned(mut items: Vec<(u64, Value)>, q: &Query) -> ApiResponse {
-    let after = match parse_u64(q, "after") {
-        Ok(v) => v.unwrap_or(0),
-        Err(e) => return e,
-    };
-    let before = match parse_u64(q, "before") {
-        Ok(v) => v,
-        Err(e) => return e,
-    };
-    let size = match page_size(q, MAX_PAGE) {
+/// A version-paginated list, sorted by version. An empty page carries no `version` object.
+fn versioned(mut items: Vec<(u64, Value)>, v: &Versions) -> ApiResponse {
+    let after = v.after.0.unwrap_or(0);
+    let size = match page_size(v.page_size.0, MAX_PAGE) {
         Ok(n) => n,
         Err(e) => return e,
     };
-    let deleted = q.get("deleted") == Some("true");
-    items.retain(|(v, item)| {
-        *v > after
-            && before.is_none_or(|b| *v < b)
-            && (deleted || item.get("deleted_at").is_none_or(Value::is_null))
+    items.retain(|(version, item)| {
+        *version > after
+            && v.before.0.is_none_or(|b| *version < b)
+            && (v.deleted.0 || item.get("deleted_at").is_none_or(Value::is_null))
     });
-    items.sort_by_key(|(v, _)| *v);
+    items.sort_by_key(|(version, _)| *version);
     items.truncate(size);
     let mut out = Map::new();
     if let (Some((min, _)), Some((max, _))) = (items.first(), items.last()) {
@@ -290,9 +410,22 @@ fn versioned(mut items: Vec<(u64, Value)>, q: &Query) -> ApiResponse {
     }
     out.insert(
         "data".into(),
-        Value::Array(items.into_iter().map(|(_, v)| v).collect()),
+        Value::Array(items.into_iter().map(|(_, item)| item).collect()),
     );
     ApiResponse::ok(Value::Object(out))
+}
+
+/// `after` and the page size of a list, so that a large list is cut before it is rendered;
+/// [`versioned`] then applies every rule (and reports a bad page size) on what is left.
+/// Without `before`, the first `page_size` rows past `after` are exactly what `versioned`
+/// would keep.
+fn early_cut(v: &Versions) -> (u64, usize) {
+    let size = if v.before.0.is_some() {
+        usize::MAX
+    } else {
+        page_size(v.page_size.0, MAX_PAGE).unwrap_or(MAX_PAGE)
+    };
+    (v.after.0.unwrap_or(0), size)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1092,32 +1225,39 @@ fn post_register_sale(st: &mut State, body: Option<&Value>) -> ApiResponse {
 // ---------------------------------------------------------------------------------------------
 // Products list, search, customers
 
-fn list_products(st: &State, q: &Query) -> ApiResponse {
-    if let Some(sku) = q.get("sku") {
-        // "All other query params are ignored if this is provided."
-        let data: Vec<Value> = st
-            .products
-            .iter()
-            .filter(|p| p.deleted_at.is_none() && p.sku == sku)
-            .map(|p| render_product(st, p))
-            .collect();
-        let mut out = Map::new();
-        let versions: Vec<u64> = data
-            .iter()
-            .filter_map(|p| p.get("version").and_then(Value::as_u64))
-            .collect();
-        if let (Some(min), Some(max)) = (versions.iter().min(), versions.iter().max()) {
-            out.insert("version".into(), json!({"min": min, "max": max}));
-        }
-        out.insert("data".into(), Value::Array(data));
-        return ApiResponse::ok(Value::Object(out));
+/// `GET /api/2.0/products?sku=`: the one parameter read when it is given.
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct SkuQuery {
+    sku: First,
+}
+
+/// The products with exactly this SKU (not deleted).
+fn products_by_sku(st: &State, sku: &str) -> ApiResponse {
+    let data: Vec<Value> = st
+        .products
+        .iter()
+        .filter(|p| p.deleted_at.is_none() && p.sku == sku)
+        .map(|p| render_product(st, p))
+        .collect();
+    let mut out = Map::new();
+    let versions: Vec<u64> = data
+        .iter()
+        .filter_map(|p| p.get("version").and_then(Value::as_u64))
+        .collect();
+    if let (Some(min), Some(max)) = (versions.iter().min(), versions.iter().max()) {
+        out.insert("version".into(), json!({"min": min, "max": max}));
     }
-    let (after, size) = early_cut(q);
-    let deleted = q.get("deleted") == Some("true");
+    out.insert("data".into(), Value::Array(data));
+    ApiResponse::ok(Value::Object(out))
+}
+
+fn list_products(st: &State, v: &Versions) -> ApiResponse {
+    let (after, size) = early_cut(v);
     let mut rows: Vec<&LsProduct> = st
         .products
         .iter()
-        .filter(|p| p.version > after && (deleted || p.deleted_at.is_none()))
+        .filter(|p| p.version > after && (v.deleted.0 || p.deleted_at.is_none()))
         .collect();
     rows.sort_by_key(|p| p.version);
     rows.truncate(size);
@@ -1125,74 +1265,84 @@ fn list_products(st: &State, q: &Query) -> ApiResponse {
         .into_iter()
         .map(|p| (p.version, render_product(st, p)))
         .collect();
-    versioned(items, q)
-}
-
-/// `after` and the page size of a version-paginated list, read leniently, so a large list
-/// is cut before it is rendered; [`versioned`] then applies every rule (and reports bad
-/// parameters) on what is left. Without `before`, the first `page_size` rows past `after`
-/// are exactly what `versioned` would keep.
-fn early_cut(q: &Query) -> (u64, usize) {
-    let after = parse_u64(q, "after").ok().flatten().unwrap_or(0);
-    let size = if q.get("before").is_some_and(|b| !b.is_empty()) {
-        usize::MAX
-    } else {
-        page_size(q, MAX_PAGE).unwrap_or(MAX_PAGE)
-    };
-    (after, size)
+    versioned(items, v)
 }
 
 fn contains_ci(hay: Option<&str>, needle: &str) -> bool {
     hay.is_some_and(|h| h.to_lowercase().contains(&needle.to_lowercase()))
 }
 
-fn search(st: &State, q: &Query) -> ApiResponse {
-    let offset = match parse_u64(q, "offset") {
-        Ok(v) => v.unwrap_or(0) as usize,
-        Err(e) => return e,
-    };
-    let size = match page_size(q, SEARCH_MAX_PAGE) {
+/// `GET /api/2.0/search`: `type`, paging, and the filters of each type. A filter given more
+/// than once counts by its first value, except `status`, `sku` and `-sku`, which take several.
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct SearchQuery {
+    #[serde(rename = "type")]
+    kind: First,
+    offset: Count,
+    page_size: Count,
+    deleted: Flag,
+    // Sales.
+    status: Vec<String>,
+    invoice_number: First,
+    customer_id: First,
+    user_id: First,
+    outlet_id: First,
+    date_from: LsDate,
+    date_to: LsDate,
+    // Products.
+    sku: Vec<String>,
+    #[serde(rename = "-sku")]
+    not_sku: Vec<String>,
+    variant_parent_id: First,
+    // Customers: case-insensitive substrings.
+    email: First,
+    customer_code: First,
+    first_name: First,
+    last_name: First,
+    company_name: First,
+    mobile: First,
+    phone: First,
+}
+
+fn search(st: &State, q: &SearchQuery) -> ApiResponse {
+    let offset = usize::try_from(q.offset.0.unwrap_or(0)).unwrap_or(usize::MAX);
+    let size = match page_size(q.page_size.0, SEARCH_MAX_PAGE) {
         Ok(n) => n,
         Err(e) => return e,
     };
-    let deleted = q.get("deleted") == Some("true");
-    let data: Vec<Value> = match q.get("type") {
+    let data: Vec<Value> = match q.kind.as_deref() {
         None | Some("") => return bad("type is required"),
         Some("sales") => {
             let now = Instant::now();
-            let statuses = q.all("status");
-            let date_from = q.get("date_from").and_then(parse_ls_date);
-            let date_to = q.get("date_to").and_then(parse_ls_date);
+            let given = |filter: &First, value: &str| filter.as_deref().is_none_or(|f| f == value);
             st.sales
                 .iter()
                 .filter(|s| s.searchable_at <= now)
+                .filter(|s| given(&q.invoice_number, &s.invoice_number))
+                .filter(|s| q.status.is_empty() || q.status.contains(&s.status))
                 .filter(|s| {
-                    q.get("invoice_number")
-                        .is_none_or(|n| s.invoice_number == n)
-                })
-                .filter(|s| statuses.is_empty() || statuses.contains(&s.status.as_str()))
-                .filter(|s| {
-                    q.get("customer_id")
+                    q.customer_id
+                        .as_deref()
                         .is_none_or(|c| s.customer_id.as_deref() == Some(c))
                 })
-                .filter(|s| q.get("user_id").is_none_or(|u| s.user_id == u))
-                .filter(|s| q.get("outlet_id").is_none_or(|o| s.outlet_id == o))
-                .filter(|s| date_from.is_none_or(|d| s.sale_date >= d))
-                .filter(|s| date_to.is_none_or(|d| s.sale_date <= d))
+                .filter(|s| given(&q.user_id, &s.user_id))
+                .filter(|s| given(&q.outlet_id, &s.outlet_id))
+                .filter(|s| q.date_from.0.is_none_or(|d| s.sale_date >= d))
+                .filter(|s| q.date_to.0.is_none_or(|d| s.sale_date <= d))
                 .map(|s| render_sale_20(st, s))
                 .collect()
         }
         Some("products") => {
             // The index stores SKUs lower-cased: a query with capitals finds nothing.
-            let skus = q.all("sku");
-            let not_skus = q.all("-sku");
             st.products
                 .iter()
-                .filter(|p| deleted || p.deleted_at.is_none())
-                .filter(|p| skus.is_empty() || skus.contains(&p.sku.to_lowercase().as_str()))
-                .filter(|p| !not_skus.contains(&p.sku.to_lowercase().as_str()))
+                .filter(|p| q.deleted.0 || p.deleted_at.is_none())
+                .filter(|p| q.sku.is_empty() || q.sku.contains(&p.sku.to_lowercase()))
+                .filter(|p| !q.not_sku.contains(&p.sku.to_lowercase()))
                 .filter(|p| {
-                    q.get("variant_parent_id")
+                    q.variant_parent_id
+                        .as_deref()
                         .is_none_or(|v| p.variant_parent_id.as_deref() == Some(v))
                 })
                 .map(|p| render_product(st, p))
@@ -1201,33 +1351,26 @@ fn search(st: &State, q: &Query) -> ApiResponse {
         Some("customers") => {
             // The real match rules are unknown: a case-insensitive substring match may return
             // extra hits, so clients must re-check.
-            let fields = [
-                "email",
-                "customer_code",
-                "first_name",
-                "last_name",
-                "company_name",
-                "mobile",
-                "phone",
-            ];
+            let extra = |c: &LsCustomer, key: &str| -> Option<String> {
+                c.extra.get(key).and_then(Value::as_str).map(str::to_string)
+            };
             st.customers
                 .iter()
                 .filter(|c| {
-                    fields.iter().all(|f| {
-                        q.get(f).is_none_or(|needle| {
-                            let hay = match *f {
-                                "email" => c.email.clone(),
-                                "customer_code" => Some(c.customer_code.clone()),
-                                "first_name" => Some(c.first_name.clone()),
-                                "last_name" => Some(c.last_name.clone()),
-                                other => c
-                                    .extra
-                                    .get(other)
-                                    .and_then(Value::as_str)
-                                    .map(str::to_string),
-                            };
-                            contains_ci(hay.as_deref(), needle)
-                        })
+                    [
+                        (&q.email, c.email.clone()),
+                        (&q.customer_code, Some(c.customer_code.clone())),
+                        (&q.first_name, Some(c.first_name.clone())),
+                        (&q.last_name, Some(c.last_name.clone())),
+                        (&q.company_name, extra(c, "company_name")),
+                        (&q.mobile, extra(c, "mobile")),
+                        (&q.phone, extra(c, "phone")),
+                    ]
+                    .iter()
+                    .all(|(needle, hay)| {
+                        needle
+                            .as_deref()
+                            .is_none_or(|n| contains_ci(hay.as_deref(), n))
                     })
                 })
                 .map(render_customer)

@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 
 use axum::body::Bytes;
-use axum::extract::State as AxState;
+use axum::extract::{Path, State as AxState};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
@@ -21,9 +21,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::Sandbox;
+use crate::endpoint::params::First;
+use crate::endpoint::parse_query;
 use crate::server::{ApiResponse, Shared};
 use crate::state::State;
-use crate::util::Query;
 
 /// How the retailer's OAuth app behaves. JSON (snake_case, every field optional):
 /// `{"client_id","client_secret","access_token","refresh_token","expires_in_secs",
@@ -111,16 +112,31 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     .into_response()
 }
 
-/// `POST /lightspeed/{prefix}/api/1.0/token` (form-encoded).
-pub(crate) fn token_request(
-    shared: &Shared,
-    prefix: Option<&String>,
-    headers: &HeaderMap,
-    body: &Bytes,
+#[derive(Deserialize)]
+pub(crate) struct Retailer {
+    prefix: String,
+}
+
+/// The token request's form fields.
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct TokenForm {
+    grant_type: First,
+    client_id: First,
+    client_secret: First,
+    refresh_token: First,
+}
+
+/// `POST /lightspeed/{prefix}/api/1.0/token` (form-encoded). It authenticates by client
+/// credentials, not a bearer token, and is not counted as an API request.
+pub(crate) async fn token_request(
+    AxState(shared): AxState<Shared>,
+    Path(Retailer { prefix }): Path<Retailer>,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Response {
     let mut st = shared.lock();
     st.counters.ls_token_requests += 1;
-    let prefix = prefix.map(String::as_str).unwrap_or("");
     if prefix != shared.cfg.ls_domain_prefix {
         return ApiResponse::json(
             StatusCode::NOT_FOUND,
@@ -138,15 +154,18 @@ pub(crate) fn token_request(
                 .trim()
                 .eq_ignore_ascii_case("application/x-www-form-urlencoded")
         });
-    let Some(text) = is_form.then(|| std::str::from_utf8(body).ok()).flatten() else {
+    let form = is_form
+        .then(|| std::str::from_utf8(&body).ok())
+        .flatten()
+        .and_then(|text| parse_query::<TokenForm>(Some(text)).ok());
+    let Some(form) = form else {
         return oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "the body must be application/x-www-form-urlencoded",
         );
     };
-    let form = Query::parse(Some(text));
-    let field = |k: &str| form.get(k).unwrap_or("");
+    let field = |value: &First| value.as_deref().unwrap_or_default().to_string();
     let Some(oauth) = st.ls_oauth.as_mut() else {
         return oauth_error(
             StatusCode::BAD_REQUEST,
@@ -154,15 +173,15 @@ pub(crate) fn token_request(
             "the retailer has no OAuth app installed",
         );
     };
-    if field("grant_type") != "refresh_token" {
+    if field(&form.grant_type) != "refresh_token" {
         return oauth_error(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
             "grant_type must be refresh_token",
         );
     }
-    if field("client_id") != oauth.mode.client_id
-        || field("client_secret") != oauth.mode.client_secret
+    if field(&form.client_id) != oauth.mode.client_id
+        || field(&form.client_secret) != oauth.mode.client_secret
     {
         return oauth_error(
             StatusCode::UNAUTHORIZED,
@@ -170,7 +189,8 @@ pub(crate) fn token_request(
             "client authentication failed",
         );
     }
-    if field("refresh_token").is_empty() || field("refresh_token") != oauth.refresh_token {
+    let refresh_token = field(&form.refresh_token);
+    if refresh_token.is_empty() || refresh_token != oauth.refresh_token {
         return oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_grant",

@@ -1,4 +1,5 @@
-//! The HTTP front: listener with killable connections, routing, auth, rate limits and faults.
+//! The HTTP front: listener with killable connections, routing, and each API's gate (auth,
+//! rate limits, faults, counters) in front of its endpoints.
 
 use std::io;
 use std::pin::Pin;
@@ -9,20 +10,22 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State as AxState;
 use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::{FromRequest, MatchedPath, Path, Request, State as AxState};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
 use axum::serve::{IncomingStream, Listener};
+use serde::Deserialize;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::SandboxConfig;
+use crate::endpoint::{JsonBody, Op};
 use crate::faults::{FaultKind, Route};
 use crate::state::State;
-use crate::util::{Query, ceil_secs, http_date_after, path_decode};
+use crate::util::{ceil_secs, http_date_after};
 
 /// Shared by the server and every `Sandbox` handle.
 pub(crate) struct Inner {
@@ -229,10 +232,13 @@ impl Connected<IncomingStream<'_, KillableListener>> for ConnMeta {
 // ---------------------------------------------------------------------------------------------
 // Router
 
+/// The whole server: each API's endpoints behind its gate, and the admin API.
 pub(crate) fn router(shared: Shared) -> Router {
+    let ecwid = crate::ecwid::routes(false).layer(from_fn_with_state(shared.clone(), ecwid_gate));
+    let lightspeed = crate::lightspeed::routes().layer(from_fn_with_state(shared.clone(), ls_gate));
     Router::new()
-        .route("/ecwid/api/v3/{*rest}", any(ecwid_entry))
-        .route("/lightspeed/{*rest}", any(ls_entry))
+        .nest("/ecwid/api/v3/{store_id}", ecwid)
+        .nest("/lightspeed/{prefix}", lightspeed)
         .nest(
             "/_sandbox",
             crate::admin::router().merge(crate::oauth::admin_router()),
@@ -241,19 +247,30 @@ pub(crate) fn router(shared: Shared) -> Router {
         .with_state(shared)
 }
 
+/// Drops empty path segments before routing (`//a/b/` is `/a/b`), as the APIs always did.
+pub(crate) async fn normalize_path(mut req: Request) -> Request {
+    let Some(path_and_query) = req.uri().path_and_query() else {
+        return req;
+    };
+    let normalized = crate::endpoint::normalize(path_and_query.as_str());
+    if normalized != path_and_query.as_str() {
+        let mut parts = req.uri().clone().into_parts();
+        if let Ok(pq) = normalized.parse() {
+            parts.path_and_query = Some(pq);
+            if let Ok(uri) = Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+            }
+        }
+    }
+    req
+}
+
 async fn not_found() -> Response {
     ApiResponse::json(
         StatusCode::NOT_FOUND,
         serde_json::json!({"error": "Not Found"}),
     )
     .into_response()
-}
-
-fn segments(path: &str) -> Vec<String> {
-    path.split('/')
-        .filter(|s| !s.is_empty())
-        .map(path_decode)
-        .collect()
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -276,6 +293,14 @@ fn is_json(headers: &HeaderMap) -> bool {
         .unwrap_or(false)
 }
 
+/// A request's body, read to the end (within axum's default limit).
+async fn read_body(req: &mut Request) -> Result<Bytes, Response> {
+    let body = std::mem::take(req.body_mut());
+    Bytes::from_request(Request::new(body), &())
+        .await
+        .map_err(IntoResponse::into_response)
+}
+
 /// The parsed JSON body of a request: `Ok(None)` when there is none.
 fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Option<Value>, &'static str> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -289,18 +314,28 @@ fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Option<Value>, &'stat
         .map_err(|_| "The request body is not valid JSON")
 }
 
-/// Run the request (under the lock), then apply the armed fault, if any.
+/// The op of the endpoint the request was routed to, given the parsed body; `Err` with the
+/// answer when there is none (see [`Op::from_routed`]).
+async fn endpoint_op(
+    mut req: Request,
+    endpoint: Next,
+    body: Option<Value>,
+    bad_parameter: fn(&str) -> ApiResponse,
+) -> Result<Op, Response> {
+    req.extensions_mut().insert(JsonBody(body));
+    let routed = endpoint.run(req).await;
+    Op::from_routed(&routed, bad_parameter).ok_or(routed)
+}
+
+/// Run the op under the lock, then apply the armed fault, if any.
 async fn finish(
     shared: &Shared,
     meta: &ConnMeta,
     route_of_drop: Route,
     fault: Option<FaultKind>,
-    run: impl FnOnce(&mut State) -> ApiResponse,
+    op: Op,
 ) -> ApiResponse {
-    let resp = {
-        let mut st = shared.lock();
-        run(&mut st)
-    };
+    let resp = op.run(&mut shared.lock());
     match fault {
         Some(FaultKind::Delay(d)) => {
             tokio::time::sleep(d).await;
@@ -319,35 +354,58 @@ async fn finish(
     resp
 }
 
+/// Whether the route the request matched is `template` (relative to the API's root).
+fn matched(matched: &Option<MatchedPath>, template: &str) -> bool {
+    matched
+        .as_ref()
+        .is_some_and(|m| m.as_str().ends_with(template))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Ecwid
 
-async fn ecwid_entry(
+#[derive(Deserialize)]
+struct Store {
+    store_id: String,
+}
+
+/// In front of every Ecwid endpoint: counters, store, token, rate limit and faults, the JSON
+/// body; then the endpoint's op.
+async fn ecwid_gate(
     AxState(shared): AxState<Shared>,
     ConnectInfo(meta): ConnectInfo<ConnMeta>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Path(Store { store_id }): Path<Store>,
+    route: Option<MatchedPath>,
+    mut req: Request,
+    endpoint: Next,
 ) -> Response {
-    let segs = segments(uri.path().strip_prefix("/ecwid/api/v3").unwrap_or(""));
-    let query = Query::parse(uri.query());
+    let body = match read_body(&mut req).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
     let cfg = &shared.cfg;
-    let rest: Vec<String> = segs.iter().skip(1).cloned().collect();
-    let is_get_order = method == Method::GET && rest.len() == 2 && rest[0] == "orders";
+    let method = req.method().clone();
+    let is_get_order = method == Method::GET && matched(&route, "/orders/{id}");
+    let resource = req
+        .uri()
+        .path()
+        .split('/')
+        .find(|s| !s.is_empty())
+        .unwrap_or("")
+        .to_string();
 
     let pre = {
         let mut st = shared.lock();
         st.counters.ecwid_requests += 1;
-        if segs.first().map(String::as_str) != Some(cfg.ecwid_store_id.to_string().as_str()) {
+        if store_id != cfg.ecwid_store_id.to_string() {
             Err(crate::ecwid::error(
                 StatusCode::NOT_FOUND,
                 "STORE_NOT_FOUND",
                 "Store not found",
             ))
         } else {
-            crate::ecwid::count(&mut st, &method, &rest);
-            if bearer(&headers) != Some(cfg.ecwid_token.as_str()) {
+            crate::ecwid::count(&mut st, &method, &resource);
+            if bearer(req.headers()) != Some(cfg.ecwid_token.as_str()) {
                 Err(crate::ecwid::error(
                     StatusCode::FORBIDDEN,
                     "INVALID_API_TOKEN",
@@ -383,7 +441,7 @@ async fn ecwid_entry(
         Err(resp) => return resp.into_response(),
         Ok(f) => f,
     };
-    let parsed = match parse_body(&headers, &body) {
+    let parsed = match parse_body(req.headers(), &body) {
         Ok(v) => v,
         Err(msg) => {
             let status = if msg.starts_with("Content-Type") {
@@ -399,11 +457,12 @@ async fn ecwid_entry(
     } else {
         Route::EcwidAny
     };
-    finish(&shared, &meta, drop_route, fault, |st| {
-        crate::ecwid::dispatch(st, &method, &rest, &query, parsed.as_ref(), false)
-    })
-    .await
-    .into_response()
+    match endpoint_op(req, endpoint, parsed, crate::ecwid::bad_parameter).await {
+        Ok(op) => finish(&shared, &meta, drop_route, fault, op)
+            .await
+            .into_response(),
+        Err(unrouted) => unrouted,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -433,32 +492,42 @@ fn rate_headers(
     }
 }
 
-async fn ls_entry(
+#[derive(Deserialize)]
+struct Retailer {
+    prefix: String,
+}
+
+/// In front of every Lightspeed endpoint but the OAuth token endpoint: counters, retailer,
+/// token, rate limit and faults, the JSON body; then the endpoint's op, with the rate-limit
+/// headers.
+async fn ls_gate(
     AxState(shared): AxState<Shared>,
     ConnectInfo(meta): ConnectInfo<ConnMeta>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    Path(Retailer { prefix }): Path<Retailer>,
+    route: Option<MatchedPath>,
+    mut req: Request,
+    endpoint: Next,
 ) -> Response {
-    let segs = segments(uri.path().strip_prefix("/lightspeed").unwrap_or(""));
-    let query = Query::parse(uri.query());
-    let cfg = &shared.cfg;
-    let rest: Vec<String> = segs.iter().skip(1).cloned().collect();
-    let is_sale_post = method == Method::POST && rest == ["api", "register_sales"];
-    let is_search = method == Method::GET && rest == ["api", "2.0", "search"];
-    let is_customer_create = method == Method::POST && rest == ["api", "2.0", "customers"];
-    if method == Method::POST && rest == ["api", "1.0", "token"] {
-        // The OAuth token endpoint authenticates by client credentials, not a bearer token.
-        return crate::oauth::token_request(&shared, segs.first(), &headers, &body);
+    let method = req.method().clone();
+    if method == Method::POST && matched(&route, crate::lightspeed::TOKEN_PATH) {
+        // Authenticated by client credentials, not a bearer token.
+        return endpoint.run(req).await;
     }
+    let body = match read_body(&mut req).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let cfg = &shared.cfg;
+    let is_sale_post = method == Method::POST && matched(&route, "/api/register_sales");
+    let is_search = method == Method::GET && matched(&route, "/api/2.0/search");
+    let is_customer_create = method == Method::POST && matched(&route, "/api/2.0/customers");
 
     let limit = cfg.ls_rate_limit;
     let reset_header = cfg.ls_rate_limit_reset_header;
     let pre = {
         let mut st = shared.lock();
         st.counters.ls_requests += 1;
-        if segs.first().map(String::as_str) != Some(cfg.ls_domain_prefix.as_str()) {
+        if prefix != cfg.ls_domain_prefix {
             Err(ApiResponse::json(
                 StatusCode::NOT_FOUND,
                 serde_json::json!({"error": "Not Found", "details": "Unknown retailer"}),
@@ -476,7 +545,7 @@ async fn ls_entry(
             if is_customer_create {
                 st.counters.ls_customer_creates += 1;
             }
-            if !crate::oauth::authorized(&mut st, &cfg.ls_token, bearer(&headers)) {
+            if !crate::oauth::authorized(&mut st, &cfg.ls_token, bearer(req.headers())) {
                 // Not counted (the limit applies to authorized requests), but still reported.
                 let now = st.ls_rate.peek(limit, cfg.ls_rate_window, Instant::now());
                 Err(rate_headers(
@@ -537,7 +606,7 @@ async fn ls_entry(
         Err(resp) => return resp.into_response(),
         Ok(x) => x,
     };
-    let parsed = match parse_body(&headers, &body) {
+    let parsed = match parse_body(req.headers(), &body) {
         Ok(v) => v,
         Err(msg) => {
             return rate_headers(
@@ -556,11 +625,13 @@ async fn ls_entry(
     } else {
         Route::LsAny
     };
-    let resp = finish(&shared, &meta, drop_route, fault, |st| {
-        crate::lightspeed::dispatch(st, &method, &rest, &query, parsed.as_ref())
-    })
-    .await;
-    rate_headers(resp, limit, remaining, reset.as_deref()).into_response()
+    match endpoint_op(req, endpoint, parsed, crate::lightspeed::bad_parameter).await {
+        Ok(op) => {
+            let resp = finish(&shared, &meta, drop_route, fault, op).await;
+            rate_headers(resp, limit, remaining, reset.as_deref()).into_response()
+        }
+        Err(unrouted) => unrouted,
+    }
 }
 
 /// Seconds for Ecwid's `Retry-After`.

@@ -52,10 +52,12 @@ pub(crate) struct EcwidCombination {
     pub quantity: Option<i64>,
 }
 
-#[derive(Clone, Debug)]
 pub(crate) struct Batch {
     pub ticket: String,
+    /// What `GET /batch` answers.
     pub result: Value,
+    /// A queued batch's sub-requests, until it runs.
+    pub queued: Option<crate::ecwid::QueuedBatch>,
 }
 
 // ---------------------------------------------------------------------------------------------

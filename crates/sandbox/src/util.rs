@@ -1,4 +1,4 @@
-//! Small helpers: exact money <-> JSON, query strings, dates, ids.
+//! Small helpers: exact money <-> JSON, dates, ids.
 
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -61,79 +61,6 @@ pub fn round2(d: Decimal) -> Decimal {
 /// Round to `dp` decimals, half away from zero.
 pub fn round_dp(d: Decimal, dp: u32) -> Decimal {
     d.round_dp_with_strategy(dp, RoundingStrategy::MidpointAwayFromZero)
-}
-
-/// A parsed query string that keeps repeated keys.
-#[derive(Debug, Default, Clone)]
-pub struct Query(pub Vec<(String, String)>);
-
-impl Query {
-    pub fn parse(q: Option<&str>) -> Query {
-        let mut out = Vec::new();
-        if let Some(q) = q {
-            for pair in q.split('&').filter(|p| !p.is_empty()) {
-                let (k, v) = match pair.split_once('=') {
-                    Some((k, v)) => (k, v),
-                    None => (pair, ""),
-                };
-                out.push((percent_decode(k), percent_decode(v)));
-            }
-        }
-        Query(out)
-    }
-
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn all(&self, key: &str) -> Vec<&str> {
-        self.0
-            .iter()
-            .filter(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-}
-
-/// Decode `%XX` escapes and `+` (form encoding) in a query component.
-pub fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                    }
-                    None => {
-                        out.push(b'%');
-                        i += 1;
-                    }
-                }
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Decode `%XX` escapes in a path segment (`+` stays a plus sign).
-pub fn path_decode(s: &str) -> String {
-    percent_decode(&s.replace('+', "%2B"))
 }
 
 /// `2024-09-04 07:22:09 +0000`, Ecwid's date format.
@@ -296,13 +223,5 @@ mod tests {
             round2(parse_dec("2.72727").unwrap()),
             parse_dec("2.73").unwrap()
         );
-    }
-
-    #[test]
-    fn query_keeps_repeats_and_decodes() {
-        let q = Query::parse(Some("sku=a%20b&sku=c&email=x%40y.z&k+1=v+2"));
-        assert_eq!(q.all("sku"), vec!["a b", "c"]);
-        assert_eq!(q.get("email"), Some("x@y.z"));
-        assert_eq!(q.get("k 1"), Some("v 2"));
     }
 }
