@@ -127,7 +127,7 @@ fn page_bounds(offset: Option<u64>, limit: Option<u64>) -> (usize, usize) {
     )
 }
 
-async fn method_not_allowed() -> Op {
+pub(crate) async fn method_not_allowed() -> Op {
     Op::answer(error(
         StatusCode::METHOD_NOT_ALLOWED,
         "METHOD_NOT_ALLOWED",

@@ -244,7 +244,7 @@ fn one(missing: &'static str, render: fn(&State, &str) -> Option<Value>) -> Meth
     })
 }
 
-async fn method_not_allowed() -> Op {
+pub(crate) async fn method_not_allowed() -> Op {
     Op::answer(error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"))
 }
 

@@ -354,6 +354,12 @@ async fn finish(
     resp
 }
 
+/// axum answers `HEAD` with a `GET` route; neither API has `HEAD`, so a route answers it 405
+/// (an unknown path still 404, and the OAuth token path, not an API route, 404 too).
+fn refuses_head(method: &Method, route: &Option<MatchedPath>) -> bool {
+    *method == Method::HEAD && route.is_some() && !matched(route, crate::lightspeed::TOKEN_PATH)
+}
+
 /// Whether the route the request matched is `template` (relative to the API's root).
 fn matched(matched: &Option<MatchedPath>, template: &str) -> bool {
     matched
@@ -458,9 +464,16 @@ async fn ecwid_gate(
         Route::EcwidAny
     };
     match endpoint_op(req, endpoint, parsed, crate::ecwid::bad_parameter).await {
-        Ok(op) => finish(&shared, &meta, drop_route, fault, op)
-            .await
-            .into_response(),
+        Ok(op) => {
+            let op = if refuses_head(&method, &route) {
+                crate::ecwid::method_not_allowed().await
+            } else {
+                op
+            };
+            finish(&shared, &meta, drop_route, fault, op)
+                .await
+                .into_response()
+        }
         Err(unrouted) => unrouted,
     }
 }
@@ -627,6 +640,11 @@ async fn ls_gate(
     };
     match endpoint_op(req, endpoint, parsed, crate::lightspeed::bad_parameter).await {
         Ok(op) => {
+            let op = if refuses_head(&method, &route) {
+                crate::lightspeed::method_not_allowed().await
+            } else {
+                op
+            };
             let resp = finish(&shared, &meta, drop_route, fault, op).await;
             rate_headers(resp, limit, remaining, reset.as_deref()).into_response()
         }

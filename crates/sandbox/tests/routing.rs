@@ -264,6 +264,9 @@ async fn odd_requests_get_the_same_answers() {
     r.send(req("GET", "/ecwid/api/v3/1003/orders/x/y")).await;
     r.send(req("PUT", "/ecwid/api/v3/1003/orders")).await;
     r.send(req("PUT", "/ecwid/api/v3/1003/batch")).await;
+    r.send(req("HEAD", "/ecwid/api/v3/1003/profile")).await;
+    r.send(req("HEAD", "/ecwid/api/v3/1003/orders/x")).await;
+    r.send(req("HEAD", "/ecwid/api/v3/1003/nope")).await;
     r.send(req("GET", "/ecwid/api/v3/1003/batch/x")).await;
 
     // ---- Ecwid: query parameters
@@ -511,6 +514,14 @@ async fn odd_requests_get_the_same_answers() {
     r.send(req("GET", "/lightspeed/sandbox/api/register_sales/x/y"))
         .await;
     r.send(req("GET", "/lightspeed/sandbox/api/1.0/token"))
+        .await;
+    r.send(req("HEAD", "/lightspeed/sandbox/api/1.0/token"))
+        .await;
+    r.send(req("HEAD", "/lightspeed/sandbox/api/2.0/products"))
+        .await;
+    r.send(req("HEAD", "/lightspeed/sandbox/api/register_sales/x"))
+        .await;
+    r.send(req("HEAD", "/lightspeed/sandbox/api/2.0/nope"))
         .await;
     r.send(req("GET", "/lightspeed/sandbox/api/2.0/customers/nope"))
         .await;
