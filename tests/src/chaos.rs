@@ -17,8 +17,9 @@ use els_core::ingest::{IngestConfig, Ingestor};
 use els_core::ledger::OrderKey;
 use els_core::ports::{Delivery, OrderMessage};
 use els_core::poster::{CrashHook, CrashPoint, PostOutcome, PosterConfig, SalePoster};
-use els_core::{QueueError, Secret, StateStore, SystemClock, WorkQueue};
+use els_core::{QueueError, Secret, StateStore, WorkQueue};
 use els_ecwid::EcwidClient;
+use els_http::TokioClock;
 use els_lightspeed::{LightspeedClient, Pacing};
 use els_sandbox::{
     ChanceFault, ChaosPlan, FaultKind, FaultTally, OrderItemSpec, OrderSpec, ProductSpec, Route,
@@ -451,7 +452,7 @@ where
                 max_wait: settings.http_timeout,
                 ..Pacing::default()
             }),
-        SystemClock,
+        TokioClock,
         PosterConfig {
             lease: settings.lease,
             retry_base: Duration::from_millis(50),
@@ -466,6 +467,7 @@ where
             store.clone(),
             queue.clone(),
             IngestConfig::new(Secret::new(sandbox.config().webhook_client_secret.clone())),
+            TokioClock,
         ),
         poster,
         queue.clone(),

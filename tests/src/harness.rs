@@ -6,8 +6,9 @@ use els_core::ingest::{IngestConfig, Ingestor};
 use els_core::inventory::mirror::{InventoryMirror, MirrorConfig, MirrorReport};
 use els_core::ledger::{LedgerEntry, OrderKey, OrderState};
 use els_core::poster::{PosterConfig, SalePoster};
-use els_core::{Connection, ConnectionStore, LedgerStore, Secret, SystemClock};
+use els_core::{Connection, ConnectionStore, LedgerStore, Secret};
 use els_ecwid::EcwidClient;
+use els_http::TokioClock;
 use els_lightspeed::LightspeedClient;
 use els_sandbox::{Sandbox, SandboxConfig};
 use els_store_sqlite::SqliteStore;
@@ -15,8 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-pub type App = Embedded<SqliteStore, SqliteStore, EcwidClient, LightspeedClient, SystemClock>;
-pub type Mirror = InventoryMirror<SqliteStore, EcwidClient, LightspeedClient, SystemClock>;
+pub type App = Embedded<SqliteStore, SqliteStore, EcwidClient, LightspeedClient, TokioClock>;
+pub type Mirror = InventoryMirror<SqliteStore, EcwidClient, LightspeedClient, TokioClock>;
 
 pub struct Harness {
     pub sandbox: Sandbox,
@@ -110,6 +111,7 @@ impl Harness {
             store.clone(),
             store.clone(),
             IngestConfig::new(Secret::new(sandbox.config().webhook_client_secret.clone())),
+            TokioClock,
         );
         let poster = SalePoster::new(
             store.clone(),
@@ -117,7 +119,7 @@ impl Harness {
             LightspeedClient::new(lightspeed_url_template(&sandbox), opts.http_timeout)
                 .unwrap()
                 .with_pacing(opts.lightspeed_pacing),
-            SystemClock,
+            TokioClock,
             opts.poster.clone(),
         );
         let app = Embedded::new(
@@ -174,7 +176,7 @@ impl Harness {
             EcwidClient::new(self.sandbox.ecwid_api_url(), self.http_timeout).unwrap(),
             LightspeedClient::new(lightspeed_url_template(&self.sandbox), self.http_timeout)
                 .unwrap(),
-            SystemClock,
+            TokioClock,
             config,
         )
     }

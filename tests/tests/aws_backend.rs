@@ -7,8 +7,9 @@ use els_cli::sandbox_setup::{lightspeed_url_template, sandbox_connection};
 use els_core::ingest::{IngestConfig, Ingestor};
 use els_core::ledger::{OrderKey, OrderState, ReasonCode};
 use els_core::poster::{PostOutcome, PosterConfig, SalePoster};
-use els_core::{LedgerStore, Secret, SystemClock, WorkQueue};
+use els_core::{LedgerStore, Secret, WorkQueue};
 use els_ecwid::EcwidClient;
+use els_http::TokioClock;
 use els_lightspeed::LightspeedClient;
 use els_sandbox::{OrderItemSpec, OrderSpec, ProductSpec, Sandbox, SandboxConfig};
 use els_store_aws::{DynamoStore, SqsQueue};
@@ -39,12 +40,13 @@ async fn paid_orders_post_once_and_parked_ones_replay_on_dynamodb_and_sqs() {
             store.clone(),
             queue.clone(),
             IngestConfig::new(Secret::new(sandbox.config().webhook_client_secret.clone())),
+            TokioClock,
         ),
         SalePoster::new(
             store.clone(),
             EcwidClient::new(sandbox.ecwid_api_url(), timeout).unwrap(),
             LightspeedClient::new(lightspeed_url_template(&sandbox), timeout).unwrap(),
-            SystemClock,
+            TokioClock,
             PosterConfig::default(),
         ),
         queue.clone(),

@@ -11,8 +11,9 @@ use els_cli::ops::{self, DlqReport, SqliteDeadLetters, SqsDeadLetters};
 use els_cli::sandbox_setup::{lightspeed_url_template, sandbox_connection};
 use els_core::ledger::{LedgerEntry, OrderKey, OrderState, ReasonCode};
 use els_core::poster::{PosterConfig, SalePoster};
-use els_core::{LedgerStore, OrderMessage, SystemClock, WorkQueue};
+use els_core::{LedgerStore, OrderMessage, WorkQueue};
 use els_ecwid::EcwidClient;
+use els_http::TokioClock;
 use els_lightspeed::LightspeedClient;
 use els_sandbox::{Fault, FaultKind, OrderItemSpec, OrderSpec, Route, Sandbox, SandboxConfig};
 use els_store_aws::{DynamoStore, SqsQueue};
@@ -76,7 +77,7 @@ fn assert_dead_lettered(entry: &LedgerEntry) {
 
 // --- moto: the Lambda handler on SQS FIFO + DLQ --------------------------------------------
 
-type AwsPoster = SalePoster<DynamoStore, EcwidClient, LightspeedClient, SystemClock>;
+type AwsPoster = SalePoster<DynamoStore, EcwidClient, LightspeedClient, TokioClock>;
 
 struct Aws {
     sqs: aws_sdk_sqs::Client,
@@ -257,7 +258,7 @@ async fn on_sqs_a_failing_order_is_parked_dead_lettered_and_replayed_from_the_dl
         aws.store.clone(),
         EcwidClient::new(sandbox.ecwid_api_url(), timeout).unwrap(),
         LightspeedClient::new(lightspeed_url_template(&sandbox), timeout).unwrap(),
-        SystemClock,
+        TokioClock,
         poster_config(),
     );
     let store_id = sandbox.ids().ecwid_store_id;

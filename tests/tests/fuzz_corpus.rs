@@ -4,8 +4,7 @@
 //! The checks below also make sure the harnesses reach what they guard (a queued webhook, a
 //! posted sale), so the properties are not passing vacuously.
 
-use els_core::fuzz::{WebhookInput, ingest_config, prepare_store, webhook_ingest};
-use els_core::ingest::Ingestor;
+use els_core::fuzz::{WebhookInput, ingestor, prepare_store, webhook_ingest};
 use els_store_sqlite::SqliteStore;
 use std::path::PathBuf;
 
@@ -39,7 +38,7 @@ async fn webhook_seeds_queue_only_authentic_paid_events() {
         // A fresh store each: the ingestor remembers event ids, and the seeds share one.
         let store = SqliteStore::open_in_memory().unwrap();
         prepare_store(&store).await;
-        let ingestor = Ingestor::new(store.clone(), store.clone(), ingest_config());
+        let ingestor = ingestor(&store);
         let (response, queued) = webhook_ingest(&ingestor, &store, data).await;
         if !queued.is_empty() {
             queued_names.push(name.as_str());

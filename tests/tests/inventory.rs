@@ -833,7 +833,7 @@ async fn the_mirror_and_reconcile_work_on_dynamodb() {
             Duration::from_secs(5),
         )
         .unwrap(),
-        els_core::SystemClock,
+        els_http::TokioClock,
         MirrorConfig::default(),
     );
     let ids = sandbox.ids();
@@ -937,14 +937,14 @@ impl els_core::EcwidApi for KeyRecorder {
         &self,
         conn: &Connection,
         deduplication_key: &str,
-        requests: &[els_core::inventory::BatchRequest],
+        writes: &[(EcwidTarget, StockLevel)],
     ) -> Result<String, els_core::ApiError> {
         self.keys
             .lock()
             .unwrap()
             .push(deduplication_key.to_string());
         self.inner
-            .submit_batch(conn, deduplication_key, requests)
+            .submit_batch(conn, deduplication_key, writes)
             .await
     }
     async fn batch_status(
@@ -960,7 +960,7 @@ type RecordingMirror = els_core::inventory::mirror::InventoryMirror<
     els_store_sqlite::SqliteStore,
     KeyRecorder,
     els_lightspeed::LightspeedClient,
-    els_core::SystemClock,
+    els_http::TokioClock,
 >;
 
 /// A mirror that writes the four seed products' levels in one batch (the threshold is 2),
@@ -979,7 +979,7 @@ fn batching_mirror(h: &Harness, config: MirrorConfig) -> (RecordingMirror, KeyLo
             timeout,
         )
         .unwrap(),
-        els_core::SystemClock,
+        els_http::TokioClock,
         MirrorConfig {
             batch_threshold: 2,
             batch_poll_interval: Duration::from_millis(20),

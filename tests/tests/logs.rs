@@ -11,8 +11,9 @@ use els_cli::sandbox_setup::lightspeed_url_template;
 use els_core::auth::{AuthConfig, AuthenticatedLightspeed};
 use els_core::ledger::OrderState;
 use els_core::poster::{PostOutcome, PosterConfig, SalePoster};
-use els_core::{OrderMessage, Secret, SystemClock};
+use els_core::{OrderMessage, Secret};
 use els_ecwid::EcwidClient;
+use els_http::TokioClock;
 use els_lightspeed::LightspeedClient;
 use els_lightspeed::oauth::{LightspeedTokenClient, OAuthCredentials};
 use els_sandbox::{Fault, FaultKind, OAuthMode, OrderItemSpec, OrderSpec, Route, SandboxConfig};
@@ -47,14 +48,14 @@ fn forbidden_secrets(cfg: &SandboxConfig) -> Vec<(&'static str, String)> {
 }
 
 type OAuthLightspeed =
-    AuthenticatedLightspeed<LightspeedClient, SqliteStore, LightspeedTokenClient, SystemClock>;
+    AuthenticatedLightspeed<LightspeedClient, SqliteStore, LightspeedTokenClient, TokioClock>;
 
 /// A poster whose Lightspeed client refreshes OAuth tokens (the harness's own worker uses
 /// the sandbox's personal token).
 fn oauth_poster(
     h: &Harness,
     mode: &OAuthMode,
-) -> SalePoster<SqliteStore, EcwidClient, OAuthLightspeed, SystemClock> {
+) -> SalePoster<SqliteStore, EcwidClient, OAuthLightspeed, TokioClock> {
     let timeout = Duration::from_secs(5);
     let template = lightspeed_url_template(&h.sandbox);
     let lightspeed = AuthenticatedLightspeed::new(
@@ -68,14 +69,14 @@ fn oauth_poster(
                 client_secret: Secret::new(mode.client_secret.clone()),
             }),
         ),
-        SystemClock,
+        TokioClock,
         AuthConfig::default(),
     );
     SalePoster::new(
         h.store.clone(),
         EcwidClient::new(h.sandbox.ecwid_api_url(), timeout).unwrap(),
         lightspeed,
-        SystemClock,
+        TokioClock,
         PosterConfig::default(),
     )
 }

@@ -9,9 +9,9 @@ use els_core::ledger::{OrderState, ReasonCode};
 use els_core::poster::{PostOutcome, PosterConfig, SalePoster};
 use els_core::{
     Connection, ConnectionStore, LedgerStore, OrderKey, OrderMessage, Secret, StateStore,
-    SystemClock,
 };
 use els_ecwid::EcwidClient;
+use els_http::TokioClock;
 use els_lightspeed::LightspeedClient;
 use els_lightspeed::oauth::{LightspeedTokenClient, OAuthCredentials};
 use els_sandbox::{OAuthMode, OrderItemSpec, OrderSpec, Sandbox, SandboxConfig};
@@ -24,7 +24,7 @@ use std::time::Duration;
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 type Authenticated<S> =
-    AuthenticatedLightspeed<LightspeedClient, S, LightspeedTokenClient, SystemClock>;
+    AuthenticatedLightspeed<LightspeedClient, S, LightspeedTokenClient, TokioClock>;
 
 /// A fresh adapter: its own HTTP clients and no shared in-process cache, like one Lambda
 /// instance.
@@ -41,7 +41,7 @@ fn adapter<S: StateStore>(sandbox: &Sandbox, store: S, mode: &OAuthMode) -> Auth
                 client_secret: Secret::new(mode.client_secret.clone()),
             }),
         ),
-        SystemClock,
+        TokioClock,
         AuthConfig {
             poll_interval: Duration::from_millis(20),
             ..AuthConfig::default()
@@ -53,12 +53,12 @@ fn poster<S: StateStore + Clone>(
     sandbox: &Sandbox,
     store: &S,
     mode: &OAuthMode,
-) -> SalePoster<S, EcwidClient, Authenticated<S>, SystemClock> {
+) -> SalePoster<S, EcwidClient, Authenticated<S>, TokioClock> {
     SalePoster::new(
         store.clone(),
         EcwidClient::new(sandbox.ecwid_api_url(), TIMEOUT).unwrap(),
         adapter(sandbox, store.clone(), mode),
-        SystemClock,
+        TokioClock,
         PosterConfig {
             lease: Duration::from_secs(5),
             retry_base: Duration::from_millis(50),

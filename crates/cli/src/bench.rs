@@ -8,8 +8,9 @@ use anyhow::Context;
 use els_core::ingest::{IngestConfig, Ingestor};
 use els_core::ledger::{OrderKey, OrderState};
 use els_core::poster::{PosterConfig, SalePoster};
-use els_core::{LedgerStore, Secret, SystemClock};
+use els_core::{LedgerStore, Secret};
 use els_ecwid::EcwidClient;
+use els_http::TokioClock;
 use els_lightspeed::{LightspeedClient, POSTER_RESERVE, Pacing};
 use els_sandbox::{OrderItemSpec, OrderSpec, ProductSpec, Sandbox, SandboxConfig};
 use els_store_sqlite::SqliteStore;
@@ -84,7 +85,7 @@ impl BenchReport {
 /// Timeout of the benchmarked app's Ecwid and Lightspeed requests.
 const BENCH_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
-type BenchApp = Embedded<SqliteStore, SqliteStore, EcwidClient, LightspeedClient, SystemClock>;
+type BenchApp = Embedded<SqliteStore, SqliteStore, EcwidClient, LightspeedClient, TokioClock>;
 
 /// The embedded app on `store`, wired to `sandbox` with the poster's Lightspeed client
 /// paced by `pacing`, serving webhooks on a free loopback port: the app and the webhook URL.
@@ -99,12 +100,13 @@ async fn serve_bench_app(
             store.clone(),
             store.clone(),
             IngestConfig::new(Secret::new(sandbox.config().webhook_client_secret.clone())),
+            TokioClock,
         ),
         SalePoster::new(
             store.clone(),
             EcwidClient::new(sandbox.ecwid_api_url(), timeout)?,
             LightspeedClient::new(lightspeed_url_template(sandbox), timeout)?.with_pacing(pacing),
-            SystemClock,
+            TokioClock,
             PosterConfig::default(),
         ),
         store.clone(),
@@ -297,7 +299,7 @@ pub async fn run_inventory(dir: &Path, opts: InventoryBenchOptions) -> anyhow::R
         store.clone(),
         EcwidClient::new(sandbox.ecwid_api_url(), timeout)?,
         LightspeedClient::new(lightspeed_url_template(&sandbox), timeout)?,
-        SystemClock,
+        TokioClock,
         MirrorConfig {
             max_run: Duration::from_secs(3600),
             batch_poll_interval: Duration::from_millis(50),

@@ -4,10 +4,11 @@
 use crate::lightspeed_auth::AuthLightspeed;
 use crate::ops;
 use anyhow::{Context, bail};
+use els_core::LedgerStore;
 use els_core::inventory::mirror::{InventoryMirror, RunOutcome};
 use els_core::ledger::{OrderKey, OrderState};
-use els_core::{LedgerStore, SystemClock};
 use els_ecwid::EcwidClient;
+use els_http::TokioClock;
 use els_sandbox::{OrderItemSpec, OrderSpec, Sandbox};
 use els_store_sqlite::SqliteStore;
 use std::time::Duration;
@@ -88,7 +89,7 @@ pub async fn run(
     sandbox: &Sandbox,
     store: &SqliteStore,
     webhook_url: &str,
-    mirror: &InventoryMirror<SqliteStore, EcwidClient, AuthLightspeed<SqliteStore>, SystemClock>,
+    mirror: &InventoryMirror<SqliteStore, EcwidClient, AuthLightspeed<SqliteStore>, TokioClock>,
 ) -> anyhow::Result<()> {
     let store_id = sandbox.config().ecwid_store_id;
     println!("\n== Demo 1: an order paid at checkout ==");

@@ -47,7 +47,7 @@ impl Default for WorkerOptions {
 
 /// The embedded app: the webhook endpoint and the worker, sharing one store and queue.
 pub struct Embedded<S, Q, E, L, C> {
-    ingestor: Ingestor<S, Q>,
+    ingestor: Ingestor<S, Q, C>,
     poster: SalePoster<S, E, L, C>,
     queue: Q,
     /// Rung after a webhook is queued, so the worker starts at once instead of polling.
@@ -64,7 +64,7 @@ where
     C: Clock + 'static,
 {
     pub fn new(
-        ingestor: Ingestor<S, Q>,
+        ingestor: Ingestor<S, Q, C>,
         poster: SalePoster<S, E, L, C>,
         queue: Q,
         options: WorkerOptions,

@@ -7,8 +7,8 @@ use crate::connection::Connection;
 use crate::ecwid::EcwidOrder;
 use crate::error::ApiError;
 use crate::inventory::{
-    BatchRequest, BatchStatus, EcwidCatalogProduct, EcwidProductPage, EcwidTarget, FeedPage,
-    InventoryRecord, StockLevel,
+    BatchStatus, EcwidCatalogProduct, EcwidProductPage, EcwidTarget, FeedPage, InventoryRecord,
+    StockLevel,
 };
 use crate::lightspeed::{
     LsCustomer, LsProduct, LsTax, NewCustomer, PostedSale, SaleDraft, SaleSetup,
@@ -257,7 +257,7 @@ impl EcwidApi for FakeEcwid {
         &self,
         _: &Connection,
         _: &str,
-        _: &[BatchRequest],
+        _: &[(EcwidTarget, StockLevel)],
     ) -> Result<String, ApiError> {
         unreachable!("the unit tests write fewer levels than the batch threshold")
     }

@@ -16,11 +16,12 @@ use crate::ingest::{IngestConfig, IngestOutcome, IngestResponse, Ingestor};
 use crate::ledger::OrderKey;
 use crate::lightspeed::{LsTax, SaleSetup};
 use crate::money::{MappingContext, ledger_lines, map_order_to_sale};
-use crate::ports::{OrderMessage, StateStore, WorkQueue};
+use crate::ports::{Clock, OrderMessage, StateStore, WorkQueue};
 use crate::webhook::{WebhookError, sign, signature_matches, verify_and_parse};
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use std::collections::HashMap;
+use std::future::Future;
 use std::time::Duration;
 
 /// The webhook secret the harnesses sign and verify with (that of Ecwid's signed example).
@@ -161,6 +162,26 @@ pub fn ingest_config() -> IngestConfig {
     IngestConfig::new(Secret::new(WEBHOOK_SECRET))
 }
 
+/// The system time; a wait returns at once (the ingestor never waits).
+#[derive(Debug, Clone, Copy)]
+pub struct HarnessClock;
+
+impl Clock for HarnessClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    fn sleep(&self, _: Duration) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
+}
+
+/// The [`Ingestor`] of [`webhook_ingest`]: `store` holds the connections, the webhook
+/// records and the queue (a SQLite or in-memory store is all three).
+pub fn ingestor<S: StateStore + WorkQueue + Clone>(store: &S) -> Ingestor<S, S, HarnessClock> {
+    Ingestor::new(store.clone(), store.clone(), ingest_config(), HarnessClock)
+}
+
 /// Stores [`connection`] so that paid-order webhooks for [`STORE_ID`] are work.
 pub async fn prepare_store<S: StateStore>(store: &S) {
     if store
@@ -180,8 +201,8 @@ pub async fn prepare_store<S: StateStore>(store: &S) {
 /// [`connection`] (see [`prepare_store`]) and whose queue is `queue`, empty beforehand.
 /// Panics if anything is queued, or answered as queued, for an unauthentic delivery. The
 /// queue is emptied again afterwards. Returns the answer and the messages queued.
-pub async fn webhook_ingest<S: StateStore, Q: WorkQueue>(
-    ingestor: &Ingestor<S, Q>,
+pub async fn webhook_ingest<S: StateStore, Q: WorkQueue, C: Clock>(
+    ingestor: &Ingestor<S, Q, C>,
     queue: &Q,
     data: &[u8],
 ) -> (IngestResponse, Vec<OrderMessage>) {

@@ -27,13 +27,12 @@
 use crate::connection::Secret;
 use crate::ecwid::PAID;
 use crate::ports::{
-    Clock, ConnectionStore, EventDelivery, OrderMessage, SystemClock, WebhookEventRecord,
-    WebhookEventStore, WorkQueue,
+    Clock, ConnectionStore, EventDelivery, OrderMessage, WebhookEventRecord, WebhookEventStore,
+    WorkQueue,
 };
 use crate::webhook::{WebhookError, WebhookEvent, verify_and_parse};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::fmt::Write as _;
 
 /// Ecwid's webhook bodies are small JSON documents; anything larger is refused with 413
 /// before it is parsed.
@@ -210,33 +209,27 @@ pub fn event_fingerprint(event: &WebhookEvent) -> String {
         event.order_id,
         event.new_payment_status,
     ]);
-    let digest = Sha256::digest(canonical.to_string().as_bytes());
-    let mut hex = String::with_capacity(64);
-    for byte in digest {
-        let _ = write!(hex, "{byte:02x}");
-    }
-    hex
+    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
-pub struct Ingestor<S, Q, C = SystemClock> {
+pub struct Ingestor<S, Q, C> {
     store: S,
     queue: Q,
     config: IngestConfig,
     clock: C,
 }
 
-impl<S: ConnectionStore + WebhookEventStore, Q: WorkQueue> Ingestor<S, Q> {
-    pub fn new(store: S, queue: Q, config: IngestConfig) -> Self {
+impl<S: ConnectionStore + WebhookEventStore, Q: WorkQueue, C: Clock> Ingestor<S, Q, C> {
+    /// `clock` dates the webhook records (and so when they expire).
+    pub fn new(store: S, queue: Q, config: IngestConfig, clock: C) -> Self {
         Self {
             store,
             queue,
             config,
-            clock: SystemClock,
+            clock,
         }
     }
-}
 
-impl<S: ConnectionStore + WebhookEventStore, Q: WorkQueue, C: Clock> Ingestor<S, Q, C> {
     /// The same ingestor on another clock (tests).
     pub fn with_clock<C2: Clock>(self, clock: C2) -> Ingestor<S, Q, C2> {
         Ingestor {
@@ -453,6 +446,10 @@ mod tests {
         fn now(&self) -> DateTime<Utc> {
             self.0
         }
+
+        async fn sleep(&self, _: Duration) {
+            unreachable!("ingest never waits")
+        }
     }
 
     /// A store with two connected stores.
@@ -469,8 +466,13 @@ mod tests {
     fn ingestor<'a>(
         store: &MemoryStore,
         queue: &'a FakeQueue,
-    ) -> Ingestor<MemoryStore, &'a FakeQueue> {
-        Ingestor::new(store.clone(), queue, IngestConfig::new(Secret::new(SECRET)))
+    ) -> Ingestor<MemoryStore, &'a FakeQueue, FixedClock> {
+        Ingestor::new(
+            store.clone(),
+            queue,
+            IngestConfig::new(Secret::new(SECRET)),
+            FixedClock(Utc::now()),
+        )
     }
 
     fn body(event_id: &str, store_id: u64, event_type: &str, order: &str, status: &str) -> Vec<u8> {

@@ -54,8 +54,7 @@ pub mod mirror;
 pub mod reconcile;
 
 pub use batch::{
-    BatchRequest, BatchResponse, BatchState, BatchStatus, WriteOutcome, batch_dedup_key,
-    batch_requests, classify_batch_response,
+    BatchResponse, BatchState, BatchStatus, WriteOutcome, batch_dedup_key, classify_batch_response,
 };
 
 use crate::ledger::LedgerLine;
@@ -86,14 +85,6 @@ impl StockLevel {
             return Some(StockLevel::Unlimited);
         }
         quantity.map(|q| StockLevel::Quantity(q.max(0) as u64))
-    }
-
-    /// The body of `PUT /products/{id}` (or of a combination) that sets this level.
-    pub fn request_body(&self) -> serde_json::Value {
-        match self {
-            StockLevel::Quantity(q) => serde_json::json!({"quantity": q, "unlimited": false}),
-            StockLevel::Unlimited => serde_json::json!({"unlimited": true}),
-        }
     }
 }
 
@@ -126,14 +117,6 @@ impl EcwidTarget {
         Self {
             product_id,
             combination_id: Some(combination_id),
-        }
-    }
-
-    /// The API path below the store: `/products/{id}` or `/products/{id}/combinations/{cid}`.
-    pub fn path(&self) -> String {
-        match self.combination_id {
-            None => format!("/products/{}", self.product_id),
-            Some(cid) => format!("/products/{}/combinations/{cid}", self.product_id),
         }
     }
 }
@@ -679,15 +662,7 @@ mod tests {
     }
 
     #[test]
-    fn stock_bodies_set_quantity_or_unlimited() {
-        assert_eq!(
-            StockLevel::Quantity(4).request_body(),
-            serde_json::json!({"quantity": 4, "unlimited": false})
-        );
-        assert_eq!(
-            StockLevel::Unlimited.request_body(),
-            serde_json::json!({"unlimited": true})
-        );
+    fn ecwid_levels_read_as_quantity_or_unlimited() {
         assert_eq!(
             StockLevel::from_ecwid(false, Some(-2)),
             Some(StockLevel::Quantity(0))
@@ -870,17 +845,24 @@ mod tests {
 
     #[test]
     fn batch_keys_are_stable_per_content_and_context() {
-        let reqs = batch_requests(&[
+        let writes = [
             (EcwidTarget::product(1), StockLevel::Quantity(3)),
             (EcwidTarget::combination(2, 5), StockLevel::Unlimited),
-        ]);
-        assert_eq!(reqs[1].path, "/products/2/combinations/5");
-        assert_eq!(reqs[1].body, serde_json::json!({"unlimited": true}));
-        let k = batch_dedup_key(1, "inv:0:10", &reqs);
+        ];
+        let k = batch_dedup_key(1, "inv:0:10", &writes);
         assert_eq!(k.len(), 36);
-        assert_eq!(k, batch_dedup_key(1, "inv:0:10", &reqs));
-        assert_ne!(k, batch_dedup_key(1, "inv:10:20", &reqs));
-        assert_ne!(k, batch_dedup_key(2, "inv:0:10", &reqs));
+        let groups: Vec<usize> = k.split('-').map(str::len).collect();
+        assert_eq!(groups, [8, 4, 4, 4, 12], "{k}");
+        assert!(k.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit()), "{k}");
+        assert_eq!(k, batch_dedup_key(1, "inv:0:10", &writes));
+        assert_ne!(k, batch_dedup_key(1, "inv:10:20", &writes));
+        assert_ne!(k, batch_dedup_key(2, "inv:0:10", &writes));
+        assert_ne!(k, batch_dedup_key(1, "inv:0:10", &writes[..1]));
+        let other = [
+            (EcwidTarget::product(1), StockLevel::Quantity(4)),
+            writes[1],
+        ];
+        assert_ne!(k, batch_dedup_key(1, "inv:0:10", &other));
     }
 
     #[test]

@@ -41,5 +41,5 @@ pub use error::{ApiError, QueueError, StoreError};
 pub use ledger::{LedgerEntry, OrderKey, OrderState, ReasonCode};
 pub use ports::{
     Clock, ConnectionStore, Delivery, EcwidApi, InventoryStateStore, LedgerStore, LightspeedApi,
-    LinkStore, OrderMessage, StateStore, SystemClock, WebhookEventStore, WorkQueue,
+    LinkStore, OrderMessage, StateStore, WebhookEventStore, WorkQueue,
 };

@@ -9,9 +9,9 @@ use crate::customers::CustomerLink;
 use crate::ecwid::EcwidOrder;
 use crate::error::{ApiError, QueueError, StoreError};
 use crate::inventory::{
-    BatchRequest, BatchStatus, CatalogLink, CatalogLinkUpdate, EcwidCatalogProduct,
-    EcwidProductPage, EcwidTarget, FeedPage, InventoryCursor, InventoryRecord, PendingWebSale,
-    PushedStock, StockLevel,
+    BatchStatus, CatalogLink, CatalogLinkUpdate, EcwidCatalogProduct, EcwidProductPage,
+    EcwidTarget, FeedPage, InventoryCursor, InventoryRecord, PendingWebSale, PushedStock,
+    StockLevel,
 };
 use crate::ledger::{LedgerEntry, OrderKey, OrderState};
 use crate::lightspeed::{LsCustomer, LsProduct, NewCustomer, PostedSale, SaleDraft, SaleSetup};
@@ -19,9 +19,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 /// A cached SKU link between the two catalogs (P1).
@@ -370,13 +367,15 @@ pub trait EcwidApi: Send + Sync {
         target: &EcwidTarget,
         level: StockLevel,
     ) -> impl Future<Output = Result<(), ApiError>> + Send;
-    /// `POST /batch?stopOnFirstFailure=false&deduplicationKey=...` with up to 500
-    /// sub-requests; returns the ticket. A repeated key returns the first batch's ticket.
+    /// `POST /batch?stopOnFirstFailure=false&deduplicationKey=...` with one sub-request per
+    /// write (up to 500), each as [`EcwidApi::set_stock`] would send it, the sub-request of
+    /// `writes[i]` with id `i`; returns the ticket. A repeated key returns the first batch's
+    /// ticket.
     fn submit_batch(
         &self,
         connection: &Connection,
         deduplication_key: &str,
-        requests: &[BatchRequest],
+        writes: &[(EcwidTarget, StockLevel)],
     ) -> impl Future<Output = Result<String, ApiError>> + Send;
     /// `GET /batch?ticket=...`.
     fn batch_status(
@@ -459,94 +458,14 @@ pub trait LightspeedApi: Send + Sync {
     ) -> impl Future<Output = Result<Vec<InventoryRecord>, ApiError>> + Send;
 }
 
-/// Time, as a port so tests can move it.
+/// Time, as a port so tests can move it. The adapters' clock is `els_http::TokioClock`
+/// (system time, tokio's timer); the services' tests use a clock that moves only when told.
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
 
-    /// Waits `duration` (a rate-limit pause, batch polling). The default works on any async
-    /// runtime: a helper thread wakes the task. A test clock may override it to move time.
-    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send {
-        ThreadSleep::new(duration)
-    }
-}
-
-/// A runtime-agnostic sleep: a helper thread wakes the task after the duration. Sleeps are
-/// rare (a 429, batch polling), so a thread each is cheap enough, and the pure core needs
-/// no timer of an async runtime.
-#[derive(Debug)]
-pub struct ThreadSleep {
-    duration: Duration,
-    shared: Option<Arc<Mutex<SleepState>>>,
-}
-
-#[derive(Debug, Default)]
-struct SleepState {
-    done: bool,
-    waker: Option<Waker>,
-}
-
-impl ThreadSleep {
-    pub fn new(duration: Duration) -> Self {
-        Self {
-            duration,
-            shared: None,
-        }
-    }
-}
-
-impl Future for ThreadSleep {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.duration.is_zero() {
-            return Poll::Ready(());
-        }
-        match &self.shared {
-            Some(shared) => {
-                let mut st = shared.lock().unwrap_or_else(|p| p.into_inner());
-                if st.done {
-                    Poll::Ready(())
-                } else {
-                    st.waker = Some(cx.waker().clone());
-                    Poll::Pending
-                }
-            }
-            None => {
-                let shared = Arc::new(Mutex::new(SleepState {
-                    done: false,
-                    waker: Some(cx.waker().clone()),
-                }));
-                let theirs = Arc::clone(&shared);
-                let duration = self.duration;
-                let spawned =
-                    std::thread::Builder::new()
-                        .name("els-sleep".into())
-                        .spawn(move || {
-                            std::thread::sleep(duration);
-                            let mut st = theirs.lock().unwrap_or_else(|p| p.into_inner());
-                            st.done = true;
-                            if let Some(w) = st.waker.take() {
-                                w.wake();
-                            }
-                        });
-                if spawned.is_err() {
-                    // No thread to wait with: do not wait rather than hang.
-                    return Poll::Ready(());
-                }
-                self.shared = Some(shared);
-                Poll::Pending
-            }
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
+    /// Waits `duration` (a rate-limit pause, a retry's backoff, batch polling, a token
+    /// refresh waiter). Dropping the future cancels the wait.
+    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send;
 }
 
 #[cfg(test)]

@@ -5,10 +5,10 @@
 
 use els_core::ecwid::EcwidOrder;
 use els_core::inventory::{
-    BatchRequest, BatchStatus, EcwidCatalogProduct, EcwidProductPage, EcwidTarget, StockLevel,
+    BatchStatus, EcwidCatalogProduct, EcwidProductPage, EcwidTarget, StockLevel,
 };
 use els_core::{ApiError, Connection, EcwidApi};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Ecwid's production API root; the store id and path are appended.
@@ -112,17 +112,46 @@ impl EcwidClient {
     }
 }
 
-/// Percent-encodes one path segment (order ids may carry a prefix or suffix).
-fn path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
+/// The path below the store of where a level goes: `/products/{id}` or
+/// `/products/{id}/combinations/{cid}` (Ecwid REST v3, "Update product" and "Update product
+/// variation").
+fn target_path(target: &EcwidTarget) -> String {
+    match target.combination_id {
+        None => format!("/products/{}", target.product_id),
+        Some(cid) => format!("/products/{}/combinations/{cid}", target.product_id),
     }
-    out
+}
+
+/// The body of the `PUT` that sets a level: a quantity (stock tracked) or unlimited.
+fn stock_body(level: StockLevel) -> serde_json::Value {
+    match level {
+        StockLevel::Quantity(q) => serde_json::json!({"quantity": q, "unlimited": false}),
+        StockLevel::Unlimited => serde_json::json!({"unlimited": true}),
+    }
+}
+
+/// One sub-request of Ecwid's batch API ("Batch requests": `id`, `method`, `path` below the
+/// store, `body`).
+#[derive(Debug, Serialize)]
+struct BatchRequest {
+    id: String,
+    method: &'static str,
+    path: String,
+    body: serde_json::Value,
+}
+
+/// The sub-requests that set `writes`: the one of `writes[i]` has id `i`.
+fn batch_requests(writes: &[(EcwidTarget, StockLevel)]) -> Vec<BatchRequest> {
+    writes
+        .iter()
+        .enumerate()
+        .map(|(i, (target, level))| BatchRequest {
+            id: i.to_string(),
+            method: "PUT",
+            path: target_path(target),
+            body: stock_body(*level),
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -135,7 +164,7 @@ impl EcwidApi for EcwidClient {
         let url = format!(
             "{}/orders/{}",
             self.store_url(conn.store_id),
-            path_segment(order_id)
+            els_http::path_segment(order_id)?
         );
         self.get_json(conn, &url).await
     }
@@ -174,9 +203,9 @@ impl EcwidApi for EcwidClient {
         target: &EcwidTarget,
         level: StockLevel,
     ) -> Result<(), ApiError> {
-        let url = format!("{}{}", self.store_url(conn.store_id), target.path());
+        let url = format!("{}{}", self.store_url(conn.store_id), target_path(target));
         let _: serde_json::Value = self
-            .send_json(conn, self.http.put(url).json(&level.request_body()))
+            .send_json(conn, self.http.put(url).json(&stock_body(level)))
             .await?;
         Ok(())
     }
@@ -185,7 +214,7 @@ impl EcwidApi for EcwidClient {
         &self,
         conn: &Connection,
         deduplication_key: &str,
-        requests: &[BatchRequest],
+        writes: &[(EcwidTarget, StockLevel)],
     ) -> Result<String, ApiError> {
         let url = format!("{}/batch", self.store_url(conn.store_id));
         let t: Ticket = self
@@ -197,7 +226,7 @@ impl EcwidApi for EcwidClient {
                         ("stopOnFirstFailure", "false"),
                         ("deduplicationKey", deduplication_key),
                     ])
-                    .json(requests),
+                    .json(&batch_requests(writes)),
             )
             .await?;
         Ok(t.ticket)
@@ -244,6 +273,31 @@ mod tests {
     }
 
     #[test]
+    fn levels_are_written_as_ecwid_documents_them() {
+        assert_eq!(
+            stock_body(StockLevel::Quantity(4)),
+            serde_json::json!({"quantity": 4, "unlimited": false})
+        );
+        assert_eq!(
+            stock_body(StockLevel::Unlimited),
+            serde_json::json!({"unlimited": true})
+        );
+        let writes = [
+            (EcwidTarget::product(1), StockLevel::Quantity(3)),
+            (EcwidTarget::combination(2, 5), StockLevel::Unlimited),
+        ];
+        assert_eq!(
+            serde_json::to_value(batch_requests(&writes)).unwrap(),
+            serde_json::json!([
+                {"id": "0", "method": "PUT", "path": "/products/1",
+                 "body": {"quantity": 3, "unlimited": false}},
+                {"id": "1", "method": "PUT", "path": "/products/2/combinations/5",
+                 "body": {"unlimited": true}},
+            ])
+        );
+    }
+
+    #[test]
     fn batch_statuses_parse_while_queued_and_when_completed() {
         use els_core::inventory::BatchState;
         for body in [
@@ -263,11 +317,5 @@ mod tests {
         .unwrap();
         assert_eq!(s.state(), BatchState::Completed);
         assert_eq!(s.responses[0].http_status_code, Some(503));
-    }
-
-    #[test]
-    fn order_ids_are_path_encoded() {
-        assert_eq!(path_segment("K8XTQ"), "K8XTQ");
-        assert_eq!(path_segment("AB/12 x"), "AB%2F12%20x");
     }
 }

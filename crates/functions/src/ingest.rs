@@ -10,7 +10,8 @@ use crate::secrets::load_client_secret;
 use crate::wiring::{InitError, configuration, log_failure};
 use els_core::ingest::{IngestResponse, Ingestor, RESPONSE_CONTENT_TYPE};
 use els_core::webhook::SIGNATURE_HEADER;
-use els_core::{StateStore, WorkQueue};
+use els_core::{Clock, StateStore, WorkQueue};
+use els_http::TokioClock;
 use els_store_aws::{DynamoStore, SqsQueue};
 use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
@@ -18,7 +19,7 @@ use std::convert::Infallible;
 
 /// `webhook-ingest` as its `main` runs it: configured and built once, at init.
 pub struct WebhookIngestFunction {
-    ingestor: Ingestor<DynamoStore, SqsQueue>,
+    ingestor: Ingestor<DynamoStore, SqsQueue, TokioClock>,
 }
 
 impl WebhookIngestFunction {
@@ -40,7 +41,12 @@ impl WebhookIngestFunction {
             config.table_name.clone(),
         );
         let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&aws), config.queue_url.clone());
-        let ingestor = Ingestor::new(store, queue, config.ingest_config(client_secret));
+        let ingestor = Ingestor::new(
+            store,
+            queue,
+            config.ingest_config(client_secret),
+            TokioClock,
+        );
         Ok(Self { ingestor })
     }
 
@@ -52,13 +58,14 @@ impl WebhookIngestFunction {
 
 /// Answers one webhook delivery. Never fails: every outcome, including a store or queue
 /// outage (503, so Ecwid retries), is an HTTP answer.
-pub async fn handle_webhook_request<S, Q>(
-    ingestor: &Ingestor<S, Q>,
+pub async fn handle_webhook_request<S, Q, C>(
+    ingestor: &Ingestor<S, Q, C>,
     request: Request,
 ) -> Response<Body>
 where
     S: StateStore,
     Q: WorkQueue,
+    C: Clock,
 {
     // A Function URL accepts every method; Ecwid only ever POSTs.
     if request.method() != Method::POST {
@@ -166,9 +173,17 @@ mod tests {
         lambda_http::request::from_str(&event).expect("HTTP API v2 event parses")
     }
 
-    fn ingestor(sb: &Sandbox, store: &SqliteStore) -> Ingestor<SqliteStore, SqliteStore> {
+    fn ingestor(
+        sb: &Sandbox,
+        store: &SqliteStore,
+    ) -> Ingestor<SqliteStore, SqliteStore, TokioClock> {
         let secret = Secret::new(sb.config().webhook_client_secret.clone());
-        Ingestor::new(store.clone(), store.clone(), IngestConfig::new(secret))
+        Ingestor::new(
+            store.clone(),
+            store.clone(),
+            IngestConfig::new(secret),
+            TokioClock,
+        )
     }
 
     fn paid_order_webhook(sb: &Sandbox) -> (String, SignedWebhook) {
@@ -364,6 +379,7 @@ mod tests {
             store.clone(),
             store.clone(),
             IngestConfig::new(Secret::new("test-client-secret-3f9a")),
+            TokioClock,
         );
         let event = include_str!("../../../infra/events/webhook-ingest.http-api.json");
         let request = lambda_http::request::from_str(event).expect("sample event parses");

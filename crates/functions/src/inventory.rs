@@ -15,8 +15,9 @@ use crate::config::InventorySyncConfig;
 use crate::wiring::{ApiClients, InitError, configuration, log_failure};
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use els_core::inventory::mirror::{InventoryMirror, MirrorError, MirrorReport, RunOutcome};
-use els_core::{Clock, EcwidApi, LightspeedApi, StateStore, StoreError, SystemClock};
+use els_core::{Clock, EcwidApi, LightspeedApi, StateStore, StoreError};
 use els_ecwid::EcwidClient;
+use els_http::TokioClock;
 use els_lightspeed::{AuthLightspeed, Pacing};
 use els_store_aws::DynamoStore;
 use lambda_runtime::LambdaEvent;
@@ -65,7 +66,7 @@ impl From<InventorySyncError> for lambda_runtime::Diagnostic {
 
 /// `inventory-sync` as its `main` runs it: configured and built once, at init.
 pub struct InventorySyncFunction {
-    mirror: InventoryMirror<DynamoStore, EcwidClient, AuthLightspeed<DynamoStore>, SystemClock>,
+    mirror: InventoryMirror<DynamoStore, EcwidClient, AuthLightspeed<DynamoStore>, TokioClock>,
 }
 
 impl InventorySyncFunction {
@@ -82,7 +83,7 @@ impl InventorySyncFunction {
             clients.store,
             clients.ecwid,
             clients.lightspeed,
-            SystemClock,
+            TokioClock,
             config.mirror_config(),
         );
         Ok(Self { mirror })

@@ -30,8 +30,9 @@ use crate::wiring::{ApiClients, InitError, configuration, log_failure};
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use els_core::poster::SalePoster;
 use els_core::settle::post_delivered;
-use els_core::{Clock, EcwidApi, LightspeedApi, OrderMessage, StateStore, SystemClock, WorkQueue};
+use els_core::{Clock, EcwidApi, LightspeedApi, OrderMessage, StateStore, WorkQueue};
 use els_ecwid::EcwidClient;
+use els_http::TokioClock;
 use els_lightspeed::AuthLightspeed;
 use els_store_aws::{DynamoStore, SqsQueue};
 use lambda_runtime::LambdaEvent;
@@ -61,7 +62,7 @@ impl From<BatchError> for lambda_runtime::Diagnostic {
 
 /// `sale-poster` as its `main` runs it: configured and built once, at init.
 pub struct SalePosterFunction {
-    poster: SalePoster<DynamoStore, EcwidClient, AuthLightspeed<DynamoStore>, SystemClock>,
+    poster: SalePoster<DynamoStore, EcwidClient, AuthLightspeed<DynamoStore>, TokioClock>,
     queue: SqsQueue,
     max_receive_count: u32,
 }
@@ -84,7 +85,7 @@ impl SalePosterFunction {
             clients.store,
             clients.ecwid,
             clients.lightspeed,
-            SystemClock,
+            TokioClock,
             config.poster_config(),
         );
         Ok(Self {

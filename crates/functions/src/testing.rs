@@ -4,15 +4,16 @@
 use els_cli::sandbox_setup::lightspeed_url_template;
 use els_core::inventory::mirror::{InventoryMirror, MirrorConfig};
 use els_core::poster::{PosterConfig, SalePoster};
-use els_core::{Connection, ConnectionStore, LightspeedAccount, Secret, Settings, SystemClock};
+use els_core::{Connection, ConnectionStore, LightspeedAccount, Secret, Settings};
 use els_ecwid::EcwidClient;
+use els_http::TokioClock;
 use els_lightspeed::LightspeedClient;
 use els_sandbox::{Sandbox, SandboxConfig};
 use els_store_sqlite::SqliteStore;
 use std::time::Duration;
 
-pub type TestPoster = SalePoster<SqliteStore, EcwidClient, LightspeedClient, SystemClock>;
-pub type TestMirror = InventoryMirror<SqliteStore, EcwidClient, LightspeedClient, SystemClock>;
+pub type TestPoster = SalePoster<SqliteStore, EcwidClient, LightspeedClient, TokioClock>;
+pub type TestMirror = InventoryMirror<SqliteStore, EcwidClient, LightspeedClient, TokioClock>;
 
 /// The sandbox's connection (the one builder, shared with `els serve`) as
 /// [`sandbox_and_store`] stores it: version 1.
@@ -78,7 +79,7 @@ pub fn sandbox_poster(sb: &Sandbox, store: &SqliteStore) -> TestPoster {
         store.clone(),
         ecwid,
         lightspeed,
-        SystemClock,
+        TokioClock,
         PosterConfig::default(),
     )
 }
@@ -90,7 +91,7 @@ pub fn sandbox_mirror(sb: &Sandbox, store: &SqliteStore) -> TestMirror {
         store.clone(),
         ecwid,
         lightspeed,
-        SystemClock,
+        TokioClock,
         MirrorConfig::default(),
     )
 }

@@ -4,8 +4,7 @@
 //! ingestor remembers event ids).
 #![no_main]
 
-use els_core::fuzz::{ingest_config, prepare_store, webhook_ingest};
-use els_core::ingest::Ingestor;
+use els_core::fuzz::{ingestor, prepare_store, webhook_ingest};
 use els_store_sqlite::SqliteStore;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
@@ -23,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     runtime().block_on(async {
         let store = SqliteStore::open_in_memory().expect("an in-memory store");
         prepare_store(&store).await;
-        let ingestor = Ingestor::new(store.clone(), store.clone(), ingest_config());
+        let ingestor = ingestor(&store);
         webhook_ingest(&ingestor, &store, data).await;
     });
 });

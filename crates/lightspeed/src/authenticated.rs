@@ -5,12 +5,13 @@
 
 use crate::LightspeedClient;
 use crate::oauth::{LightspeedTokenClient, OAuthCredentials};
+use els_core::ConnectionStore;
 use els_core::auth::{AuthConfig, AuthenticatedLightspeed};
-use els_core::{ConnectionStore, SystemClock};
+use els_http::TokioClock;
 
 /// The Lightspeed client with token refresh, on connection store `S`.
 pub type AuthLightspeed<S> =
-    AuthenticatedLightspeed<LightspeedClient, S, LightspeedTokenClient, SystemClock>;
+    AuthenticatedLightspeed<LightspeedClient, S, LightspeedTokenClient, TokioClock>;
 
 impl LightspeedClient {
     /// This client behind token refresh: the tokens of the connections in `store` are kept
@@ -22,6 +23,6 @@ impl LightspeedClient {
         credentials: Option<OAuthCredentials>,
     ) -> AuthLightspeed<S> {
         let tokens = LightspeedTokenClient::new(self.http.clone(), &self.url_template, credentials);
-        AuthenticatedLightspeed::new(self, store, tokens, SystemClock, AuthConfig::default())
+        AuthenticatedLightspeed::new(self, store, tokens, TokioClock, AuthConfig::default())
     }
 }

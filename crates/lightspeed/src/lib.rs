@@ -142,6 +142,7 @@ impl Drop for Admission {
 }
 
 use els_http::header_delay as parse_delay;
+use els_http::path_segment;
 pub use els_http::{MAX_HEADER_DELAY, parse_retry_after};
 
 /// Parses `X-RateLimit-Reset`: an HTTP date (as the sandbox sends it), seconds from now, or
@@ -695,7 +696,10 @@ impl LightspeedApi for LightspeedClient {
         conn: &Connection,
         product_id: &str,
     ) -> Result<Option<LsProduct>, ApiError> {
-        let path = format!("/api/2.0/products/{}", path_segment(product_id));
+        let Ok(segment) = path_segment(product_id) else {
+            return Ok(None);
+        };
+        let path = format!("/api/2.0/products/{segment}");
         match self.get::<DataOne<LsProduct>>(conn, &path, &[]).await {
             Ok(one) => Ok(Some(one.data)),
             Err(ApiError::NotFound { .. }) => Ok(None),
@@ -708,7 +712,7 @@ impl LightspeedApi for LightspeedClient {
         conn: &Connection,
         product_id: &str,
     ) -> Result<Vec<InventoryRecord>, ApiError> {
-        let path = format!("/api/2.0/products/{}/inventory", path_segment(product_id));
+        let path = format!("/api/2.0/products/{}/inventory", path_segment(product_id)?);
         self.list_all(conn, &path).await
     }
 
@@ -717,19 +721,6 @@ impl LightspeedApi for LightspeedClient {
         let raw: Vec<RawTax> = self.list_all(conn, "/api/2.0/taxes").await?;
         parse::sale_setup(retailer.data, raw)
     }
-}
-
-/// Percent-encodes one path segment (ids are UUIDs, but never trust that).
-fn path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -41,18 +41,18 @@ use aws_sdk_dynamodb::types::{
     KeyType, KeysAndAttributes, Put, PutRequest, ReturnValuesOnConditionCheckFailure,
     ScalarAttributeType, TableStatus, TransactWriteItem, WriteRequest,
 };
-use chrono::{DateTime, Utc};
 use els_core::customers::CustomerLink;
 use els_core::inventory::{
     CatalogLink, CatalogLinkUpdate, InventoryCursor, PendingWebSale, PushedStock,
 };
 use els_core::ledger::{LedgerEntry, OrderKey, OrderState};
 use els_core::ports::{
-    Clock, ConnectionStore, EventRecordOutcome, InventoryStateStore, LedgerStore, LinkStore,
-    ProductLink, WebhookEventRecord, WebhookEventStore,
+    ConnectionStore, EventRecordOutcome, InventoryStateStore, LedgerStore, LinkStore, ProductLink,
+    WebhookEventRecord, WebhookEventStore,
 };
 use els_core::retry::Backoff;
 use els_core::{Connection, StoreError};
+use els_http::TokioClock;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -83,19 +83,6 @@ const BATCH_WRITE: usize = 25;
 const UNPROCESSED: Backoff =
     Backoff::exponential(10, Duration::from_millis(50), Duration::from_millis(500))
         .with_jitter(0.5);
-
-/// The backoff's sleeps, on tokio's timer (the SDK runs on tokio anyway).
-struct TokioTimer;
-
-impl Clock for TokioTimer {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-
-    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send {
-        tokio::time::sleep(duration)
-    }
-}
 
 /// A number in `[0, 1)` for jitter, from the standard library's randomly keyed hasher.
 fn random_unit() -> f64 {
@@ -332,7 +319,7 @@ impl DynamoStore {
                 {
                     pending = left.keys;
                 }
-                if !pending.is_empty() && !tries.pause(&TokioTimer).await {
+                if !pending.is_empty() && !tries.pause(&TokioClock).await {
                     return Err(StoreError::Unavailable(
                         "DynamoDB BatchGetItem: keys left unprocessed".into(),
                     ));
@@ -360,7 +347,7 @@ impl DynamoStore {
                 {
                     pending = left;
                 }
-                if !pending.is_empty() && !tries.pause(&TokioTimer).await {
+                if !pending.is_empty() && !tries.pause(&TokioClock).await {
                     return Err(StoreError::Unavailable(
                         "DynamoDB BatchWriteItem: items left unprocessed".into(),
                     ));

@@ -12,7 +12,6 @@ use els_core::QueueError;
 use els_core::ports::{Delivery, OrderMessage, WorkQueue};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
-use std::fmt::Write as _;
 use std::time::Duration;
 
 /// SQS's largest visibility timeout: 12 hours.
@@ -58,12 +57,7 @@ fn sqs_dedup_id(id: &str) -> String {
     if !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()) {
         return id.to_owned();
     }
-    let digest = Sha256::digest(id.as_bytes());
-    let mut out = String::from("sha256:");
-    for byte in digest {
-        let _ = write!(out, "{byte:02x}");
-    }
-    out
+    format!("sha256:{}", hex::encode(Sha256::digest(id.as_bytes())))
 }
 
 /// `(account, queue name)` of `arn:aws:sqs:{region}:{account}:{name}`.

@@ -6,8 +6,9 @@ use super::backend::{BackendArgs, open_state, with_state};
 use anyhow::{Context, bail};
 use clap::Args;
 use els_cli::ops;
+use els_core::ConnectionStore;
 use els_core::inventory::mirror::{InventoryMirror, MirrorConfig};
-use els_core::{ConnectionStore, SystemClock};
+use els_http::TokioClock;
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -48,7 +49,7 @@ pub async fn sync_inventory(args: SyncInventoryArgs) -> anyhow::Result<()> {
     let mut failed = 0;
     with_state!(backend, |store| {
         let lightspeed = args.api.lightspeed_client(store.clone())?;
-        let mirror = InventoryMirror::new(store, ecwid, lightspeed, SystemClock, config);
+        let mirror = InventoryMirror::new(store, ecwid, lightspeed, TokioClock, config);
         let results = match args.store {
             Some(id) => match mirror.mirror_store(id).await {
                 Ok(Some(r)) => vec![Ok(r)],
@@ -91,7 +92,7 @@ pub async fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
             store,
             ecwid,
             lightspeed,
-            SystemClock,
+            TokioClock,
             MirrorConfig::default(),
         );
         let report = ops::reconcile_with_progress(&mirror, &conn, args.fix, show_progress).await?;

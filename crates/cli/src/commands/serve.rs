@@ -9,11 +9,12 @@ use els_cli::embedded::{Embedded, WEBHOOK_PATH, WorkerOptions, run_inventory_tim
 use els_cli::lightspeed_auth::serve_lightspeed;
 use els_cli::sandbox_setup::{lightspeed_url_template, sandbox_connection};
 use els_cli::{demo, ops};
+use els_core::Secret;
 use els_core::ingest::{IngestConfig, Ingestor};
 use els_core::inventory::mirror::{InventoryMirror, MirrorConfig};
 use els_core::poster::{PosterConfig, SalePoster};
-use els_core::{Secret, SystemClock};
 use els_ecwid::EcwidClient;
+use els_http::TokioClock;
 use els_lightspeed::LightspeedClient;
 use els_sandbox::{Sandbox, SandboxConfig};
 use std::net::SocketAddr;
@@ -94,6 +95,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         store.clone(),
         store.clone(),
         IngestConfig::new(Secret::new(client_secret)),
+        TokioClock,
     );
     // One client per API for the process: the poster and the mirror share Ecwid's pool and
     // Lightspeed's rate gate.
@@ -108,7 +110,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         store.clone(),
         ecwid.clone(),
         lightspeed.poster,
-        SystemClock,
+        TokioClock,
         PosterConfig {
             lease: Duration::from_secs(args.lease_seconds),
             search_delay: Duration::from_secs(args.search_delay_seconds),
@@ -124,7 +126,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         store.clone(),
         ecwid,
         lightspeed.mirror,
-        SystemClock,
+        TokioClock,
         MirrorConfig::default(),
     ));
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -1,17 +1,9 @@
-//! Ecwid's batch API as the mirror uses it: the sub-requests that set levels, the key that
-//! makes a re-sent batch find the first one, and what became of each sub-request.
+//! Ecwid's batch API as the mirror uses it: the key that makes a re-sent batch find the
+//! first one, and what became of each sub-request. The sub-requests themselves (paths and
+//! bodies) are the Ecwid client's (`els_ecwid`): the mirror hands it the writes.
 
 use super::{EcwidTarget, StockLevel};
 use serde::{Deserialize, Deserializer, Serialize};
-
-/// One sub-request of Ecwid's batch API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BatchRequest {
-    pub id: String,
-    pub method: String,
-    pub path: String,
-    pub body: serde_json::Value,
-}
 
 /// The state of a batch (`GET /batch?ticket=`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -70,20 +62,6 @@ pub struct BatchResponse {
     pub http_body: Option<serde_json::Value>,
 }
 
-/// The sub-requests that set `writes` (ids are the positions).
-pub fn batch_requests(writes: &[(EcwidTarget, StockLevel)]) -> Vec<BatchRequest> {
-    writes
-        .iter()
-        .enumerate()
-        .map(|(i, (target, level))| BatchRequest {
-            id: i.to_string(),
-            method: "PUT".into(),
-            path: target.path(),
-            body: level.request_body(),
-        })
-        .collect()
-}
-
 /// A deterministic `deduplicationKey` (UUID-shaped) for a batch: the same sub-requests for
 /// the same page of the same store give the same key; any other batch gets another key.
 ///
@@ -105,16 +83,19 @@ pub fn batch_requests(writes: &[(EcwidTarget, StockLevel)]) -> Vec<BatchRequest>
 /// Nothing is stored between runs about spent keys: the next run sends a page's batch under
 /// its first key again and Ecwid's answer tells which case it is (a known failure costs one
 /// POST and one poll that apply nothing, then the fresh re-send).
-pub fn batch_dedup_key(store_id: u64, context: &str, requests: &[BatchRequest]) -> String {
+pub fn batch_dedup_key(
+    store_id: u64,
+    context: &str,
+    writes: &[(EcwidTarget, StockLevel)],
+) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(store_id.to_string().as_bytes());
     h.update([0]);
     h.update(context.as_bytes());
     h.update([0]);
-    h.update(serde_json::to_vec(requests).unwrap_or_default());
-    let d = h.finalize();
-    let hex: String = d.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    h.update(serde_json::to_vec(writes).unwrap_or_default());
+    let hex = hex::encode(&h.finalize()[..16]);
     format!(
         "{}-{}-{}-{}-{}",
         &hex[0..8],

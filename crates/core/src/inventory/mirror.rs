@@ -4,7 +4,7 @@
 //! all run the same code.
 //!
 //! ```ignore
-//! let mirror = InventoryMirror::new(store, ecwid, lightspeed, SystemClock, MirrorConfig::default());
+//! let mirror = InventoryMirror::new(store, ecwid, lightspeed, TokioClock, MirrorConfig::default());
 //! // The scheduled function: every connection with sync_inventory on, one after another.
 //! for result in mirror.mirror_all().await? {
 //!     match result {

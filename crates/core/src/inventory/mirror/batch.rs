@@ -5,8 +5,8 @@ use super::{Fail, InventoryMirror, Run, System, chrono_duration};
 use crate::connection::Connection;
 use crate::error::ApiError;
 use crate::inventory::{
-    BatchRequest, BatchResponse, BatchState, BatchStatus, EcwidTarget, StockLevel, WriteOutcome,
-    batch_dedup_key, batch_requests, classify_batch_response,
+    BatchResponse, BatchState, BatchStatus, EcwidTarget, StockLevel, WriteOutcome, batch_dedup_key,
+    classify_batch_response,
 };
 use crate::ports::{
     Clock, ConnectionStore, EcwidApi, InventoryStateStore, LedgerStore, LightspeedApi,
@@ -43,9 +43,8 @@ where
         pairs: &[(EcwidTarget, StockLevel)],
         context: &str,
     ) -> Result<Vec<WriteOutcome>, Fail> {
-        let requests = batch_requests(pairs);
-        let key = batch_dedup_key(run.store_id, context, &requests);
-        let mut outcomes = match self.run_batch(conn, run, &key, &requests).await? {
+        let key = batch_dedup_key(run.store_id, context, pairs);
+        let mut outcomes = match self.run_batch(conn, run, &key, pairs).await? {
             BatchRun::Final(outcomes) => outcomes,
             BatchRun::Unknown(outcomes) => return Ok(outcomes),
         };
@@ -71,11 +70,10 @@ where
         self.clock.sleep(wait).await;
         let retry_pairs: Vec<(EcwidTarget, StockLevel)> =
             failed.iter().map(|&j| pairs[j]).collect();
-        let retry_requests = batch_requests(&retry_pairs);
         let retry_key = batch_dedup_key(
             run.store_id,
             &format!("{context}:resend:{}", run.batch_salt),
-            &retry_requests,
+            &retry_pairs,
         );
         tracing::info!(
             store_id = run.store_id,
@@ -84,10 +82,7 @@ where
             %retry_key,
             "Ecwid batch had failed sub-requests; re-sending them under a fresh key"
         );
-        let retried = match self
-            .run_batch(conn, run, &retry_key, &retry_requests)
-            .await?
-        {
+        let retried = match self.run_batch(conn, run, &retry_key, &retry_pairs).await? {
             BatchRun::Final(o) | BatchRun::Unknown(o) => o,
         };
         for (j, outcome) in failed.into_iter().zip(retried) {
@@ -96,19 +91,20 @@ where
         Ok(outcomes)
     }
 
-    /// Sends one batch under `key` and waits for its result: one outcome per request.
+    /// Sends one batch under `key` and waits for its result: one outcome per write (the
+    /// sub-request of write `j` has id `j`).
     async fn run_batch(
         &self,
         conn: &Connection,
         run: &mut Run,
         key: &str,
-        requests: &[BatchRequest],
+        writes: &[(EcwidTarget, StockLevel)],
     ) -> Result<BatchRun, Fail> {
-        let all = |outcome: WriteOutcome| requests.iter().map(|_| outcome.clone()).collect();
+        let all = |outcome: WriteOutcome| writes.iter().map(|_| outcome.clone()).collect();
         // A POST that failed is re-sent with the same key (its outcome is unknown).
         let ticket = self
             .call(run, System::Ecwid, || {
-                self.ecwid.submit_batch(conn, key, requests)
+                self.ecwid.submit_batch(conn, key, writes)
             })
             .await;
         let ticket = match ticket {
@@ -137,13 +133,12 @@ where
             .iter()
             .map(|r| (r.id.as_str(), r))
             .collect();
-        let mut outcomes = Vec::with_capacity(requests.len());
-        for (j, r) in requests.iter().enumerate() {
-            let outcome = classify_batch_response(by_id.get(r.id.as_str()).copied());
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for j in 0..writes.len() {
+            let outcome = classify_batch_response(by_id.get(j.to_string().as_str()).copied());
             if outcome == WriteOutcome::Written {
                 run.report.written_by_batch += 1;
             }
-            debug_assert_eq!(r.id, j.to_string());
             outcomes.push(outcome);
         }
         Ok(BatchRun::Final(outcomes))
