@@ -21,18 +21,19 @@ use els_core::{
     Connection, ConnectionStore, InventoryStateStore, LedgerStore, LightspeedAccount, LinkStore,
     ReasonCode, Secret, Settings, StateStore, StoreError, WebhookEventStore, WorkQueue,
 };
+use els_core::{Sku, StoreId};
 use rust_decimal::Decimal;
 use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 /// A store id no other test uses.
-pub fn unique_store_id() -> u64 {
+pub fn unique_store_id() -> StoreId {
     // Below 2^53 so it survives any JSON number, and never 0.
-    (uuid::Uuid::new_v4().as_u128() % (1 << 52)) as u64 + 1
+    StoreId::literal((uuid::Uuid::new_v4().as_u128() % (1 << 52)) as u64 + 1)
 }
 
-pub fn sample_connection(store_id: u64) -> Connection {
+pub fn sample_connection(store_id: StoreId) -> Connection {
     Connection {
         store_id,
         ecwid_token: Secret::new(format!("secret_{store_id}")),
@@ -421,10 +422,10 @@ pub async fn list_orders_contract<S: LedgerStore>(store: &S) {
 /// Product links: missing, written, overwritten, and scoped to their store.
 pub async fn product_link_contract<S: LinkStore>(store: &S) {
     let store_id = unique_store_id();
-    let sku = "TSHIRT-RED/M #1";
+    let sku = &Sku::parse("TSHIRT-RED/M #1").unwrap();
     assert_eq!(store.get_product_link(store_id, sku).await.unwrap(), None);
     let link = ProductLink {
-        sku: sku.into(),
+        sku: sku.clone(),
         lightspeed_product_id: "ls-1".into(),
         ecwid_product_id: Some(101),
         ecwid_combination_id: None,
@@ -455,7 +456,7 @@ pub async fn product_link_contract<S: LinkStore>(store: &S) {
     );
     assert_eq!(
         store
-            .get_product_link(store_id, "TSHIRT-RED/L")
+            .get_product_link(store_id, &Sku::parse("TSHIRT-RED/L").unwrap())
             .await
             .unwrap(),
         None
@@ -599,7 +600,7 @@ pub async fn inventory_state_contract<S: InventoryStateStore>(store: &S) {
     pushed_stock_contract(store).await;
 }
 
-fn cursor(store_id: u64, version: u64, inventory_version: u64) -> InventoryCursor {
+fn cursor(store_id: StoreId, version: u64, inventory_version: u64) -> InventoryCursor {
     InventoryCursor {
         store_id,
         inventory_version,
@@ -662,7 +663,7 @@ fn link(id: &str, sku: &str, live: bool, target: Option<EcwidTarget>) -> Catalog
     CatalogLink {
         lightspeed_product_id: id.into(),
         sku: sku.into(),
-        sku_key: els_core::inventory::sku_key(sku).unwrap_or_default(),
+        sku_key: els_core::Sku::key_of(sku).unwrap_or_default(),
         has_inventory: true,
         live,
         status: if target.is_some() {
@@ -686,7 +687,7 @@ fn update(link: &CatalogLink, previous: Option<&CatalogLink>) -> CatalogLinkUpda
 
 async fn owners<S: InventoryStateStore>(
     store: &S,
-    store_id: u64,
+    store_id: StoreId,
     keys: &[&str],
 ) -> HashMap<String, Vec<String>> {
     let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
@@ -1031,7 +1032,7 @@ impl DeadLetters for els_store_aws::SqsQueue {
 
 const LONG: Duration = Duration::from_secs(30);
 
-fn webhook_message(store_id: u64, order_id: &str) -> OrderMessage {
+fn webhook_message(store_id: StoreId, order_id: &str) -> OrderMessage {
     OrderMessage::from_webhook(store_id, order_id, format!("event-{order_id}"))
 }
 
@@ -1274,7 +1275,7 @@ pub async fn queue_dead_letter_contract<Q: WorkQueue + DeadLetters>(
 
 fn event_record(
     event_id: &str,
-    store_id: u64,
+    store_id: StoreId,
     fingerprint: &str,
     at: DateTime<Utc>,
 ) -> WebhookEventRecord {
@@ -1296,13 +1297,13 @@ fn event_record(
 pub async fn webhook_event_contract<S: WebhookEventStore>(store: &S) {
     let t0 = DateTime::from_timestamp(Utc::now().timestamp(), 0).expect("a time");
     let id = format!("evt-{}", uuid::Uuid::new_v4());
-    let first = event_record(&id, 1003, "fp-a", t0);
+    let first = event_record(&id, StoreId::literal(1003), "fp-a", t0);
     assert_eq!(
         store.record_webhook_event(&first).await.unwrap(),
         EventRecordOutcome::Inserted
     );
     let later = t0 + ChronoDuration::hours(1);
-    let redelivery = event_record(&id, 1003, "fp-a", later);
+    let redelivery = event_record(&id, StoreId::literal(1003), "fp-a", later);
     let found = store.record_webhook_event(&redelivery).await.unwrap();
     assert_eq!(found, EventRecordOutcome::Existing(first.clone()));
     assert_eq!(
@@ -1311,7 +1312,7 @@ pub async fn webhook_event_contract<S: WebhookEventStore>(store: &S) {
     );
     // Another store and fingerprint under the same event id: the record is the event's,
     // not the store's.
-    let altered = event_record(&id, 2002, "fp-b", later);
+    let altered = event_record(&id, StoreId::literal(2002), "fp-b", later);
     let found = store.record_webhook_event(&altered).await.unwrap();
     assert_eq!(found, EventRecordOutcome::Existing(first.clone()));
     assert_eq!(
@@ -1327,7 +1328,7 @@ pub async fn webhook_event_contract<S: WebhookEventStore>(store: &S) {
     let other = format!("evt-{}", uuid::Uuid::new_v4());
     assert_eq!(
         store
-            .record_webhook_event(&event_record(&other, 1003, "fp-b", later))
+            .record_webhook_event(&event_record(&other, StoreId::literal(1003), "fp-b", later))
             .await
             .unwrap(),
         EventRecordOutcome::Inserted
@@ -1335,14 +1336,19 @@ pub async fn webhook_event_contract<S: WebhookEventStore>(store: &S) {
 
     // Once expired (at `expires_at` exactly), the id is new again, with whatever it asks.
     let expired_at = first.expires_at;
-    let renewed = event_record(&id, 1003, "fp-c", expired_at);
+    let renewed = event_record(&id, StoreId::literal(1003), "fp-c", expired_at);
     assert_eq!(
         store.record_webhook_event(&renewed).await.unwrap(),
         EventRecordOutcome::Inserted
     );
     assert_eq!(
         store
-            .record_webhook_event(&event_record(&id, 1003, "fp-a", expired_at))
+            .record_webhook_event(&event_record(
+                &id,
+                StoreId::literal(1003),
+                "fp-a",
+                expired_at
+            ))
             .await
             .unwrap(),
         EventRecordOutcome::Existing(renewed)
@@ -1351,7 +1357,7 @@ pub async fn webhook_event_contract<S: WebhookEventStore>(store: &S) {
     // Concurrent first deliveries: exactly one is inserted, and the others find its record.
     let racy = format!("evt-{}", uuid::Uuid::new_v4());
     let records: Vec<WebhookEventRecord> = (0..6)
-        .map(|i| event_record(&racy, 1003, &format!("fp-{}", i % 2), t0))
+        .map(|i| event_record(&racy, StoreId::literal(1003), &format!("fp-{}", i % 2), t0))
         .collect();
     let outcomes =
         futures::future::join_all(records.iter().map(|r| store.record_webhook_event(r))).await;

@@ -11,7 +11,7 @@ use els_cli::ops::{self, DlqReport, SqliteDeadLetters, SqsDeadLetters};
 use els_cli::sandbox_setup::{lightspeed_url_template, sandbox_connection};
 use els_core::ledger::{LedgerEntry, OrderKey, OrderState, ReasonCode};
 use els_core::poster::{PosterConfig, SalePoster};
-use els_core::{LedgerStore, OrderMessage, WorkQueue};
+use els_core::{LedgerStore, OrderMessage, StoreId, WorkQueue};
 use els_ecwid::EcwidClient;
 use els_http::TokioClock;
 use els_lightspeed::LightspeedClient;
@@ -261,7 +261,7 @@ async fn on_sqs_a_failing_order_is_parked_dead_lettered_and_replayed_from_the_dl
         TokioClock,
         poster_config(),
     );
-    let store_id = sandbox.ids().ecwid_store_id;
+    let store_id = StoreId::literal(sandbox.ids().ecwid_store_id);
 
     // An order that posts normally: later a stale message of it sits in the DLQ.
     let posted = paid_order(&sandbox);

@@ -913,7 +913,7 @@ impl els_core::EcwidApi for KeyRecorder {
     async fn find_products_by_sku(
         &self,
         conn: &Connection,
-        sku: &str,
+        sku: &els_core::Sku,
     ) -> Result<Vec<els_core::inventory::EcwidCatalogProduct>, els_core::ApiError> {
         self.inner.find_products_by_sku(conn, sku).await
     }

@@ -8,7 +8,7 @@ use els_core::auth::{AuthConfig, AuthenticatedLightspeed};
 use els_core::ledger::{OrderState, ReasonCode};
 use els_core::poster::{PostOutcome, PosterConfig, SalePoster};
 use els_core::{
-    Connection, ConnectionStore, LedgerStore, OrderKey, OrderMessage, Secret, StateStore,
+    Connection, ConnectionStore, LedgerStore, OrderKey, OrderMessage, Secret, StateStore, StoreId,
 };
 use els_ecwid::EcwidClient;
 use els_http::TokioClock;
@@ -97,7 +97,7 @@ fn paid_order(sandbox: &Sandbox, i: usize) -> OrderMessage {
         ..OrderSpec::default()
     });
     OrderMessage::from_webhook(
-        sandbox.config().ecwid_store_id,
+        StoreId::literal(sandbox.config().ecwid_store_id),
         order_id,
         format!("evt-{i}"),
     )
@@ -140,7 +140,7 @@ async fn ten_workers_refresh_once<S: StateStore + Clone + 'static>(store: S) {
     );
     let newest = sandbox.ls_oauth_tokens().unwrap();
     let stored = store
-        .get_connection(sandbox.config().ecwid_store_id)
+        .get_connection(StoreId::literal(sandbox.config().ecwid_store_id))
         .await
         .unwrap()
         .unwrap();

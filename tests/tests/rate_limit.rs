@@ -282,13 +282,14 @@ async fn a_wait_beyond_the_cap_is_not_sent_and_reports_the_wait() {
         ..els_lightspeed::Pacing::default()
     });
     let clone = client.clone();
+    let mug = els_core::Sku::parse("MUG-001").unwrap();
     h.sandbox.inject(Fault::once(
         Route::LsAny,
         FaultKind::RateLimit {
             retry_after: Duration::from_secs(10),
         },
     ));
-    let first = client.find_products_by_sku(&h.connection, "MUG-001").await;
+    let first = client.find_products_by_sku(&h.connection, &mug).await;
     assert!(
         matches!(first, Err(ApiError::RateLimited { retry_after: Some(d) }) if d > Duration::from_secs(8)),
         "{first:?}"
@@ -296,7 +297,7 @@ async fn a_wait_beyond_the_cap_is_not_sent_and_reports_the_wait() {
     let sent = h.sandbox.counters().ls_requests;
     // A clone shares the gate: its request would have to wait ~10 s, over the 1 s cap, so
     // it is not sent and says how long to wait.
-    let second = clone.find_products_by_sku(&h.connection, "MUG-001").await;
+    let second = clone.find_products_by_sku(&h.connection, &mug).await;
     assert!(
         matches!(second, Err(ApiError::RateLimited { retry_after: Some(d) }) if d > Duration::from_secs(7)),
         "{second:?}"
@@ -305,7 +306,7 @@ async fn a_wait_beyond_the_cap_is_not_sent_and_reports_the_wait() {
     // Another retailer has its own gate.
     let mut other = h.connection.clone();
     other.lightspeed.domain_prefix = "elsewhere".parse().unwrap();
-    let third = clone.find_products_by_sku(&other, "MUG-001").await;
+    let third = clone.find_products_by_sku(&other, &mug).await;
     assert!(matches!(third, Err(ApiError::NotFound { .. })), "{third:?}");
     assert_eq!(h.sandbox.counters().ls_requests, sent + 1);
 }

@@ -2,7 +2,7 @@
 //! sale in the POS that the inventory mirror carries to Ecwid.
 
 use crate::lightspeed_auth::AuthLightspeed;
-use crate::ops;
+use crate::{ops, sandbox_setup};
 use anyhow::{Context, bail};
 use els_core::LedgerStore;
 use els_core::inventory::mirror::{InventoryMirror, RunOutcome};
@@ -91,7 +91,7 @@ pub async fn run(
     webhook_url: &str,
     mirror: &InventoryMirror<SqliteStore, EcwidClient, AuthLightspeed<SqliteStore>, TokioClock>,
 ) -> anyhow::Result<()> {
-    let store_id = sandbox.config().ecwid_store_id;
+    let store_id = sandbox_setup::sandbox_store_id(sandbox);
     println!("\n== Demo 1: an order paid at checkout ==");
     let order_id = sandbox.place_order(OrderSpec {
         items: vec![

@@ -155,7 +155,7 @@ where
     /// moves it to the dead-letter table (like the `sale-poster` Lambda, whose record goes
     /// to the SQS DLQ). `els replay --dlq` takes it back from there.
     pub async fn settle(&self, d: Delivery) -> Result<PostOutcome, els_core::poster::RetryLater> {
-        let span = tracing::info_span!("order", store_id = d.message.store_id, order_id = %d.message.order_id, receive_count = d.receive_count);
+        let span = tracing::info_span!("order", store_id = d.message.store_id.get(), order_id = %d.message.order_id, receive_count = d.receive_count);
         let settled = post_delivered(
             &self.poster,
             &d.message,

@@ -112,15 +112,16 @@ mod tests {
                 .expect("client")
         };
         let serve = serve_lightspeed(client(), Duration::ZERO, store.clone(), None);
+        let mug = els_core::Sku::parse("MUG-001").unwrap();
 
         for _ in 0..5 {
             serve
                 .mirror
-                .find_products_by_sku(&conn, "MUG-001")
+                .find_products_by_sku(&conn, &mug)
                 .await
                 .expect("the mirror's requests go through");
         }
-        let held = serve.poster.find_products_by_sku(&conn, "MUG-001").await;
+        let held = serve.poster.find_products_by_sku(&conn, &mug).await;
         assert!(
             matches!(held, Err(ApiError::RateLimited { .. })),
             "the poster's gate counted the mirror's requests: {held:?}"
@@ -130,7 +131,7 @@ mod tests {
         let separate = serve_lightspeed(client(), Duration::ZERO, store, None);
         separate
             .poster
-            .find_products_by_sku(&conn, "MUG-001")
+            .find_products_by_sku(&conn, &mug)
             .await
             .expect("a separate gate lets it through");
     }

@@ -1,6 +1,7 @@
 //! Operator actions that work on any backend: connection upsert, status, replay, the
 //! inventory mirror's one-shot run and reconcile.
 
+use els_core::StoreId;
 use els_core::inventory::StockLevel;
 use els_core::inventory::mirror::{
     InventoryMirror, MirrorError, MirrorReport, ReconcileProgress, RunOutcome,
@@ -44,7 +45,7 @@ pub async fn upsert_connection<S: ConnectionStore>(
 /// Ledger counts by state for one store.
 pub async fn counts_by_state<S: LedgerStore>(
     store: &S,
-    store_id: u64,
+    store_id: StoreId,
 ) -> Result<BTreeMap<&'static str, usize>, StoreError> {
     let mut counts: BTreeMap<&'static str, usize> =
         OrderState::ALL.iter().map(|s| (s.as_str(), 0)).collect();
@@ -128,7 +129,7 @@ pub async fn replay_order<S: LedgerStore, Q: WorkQueue>(
 pub async fn replay_parked<S: LedgerStore, Q: WorkQueue>(
     store: &S,
     queue: &Q,
-    store_id: u64,
+    store_id: StoreId,
     code: ReasonCode,
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<Vec<OrderKey>> {

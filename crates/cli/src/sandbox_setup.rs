@@ -2,7 +2,7 @@
 //! The one place that knows the sandbox's connection and URLs: `els serve`, the benchmarks,
 //! `tests/` and the functions' tests all use it.
 
-use els_core::{Connection, LightspeedAccount, Secret, Settings};
+use els_core::{Connection, LightspeedAccount, Secret, Settings, StoreId};
 use els_sandbox::Sandbox;
 
 /// The URL template for the sandbox's Lightspeed: like the real
@@ -11,12 +11,17 @@ pub fn lightspeed_url_template(sandbox: &Sandbox) -> String {
     format!("{}/lightspeed/{{domain_prefix}}", sandbox.base_url())
 }
 
+/// The sandbox's Ecwid store id.
+pub fn sandbox_store_id(sandbox: &Sandbox) -> StoreId {
+    StoreId::new(sandbox.config().ecwid_store_id).expect("the sandbox's store id is positive")
+}
+
 /// The connection of the sandbox's demo store to its "Web Store Register".
 pub fn sandbox_connection(sandbox: &Sandbox) -> Connection {
     let cfg = sandbox.config();
     let ids = sandbox.ids();
     Connection {
-        store_id: cfg.ecwid_store_id,
+        store_id: sandbox_store_id(sandbox),
         ecwid_token: Secret::new(cfg.ecwid_token.clone()),
         lightspeed: LightspeedAccount {
             domain_prefix: cfg

@@ -77,6 +77,10 @@ fn demo_then_status_and_replay_on_the_embedded_file() {
     );
     let (ok, _, err) = els(&["status", "--db", db, "--order", "NOPE"]);
     assert!(!ok && err.contains("not in the ledger"), "{err}");
+    let (ok, _, err) = els(&["status", "--db", db, "--store", "0"]);
+    assert!(!ok && err.contains("is not an Ecwid store id"), "{err}");
+    let (ok, _, err) = els(&["replay", "--db", db, "--store", "12ab", "--order", "X"]);
+    assert!(!ok && err.contains("is not an Ecwid store id"), "{err}");
     let (ok, _, err) = els(&["status", "--backend", "aws"]);
     assert!(!ok && err.contains("--table"), "{err}");
 

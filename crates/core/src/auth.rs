@@ -19,6 +19,7 @@
 
 use crate::connection::{Connection, LightspeedAccount, Secret};
 use crate::error::{ApiError, StoreError};
+use crate::ids::{Sku, StoreId};
 use crate::inventory::{FeedPage, InventoryRecord};
 use crate::lightspeed::{LsCustomer, LsProduct, NewCustomer, PostedSale, SaleDraft, SaleSetup};
 use crate::ports::{Clock, ConnectionStore, LightspeedApi};
@@ -222,7 +223,7 @@ pub struct AuthenticatedLightspeed<L, S, T, C> {
     tokens: T,
     clock: C,
     config: AuthConfig,
-    slots: Mutex<HashMap<u64, Arc<Slot>>>,
+    slots: Mutex<HashMap<StoreId, Arc<Slot>>>,
 }
 
 fn store_error(doing: &str, e: StoreError) -> ApiError {
@@ -253,7 +254,7 @@ where
         &self.inner
     }
 
-    fn slot(&self, store_id: u64) -> Arc<Slot> {
+    fn slot(&self, store_id: StoreId) -> Arc<Slot> {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots.entry(store_id).or_default().clone()
     }
@@ -295,7 +296,7 @@ where
                 Ok(fresh) => current = fresh,
                 // The old token still works for a while: use it rather than fail now.
                 Err(e) if still_valid(&current.lightspeed, self.clock.now()) => {
-                    tracing::warn!(store_id = conn.store_id, error = %e, "refreshing the Lightspeed token failed; using the current one while it lasts");
+                    tracing::warn!(store_id = conn.store_id.get(), error = %e, "refreshing the Lightspeed token failed; using the current one while it lasts");
                 }
                 Err(e) => return Err(e),
             }
@@ -305,7 +306,7 @@ where
                 if current.lightspeed.refresh_token.is_some() =>
             {
                 tracing::info!(
-                    store_id = conn.store_id,
+                    store_id = conn.store_id.get(),
                     "Lightspeed answered 401; refreshing the token"
                 );
                 let fresh = self.refreshed(&slot, &current).await?;
@@ -315,7 +316,7 @@ where
         }
     }
 
-    fn has_slot(&self, store_id: u64) -> bool {
+    fn has_slot(&self, store_id: StoreId) -> bool {
         self.slots
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -414,7 +415,10 @@ where
             .and_then(|r| r.into_grant(self.clock.now()));
         match answer {
             Ok(grant) => {
-                tracing::info!(store_id, "refreshed the Lightspeed access token");
+                tracing::info!(
+                    store_id = store_id.get(),
+                    "refreshed the Lightspeed access token"
+                );
                 let stored = self.store_pair(claimed, &grant, &refresh_token).await;
                 slot.remember(&stored);
                 Ok(stored)
@@ -441,7 +445,7 @@ where
                     .put_connection(&released, Some(claimed.version))
                     .await
                 {
-                    tracing::warn!(store_id, error = %se, "could not release the token refresh lease; it runs out by itself");
+                    tracing::warn!(store_id = store_id.get(), error = %se, "could not release the token refresh lease; it runs out by itself");
                 }
                 Err(match e {
                     ApiError::Unauthorized { status, detail }
@@ -493,19 +497,19 @@ where
                     }
                     Ok(Some(current)) => {
                         tracing::warn!(
-                            store_id,
+                            store_id = store_id.get(),
                             "the Lightspeed account was replaced during a token refresh; keeping the stored one"
                         );
                         return current;
                     }
                     Ok(None) => return fresh,
                     Err(e) => {
-                        tracing::warn!(store_id, error = %e, "re-reading the connection after a conflict failed");
+                        tracing::warn!(store_id = store_id.get(), error = %e, "re-reading the connection after a conflict failed");
                         false
                     }
                 },
                 Err(e) => {
-                    tracing::warn!(store_id, error = %e, "storing the refreshed Lightspeed token failed; retrying");
+                    tracing::warn!(store_id = store_id.get(), error = %e, "storing the refreshed Lightspeed token failed; retrying");
                     false
                 }
             };
@@ -519,7 +523,7 @@ where
             }
         }
         tracing::error!(
-            store_id,
+            store_id = store_id.get(),
             "could not store the refreshed Lightspeed token pair: the old refresh token is spent, so the connection must be reconnected if this process stops before a store write succeeds"
         );
         fresh
@@ -561,7 +565,7 @@ where
     async fn find_products_by_sku(
         &self,
         connection: &Connection,
-        sku: &str,
+        sku: &Sku,
     ) -> Result<Vec<LsProduct>, ApiError> {
         let inner = &self.inner;
         self.call(connection, |c| async move {

@@ -1,5 +1,6 @@
 //! A connection joins one Ecwid store to one Lightspeed retailer and register.
 
+use crate::ids::StoreId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -162,7 +163,7 @@ impl Default for Settings {
 /// One Ecwid store linked to one Lightspeed register.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Connection {
-    pub store_id: u64,
+    pub store_id: StoreId,
     /// Ecwid's per-store `secret_...` token. It does not expire.
     pub ecwid_token: Secret,
     pub lightspeed: LightspeedAccount,

@@ -29,6 +29,7 @@
 //! a customer the old holder created is found, not duplicated.
 
 use crate::ecwid::{EcwidOrder, Person};
+use crate::ids::StoreId;
 use crate::lightspeed::{LsCustomer, NewCustomer};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -183,7 +184,7 @@ pub enum LinkState {
 /// The customer link state item (`STORE#{storeId}` / `EMAIL#{normalised}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerLink {
-    pub store_id: u64,
+    pub store_id: StoreId,
     /// The normalised email.
     pub email: String,
     pub state: LinkState,
@@ -194,7 +195,7 @@ pub struct CustomerLink {
 
 impl CustomerLink {
     /// A first claim (version 1), written with `expected_version = None`.
-    pub fn claim(store_id: u64, email: &str, now: DateTime<Utc>, lease: Duration) -> Self {
+    pub fn claim(store_id: StoreId, email: &str, now: DateTime<Utc>, lease: Duration) -> Self {
         Self {
             store_id,
             email: email.to_string(),
@@ -266,7 +267,7 @@ pub enum LinkDecision {
 /// Decides on the link `existing` read for (`store_id`, `email`).
 pub fn decide_link(
     existing: Option<&CustomerLink>,
-    store_id: u64,
+    store_id: StoreId,
     email: &str,
     now: DateTime<Utc>,
     lease: Duration,
@@ -482,7 +483,7 @@ mod tests {
         let LinkDecision::Claim {
             link,
             expected_version,
-        } = decide_link(None, 7, "a@b.co", now, lease)
+        } = decide_link(None, StoreId::literal(7), "a@b.co", now, lease)
         else {
             panic!("expected a claim");
         };
@@ -499,7 +500,7 @@ mod tests {
         // Another worker, 10 s later, sees a live claim.
         let later = now + Duration::seconds(10);
         assert_eq!(
-            decide_link(Some(&link), 7, "a@b.co", later, lease),
+            decide_link(Some(&link), StoreId::literal(7), "a@b.co", later, lease),
             LinkDecision::Wait {
                 retry_in: std::time::Duration::from_secs(20)
             }
@@ -509,7 +510,7 @@ mod tests {
         assert_eq!(linked.version, 2);
         assert_eq!(linked.customer_id(), Some("cust-1"));
         assert_eq!(
-            decide_link(Some(&linked), 7, "a@b.co", later, lease),
+            decide_link(Some(&linked), StoreId::literal(7), "a@b.co", later, lease),
             LinkDecision::Use {
                 customer_id: "cust-1".into()
             }
@@ -520,9 +521,9 @@ mod tests {
     fn an_expired_or_released_claim_is_taken_over_conditionally() {
         let now = Utc::now();
         let lease = Duration::seconds(30);
-        let link = CustomerLink::claim(7, "a@b.co", now, lease);
+        let link = CustomerLink::claim(StoreId::literal(7), "a@b.co", now, lease);
         let after = now + Duration::seconds(31);
-        match decide_link(Some(&link), 7, "a@b.co", after, lease) {
+        match decide_link(Some(&link), StoreId::literal(7), "a@b.co", after, lease) {
             LinkDecision::Claim {
                 link: taken,
                 expected_version,
@@ -542,7 +543,7 @@ mod tests {
         let released = link.released(now);
         assert_eq!(released.version, 2);
         assert!(matches!(
-            decide_link(Some(&released), 7, "a@b.co", now, lease),
+            decide_link(Some(&released), StoreId::literal(7), "a@b.co", now, lease),
             LinkDecision::Claim {
                 expected_version: Some(2),
                 ..
@@ -552,7 +553,12 @@ mod tests {
 
     #[test]
     fn links_round_trip_through_json() {
-        let link = CustomerLink::claim(7, "a@b.co", Utc::now(), Duration::seconds(5));
+        let link = CustomerLink::claim(
+            StoreId::literal(7),
+            "a@b.co",
+            Utc::now(),
+            Duration::seconds(5),
+        );
         let json = serde_json::to_value(&link).unwrap();
         assert_eq!(json["state"]["status"], "CLAIMED");
         assert_eq!(serde_json::from_value::<CustomerLink>(json).unwrap(), link);

@@ -6,6 +6,7 @@
 use crate::connection::Connection;
 use crate::ecwid::EcwidOrder;
 use crate::error::ApiError;
+use crate::ids::{Sku, StoreId};
 use crate::inventory::{
     BatchStatus, EcwidCatalogProduct, EcwidProductPage, EcwidTarget, FeedPage, InventoryRecord,
     StockLevel,
@@ -21,7 +22,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-pub const STORE: u64 = 1003;
+pub const STORE: StoreId = StoreId::literal(1003);
 pub const OUTLET: &str = "outlet-1";
 
 /// A connection of [`STORE`] with both settings on, selling at [`OUTLET`].
@@ -57,10 +58,6 @@ impl World {
         world.store.put_connection(&connection, None).await.unwrap();
         world
     }
-}
-
-fn same_sku(a: Option<&str>, sku: &str) -> bool {
-    a.is_some_and(|a| a.trim().eq_ignore_ascii_case(sku.trim()))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -174,17 +171,15 @@ impl EcwidApi for FakeEcwid {
     async fn find_products_by_sku(
         &self,
         _: &Connection,
-        sku: &str,
+        sku: &Sku,
     ) -> Result<Vec<EcwidCatalogProduct>, ApiError> {
         Ok(self
             .state()
             .catalog
             .iter()
             .filter(|p| {
-                same_sku(p.sku.as_deref(), sku)
-                    || p.combinations
-                        .iter()
-                        .any(|c| same_sku(c.sku.as_deref(), sku))
+                sku.matches(p.sku.as_deref())
+                    || p.combinations.iter().any(|c| sku.matches(c.sku.as_deref()))
             })
             .cloned()
             .collect())
@@ -412,13 +407,13 @@ impl LightspeedApi for FakeLightspeed {
     async fn find_products_by_sku(
         &self,
         _: &Connection,
-        sku: &str,
+        sku: &Sku,
     ) -> Result<Vec<LsProduct>, ApiError> {
         Ok(self
             .state("find_products_by_sku")
             .products
             .iter()
-            .filter(|(_, p)| same_sku(p.sku.as_deref(), sku))
+            .filter(|(_, p)| sku.matches(p.sku.as_deref()))
             .map(|(_, p)| p.clone())
             .collect())
     }

@@ -12,6 +12,7 @@
 
 use crate::connection::{Connection, Secret};
 use crate::ecwid::EcwidOrder;
+use crate::ids::{Sku, StoreId};
 use crate::ingest::{IngestConfig, IngestOutcome, IngestResponse, Ingestor};
 use crate::ledger::OrderKey;
 use crate::lightspeed::{LsTax, SaleSetup};
@@ -27,7 +28,7 @@ use std::time::Duration;
 /// The webhook secret the harnesses sign and verify with (that of Ecwid's signed example).
 pub const WEBHOOK_SECRET: &str = "test-client-secret-3f9a";
 /// The store the harness connection belongs to (that of Ecwid's examples).
-pub const STORE_ID: u64 = 1003;
+pub const STORE_ID: StoreId = StoreId::literal(1003);
 
 /// How a webhook input is read: byte 0 picks the mode, the rest is `signature \n body`
 /// (mode 0) or the body alone (modes 1 and 2).
@@ -272,10 +273,15 @@ pub const LINKED_SKUS: [&str; 10] = [
     "FREE-GIFT",
 ];
 
-pub fn linked_products() -> HashMap<String, String> {
+pub fn linked_products() -> HashMap<Sku, String> {
     LINKED_SKUS
         .iter()
-        .map(|s| (s.to_string(), format!("p-{}", s.to_lowercase())))
+        .map(|s| {
+            (
+                Sku::parse(s).expect("a valid SKU"),
+                format!("p-{}", s.to_lowercase()),
+            )
+        })
         .collect()
 }
 

@@ -274,7 +274,7 @@ impl<S: ConnectionStore + WebhookEventStore, Q: WorkQueue, C: Clock> Ingestor<S,
         let message = match classify(&event) {
             EventAction::Enqueue(m) => m,
             EventAction::Ignore(why) => {
-                tracing::debug!(event_id = %event.event_id, store_id = event.store_id, %why, "webhook ignored");
+                tracing::debug!(event_id = %event.event_id, store_id = event.store_id.get(), %why, "webhook ignored");
                 return IngestResponse::new(IngestOutcome::Ignored, why);
             }
         };
@@ -282,7 +282,7 @@ impl<S: ConnectionStore + WebhookEventStore, Q: WorkQueue, C: Clock> Ingestor<S,
             Ok(Some(_)) => {}
             Ok(None) => {
                 tracing::info!(
-                    store_id = event.store_id,
+                    store_id = event.store_id.get(),
                     "webhook for a store without a connection ignored"
                 );
                 return IngestResponse::new(
@@ -291,7 +291,7 @@ impl<S: ConnectionStore + WebhookEventStore, Q: WorkQueue, C: Clock> Ingestor<S,
                 );
             }
             Err(e) => {
-                tracing::error!(store_id = event.store_id, order_id = %message.order_id, error = %e, "connection lookup failed; Ecwid will retry");
+                tracing::error!(store_id = event.store_id.get(), order_id = %message.order_id, error = %e, "connection lookup failed; Ecwid will retry");
                 return IngestResponse::new(
                     IngestOutcome::Unavailable,
                     "state store unavailable, retry later",
@@ -303,14 +303,14 @@ impl<S: ConnectionStore + WebhookEventStore, Q: WorkQueue, C: Clock> Ingestor<S,
         }
         match self.queue.enqueue(&message).await {
             Ok(()) => {
-                tracing::info!(store_id = message.store_id, order_id = %message.order_id, event_id = %event.event_id, "paid order queued");
+                tracing::info!(store_id = message.store_id.get(), order_id = %message.order_id, event_id = %event.event_id, "paid order queued");
                 IngestResponse::new(
                     IngestOutcome::Queued,
                     format!("order {} queued", message.order_id),
                 )
             }
             Err(e) => {
-                tracing::error!(store_id = message.store_id, order_id = %message.order_id, error = %e, "enqueue failed; Ecwid will retry");
+                tracing::error!(store_id = message.store_id.get(), order_id = %message.order_id, error = %e, "enqueue failed; Ecwid will retry");
                 IngestResponse::new(
                     IngestOutcome::Unavailable,
                     "work queue unavailable, retry later",
@@ -337,14 +337,14 @@ impl<S: ConnectionStore + WebhookEventStore, Q: WorkQueue, C: Clock> Ingestor<S,
         match found.map(|found| EventDelivery::of(&record, found)) {
             Ok(EventDelivery::First) => None,
             Ok(EventDelivery::Redelivery) => {
-                tracing::debug!(event_id = %event.event_id, store_id = event.store_id, "webhook redelivered");
+                tracing::debug!(event_id = %event.event_id, store_id = event.store_id.get(), "webhook redelivered");
                 None
             }
             Ok(EventDelivery::Altered(first)) => {
                 tracing::warn!(
                     event_id = %event.event_id,
-                    store_id = event.store_id,
-                    first_store_id = first.store_id,
+                    store_id = event.store_id.get(),
+                    first_store_id = first.store_id.get(),
                     order_id = %claimed_order,
                     event_type = %event.event_type,
                     "webhook replayed with an altered body; nothing queued"
@@ -358,7 +358,7 @@ impl<S: ConnectionStore + WebhookEventStore, Q: WorkQueue, C: Clock> Ingestor<S,
                 ))
             }
             Err(e) => {
-                tracing::error!(event_id = %event.event_id, store_id = event.store_id, order_id = %claimed_order, error = %e, "recording the webhook event failed; Ecwid will retry");
+                tracing::error!(event_id = %event.event_id, store_id = event.store_id.get(), order_id = %claimed_order, error = %e, "recording the webhook event failed; Ecwid will retry");
                 Some(IngestResponse::new(
                     IngestOutcome::Unavailable,
                     "state store unavailable, retry later",
@@ -373,6 +373,7 @@ mod tests {
     use super::*;
     use crate::connection::Connection;
     use crate::error::QueueError;
+    use crate::ids::StoreId;
     use crate::memory::MemoryStore;
     use crate::ports::Delivery;
     use crate::webhook::sign;
@@ -386,9 +387,9 @@ mod tests {
     use std::time::Duration;
 
     const SECRET: &str = "test-client-secret";
-    const STORE: u64 = 1003;
+    const STORE: StoreId = StoreId::literal(1003);
 
-    fn connection(store_id: u64) -> Connection {
+    fn connection(store_id: StoreId) -> Connection {
         serde_json::from_value(serde_json::json!({
             "store_id": store_id,
             "ecwid_token": "secret_t",
@@ -456,7 +457,7 @@ mod tests {
     fn store() -> MemoryStore {
         let store = MemoryStore::new();
         run(async {
-            for id in [STORE, 2002] {
+            for id in [STORE, StoreId::literal(2002)] {
                 store.put_connection(&connection(id), None).await.unwrap();
             }
         });
@@ -475,7 +476,13 @@ mod tests {
         )
     }
 
-    fn body(event_id: &str, store_id: u64, event_type: &str, order: &str, status: &str) -> Vec<u8> {
+    fn body(
+        event_id: &str,
+        store_id: StoreId,
+        event_type: &str,
+        order: &str,
+        status: &str,
+    ) -> Vec<u8> {
         serde_json::to_vec(&serde_json::json!({
             "eventId": event_id,
             "eventCreated": 1764237600,
@@ -548,7 +555,13 @@ mod tests {
                 .await;
             assert_eq!(r.outcome, IngestOutcome::Queued);
             for altered in [
-                body("ev-2", 2002, "order.created", "A2", "PAID"),
+                body(
+                    "ev-2",
+                    StoreId::literal(2002),
+                    "order.created",
+                    "A2",
+                    "PAID",
+                ),
                 body("ev-2", STORE, "order.updated", "A2", "PAID"),
                 body("ev-2", STORE, "order.created", "A3", "PAID"),
             ] {
@@ -579,7 +592,7 @@ mod tests {
             // A copy pointed at an unknown store, or made unpaid, arrives first: ignored,
             // and not recorded, so the genuine delivery is still queued.
             for ignored in [
-                body("ev-1", 999, "order.created", "A1", "PAID"),
+                body("ev-1", StoreId::literal(999), "order.created", "A1", "PAID"),
                 body("ev-1", STORE, "order.created", "A1", "AWAITING_PAYMENT"),
                 body("ev-1", STORE, "product.updated", "A1", "PAID"),
             ] {
@@ -708,17 +721,23 @@ mod tests {
 
     #[test]
     fn the_fingerprint_covers_exactly_what_classify_reads() {
-        let event = |store: u64, t: &str, order: Option<&str>, status: Option<&str>| WebhookEvent {
-            event_id: "e".into(),
-            event_created: 1,
-            store_id: store,
-            entity_id: "1".into(),
-            event_type: t.into(),
-            order_id: order.map(str::to_string),
-            new_payment_status: status.map(str::to_string),
-            old_payment_status: None,
-        };
-        let base = event(7, "order.created", Some("A1"), Some("PAID"));
+        let event =
+            |store: StoreId, t: &str, order: Option<&str>, status: Option<&str>| WebhookEvent {
+                event_id: "e".into(),
+                event_created: 1,
+                store_id: store,
+                entity_id: "1".into(),
+                event_type: t.into(),
+                order_id: order.map(str::to_string),
+                new_payment_status: status.map(str::to_string),
+                old_payment_status: None,
+            };
+        let base = event(
+            StoreId::literal(7),
+            "order.created",
+            Some("A1"),
+            Some("PAID"),
+        );
         let fp = event_fingerprint(&base);
         assert_eq!(fp.len(), 64);
         assert!(fp.chars().all(|c| c.is_ascii_hexdigit()));
@@ -730,12 +749,32 @@ mod tests {
         };
         assert_eq!(event_fingerprint(&unsigned_noise), fp);
         for other in [
-            event(8, "order.created", Some("A1"), Some("PAID")),
-            event(7, "order.updated", Some("A1"), Some("PAID")),
-            event(7, "order.created", Some("A2"), Some("PAID")),
-            event(7, "order.created", None, Some("PAID")),
-            event(7, "order.created", Some("A1"), Some("AWAITING_PAYMENT")),
-            event(7, "order.created", Some("A1"), None),
+            event(
+                StoreId::literal(8),
+                "order.created",
+                Some("A1"),
+                Some("PAID"),
+            ),
+            event(
+                StoreId::literal(7),
+                "order.updated",
+                Some("A1"),
+                Some("PAID"),
+            ),
+            event(
+                StoreId::literal(7),
+                "order.created",
+                Some("A2"),
+                Some("PAID"),
+            ),
+            event(StoreId::literal(7), "order.created", None, Some("PAID")),
+            event(
+                StoreId::literal(7),
+                "order.created",
+                Some("A1"),
+                Some("AWAITING_PAYMENT"),
+            ),
+            event(StoreId::literal(7), "order.created", Some("A1"), None),
         ] {
             assert_ne!(event_fingerprint(&other), fp, "{other:?}");
         }
@@ -811,7 +850,7 @@ mod tests {
             ),
             prop::option::weighted(
                 0.95,
-                prop_oneof![4 => Just(STORE), 1 => Just(2002u64), 1 => any::<u64>()],
+                prop_oneof![4 => Just(STORE.get()), 1 => Just(2002u64), 1 => any::<u64>()],
             ),
             prop::option::weighted(
                 0.95,
@@ -938,7 +977,7 @@ mod tests {
         WebhookEvent {
             event_id: "e".into(),
             event_created: 1,
-            store_id: 7,
+            store_id: StoreId::literal(7),
             entity_id: "1".into(),
             event_type: event_type.into(),
             order_id: order.map(str::to_string),
@@ -951,7 +990,7 @@ mod tests {
     fn only_paid_order_events_are_enqueued() {
         assert_eq!(
             classify(&event("order.created", Some("PAID"), Some("A1"))),
-            EventAction::Enqueue(OrderMessage::from_webhook(7, "A1", "e"))
+            EventAction::Enqueue(OrderMessage::from_webhook(StoreId::literal(7), "A1", "e"))
         );
         assert!(matches!(
             classify(&event("order.updated", Some("PAID"), Some("A1"))),
@@ -1010,7 +1049,7 @@ mod tests {
 
     #[test]
     fn dedup_id_is_store_order_and_event() {
-        let m = OrderMessage::from_webhook(7, "A1", "e");
+        let m = OrderMessage::from_webhook(StoreId::literal(7), "A1", "e");
         assert_eq!(m.dedup_id, "7:A1:e");
         assert_eq!(m.group_id(), "7");
     }

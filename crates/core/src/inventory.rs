@@ -57,6 +57,7 @@ pub use batch::{
     BatchResponse, BatchState, BatchStatus, WriteOutcome, batch_dedup_key, classify_batch_response,
 };
 
+use crate::ids::{Sku, StoreId};
 use crate::ledger::LedgerLine;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -130,13 +131,6 @@ impl fmt::Display for EcwidTarget {
     }
 }
 
-/// The key SKUs are compared by: trimmed and lower-cased. `None` for a blank SKU, which
-/// never matches anything (P1).
-pub fn sku_key(sku: &str) -> Option<String> {
-    let t = sku.trim();
-    (!t.is_empty()).then(|| t.to_lowercase())
-}
-
 /// The level to publish to Ecwid (invariant 6): untracked products are unlimited; tracked
 /// ones get the Lightspeed level minus the pending web quantity, rounded down to a whole
 /// unit, never below 0.
@@ -161,7 +155,7 @@ pub fn level_to_publish(has_inventory: bool, ls_level: Decimal, pending: Decimal
 /// schedule, `reconcile --fix`) never mirror one store at once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InventoryCursor {
-    pub store_id: u64,
+    pub store_id: StoreId,
     /// The last Lightspeed inventory `version` fully applied (0: none yet).
     #[serde(default)]
     pub inventory_version: u64,
@@ -195,7 +189,7 @@ pub enum CursorClaim {
 /// Decides a claim of the cursor at `now` for `lease`.
 pub fn claim_cursor(
     existing: Option<&InventoryCursor>,
-    store_id: u64,
+    store_id: StoreId,
     now: DateTime<Utc>,
     lease: chrono::Duration,
 ) -> CursorClaim {
@@ -279,7 +273,7 @@ impl CatalogLink {
         now: DateTime<Utc>,
     ) -> CatalogLink {
         let sku = product.sku.clone().unwrap_or_default();
-        let key = sku_key(&sku);
+        let key = Sku::key_of(&sku);
         let has_inventory = product.has_inventory.unwrap_or(true);
         let live = product.is_live();
         let mut link = match previous {
@@ -391,7 +385,7 @@ pub fn pending_by_sku(sales: &[PendingWebSale]) -> BTreeMap<String, Decimal> {
     let mut out: BTreeMap<String, Decimal> = BTreeMap::new();
     for sale in sales {
         for line in &sale.lines {
-            if let Some(key) = sku_key(&line.sku)
+            if let Some(key) = Sku::key_of(&line.sku)
                 && line.quantity > Decimal::ZERO
             {
                 *out.entry(key).or_default() += line.quantity;
@@ -539,14 +533,14 @@ impl EcwidCatalogIndex {
     /// Adds a product and its combinations. A blank SKU is not indexed.
     pub fn add(&mut self, p: &EcwidCatalogProduct) {
         self.products += 1;
-        if let Some(key) = p.sku.as_deref().and_then(sku_key) {
+        if let Some(key) = p.sku.as_deref().and_then(Sku::key_of) {
             self.by_sku.entry(key).or_default().push((
                 EcwidTarget::product(p.id),
                 StockLevel::from_ecwid(p.unlimited, p.quantity),
             ));
         }
         for c in &p.combinations {
-            if let Some(key) = c.sku.as_deref().and_then(sku_key) {
+            if let Some(key) = c.sku.as_deref().and_then(Sku::key_of) {
                 self.by_sku.entry(key).or_default().push((
                     EcwidTarget::combination(p.id, c.id),
                     StockLevel::from_ecwid(c.unlimited, c.quantity),
@@ -676,8 +670,6 @@ mod tests {
 
     #[test]
     fn skus_compare_trimmed_and_without_case_and_blank_never_matches() {
-        assert_eq!(sku_key("  Mug-001 "), Some("mug-001".into()));
-        assert_eq!(sku_key("   "), None);
         let catalog = EcwidCatalogIndex::from_products(&[
             EcwidCatalogProduct {
                 id: 1,
@@ -786,20 +778,20 @@ mod tests {
         let CursorClaim::Claim {
             cursor,
             expected_version,
-        } = claim_cursor(None, 9, t(0), lease)
+        } = claim_cursor(None, StoreId::literal(9), t(0), lease)
         else {
             panic!("a first claim")
         };
         assert_eq!(expected_version, None);
         assert_eq!(cursor.version, 1);
         assert_eq!(
-            claim_cursor(Some(&cursor), 9, t(30), lease),
+            claim_cursor(Some(&cursor), StoreId::literal(9), t(30), lease),
             CursorClaim::Busy { until: t(60) }
         );
         let CursorClaim::Claim {
             cursor: again,
             expected_version,
-        } = claim_cursor(Some(&cursor), 9, t(61), lease)
+        } = claim_cursor(Some(&cursor), StoreId::literal(9), t(61), lease)
         else {
             panic!("an expired lease is taken over")
         };
@@ -849,20 +841,26 @@ mod tests {
             (EcwidTarget::product(1), StockLevel::Quantity(3)),
             (EcwidTarget::combination(2, 5), StockLevel::Unlimited),
         ];
-        let k = batch_dedup_key(1, "inv:0:10", &writes);
+        let k = batch_dedup_key(StoreId::literal(1), "inv:0:10", &writes);
         assert_eq!(k.len(), 36);
         let groups: Vec<usize> = k.split('-').map(str::len).collect();
         assert_eq!(groups, [8, 4, 4, 4, 12], "{k}");
         assert!(k.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit()), "{k}");
-        assert_eq!(k, batch_dedup_key(1, "inv:0:10", &writes));
-        assert_ne!(k, batch_dedup_key(1, "inv:10:20", &writes));
-        assert_ne!(k, batch_dedup_key(2, "inv:0:10", &writes));
-        assert_ne!(k, batch_dedup_key(1, "inv:0:10", &writes[..1]));
+        assert_eq!(k, batch_dedup_key(StoreId::literal(1), "inv:0:10", &writes));
+        assert_ne!(
+            k,
+            batch_dedup_key(StoreId::literal(1), "inv:10:20", &writes)
+        );
+        assert_ne!(k, batch_dedup_key(StoreId::literal(2), "inv:0:10", &writes));
+        assert_ne!(
+            k,
+            batch_dedup_key(StoreId::literal(1), "inv:0:10", &writes[..1])
+        );
         let other = [
             (EcwidTarget::product(1), StockLevel::Quantity(4)),
             writes[1],
         ];
-        assert_ne!(k, batch_dedup_key(1, "inv:0:10", &other));
+        assert_ne!(k, batch_dedup_key(StoreId::literal(1), "inv:0:10", &other));
     }
 
     #[test]

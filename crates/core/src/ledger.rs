@@ -14,6 +14,7 @@
 //! entry it read and yields the entry to write, with `version` bumped. A transition made from
 //! a stale copy therefore fails at the store, never silently.
 
+use crate::ids::StoreId;
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -22,12 +23,12 @@ use std::fmt;
 /// The key of one order: Ecwid store id and Ecwid order id (the string `id`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct OrderKey {
-    pub store_id: u64,
+    pub store_id: StoreId,
     pub order_id: String,
 }
 
 impl OrderKey {
-    pub fn new(store_id: u64, order_id: impl Into<String>) -> Self {
+    pub fn new(store_id: StoreId, order_id: impl Into<String>) -> Self {
         Self {
             store_id,
             order_id: order_id.into(),
@@ -528,7 +529,7 @@ mod tests {
         DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
     }
     fn key() -> OrderKey {
-        OrderKey::new(1003, "K8XTQ")
+        OrderKey::new(StoreId::literal(1003), "K8XTQ")
     }
     fn claimed(
         existing: Option<&LedgerEntry>,

@@ -21,6 +21,7 @@ mod fakes;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzz;
+pub mod ids;
 pub mod ingest;
 pub mod inventory;
 pub mod ledger;
@@ -38,6 +39,7 @@ pub mod webhook;
 
 pub use connection::{Connection, DomainPrefix, LightspeedAccount, Secret, Settings};
 pub use error::{ApiError, QueueError, StoreError};
+pub use ids::{Sku, StoreId};
 pub use ledger::{LedgerEntry, OrderKey, OrderState, ReasonCode};
 pub use ports::{
     Clock, ConnectionStore, Delivery, EcwidApi, InventoryStateStore, LedgerStore, LightspeedApi,

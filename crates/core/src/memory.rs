@@ -9,6 +9,7 @@
 use crate::connection::Connection;
 use crate::customers::CustomerLink;
 use crate::error::StoreError;
+use crate::ids::{Sku, StoreId};
 use crate::inventory::{
     CatalogLink, CatalogLinkUpdate, InventoryCursor, PendingWebSale, PushedStock,
 };
@@ -31,13 +32,13 @@ pub struct MemoryStore {
 struct State {
     /// Writes that fail with [`StoreError::Unavailable`] before the next one succeeds.
     failing_writes: usize,
-    connections: BTreeMap<u64, Connection>,
-    orders: BTreeMap<(u64, String), LedgerEntry>,
-    product_links: BTreeMap<(u64, String), ProductLink>,
-    customer_links: BTreeMap<(u64, String), CustomerLink>,
-    cursors: BTreeMap<u64, InventoryCursor>,
-    catalog_links: BTreeMap<(u64, String), CatalogLink>,
-    pushed_stock: BTreeMap<(u64, String), PushedStock>,
+    connections: BTreeMap<StoreId, Connection>,
+    orders: BTreeMap<(StoreId, String), LedgerEntry>,
+    product_links: BTreeMap<(StoreId, String), ProductLink>,
+    customer_links: BTreeMap<(StoreId, String), CustomerLink>,
+    cursors: BTreeMap<StoreId, InventoryCursor>,
+    catalog_links: BTreeMap<(StoreId, String), CatalogLink>,
+    pushed_stock: BTreeMap<(StoreId, String), PushedStock>,
     webhook_events: BTreeMap<String, WebhookEventRecord>,
 }
 
@@ -100,8 +101,8 @@ fn conditional_put<K: Ord, V>(
 
 /// The items of these Lightspeed products (each id once, whatever the caller passed).
 fn by_ls_product_id<T: Clone>(
-    items: &BTreeMap<(u64, String), T>,
-    store_id: u64,
+    items: &BTreeMap<(StoreId, String), T>,
+    store_id: StoreId,
     ids: &[String],
 ) -> Vec<T> {
     let ids: BTreeSet<&String> = ids.iter().collect();
@@ -111,7 +112,7 @@ fn by_ls_product_id<T: Clone>(
 }
 
 impl ConnectionStore for MemoryStore {
-    async fn get_connection(&self, store_id: u64) -> Result<Option<Connection>, StoreError> {
+    async fn get_connection(&self, store_id: StoreId) -> Result<Option<Connection>, StoreError> {
         Ok(self.guard().connections.get(&store_id).cloned())
     }
 
@@ -161,7 +162,7 @@ impl LedgerStore for MemoryStore {
 
     async fn list_orders(
         &self,
-        store_id: u64,
+        store_id: StoreId,
         state: Option<OrderState>,
         limit: usize,
     ) -> Result<Vec<LedgerEntry>, StoreError> {
@@ -179,7 +180,7 @@ impl LedgerStore for MemoryStore {
 
     async fn list_pending_web_sales(
         &self,
-        store_id: u64,
+        store_id: StoreId,
     ) -> Result<Vec<PendingWebSale>, StoreError> {
         let store = self.guard();
         Ok(store
@@ -199,26 +200,30 @@ impl LedgerStore for MemoryStore {
 impl LinkStore for MemoryStore {
     async fn get_product_link(
         &self,
-        store_id: u64,
-        sku: &str,
+        store_id: StoreId,
+        sku: &Sku,
     ) -> Result<Option<ProductLink>, StoreError> {
         let state = self.guard();
         Ok(state
             .product_links
-            .get(&(store_id, sku.to_string()))
+            .get(&(store_id, sku.as_str().to_string()))
             .cloned())
     }
 
-    async fn put_product_link(&self, store_id: u64, link: &ProductLink) -> Result<(), StoreError> {
+    async fn put_product_link(
+        &self,
+        store_id: StoreId,
+        link: &ProductLink,
+    ) -> Result<(), StoreError> {
         self.state_to_write()?
             .product_links
-            .insert((store_id, link.sku.clone()), link.clone());
+            .insert((store_id, link.sku.as_str().to_string()), link.clone());
         Ok(())
     }
 
     async fn get_customer_link(
         &self,
-        store_id: u64,
+        store_id: StoreId,
         email: &str,
     ) -> Result<Option<CustomerLink>, StoreError> {
         let state = self.guard();
@@ -251,7 +256,7 @@ impl LinkStore for MemoryStore {
 impl InventoryStateStore for MemoryStore {
     async fn get_inventory_cursor(
         &self,
-        store_id: u64,
+        store_id: StoreId,
     ) -> Result<Option<InventoryCursor>, StoreError> {
         Ok(self.guard().cursors.get(&store_id).cloned())
     }
@@ -273,7 +278,7 @@ impl InventoryStateStore for MemoryStore {
 
     async fn get_catalog_links(
         &self,
-        store_id: u64,
+        store_id: StoreId,
         lightspeed_product_ids: &[String],
     ) -> Result<Vec<CatalogLink>, StoreError> {
         let state = self.guard();
@@ -288,7 +293,7 @@ impl InventoryStateStore for MemoryStore {
     /// in step.
     async fn put_catalog_links(
         &self,
-        store_id: u64,
+        store_id: StoreId,
         updates: &[CatalogLinkUpdate],
     ) -> Result<(), StoreError> {
         let mut state = self.state_to_write()?;
@@ -301,7 +306,7 @@ impl InventoryStateStore for MemoryStore {
         Ok(())
     }
 
-    async fn list_catalog_links(&self, store_id: u64) -> Result<Vec<CatalogLink>, StoreError> {
+    async fn list_catalog_links(&self, store_id: StoreId) -> Result<Vec<CatalogLink>, StoreError> {
         let state = self.guard();
         Ok(state
             .catalog_links
@@ -313,7 +318,7 @@ impl InventoryStateStore for MemoryStore {
 
     async fn lightspeed_products_with_sku(
         &self,
-        store_id: u64,
+        store_id: StoreId,
         sku_keys: &[String],
     ) -> Result<HashMap<String, Vec<String>>, StoreError> {
         let state = self.guard();
@@ -336,7 +341,7 @@ impl InventoryStateStore for MemoryStore {
 
     async fn get_pushed_stock(
         &self,
-        store_id: u64,
+        store_id: StoreId,
         lightspeed_product_ids: &[String],
     ) -> Result<Vec<PushedStock>, StoreError> {
         let state = self.guard();
@@ -349,7 +354,7 @@ impl InventoryStateStore for MemoryStore {
 
     async fn put_pushed_stock(
         &self,
-        store_id: u64,
+        store_id: StoreId,
         items: &[PushedStock],
     ) -> Result<(), StoreError> {
         let mut state = self.state_to_write()?;

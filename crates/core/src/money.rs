@@ -52,6 +52,7 @@ mod tax;
 
 use crate::connection::Connection;
 use crate::ecwid::{EcwidOrder, ItemTax, OrderItem};
+use crate::ids::{InvalidSku, Sku};
 use crate::ledger::{LedgerLine, OrderKey, Reason, ReasonCode};
 use crate::lightspeed::{STATUS_CLOSED, SaleDraft, SaleLine, SalePayment, SaleSetup};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -64,7 +65,7 @@ pub struct MappingContext<'a> {
     pub connection: &'a Connection,
     pub setup: &'a SaleSetup,
     /// Trimmed SKU → Lightspeed product id, resolved beforehand (P1).
-    pub products: &'a HashMap<String, String>,
+    pub products: &'a HashMap<Sku, String>,
     /// When the order became paid, as first seen by the poster: the sale's date.
     pub paid_at: DateTime<Utc>,
     /// The Lightspeed customer the sale is assigned to (C1–C4), if the order has an email.
@@ -73,14 +74,20 @@ pub struct MappingContext<'a> {
 
 /// The SKU an item is linked by: the variation's SKU when a combination matched. Blank SKUs
 /// never match anything (P1).
-pub fn item_sku(order_id: &str, item: &OrderItem) -> Result<String, Reason> {
-    match item.sku.as_deref().map(str::trim) {
-        Some(s) if !s.is_empty() => Ok(s.to_string()),
-        _ => Err(Reason::new(
+pub fn item_sku(order_id: &str, item: &OrderItem) -> Result<Sku, Reason> {
+    let name = item.name.as_deref().unwrap_or("?");
+    match Sku::parse(item.sku.as_deref().unwrap_or_default()) {
+        Ok(sku) => Ok(sku),
+        Err(InvalidSku::Blank) => Err(Reason::new(
             ReasonCode::BlankSku,
             format!(
-                "order {order_id}: item '{}' has a blank SKU; give it a SKU that matches a Lightspeed product",
-                item.name.as_deref().unwrap_or("?")
+                "order {order_id}: item '{name}' has a blank SKU; give it a SKU that matches a Lightspeed product",
+            ),
+        )),
+        Err(why) => Err(Reason::new(
+            ReasonCode::InvalidOrder,
+            format!(
+                "order {order_id}: item '{name}' has a SKU no product can be matched by ({why}); correct the SKU in Ecwid and Lightspeed, then replay",
             ),
         )),
     }
@@ -347,12 +354,12 @@ impl Mapper<'_> {
     fn lines(
         &self,
         conn: &Connection,
-        products: &[(String, &String)],
+        products: &[(Sku, &String)],
     ) -> Result<(Vec<SaleLine>, Decimal), Reason> {
         let order = self.order;
         let mut lines = Vec::new();
         for (item, (sku, product_id)) in order.items.iter().zip(products) {
-            lines.extend(self.map_item(item, product_id, sku)?);
+            lines.extend(self.map_item(item, product_id, sku.as_str())?);
         }
         let shipping_taxes = tax::shipping_taxes(order, self.reading)
             .map_err(|m| self.park(ReasonCode::TotalsMismatch, m))?;
@@ -562,7 +569,7 @@ fn build_sale(
     m: &Mapper<'_>,
     key: &OrderKey,
     ctx: &MappingContext<'_>,
-    products: &[(String, &String)],
+    products: &[(Sku, &String)],
 ) -> Result<SaleDraft, Reason> {
     let order = m.order;
     let conn = ctx.connection;
@@ -689,13 +696,14 @@ pub fn ledger_lines(order: &EcwidOrder) -> Vec<LedgerLine> {
 mod tests {
     use super::*;
     use crate::connection::{LightspeedAccount, Secret, Settings};
+    use crate::ids::StoreId;
     use crate::lightspeed::LsTax;
     use proptest::prelude::*;
     use rust_decimal_macros::dec;
 
     fn conn() -> Connection {
         Connection {
-            store_id: 1003,
+            store_id: StoreId::literal(1003),
             ecwid_token: Secret::new("t"),
             lightspeed: LightspeedAccount {
                 domain_prefix: "p".parse().unwrap(),
@@ -739,10 +747,10 @@ mod tests {
             currency: None,
         }
     }
-    fn products() -> HashMap<String, String> {
+    fn products() -> HashMap<Sku, String> {
         [("123123", "p-toys"), ("MUG", "p-mug"), ("TEE-M", "p-tee-m")]
             .into_iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .map(|(a, b)| (Sku::parse(a).unwrap(), b.to_string()))
             .collect()
     }
     fn map(order: &EcwidOrder) -> Result<SaleDraft, Reason> {
@@ -756,7 +764,11 @@ mod tests {
             paid_at: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
             customer_id: None,
         };
-        map_order_to_sale(order, &OrderKey::new(1003, order.id.clone()), &ctx)
+        map_order_to_sale(
+            order,
+            &OrderKey::new(StoreId::literal(1003), order.id.clone()),
+            &ctx,
+        )
     }
     fn order(json: serde_json::Value) -> EcwidOrder {
         serde_json::from_value(json).unwrap()
@@ -958,7 +970,8 @@ mod tests {
             paid_at: Utc::now(),
             customer_id: None,
         };
-        let err = map_order_to_sale(&o, &OrderKey::new(1003, "N1"), &ctx).unwrap_err();
+        let err =
+            map_order_to_sale(&o, &OrderKey::new(StoreId::literal(1003), "N1"), &ctx).unwrap_err();
         assert_eq!(err.code, ReasonCode::UnsupportedAdjustment);
         assert!(
             err.message.contains("shipping (UPS) of 5.00"),
@@ -1018,6 +1031,12 @@ mod tests {
             serde_json::json!({"id": "B1", "total": 1, "items": [{"sku": "  ", "quantity": 1, "price": 1}]}),
         );
         assert_eq!(map(&o).unwrap_err().code, ReasonCode::BlankSku);
+        let o = order(
+            serde_json::json!({"id": "B3", "total": 1, "items": [{"name": "Mug", "sku": "MUG\n2", "quantity": 1, "price": 1}]}),
+        );
+        let err = map(&o).unwrap_err();
+        assert_eq!(err.code, ReasonCode::InvalidOrder);
+        assert!(err.message.contains("item 'Mug' has a SKU no product can be matched by (the SKU contains control characters"), "{}", err.message);
         let o = order(
             serde_json::json!({"id": "B2", "total": 1, "items": [{"sku": "NOPE", "quantity": 1, "price": 1}]}),
         );
@@ -1081,7 +1100,11 @@ mod tests {
             paid_at: Utc::now(),
             customer_id: None,
         };
-        map_order_to_sale(order, &OrderKey::new(1003, order.id.clone()), &ctx)
+        map_order_to_sale(
+            order,
+            &OrderKey::new(StoreId::literal(1003), order.id.clone()),
+            &ctx,
+        )
     }
 
     fn sale_tax(sale: &SaleDraft) -> Decimal {

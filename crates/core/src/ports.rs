@@ -8,6 +8,7 @@ use crate::connection::Connection;
 use crate::customers::CustomerLink;
 use crate::ecwid::EcwidOrder;
 use crate::error::{ApiError, QueueError, StoreError};
+use crate::ids::{Sku, StoreId};
 use crate::inventory::{
     BatchStatus, CatalogLink, CatalogLinkUpdate, EcwidCatalogProduct, EcwidProductPage,
     EcwidTarget, FeedPage, InventoryCursor, InventoryRecord, PendingWebSale, PushedStock,
@@ -24,7 +25,7 @@ use std::time::Duration;
 /// A cached SKU link between the two catalogs (P1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProductLink {
-    pub sku: String,
+    pub sku: Sku,
     pub lightspeed_product_id: String,
     #[serde(default)]
     pub ecwid_product_id: Option<u64>,
@@ -40,7 +41,7 @@ pub struct ProductLink {
 pub struct WebhookEventRecord {
     pub event_id: String,
     /// The store the first delivery named (for operators; not part of the key).
-    pub store_id: u64,
+    pub store_id: StoreId,
     /// What the event asked for (`crate::ingest::event_fingerprint`).
     pub fingerprint: String,
     pub recorded_at: DateTime<Utc>,
@@ -97,7 +98,7 @@ impl EventDelivery {
 pub trait ConnectionStore: Send + Sync {
     fn get_connection(
         &self,
-        store_id: u64,
+        store_id: StoreId,
     ) -> impl Future<Output = Result<Option<Connection>, StoreError>> + Send;
     /// Writes `connection` (whose `version` is the new version) if the stored version equals
     /// `expected_version` (None: no connection may exist yet).
@@ -126,7 +127,7 @@ pub trait LedgerStore: Send + Sync {
     /// Ledger items of one store, optionally in one state, oldest first, at most `limit`.
     fn list_orders(
         &self,
-        store_id: u64,
+        store_id: StoreId,
         state: Option<OrderState>,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<LedgerEntry>, StoreError>> + Send;
@@ -135,7 +136,7 @@ pub trait LedgerStore: Send + Sync {
     /// with the number of such orders, not with the ledger.
     fn list_pending_web_sales(
         &self,
-        store_id: u64,
+        store_id: StoreId,
     ) -> impl Future<Output = Result<Vec<PendingWebSale>, StoreError>> + Send;
 }
 
@@ -144,19 +145,19 @@ pub trait LedgerStore: Send + Sync {
 pub trait LinkStore: Send + Sync {
     fn get_product_link(
         &self,
-        store_id: u64,
-        sku: &str,
+        store_id: StoreId,
+        sku: &Sku,
     ) -> impl Future<Output = Result<Option<ProductLink>, StoreError>> + Send;
     fn put_product_link(
         &self,
-        store_id: u64,
+        store_id: StoreId,
         link: &ProductLink,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The customer link of (`store_id`, `email`); `email` is normalised (C1).
     fn get_customer_link(
         &self,
-        store_id: u64,
+        store_id: StoreId,
         email: &str,
     ) -> impl Future<Output = Result<Option<CustomerLink>, StoreError>> + Send;
     /// Writes `link` (whose `version` is the new version) if the stored version equals
@@ -175,7 +176,7 @@ pub trait InventoryStateStore: Send + Sync {
     /// The inventory cursor (and run lease) of a store.
     fn get_inventory_cursor(
         &self,
-        store_id: u64,
+        store_id: StoreId,
     ) -> impl Future<Output = Result<Option<InventoryCursor>, StoreError>> + Send;
     /// Writes `cursor` (whose `version` is the new version) if the stored version equals
     /// `expected_version` (None: no cursor may exist yet). A lost race is a conflict.
@@ -188,7 +189,7 @@ pub trait InventoryStateStore: Send + Sync {
     /// The catalog links of these Lightspeed products (those that exist, in any order).
     fn get_catalog_links(
         &self,
-        store_id: u64,
+        store_id: StoreId,
         lightspeed_product_ids: &[String],
     ) -> impl Future<Output = Result<Vec<CatalogLink>, StoreError>> + Send;
     /// Upserts catalog links and keeps the SKU index behind
@@ -196,32 +197,32 @@ pub trait InventoryStateStore: Send + Sync {
     /// SKU key the stored link had, so its old index entry goes).
     fn put_catalog_links(
         &self,
-        store_id: u64,
+        store_id: StoreId,
         updates: &[CatalogLinkUpdate],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Every catalog link of a store.
     fn list_catalog_links(
         &self,
-        store_id: u64,
+        store_id: StoreId,
     ) -> impl Future<Output = Result<Vec<CatalogLink>, StoreError>> + Send;
     /// For each SKU key, the ids of the **live** Lightspeed products whose link has it
     /// (keys with none are absent). More than one id means the SKU is ambiguous (P1).
     fn lightspeed_products_with_sku(
         &self,
-        store_id: u64,
+        store_id: StoreId,
         sku_keys: &[String],
     ) -> impl Future<Output = Result<HashMap<String, Vec<String>>, StoreError>> + Send;
 
     /// The last levels pushed to Ecwid for these Lightspeed products (those that exist).
     fn get_pushed_stock(
         &self,
-        store_id: u64,
+        store_id: StoreId,
         lightspeed_product_ids: &[String],
     ) -> impl Future<Output = Result<Vec<PushedStock>, StoreError>> + Send;
     /// Upserts pushed levels (one item per Lightspeed product).
     fn put_pushed_stock(
         &self,
-        store_id: u64,
+        store_id: StoreId,
         items: &[PushedStock],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
@@ -255,7 +256,7 @@ impl<T> StateStore for T where
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderMessage {
-    pub store_id: u64,
+    pub store_id: StoreId,
     pub order_id: String,
     #[serde(default)]
     pub event_id: Option<String>,
@@ -268,7 +269,7 @@ pub struct OrderMessage {
 
 impl OrderMessage {
     pub fn from_webhook(
-        store_id: u64,
+        store_id: StoreId,
         order_id: impl Into<String>,
         event_id: impl Into<String>,
     ) -> Self {
@@ -350,7 +351,7 @@ pub trait EcwidApi: Send + Sync {
     fn find_products_by_sku(
         &self,
         connection: &Connection,
-        sku: &str,
+        sku: &Sku,
     ) -> impl Future<Output = Result<Vec<EcwidCatalogProduct>, ApiError>> + Send;
     /// `GET /products?offset=&limit=`: one page of the catalog, combinations included.
     fn list_products(
@@ -403,7 +404,7 @@ pub trait LightspeedApi: Send + Sync {
     fn find_products_by_sku(
         &self,
         connection: &Connection,
-        sku: &str,
+        sku: &Sku,
     ) -> impl Future<Output = Result<Vec<LsProduct>, ApiError>> + Send;
     /// The retailer's taxes and no-tax group.
     fn sale_setup(
@@ -472,7 +473,7 @@ pub trait Clock: Send + Sync {
 mod tests {
     use super::*;
 
-    fn record(store_id: u64, fingerprint: &str) -> WebhookEventRecord {
+    fn record(store_id: StoreId, fingerprint: &str) -> WebhookEventRecord {
         let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         WebhookEventRecord {
             event_id: "ev-1".into(),
@@ -485,7 +486,7 @@ mod tests {
 
     #[test]
     fn a_recorded_event_is_a_redelivery_with_the_same_fingerprint_else_altered() {
-        let delivery = record(1003, "order.updated:K1:PAID");
+        let delivery = record(StoreId::literal(1003), "order.updated:K1:PAID");
         assert_eq!(
             EventDelivery::of(&delivery, EventRecordOutcome::Inserted),
             EventDelivery::First
@@ -493,7 +494,10 @@ mod tests {
         assert_eq!(
             EventDelivery::of(
                 &delivery,
-                EventRecordOutcome::Existing(record(1003, "order.updated:K1:PAID"))
+                EventRecordOutcome::Existing(record(
+                    StoreId::literal(1003),
+                    "order.updated:K1:PAID"
+                ))
             ),
             EventDelivery::Redelivery
         );
@@ -501,11 +505,14 @@ mod tests {
         assert_eq!(
             EventDelivery::of(
                 &delivery,
-                EventRecordOutcome::Existing(record(2002, "order.updated:K1:PAID"))
+                EventRecordOutcome::Existing(record(
+                    StoreId::literal(2002),
+                    "order.updated:K1:PAID"
+                ))
             ),
             EventDelivery::Redelivery
         );
-        let first = record(1003, "order.updated:K2:PAID");
+        let first = record(StoreId::literal(1003), "order.updated:K2:PAID");
         assert_eq!(
             EventDelivery::of(&delivery, EventRecordOutcome::Existing(first.clone())),
             EventDelivery::Altered(first)

@@ -19,6 +19,7 @@
 use crate::connection::Connection;
 use crate::ecwid::EcwidOrder;
 use crate::error::{ApiError, StoreError};
+use crate::ids::{Sku, StoreId};
 use crate::ledger::{self, LedgerEntry, OrderKey, Outcome, Reason, ReasonCode};
 use crate::lightspeed::SaleSetup;
 use crate::money::{self, MappingContext};
@@ -162,7 +163,7 @@ pub struct SalePoster<S, E, L, C> {
     lightspeed: L,
     clock: C,
     config: PosterConfig,
-    setup_cache: Mutex<HashMap<u64, (DateTime<Utc>, SaleSetup)>>,
+    setup_cache: Mutex<HashMap<StoreId, (DateTime<Utc>, SaleSetup)>>,
     #[cfg(feature = "testing")]
     crash_hook: Option<Arc<dyn CrashHook>>,
 }
@@ -296,7 +297,7 @@ where
             .await
             .map_err(|e| self.store_retry("loading the connection", e))?
         else {
-            tracing::warn!(store_id = key.store_id, order_id = %key.order_id, "no connection for store; message dropped");
+            tracing::warn!(store_id = key.store_id.get(), order_id = %key.order_id, "no connection for store; message dropped");
             return Ok(PostOutcome::NoConnection);
         };
 
@@ -333,7 +334,7 @@ where
             Err(StoreError::Conflict(_)) => {
                 // Another worker took the order over after our lease expired. If we posted,
                 // its search by invoice number finds our sale; redeliver to let it settle.
-                tracing::error!(store_id = key.store_id, order_id = %key.order_id, "lease lost before the outcome was recorded");
+                tracing::error!(store_id = key.store_id.get(), order_id = %key.order_id, "lease lost before the outcome was recorded");
                 return Err(RetryLater {
                     delay: self.config.retry_base,
                     reason: format!("order {key}: lease lost before recording the outcome"),
@@ -341,7 +342,7 @@ where
             }
             Err(e) => return Err(self.store_retry("recording the outcome", e)),
         }
-        let span_fields = (key.store_id, key.order_id.as_str(), claimed.attempts);
+        let span_fields = (key.store_id.get(), key.order_id.as_str(), claimed.attempts);
         match outcome {
             Outcome::Posted { sale_id, adopted } => {
                 tracing::info!(store_id = span_fields.0, order_id = span_fields.1, attempt = span_fields.2, %sale_id, adopted, "order posted");
@@ -449,7 +450,7 @@ where
             {
                 Ok(sales) if !sales.is_empty() => {
                     if sales.len() > 1 {
-                        tracing::error!(store_id = key.store_id, order_id = %key.order_id, count = sales.len(), "several Lightspeed sales carry this order's invoice number");
+                        tracing::error!(store_id = key.store_id.get(), order_id = %key.order_id, count = sales.len(), "several Lightspeed sales carry this order's invoice number");
                     }
                     return Attempt::done(Outcome::Posted {
                         sale_id: sales[0].id.clone(),
@@ -483,7 +484,7 @@ where
         // A cached link can go stale (the product was deleted or re-created in Lightspeed).
         // If Lightspeed refuses a sale built from cached links, the links are looked up
         // again once; a sale is re-posted only if that changed a product id.
-        let mut previous: Option<(HashMap<String, String>, String)> = None;
+        let mut previous: Option<(HashMap<Sku, String>, String)> = None;
         loop {
             let bypass_cache = previous.is_some();
             let (products, used_cache) =
@@ -530,7 +531,7 @@ where
                     if let Some(total) = posted.total
                         && total != sale.total()
                     {
-                        tracing::error!(store_id = key.store_id, order_id = %key.order_id, sale_id = %posted.id, lightspeed_total = %total, our_total = %sale.total(), "Lightspeed reports a different sale total");
+                        tracing::error!(store_id = key.store_id.get(), order_id = %key.order_id, sale_id = %posted.id, lightspeed_total = %total, our_total = %sale.total(), "Lightspeed reports a different sale total");
                     }
                     Attempt::done(Outcome::Posted {
                         sale_id: posted.id,
@@ -538,7 +539,7 @@ where
                     })
                 }
                 Err(ApiError::Rejected { status, detail }) if used_cache && previous.is_none() => {
-                    tracing::warn!(store_id = key.store_id, order_id = %key.order_id, status, "sale refused; refreshing cached product links once");
+                    tracing::warn!(store_id = key.store_id.get(), order_id = %key.order_id, status, "sale refused; refreshing cached product links once");
                     previous = Some((products, format!("({status}) {detail}")));
                     continue;
                 }
@@ -587,7 +588,7 @@ where
             Err(StoreError::Conflict(_)) => {
                 // Recording against the old version conflicts too: the message is retried
                 // and the taker's outcome stands.
-                tracing::warn!(store_id = key.store_id, order_id = %key.order_id, "lease lost before the sale POST; not posting");
+                tracing::warn!(store_id = key.store_id.get(), order_id = %key.order_id, "lease lost before the sale POST; not posting");
                 Err(released(format!(
                     "order {key}: lease lost before the sale POST"
                 )))
@@ -707,7 +708,7 @@ mod tests {
         );
         assert_eq!(
             w.store
-                .get_product_link(STORE, "MUG")
+                .get_product_link(STORE, &Sku::parse("MUG").unwrap())
                 .await
                 .unwrap()
                 .map(|l| l.lightspeed_product_id),

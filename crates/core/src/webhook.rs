@@ -4,6 +4,7 @@
 //! (HMAC-SHA256, standard padded base64, header `X-Ecwid-Webhook-Signature`). The rest of the
 //! body is unsigned, so it is only a hint: the poster re-fetches the order (invariant 2).
 
+use crate::ids::StoreId;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
@@ -30,7 +31,7 @@ pub enum WebhookError {
 pub struct WebhookEvent {
     pub event_id: String,
     pub event_created: i64,
-    pub store_id: u64,
+    pub store_id: StoreId,
     /// A number for orders, possibly a string for `application.*` events; kept as text.
     pub entity_id: String,
     pub event_type: String,
@@ -111,7 +112,8 @@ pub fn verify_and_parse(
     }
     let store_id = raw
         .store_id
-        .ok_or_else(|| WebhookError::Malformed("missing storeId".into()))?;
+        .ok_or_else(|| WebhookError::Malformed("missing storeId".into()))
+        .and_then(|id| StoreId::new(id).map_err(|e| WebhookError::Malformed(e.to_string())))?;
     let event_type = raw
         .event_type
         .filter(|s| !s.is_empty())
@@ -154,7 +156,7 @@ mod tests {
         let (secret, sig, body) = vector();
         let ev = verify_and_parse(secret.as_bytes(), &body, Some(&sig)).unwrap();
         assert_eq!(ev.event_id, "80aece08-40e8-4145-8d8b-b2d9ee3c1e2a");
-        assert_eq!(ev.store_id, 1003);
+        assert_eq!(ev.store_id, StoreId::literal(1003));
         assert_eq!(ev.entity_id, "516483487");
         assert_eq!(ev.order_id.as_deref(), Some("K8XTQ"));
         assert_eq!(ev.new_payment_status.as_deref(), Some("PAID"));
@@ -224,5 +226,15 @@ mod tests {
             verify_and_parse(secret, no_store, Some(&sig)),
             Err(WebhookError::Malformed(m)) if m.contains("storeId")
         ));
+        // A store id of 0 names no store: refused, after the signature was checked.
+        let zero = br#"{"eventId":"e1","eventCreated":5,"storeId":0,"entityId":1,"eventType":"order.created"}"#;
+        assert!(matches!(
+            verify_and_parse(secret, zero, Some(&sig)),
+            Err(WebhookError::Malformed(m)) if m.contains("store id")
+        ));
+        assert_eq!(
+            verify_and_parse(b"other", zero, Some(&sig)),
+            Err(WebhookError::BadSignature)
+        );
     }
 }

@@ -7,7 +7,7 @@ use els_core::ecwid::EcwidOrder;
 use els_core::inventory::{
     BatchStatus, EcwidCatalogProduct, EcwidProductPage, EcwidTarget, StockLevel,
 };
-use els_core::{ApiError, Connection, EcwidApi};
+use els_core::{ApiError, Connection, EcwidApi, Sku, StoreId};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -70,7 +70,7 @@ impl EcwidClient {
         }
     }
 
-    fn store_url(&self, store_id: u64) -> String {
+    fn store_url(&self, store_id: StoreId) -> String {
         format!("{}/{}", self.api_url, store_id)
     }
 
@@ -172,11 +172,11 @@ impl EcwidApi for EcwidClient {
     async fn find_products_by_sku(
         &self,
         conn: &Connection,
-        sku: &str,
+        sku: &Sku,
     ) -> Result<Vec<EcwidCatalogProduct>, ApiError> {
         let url = format!("{}/products", self.store_url(conn.store_id));
         let page: EcwidProductPage = self
-            .send_json(conn, self.http.get(url).query(&[("sku", sku)]))
+            .send_json(conn, self.http.get(url).query(&[("sku", sku.as_str())]))
             .await?;
         Ok(page.items)
     }

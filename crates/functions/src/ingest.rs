@@ -226,7 +226,7 @@ mod tests {
         assert_eq!(
             queued,
             vec![OrderMessage::from_webhook(
-                sb.ids().ecwid_store_id,
+                els_core::StoreId::literal(sb.ids().ecwid_store_id),
                 &order_id,
                 &hook.event_id
             )]
@@ -372,7 +372,10 @@ mod tests {
     async fn sample_event_is_signed_with_the_documented_test_secret() {
         let store = SqliteStore::open_in_memory().expect("SQLite");
         store
-            .put_connection(&placeholder_connection(1003), None)
+            .put_connection(
+                &placeholder_connection(els_core::StoreId::literal(1003)),
+                None,
+            )
             .await
             .expect("connection");
         let ingestor = Ingestor::new(
@@ -396,7 +399,7 @@ mod tests {
         assert_eq!(
             queued,
             vec![OrderMessage::from_webhook(
-                1003,
+                els_core::StoreId::literal(1003),
                 "K8XTQ",
                 "80aece08-40e8-4145-8d8b-b2d9ee3c1e2a"
             )]

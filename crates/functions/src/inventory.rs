@@ -124,7 +124,7 @@ where
                 summary.reports.push(report);
             }
             Err(e) => {
-                tracing::error!(store_id = e.store_id, error = %e, written = e.report.written, "inventory mirror failed; the next run resumes from the cursor");
+                tracing::error!(store_id = e.store_id.get(), error = %e, written = e.report.written, "inventory mirror failed; the next run resumes from the cursor");
                 failures.push(e);
             }
         }

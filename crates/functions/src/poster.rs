@@ -180,8 +180,7 @@ where
             return false;
         }
     };
-    let span =
-        tracing::info_span!("order", store_id = message.store_id, order_id = %message.order_id);
+    let span = tracing::info_span!("order", store_id = message.store_id.get(), order_id = %message.order_id);
     let settled = post_delivered(poster, &message, receive_count(record), max_receive_count)
         .instrument(span)
         .await;
@@ -271,7 +270,11 @@ mod tests {
         order_id: &str,
         visibility: Duration,
     ) -> Delivery {
-        let message = OrderMessage::from_webhook(sb.ids().ecwid_store_id, order_id, "evt-1");
+        let message = OrderMessage::from_webhook(
+            els_core::StoreId::literal(sb.ids().ecwid_store_id),
+            order_id,
+            "evt-1",
+        );
         store.enqueue(&message).await.expect("enqueue");
         let mut got = store.receive(1, visibility).await.expect("receive");
         assert_eq!(got.len(), 1);
@@ -311,7 +314,10 @@ mod tests {
         assert_eq!(sales.len(), 1, "{sales:#?}");
         assert_eq!(sales[0]["status"], "CLOSED");
         let entry = store
-            .load_order(&OrderKey::new(sb.ids().ecwid_store_id, order_id.clone()))
+            .load_order(&OrderKey::new(
+                els_core::StoreId::literal(sb.ids().ecwid_store_id),
+                order_id.clone(),
+            ))
             .await
             .expect("ledger read")
             .expect("ledger entry");
@@ -422,7 +428,10 @@ mod tests {
         // A batch item failure: Lambda keeps the message and SQS moves it to the DLQ.
         assert_eq!(failed_ids(&response), vec!["m-last"]);
         assert_eq!(sb.sale_count(), 0);
-        let key = OrderKey::new(sb.ids().ecwid_store_id, order_id);
+        let key = OrderKey::new(
+            els_core::StoreId::literal(sb.ids().ecwid_store_id),
+            order_id,
+        );
         let entry = store
             .load_order(&key)
             .await
@@ -471,7 +480,10 @@ mod tests {
 
         assert_eq!(failed_ids(&response), vec!["m-last"]);
         let entry = store
-            .load_order(&OrderKey::new(sb.ids().ecwid_store_id, order_id))
+            .load_order(&OrderKey::new(
+                els_core::StoreId::literal(sb.ids().ecwid_store_id),
+                order_id,
+            ))
             .await
             .expect("ledger read")
             .expect("ledger entry");
@@ -538,7 +550,11 @@ mod tests {
         let message: OrderMessage = serde_json::from_str(body).expect("an OrderMessage");
         assert_eq!(
             message,
-            OrderMessage::from_webhook(1003, "K8XTQ", "80aece08-40e8-4145-8d8b-b2d9ee3c1e2a")
+            OrderMessage::from_webhook(
+                els_core::StoreId::literal(1003),
+                "K8XTQ",
+                "80aece08-40e8-4145-8d8b-b2d9ee3c1e2a"
+            )
         );
     }
 }

@@ -2,6 +2,7 @@
 //! reqwest clients), no mocks.
 
 use els_cli::sandbox_setup::lightspeed_url_template;
+use els_core::StoreId;
 use els_core::inventory::mirror::{InventoryMirror, MirrorConfig};
 use els_core::poster::{PosterConfig, SalePoster};
 use els_core::{Connection, ConnectionStore, LightspeedAccount, Secret, Settings};
@@ -26,7 +27,7 @@ pub fn sandbox_connection(sb: &Sandbox) -> Connection {
 
 /// A stand-in connection for a store the sandbox does not serve (ingest only reads that
 /// one exists).
-pub fn placeholder_connection(store_id: u64) -> Connection {
+pub fn placeholder_connection(store_id: StoreId) -> Connection {
     Connection {
         store_id,
         ecwid_token: Secret::new("secret_placeholder"),

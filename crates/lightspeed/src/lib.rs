@@ -15,7 +15,7 @@
 use els_core::decimal::opt_decimal;
 use els_core::inventory::{FeedPage, InventoryRecord};
 use els_core::lightspeed::{LsCustomer, LsProduct, NewCustomer, PostedSale, SaleDraft, SaleSetup};
-use els_core::{ApiError, Connection, LightspeedApi};
+use els_core::{ApiError, Connection, LightspeedApi, Sku};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -601,17 +601,14 @@ impl LightspeedApi for LightspeedClient {
     async fn find_products_by_sku(
         &self,
         conn: &Connection,
-        sku: &str,
+        sku: &Sku,
     ) -> Result<Vec<LsProduct>, ApiError> {
         // Lightspeed's search wants the SKU in lower case; the caller re-checks the matches.
         let page: DataList<LsProduct> = self
             .get(
                 conn,
                 "/api/2.0/search",
-                &[
-                    ("type", "products".into()),
-                    ("sku", sku.trim().to_lowercase()),
-                ],
+                &[("type", "products".into()), ("sku", sku.key())],
             )
             .await?;
         Ok(page.data)

@@ -52,6 +52,7 @@ use els_core::ports::{
 };
 use els_core::retry::Backoff;
 use els_core::{Connection, StoreError};
+use els_core::{Sku, StoreId};
 use els_http::TokioClock;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -104,7 +105,7 @@ pub struct DynamoStore {
     table: String,
 }
 
-fn pk(store_id: u64) -> String {
+fn pk(store_id: StoreId) -> String {
     format!("STORE#{store_id}")
 }
 
@@ -282,7 +283,7 @@ impl DynamoStore {
 }
 
 impl DynamoStore {
-    fn key(store_id: u64, sk: String) -> Item {
+    fn key(store_id: StoreId, sk: String) -> Item {
         HashMap::from([
             ("pk".to_string(), s(pk(store_id))),
             ("sk".to_string(), s(sk)),
@@ -374,7 +375,7 @@ impl DynamoStore {
     }
 
     /// Every item of the store whose sort key starts with `prefix`.
-    async fn query_prefix(&self, store_id: u64, prefix: &str) -> Result<Vec<Item>, StoreError> {
+    async fn query_prefix(&self, store_id: StoreId, prefix: &str) -> Result<Vec<Item>, StoreError> {
         let mut out = Vec::new();
         let mut start: Option<Item> = None;
         loop {
@@ -401,7 +402,7 @@ impl DynamoStore {
 
     async fn sku_owners(
         &self,
-        store_id: u64,
+        store_id: StoreId,
         sku_keys: &[String],
     ) -> Result<HashMap<String, SkuOwners>, StoreError> {
         let unique: BTreeSet<&String> = sku_keys.iter().filter(|k| !k.is_empty()).collect();
@@ -426,7 +427,7 @@ fn event_item(record: &WebhookEventRecord) -> Item {
         ),
         ("sk".to_string(), s(EVENT_SK)),
         ("event_id".to_string(), s(record.event_id.clone())),
-        ("store_id".to_string(), n(record.store_id)),
+        ("store_id".to_string(), n(record.store_id.get())),
         ("fingerprint".to_string(), s(record.fingerprint.clone())),
         (
             "recorded_at".to_string(),
@@ -464,6 +465,7 @@ fn event_from_item(item: &Item) -> Result<WebhookEventRecord, StoreError> {
         event_id: text("event_id").ok_or_else(|| corrupt("no event_id"))?,
         store_id: number("store_id")
             .and_then(|v| u64::try_from(v).ok())
+            .and_then(|v| StoreId::new(v).ok())
             .ok_or_else(|| corrupt("no store_id"))?,
         fingerprint: text("fingerprint").ok_or_else(|| corrupt("no fingerprint"))?,
         recorded_at,
@@ -472,7 +474,7 @@ fn event_from_item(item: &Item) -> Result<WebhookEventRecord, StoreError> {
 }
 
 impl ConnectionStore for DynamoStore {
-    async fn get_connection(&self, store_id: u64) -> Result<Option<Connection>, StoreError> {
+    async fn get_connection(&self, store_id: StoreId) -> Result<Option<Connection>, StoreError> {
         self.get(pk(store_id), CONNECTION_SK.into())
             .await?
             .map(from_item)
@@ -624,7 +626,7 @@ impl LedgerStore for DynamoStore {
     /// reading the whole partition; the cost grows with the store's ledger.
     async fn list_orders(
         &self,
-        store_id: u64,
+        store_id: StoreId,
         state: Option<OrderState>,
         limit: usize,
     ) -> Result<Vec<LedgerEntry>, StoreError> {
@@ -663,7 +665,7 @@ impl LedgerStore for DynamoStore {
     /// One Query over the `PENDING#` items that `save_order` keeps in step.
     async fn list_pending_web_sales(
         &self,
-        store_id: u64,
+        store_id: StoreId,
     ) -> Result<Vec<PendingWebSale>, StoreError> {
         let mut out: Vec<PendingWebSale> = self
             .query_prefix(store_id, PENDING_PREFIX)
@@ -679,8 +681,8 @@ impl LedgerStore for DynamoStore {
 impl LinkStore for DynamoStore {
     async fn get_product_link(
         &self,
-        store_id: u64,
-        sku: &str,
+        store_id: StoreId,
+        sku: &Sku,
     ) -> Result<Option<ProductLink>, StoreError> {
         self.get(pk(store_id), format!("{SKU_PREFIX}{sku}"))
             .await?
@@ -688,7 +690,11 @@ impl LinkStore for DynamoStore {
             .transpose()
     }
 
-    async fn put_product_link(&self, store_id: u64, link: &ProductLink) -> Result<(), StoreError> {
+    async fn put_product_link(
+        &self,
+        store_id: StoreId,
+        link: &ProductLink,
+    ) -> Result<(), StoreError> {
         let item = to_item(link, pk(store_id), format!("{SKU_PREFIX}{}", link.sku))?;
         self.client
             .put_item()
@@ -702,7 +708,7 @@ impl LinkStore for DynamoStore {
 
     async fn get_customer_link(
         &self,
-        store_id: u64,
+        store_id: StoreId,
         email: &str,
     ) -> Result<Option<CustomerLink>, StoreError> {
         self.get(pk(store_id), format!("{EMAIL_PREFIX}{email}"))
@@ -734,7 +740,7 @@ impl LinkStore for DynamoStore {
 impl InventoryStateStore for DynamoStore {
     async fn get_inventory_cursor(
         &self,
-        store_id: u64,
+        store_id: StoreId,
     ) -> Result<Option<InventoryCursor>, StoreError> {
         self.get(pk(store_id), CURSOR_SK.into())
             .await?
@@ -754,7 +760,7 @@ impl InventoryStateStore for DynamoStore {
 
     async fn get_catalog_links(
         &self,
-        store_id: u64,
+        store_id: StoreId,
         lightspeed_product_ids: &[String],
     ) -> Result<Vec<CatalogLink>, StoreError> {
         let unique: BTreeSet<&String> = lightspeed_product_ids.iter().collect();
@@ -771,7 +777,7 @@ impl InventoryStateStore for DynamoStore {
 
     async fn put_catalog_links(
         &self,
-        store_id: u64,
+        store_id: StoreId,
         updates: &[CatalogLinkUpdate],
     ) -> Result<(), StoreError> {
         if updates.is_empty() {
@@ -836,7 +842,7 @@ impl InventoryStateStore for DynamoStore {
         self.batch_write(requests).await
     }
 
-    async fn list_catalog_links(&self, store_id: u64) -> Result<Vec<CatalogLink>, StoreError> {
+    async fn list_catalog_links(&self, store_id: StoreId) -> Result<Vec<CatalogLink>, StoreError> {
         let mut out: Vec<CatalogLink> = self
             .query_prefix(store_id, LINK_PREFIX)
             .await?
@@ -849,7 +855,7 @@ impl InventoryStateStore for DynamoStore {
 
     async fn lightspeed_products_with_sku(
         &self,
-        store_id: u64,
+        store_id: StoreId,
         sku_keys: &[String],
     ) -> Result<HashMap<String, Vec<String>>, StoreError> {
         Ok(self
@@ -863,7 +869,7 @@ impl InventoryStateStore for DynamoStore {
 
     async fn get_pushed_stock(
         &self,
-        store_id: u64,
+        store_id: StoreId,
         lightspeed_product_ids: &[String],
     ) -> Result<Vec<PushedStock>, StoreError> {
         let unique: BTreeSet<&String> = lightspeed_product_ids.iter().collect();
@@ -880,7 +886,7 @@ impl InventoryStateStore for DynamoStore {
 
     async fn put_pushed_stock(
         &self,
-        store_id: u64,
+        store_id: StoreId,
         items: &[PushedStock],
     ) -> Result<(), StoreError> {
         let mut latest: BTreeMap<&str, &PushedStock> = BTreeMap::new();

@@ -246,6 +246,11 @@ fn to_sql_int(v: u64) -> i64 {
     v as i64
 }
 
+/// A store id as its SQLite column holds it.
+fn store_int(id: els_core::StoreId) -> i64 {
+    to_sql_int(id.get())
+}
+
 /// An internal failure, converted into the port's error type at the boundary.
 #[derive(Debug)]
 enum Failure {

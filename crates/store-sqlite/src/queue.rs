@@ -337,9 +337,14 @@ impl SqliteStore {
 mod tests {
     use super::*;
     use crate::QueueConfig;
+    use els_core::StoreId;
 
     fn message(store_id: u64, order_id: &str) -> OrderMessage {
-        OrderMessage::from_webhook(store_id, order_id, format!("ev-{order_id}"))
+        OrderMessage::from_webhook(
+            StoreId::literal(store_id),
+            order_id,
+            format!("ev-{order_id}"),
+        )
     }
 
     fn store(config: QueueConfig) -> SqliteStore {

@@ -2,7 +2,7 @@
 //! the inventory mirror's cursor, catalog links and pushed stock, and the webhook event ids
 //! ingest has seen.
 
-use crate::{Failure, SqliteStore, to_sql_int};
+use crate::{Failure, SqliteStore, store_int, to_sql_int};
 use els_core::customers::CustomerLink;
 use els_core::inventory::{
     CatalogLink, CatalogLinkUpdate, InventoryCursor, PendingWebSale, PushedStock,
@@ -12,7 +12,7 @@ use els_core::ports::{
     ConnectionStore, EventRecordOutcome, InventoryStateStore, LedgerStore, LinkStore, ProductLink,
     WebhookEventRecord, WebhookEventStore,
 };
-use els_core::{Connection, StoreError};
+use els_core::{Connection, Sku, StoreError, StoreId};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -36,7 +36,7 @@ fn order_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String)> {
     Ok((r.get(0)?, r.get(1)?))
 }
 
-fn connection_key(store_id: u64) -> String {
+fn connection_key(store_id: StoreId) -> String {
     format!("STORE#{store_id}/CONNECTION")
 }
 
@@ -44,11 +44,11 @@ fn order_key(key: &OrderKey) -> String {
     format!("STORE#{}/ORDER#{}", key.store_id, key.order_id)
 }
 
-fn sku_key(store_id: u64, sku: &str) -> String {
+fn sku_key(store_id: StoreId, sku: &str) -> String {
     format!("STORE#{store_id}/SKU#{sku}")
 }
 
-fn cursor_key(store_id: u64) -> String {
+fn cursor_key(store_id: StoreId) -> String {
     format!("STORE#{store_id}/CURSOR#inventory")
 }
 
@@ -63,9 +63,9 @@ impl SqliteStore {
     async fn items_by_ls_product_id<T: DeserializeOwned + Send + 'static>(
         &self,
         select: &'static str,
-        store_id: u64,
+        store_id: StoreId,
         lightspeed_product_ids: &[String],
-        key: fn(u64, &str) -> String,
+        key: fn(StoreId, &str) -> String,
     ) -> Result<Vec<T>, Failure> {
         let ids: std::collections::BTreeSet<String> =
             lightspeed_product_ids.iter().cloned().collect();
@@ -74,7 +74,7 @@ impl SqliteStore {
             let mut out = Vec::new();
             for id in &ids {
                 let json: Option<String> = stmt
-                    .query_row(params![to_sql_int(store_id), id], |r| r.get(0))
+                    .query_row(params![store_int(store_id), id], |r| r.get(0))
                     .optional()?;
                 if let Some(j) = json {
                     out.push(decode(&j, &key(store_id, id))?);
@@ -86,16 +86,16 @@ impl SqliteStore {
     }
 }
 
-fn link_key(store_id: u64, ls_product_id: &str) -> String {
+fn link_key(store_id: StoreId, ls_product_id: &str) -> String {
     format!("STORE#{store_id}/LSPRODUCT#{ls_product_id}")
 }
 
-fn stock_key(store_id: u64, ls_product_id: &str) -> String {
+fn stock_key(store_id: StoreId, ls_product_id: &str) -> String {
     format!("STORE#{store_id}/STOCK#{ls_product_id}")
 }
 
 /// The label of a customer link in errors: the email is masked, errors reach log lines.
-fn email_key(store_id: u64, email: &str) -> String {
+fn email_key(store_id: StoreId, email: &str) -> String {
     format!(
         "STORE#{store_id}/EMAIL#{}",
         els_core::mask::mask_email(email)
@@ -132,12 +132,12 @@ fn conditional_write(
 }
 
 impl ConnectionStore for SqliteStore {
-    async fn get_connection(&self, store_id: u64) -> Result<Option<Connection>, StoreError> {
+    async fn get_connection(&self, store_id: StoreId) -> Result<Option<Connection>, StoreError> {
         Ok(self
             .run(move |conn, _| {
                 let json: Option<String> = conn
                     .prepare_cached("SELECT item FROM connections WHERE store_id = ?1")?
-                    .query_row([to_sql_int(store_id)], |r| r.get(0))
+                    .query_row([store_int(store_id)], |r| r.get(0))
                     .optional()?;
                 json.map(|j| decode(&j, &connection_key(store_id)))
                     .transpose()
@@ -162,7 +162,7 @@ impl ConnectionStore for SqliteStore {
                      ON CONFLICT (store_id) DO NOTHING",
                     "UPDATE connections SET version = ?2, item = ?3
                      WHERE store_id = ?1 AND version = ?4",
-                    &[&to_sql_int(store_id), &to_sql_int(version), &json],
+                    &[&store_int(store_id), &to_sql_int(version), &json],
                     expected_version,
                     &key,
                 )
@@ -180,7 +180,7 @@ impl ConnectionStore for SqliteStore {
                 let mut out = Vec::new();
                 for row in rows {
                     let (store_id, json) = row?;
-                    out.push(decode(&json, &connection_key(store_id as u64))?);
+                    out.push(decode(&json, &format!("STORE#{store_id}/CONNECTION"))?);
                 }
                 Ok(out)
             })
@@ -197,9 +197,7 @@ impl LedgerStore for SqliteStore {
                     .prepare_cached(
                         "SELECT item FROM orders WHERE store_id = ?1 AND order_id = ?2",
                     )?
-                    .query_row(params![to_sql_int(key.store_id), key.order_id], |r| {
-                        r.get(0)
-                    })
+                    .query_row(params![store_int(key.store_id), key.order_id], |r| r.get(0))
                     .optional()?;
                 json.map(|j| decode(&j, &order_key(&key))).transpose()
             })
@@ -227,7 +225,7 @@ impl LedgerStore for SqliteStore {
                     "UPDATE orders SET state = ?3, created_at = ?4, version = ?5, item = ?6
                      WHERE store_id = ?1 AND order_id = ?2 AND version = ?7",
                     &[
-                        &to_sql_int(key.store_id),
+                        &store_int(key.store_id),
                         &key.order_id,
                         &state,
                         &created_at,
@@ -243,7 +241,7 @@ impl LedgerStore for SqliteStore {
 
     async fn list_orders(
         &self,
-        store_id: u64,
+        store_id: StoreId,
         state: Option<OrderState>,
         limit: usize,
     ) -> Result<Vec<LedgerEntry>, StoreError> {
@@ -259,7 +257,7 @@ impl LedgerStore for SqliteStore {
                              ORDER BY created_at, order_id LIMIT ?3",
                         )?;
                         stmt.query_map(
-                            params![to_sql_int(store_id), state.as_str(), limit],
+                            params![store_int(store_id), state.as_str(), limit],
                             order_row,
                         )?
                     }
@@ -268,7 +266,7 @@ impl LedgerStore for SqliteStore {
                             "SELECT order_id, item FROM orders WHERE store_id = ?1
                              ORDER BY created_at, order_id LIMIT ?2",
                         )?;
-                        stmt.query_map(params![to_sql_int(store_id), limit], order_row)?
+                        stmt.query_map(params![store_int(store_id), limit], order_row)?
                     }
                 };
                 let mut out = Vec::new();
@@ -287,7 +285,7 @@ impl LedgerStore for SqliteStore {
     /// Walks the `orders_by_state` index over the states that can hold web quantities.
     async fn list_pending_web_sales(
         &self,
-        store_id: u64,
+        store_id: StoreId,
     ) -> Result<Vec<PendingWebSale>, StoreError> {
         Ok(self
             .run(move |conn, _| {
@@ -295,7 +293,7 @@ impl LedgerStore for SqliteStore {
                     "SELECT order_id, item FROM orders INDEXED BY orders_by_state
                      WHERE store_id = ?1 AND state IN ('QUEUED', 'POSTING', 'PARKED')",
                 )?;
-                let rows = stmt.query_map([to_sql_int(store_id)], order_row)?;
+                let rows = stmt.query_map([store_int(store_id)], order_row)?;
                 let mut out = Vec::new();
                 for row in rows {
                     let (order_id, json) = row?;
@@ -318,17 +316,17 @@ impl LedgerStore for SqliteStore {
 impl LinkStore for SqliteStore {
     async fn get_product_link(
         &self,
-        store_id: u64,
-        sku: &str,
+        store_id: StoreId,
+        sku: &Sku,
     ) -> Result<Option<ProductLink>, StoreError> {
-        let sku = sku.to_owned();
+        let sku = sku.as_str().to_owned();
         Ok(self
             .run(move |conn, _| {
                 let json: Option<String> = conn
                     .prepare_cached(
                         "SELECT item FROM product_links WHERE store_id = ?1 AND sku = ?2",
                     )?
-                    .query_row(params![to_sql_int(store_id), sku], |r| r.get(0))
+                    .query_row(params![store_int(store_id), sku], |r| r.get(0))
                     .optional()?;
                 json.map(|j| decode(&j, &sku_key(store_id, &sku)))
                     .transpose()
@@ -336,8 +334,12 @@ impl LinkStore for SqliteStore {
             .await?)
     }
 
-    async fn put_product_link(&self, store_id: u64, link: &ProductLink) -> Result<(), StoreError> {
-        let sku = link.sku.clone();
+    async fn put_product_link(
+        &self,
+        store_id: StoreId,
+        link: &ProductLink,
+    ) -> Result<(), StoreError> {
+        let sku = link.sku.as_str().to_owned();
         let json = encode(link, &sku_key(store_id, &sku))?;
         Ok(self
             .run(move |conn, _| {
@@ -345,7 +347,7 @@ impl LinkStore for SqliteStore {
                     "INSERT INTO product_links (store_id, sku, item) VALUES (?1, ?2, ?3)
                      ON CONFLICT (store_id, sku) DO UPDATE SET item = excluded.item",
                 )?
-                .execute(params![to_sql_int(store_id), sku, json])?;
+                .execute(params![store_int(store_id), sku, json])?;
                 Ok(())
             })
             .await?)
@@ -353,7 +355,7 @@ impl LinkStore for SqliteStore {
 
     async fn get_customer_link(
         &self,
-        store_id: u64,
+        store_id: StoreId,
         email: &str,
     ) -> Result<Option<CustomerLink>, StoreError> {
         let email = email.to_owned();
@@ -363,7 +365,7 @@ impl LinkStore for SqliteStore {
                     .prepare_cached(
                         "SELECT item FROM customer_links WHERE store_id = ?1 AND email = ?2",
                     )?
-                    .query_row(params![to_sql_int(store_id), email], |r| r.get(0))
+                    .query_row(params![store_int(store_id), email], |r| r.get(0))
                     .optional()?;
                 json.map(|j| decode(&j, &email_key(store_id, &email)))
                     .transpose()
@@ -390,7 +392,7 @@ impl LinkStore for SqliteStore {
                      ON CONFLICT (store_id, email) DO NOTHING",
                     "UPDATE customer_links SET version = ?3, item = ?4
                      WHERE store_id = ?1 AND email = ?2 AND version = ?5",
-                    &[&to_sql_int(store_id), &email, &to_sql_int(version), &json],
+                    &[&store_int(store_id), &email, &to_sql_int(version), &json],
                     expected_version,
                     &label,
                 )
@@ -402,13 +404,13 @@ impl LinkStore for SqliteStore {
 impl InventoryStateStore for SqliteStore {
     async fn get_inventory_cursor(
         &self,
-        store_id: u64,
+        store_id: StoreId,
     ) -> Result<Option<InventoryCursor>, StoreError> {
         Ok(self
             .run(move |conn, _| {
                 let json: Option<String> = conn
                     .prepare_cached("SELECT item FROM inventory_cursors WHERE store_id = ?1")?
-                    .query_row([to_sql_int(store_id)], |r| r.get(0))
+                    .query_row([store_int(store_id)], |r| r.get(0))
                     .optional()?;
                 json.map(|j| decode(&j, &cursor_key(store_id))).transpose()
             })
@@ -432,7 +434,7 @@ impl InventoryStateStore for SqliteStore {
                      ON CONFLICT (store_id) DO NOTHING",
                     "UPDATE inventory_cursors SET version = ?2, item = ?3
                      WHERE store_id = ?1 AND version = ?4",
-                    &[&to_sql_int(store_id), &to_sql_int(version), &json],
+                    &[&store_int(store_id), &to_sql_int(version), &json],
                     expected_version,
                     &key,
                 )
@@ -442,7 +444,7 @@ impl InventoryStateStore for SqliteStore {
 
     async fn get_catalog_links(
         &self,
-        store_id: u64,
+        store_id: StoreId,
         lightspeed_product_ids: &[String],
     ) -> Result<Vec<CatalogLink>, StoreError> {
         Ok(self
@@ -457,7 +459,7 @@ impl InventoryStateStore for SqliteStore {
 
     async fn put_catalog_links(
         &self,
-        store_id: u64,
+        store_id: StoreId,
         updates: &[CatalogLinkUpdate],
     ) -> Result<(), StoreError> {
         let mut rows = Vec::with_capacity(updates.len());
@@ -482,7 +484,7 @@ impl InventoryStateStore for SqliteStore {
                            sku_key = excluded.sku_key, live = excluded.live, item = excluded.item",
                     )?;
                     for (id, key, live, json) in &rows {
-                        stmt.execute(params![to_sql_int(store_id), id, key, *live as i64, json])?;
+                        stmt.execute(params![store_int(store_id), id, key, *live as i64, json])?;
                     }
                 }
                 tx.commit()?;
@@ -491,14 +493,14 @@ impl InventoryStateStore for SqliteStore {
             .await?)
     }
 
-    async fn list_catalog_links(&self, store_id: u64) -> Result<Vec<CatalogLink>, StoreError> {
+    async fn list_catalog_links(&self, store_id: StoreId) -> Result<Vec<CatalogLink>, StoreError> {
         Ok(self
             .run(move |conn, _| {
                 let mut stmt = conn.prepare_cached(
                     "SELECT ls_product_id, item FROM catalog_links WHERE store_id = ?1
                      ORDER BY ls_product_id",
                 )?;
-                let rows = stmt.query_map([to_sql_int(store_id)], |r| {
+                let rows = stmt.query_map([store_int(store_id)], |r| {
                     Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
                 })?;
                 let mut out = Vec::new();
@@ -513,7 +515,7 @@ impl InventoryStateStore for SqliteStore {
 
     async fn lightspeed_products_with_sku(
         &self,
-        store_id: u64,
+        store_id: StoreId,
         sku_keys: &[String],
     ) -> Result<HashMap<String, Vec<String>>, StoreError> {
         let keys = sku_keys.to_vec();
@@ -526,9 +528,7 @@ impl InventoryStateStore for SqliteStore {
                 let mut out = HashMap::new();
                 for key in keys.iter().filter(|k| !k.is_empty()) {
                     let ids = stmt
-                        .query_map(params![to_sql_int(store_id), key], |r| {
-                            r.get::<_, String>(0)
-                        })?
+                        .query_map(params![store_int(store_id), key], |r| r.get::<_, String>(0))?
                         .collect::<rusqlite::Result<Vec<String>>>()?;
                     if !ids.is_empty() {
                         out.insert(key.clone(), ids);
@@ -541,7 +541,7 @@ impl InventoryStateStore for SqliteStore {
 
     async fn get_pushed_stock(
         &self,
-        store_id: u64,
+        store_id: StoreId,
         lightspeed_product_ids: &[String],
     ) -> Result<Vec<PushedStock>, StoreError> {
         Ok(self
@@ -556,7 +556,7 @@ impl InventoryStateStore for SqliteStore {
 
     async fn put_pushed_stock(
         &self,
-        store_id: u64,
+        store_id: StoreId,
         items: &[PushedStock],
     ) -> Result<(), StoreError> {
         let mut rows = Vec::with_capacity(items.len());
@@ -573,7 +573,7 @@ impl InventoryStateStore for SqliteStore {
                          ON CONFLICT (store_id, ls_product_id) DO UPDATE SET item = excluded.item",
                     )?;
                     for (id, json) in &rows {
-                        stmt.execute(params![to_sql_int(store_id), id, json])?;
+                        stmt.execute(params![store_int(store_id), id, json])?;
                     }
                 }
                 tx.commit()?;

@@ -4,6 +4,7 @@
 use super::backend::{BackendArgs, open_backend, with_backend};
 use clap::Args;
 use els_cli::ops;
+use els_core::StoreId;
 use els_core::{Connection, DomainPrefix, LightspeedAccount, Secret, Settings};
 
 #[derive(Args)]
@@ -11,7 +12,7 @@ pub struct ConnectArgs {
     #[command(flatten)]
     backend: BackendArgs,
     #[arg(long)]
-    store: u64,
+    store: StoreId,
     #[arg(long, env = "ECWID_TOKEN", hide_env_values = true)]
     ecwid_token: String,
     /// The Lightspeed store's domain prefix (`myshop` of myshop.retail.lightspeed.app; the

@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use els_cli::ops;
 use els_core::ConnectionStore;
+use els_core::StoreId;
 use els_core::inventory::mirror::{InventoryMirror, MirrorConfig};
 use els_http::TokioClock;
 use std::io::IsTerminal;
@@ -20,7 +21,7 @@ pub struct SyncInventoryArgs {
     api: ApiArgs,
     /// Only this Ecwid store (default: every connection).
     #[arg(long, env = "ELS_STORE_ID")]
-    store: Option<u64>,
+    store: Option<StoreId>,
     /// Stop after the page during which this many seconds passed; the next run continues.
     #[arg(long, default_value_t = 300)]
     max_run_secs: u64,
@@ -32,8 +33,8 @@ pub struct ReconcileArgs {
     backend: BackendArgs,
     #[command(flatten)]
     api: ApiArgs,
-    #[arg(long, env = "ELS_STORE_ID", default_value_t = 1003)]
-    store: u64,
+    #[arg(long, env = "ELS_STORE_ID", default_value_t = StoreId::literal(1003))]
+    store: StoreId,
     /// Write the expected level of every drifted product to Ecwid.
     #[arg(long)]
     fix: bool,

@@ -6,14 +6,15 @@ use anyhow::{Context, bail};
 use clap::Args;
 use els_cli::ops;
 use els_core::LedgerStore;
+use els_core::StoreId;
 use els_core::ledger::{OrderKey, OrderState, ReasonCode};
 
 #[derive(Args)]
 pub struct StatusArgs {
     #[command(flatten)]
     backend: BackendArgs,
-    #[arg(long, env = "ELS_STORE_ID", default_value_t = 1003)]
-    store: u64,
+    #[arg(long, env = "ELS_STORE_ID", default_value_t = StoreId::literal(1003))]
+    store: StoreId,
     /// Show one order's full history.
     #[arg(long)]
     order: Option<String>,
@@ -30,8 +31,8 @@ pub struct StatusArgs {
 pub struct ReplayArgs {
     #[command(flatten)]
     backend: BackendArgs,
-    #[arg(long, env = "ELS_STORE_ID", default_value_t = 1003)]
-    store: u64,
+    #[arg(long, env = "ELS_STORE_ID", default_value_t = StoreId::literal(1003))]
+    store: StoreId,
     #[arg(long, conflicts_with_all = ["reason", "dlq"], required_unless_present_any = ["reason", "dlq"])]
     order: Option<String>,
     /// A reason code, e.g. UNKNOWN_SKU or POST_SALES_OFF: replay every order with it.

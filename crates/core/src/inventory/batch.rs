@@ -3,6 +3,7 @@
 //! bodies) are the Ecwid client's (`els_ecwid`): the mirror hands it the writes.
 
 use super::{EcwidTarget, StockLevel};
+use crate::ids::StoreId;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// The state of a batch (`GET /batch?ticket=`).
@@ -84,7 +85,7 @@ pub struct BatchResponse {
 /// its first key again and Ecwid's answer tells which case it is (a known failure costs one
 /// POST and one poll that apply nothing, then the fresh re-send).
 pub fn batch_dedup_key(
-    store_id: u64,
+    store_id: StoreId,
     context: &str,
     writes: &[(EcwidTarget, StockLevel)],
 ) -> String {

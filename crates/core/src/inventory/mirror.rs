@@ -47,6 +47,7 @@ use super::{
 };
 use crate::connection::Connection;
 use crate::error::{ApiError, StoreError};
+use crate::ids::StoreId;
 use crate::ports::{
     Clock, ConnectionStore, EcwidApi, InventoryStateStore, LedgerStore, LightspeedApi,
 };
@@ -174,7 +175,7 @@ struct Write {
 
 /// The state of one run.
 struct Run {
-    store_id: u64,
+    store_id: StoreId,
     outlet_id: String,
     cursor: InventoryCursor,
     /// Whether `cursor` is claimed (a reconcile without `--fix` reads only).
@@ -286,7 +287,10 @@ where
     }
 
     /// Mirrors the connection of one store; `Ok(None)` when the store has none.
-    pub async fn mirror_store(&self, store_id: u64) -> Result<Option<MirrorReport>, MirrorError> {
+    pub async fn mirror_store(
+        &self,
+        store_id: StoreId,
+    ) -> Result<Option<MirrorReport>, MirrorError> {
         let conn = self
             .store
             .get_connection(store_id)
@@ -312,14 +316,17 @@ where
         let mut report = MirrorReport::new(store_id);
         if !conn.settings.sync_inventory {
             report.outcome = RunOutcome::SyncOff;
-            tracing::debug!(store_id, "sync_inventory is off; nothing mirrored (S4)");
+            tracing::debug!(
+                store_id = store_id.get(),
+                "sync_inventory is off; nothing mirrored (S4)"
+            );
             return Ok(report);
         }
         let cursor = match self.claim(store_id).await {
             Ok(Ok(c)) => c,
             Ok(Err(until)) => {
                 report.outcome = RunOutcome::Busy;
-                tracing::info!(store_id, %until, "another inventory run holds the cursor");
+                tracing::info!(store_id = store_id.get(), %until, "another inventory run holds the cursor");
                 return Ok(report);
             }
             Err(e) => {
@@ -346,7 +353,7 @@ where
             (Ok(_), Ok(())) => {
                 let r = &run.report;
                 tracing::info!(
-                    store_id,
+                    store_id = store_id.get(),
                     outcome = ?r.outcome,
                     written = r.written,
                     batches = r.batches,
@@ -366,7 +373,7 @@ where
             failure: failure.failure,
             report: Box::new(run.report),
         };
-        tracing::warn!(store_id, error = %error, "inventory mirror run failed; the next run resumes from the cursor");
+        tracing::warn!(store_id = store_id.get(), error = %error, "inventory mirror run failed; the next run resumes from the cursor");
         Err(error)
     }
 
@@ -377,7 +384,7 @@ where
     /// Claims the cursor: `Ok(Ok(cursor))`, or `Ok(Err(until))` when another run holds it.
     async fn claim(
         &self,
-        store_id: u64,
+        store_id: StoreId,
     ) -> Result<Result<InventoryCursor, DateTime<Utc>>, StoreError> {
         let lease = chrono_duration(self.config.lease);
         for _ in 0..3 {
@@ -486,7 +493,7 @@ where
             if matches!(e, ApiError::RateLimited { .. }) {
                 run.report.rate_limit_waits += 1;
             }
-            tracing::debug!(store_id = run.store_id, error = %e, ?wait, "waiting before a retry");
+            tracing::debug!(store_id = run.store_id.get(), error = %e, ?wait, "waiting before a retry");
             Some(wait)
         })
         .await;
@@ -519,7 +526,7 @@ where
 
     async fn links_by_id(
         &self,
-        store_id: u64,
+        store_id: StoreId,
         ids: &[String],
     ) -> Result<HashMap<String, CatalogLink>, Fail> {
         Ok(self
@@ -534,7 +541,7 @@ where
 
     async fn pushed_by_id(
         &self,
-        store_id: u64,
+        store_id: StoreId,
         ids: &[String],
     ) -> Result<HashMap<String, PushedStock>, Fail> {
         Ok(self
@@ -547,7 +554,11 @@ where
             .collect())
     }
 
-    async fn put_links(&self, store_id: u64, updates: &[CatalogLinkUpdate]) -> Result<(), Fail> {
+    async fn put_links(
+        &self,
+        store_id: StoreId,
+        updates: &[CatalogLinkUpdate],
+    ) -> Result<(), Fail> {
         if updates.is_empty() {
             return Ok(());
         }

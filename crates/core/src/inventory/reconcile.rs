@@ -4,7 +4,8 @@
 //! The comparison here is pure; [`super::mirror::InventoryMirror::reconcile`] reads both
 //! catalogs and, with `fix`, writes the expected levels.
 
-use super::{EcwidCatalogIndex, EcwidTarget, Resolution, StockLevel, level_to_publish, sku_key};
+use super::{EcwidCatalogIndex, EcwidTarget, Resolution, StockLevel, level_to_publish};
+use crate::ids::{Sku, StoreId};
 use crate::lightspeed::LsProduct;
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -33,6 +34,7 @@ pub struct DriftRow {
 /// The result of a reconcile.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ReconcileReport {
+    /// A report is output only (a [`StoreId`]'s number).
     pub store_id: u64,
     /// Live Lightspeed products compared.
     pub lightspeed_products: u64,
@@ -66,7 +68,7 @@ pub enum Verdict {
 /// levels at the connection's outlet by product id (a tracked product without a record
 /// counts as 0); `pending` the pending web quantities by SKU key.
 pub fn compare(
-    store_id: u64,
+    store_id: StoreId,
     products: &[LsProduct],
     levels: &HashMap<String, Decimal>,
     catalog: &EcwidCatalogIndex,
@@ -75,19 +77,19 @@ pub fn compare(
     let live: Vec<&LsProduct> = products.iter().filter(|p| p.is_live()).collect();
     let mut owners: HashMap<String, usize> = HashMap::new();
     for p in &live {
-        if let Some(k) = p.sku.as_deref().and_then(sku_key) {
+        if let Some(k) = p.sku.as_deref().and_then(Sku::key_of) {
             *owners.entry(k).or_default() += 1;
         }
     }
     let mut report = ReconcileReport {
-        store_id,
+        store_id: store_id.get(),
         lightspeed_products: live.len() as u64,
         ecwid_products: catalog.products() as u64,
         ..ReconcileReport::default()
     };
     for p in live {
         let sku = p.sku.clone().unwrap_or_default();
-        let verdict = match sku_key(&sku) {
+        let verdict = match Sku::key_of(&sku) {
             None => Verdict::Unlinked,
             Some(key) if owners.get(&key).copied().unwrap_or(0) > 1 => Verdict::Ambiguous,
             Some(key) => match catalog.lookup(&key) {
@@ -218,7 +220,13 @@ mod tests {
         ]
         .into();
         let pending: BTreeMap<String, Decimal> = [("a".to_string(), dec!(2))].into();
-        let r = compare(1003, &products, &levels, &catalog, &pending);
+        let r = compare(
+            StoreId::literal(1003),
+            &products,
+            &levels,
+            &catalog,
+            &pending,
+        );
         assert_eq!(r.lightspeed_products, 7);
         assert_eq!(r.linked, 4);
         assert_eq!(r.in_sync, 3, "A (7-2=5), B and C agree");

@@ -55,7 +55,7 @@ where
         .await;
         match parked {
             Ok(reason) => {
-                tracing::error!(store_id = key.store_id, order_id = %key.order_id, code = %reason.code, reason = %reason.message, "order parked after its last delivery");
+                tracing::error!(store_id = key.store_id.get(), order_id = %key.order_id, code = %reason.code, reason = %reason.message, "order parked after its last delivery");
                 Ok(PostOutcome::Parked(reason))
             }
             Err(Raced::Lost) => Err(last.clone()),
@@ -127,11 +127,11 @@ where
             search_delay,
         ) {
             ClaimDecision::AlreadyPosted { sale_id } => {
-                tracing::info!(store_id = key.store_id, order_id = %key.order_id, %sale_id, "already posted");
+                tracing::info!(store_id = key.store_id.get(), order_id = %key.order_id, %sale_id, "already posted");
                 Ok(Err(PostOutcome::AlreadyPosted { sale_id }))
             }
             ClaimDecision::Parked { reason } => {
-                tracing::info!(store_id = key.store_id, order_id = %key.order_id, reason = %reason, "parked; waiting for replay");
+                tracing::info!(store_id = key.store_id.get(), order_id = %key.order_id, reason = %reason, "parked; waiting for replay");
                 Ok(Err(PostOutcome::Parked(reason)))
             }
             ClaimDecision::Busy { retry_in } => Err(Raced::Failed(RetryLater {

@@ -33,11 +33,11 @@ where
         let email = match customers::order_email(order) {
             OrderEmail::Valid(email) => email,
             OrderEmail::Missing => {
-                tracing::info!(store_id = key.store_id, order_id = %key.order_id, "order has no email; posting it with no customer");
+                tracing::info!(store_id = key.store_id.get(), order_id = %key.order_id, "order has no email; posting it with no customer");
                 return Ok(None);
             }
             OrderEmail::NotAnEmail(raw) => {
-                tracing::warn!(store_id = key.store_id, order_id = %key.order_id, email = %crate::mask::mask_email(&raw), "order email is not an email address; posting it with no customer");
+                tracing::warn!(store_id = key.store_id.get(), order_id = %key.order_id, email = %crate::mask::mask_email(&raw), "order email is not an email address; posting it with no customer");
                 return Ok(None);
             }
         };
@@ -159,16 +159,16 @@ where
         let customer_id = match customers::choose_customer(&hits, email.normalised()) {
             Some((customer, count)) => {
                 if count > 1 {
-                    tracing::warn!(store_id = key.store_id, order_id = %key.order_id, email = %masked, count, customer_id = %customer.id, "several Lightspeed customers have this email; using the one with the smallest id");
+                    tracing::warn!(store_id = key.store_id.get(), order_id = %key.order_id, email = %masked, count, customer_id = %customer.id, "several Lightspeed customers have this email; using the one with the smallest id");
                 }
-                tracing::info!(store_id = key.store_id, order_id = %key.order_id, email = %masked, customer_id = %customer.id, "matched an existing Lightspeed customer");
+                tracing::info!(store_id = key.store_id.get(), order_id = %key.order_id, email = %masked, customer_id = %customer.id, "matched an existing Lightspeed customer");
                 customer.id.clone()
             }
             None => {
                 let new = customers::new_customer(order, email);
                 match self.lightspeed.create_customer(conn, &new).await {
                     Ok(created) => {
-                        tracing::info!(store_id = key.store_id, order_id = %key.order_id, email = %masked, customer_id = %created.id, "created a Lightspeed customer");
+                        tracing::info!(store_id = key.store_id.get(), order_id = %key.order_id, email = %masked, customer_id = %created.id, "created a Lightspeed customer");
                         created.id
                     }
                     Err(e) => {
@@ -194,7 +194,7 @@ where
         {
             // The sale can still carry the customer. A claim left behind expires, and its
             // taker searches first and finds this customer.
-            tracing::warn!(store_id = key.store_id, order_id = %key.order_id, email = %masked, error = %e, "could not record the customer link");
+            tracing::warn!(store_id = key.store_id.get(), order_id = %key.order_id, email = %masked, error = %e, "could not record the customer link");
         }
         Ok(customer_id)
     }
@@ -208,7 +208,7 @@ where
             .put_customer_link(&released, Some(claim.version))
             .await
         {
-            tracing::debug!(store_id = claim.store_id, error = %e, "could not release the customer claim");
+            tracing::debug!(store_id = claim.store_id.get(), error = %e, "could not release the customer claim");
         }
     }
 

@@ -4,6 +4,7 @@
 use super::{Attempt, SalePoster};
 use crate::connection::Connection;
 use crate::ecwid::EcwidOrder;
+use crate::ids::Sku;
 use crate::ledger::{OrderKey, Outcome, Reason, ReasonCode};
 use crate::money;
 use crate::ports::{Clock, LightspeedApi, LinkStore, ProductLink};
@@ -24,7 +25,7 @@ where
         key: &OrderKey,
         order: &EcwidOrder,
         bypass_cache: bool,
-    ) -> Result<(HashMap<String, String>, bool), Attempt> {
+    ) -> Result<(HashMap<Sku, String>, bool), Attempt> {
         let mut found = HashMap::new();
         let mut used_cache = false;
         for item in &order.items {
@@ -71,13 +72,7 @@ where
                 })?;
             let matching: Vec<_> = candidates
                 .into_iter()
-                .filter(|p| {
-                    p.is_live()
-                        && p.sku
-                            .as_deref()
-                            .map(str::trim)
-                            .is_some_and(|s| s.eq_ignore_ascii_case(&sku))
-                })
+                .filter(|p| p.is_live() && sku.matches(p.sku.as_deref()))
                 .collect();
             match matching.as_slice() {
                 [] => {

@@ -76,7 +76,7 @@ where
             &retry_pairs,
         );
         tracing::info!(
-            store_id = run.store_id,
+            store_id = run.store_id.get(),
             failed = failed.len(),
             spent_key = %key,
             %retry_key,

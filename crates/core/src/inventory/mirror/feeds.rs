@@ -6,6 +6,7 @@ use super::{
     Candidate, Fail, InventoryMirror, Run, RunOutcome, System, chrono_duration, next_after,
 };
 use crate::connection::Connection;
+use crate::ids::Sku;
 use crate::inventory::{
     CatalogLink, CatalogLinkUpdate, EcwidCatalogIndex, EcwidProductPage, FeedPage, InventoryRecord,
     LinkStatus, PushedStock, Resolution, StockLevel, pending_by_sku,
@@ -104,7 +105,7 @@ where
         };
         match why {
             Some(why) => {
-                tracing::info!(store_id = run.store_id, reason = %why, "inventory run deferred");
+                tracing::info!(store_id = run.store_id.get(), reason = %why, "inventory run deferred");
                 run.report.outcome = RunOutcome::Deferred;
                 run.report.deferred_reason = Some(why);
                 true
@@ -305,7 +306,10 @@ where
             let resolution = match &run.catalog {
                 Some(catalog) => catalog.lookup(&key),
                 None => {
-                    let sku = links[i].sku.trim().to_string();
+                    // Links with an unusable SKU have an empty key and are never due.
+                    let Ok(sku) = Sku::parse(&links[i].sku) else {
+                        continue;
+                    };
                     let found = self
                         .call(run, System::Ecwid, || {
                             self.ecwid.find_products_by_sku(conn, &sku)

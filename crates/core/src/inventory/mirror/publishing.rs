@@ -152,7 +152,7 @@ where
                 }
                 WriteOutcome::Gone => {
                     run.report.stale_links += 1;
-                    tracing::warn!(store_id = run.store_id, sku = %w.link.sku, target = %w.record.target, "Ecwid has no such product or combination any more; the link is looked up again next time");
+                    tracing::warn!(store_id = run.store_id.get(), sku = %w.link.sku, target = %w.record.target, "Ecwid has no such product or combination any more; the link is looked up again next time");
                     stale.push(CatalogLinkUpdate {
                         previous_sku_key: Some(w.link.sku_key.clone()),
                         link: w.link.stale(now),
@@ -160,7 +160,7 @@ where
                 }
                 WriteOutcome::Rejected(detail) => {
                     run.report.rejected += 1;
-                    tracing::error!(store_id = run.store_id, sku = %w.link.sku, target = %w.record.target, %detail, "Ecwid refused a stock write");
+                    tracing::error!(store_id = run.store_id.get(), sku = %w.link.sku, target = %w.record.target, %detail, "Ecwid refused a stock write");
                 }
                 WriteOutcome::Retry(detail) => {
                     retry.get_or_insert(detail);

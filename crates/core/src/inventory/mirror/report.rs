@@ -1,6 +1,7 @@
 //! What a run reports: how it ended, what it did, and why it failed.
 
 use crate::error::{ApiError, StoreError};
+use crate::ids::StoreId;
 use crate::inventory::Skip;
 use crate::inventory::reconcile::SAMPLE;
 use chrono::{DateTime, Utc};
@@ -26,6 +27,7 @@ pub enum RunOutcome {
 /// What one run of one connection did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct MirrorReport {
+    /// A report is output only (a [`StoreId`]'s number).
     pub store_id: u64,
     pub outcome: RunOutcome,
     pub deferred_reason: Option<String>,
@@ -81,9 +83,9 @@ pub struct MirrorReport {
 }
 
 impl MirrorReport {
-    pub(super) fn new(store_id: u64) -> Self {
+    pub(super) fn new(store_id: StoreId) -> Self {
         Self {
-            store_id,
+            store_id: store_id.get(),
             ..Self::default()
         }
     }
@@ -134,7 +136,7 @@ impl std::fmt::Display for MirrorFailure {
 /// repeats only the rest; `report` says what was done before the failure.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MirrorError {
-    pub store_id: u64,
+    pub store_id: StoreId,
     pub doing: String,
     pub failure: MirrorFailure,
     pub report: Box<MirrorReport>,
