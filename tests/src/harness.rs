@@ -27,7 +27,7 @@ pub struct Harness {
     pub connection: Connection,
     http_timeout: Duration,
     stop: watch::Sender<bool>,
-    _dir: tempdir::TempDir,
+    _dir: tempfile::TempDir,
 }
 
 /// Options for a harness.
@@ -69,23 +69,6 @@ impl Default for HarnessOptions {
     }
 }
 
-mod tempdir {
-    /// A directory removed on drop.
-    pub struct TempDir(pub std::path::PathBuf);
-    impl TempDir {
-        pub fn new() -> Self {
-            let p = std::env::temp_dir().join(format!("els-test-{}", uuid::Uuid::new_v4()));
-            std::fs::create_dir_all(&p).expect("temp dir");
-            Self(p)
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
 impl Harness {
     pub async fn start() -> Self {
         Self::start_with(HarnessOptions::default()).await
@@ -95,9 +78,12 @@ impl Harness {
         let sandbox = Sandbox::start(opts.sandbox.clone())
             .await
             .expect("sandbox starts");
-        let dir = tempdir::TempDir::new();
+        let dir = tempfile::Builder::new()
+            .prefix("els-test-")
+            .tempdir()
+            .expect("temp dir");
         let store = SqliteStore::open_with(
-            dir.0.join("els.sqlite"),
+            dir.path().join("els.sqlite"),
             els_store_sqlite::QueueConfig {
                 max_receives: opts.max_receives,
                 ..els_store_sqlite::QueueConfig::default()
@@ -136,15 +122,7 @@ impl Harness {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let webhook_url = format!("http://{}{WEBHOOK_PATH}", listener.local_addr().unwrap());
         let (stop, stop_rx) = watch::channel(false);
-        let router = app.router();
-        let mut server_stop = stop_rx.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = server_stop.changed().await;
-                })
-                .await
-        });
+        app.spawn_server(listener, stop_rx.clone());
         if opts.worker {
             tokio::spawn(app.clone().run_worker(stop_rx));
         }

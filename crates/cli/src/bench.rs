@@ -15,31 +15,15 @@ use els_lightspeed::{LightspeedClient, POSTER_RESERVE, Pacing};
 use els_sandbox::{OrderItemSpec, OrderSpec, ProductSpec, Sandbox, SandboxConfig};
 use els_store_sqlite::SqliteStore;
 use rust_decimal::Decimal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// A fresh directory under the system temp dir for one benchmark run's SQLite file, removed
 /// when dropped, so a failed run leaves nothing behind either.
-pub struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    pub fn new() -> std::io::Result<Self> {
-        let dir = std::env::temp_dir().join(format!("els-bench-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir)?;
-        Ok(Self(dir))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+pub fn scratch_dir() -> std::io::Result<tempfile::TempDir> {
+    tempfile::Builder::new().prefix("els-bench-").tempdir()
 }
 
 pub struct BenchOptions {
@@ -588,7 +572,7 @@ mod tests {
 
     #[test]
     fn scratch_dir_is_removed_on_drop_with_its_files() {
-        let dir = ScratchDir::new().unwrap();
+        let dir = scratch_dir().unwrap();
         let path = dir.path().to_path_buf();
         std::fs::write(path.join("bench.sqlite"), b"x").unwrap();
         assert!(path.is_dir());

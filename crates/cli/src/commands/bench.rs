@@ -3,7 +3,7 @@
 
 use clap::Args;
 use els_cli::bench::{
-    self, BenchOptions, InventoryBenchOptions, RateLimitBenchOptions, ScratchDir,
+    self, BenchOptions, InventoryBenchOptions, RateLimitBenchOptions, scratch_dir,
 };
 use std::time::Duration;
 
@@ -44,7 +44,7 @@ pub struct BenchRateLimitArgs {
 }
 
 pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    let dir = ScratchDir::new()?;
+    let dir = scratch_dir()?;
     let options = BenchOptions {
         webhooks: args.webhooks,
         concurrency: args.concurrency,
@@ -55,7 +55,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 pub async fn bench_inventory(args: BenchInventoryArgs) -> anyhow::Result<()> {
-    let dir = ScratchDir::new()?;
+    let dir = scratch_dir()?;
     let options = InventoryBenchOptions {
         catalog: args.catalog,
         changes: args.changes,
@@ -64,7 +64,7 @@ pub async fn bench_inventory(args: BenchInventoryArgs) -> anyhow::Result<()> {
 }
 
 pub async fn bench_rate_limit(args: BenchRateLimitArgs) -> anyhow::Result<()> {
-    let dir = ScratchDir::new()?;
+    let dir = scratch_dir()?;
     let options = RateLimitBenchOptions {
         orders: args.orders,
         limit: args.limit,
