@@ -42,6 +42,8 @@
 //!   `{"data": []}` with no `version`.
 //! - Customer search: case-insensitive substring match (clients must re-check).
 //! - Product search by SKU compares the query with the lower-cased SKU, exactly.
+//! - `POST /api/2.0/products` (CreateProduct) takes `has_inventory` (default true), accepts a
+//!   repeated SKU and refuses fields outside its body; the rest is in its module's doc.
 
 pub mod admin;
 mod config;
@@ -271,6 +273,15 @@ impl Sandbox {
         let st = self.st();
         st.ls_product(product_id)
             .map(|p| lightspeed::render_product(&st, p))
+    }
+
+    /// Every Lightspeed product, deleted ones too, as `/api/2.0/products/{id}` returns them.
+    pub fn ls_products(&self) -> Vec<Value> {
+        let st = self.st();
+        st.products
+            .iter()
+            .map(|p| lightspeed::render_product(&st, p))
+            .collect()
     }
 
     /// An Ecwid order as `GET /orders/{id}` returns it.

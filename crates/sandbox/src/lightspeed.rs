@@ -1,5 +1,7 @@
 //! The fake Lightspeed Retail X-Series API: `register_sales` (0.9) and `/api/2.0/*`.
 
+mod create_product;
+
 use std::time::Instant;
 
 use axum::Router;
@@ -80,7 +82,7 @@ pub(crate) fn routes() -> Router<Shared> {
         .nest(
             "/api/2.0/products",
             collection()
-                .route("/", get(get_products))
+                .route("/", get(get_products).post(create_product::post_products))
                 .route(
                     "/{id}",
                     one("Product not found", |st, id| {
@@ -453,8 +455,10 @@ pub(crate) fn render_product(st: &State, p: &LsProduct) -> Value {
         "variant_name": p.variant_name,
         "handle": p.handle,
         "sku": p.sku,
-        "description": "",
-        "source": "USER",
+        "description": p.description,
+        "source": p.source,
+        "source_id": p.source_id,
+        "source_variant_id": null,
         "active": p.active,
         "is_active": p.active,
         "has_inventory": p.has_inventory,
@@ -465,7 +469,7 @@ pub(crate) fn render_product(st: &State, p: &LsProduct) -> Value {
         "variant_count": variant_count,
         "price_including_tax": dec_json(incl),
         "price_excluding_tax": dec_json(p.price_excl),
-        "supply_price": 0,
+        "supply_price": dec_json(p.supply_price),
         "supplier_code": "",
         "product_codes": [],
         "product_suppliers": [],
@@ -526,12 +530,7 @@ fn render_register(st: &State, id: &str) -> Value {
 
 fn render_outlet(st: &State, id: &str) -> Value {
     let o = st.outlets.iter().find(|o| o.id == id).expect("checked");
-    let tax = st
-        .taxes
-        .iter()
-        .find(|t| t.is_default)
-        .map(|t| t.id.clone())
-        .unwrap_or_else(|| st.no_tax_group_id.clone());
+    let tax = st.default_ls_tax_id();
     json!({
         "id": o.id,
         "name": o.name,

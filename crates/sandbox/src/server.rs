@@ -534,6 +534,7 @@ async fn ls_gate(
     let is_sale_post = method == Method::POST && matched(&route, "/api/register_sales");
     let is_search = method == Method::GET && matched(&route, "/api/2.0/search");
     let is_customer_create = method == Method::POST && matched(&route, "/api/2.0/customers");
+    let is_product_create = method == Method::POST && matched(&route, "/api/2.0/products");
 
     let limit = cfg.ls_rate_limit;
     let reset_header = cfg.ls_rate_limit_reset_header;
@@ -557,6 +558,9 @@ async fn ls_gate(
             }
             if is_customer_create {
                 st.counters.ls_customer_creates += 1;
+            }
+            if is_product_create {
+                st.counters.ls_product_creates += 1;
             }
             if !crate::oauth::authorized(&mut st, &cfg.ls_token, bearer(req.headers())) {
                 // Not counted (the limit applies to authorized requests), but still reported.

@@ -334,6 +334,9 @@ pub struct Counters {
     pub ls_searches: u64,
     /// `POST /api/2.0/customers` attempts.
     pub ls_customer_creates: u64,
+    /// `POST /api/2.0/products` (CreateProduct) attempts, refused ones included.
+    #[serde(default)]
+    pub ls_product_creates: u64,
     /// 429s sent by Lightspeed (real or injected).
     pub ls_rate_limited: u64,
     /// Injected faults that fired.

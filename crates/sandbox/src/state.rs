@@ -153,7 +153,12 @@ pub(crate) struct LsProduct {
     pub variant_name: String,
     pub handle: String,
     pub sku: String,
+    pub description: String,
+    /// `USER` or `SHOPIFY`.
+    pub source: String,
+    pub source_id: Option<String>,
     pub price_excl: Decimal,
+    pub supply_price: Decimal,
     pub tax_id: Option<String>,
     pub has_inventory: bool,
     pub has_variants: bool,
@@ -164,6 +169,63 @@ pub(crate) struct LsProduct {
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
     pub version: u64,
+}
+
+/// A Lightspeed product to create ([`State::create_ls_product`]). Empty `handle` and
+/// `variant_name` are derived from the name.
+#[derive(Clone, Debug)]
+pub(crate) struct NewLsProduct {
+    pub name: String,
+    pub variant_name: String,
+    pub handle: String,
+    pub sku: String,
+    pub description: String,
+    pub source: String,
+    pub source_id: Option<String>,
+    pub price_excl: Decimal,
+    pub supply_price: Decimal,
+    pub tax_id: String,
+    pub has_inventory: bool,
+    pub active: bool,
+    pub has_variants: bool,
+    pub variant_parent_id: Option<String>,
+    pub variant_options: Vec<(String, String)>,
+    /// Starting stock per outlet id (an outlet not listed starts at 0); only for a product
+    /// that tracks inventory.
+    pub stock: Vec<(String, Decimal)>,
+}
+
+impl NewLsProduct {
+    /// An active, tracked, standalone product made by a user (`source` `USER`), stock 0.
+    pub fn new(name: &str, sku: &str, price_excl: Decimal, tax_id: String) -> NewLsProduct {
+        NewLsProduct {
+            name: name.into(),
+            variant_name: String::new(),
+            handle: String::new(),
+            sku: sku.into(),
+            description: String::new(),
+            source: "USER".into(),
+            source_id: None,
+            price_excl,
+            supply_price: Decimal::ZERO,
+            tax_id,
+            has_inventory: true,
+            active: true,
+            has_variants: false,
+            variant_parent_id: None,
+            variant_options: Vec::new(),
+            stock: Vec::new(),
+        }
+    }
+}
+
+/// A product's handle from its name: lower-cased, every character but ASCII letters and
+/// digits made `-`.
+fn handle_of(name: &str) -> String {
+    name.to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
 }
 
 #[derive(Clone, Debug)]
@@ -524,7 +586,11 @@ impl State {
                 variant_name: name.into(),
                 handle: sku.into(),
                 sku: sku.into(),
+                description: String::new(),
+                source: "USER".into(),
+                source_id: None,
                 price_excl: Decimal::ZERO,
+                supply_price: Decimal::ZERO,
                 tax_id: Some(self.no_tax_group_id.clone()),
                 has_inventory: false,
                 has_variants: false,
@@ -776,64 +842,29 @@ impl State {
         }
         if ls {
             let tax_id = self.ls_tax_for_percent(spec.tax_percent);
-            let handle: String = spec
-                .name
-                .to_lowercase()
-                .chars()
-                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-                .collect();
+            let family = NewLsProduct {
+                has_inventory: spec.has_inventory,
+                ..NewLsProduct::new(&spec.name, &spec.sku, spec.price_excl_tax, tax_id)
+            };
             if spec.variants.is_empty() {
-                let id = self.fresh_id();
-                self.push_ls_product(LsProduct {
-                    id: id.clone(),
-                    name: spec.name.clone(),
-                    variant_name: spec.name.clone(),
-                    handle,
-                    sku: spec.sku.clone(),
-                    price_excl: spec.price_excl_tax,
-                    tax_id: Some(tax_id),
-                    has_inventory: spec.has_inventory,
-                    has_variants: false,
-                    variant_parent_id: None,
-                    variant_options: Vec::new(),
-                    active: true,
-                    created_at: now,
-                    updated_at: now,
-                    deleted_at: None,
-                    version: 0,
-                });
-                if spec.has_inventory {
-                    self.seed_inventory(&id, spec.ls_stock, spec.ls_stock_other);
-                }
-                ids.ls_product_id = Some(id);
+                let stock = self.stock_split(spec.ls_stock, spec.ls_stock_other);
+                ids.ls_product_id = Some(self.create_ls_product(NewLsProduct { stock, ..family }));
             } else {
                 // X-Series: every variant is its own product row sharing the family name; the
                 // first variant is the parent (variant_parent_id null, has_variants true), the
                 // others point to it.
                 let mut parent: Option<String> = None;
                 for (i, v) in spec.variants.iter().enumerate() {
-                    let id = self.fresh_id();
-                    self.push_ls_product(LsProduct {
-                        id: id.clone(),
-                        name: spec.name.clone(),
+                    let id = self.create_ls_product(NewLsProduct {
                         variant_name: format!("{} / {}", spec.name, v.option_value),
-                        handle: handle.clone(),
                         sku: v.sku.clone(),
                         price_excl: v.price_excl_tax.unwrap_or(spec.price_excl_tax),
-                        tax_id: Some(tax_id.clone()),
-                        has_inventory: spec.has_inventory,
                         has_variants: parent.is_none(),
                         variant_parent_id: parent.clone(),
                         variant_options: vec![(v.option_name.clone(), v.option_value.clone())],
-                        active: true,
-                        created_at: now,
-                        updated_at: now,
-                        deleted_at: None,
-                        version: 0,
+                        stock: self.stock_split(v.ls_stock, v.ls_stock_other),
+                        ..family.clone()
                     });
-                    if spec.has_inventory {
-                        self.seed_inventory(&id, v.ls_stock, v.ls_stock_other);
-                    }
                     ids.variants[i].ls_product_id = Some(id.clone());
                     if parent.is_none() {
                         parent = Some(id);
@@ -845,26 +876,92 @@ impl State {
         Ok(ids)
     }
 
-    fn push_ls_product(&mut self, mut p: LsProduct) {
-        p.version = self.next_version();
-        self.products.push(p);
+    /// Create a Lightspeed product (one row: a standalone product or one variant): a new id,
+    /// the next version, and for a tracked product an inventory record at every outlet, each
+    /// with its version. The one way products are made after the fixed seeds: the admin API
+    /// and seeds through [`State::add_product`], `POST /api/2.0/products` directly.
+    pub fn create_ls_product(&mut self, new: NewLsProduct) -> String {
+        let now = Utc::now();
+        let id = self.fresh_id();
+        let handle = if new.handle.is_empty() {
+            handle_of(&new.name)
+        } else {
+            new.handle
+        };
+        let variant_name = if new.variant_name.is_empty() {
+            new.name.clone()
+        } else {
+            new.variant_name
+        };
+        let version = self.next_version();
+        self.products.push(LsProduct {
+            id: id.clone(),
+            name: new.name,
+            variant_name,
+            handle,
+            sku: new.sku,
+            description: new.description,
+            source: new.source,
+            source_id: new.source_id,
+            price_excl: new.price_excl,
+            supply_price: new.supply_price,
+            tax_id: Some(new.tax_id),
+            has_inventory: new.has_inventory,
+            has_variants: new.has_variants,
+            variant_parent_id: new.variant_parent_id,
+            variant_options: new.variant_options,
+            active: new.active,
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+            version,
+        });
+        if new.has_inventory {
+            let outlets: Vec<String> = self.outlets.iter().map(|o| o.id.clone()).collect();
+            for outlet in outlets {
+                let level = new
+                    .stock
+                    .iter()
+                    .find(|(o, _)| *o == outlet)
+                    .map(|(_, level)| *level)
+                    .unwrap_or_default();
+                let version = self.next_version();
+                let record = self.fresh_id();
+                self.inventory.push(LsInventory {
+                    id: record,
+                    product_id: id.clone(),
+                    outlet_id: outlet,
+                    level,
+                    version,
+                });
+            }
+        }
+        id
     }
 
-    fn seed_inventory(&mut self, product_id: &str, main: Decimal, other: Decimal) {
-        let main_outlet = self.seed.outlet_id.clone();
-        let outlets: Vec<String> = self.outlets.iter().map(|o| o.id.clone()).collect();
-        for outlet in outlets {
-            let level = if outlet == main_outlet { main } else { other };
-            let version = self.next_version();
-            let id = self.fresh_id();
-            self.inventory.push(LsInventory {
-                id,
-                product_id: product_id.into(),
-                outlet_id: outlet,
-                level,
-                version,
-            });
-        }
+    /// Stock of `main` at the main outlet (the web register's) and `other` at every other one.
+    fn stock_split(&self, main: Decimal, other: Decimal) -> Vec<(String, Decimal)> {
+        self.outlets
+            .iter()
+            .map(|o| {
+                let level = if o.id == self.seed.outlet_id {
+                    main
+                } else {
+                    other
+                };
+                (o.id.clone(), level)
+            })
+            .collect()
+    }
+
+    /// The tax a product gets when none is named: the default tax, as `GET /api/2.0/outlets`
+    /// reports it (`default_tax_id`), else "No Tax".
+    pub fn default_ls_tax_id(&self) -> String {
+        self.taxes
+            .iter()
+            .find(|t| t.is_default)
+            .map(|t| t.id.clone())
+            .unwrap_or_else(|| self.no_tax_group_id.clone())
     }
 
     pub fn ls_product(&self, id: &str) -> Option<&LsProduct> {

@@ -404,6 +404,69 @@ async fn version_paging_and_search_rules() {
     assert_eq!(sb.counters().ls_customer_creates, 3);
 }
 
+/// CreateProduct (`POST /api/2.0/products`). The file disagrees with itself there: the schema
+/// types `data`'s items as objects ("An array containing the ID or IDs of the new
+/// products"), its example (kept in the reduced file for this) shows the ids as strings. The
+/// sandbox answers as the example does: the answer matches the schema but for the type of
+/// each item, as the example does, and has the example's shape.
+#[tokio::test]
+async fn create_product_answers_as_the_openapi_example_shows() {
+    let sb = sandbox().await;
+    let (status, created) = ls_post(
+        &sb,
+        "/api/2.0/products",
+        &json!({"name": "Shipping (Ecwid)", "sku": "ECWID-SHIP", "price_excluding_tax": 0, "has_inventory": false}),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+
+    let schema = response_schema("/products", "post", "200");
+    assert!(
+        schema.is_object(),
+        "no CreateProduct schema in the reduced file"
+    );
+    let validator = validator_for_schema(&schema);
+    let item_type = "/properties/data/items/type";
+    let errors = |body: &Value| -> Vec<String> {
+        validator
+            .iter_errors(body)
+            .filter(|e| e.schema_path.to_string() != item_type)
+            .map(|e| format!("{} at {}", e, e.instance_path))
+            .collect()
+    };
+    assert_eq!(errors(&created), Vec::<String>::new(), "{created}");
+    assert!(!validator.is_valid(&created), "string ids are not objects");
+    let example =
+        &spec()["paths"]["/products"]["post"]["responses"]["200"]["content"]["Example"]["example"];
+    assert!(example.is_object(), "CreateProduct's example is kept");
+    assert!(errors(example).is_empty());
+    assert!(
+        !validator.is_valid(example),
+        "the file's own example fails its item type, as the answer does"
+    );
+    let shape = |body: &Value| -> Vec<(bool, usize)> {
+        let data = body["data"].as_array().expect("data array");
+        data.iter()
+            .map(|id| (id.is_string(), id.as_str().map_or(0, str::len)))
+            .collect()
+    };
+    assert_eq!(shape(&created), shape(example), "one UUID-long string id");
+    assert_eq!(
+        created.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["data"]
+    );
+
+    // The product it made validates as a Product, by id and in the search.
+    let id = created["data"][0].as_str().unwrap();
+    let body = get_ok(&sb, &format!("/api/2.0/products/{id}")).await;
+    assert_eq!(body["data"]["has_inventory"], json!(false));
+    assert_valid("/products/{product_id}", "get", "200", &body);
+    let body = get_ok(&sb, "/api/2.0/search?type=products&sku=ecwid-ship").await;
+    assert_eq!(non_empty(&body).len(), 1);
+    assert_valid("/search", "get", "200", &body);
+    assert_each_valid("Product", body["data"].as_array().unwrap());
+}
+
 /// The harness itself catches bad shapes (so the test above proves something).
 #[test]
 fn the_schema_check_rejects_wrong_shapes() {
