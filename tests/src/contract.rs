@@ -52,6 +52,7 @@ pub fn sample_connection(store_id: StoreId) -> Connection {
         discount_product_id: None,
         fees_product_id: None,
         gift_card_payment_type_id: None,
+        go_live_at: None,
         settings: Settings {
             post_sales: true,
             sync_inventory: false,

@@ -5,6 +5,7 @@
 //! State and queue live in one SQLite file.
 
 pub mod bench;
+pub mod connect;
 pub mod demo;
 pub mod embedded;
 pub mod lightspeed_auth;

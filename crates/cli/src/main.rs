@@ -32,8 +32,9 @@ enum Command {
     Status(StatusArgs),
     /// Put a parked or skipped order (or all with one reason) back on the queue.
     Replay(ReplayArgs),
-    /// Create or update the connection of one Ecwid store to a Lightspeed register.
-    Connect(ConnectArgs),
+    /// Check both tokens, choose the register, user, payment types and products by name,
+    /// and save the connection of one Ecwid store to a Lightspeed register.
+    Connect(Box<ConnectArgs>),
     /// Benchmark the embedded mode against the sandbox: ingest throughput and latency.
     Bench(BenchArgs),
     /// Benchmark the inventory mirror against the sandbox on a large catalog.
@@ -71,7 +72,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => commands::serve::serve(args).await,
         Command::Status(args) => commands::orders::status(args).await,
         Command::Replay(args) => commands::orders::replay(args).await,
-        Command::Connect(args) => commands::connect::connect(args).await,
+        Command::Connect(args) => commands::connect::connect(*args).await,
         Command::Bench(args) => commands::bench::bench(args).await,
         Command::BenchInventory(args) => commands::bench::bench_inventory(args).await,
         Command::BenchRateLimit(args) => commands::bench::bench_rate_limit(args).await,

@@ -125,7 +125,7 @@ fn every_command_that_talks_to_the_apis_has_the_same_api_flags() {
         "--lightspeed-client-secret",
     ];
     let sync = flag_help("sync-inventory");
-    for command in ["serve", "reconcile"] {
+    for command in ["serve", "reconcile", "connect"] {
         let flags = flag_help(command);
         for flag in api_flags {
             assert_eq!(flags.get(flag), sync.get(flag), "{command} {flag}");

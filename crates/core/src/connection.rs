@@ -189,6 +189,11 @@ pub struct Connection {
     pub gift_card_payment_type_id: Option<String>,
     #[serde(default)]
     pub settings: Settings,
+    /// Only orders created at or after this moment are posted (`els connect` sets it to the
+    /// moment of connecting), so a store's history, perhaps posted by another connector
+    /// before, is never posted again. `None` (connections saved before it existed): no limit.
+    #[serde(default)]
+    pub go_live_at: Option<DateTime<Utc>>,
     /// Optimistic-concurrency version of the stored item; 0 before the first write.
     #[serde(default)]
     pub version: u64,

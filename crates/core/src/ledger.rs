@@ -98,6 +98,8 @@ pub enum ReasonCode {
     NotPaid,
     /// Skipped: the connection's post_sales setting is off (O5).
     PostSalesOff,
+    /// Skipped: the order was created before the connection went live.
+    BeforeGoLive,
     /// Parked: Ecwid says the order does not exist.
     OrderNotFound,
     /// Parked: an item has no SKU (P1).
@@ -127,6 +129,7 @@ impl ReasonCode {
         match self {
             ReasonCode::NotPaid => "NOT_PAID",
             ReasonCode::PostSalesOff => "POST_SALES_OFF",
+            ReasonCode::BeforeGoLive => "BEFORE_GO_LIVE",
             ReasonCode::OrderNotFound => "ORDER_NOT_FOUND",
             ReasonCode::BlankSku => "BLANK_SKU",
             ReasonCode::UnknownSku => "UNKNOWN_SKU",
@@ -146,6 +149,7 @@ impl ReasonCode {
         [
             NotPaid,
             PostSalesOff,
+            BeforeGoLive,
             OrderNotFound,
             BlankSku,
             UnknownSku,

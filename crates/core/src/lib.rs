@@ -35,6 +35,7 @@ pub mod ports;
 pub mod poster;
 pub mod retry;
 pub mod settle;
+pub mod setup;
 pub mod webhook;
 
 pub use connection::{Connection, DomainPrefix, LightspeedAccount, Secret, Settings};

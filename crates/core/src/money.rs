@@ -720,6 +720,7 @@ mod tests {
             discount_product_id: None,
             fees_product_id: None,
             gift_card_payment_type_id: Some("pay-gift".into()),
+            go_live_at: None,
             settings: Settings::default(),
             version: 1,
         }

@@ -74,6 +74,21 @@ impl EcwidClient {
         format!("{}/{}", self.api_url, store_id)
     }
 
+    /// `GET /profile` ("Get store profile"): which store the token belongs to and what it
+    /// sells in, so that `els connect` can check a token before saving it.
+    pub async fn profile(&self, conn: &Connection) -> Result<StoreProfile, ApiError> {
+        let url = format!("{}/profile", self.store_url(conn.store_id));
+        let raw: RawProfile = self.get_json(conn, &url).await?;
+        Ok(StoreProfile {
+            store_id: raw.general_info.store_id,
+            currency: raw
+                .formats_and_units
+                .and_then(|f| f.currency)
+                .filter(|c| !c.trim().is_empty()),
+            name: raw.settings.and_then(|s| s.store_name),
+        })
+    }
+
     async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
         conn: &Connection,
@@ -152,6 +167,46 @@ fn batch_requests(writes: &[(EcwidTarget, StockLevel)]) -> Vec<BatchRequest> {
             body: stock_body(*level),
         })
         .collect()
+}
+
+/// What `GET /profile` says of the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreProfile {
+    /// `generalInfo.storeId`: the store the token belongs to.
+    pub store_id: u64,
+    /// `formatsAndUnits.currency` (ISO 4217).
+    pub currency: Option<String>,
+    /// `settings.storeName`.
+    pub name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawProfile {
+    general_info: RawGeneralInfo,
+    #[serde(default)]
+    formats_and_units: Option<RawFormats>,
+    #[serde(default)]
+    settings: Option<RawSettings>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawGeneralInfo {
+    store_id: u64,
+}
+
+#[derive(Deserialize)]
+struct RawFormats {
+    #[serde(default)]
+    currency: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawSettings {
+    #[serde(default)]
+    store_name: Option<String>,
 }
 
 #[derive(Deserialize)]

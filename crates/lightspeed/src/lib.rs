@@ -26,6 +26,7 @@ pub mod authenticated;
 pub mod oauth;
 pub mod pace;
 pub mod parse;
+pub mod setup;
 
 pub use authenticated::AuthLightspeed;
 
@@ -248,6 +249,22 @@ struct RawRetailer {
     /// accepted too.
     #[serde(default)]
     currency: Option<serde_json::Value>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    tax_exclusive: Option<bool>,
+}
+
+impl RawRetailer {
+    /// The currency's ISO code, from either form.
+    fn currency_code(&self) -> Option<String> {
+        self.currency
+            .as_ref()
+            .and_then(|c| c.get("code").unwrap_or(c).as_str())
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_string)
+    }
 }
 
 #[derive(Deserialize)]

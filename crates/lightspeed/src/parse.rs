@@ -108,6 +108,7 @@ pub fn feed_page_body<T: DeserializeOwned>(
 /// The sale setup from the retailer and its taxes. A tax group's rate is the sum of its
 /// component rates.
 pub(crate) fn sale_setup(retailer: RawRetailer, taxes: Vec<RawTax>) -> Result<SaleSetup, ApiError> {
+    let currency = retailer.currency_code();
     let no_tax_group_id = retailer.no_tax_group_id.ok_or_else(|| ApiError::Decode {
         detail: "retailer has no no_tax_group_id".into(),
     })?;
@@ -134,14 +135,8 @@ pub(crate) fn sale_setup(retailer: RawRetailer, taxes: Vec<RawTax>) -> Result<Sa
         .collect::<Result<Vec<_>, ApiError>>()?;
     Ok(SaleSetup {
         no_tax_group_id,
+        currency,
         taxes,
-        currency: retailer
-            .currency
-            .as_ref()
-            .and_then(|c| c.get("code").unwrap_or(c).as_str())
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .map(str::to_string),
     })
 }
 

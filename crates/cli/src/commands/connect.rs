@@ -1,16 +1,23 @@
-//! `els connect`: create or update the connection of one Ecwid store to a Lightspeed
-//! register.
+//! `els connect`: check both tokens, resolve the register, user, payment types and
+//! products by name or id, and save the connection of one Ecwid store to a Lightspeed
+//! register. Nothing is saved when a check fails.
 
+use super::api::ApiArgs;
 use super::backend::{BackendArgs, open_backend, with_backend};
 use clap::Args;
+use els_cli::connect::{self, ConnectRequest};
+use els_cli::embedded::WEBHOOK_PATH;
 use els_cli::ops;
-use els_core::StoreId;
-use els_core::{Connection, DomainPrefix, LightspeedAccount, Secret, Settings};
+use els_core::{ConnectionStore, DomainPrefix, LightspeedAccount, Secret, Settings, StoreId};
+use els_lightspeed::LightspeedClient;
 
 #[derive(Args)]
 pub struct ConnectArgs {
     #[command(flatten)]
     backend: BackendArgs,
+    #[command(flatten)]
+    api: ApiArgs,
+    /// The Ecwid store id (Ecwid admin, My Profile); the token must be this store's.
     #[arg(long)]
     store: StoreId,
     #[arg(long, env = "ECWID_TOKEN", hide_env_values = true)]
@@ -27,14 +34,42 @@ pub struct ConnectArgs {
     /// When the OAuth access token expires (RFC 3339); unknown: refreshed after a 401.
     #[arg(long, requires = "lightspeed_refresh_token")]
     lightspeed_token_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The register web sales are posted to, by name or id (default: the only one). Stock
+    /// is then read at and leaves from its outlet.
     #[arg(long)]
-    register_id: String,
+    register: Option<String>,
+    /// The Lightspeed user sales are made by, by name or id (default: the primary user).
     #[arg(long)]
-    outlet_id: String,
+    user: Option<String>,
+    /// The payment type that settles each sale, by name or id (default: the only one).
     #[arg(long)]
-    user_id: String,
+    payment_type: Option<String>,
+    /// The product shipping is posted on, by name, SKU or id (default: a product called
+    /// "Shipping").
     #[arg(long)]
-    payment_type_id: String,
+    shipping_product: Option<String>,
+    /// The product handling fees and surcharges are posted on, by name, SKU or id (default:
+    /// a product called "Fees and surcharges", "Handling fee" or "Fees"; none: the shipping
+    /// product).
+    #[arg(long)]
+    fees_product: Option<String>,
+    /// The payment type for the part of an order paid with an Ecwid gift card, by name or
+    /// id (default: one called "Gift Card").
+    #[arg(long)]
+    gift_card_payment_type: Option<String>,
+    /// Create the shipping and fees products (not tracking inventory) when none is named or
+    /// found.
+    #[arg(long)]
+    create_missing: bool,
+    /// Post only orders created at or after this moment (RFC 3339). Default: the moment of
+    /// the first connect (a reconnect keeps the saved one). Older orders are skipped
+    /// BEFORE_GO_LIVE, so history another connector posted is never posted twice.
+    #[arg(long)]
+    go_live: Option<chrono::DateTime<chrono::Utc>>,
+    /// Where this app is reachable (e.g. https://sync.example.com): prints the full webhook
+    /// URL to register in Ecwid.
+    #[arg(long)]
+    public_url: Option<String>,
     /// Turn "Post Ecwid Sales to Lightspeed Retail" on or off (default on).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     post_sales: bool,
@@ -44,8 +79,12 @@ pub struct ConnectArgs {
 }
 
 pub async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
-    let backend = open_backend(&args.backend).await?;
-    let conn = Connection {
+    let ecwid = args.api.ecwid_client()?;
+    let lightspeed = LightspeedClient::new(
+        args.api.lightspeed_url_template.clone(),
+        args.api.http_timeout(),
+    )?;
+    let request = ConnectRequest {
         store_id: args.store,
         ecwid_token: Secret::new(args.ecwid_token),
         lightspeed: LightspeedAccount {
@@ -55,25 +94,64 @@ pub async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
             expires_at: args.lightspeed_token_expires_at,
             refresh_lease_until: None,
         },
-        register_id: args.register_id,
-        outlet_id: args.outlet_id,
-        user_id: args.user_id,
-        payment_type_id: args.payment_type_id,
-        shipping_product_id: None,
-        discount_product_id: None,
-        fees_product_id: None,
-        gift_card_payment_type_id: None,
+        register: args.register,
+        user: args.user,
+        payment_type: args.payment_type,
+        shipping_product: args.shipping_product,
+        fees_product: args.fees_product,
+        gift_card_payment_type: args.gift_card_payment_type,
+        create_missing: args.create_missing,
         settings: Settings {
             post_sales: args.post_sales,
             sync_inventory: args.sync_inventory,
         },
-        version: 0,
     };
-    let saved = with_backend!(backend, |store, _queue| ops::upsert_connection(store, conn)
-        .await?);
+    let mut plan = connect::plan(&ecwid, &lightspeed, request).await?;
+    // Only now, with every check passed, is anything written.
+    let backend = open_backend(&args.backend).await?;
+    let saved = with_backend!(backend, |store, _queue| {
+        let existing = store.get_connection(args.store).await?;
+        let go_live = args
+            .go_live
+            .or(existing.and_then(|c| c.go_live_at))
+            .unwrap_or_else(chrono::Utc::now);
+        plan.connection.go_live_at = Some(go_live);
+        plan.summary.push((
+            "Posts orders created",
+            format!(
+                "from {}",
+                go_live.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        ));
+        let width = plan.summary.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        for (what, chosen) in &plan.summary {
+            println!("{what:<width$}  {chosen}");
+        }
+        for w in &plan.warnings {
+            eprintln!("warning: {w}");
+        }
+        let conn = connect::apply(&lightspeed, plan).await?;
+        ops::upsert_connection(store, conn).await?
+    });
     println!(
-        "connection of store {} saved (version {})",
-        saved.store_id, saved.version
+        "\nconnection of store {} saved (version {}); post sales: {}, update Ecwid stock: {}",
+        saved.store_id,
+        saved.version,
+        on_off(saved.settings.post_sales),
+        on_off(saved.settings.sync_inventory)
     );
+    match args.public_url {
+        Some(url) => println!(
+            "register this webhook URL in your Ecwid app: {}{WEBHOOK_PATH}",
+            url.trim_end_matches('/')
+        ),
+        None => println!(
+            "register https://<where els serve is reachable>{WEBHOOK_PATH} as your Ecwid app's webhook URL (on AWS: the stack's WebhookUrl output)"
+        ),
+    }
     Ok(())
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
 }

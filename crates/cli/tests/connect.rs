@@ -1,0 +1,324 @@
+//! `els connect` as a merchant runs it: tokens and names only, against the sandbox's APIs on
+//! loopback; then `els serve --live` on the saved connection posts a real-looking order.
+
+use els_core::{ConnectionStore, StoreId};
+use els_sandbox::{
+    HandlingFeeSpec, OrderItemSpec, OrderSpec, Sandbox, SandboxConfig, ShippingSpec, TaxSpec,
+};
+use els_store_sqlite::SqliteStore;
+use rust_decimal::Decimal;
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+/// `els <args>` with the sandbox's API addresses and tokens in the environment, as a merchant
+/// would export them.
+fn els(sb: &Sandbox, args: &[&str], ecwid_token: &str) -> (bool, String, String) {
+    let out = command(sb, ecwid_token)
+        .args(args)
+        .output()
+        .expect("els runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn command(sb: &Sandbox, ecwid_token: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_els"));
+    c.env_remove("RUST_LOG")
+        .env("ECWID_API_URL", sb.ecwid_api_url())
+        .env(
+            "LIGHTSPEED_URL_TEMPLATE",
+            format!("{}/lightspeed/{{domain_prefix}}", sb.base_url()),
+        )
+        .env("ECWID_TOKEN", ecwid_token)
+        .env("LIGHTSPEED_TOKEN", &sb.config().ls_token)
+        .env_remove("LIGHTSPEED_REFRESH_TOKEN")
+        .env_remove("ELS_BACKEND");
+    c
+}
+
+fn connect_args<'a>(db: &'a str, store: &'a str, prefix: &'a str) -> Vec<&'a str> {
+    vec![
+        "connect",
+        "--db",
+        db,
+        "--store",
+        store,
+        "--domain-prefix",
+        prefix,
+    ]
+}
+
+async fn saved(db: &Path, store: StoreId) -> Option<els_core::Connection> {
+    if !db.exists() {
+        return None;
+    }
+    let s = SqliteStore::open(db).expect("the file opens");
+    s.get_connection(store).await.expect("readable")
+}
+
+fn dec(v: &Value) -> Decimal {
+    match v {
+        Value::String(s) => Decimal::from_str(s).expect("a decimal"),
+        other => Decimal::from_str(&other.to_string()).expect("a decimal"),
+    }
+}
+
+struct Serving(Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_with_names_only_then_a_taxed_shipping_fee_and_gift_card_order_posts_exactly() {
+    let sb = Sandbox::start(SandboxConfig::default())
+        .await
+        .expect("sandbox");
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("els.sqlite");
+    let db = db_path.to_str().unwrap();
+    let ids = sb.ids();
+    let store = ids.ecwid_store_id.to_string();
+    let store_id = StoreId::from_str(&store).unwrap();
+    let prefix = sb.config().ls_domain_prefix.clone();
+    let token = sb.config().ecwid_token.clone();
+
+    // Refusals: each says what is wrong, and nothing is written.
+    let mut args = connect_args(db, &store, &prefix);
+    args.extend(["--register", "Kiosk", "--payment-type", "Ecwid Online"]);
+    let (ok, _, err) = els(&sb, &args, &token);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("no register is called or has the id 'Kiosk'. The registers are: \"Web Store Register\" (outlet Main Outlet)")
+            && err.contains("\"Warehouse Register\" (outlet Warehouse)"),
+        "{err}"
+    );
+    let mut args = connect_args(db, &store, &prefix);
+    args.extend(["--register", "Web Store Register"]);
+    let (ok, _, err) = els(&sb, &args, &token);
+    assert!(
+        !ok && err
+            .contains("choose a payment type with --payment-type. The payment types are: \"Cash\""),
+        "{err}"
+    );
+    let mut args = connect_args(db, &store, &prefix);
+    args.extend([
+        "--register",
+        "Web Store Register",
+        "--payment-type",
+        "Ecwid Online",
+    ]);
+    let (ok, _, err) = els(&sb, &args, "secret_not-the-token");
+    assert!(
+        !ok && err.contains("Ecwid refused the token") && err.contains("Check ECWID_TOKEN"),
+        "{err}"
+    );
+    let mut args = connect_args(db, &store, &prefix);
+    args.extend([
+        "--register",
+        "Web Store Register",
+        "--payment-type",
+        "Ecwid Online",
+        "--shipping-product",
+        "Freight",
+    ]);
+    let (ok, _, err) = els(&sb, &args, &token);
+    assert!(
+        !ok && err.contains("no product is called or has the id 'Freight'"),
+        "{err}"
+    );
+    assert_eq!(
+        saved(&db_path, store_id).await,
+        None,
+        "a refused connect saved something"
+    );
+
+    // Names only; the user, gift-card payment type and shipping product are the retailer's
+    // obvious ones, and the fees product is created.
+    let mut args = connect_args(db, &store, &prefix);
+    args.extend([
+        "--register",
+        "web store register",
+        "--payment-type",
+        "Ecwid Online",
+        "--create-missing",
+        "--public-url",
+        "https://sync.example.com/",
+    ]);
+    let (ok, out, err) = els(&sb, &args, &token);
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains("Register") && out.contains("\"Web Store Register\" (outlet Main Outlet)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\"Fees and surcharges\" (SKU ELS-FEES), to be created"),
+        "{out}"
+    );
+    assert!(
+        out.contains("https://sync.example.com/webhooks/ecwid"),
+        "{out}"
+    );
+    let conn = saved(&db_path, store_id).await.expect("saved");
+    assert_eq!(conn.register_id, ids.register_id);
+    assert_eq!(conn.outlet_id, ids.outlet_id, "the register's outlet (S3)");
+    assert_eq!(conn.user_id, ids.user_id);
+    assert_eq!(conn.payment_type_id, ids.payment_type_id);
+    assert_eq!(
+        conn.gift_card_payment_type_id.as_deref(),
+        Some(ids.gift_card_payment_type_id.as_str())
+    );
+    assert_eq!(
+        conn.shipping_product_id.as_deref(),
+        Some(ids.shipping_product_id.as_str())
+    );
+    let fees_id = conn.fees_product_id.clone().expect("the fees product");
+    let created = sb
+        .ls_product(&fees_id)
+        .expect("the fees product exists in Lightspeed");
+    assert_eq!(created["sku"], "ELS-FEES");
+    assert_eq!(created["has_inventory"], false);
+
+    // A second connect finds the product it created instead of making another.
+    let (ok, out, err) = els(&sb, &args, &token);
+    assert!(ok, "{out}\n{err}");
+    let again = saved(&db_path, store_id).await.expect("saved");
+    assert_eq!(again.fees_product_id, Some(fees_id.clone()));
+    assert_eq!(again.version, 2);
+
+    // The saved connection posts: 2 mugs at 12.00 + 10%, shipping 5.00 + 10%, a handling
+    // fee 2.00 + 10%, tax-exclusive: 34.10, of which a gift card paid 10.00.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let _serving = Serving(
+        command(&sb, &token)
+            .args(["serve", "--live", "--db", db, "--listen", &listen])
+            .env("ECWID_CLIENT_SECRET", &sb.config().webhook_client_secret)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("els serve starts"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&listen).is_err() {
+        assert!(Instant::now() < deadline, "els serve never listened");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ten = TaxSpec::percent(Decimal::from(10));
+    let order_id = sb.place_order(OrderSpec {
+        items: vec![OrderItemSpec::new("MUG-001", 2)],
+        shipping: Some(ShippingSpec {
+            method_name: "Standard".into(),
+            rate: Decimal::from(5),
+        }),
+        shipping_taxes: vec![ten.clone()],
+        handling_fee: Some(HandlingFeeSpec {
+            value: Decimal::from(2),
+            taxes: vec![ten],
+            ..HandlingFeeSpec::default()
+        }),
+        ..OrderSpec::default()
+    });
+    let order = sb.ecwid_order(&order_id).unwrap();
+    assert_eq!(dec(&order["total"]), Decimal::new(3410, 2), "{order}");
+    sb.update_order(
+        &order_id,
+        serde_json::json!({"giftCardRedemption": 10, "totalBeforeGiftCardRedemption": 34.1, "total": 24.1, "giftCardCode": "GC-1"}),
+    )
+    .unwrap();
+    let hook = sb.order_webhook("order.created", &order_id, None, "PAID");
+    let status = sb
+        .deliver(&format!("http://{listen}/webhooks/ecwid"), &hook)
+        .await
+        .unwrap();
+    assert!(status.is_success(), "{status}");
+
+    let sale = loop {
+        if let Some(s) = sb.sales().into_iter().find(|s| {
+            s["invoice_number"]
+                .as_str()
+                .is_some_and(|n| n.contains(&order_id))
+        }) {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(30),
+            "no sale posted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let lines = sale["register_sale_products"].as_array().unwrap();
+    let total: Decimal = lines
+        .iter()
+        .map(|l| dec(&l["quantity"]) * (dec(&l["price"]) + dec(&l["tax"])))
+        .sum();
+    assert_eq!(total, Decimal::new(3410, 2), "{sale}");
+    let products: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l["product_id"].as_str())
+        .collect();
+    assert!(
+        products.contains(&ids.shipping_product_id.as_str()),
+        "{sale}"
+    );
+    assert!(products.contains(&fees_id.as_str()), "{sale}");
+    let payments = sale["register_sale_payments"].as_array().unwrap();
+    let paid = |type_id: &str| {
+        payments
+            .iter()
+            .filter(|p| p["retailer_payment_type_id"] == type_id)
+            .map(|p| dec(&p["amount"]))
+            .sum::<Decimal>()
+    };
+    assert_eq!(paid(&ids.payment_type_id), Decimal::new(2410, 2), "{sale}");
+    assert_eq!(
+        paid(&ids.gift_card_payment_type_id),
+        Decimal::from(10),
+        "{sale}"
+    );
+    assert_eq!(sb.sales().len(), 1);
+
+    // An order created before the connection went live is not posted (history stays put).
+    let old = sb.place_order(OrderSpec {
+        items: vec![OrderItemSpec::new("MUG-001", 1)],
+        ..OrderSpec::default()
+    });
+    sb.update_order(&old, serde_json::json!({"createTimestamp": 1_700_000_000}))
+        .unwrap();
+    let hook = sb.order_webhook("order.created", &old, None, "PAID");
+    sb.deliver(&format!("http://{listen}/webhooks/ecwid"), &hook)
+        .await
+        .unwrap();
+    loop {
+        let (_, out, _) = els(
+            &sb,
+            &["status", "--db", db, "--store", &store, "--order", &old],
+            &token,
+        );
+        if out.contains("SKIPPED") {
+            assert!(
+                out.contains("BEFORE_GO_LIVE") && out.contains("els connect --go-live"),
+                "{out}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(60),
+            "not skipped: {out}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(sb.sales().len(), 1);
+}
