@@ -11,6 +11,7 @@ use commands::connect::ConnectArgs;
 use commands::inventory::{ReconcileArgs, SyncInventoryArgs};
 use commands::orders::{ReplayArgs, StatusArgs};
 use commands::serve::ServeArgs;
+use commands::settings::SettingsArgs;
 
 #[derive(Parser)]
 #[command(
@@ -35,6 +36,9 @@ enum Command {
     /// Check both tokens, choose the register, user, payment types and products by name,
     /// and save the connection of one Ecwid store to a Lightspeed register.
     Connect(Box<ConnectArgs>),
+    /// Show a connection, or change its switches, register, user, payment types or
+    /// products without touching its tokens.
+    Settings(Box<SettingsArgs>),
     /// Benchmark the embedded mode against the sandbox: ingest throughput and latency.
     Bench(BenchArgs),
     /// Benchmark the inventory mirror against the sandbox on a large catalog.
@@ -73,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Status(args) => commands::orders::status(args).await,
         Command::Replay(args) => commands::orders::replay(args).await,
         Command::Connect(args) => commands::connect::connect(*args).await,
+        Command::Settings(args) => commands::settings::settings(*args).await,
         Command::Bench(args) => commands::bench::bench(args).await,
         Command::BenchInventory(args) => commands::bench::bench_inventory(args).await,
         Command::BenchRateLimit(args) => commands::bench::bench_rate_limit(args).await,

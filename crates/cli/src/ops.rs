@@ -42,6 +42,32 @@ pub async fn upsert_connection<S: ConnectionStore>(
     )))
 }
 
+/// Changes a stored connection with `change`, on the latest stored version (retried when
+/// another writer, a token refresh say, got there first), so the tokens it does not touch
+/// stay whatever is stored. `Ok(None)`: the store has no connection.
+pub async fn update_connection<S: ConnectionStore>(
+    store: &S,
+    store_id: StoreId,
+    change: impl Fn(&mut Connection),
+) -> Result<Option<Connection>, StoreError> {
+    for _ in 0..5 {
+        let Some(mut conn) = store.get_connection(store_id).await? else {
+            return Ok(None);
+        };
+        let expected = conn.version;
+        change(&mut conn);
+        conn.version = expected + 1;
+        match store.put_connection(&conn, Some(expected)).await {
+            Ok(()) => return Ok(Some(conn)),
+            Err(StoreError::Conflict(_)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::Conflict(format!(
+        "connection of store {store_id} kept changing"
+    )))
+}
+
 /// Ledger counts by state for one store.
 pub async fn counts_by_state<S: LedgerStore>(
     store: &S,

@@ -79,7 +79,7 @@ impl Drop for Serving {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connect_with_names_only_then_a_taxed_shipping_fee_and_gift_card_order_posts_exactly() {
+async fn a_merchant_connects_by_name_posts_exactly_moves_the_register_and_history_stays_put() {
     let sb = Sandbox::start(SandboxConfig::default())
         .await
         .expect("sandbox");
@@ -290,6 +290,88 @@ async fn connect_with_names_only_then_a_taxed_shipping_fee_and_gift_card_order_p
     );
     assert_eq!(sb.sales().len(), 1);
 
+    // `els settings` moves the connection to the other register without its tokens: the
+    // next order is sold there; the posted one stays where it was.
+    let (ok, out, err) = els(
+        &sb,
+        &[
+            "settings",
+            "--db",
+            db,
+            "--store",
+            &store,
+            "--register",
+            "Warehouse Register",
+        ],
+        &token,
+    );
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains("the register's outlet changed") && out.contains(&ids.second_outlet_id),
+        "{out}"
+    );
+    let moved = saved(&db_path, store_id).await.unwrap();
+    assert_eq!(
+        (moved.register_id.as_str(), moved.outlet_id.as_str()),
+        (
+            ids.second_register_id.as_str(),
+            ids.second_outlet_id.as_str()
+        )
+    );
+    assert_eq!(moved.lightspeed.access_token, again.lightspeed.access_token);
+    assert_eq!(moved.fees_product_id, Some(fees_id.clone()));
+    let (ok, _, err) = els(
+        &sb,
+        &[
+            "settings",
+            "--db",
+            db,
+            "--store",
+            &store,
+            "--register",
+            "Nowhere",
+        ],
+        &token,
+    );
+    assert!(
+        !ok && err.contains("no register is called or has the id 'Nowhere'"),
+        "{err}"
+    );
+    assert_eq!(
+        saved(&db_path, store_id).await.unwrap().version,
+        moved.version,
+        "a refused change saved something"
+    );
+    let next = sb.place_order(OrderSpec {
+        items: vec![OrderItemSpec::new("MUG-001", 1)],
+        ..OrderSpec::default()
+    });
+    let hook = sb.order_webhook("order.created", &next, None, "PAID");
+    sb.deliver(&format!("http://{listen}/webhooks/ecwid"), &hook)
+        .await
+        .unwrap();
+    let second = loop {
+        if let Some(s) = sb.sales().into_iter().find(|s| {
+            s["invoice_number"]
+                .as_str()
+                .is_some_and(|n| n.contains(&next))
+        }) {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(60),
+            "no second sale"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(second["register_id"], ids.second_register_id.as_str());
+    let first = sb
+        .sales()
+        .into_iter()
+        .find(|s| s["id"] == sale["id"])
+        .unwrap();
+    assert_eq!(first["register_id"], ids.register_id.as_str());
+
     // An order created before the connection went live is not posted (history stays put).
     let old = sb.place_order(OrderSpec {
         items: vec![OrderItemSpec::new("MUG-001", 1)],
@@ -320,5 +402,5 @@ async fn connect_with_names_only_then_a_taxed_shipping_fee_and_gift_card_order_p
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(sb.sales().len(), 1);
+    assert_eq!(sb.sales().len(), 2, "the old order was not posted");
 }

@@ -159,6 +159,11 @@ pub struct InventoryCursor {
     /// The last Lightspeed inventory `version` fully applied (0: none yet).
     #[serde(default)]
     pub inventory_version: u64,
+    /// The outlet `inventory_version` was read at. When the connection's register (and so
+    /// its outlet, S3) changes, the next run starts the inventory feed again and writes every
+    /// level it reads. `None`: not recorded yet (a first run, or a cursor from before).
+    #[serde(default)]
+    pub outlet_id: Option<String>,
     /// The last Lightspeed product `version` fully applied (0: none yet).
     #[serde(default)]
     pub products_version: u64,
@@ -211,6 +216,7 @@ pub fn claim_cursor(
             cursor: InventoryCursor {
                 store_id,
                 inventory_version: 0,
+                outlet_id: None,
                 products_version: 0,
                 lease_until: Some(now + lease),
                 pending_snapshot: BTreeMap::new(),

@@ -8,3 +8,4 @@ pub mod connect;
 pub mod inventory;
 pub mod orders;
 pub mod serve;
+pub mod settings;

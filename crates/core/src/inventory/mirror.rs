@@ -187,6 +187,9 @@ struct Run {
     catalog: Option<EcwidCatalogIndex>,
     /// A scan was judged dearer than single lookups (no need to ask again this run).
     scan_declined: bool,
+    /// The outlet changed since the last run: every level read is written, even one equal
+    /// to the last pushed (which was the old outlet's).
+    rewrite_all: bool,
     /// When the lease was last renewed (reconcile renews it while it reads).
     renewed_at: DateTime<Utc>,
     report: MirrorReport,
@@ -218,6 +221,7 @@ impl Run {
             pending: BTreeMap::new(),
             catalog: None,
             scan_declined: false,
+            rewrite_all: false,
             renewed_at: started,
             report,
             deadline,
@@ -342,7 +346,10 @@ where
         report.products_cursor_from = cursor.products_version;
         let deadline = started + chrono_duration(self.config.max_run);
         let mut run = Run::new(conn, cursor, true, report, started, deadline);
-        let result = self.run_feeds(conn, &mut run).await;
+        let result = match self.follow_outlet(&mut run).await {
+            Ok(()) => self.run_feeds(conn, &mut run).await,
+            Err(e) => Err(e),
+        };
         let drained = matches!(result, Ok(true));
         let released = self.release(&mut run, drained).await;
         run.report.inventory_cursor_to = run.cursor.inventory_version;
@@ -411,6 +418,34 @@ where
 
     /// Saves the cursor after `change`, renewing the lease (or releasing it), conditional on
     /// the version this run wrote last.
+    /// Records the outlet the cursor reads at; after a change of outlet (a new register),
+    /// restarts the inventory feed and has this run write every level it reads.
+    async fn follow_outlet(&self, run: &mut Run) -> Result<(), Fail> {
+        let outlet = run.outlet_id.clone();
+        match run.cursor.outlet_id.as_deref() {
+            Some(o) if o == outlet => return Ok(()),
+            Some(previous) => {
+                tracing::info!(
+                    store_id = run.store_id.get(),
+                    previous_outlet = previous,
+                    outlet = %outlet,
+                    "the register's outlet changed; every level is read and written again"
+                );
+                run.rewrite_all = true;
+                run.report.inventory_cursor_from = 0;
+            }
+            None => {}
+        }
+        let restart = run.rewrite_all;
+        self.save_cursor(run, false, move |c| {
+            c.outlet_id = Some(outlet);
+            if restart {
+                c.inventory_version = 0;
+            }
+        })
+        .await
+    }
+
     async fn save_cursor(
         &self,
         run: &mut Run,
@@ -687,6 +722,40 @@ mod tests {
                 (EcwidTarget::product(11), StockLevel::Quantity(4)),
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_new_register_outlet_restarts_the_feed_and_writes_every_level_again() {
+        let w = World::with_mug(7, 0).await;
+        w.lightspeed.set_level("ls-mug", "outlet-2", 7);
+        w.run().await.unwrap();
+        assert_eq!(w.cursor().await.outlet_id.as_deref(), Some(OUTLET));
+        assert_eq!(w.ecwid.writes().len(), 1);
+
+        // The merchant moves the connection to a register of outlet-2 (same level there).
+        let mut conn = w.store.get_connection(STORE).await.unwrap().unwrap();
+        let version = conn.version;
+        conn.outlet_id = "outlet-2".into();
+        conn.version += 1;
+        w.store.put_connection(&conn, Some(version)).await.unwrap();
+        let report = w.run().await.unwrap();
+        assert_eq!(report.inventory_cursor_from, 0);
+        assert_eq!(report.unchanged, 0, "nothing is taken as already pushed");
+        assert_eq!(w.ecwid.writes().len(), 2, "the level is written again");
+        assert_eq!(w.cursor().await.outlet_id.as_deref(), Some("outlet-2"));
+
+        // From now on the old outlet's stock is ignored (S3) and the new one's is mirrored.
+        w.lightspeed.set_level("ls-mug", OUTLET, 1);
+        w.run().await.unwrap();
+        assert_eq!(w.ecwid.level(11), Some(StockLevel::Quantity(7)));
+        w.lightspeed.set_level("ls-mug", "outlet-2", 3);
+        let report = w.run().await.unwrap();
+        assert_ne!(
+            report.inventory_cursor_from, 0,
+            "the feed restarts only once"
+        );
+        assert_eq!(w.ecwid.level(11), Some(StockLevel::Quantity(3)));
+        assert_eq!(w.ecwid.writes().len(), 3);
     }
 
     #[tokio::test]

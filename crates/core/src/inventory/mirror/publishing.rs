@@ -127,7 +127,7 @@ where
                 updated_at: now,
             };
             match pushed.get(&link.lightspeed_product_id) {
-                Some(p) if p.target == target && p.level == level => {
+                Some(p) if !run.rewrite_all && p.target == target && p.level == level => {
                     run.report.unchanged += 1;
                     if p.ls_level != record.ls_level || p.pending != record.pending {
                         refresh.push(record);

@@ -1,0 +1,188 @@
+//! `els settings`: show a connection, or change it without touching its tokens. Each
+//! choice is checked against the APIs like `els connect` checks it; switches need no API.
+
+use super::api::ApiArgs;
+use super::backend::{BackendArgs, open_backend, with_backend};
+use anyhow::bail;
+use clap::Args;
+use els_cli::connect::{self, ConnectRequest};
+use els_cli::ops;
+use els_core::{Connection, ConnectionStore, StoreId};
+use els_lightspeed::LightspeedClient;
+
+#[derive(Args)]
+pub struct SettingsArgs {
+    #[command(flatten)]
+    backend: BackendArgs,
+    #[command(flatten)]
+    api: ApiArgs,
+    #[arg(long)]
+    store: StoreId,
+    /// "Post Ecwid Sales to Lightspeed Retail" (true or false).
+    #[arg(long)]
+    post_sales: Option<bool>,
+    /// "Update Ecwid with inventory changes" (true or false).
+    #[arg(long)]
+    sync_inventory: Option<bool>,
+    /// A new register, by name or id; its outlet follows, and the next inventory run reads
+    /// and writes every level of the new outlet.
+    #[arg(long)]
+    register: Option<String>,
+    #[arg(long)]
+    user: Option<String>,
+    #[arg(long)]
+    payment_type: Option<String>,
+    #[arg(long)]
+    shipping_product: Option<String>,
+    #[arg(long)]
+    fees_product: Option<String>,
+    #[arg(long)]
+    gift_card_payment_type: Option<String>,
+    /// Create the shipping and fees products when none is set, named or found.
+    #[arg(long)]
+    create_missing: bool,
+    /// Post only orders created at or after this moment (RFC 3339).
+    #[arg(long)]
+    go_live: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl SettingsArgs {
+    fn changes_choices(&self) -> bool {
+        self.register.is_some()
+            || self.user.is_some()
+            || self.payment_type.is_some()
+            || self.shipping_product.is_some()
+            || self.fees_product.is_some()
+            || self.gift_card_payment_type.is_some()
+            || self.create_missing
+    }
+
+    fn changes_anything(&self) -> bool {
+        self.changes_choices()
+            || self.post_sales.is_some()
+            || self.sync_inventory.is_some()
+            || self.go_live.is_some()
+    }
+}
+
+pub async fn settings(args: SettingsArgs) -> anyhow::Result<()> {
+    let backend = open_backend(&args.backend).await?;
+    with_backend!(backend, |store, _queue| run(store, &args).await)
+}
+
+async fn run<S: ConnectionStore>(store: &S, args: &SettingsArgs) -> anyhow::Result<()> {
+    let Some(current) = store.get_connection(args.store).await? else {
+        bail!(
+            "store {} has no connection: run `els connect --store {}` first",
+            args.store,
+            args.store
+        );
+    };
+    if !args.changes_anything() {
+        print(&current);
+        return Ok(());
+    }
+    // Choices are resolved (and products created) before anything is written.
+    let chosen = if args.changes_choices() {
+        let ecwid = args.api.ecwid_client()?;
+        let lightspeed = LightspeedClient::new(
+            args.api.lightspeed_url_template.clone(),
+            args.api.http_timeout(),
+        )?;
+        let keep = |given: &Option<String>, now: &str| given.clone().or(Some(now.to_string()));
+        let request = ConnectRequest {
+            store_id: current.store_id,
+            ecwid_token: current.ecwid_token.clone(),
+            lightspeed: current.lightspeed.clone(),
+            register: keep(&args.register, &current.register_id),
+            user: keep(&args.user, &current.user_id),
+            payment_type: keep(&args.payment_type, &current.payment_type_id),
+            shipping_product: args
+                .shipping_product
+                .clone()
+                .or(current.shipping_product_id.clone()),
+            fees_product: args
+                .fees_product
+                .clone()
+                .or(current.fees_product_id.clone()),
+            gift_card_payment_type: args
+                .gift_card_payment_type
+                .clone()
+                .or(current.gift_card_payment_type_id.clone()),
+            create_missing: args.create_missing,
+            settings: current.settings.clone(),
+        };
+        let plan = connect::plan(&ecwid, &lightspeed, request).await?;
+        for w in &plan.warnings {
+            eprintln!("warning: {w}");
+        }
+        Some(connect::apply(&lightspeed, plan).await?)
+    } else {
+        None
+    };
+    let updated = ops::update_connection(store, args.store, |c| {
+        if let Some(new) = &chosen {
+            c.register_id = new.register_id.clone();
+            c.outlet_id = new.outlet_id.clone();
+            c.user_id = new.user_id.clone();
+            c.payment_type_id = new.payment_type_id.clone();
+            c.shipping_product_id = new.shipping_product_id.clone();
+            c.fees_product_id = new.fees_product_id.clone();
+            c.gift_card_payment_type_id = new.gift_card_payment_type_id.clone();
+        }
+        if let Some(on) = args.post_sales {
+            c.settings.post_sales = on;
+        }
+        if let Some(on) = args.sync_inventory {
+            c.settings.sync_inventory = on;
+        }
+        if let Some(at) = args.go_live {
+            c.go_live_at = Some(at);
+        }
+    })
+    .await?
+    .ok_or_else(|| anyhow::anyhow!("the connection of store {} was removed", args.store))?;
+    if updated.outlet_id != current.outlet_id {
+        println!(
+            "the register's outlet changed: the next inventory run reads and writes every level of outlet {}",
+            updated.outlet_id
+        );
+    }
+    println!(
+        "saved (version {}); the next order uses it",
+        updated.version
+    );
+    print(&updated);
+    Ok(())
+}
+
+fn print(c: &Connection) {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "(not set)".into());
+    let rows = [
+        ("store", c.store_id.to_string()),
+        (
+            "Lightspeed",
+            format!("{}.retail.lightspeed.app", c.lightspeed.domain_prefix),
+        ),
+        ("post sales", c.settings.post_sales.to_string()),
+        ("sync inventory", c.settings.sync_inventory.to_string()),
+        ("register", c.register_id.clone()),
+        ("outlet", c.outlet_id.clone()),
+        ("user", c.user_id.clone()),
+        ("payment type", c.payment_type_id.clone()),
+        ("gift-card payment type", opt(&c.gift_card_payment_type_id)),
+        ("shipping product", opt(&c.shipping_product_id)),
+        ("fees product", opt(&c.fees_product_id)),
+        (
+            "posts orders created",
+            c.go_live_at.map_or_else(
+                || "(any time)".into(),
+                |t| format!("from {}", t.to_rfc3339()),
+            ),
+        ),
+        ("version", c.version.to_string()),
+    ];
+    for (k, v) in rows {
+        println!("{k:<24}{v}");
+    }
+}
