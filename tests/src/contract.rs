@@ -605,6 +605,7 @@ fn cursor(store_id: StoreId, version: u64, inventory_version: u64) -> InventoryC
     InventoryCursor {
         store_id,
         inventory_version,
+        outlet_id: Some("outlet-1".into()),
         products_version: 7,
         lease_until: Some(Utc::now()),
         pending_snapshot: [("mug-001".to_string(), Decimal::new(25, 1))].into(),
