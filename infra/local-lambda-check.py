@@ -219,12 +219,17 @@ def main():
     connect = subprocess.run(
         [os.path.join(TARGET, "debug", "els"), "connect", "--backend", "aws", "--table", table,
          "--queue-url", queue, "--store", str(STORE), "--domain-prefix", "sandbox",
-         "--register-id", ids["register_id"], "--outlet-id", ids["outlet_id"],
-         "--user-id", ids["user_id"], "--payment-type-id", ids["payment_type_id"]],
+         # By name, as a merchant chooses: connect checks both tokens and every choice
+         # against the (sandbox) APIs before it writes the connection to DynamoDB.
+         "--register", "Web Store Register", "--payment-type", "Ecwid Online"],
         capture_output=True, text=True, cwd=ROOT, timeout=60,
         env={**os.environ, **aws_env, "ECWID_TOKEN": "secret_sandbox_ecwid_token",
-             "LIGHTSPEED_TOKEN": "lsxs_pt_sandbox_token"})
+             "LIGHTSPEED_TOKEN": "lsxs_pt_sandbox_token",
+             "ECWID_API_URL": f"{sb}/ecwid/api/v3",
+             "LIGHTSPEED_URL_TEMPLATE": f"{sb}/lightspeed/{{domain_prefix}}"})
     check(connect.returncode == 0, f"els connect failed:\n{connect.stdout}{connect.stderr}")
+    check(ids["register_id"] in connect.stdout and "Main Outlet" in connect.stdout,
+          f"els connect chose another register:\n{connect.stdout}")
     step("table, FIFO queue + DLQ, SSM SecureString and the connection created")
 
     # One environment for the three functions, as the template sets them (the secret's
