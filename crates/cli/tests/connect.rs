@@ -69,6 +69,23 @@ fn dec(v: &Value) -> Decimal {
     }
 }
 
+/// The sale posted for an Ecwid order, waiting up to 30 s for it.
+async fn sale_of(sb: &Sandbox, order_id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let invoice = |s: &Value| {
+            s["invoice_number"]
+                .as_str()
+                .is_some_and(|n| n.contains(order_id))
+        };
+        if let Some(s) = sb.sales().into_iter().find(invoice) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "no sale for order {order_id}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 struct Serving(Child);
 
 impl Drop for Serving {
@@ -245,20 +262,7 @@ async fn a_merchant_connects_by_name_posts_exactly_moves_the_register_and_histor
         .unwrap();
     assert!(status.is_success(), "{status}");
 
-    let sale = loop {
-        if let Some(s) = sb.sales().into_iter().find(|s| {
-            s["invoice_number"]
-                .as_str()
-                .is_some_and(|n| n.contains(&order_id))
-        }) {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline + Duration::from_secs(30),
-            "no sale posted"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let sale = sale_of(&sb, &order_id).await;
     let lines = sale["register_sale_products"].as_array().unwrap();
     let total: Decimal = lines
         .iter()
@@ -350,20 +354,7 @@ async fn a_merchant_connects_by_name_posts_exactly_moves_the_register_and_histor
     sb.deliver(&format!("http://{listen}/webhooks/ecwid"), &hook)
         .await
         .unwrap();
-    let second = loop {
-        if let Some(s) = sb.sales().into_iter().find(|s| {
-            s["invoice_number"]
-                .as_str()
-                .is_some_and(|n| n.contains(&next))
-        }) {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline + Duration::from_secs(60),
-            "no second sale"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let second = sale_of(&sb, &next).await;
     assert_eq!(second["register_id"], ids.second_register_id.as_str());
     let first = sb
         .sales()

@@ -34,33 +34,8 @@ pub struct ConnectArgs {
     /// When the OAuth access token expires (RFC 3339); unknown: refreshed after a 401.
     #[arg(long, requires = "lightspeed_refresh_token")]
     lightspeed_token_expires_at: Option<chrono::DateTime<chrono::Utc>>,
-    /// The register web sales are posted to, by name or id (default: the only one). Stock
-    /// is then read at and leaves from its outlet.
-    #[arg(long)]
-    register: Option<String>,
-    /// The Lightspeed user sales are made by, by name or id (default: the primary user).
-    #[arg(long)]
-    user: Option<String>,
-    /// The payment type that settles each sale, by name or id (default: the only one).
-    #[arg(long)]
-    payment_type: Option<String>,
-    /// The product shipping is posted on, by name, SKU or id (default: a product called
-    /// "Shipping").
-    #[arg(long)]
-    shipping_product: Option<String>,
-    /// The product handling fees and surcharges are posted on, by name, SKU or id (default:
-    /// a product called "Fees and surcharges", "Handling fee" or "Fees"; none: the shipping
-    /// product).
-    #[arg(long)]
-    fees_product: Option<String>,
-    /// The payment type for the part of an order paid with an Ecwid gift card, by name or
-    /// id (default: one called "Gift Card").
-    #[arg(long)]
-    gift_card_payment_type: Option<String>,
-    /// Create the shipping and fees products (not tracking inventory) when none is named or
-    /// found.
-    #[arg(long)]
-    create_missing: bool,
+    #[command(flatten)]
+    choices: ChoiceArgs,
     /// Post only orders created at or after this moment (RFC 3339). Default: the moment of
     /// the first connect (a reconnect keeps the saved one). Older orders are skipped
     /// BEFORE_GO_LIVE, so history another connector posted is never posted twice.
@@ -76,6 +51,50 @@ pub struct ConnectArgs {
     /// Turn "Update Ecwid with inventory changes" on or off (default on).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     sync_inventory: bool,
+}
+
+/// What a connection points at, each by name or id; `connect` and `settings` share them.
+#[derive(Args)]
+pub struct ChoiceArgs {
+    /// The register web sales are posted to, by name or id (connect's default: the only
+    /// one; settings keeps the current one). Stock is read at and leaves from its outlet.
+    #[arg(long)]
+    pub register: Option<String>,
+    /// The Lightspeed user sales are made by, by name or id (default: the primary user).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// The payment type that settles each sale, by name or id (default: the only one).
+    #[arg(long)]
+    pub payment_type: Option<String>,
+    /// The product shipping is posted on, by name, SKU or id (default: a product called
+    /// "Shipping").
+    #[arg(long)]
+    pub shipping_product: Option<String>,
+    /// The product handling fees and surcharges are posted on, by name, SKU or id (default:
+    /// a product called "Fees and surcharges", "Handling fee" or "Fees"; none: the shipping
+    /// product).
+    #[arg(long)]
+    pub fees_product: Option<String>,
+    /// The payment type for the part of an order paid with an Ecwid gift card, by name or
+    /// id (default: one called "Gift Card").
+    #[arg(long)]
+    pub gift_card_payment_type: Option<String>,
+    /// Create the shipping and fees products (not tracking inventory) when none is named or
+    /// found.
+    #[arg(long)]
+    pub create_missing: bool,
+}
+
+impl ChoiceArgs {
+    pub fn any(&self) -> bool {
+        self.register.is_some()
+            || self.user.is_some()
+            || self.payment_type.is_some()
+            || self.shipping_product.is_some()
+            || self.fees_product.is_some()
+            || self.gift_card_payment_type.is_some()
+            || self.create_missing
+    }
 }
 
 pub async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
@@ -94,13 +113,13 @@ pub async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
             expires_at: args.lightspeed_token_expires_at,
             refresh_lease_until: None,
         },
-        register: args.register,
-        user: args.user,
-        payment_type: args.payment_type,
-        shipping_product: args.shipping_product,
-        fees_product: args.fees_product,
-        gift_card_payment_type: args.gift_card_payment_type,
-        create_missing: args.create_missing,
+        register: args.choices.register,
+        user: args.choices.user,
+        payment_type: args.choices.payment_type,
+        shipping_product: args.choices.shipping_product,
+        fees_product: args.choices.fees_product,
+        gift_card_payment_type: args.choices.gift_card_payment_type,
+        create_missing: args.choices.create_missing,
         settings: Settings {
             post_sales: args.post_sales,
             sync_inventory: args.sync_inventory,

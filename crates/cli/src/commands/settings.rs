@@ -3,6 +3,7 @@
 
 use super::api::ApiArgs;
 use super::backend::{BackendArgs, open_backend, with_backend};
+use super::connect::ChoiceArgs;
 use anyhow::bail;
 use clap::Args;
 use els_cli::connect::{self, ConnectRequest};
@@ -24,41 +25,16 @@ pub struct SettingsArgs {
     /// "Update Ecwid with inventory changes" (true or false).
     #[arg(long)]
     sync_inventory: Option<bool>,
-    /// A new register, by name or id; its outlet follows, and the next inventory run reads
-    /// and writes every level of the new outlet.
-    #[arg(long)]
-    register: Option<String>,
-    #[arg(long)]
-    user: Option<String>,
-    #[arg(long)]
-    payment_type: Option<String>,
-    #[arg(long)]
-    shipping_product: Option<String>,
-    #[arg(long)]
-    fees_product: Option<String>,
-    #[arg(long)]
-    gift_card_payment_type: Option<String>,
-    /// Create the shipping and fees products when none is set, named or found.
-    #[arg(long)]
-    create_missing: bool,
+    #[command(flatten)]
+    choices: ChoiceArgs,
     /// Post only orders created at or after this moment (RFC 3339).
     #[arg(long)]
     go_live: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl SettingsArgs {
-    fn changes_choices(&self) -> bool {
-        self.register.is_some()
-            || self.user.is_some()
-            || self.payment_type.is_some()
-            || self.shipping_product.is_some()
-            || self.fees_product.is_some()
-            || self.gift_card_payment_type.is_some()
-            || self.create_missing
-    }
-
     fn changes_anything(&self) -> bool {
-        self.changes_choices()
+        self.choices.any()
             || self.post_sales.is_some()
             || self.sync_inventory.is_some()
             || self.go_live.is_some()
@@ -83,7 +59,7 @@ async fn run<S: ConnectionStore>(store: &S, args: &SettingsArgs) -> anyhow::Resu
         return Ok(());
     }
     // Choices are resolved (and products created) before anything is written.
-    let chosen = if args.changes_choices() {
+    let chosen = if args.choices.any() {
         let ecwid = args.api.ecwid_client()?;
         let lightspeed = LightspeedClient::new(
             args.api.lightspeed_url_template.clone(),
@@ -94,22 +70,25 @@ async fn run<S: ConnectionStore>(store: &S, args: &SettingsArgs) -> anyhow::Resu
             store_id: current.store_id,
             ecwid_token: current.ecwid_token.clone(),
             lightspeed: current.lightspeed.clone(),
-            register: keep(&args.register, &current.register_id),
-            user: keep(&args.user, &current.user_id),
-            payment_type: keep(&args.payment_type, &current.payment_type_id),
+            register: keep(&args.choices.register, &current.register_id),
+            user: keep(&args.choices.user, &current.user_id),
+            payment_type: keep(&args.choices.payment_type, &current.payment_type_id),
             shipping_product: args
+                .choices
                 .shipping_product
                 .clone()
                 .or(current.shipping_product_id.clone()),
             fees_product: args
+                .choices
                 .fees_product
                 .clone()
                 .or(current.fees_product_id.clone()),
             gift_card_payment_type: args
+                .choices
                 .gift_card_payment_type
                 .clone()
                 .or(current.gift_card_payment_type_id.clone()),
-            create_missing: args.create_missing,
+            create_missing: args.choices.create_missing,
             settings: current.settings.clone(),
         };
         let plan = connect::plan(&ecwid, &lightspeed, request).await?;
