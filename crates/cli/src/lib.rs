@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod connect;
 pub mod demo;
+pub mod doctor;
 pub mod embedded;
 pub mod lightspeed_auth;
 pub mod ops;

@@ -8,6 +8,7 @@ mod commands;
 use clap::{Parser, Subcommand};
 use commands::bench::{BenchArgs, BenchInventoryArgs, BenchRateLimitArgs};
 use commands::connect::ConnectArgs;
+use commands::doctor::DoctorArgs;
 use commands::inventory::{ReconcileArgs, SyncInventoryArgs};
 use commands::orders::{ReplayArgs, StatusArgs};
 use commands::serve::ServeArgs;
@@ -39,6 +40,9 @@ enum Command {
     /// Show a connection, or change its switches, register, user, payment types or
     /// products without touching its tokens.
     Settings(Box<SettingsArgs>),
+    /// Say whether a store is ready to post and, if not, why: tokens, register, user,
+    /// payment types, products, tax rates of recent orders, catalog links, parked orders.
+    Doctor(Box<DoctorArgs>),
     /// Benchmark the embedded mode against the sandbox: ingest throughput and latency.
     Bench(BenchArgs),
     /// Benchmark the inventory mirror against the sandbox on a large catalog.
@@ -78,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Replay(args) => commands::orders::replay(args).await,
         Command::Connect(args) => commands::connect::connect(*args).await,
         Command::Settings(args) => commands::settings::settings(*args).await,
+        Command::Doctor(args) => commands::doctor::doctor(*args).await,
         Command::Bench(args) => commands::bench::bench(args).await,
         Command::BenchInventory(args) => commands::bench::bench_inventory(args).await,
         Command::BenchRateLimit(args) => commands::bench::bench_rate_limit(args).await,

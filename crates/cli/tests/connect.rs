@@ -3,7 +3,8 @@
 
 use els_core::{ConnectionStore, StoreId};
 use els_sandbox::{
-    HandlingFeeSpec, OrderItemSpec, OrderSpec, Sandbox, SandboxConfig, ShippingSpec, TaxSpec,
+    HandlingFeeSpec, OrderItemSpec, OrderSpec, ProductSpec, Sandbox, SandboxConfig, ShippingSpec,
+    TaxSpec,
 };
 use els_store_sqlite::SqliteStore;
 use rust_decimal::Decimal;
@@ -205,6 +206,63 @@ async fn a_merchant_connects_by_name_posts_exactly_moves_the_register_and_histor
     assert_eq!(created["sku"], "ELS-FEES");
     assert_eq!(created["has_inventory"], false);
 
+    // The doctor says the store is ready, and reports the catalog as rule P1 sees it: a
+    // product only Ecwid has, one with a blank SKU, and a SKU two Lightspeed products share.
+    let (ok, out, err) = els(&sb, &["doctor", "--db", db, "--store", &store], &token);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains(&format!("store {store}: ready")), "{out}");
+    assert!(
+        out.contains("\"Web Store Register\"") && out.contains("Catalog links"),
+        "{out}"
+    );
+    let ecwid_only = sb.add_ecwid_product_only(ProductSpec {
+        sku: "ECWID-ONLY".into(),
+        name: "Only in Ecwid".into(),
+        ..ProductSpec::default()
+    });
+    let blank = sb.add_ecwid_product_only(ProductSpec {
+        sku: "".into(),
+        name: "No SKU".into(),
+        ..ProductSpec::default()
+    });
+    sb.add_ls_product_only(ProductSpec {
+        sku: "tote-001".into(),
+        name: "Second tote".into(),
+        ..ProductSpec::default()
+    });
+    let (ok, out, err) = els(
+        &sb,
+        &["doctor", "--db", db, "--store", &store, "--json"],
+        &token,
+    );
+    assert!(ok, "warnings do not block posting: {out}\n{err}");
+    let report: Value = serde_json::from_str(&out).expect("JSON");
+    let catalog = &report[0]["catalog"];
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        strings(&catalog["unmatched"]),
+        vec![format!(
+            "ECWID-ONLY (product {})",
+            ecwid_only.ecwid_product_id.unwrap()
+        )]
+    );
+    assert_eq!(
+        strings(&catalog["blank"]),
+        vec![format!("product {}", blank.ecwid_product_id.unwrap())]
+    );
+    assert_eq!(
+        strings(&catalog["shared_in_lightspeed"]),
+        vec!["TOTE-001 (2 products)".to_string()]
+    );
+    assert_eq!(strings(&catalog["shared_in_ecwid"]), Vec::<String>::new());
+    assert_eq!(report[0]["ready"], true);
+
     // A second connect finds the product it created instead of making another.
     let (ok, out, err) = els(&sb, &args, &token);
     assert!(ok, "{out}\n{err}");
@@ -394,4 +452,31 @@ async fn a_merchant_connects_by_name_posts_exactly_moves_the_register_and_histor
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(sb.sales().len(), 2, "the old order was not posted");
+
+    // A rate no Lightspeed tax has, seen in a recent order, blocks: the doctor says which,
+    // and exits non-zero.
+    let taxed = sb.place_order(OrderSpec {
+        items: vec![OrderItemSpec::new("STICKER-01", 1)],
+        ..OrderSpec::default()
+    });
+    sb.update_order(
+        &taxed,
+        serde_json::json!({"items": [{"sku": "STICKER-01", "quantity": 1, "price": 1.5,
+            "taxes": [{"name": "HST", "value": 15, "total": 0.23}]}]}),
+    )
+    .unwrap();
+    let (ok, out, err) = els(&sb, &["doctor", "--db", db, "--store", &store], &token);
+    assert!(!ok, "{out}");
+    assert!(out.contains(&format!("store {store}: NOT READY")), "{out}");
+    assert!(
+        out.contains("FAIL  Tax rates")
+            && out.contains("no Lightspeed tax has 15% (HST, 1 line(s))"),
+        "{out}"
+    );
+    assert!(
+        err.contains(&format!("not ready to post: store {store}")),
+        "{err}"
+    );
+    let (ok, _, err) = els(&sb, &["doctor", "--db", db, "--store", "42"], &token);
+    assert!(!ok && err.contains("store 42 has no connection"), "{err}");
 }

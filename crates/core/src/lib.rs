@@ -12,6 +12,7 @@ pub mod auth;
 pub mod connection;
 pub mod customers;
 pub mod decimal;
+pub mod doctor;
 pub mod ecwid;
 pub mod error;
 /// Fakes of the APIs and the clock for the services' unit tests.

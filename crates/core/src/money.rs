@@ -93,6 +93,17 @@ pub fn item_sku(order_id: &str, item: &OrderItem) -> Result<Sku, Reason> {
     }
 }
 
+/// The taxes Ecwid applied to one amount (a rate or an amount that is not zero) and their
+/// summed rate in percent: the rate the Lightspeed tax must have.
+pub fn applied_taxes(taxes: &[ItemTax]) -> (Vec<&ItemTax>, Decimal) {
+    let applied: Vec<&ItemTax> = taxes
+        .iter()
+        .filter(|t| !t.value.is_zero() || !t.total.is_zero())
+        .collect();
+    let percent = applied.iter().map(|t| t.value).sum();
+    (applied, percent)
+}
+
 /// The number of decimals of a currency's minor unit (ISO 4217): 2 for USD, 0 for JPY,
 /// 3 for KWD. Unknown or absent currencies count in cents.
 pub fn minor_unit_scale(currency: Option<&str>) -> u32 {
@@ -149,10 +160,7 @@ impl Mapper<'_> {
 
     /// Maps Ecwid taxes on one amount to one Lightspeed tax (the sum of the rates).
     fn resolve_tax(&self, what: &str, taxes: &[ItemTax]) -> Result<ResolvedTax, Reason> {
-        let applied: Vec<_> = taxes
-            .iter()
-            .filter(|t| !t.value.is_zero() || !t.total.is_zero())
-            .collect();
+        let (applied, percent) = applied_taxes(taxes);
         if applied.is_empty() {
             return Ok(ResolvedTax {
                 tax_id: self.setup.no_tax_group_id.clone(),
@@ -163,7 +171,6 @@ impl Mapper<'_> {
         if let Some(t) = applied.iter().find(|t| t.total < Decimal::ZERO) {
             return self.invalid(format!("{what} has a negative tax {}", t.total));
         }
-        let percent: Decimal = applied.iter().map(|t| t.value).sum();
         let amount: Decimal = applied.iter().map(|t| t.total).sum();
         let order_inclusive = self.order.prices_include_tax.unwrap_or(false);
         let included = |t: &ItemTax| match t.include_in_price {

@@ -74,6 +74,24 @@ impl EcwidClient {
         format!("{}/{}", self.api_url, store_id)
     }
 
+    /// `GET /orders?createdFrom=&limit=` ("Search orders"): up to `limit` (at most 100, one
+    /// page) orders created since `since` (Unix seconds), for `els doctor` to see the tax
+    /// rates in use.
+    pub async fn recent_orders(
+        &self,
+        conn: &Connection,
+        since: i64,
+        limit: u32,
+    ) -> Result<Vec<EcwidOrder>, ApiError> {
+        let url = format!("{}/orders", self.store_url(conn.store_id));
+        let request = self.http.get(url).query(&[
+            ("createdFrom", since.to_string()),
+            ("limit", limit.clamp(1, 100).to_string()),
+        ]);
+        let page: OrderPage = self.send_json(conn, request).await?;
+        Ok(page.items)
+    }
+
     /// `GET /profile` ("Get store profile"): which store the token belongs to and what it
     /// sells in, so that `els connect` can check a token before saving it.
     pub async fn profile(&self, conn: &Connection) -> Result<StoreProfile, ApiError> {
@@ -167,6 +185,12 @@ fn batch_requests(writes: &[(EcwidTarget, StockLevel)]) -> Vec<BatchRequest> {
             body: stock_body(*level),
         })
         .collect()
+}
+
+#[derive(Deserialize)]
+struct OrderPage {
+    #[serde(default)]
+    items: Vec<EcwidOrder>,
 }
 
 /// What `GET /profile` says of the store.
