@@ -230,7 +230,15 @@ def main():
     check(connect.returncode == 0, f"els connect failed:\n{connect.stdout}{connect.stderr}")
     check(ids["register_id"] in connect.stdout and "Main Outlet" in connect.stdout,
           f"els connect chose another register:\n{connect.stdout}")
-    step("table, FIFO queue + DLQ, SSM SecureString and the connection created")
+    doctor = subprocess.run(
+        [os.path.join(TARGET, "debug", "els"), "doctor", "--backend", "aws", "--table", table,
+         "--queue-url", queue, "--store", str(STORE)],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+        env={**os.environ, **aws_env, "ECWID_API_URL": f"{sb}/ecwid/api/v3",
+             "LIGHTSPEED_URL_TEMPLATE": f"{sb}/lightspeed/{{domain_prefix}}"})
+    check(doctor.returncode == 0 and f"store {STORE}: ready" in doctor.stdout,
+          f"els doctor on DynamoDB:\n{doctor.stdout}{doctor.stderr}")
+    step("table, FIFO queue + DLQ, SSM SecureString; the connection made by name and the doctor says ready")
 
     # One environment for the three functions, as the template sets them (the secret's
     # parameter NAME only; no ECWID_CLIENT_SECRET).

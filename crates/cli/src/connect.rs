@@ -120,10 +120,14 @@ pub async fn plan(
         settings: req.settings.clone(),
         version: 0,
     };
-    let profile = ecwid
-        .profile(&conn)
-        .await
-        .map_err(api("Ecwid", "reading the store profile"))?;
+    let profile = ecwid.profile(&conn).await.map_err(|e| match e {
+        ApiError::NotFound { .. } => SetupError::Invalid(format!(
+            "Ecwid has no store {} for this token: check --store (Ecwid admin, My Profile) and that ECWID_TOKEN is that store's",
+            req.store_id
+        ))
+        .into(),
+        other => api("Ecwid", "reading the store profile")(other),
+    })?;
     setup::check_store(req.store_id, profile.store_id)?;
     let retailer = lightspeed
         .retailer(&conn)

@@ -140,6 +140,18 @@ async fn a_merchant_connects_by_name_posts_exactly_moves_the_register_and_histor
         !ok && err.contains("Ecwid refused the token") && err.contains("Check ECWID_TOKEN"),
         "{err}"
     );
+    let mut args = connect_args(db, "999", &prefix);
+    args.extend([
+        "--register",
+        "Web Store Register",
+        "--payment-type",
+        "Ecwid Online",
+    ]);
+    let (ok, _, err) = els(&sb, &args, &token);
+    assert!(
+        !ok && err.contains("Ecwid has no store 999 for this token: check --store"),
+        "{err}"
+    );
     let mut args = connect_args(db, &store, &prefix);
     args.extend([
         "--register",
@@ -403,6 +415,34 @@ async fn a_merchant_connects_by_name_posts_exactly_moves_the_register_and_histor
         saved(&db_path, store_id).await.unwrap().version,
         moved.version,
         "a refused change saved something"
+    );
+    // A product that tracks inventory is accepted for shipping, with a warning.
+    let settings = |product: &'static str| {
+        let args = vec![
+            "settings",
+            "--db",
+            db,
+            "--store",
+            &store,
+            "--shipping-product",
+            product,
+        ];
+        els(&sb, &args, &token)
+    };
+    let (ok, out, err) = settings("Coffee Mug");
+    assert!(
+        ok && err.contains("warning: the shipping product \"Coffee Mug\" tracks inventory"),
+        "{out}\n{err}"
+    );
+    let (ok, out, err) = settings("shipping");
+    assert!(ok && !err.contains("warning"), "{out}\n{err}");
+    assert_eq!(
+        saved(&db_path, store_id)
+            .await
+            .unwrap()
+            .shipping_product_id
+            .as_deref(),
+        Some(ids.shipping_product_id.as_str())
     );
     let next = sb.place_order(OrderSpec {
         items: vec![OrderItemSpec::new("MUG-001", 1)],
