@@ -29,6 +29,13 @@ pub struct ConnectRequest {
     pub settings: Settings,
 }
 
+/// Someone to ask when a choice is missing or names several things: a merchant at a
+/// terminal. Without one, such a choice is refused with the list to choose from.
+pub trait Ask: Sync {
+    /// The index of the option chosen, or `None` to give up.
+    fn pick(&self, prompt: &str, options: &[String]) -> Option<usize>;
+}
+
 /// A checked connection, ready to save, and what to tell the merchant about it.
 #[derive(Debug, Clone)]
 pub struct ConnectPlan {
@@ -102,6 +109,7 @@ pub async fn plan(
     ecwid: &EcwidClient,
     lightspeed: &LightspeedClient,
     req: ConnectRequest,
+    ask: Option<&dyn Ask>,
 ) -> anyhow::Result<ConnectPlan> {
     // A connection with the ids still empty, to call the APIs with.
     let mut conn = Connection {
@@ -193,6 +201,7 @@ pub async fn plan(
         &register_candidates,
         req.register.as_deref(),
         None,
+        ask,
     )?;
     let outlet_id = registers
         .iter()
@@ -226,6 +235,7 @@ pub async fn plan(
         &user_candidates,
         req.user.as_deref(),
         primary,
+        ask,
     )?;
     conn.user_id = user.id.clone();
     summary.push(("User", user.to_string()));
@@ -243,6 +253,7 @@ pub async fn plan(
         &payment_types,
         req.payment_type.as_deref(),
         None,
+        ask,
     )?;
     conn.payment_type_id = payment.id.clone();
     summary.push(("Payment type", payment.to_string()));
@@ -354,16 +365,35 @@ pub async fn apply(lightspeed: &LightspeedClient, plan: ConnectPlan) -> anyhow::
     Ok(conn)
 }
 
+/// The candidate `input` names, or the default; when that is refused for want of a single
+/// answer (none given, an unknown or shared name) and someone can be asked, they choose.
 fn pick<'a>(
     what: &'static str,
     flag: &'static str,
     candidates: &'a [Candidate],
     input: Option<&str>,
     preferred: Option<&str>,
+    ask: Option<&dyn Ask>,
 ) -> Result<&'a Candidate, SetupError> {
-    match input {
+    let chosen = match input {
         Some(input) => setup::choose(what, candidates, input),
         None => setup::default_choice(what, flag, candidates, preferred),
+    };
+    let (Err(refusal), Some(ask)) = (&chosen, ask) else {
+        return chosen;
+    };
+    let options: Vec<&Candidate> = match refusal {
+        SetupError::Ambiguous { matches, .. } => candidates
+            .iter()
+            .filter(|c| matches.iter().any(|m| m.id == c.id))
+            .collect(),
+        SetupError::Unknown { .. } | SetupError::Missing { .. } => candidates.iter().collect(),
+        _ => return chosen,
+    };
+    let labels: Vec<String> = options.iter().map(ToString::to_string).collect();
+    match ask.pick(&format!("Choose the {what}"), &labels) {
+        Some(i) if i < options.len() => Ok(options[i]),
+        _ => chosen,
     }
 }
 
@@ -437,4 +467,78 @@ async fn resolve_product(
         .find(|p| p.id == c.id)
         .cloned()
         .expect("a candidate comes from the list"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Answers with a fixed index and remembers what it was shown.
+    struct Scripted(Option<usize>, Mutex<Vec<String>>);
+
+    impl Ask for Scripted {
+        fn pick(&self, prompt: &str, options: &[String]) -> Option<usize> {
+            let mut seen = self.1.lock().unwrap();
+            seen.push(prompt.to_string());
+            seen.extend(options.iter().cloned());
+            self.0
+        }
+    }
+
+    fn registers() -> Vec<Candidate> {
+        vec![
+            Candidate::new("r-1", "Main"),
+            Candidate::new("r-2", "Web"),
+            Candidate::new("r-3", "main"),
+        ]
+    }
+
+    #[test]
+    fn at_a_terminal_a_missing_or_shared_choice_is_asked_among_the_right_candidates() {
+        let r = registers();
+        let ask = Scripted(Some(1), Mutex::default());
+        let chosen = pick("register", "register", &r, None, None, Some(&ask)).unwrap();
+        assert_eq!(chosen.id, "r-2");
+        assert_eq!(ask.1.lock().unwrap()[0], "Choose the register");
+        assert_eq!(ask.1.lock().unwrap().len(), 4, "all three are offered");
+
+        let ask = Scripted(Some(1), Mutex::default());
+        let chosen = pick("register", "register", &r, Some("MAIN"), None, Some(&ask)).unwrap();
+        assert_eq!(chosen.id, "r-3", "only the two called main are offered");
+        assert_eq!(ask.1.lock().unwrap().len(), 3);
+
+        let ask = Scripted(Some(0), Mutex::default());
+        let chosen = pick("register", "register", &r, Some("Kiosk"), None, Some(&ask)).unwrap();
+        assert_eq!(chosen.id, "r-1");
+    }
+
+    #[test]
+    fn unattended_or_declined_the_refusal_stands_and_a_clear_answer_asks_nothing() {
+        let r = registers();
+        assert!(matches!(
+            pick("register", "register", &r, None, None, None),
+            Err(SetupError::Missing { .. })
+        ));
+        let declined = Scripted(None, Mutex::default());
+        assert!(matches!(
+            pick(
+                "register",
+                "register",
+                &r,
+                Some("MAIN"),
+                None,
+                Some(&declined)
+            ),
+            Err(SetupError::Ambiguous { .. })
+        ));
+        let never = Scripted(Some(0), Mutex::default());
+        assert_eq!(
+            pick("register", "register", &r, Some("web"), None, Some(&never))
+                .unwrap()
+                .id,
+            "r-2"
+        );
+        assert!(never.1.lock().unwrap().is_empty());
+    }
 }

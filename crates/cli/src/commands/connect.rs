@@ -5,7 +5,7 @@
 use super::api::ApiArgs;
 use super::backend::{BackendArgs, open_backend, with_backend};
 use clap::Args;
-use els_cli::connect::{self, ConnectRequest};
+use els_cli::connect::{self, Ask, ConnectRequest};
 use els_cli::embedded::WEBHOOK_PATH;
 use els_cli::ops;
 use els_core::{ConnectionStore, DomainPrefix, LightspeedAccount, Secret, Settings, StoreId};
@@ -125,7 +125,14 @@ pub async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
             sync_inventory: args.sync_inventory,
         },
     };
-    let mut plan = connect::plan(&ecwid, &lightspeed, request).await?;
+    let ask = terminal_ask();
+    let mut plan = connect::plan(
+        &ecwid,
+        &lightspeed,
+        request,
+        ask.as_ref().map(|a| a as &dyn Ask),
+    )
+    .await?;
     // Only now, with every check passed, is anything written.
     let backend = open_backend(&args.backend).await?;
     let saved = with_backend!(backend, |store, _queue| {
@@ -169,6 +176,27 @@ pub async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
         ),
     }
     Ok(())
+}
+
+/// Asks at the terminal with a list to pick from, when `els` runs in one (stdin and stderr
+/// both terminals); unattended runs (scripts, CI) get the refusal with the list instead.
+pub struct TerminalAsk;
+
+impl Ask for TerminalAsk {
+    fn pick(&self, prompt: &str, options: &[String]) -> Option<usize> {
+        dialoguer::Select::new()
+            .with_prompt(prompt)
+            .items(options)
+            .default(0)
+            .interact_opt()
+            .ok()
+            .flatten()
+    }
+}
+
+pub fn terminal_ask() -> Option<TerminalAsk> {
+    use std::io::IsTerminal;
+    (std::io::stdin().is_terminal() && std::io::stderr().is_terminal()).then_some(TerminalAsk)
 }
 
 fn on_off(on: bool) -> &'static str {

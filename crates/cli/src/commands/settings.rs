@@ -6,7 +6,7 @@ use super::backend::{BackendArgs, open_backend, with_backend};
 use super::connect::ChoiceArgs;
 use anyhow::bail;
 use clap::Args;
-use els_cli::connect::{self, ConnectRequest};
+use els_cli::connect::{self, Ask, ConnectRequest};
 use els_cli::ops;
 use els_core::{Connection, ConnectionStore, StoreId};
 use els_lightspeed::LightspeedClient;
@@ -91,7 +91,14 @@ async fn run<S: ConnectionStore>(store: &S, args: &SettingsArgs) -> anyhow::Resu
             create_missing: args.choices.create_missing,
             settings: current.settings.clone(),
         };
-        let plan = connect::plan(&ecwid, &lightspeed, request).await?;
+        let ask = super::connect::terminal_ask();
+        let plan = connect::plan(
+            &ecwid,
+            &lightspeed,
+            request,
+            ask.as_ref().map(|a| a as &dyn Ask),
+        )
+        .await?;
         for w in &plan.warnings {
             eprintln!("warning: {w}");
         }
