@@ -2,7 +2,6 @@
 //! (tokens, register, user, payment types, products, recent orders' tax rates, the catalog)
 //! and the state (ledger, inventory cursor); it writes nothing.
 
-use crate::ops;
 use els_core::doctor::{self, CatalogReport, Check, Status};
 use els_core::inventory::EcwidCatalogProduct;
 use els_core::ledger::OrderState;
@@ -158,13 +157,45 @@ pub async fn diagnose<S: LedgerStore + InventoryStateStore>(
             "off: paid orders are skipped POST_SALES_OFF (els settings --post-sales true)",
         ));
     }
-    let ledger = ops::counts_by_state(store, conn.store_id).await?;
+    let entries = store.list_orders(conn.store_id, None, usize::MAX).await?;
+    let mut ledger: BTreeMap<&'static str, usize> =
+        OrderState::ALL.iter().map(|s| (s.as_str(), 0)).collect();
+    for e in &entries {
+        *ledger.entry(e.state.as_str()).or_default() += 1;
+    }
+    let stamp =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let last_received = entries.iter().map(|e| e.created_at).max();
+    let last_posted = entries
+        .iter()
+        .filter(|e| e.state == OrderState::Posted)
+        .map(|e| e.updated_at)
+        .max();
+    checks.push(Check::new(
+        "Activity",
+        if last_received.is_some() {
+            Status::Ok
+        } else {
+            Status::Warn
+        },
+        match (last_received, last_posted) {
+            (None, _) => {
+                "no order received yet: is the webhook URL registered in Ecwid?".to_string()
+            }
+            (Some(r), None) => format!("last order received {}; no sale posted yet", stamp(r)),
+            (Some(r), Some(p)) => format!(
+                "last order received {}, last sale posted {}",
+                stamp(r),
+                stamp(p)
+            ),
+        },
+    ));
     let mut parked_by_reason: BTreeMap<String, usize> = BTreeMap::new();
-    for e in store
-        .list_orders(conn.store_id, Some(OrderState::Parked), usize::MAX)
-        .await?
-    {
-        let code = e.reason.map_or("?".into(), |r| r.code.as_str().to_string());
+    for e in entries.iter().filter(|e| e.state == OrderState::Parked) {
+        let code = e
+            .reason
+            .as_ref()
+            .map_or("?".into(), |r| r.code.as_str().to_string());
         *parked_by_reason.entry(code).or_default() += 1;
     }
     checks.push(if parked_by_reason.is_empty() {

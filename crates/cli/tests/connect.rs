@@ -509,6 +509,10 @@ async fn a_merchant_connects_by_name_posts_exactly_moves_the_register_and_histor
     assert!(!ok, "{out}");
     assert!(out.contains(&format!("store {store}: NOT READY")), "{out}");
     assert!(
+        out.contains("last sale posted") && out.contains("ok    Dead letters"),
+        "{out}"
+    );
+    assert!(
         out.contains("FAIL  Tax rates")
             && out.contains("no Lightspeed tax has 15% (HST, 1 line(s))"),
         "{out}"

@@ -6,7 +6,7 @@ use super::backend::{BackendArgs, open_backend, with_backend};
 use anyhow::bail;
 use clap::Args;
 use els_cli::doctor::{self, Diagnosis};
-use els_core::doctor::Status;
+use els_core::doctor::{Check, Status};
 use els_core::{ConnectionStore, InventoryStateStore, LedgerStore, StoreId};
 use els_lightspeed::LightspeedClient;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -30,7 +30,20 @@ const SHOWN: usize = 20;
 
 pub async fn doctor(args: DoctorArgs) -> anyhow::Result<()> {
     let backend = open_backend(&args.backend).await?;
-    let diagnoses = with_backend!(backend, |store, _queue| run(store, &args).await?);
+    // The dead-letter queue serves the whole deployment: each store's report shows it.
+    let dead_letters = super::orders::dead_letter_depth(&backend, None).await;
+    let mut diagnoses = with_backend!(backend, |store, _queue| run(store, &args).await?);
+    for d in &mut diagnoses {
+        d.checks.push(match &dead_letters {
+            Ok(0) => Check::new("Dead letters", Status::Ok, "none"),
+            Ok(n) => Check::new(
+                "Dead letters",
+                Status::Warn,
+                format!("{n} message(s) in the dead-letter queue: els replay --dlq once the cause is fixed"),
+            ),
+            Err(e) => Check::new("Dead letters", Status::Warn, format!("could not be read: {e}")),
+        });
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&diagnoses)?);
     } else {

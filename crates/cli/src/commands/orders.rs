@@ -91,7 +91,10 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
 }
 
 /// How many messages the dead-letter queue holds (all stores).
-async fn dead_letter_depth(backend: &Backend, dlq_url: Option<String>) -> anyhow::Result<usize> {
+pub(crate) async fn dead_letter_depth(
+    backend: &Backend,
+    dlq_url: Option<String>,
+) -> anyhow::Result<usize> {
     use ops::DeadLetterQueue as _;
     match backend {
         Backend::Sqlite(s) => ops::SqliteDeadLetters::new(s).depth().await,
