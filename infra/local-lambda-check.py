@@ -238,7 +238,18 @@ def main():
              "LIGHTSPEED_URL_TEMPLATE": f"{sb}/lightspeed/{{domain_prefix}}"})
     check(doctor.returncode == 0 and f"store {STORE}: ready" in doctor.stdout,
           f"els doctor on DynamoDB:\n{doctor.stdout}{doctor.stderr}")
-    step("table, FIFO queue + DLQ, SSM SecureString; the connection made by name and the doctor says ready")
+    # els settings on DynamoDB: a choice re-checked against the APIs, written with a
+    # conditional put on the stored version (the tokens stay as stored).
+    settings = subprocess.run(
+        [os.path.join(TARGET, "debug", "els"), "settings", "--backend", "aws", "--table", table,
+         "--queue-url", queue, "--store", str(STORE), "--payment-type", "ecwid online"],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+        env={**os.environ, **aws_env, "ECWID_API_URL": f"{sb}/ecwid/api/v3",
+             "LIGHTSPEED_URL_TEMPLATE": f"{sb}/lightspeed/{{domain_prefix}}"})
+    check(settings.returncode == 0 and "saved (version 2)" in settings.stdout
+          and ids["payment_type_id"] in settings.stdout,
+          f"els settings on DynamoDB:\n{settings.stdout}{settings.stderr}")
+    step("table, FIFO queue + DLQ, SSM SecureString; connect by name, doctor ready, settings saved")
 
     # One environment for the three functions, as the template sets them (the secret's
     # parameter NAME only; no ECWID_CLIENT_SECRET).

@@ -513,6 +513,10 @@ async fn a_merchant_connects_by_name_posts_exactly_moves_the_register_and_histor
         "{out}"
     );
     assert!(
+        out.contains("waiting,") && out.contains("being posted (all stores)"),
+        "{out}"
+    );
+    assert!(
         out.contains("FAIL  Tax rates")
             && out.contains("no Lightspeed tax has 15% (HST, 1 line(s))"),
         "{out}"

@@ -2,7 +2,7 @@
 //! non-zero when something blocks posting.
 
 use super::api::ApiArgs;
-use super::backend::{BackendArgs, open_backend, with_backend};
+use super::backend::{Backend, BackendArgs, open_backend, with_backend};
 use anyhow::bail;
 use clap::Args;
 use els_cli::doctor::{self, Diagnosis};
@@ -32,8 +32,20 @@ pub async fn doctor(args: DoctorArgs) -> anyhow::Result<()> {
     let backend = open_backend(&args.backend).await?;
     // The dead-letter queue serves the whole deployment: each store's report shows it.
     let dead_letters = super::orders::dead_letter_depth(&backend, None).await;
+    let queued = match &backend {
+        Backend::Sqlite(s) => s.queue_depth().map_err(anyhow::Error::from),
+        Backend::Aws(_, q) => q.queue_depth().await.map_err(anyhow::Error::from),
+    };
     let mut diagnoses = with_backend!(backend, |store, _queue| run(store, &args).await?);
     for d in &mut diagnoses {
+        d.checks.push(match &queued {
+            Ok((visible, in_flight)) => Check::new(
+                "Queue",
+                Status::Ok,
+                format!("{visible} waiting, {in_flight} being posted (all stores)"),
+            ),
+            Err(e) => Check::new("Queue", Status::Warn, format!("could not be read: {e}")),
+        });
         d.checks.push(match &dead_letters {
             Ok(0) => Check::new("Dead letters", Status::Ok, "none"),
             Ok(n) => Check::new(
