@@ -460,6 +460,24 @@ async fn a_merchant_connects_by_name_posts_exactly_moves_the_register_and_histor
         .find(|s| s["id"] == sale["id"])
         .unwrap();
     assert_eq!(first["register_id"], ids.register_id.as_str());
+    // The mirror now reads the new register's outlet: the Warehouse's mugs (50, one sold
+    // there just now) are what Ecwid shows.
+    let warehouse = sb.inventory_level(
+        &ids.mug.ls_product_id.clone().unwrap(),
+        &ids.second_outlet_id,
+    );
+    assert_eq!(warehouse, Decimal::from(49));
+    let (ok, out, err) = els(
+        &sb,
+        &["sync-inventory", "--db", db, "--store", &store],
+        &token,
+    );
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(
+        sb.ecwid_stock(ids.mug.ecwid_product_id.unwrap(), None),
+        Some(warehouse),
+        "{out}"
+    );
 
     // An order created before the connection went live is not posted (history stays put).
     let old = sb.place_order(OrderSpec {
