@@ -17,6 +17,7 @@
 //! | POST | `/_sandbox/ecwid_stock` | `{"product_id","combination_id"?,"quantity"}` (null = unlimited) | `{"ok": true}` |
 //! | POST | `/_sandbox/pos_sales` | `{"product_id","quantity","register_id"?}` (defaults to the web register) | `{"saleId"}` |
 //! | POST | `/_sandbox/customers` | `{"first_name","last_name","email"}` | `{"id"}` |
+//! | POST | `/_sandbox/registers` | `{"name","outlet_id"}` (names may repeat) | `{"id"}` |
 //! | POST | `/_sandbox/lightspeed/oauth` | [`OAuthMode`](crate::OAuthMode) | `{"ok": true}` |
 //! | POST | `/_sandbox/lightspeed/oauth/revoke` | | `{"ok": true}` (kills the access token) |
 
@@ -49,6 +50,7 @@ pub(crate) fn router() -> Router<Shared> {
         .route("/ecwid_stock", post(set_ecwid_stock))
         .route("/pos_sales", post(pos_sale))
         .route("/customers", post(add_customer))
+        .route("/registers", post(add_register))
 }
 
 fn fail(e: impl std::fmt::Display) -> Response {
@@ -295,4 +297,18 @@ async fn add_customer(AxState(sh): AxState<Shared>, Json(b): Json<CustomerBody>)
     let email = Some(b.email.as_str()).filter(|e| !e.is_empty());
     let id = sh.lock().add_customer(&b.first_name, &b.last_name, email);
     ok(json!({"id": id}))
+}
+
+#[derive(Deserialize)]
+struct RegisterBody {
+    name: String,
+    outlet_id: String,
+}
+
+async fn add_register(AxState(sh): AxState<Shared>, Json(b): Json<RegisterBody>) -> Response {
+    let result = sh.lock().add_register(&b.name, &b.outlet_id);
+    match result {
+        Ok(id) => ok(json!({"id": id})),
+        Err(e) => fail(e),
+    }
 }

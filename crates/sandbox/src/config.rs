@@ -48,8 +48,20 @@ pub struct SandboxConfig {
     /// default, Ecwid's documented formula), or only in `handlingFee.taxes` (false).
     pub handling_fee_tax_in_items: bool,
     /// The currency of the store and the retailer (ISO 4217, default "USD"): Ecwid's
-    /// `/profile` `formatsAndUnits.currency` and Lightspeed's retailer `currency`.
+    /// `/profile` `formatsAndUnits.currency` (unless [`Self::ecwid_currency`] is set) and
+    /// Lightspeed's retailer and outlet `currency`.
     pub currency: String,
+    /// A test option: a store whose Ecwid currency differs from the retailer's (real pairs can
+    /// differ, which connect refuses). Ecwid's `/profile` `formatsAndUnits.currency` (and its
+    /// `currencyPrecision`) then say this one; `None` (the default) = [`Self::currency`].
+    pub ecwid_currency: Option<String>,
+}
+
+impl SandboxConfig {
+    /// The currency Ecwid reports: [`Self::ecwid_currency`], else [`Self::currency`].
+    pub fn effective_ecwid_currency(&self) -> &str {
+        self.ecwid_currency.as_deref().unwrap_or(&self.currency)
+    }
 }
 
 impl Default for SandboxConfig {
@@ -69,6 +81,7 @@ impl Default for SandboxConfig {
             ls_rate_limit_reset_header: false,
             handling_fee_tax_in_items: true,
             currency: "USD".into(),
+            ecwid_currency: None,
         }
     }
 }

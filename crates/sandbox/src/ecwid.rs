@@ -279,6 +279,7 @@ fn page(items: Vec<Value>, offset: usize, limit: usize) -> Value {
 
 fn profile(st: &State) -> Value {
     let id = st.cfg.ecwid_store_id;
+    let currency = st.cfg.effective_ecwid_currency();
     json!({
         "generalInfo": {
             "storeId": id,
@@ -288,10 +289,10 @@ fn profile(st: &State) -> Value {
         "account": {"accountName": "Sandbox Merchant", "accountNickName": "sandbox", "accountEmail": "merchant@sandbox.example.com"},
         "settings": {"storeName": "Sandbox Store", "closed": false},
         "formatsAndUnits": {
-            "currency": st.cfg.currency,
+            "currency": currency,
             "currencyPrefix": "$",
             "currencySuffix": "",
-            "currencyPrecision": match st.cfg.currency.as_str() { "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX" | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0, "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3, "CLF" | "UYW" => 4, _ => 2 },
+            "currencyPrecision": match currency { "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX" | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0, "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3, "CLF" | "UYW" => 4, _ => 2 },
             "currencyGroupSeparator": ",",
             "currencyDecimalSeparator": ".",
             "currencyTruncateZeroFractional": false,

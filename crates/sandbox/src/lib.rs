@@ -440,6 +440,19 @@ impl Sandbox {
         self.st().add_customer(first, last, email)
     }
 
+    /// Add a Lightspeed register at an outlet (it shows in `GET /api/2.0/registers` with a new
+    /// version and takes sales). Names need not be unique: two registers called "Main" make an
+    /// ambiguous name. Returns the register's id. Panics on a blank name or an unknown outlet;
+    /// see [`Sandbox::try_add_register`].
+    pub fn add_register(&self, name: &str, outlet_id: &str) -> String {
+        self.try_add_register(name, outlet_id)
+            .expect("a named register at a known outlet")
+    }
+
+    pub fn try_add_register(&self, name: &str, outlet_id: &str) -> anyhow::Result<String> {
+        self.st().add_register(name, outlet_id)
+    }
+
     // -----------------------------------------------------------------------------------------
     // Ecwid orders
 

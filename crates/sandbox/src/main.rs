@@ -32,6 +32,10 @@ struct Args {
     /// Start with no demo catalog.
     #[arg(long)]
     no_seed: bool,
+    /// A test option: the currency Ecwid's store reports (ISO 4217) when it differs from the
+    /// Lightspeed retailer's (USD); real pairs can differ, which connect refuses.
+    #[arg(long)]
+    ecwid_currency: Option<String>,
 }
 
 #[tokio::main]
@@ -50,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
         ls_rate_limit: args.ls_rate_limit,
         ls_rate_window: Duration::from_secs(args.ls_rate_window_secs),
         seed_demo: !args.no_seed,
+        ecwid_currency: args.ecwid_currency,
         ..SandboxConfig::default()
     };
     let sb = Sandbox::start_on(

@@ -972,6 +972,32 @@ impl State {
         self.registers.iter().find(|r| r.id == id)
     }
 
+    /// A new register at an outlet, opened now, with its own invoice prefix (`R3-`, `R4-`...;
+    /// its invoice numbers start where the seeded ones do). Names need not be unique (two
+    /// registers may both be called "Main", as in the real back office). Returns its id.
+    pub fn add_register(&mut self, name: &str, outlet_id: &str) -> anyhow::Result<String> {
+        if name.trim().is_empty() {
+            bail!("a register needs a name");
+        }
+        if !self.outlets.iter().any(|o| o.id == outlet_id) {
+            bail!("unknown outlet {outlet_id}");
+        }
+        let id = self.fresh_id();
+        let version = self.next_version();
+        let prefix = format!("R{}-", self.registers.len() + 1);
+        self.registers.push(LsRegister {
+            id: id.clone(),
+            name: name.into(),
+            outlet_id: outlet_id.into(),
+            invoice_prefix: prefix,
+            invoice_suffix: String::new(),
+            invoice_sequence: 1000,
+            opened_at: Utc::now(),
+            version,
+        });
+        Ok(id)
+    }
+
     pub fn inventory_level(&self, product_id: &str, outlet_id: &str) -> Decimal {
         self.inventory
             .iter()
