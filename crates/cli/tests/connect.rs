@@ -546,3 +546,66 @@ async fn a_merchant_connects_by_name_posts_exactly_moves_the_register_and_histor
     let (ok, _, err) = els(&sb, &["doctor", "--db", db, "--store", "42"], &token);
     assert!(!ok && err.contains("store 42 has no connection"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_register_name_and_a_currency_mismatch_are_refused_and_nothing_is_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("els.sqlite");
+    let db = db_path.to_str().unwrap();
+
+    // Two registers called "Main": the name is refused, listing both ids; an id works.
+    let sb = Sandbox::start(SandboxConfig::default())
+        .await
+        .expect("sandbox");
+    let ids = sb.ids();
+    let a = sb.add_register("Main", &ids.outlet_id);
+    let b = sb.add_register("Main", &ids.second_outlet_id);
+    let store = ids.ecwid_store_id.to_string();
+    let store_id = StoreId::from_str(&store).unwrap();
+    let prefix = sb.config().ls_domain_prefix.clone();
+    let token = sb.config().ecwid_token.clone();
+    let mut args = connect_args(db, &store, &prefix);
+    args.extend(["--register", "main", "--payment-type", "Ecwid Online"]);
+    let (ok, _, err) = els(&sb, &args, &token);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("several registers are called 'main'")
+            && err.contains(&format!("[id {a}]"))
+            && err.contains(&format!("[id {b}]"))
+            && err.contains("Give the id instead"),
+        "{err}"
+    );
+    assert_eq!(saved(&db_path, store_id).await, None);
+    let mut args = connect_args(db, &store, &prefix);
+    args.extend(["--register", &b, "--payment-type", "Ecwid Online"]);
+    let (ok, out, err) = els(&sb, &args, &token);
+    assert!(ok, "{out}\n{err}");
+    let conn = saved(&db_path, store_id).await.expect("saved");
+    assert_eq!(
+        (conn.register_id.as_str(), conn.outlet_id.as_str()),
+        (b.as_str(), ids.second_outlet_id.as_str())
+    );
+
+    // A store that sells in CAD cannot be joined to a retailer that counts in USD.
+    let cad = Sandbox::start(SandboxConfig {
+        ecwid_currency: Some("CAD".into()),
+        ..SandboxConfig::default()
+    })
+    .await
+    .expect("sandbox");
+    let other = tempfile::tempdir().unwrap();
+    let other_db = other.path().join("els.sqlite");
+    let mut args = connect_args(other_db.to_str().unwrap(), &store, &prefix);
+    args.extend([
+        "--register",
+        "Web Store Register",
+        "--payment-type",
+        "Ecwid Online",
+    ]);
+    let (ok, _, err) = els(&cad, &args, &token);
+    assert!(
+        !ok && err.contains("the Ecwid store sells in CAD but the Lightspeed retailer in USD"),
+        "{err}"
+    );
+    assert_eq!(saved(&other_db, store_id).await, None);
+}
