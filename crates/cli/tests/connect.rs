@@ -87,6 +87,27 @@ async fn sale_of(sb: &Sandbox, order_id: &str) -> Value {
     }
 }
 
+/// What a merchant has in hand: the store id, the Lightspeed domain prefix and the Ecwid
+/// token (the Lightspeed token is in the environment, see [`command`]).
+struct Merchant {
+    store: String,
+    store_id: StoreId,
+    prefix: String,
+    token: String,
+}
+
+impl Merchant {
+    fn of(sb: &Sandbox) -> Self {
+        let store = sb.ids().ecwid_store_id.to_string();
+        Merchant {
+            store_id: StoreId::from_str(&store).unwrap(),
+            store,
+            prefix: sb.config().ls_domain_prefix.clone(),
+            token: sb.config().ecwid_token.clone(),
+        }
+    }
+}
+
 struct Serving(Child);
 
 impl Drop for Serving {
@@ -105,10 +126,12 @@ async fn a_merchant_connects_by_name_posts_exactly_moves_the_register_and_histor
     let db_path = dir.path().join("els.sqlite");
     let db = db_path.to_str().unwrap();
     let ids = sb.ids();
-    let store = ids.ecwid_store_id.to_string();
-    let store_id = StoreId::from_str(&store).unwrap();
-    let prefix = sb.config().ls_domain_prefix.clone();
-    let token = sb.config().ecwid_token.clone();
+    let Merchant {
+        store,
+        store_id,
+        prefix,
+        token,
+    } = Merchant::of(&sb);
 
     // Refusals: each says what is wrong, and nothing is written.
     let mut args = connect_args(db, &store, &prefix);
@@ -560,10 +583,12 @@ async fn a_shared_register_name_and_a_currency_mismatch_are_refused_and_nothing_
     let ids = sb.ids();
     let a = sb.add_register("Main", &ids.outlet_id);
     let b = sb.add_register("Main", &ids.second_outlet_id);
-    let store = ids.ecwid_store_id.to_string();
-    let store_id = StoreId::from_str(&store).unwrap();
-    let prefix = sb.config().ls_domain_prefix.clone();
-    let token = sb.config().ecwid_token.clone();
+    let Merchant {
+        store,
+        store_id,
+        prefix,
+        token,
+    } = Merchant::of(&sb);
     let mut args = connect_args(db, &store, &prefix);
     args.extend(["--register", "main", "--payment-type", "Ecwid Online"]);
     let (ok, _, err) = els(&sb, &args, &token);

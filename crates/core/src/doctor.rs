@@ -178,13 +178,8 @@ mod tests {
 
     fn ls(id: &str, sku: &str, deleted: bool) -> LsProduct {
         LsProduct {
-            id: id.into(),
-            sku: Some(sku.into()),
-            name: None,
-            variant_parent_id: None,
-            active: Some(true),
-            has_inventory: Some(true),
             deleted_at: deleted.then(|| "2026-01-01T00:00:00Z".into()),
+            ..crate::fakes::ls_product(id, sku, true)
         }
     }
 

@@ -294,13 +294,8 @@ impl FakeLightspeed {
         state.products.push((
             version,
             LsProduct {
-                id: id.into(),
-                sku: Some(sku.into()),
                 name: Some(format!("product {sku}")),
-                variant_parent_id: None,
-                active: Some(true),
-                has_inventory: Some(has_inventory),
-                deleted_at: None,
+                ..ls_product(id, sku, has_inventory)
             },
         ));
     }
@@ -516,5 +511,18 @@ impl LightspeedApi for FakeLightspeed {
             .filter(|r| r.product_id == product_id)
             .cloned()
             .collect())
+    }
+}
+
+/// A live Lightspeed product with a SKU, as the feeds and searches return it.
+pub fn ls_product(id: &str, sku: &str, has_inventory: bool) -> LsProduct {
+    LsProduct {
+        id: id.into(),
+        sku: Some(sku.into()),
+        name: None,
+        variant_parent_id: None,
+        active: Some(true),
+        has_inventory: Some(has_inventory),
+        deleted_at: None,
     }
 }

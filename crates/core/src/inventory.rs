@@ -617,24 +617,13 @@ pub fn eligibility(link: &CatalogLink, lightspeed_owners: usize) -> Result<Ecwid
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lightspeed::LsProduct;
     use rust_decimal_macros::dec;
 
     fn t(s: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
     }
 
-    fn ls(id: &str, sku: &str, has_inventory: bool) -> LsProduct {
-        LsProduct {
-            id: id.into(),
-            sku: Some(sku.into()),
-            name: None,
-            variant_parent_id: None,
-            active: Some(true),
-            has_inventory: Some(has_inventory),
-            deleted_at: None,
-        }
-    }
+    use crate::fakes::ls_product as ls;
 
     #[test]
     fn level_is_lightspeed_minus_pending_floored_at_zero() {

@@ -158,17 +158,7 @@ mod tests {
     use crate::inventory::{EcwidCatalogCombination, EcwidCatalogProduct};
     use rust_decimal_macros::dec;
 
-    fn ls(id: &str, sku: &str, tracked: bool) -> LsProduct {
-        LsProduct {
-            id: id.into(),
-            sku: Some(sku.into()),
-            name: None,
-            variant_parent_id: None,
-            active: Some(true),
-            has_inventory: Some(tracked),
-            deleted_at: None,
-        }
-    }
+    use crate::fakes::ls_product as ls;
 
     #[test]
     fn drift_is_reported_against_the_mirror_rule() {
