@@ -634,3 +634,71 @@ async fn a_shared_register_name_and_a_currency_mismatch_are_refused_and_nothing_
     );
     assert_eq!(saved(&other_db, store_id).await, None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_refreshes_a_revoked_oauth_token_before_judging_it() {
+    let sb = Sandbox::start(SandboxConfig::default())
+        .await
+        .expect("sandbox");
+    let mode = els_sandbox::OAuthMode::default();
+    sb.enable_ls_oauth(mode.clone());
+    let first = sb.ls_oauth_tokens().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("els.sqlite");
+    let db = db_path.to_str().unwrap();
+    let Merchant {
+        store,
+        store_id,
+        prefix,
+        token,
+    } = Merchant::of(&sb);
+    let run = |args: &[&str], app: bool| {
+        let mut c = command(&sb, &token);
+        c.env("LIGHTSPEED_TOKEN", &first.access_token)
+            .env("LIGHTSPEED_REFRESH_TOKEN", &first.refresh_token);
+        if app {
+            c.env("LIGHTSPEED_CLIENT_ID", &mode.client_id)
+                .env("LIGHTSPEED_CLIENT_SECRET", &mode.client_secret);
+        } else {
+            c.env_remove("LIGHTSPEED_CLIENT_ID")
+                .env_remove("LIGHTSPEED_CLIENT_SECRET");
+        }
+        let out = c.args(args).output().expect("els runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let mut args = connect_args(db, &store, &prefix);
+    args.extend([
+        "--register",
+        "Web Store Register",
+        "--payment-type",
+        "Ecwid Online",
+    ]);
+    let (ok, out) = run(&args, true);
+    assert!(ok, "{out}");
+
+    // Lightspeed revokes the access token. Without the OAuth app nothing can refresh it,
+    // and the doctor says so; with it, the token is refreshed (and stored) first.
+    sb.revoke_ls_access_token();
+    let doctor = ["doctor", "--db", db, "--store", &store];
+    let (ok, out) = run(&doctor, false);
+    assert!(
+        !ok && out.contains("FAIL  Lightspeed token") && out.contains("refused the token"),
+        "{out}"
+    );
+    let (ok, out) = run(&doctor, true);
+    assert!(
+        ok && out.contains(&format!("store {store}: ready")),
+        "{out}"
+    );
+    let stored = saved(&db_path, store_id).await.unwrap();
+    let now = sb.ls_oauth_tokens().unwrap();
+    assert_ne!(now.access_token, first.access_token);
+    assert_eq!(stored.lightspeed.access_token.expose(), now.access_token);
+    assert_eq!(
+        stored.lightspeed.refresh_token.unwrap().expose(),
+        now.refresh_token
+    );
+}

@@ -74,7 +74,7 @@ pub async fn doctor(args: DoctorArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run<S: ConnectionStore + LedgerStore + InventoryStateStore>(
+async fn run<S: ConnectionStore + LedgerStore + InventoryStateStore + Clone>(
     store: &S,
     args: &DoctorArgs,
 ) -> anyhow::Result<Vec<Diagnosis>> {
@@ -103,8 +103,9 @@ async fn run<S: ConnectionStore + LedgerStore + InventoryStateStore>(
         bar.set_position(read);
     };
     let mut out = Vec::new();
-    for conn in &connections {
-        out.push(doctor::diagnose(store, conn, &ecwid, &lightspeed, &on_page).await?);
+    for conn in connections {
+        let conn = args.api.fresh_connection(store, conn).await?;
+        out.push(doctor::diagnose(store, &conn, &ecwid, &lightspeed, &on_page).await?);
     }
     bar.finish_and_clear();
     Ok(out)

@@ -46,7 +46,7 @@ pub async fn settings(args: SettingsArgs) -> anyhow::Result<()> {
     with_backend!(backend, |store, _queue| run(store, &args).await)
 }
 
-async fn run<S: ConnectionStore>(store: &S, args: &SettingsArgs) -> anyhow::Result<()> {
+async fn run<S: ConnectionStore + Clone>(store: &S, args: &SettingsArgs) -> anyhow::Result<()> {
     let Some(current) = store.get_connection(args.store).await? else {
         bail!(
             "store {} has no connection: run `els connect --store {}` first",
@@ -60,6 +60,7 @@ async fn run<S: ConnectionStore>(store: &S, args: &SettingsArgs) -> anyhow::Resu
     }
     // Choices are resolved (and products created) before anything is written.
     let chosen = if args.choices.any() {
+        let current = args.api.fresh_connection(store, current.clone()).await?;
         let ecwid = args.api.ecwid_client()?;
         let lightspeed = LightspeedClient::new(
             args.api.lightspeed_url_template.clone(),
