@@ -60,19 +60,19 @@ impl ApiArgs {
     }
 
     /// `conn` with a usable Lightspeed access token: an OAuth connection whose token has
-    /// expired (or was revoked) is refreshed through the same path the poster uses, and the
-    /// new pair stored, before a command reads the APIs with the stored token. A personal
-    /// token, or no OAuth app configured, is returned as it is; a failed refresh too (the
-    /// reads then say the token was refused).
-    pub async fn fresh_connection<S: ConnectionStore + Clone>(
+    /// expired (or was revoked) is refreshed by `client` (the path the poster uses) and the
+    /// new pair stored, before a command reads the APIs with the stored token through
+    /// `client.inner()`. A personal token, or no OAuth app configured, is returned as it is;
+    /// a failed refresh too (the reads then say the token was refused).
+    pub async fn fresh_connection<S: ConnectionStore>(
         &self,
+        client: &AuthLightspeed<S>,
         store: &S,
         conn: Connection,
     ) -> anyhow::Result<Connection> {
         if conn.lightspeed.refresh_token.is_none() || self.oauth_credentials()?.is_none() {
             return Ok(conn);
         }
-        let client = self.lightspeed_client(store.clone())?;
         // Any authenticated read refreshes when the token is due or answered 401.
         let _ = client.sale_setup(&conn).await;
         Ok(store.get_connection(conn.store_id).await?.unwrap_or(conn))

@@ -8,7 +8,6 @@ use clap::Args;
 use els_cli::doctor::{self, Diagnosis};
 use els_core::doctor::{Check, Status};
 use els_core::{ConnectionStore, InventoryStateStore, LedgerStore, StoreId};
-use els_lightspeed::LightspeedClient;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 #[derive(Args)]
@@ -89,10 +88,9 @@ async fn run<S: ConnectionStore + LedgerStore + InventoryStateStore + Clone>(
         bail!("no connection yet: run `els connect` first");
     }
     let ecwid = args.api.ecwid_client()?;
-    let lightspeed = LightspeedClient::new(
-        args.api.lightspeed_url_template.clone(),
-        args.api.http_timeout(),
-    )?;
+    // One client (one rate gate): it refreshes OAuth tokens, and its inner client reads.
+    let client = args.api.lightspeed_client(store.clone())?;
+    let lightspeed = client.inner();
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template("reading the Ecwid catalog {pos}/{len} products")
@@ -104,8 +102,8 @@ async fn run<S: ConnectionStore + LedgerStore + InventoryStateStore + Clone>(
     };
     let mut out = Vec::new();
     for conn in connections {
-        let conn = args.api.fresh_connection(store, conn).await?;
-        out.push(doctor::diagnose(store, &conn, &ecwid, &lightspeed, &on_page).await?);
+        let conn = args.api.fresh_connection(&client, store, conn).await?;
+        out.push(doctor::diagnose(store, &conn, &ecwid, lightspeed, &on_page).await?);
     }
     bar.finish_and_clear();
     Ok(out)

@@ -9,7 +9,6 @@ use clap::Args;
 use els_cli::connect::{self, Ask, ConnectRequest};
 use els_cli::ops;
 use els_core::{Connection, ConnectionStore, StoreId};
-use els_lightspeed::LightspeedClient;
 
 #[derive(Args)]
 pub struct SettingsArgs {
@@ -60,12 +59,14 @@ async fn run<S: ConnectionStore + Clone>(store: &S, args: &SettingsArgs) -> anyh
     }
     // Choices are resolved (and products created) before anything is written.
     let chosen = if args.choices.any() {
-        let current = args.api.fresh_connection(store, current.clone()).await?;
+        // One client (one rate gate): it refreshes OAuth tokens, and its inner client reads.
+        let client = args.api.lightspeed_client(store.clone())?;
+        let lightspeed = client.inner();
+        let current = args
+            .api
+            .fresh_connection(&client, store, current.clone())
+            .await?;
         let ecwid = args.api.ecwid_client()?;
-        let lightspeed = LightspeedClient::new(
-            args.api.lightspeed_url_template.clone(),
-            args.api.http_timeout(),
-        )?;
         let keep = |given: &Option<String>, now: &str| given.clone().or(Some(now.to_string()));
         let request = ConnectRequest {
             store_id: current.store_id,
@@ -95,7 +96,7 @@ async fn run<S: ConnectionStore + Clone>(store: &S, args: &SettingsArgs) -> anyh
         let ask = super::connect::terminal_ask();
         let plan = connect::plan(
             &ecwid,
-            &lightspeed,
+            lightspeed,
             request,
             ask.as_ref().map(|a| a as &dyn Ask),
         )
@@ -103,7 +104,7 @@ async fn run<S: ConnectionStore + Clone>(store: &S, args: &SettingsArgs) -> anyh
         for w in &plan.warnings {
             eprintln!("warning: {w}");
         }
-        Some(connect::apply(&lightspeed, plan).await?)
+        Some(connect::apply(lightspeed, plan).await?)
     } else {
         None
     };
