@@ -2,6 +2,7 @@
 //! (tokens, register, user, payment types, products, recent orders' tax rates, the catalog)
 //! and the state (ledger, inventory cursor); it writes nothing.
 
+use crate::ops;
 use els_core::doctor::{self, CatalogReport, Check, Status};
 use els_core::inventory::EcwidCatalogProduct;
 use els_core::ledger::OrderState;
@@ -158,11 +159,7 @@ pub async fn diagnose<S: LedgerStore + InventoryStateStore>(
         ));
     }
     let entries = store.list_orders(conn.store_id, None, usize::MAX).await?;
-    let mut ledger: BTreeMap<&'static str, usize> =
-        OrderState::ALL.iter().map(|s| (s.as_str(), 0)).collect();
-    for e in &entries {
-        *ledger.entry(e.state.as_str()).or_default() += 1;
-    }
+    let ledger = ops::count_states(&entries);
     let stamp =
         |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let last_received = entries.iter().map(|e| e.created_at).max();

@@ -24,22 +24,10 @@ use std::time::Duration;
 /// Creates or replaces a connection, keeping the version chain intact.
 pub async fn upsert_connection<S: ConnectionStore>(
     store: &S,
-    mut conn: Connection,
+    conn: Connection,
 ) -> Result<Connection, StoreError> {
-    for _ in 0..3 {
-        let existing = store.get_connection(conn.store_id).await?;
-        let expected = existing.as_ref().map(|c| c.version);
-        conn.version = expected.unwrap_or(0) + 1;
-        match store.put_connection(&conn, expected).await {
-            Ok(()) => return Ok(conn),
-            Err(StoreError::Conflict(_)) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(StoreError::Conflict(format!(
-        "connection of store {} kept changing",
-        conn.store_id
-    )))
+    let written = write_connection(store, conn.store_id, 3, |_| Some(conn.clone())).await?;
+    Ok(written.expect("an upsert always writes"))
 }
 
 /// Changes a stored connection with `change`, on the latest stored version (retried when
@@ -50,14 +38,31 @@ pub async fn update_connection<S: ConnectionStore>(
     store_id: StoreId,
     change: impl Fn(&mut Connection),
 ) -> Result<Option<Connection>, StoreError> {
-    for _ in 0..5 {
-        let Some(mut conn) = store.get_connection(store_id).await? else {
+    write_connection(store, store_id, 5, |existing| {
+        existing.map(|mut c| {
+            change(&mut c);
+            c
+        })
+    })
+    .await
+}
+
+/// Writes `next(stored)` (nothing when it is `None`) as the stored version's successor,
+/// conditioned on that version; a lost race reads again, up to `attempts` times.
+async fn write_connection<S: ConnectionStore>(
+    store: &S,
+    store_id: StoreId,
+    attempts: usize,
+    next: impl Fn(Option<Connection>) -> Option<Connection>,
+) -> Result<Option<Connection>, StoreError> {
+    for _ in 0..attempts {
+        let existing = store.get_connection(store_id).await?;
+        let expected = existing.as_ref().map(|c| c.version);
+        let Some(mut conn) = next(existing) else {
             return Ok(None);
         };
-        let expected = conn.version;
-        change(&mut conn);
-        conn.version = expected + 1;
-        match store.put_connection(&conn, Some(expected)).await {
+        conn.version = expected.unwrap_or(0) + 1;
+        match store.put_connection(&conn, expected).await {
             Ok(()) => return Ok(Some(conn)),
             Err(StoreError::Conflict(_)) => continue,
             Err(e) => return Err(e),
@@ -73,12 +78,19 @@ pub async fn counts_by_state<S: LedgerStore>(
     store: &S,
     store_id: StoreId,
 ) -> Result<BTreeMap<&'static str, usize>, StoreError> {
+    Ok(count_states(
+        &store.list_orders(store_id, None, usize::MAX).await?,
+    ))
+}
+
+/// Ledger entries counted by state (every state present, 0 when none).
+pub fn count_states(entries: &[LedgerEntry]) -> BTreeMap<&'static str, usize> {
     let mut counts: BTreeMap<&'static str, usize> =
         OrderState::ALL.iter().map(|s| (s.as_str(), 0)).collect();
-    for e in store.list_orders(store_id, None, usize::MAX).await? {
+    for e in entries {
         *counts.entry(e.state.as_str()).or_default() += 1;
     }
-    Ok(counts)
+    counts
 }
 
 /// A human-readable account of one order.
