@@ -312,7 +312,7 @@ pub async fn plan(
                         }
                     ));
                 }
-                summary.push((label, product_label(&p)));
+                summary.push((label, product_candidate(&p).to_string()));
                 Some(p.id)
             }
             None if req.create_missing => {
@@ -404,19 +404,15 @@ fn find_by_names<'a>(candidates: &'a [Candidate], names: &[&str]) -> Option<&'a 
         .find_map(|n| setup::choose("", candidates, n).ok())
 }
 
-fn product_candidates(products: &[LsProduct]) -> Vec<Candidate> {
-    products
-        .iter()
-        .map(|p| {
-            Candidate::new(&p.id, p.name.clone().unwrap_or_default())
-                .alias(p.sku.clone())
-                .note(p.sku.as_ref().map(|s| format!("SKU {s}")))
-        })
-        .collect()
+/// A product as a choice: its name, answering to its SKU too.
+fn product_candidate(p: &LsProduct) -> Candidate {
+    Candidate::new(&p.id, p.name.clone().unwrap_or_default())
+        .alias(p.sku.clone())
+        .note(p.sku.as_ref().map(|s| format!("SKU {s}")))
 }
 
-fn product_label(p: &LsProduct) -> String {
-    product_candidates(std::slice::from_ref(p))[0].to_string()
+fn product_candidates(products: &[LsProduct]) -> Vec<Candidate> {
+    products.iter().map(product_candidate).collect()
 }
 
 async fn all_products<'a>(
