@@ -8,8 +8,8 @@
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use els_core::customers::{CustomerLink, LinkState};
 use els_core::inventory::{
-    CatalogLink, CatalogLinkUpdate, EcwidTarget, InventoryCursor, LinkStatus, PendingWebSale,
-    PushedStock, StockLevel,
+    CatalogLink, CatalogLinkUpdate, EcwidTarget, InventoryCursor, LinkStatus, PushedStock,
+    StockLevel,
 };
 use els_core::ledger::{
     self, ClaimDecision, LedgerEntry, LedgerLine, OrderKey, OrderState, Outcome, Reason,
@@ -927,18 +927,16 @@ pub async fn pending_web_sales_contract<S: LedgerStore>(store: &S) {
     let mut pending = store.list_pending_web_sales(id).await.unwrap();
     pending.sort_by(|a, b| a.order_id.cmp(&b.order_id));
     assert_eq!(
-        pending,
+        pending
+            .iter()
+            .map(|p| (p.order_id.as_str(), p.lines.clone(), p.state))
+            .collect::<Vec<_>>(),
         vec![
-            PendingWebSale {
-                order_id: "P-1".into(),
-                lines: lines("MUG-001", 2)
-            },
-            PendingWebSale {
-                order_id: "P-2".into(),
-                lines: lines("TOTE", 1)
-            },
+            ("P-1", lines("MUG-001", 2), Some(OrderState::Queued)),
+            ("P-2", lines("TOTE", 1), Some(OrderState::Parked)),
         ]
     );
+    assert!(pending.iter().all(|p| p.since.is_some()));
     // P-1 is claimed again and posted: it leaves the pending set.
     let (again, expected) = expect_claim(ledger::claim(
         Some(&released),

@@ -910,6 +910,13 @@ impl els_core::EcwidApi for KeyRecorder {
     ) -> Result<els_core::ecwid::EcwidOrder, els_core::ApiError> {
         self.inner.get_order(conn, order_id).await
     }
+    async fn search_orders(
+        &self,
+        conn: &Connection,
+        query: &els_core::ecwid::OrderQuery,
+    ) -> Result<els_core::ecwid::OrderSearchPage, els_core::ApiError> {
+        self.inner.search_orders(conn, query).await
+    }
     async fn find_products_by_sku(
         &self,
         conn: &Connection,

@@ -202,11 +202,58 @@ pub struct EcwidOrder {
     pub billing_person: Option<Person>,
     pub shipping_person: Option<Person>,
     pub create_timestamp: Option<i64>,
+    /// The last change, in Unix seconds (a payment, an edit, a refund).
+    pub update_timestamp: Option<i64>,
     pub items: Vec<OrderItem>,
 }
 
 impl EcwidOrder {
     /// Rule O1: only `PAID` is paid.
+    pub fn is_paid(&self) -> bool {
+        self.payment_status.as_deref() == Some(PAID)
+    }
+}
+
+/// `GET /orders` ("Search orders", see "Finding orders without a webhook"): the filters the
+/// order sweep and the backfill use. Times are Unix seconds, bounds inclusive.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderQuery {
+    /// `paymentStatus`, e.g. [`PAID`].
+    pub payment_status: Option<String>,
+    pub updated_from: Option<i64>,
+    pub updated_to: Option<i64>,
+    pub created_from: Option<i64>,
+    pub created_to: Option<i64>,
+    pub offset: u64,
+    /// At most 100 (Ecwid's page limit).
+    pub limit: u32,
+}
+
+/// One page of an order search. Ecwid's order within the result is not documented, so the
+/// callers depend on none; `total` lets them notice a result set that moved while paging.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct OrderSearchPage {
+    pub total: u64,
+    pub count: u64,
+    pub offset: u64,
+    pub items: Vec<OrderSummary>,
+}
+
+/// What a search result says of an order: enough to decide whether to look at it. The
+/// poster re-fetches the order itself before acting, so nothing else is read here (and an
+/// order with odd money fields cannot break a page).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct OrderSummary {
+    #[serde(deserialize_with = "id_string")]
+    pub id: String,
+    pub payment_status: Option<String>,
+    pub create_timestamp: Option<i64>,
+    pub update_timestamp: Option<i64>,
+}
+
+impl OrderSummary {
     pub fn is_paid(&self) -> bool {
         self.payment_status.as_deref() == Some(PAID)
     }

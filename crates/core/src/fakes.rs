@@ -4,7 +4,7 @@
 //! to look at after handing one to the service.
 
 use crate::connection::Connection;
-use crate::ecwid::EcwidOrder;
+use crate::ecwid::{EcwidOrder, OrderQuery, OrderSearchPage, OrderSummary};
 use crate::error::ApiError;
 use crate::ids::{Sku, StoreId};
 use crate::inventory::{
@@ -166,6 +166,48 @@ impl EcwidApi for FakeEcwid {
             .ok_or_else(|| ApiError::NotFound {
                 detail: format!("order {order_id}"),
             })
+    }
+
+    async fn search_orders(
+        &self,
+        _: &Connection,
+        query: &OrderQuery,
+    ) -> Result<OrderSearchPage, ApiError> {
+        let state = self.state();
+        let within = |t: Option<i64>, from: Option<i64>, to: Option<i64>| {
+            let t = t.unwrap_or(0);
+            from.is_none_or(|f| t >= f) && to.is_none_or(|u| t <= u)
+        };
+        let found: Vec<OrderSummary> = state
+            .orders
+            .values()
+            .filter(|o| {
+                query
+                    .payment_status
+                    .as_ref()
+                    .is_none_or(|p| o.payment_status.as_ref() == Some(p))
+            })
+            .filter(|o| within(o.create_timestamp, query.created_from, query.created_to))
+            .filter(|o| within(o.update_timestamp, query.updated_from, query.updated_to))
+            .map(|o| OrderSummary {
+                id: o.id.clone(),
+                payment_status: o.payment_status.clone(),
+                create_timestamp: o.create_timestamp,
+                update_timestamp: o.update_timestamp,
+            })
+            .collect();
+        let items: Vec<OrderSummary> = found
+            .iter()
+            .skip(query.offset as usize)
+            .take(query.limit.clamp(1, 100) as usize)
+            .cloned()
+            .collect();
+        Ok(OrderSearchPage {
+            total: found.len() as u64,
+            count: items.len() as u64,
+            offset: query.offset,
+            items,
+        })
     }
 
     async fn find_products_by_sku(

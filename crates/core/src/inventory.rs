@@ -58,7 +58,7 @@ pub use batch::{
 };
 
 use crate::ids::{Sku, StoreId};
-use crate::ledger::LedgerLine;
+use crate::ledger::{LedgerEntry, LedgerLine, OrderState};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
@@ -384,6 +384,25 @@ pub struct PushedStock {
 pub struct PendingWebSale {
     pub order_id: String,
     pub lines: Vec<LedgerLine>,
+    /// The ledger state (QUEUED, POSTING or PARKED); absent on items written before it was
+    /// kept. The order sweep's per-store health reads it.
+    #[serde(default)]
+    pub state: Option<OrderState>,
+    /// Since when the order waits: first seen paid (or, without that, first in the ledger).
+    #[serde(default)]
+    pub since: Option<DateTime<Utc>>,
+}
+
+impl PendingWebSale {
+    /// The pending sale of a ledger entry ([`LedgerEntry::is_pending_web_sale`]).
+    pub fn of(entry: &LedgerEntry) -> Self {
+        Self {
+            order_id: entry.key.order_id.clone(),
+            lines: entry.lines.clone(),
+            state: Some(entry.state),
+            since: Some(entry.paid_at.unwrap_or(entry.created_at)),
+        }
+    }
 }
 
 /// Pending web quantities summed by SKU key.
@@ -809,6 +828,8 @@ mod tests {
                         quantity: dec!(1),
                     },
                 ],
+                state: None,
+                since: None,
             },
             PendingWebSale {
                 order_id: "B".into(),
@@ -816,6 +837,8 @@ mod tests {
                     sku: " mug-001".into(),
                     quantity: dec!(1),
                 }],
+                state: None,
+                since: None,
             },
         ];
         let p = pending_by_sku(&sales);

@@ -37,6 +37,7 @@ pub mod poster;
 pub mod retry;
 pub mod settle;
 pub mod setup;
+pub mod sweep;
 pub mod webhook;
 
 pub use connection::{Connection, DomainPrefix, LightspeedAccount, Secret, Settings};
@@ -45,5 +46,5 @@ pub use ids::{Sku, StoreId};
 pub use ledger::{LedgerEntry, OrderKey, OrderState, ReasonCode};
 pub use ports::{
     Clock, ConnectionStore, Delivery, EcwidApi, InventoryStateStore, LedgerStore, LightspeedApi,
-    LinkStore, OrderMessage, StateStore, WebhookEventStore, WorkQueue,
+    LinkStore, OrderMessage, StateStore, SweepStateStore, WebhookEventStore, WorkQueue,
 };

@@ -16,8 +16,9 @@ use crate::inventory::{
 use crate::ledger::{LedgerEntry, OrderKey, OrderState};
 use crate::ports::{
     ConnectionStore, EventRecordOutcome, InventoryStateStore, LedgerStore, LinkStore, ProductLink,
-    WebhookEventRecord, WebhookEventStore,
+    SweepStateStore, WebhookEventRecord, WebhookEventStore,
 };
+use crate::sweep::SweepCursor;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -40,6 +41,7 @@ struct State {
     catalog_links: BTreeMap<(StoreId, String), CatalogLink>,
     pushed_stock: BTreeMap<(StoreId, String), PushedStock>,
     webhook_events: BTreeMap<String, WebhookEventRecord>,
+    sweep_cursors: BTreeMap<StoreId, SweepCursor>,
 }
 
 impl MemoryStore {
@@ -189,10 +191,7 @@ impl LedgerStore for MemoryStore {
             .take_while(|((s, _), _)| *s == store_id)
             .map(|(_, e)| e)
             .filter(|e| e.is_pending_web_sale())
-            .map(|e| PendingWebSale {
-                order_id: e.key.order_id.clone(),
-                lines: e.lines.clone(),
-            })
+            .map(PendingWebSale::of)
             .collect())
     }
 }
@@ -249,6 +248,27 @@ impl LinkStore for MemoryStore {
                 crate::mask::mask_email(&link.email),
                 link.store_id
             ),
+        )
+    }
+}
+
+impl SweepStateStore for MemoryStore {
+    async fn get_sweep_cursor(&self, store_id: StoreId) -> Result<Option<SweepCursor>, StoreError> {
+        Ok(self.guard().sweep_cursors.get(&store_id).cloned())
+    }
+
+    async fn put_sweep_cursor(
+        &self,
+        cursor: &SweepCursor,
+        expected_version: Option<u64>,
+    ) -> Result<(), StoreError> {
+        conditional_put(
+            &mut self.state_to_write()?.sweep_cursors,
+            cursor.store_id,
+            cursor.clone(),
+            |c| c.version,
+            expected_version,
+            &format!("sweep cursor of store {}", cursor.store_id),
         )
     }
 }

@@ -6,7 +6,7 @@
 
 use crate::connection::Connection;
 use crate::customers::CustomerLink;
-use crate::ecwid::EcwidOrder;
+use crate::ecwid::{EcwidOrder, OrderQuery, OrderSearchPage};
 use crate::error::{ApiError, QueueError, StoreError};
 use crate::ids::{Sku, StoreId};
 use crate::inventory::{
@@ -16,6 +16,7 @@ use crate::inventory::{
 };
 use crate::ledger::{LedgerEntry, OrderKey, OrderState};
 use crate::lightspeed::{LsCustomer, LsProduct, NewCustomer, PostedSale, SaleDraft, SaleSetup};
+use crate::sweep::SweepCursor;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -239,16 +240,41 @@ pub trait WebhookEventStore: Send + Sync {
     ) -> impl Future<Output = Result<EventRecordOutcome, StoreError>> + Send;
 }
 
+/// The order sweep's cursor and run lease, one per store (see `crate::sweep`).
+pub trait SweepStateStore: Send + Sync {
+    fn get_sweep_cursor(
+        &self,
+        store_id: StoreId,
+    ) -> impl Future<Output = Result<Option<SweepCursor>, StoreError>> + Send;
+    /// Writes `cursor` (whose `version` is the new version) if the stored version equals
+    /// `expected_version` (None: no cursor may exist yet). A lost race is a conflict.
+    fn put_sweep_cursor(
+        &self,
+        cursor: &SweepCursor,
+        expected_version: Option<u64>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
 /// Every state port: what a backend implements, and what the wiring of a whole process
 /// (which runs every service on one store) asks for. Services ask only for the ports they
 /// use. Implemented for every type that implements them all.
 pub trait StateStore:
-    ConnectionStore + LedgerStore + LinkStore + InventoryStateStore + WebhookEventStore
+    ConnectionStore
+    + LedgerStore
+    + LinkStore
+    + InventoryStateStore
+    + WebhookEventStore
+    + SweepStateStore
 {
 }
 
 impl<T> StateStore for T where
-    T: ConnectionStore + LedgerStore + LinkStore + InventoryStateStore + WebhookEventStore
+    T: ConnectionStore
+        + LedgerStore
+        + LinkStore
+        + InventoryStateStore
+        + WebhookEventStore
+        + SweepStateStore
 {
 }
 
@@ -265,6 +291,10 @@ pub struct OrderMessage {
     /// PAID update after an unpaid fetch) is never swallowed by the 5-minute window. The
     /// ledger, not the queue, is what guarantees one sale per order. Unique for a replay.
     pub dedup_id: String,
+    /// Sent by `els backfill`: the order is posted even if it was created before the
+    /// connection's go-live moment (the operator asked for exactly these orders).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub backfill: bool,
 }
 
 impl OrderMessage {
@@ -280,6 +310,30 @@ impl OrderMessage {
             store_id,
             order_id,
             event_id: Some(event_id),
+            backfill: false,
+        }
+    }
+
+    /// Found by the order sweep in the window that ends at `window_end` (Unix seconds):
+    /// one run's copies collapse in the queue, the ledger settles the rest.
+    pub fn sweep(key: &OrderKey, window_end: i64) -> Self {
+        Self {
+            dedup_id: format!("{}:{}:sweep:{window_end}", key.store_id, key.order_id),
+            store_id: key.store_id,
+            order_id: key.order_id.clone(),
+            event_id: None,
+            backfill: false,
+        }
+    }
+
+    /// Asked for by `els backfill` (run `nonce`): posted whatever its creation date.
+    pub fn backfill(key: &OrderKey, nonce: &str) -> Self {
+        Self {
+            dedup_id: format!("{}:{}:backfill:{nonce}", key.store_id, key.order_id),
+            store_id: key.store_id,
+            order_id: key.order_id.clone(),
+            event_id: None,
+            backfill: true,
         }
     }
 
@@ -290,6 +344,7 @@ impl OrderMessage {
             store_id: key.store_id,
             order_id: key.order_id.clone(),
             event_id: None,
+            backfill: false,
         }
     }
 
@@ -343,6 +398,13 @@ pub trait EcwidApi: Send + Sync {
         connection: &Connection,
         order_id: &str,
     ) -> impl Future<Output = Result<EcwidOrder, ApiError>> + Send;
+    /// `GET /orders?paymentStatus=&updatedFrom=&updatedTo=&createdFrom=&createdTo=&offset=&limit=`:
+    /// one page of an order search (the sweep, the backfill).
+    fn search_orders(
+        &self,
+        connection: &Connection,
+        query: &OrderQuery,
+    ) -> impl Future<Output = Result<OrderSearchPage, ApiError>> + Send;
 
     // --- Catalog and stock (the inventory mirror) ------------------------------------------
 

@@ -307,7 +307,9 @@ where
         };
         #[cfg(feature = "testing")]
         self.crash_point(CrashPoint::AfterClaim, &key);
-        let attempt = self.attempt(&conn, &key, &mut claimed, search_first).await;
+        let attempt = self
+            .attempt(&conn, &key, &mut claimed, search_first, message.backfill)
+            .await;
         let result = self.record(&key, &claimed, attempt).await;
         if result.is_ok() {
             #[cfg(feature = "testing")]
@@ -387,6 +389,7 @@ where
         key: &OrderKey,
         claimed: &mut LedgerEntry,
         search_first: bool,
+        backfill: bool,
     ) -> Attempt {
         if !conn.settings.post_sales {
             return Attempt::done(Outcome::Skipped(Reason::new(
@@ -426,7 +429,8 @@ where
                 ),
             )));
         }
-        if let Some(reason) = before_go_live(conn, &order) {
+        // A backfill names its orders on purpose: the go-live moment does not hold them back.
+        if !backfill && let Some(reason) = before_go_live(conn, &order) {
             return Attempt::done(Outcome::Skipped(reason));
         }
         let facts = Some((order.total, money::ledger_lines(&order)));
@@ -636,7 +640,7 @@ fn before_go_live(conn: &Connection, order: &EcwidOrder) -> Option<Reason> {
         Reason::new(
             ReasonCode::BeforeGoLive,
             format!(
-                "order {}: created {} before the connection went live at {}; to post older orders, move the go-live moment back (els connect --go-live) and replay them",
+                "order {}: created {} before the connection went live at {}; to post older orders, run els backfill --since DATE",
                 order.id,
                 created.to_rfc3339(),
                 go_live.to_rfc3339()

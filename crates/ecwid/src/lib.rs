@@ -3,7 +3,7 @@
 //! One client is built per process and shared; it carries explicit timeouts so a slow
 //! Ecwid can never hold a worker past its lease.
 
-use els_core::ecwid::EcwidOrder;
+use els_core::ecwid::{EcwidOrder, OrderQuery, OrderSearchPage};
 use els_core::inventory::{
     BatchStatus, EcwidCatalogProduct, EcwidProductPage, EcwidTarget, StockLevel,
 };
@@ -246,6 +246,33 @@ impl EcwidApi for EcwidClient {
             els_http::path_segment(order_id)?
         );
         self.get_json(conn, &url).await
+    }
+
+    async fn search_orders(
+        &self,
+        conn: &Connection,
+        query: &OrderQuery,
+    ) -> Result<OrderSearchPage, ApiError> {
+        let url = format!("{}/orders", self.store_url(conn.store_id));
+        let mut params: Vec<(&str, String)> = vec![
+            ("offset", query.offset.to_string()),
+            ("limit", query.limit.clamp(1, 100).to_string()),
+        ];
+        if let Some(status) = &query.payment_status {
+            params.push(("paymentStatus", status.clone()));
+        }
+        for (name, value) in [
+            ("updatedFrom", query.updated_from),
+            ("updatedTo", query.updated_to),
+            ("createdFrom", query.created_from),
+            ("createdTo", query.created_to),
+        ] {
+            if let Some(t) = value {
+                params.push((name, t.to_string()));
+            }
+        }
+        self.send_json(conn, self.http.get(url).query(&params))
+            .await
     }
 
     async fn find_products_by_sku(

@@ -7,6 +7,7 @@
 //! | product link | `STORE#{storeId}` | `SKU#{sku}` |
 //! | customer link | `STORE#{storeId}` | `EMAIL#{normalised email}` |
 //! | inventory cursor | `STORE#{storeId}` | `CURSOR#inventory` |
+//! | order sweep cursor | `STORE#{storeId}` | `CURSOR#sweep` |
 //! | catalog link | `STORE#{storeId}` | `LSPRODUCT#{lsProductId}` |
 //! | SKU index | `STORE#{storeId}` | `LSSKU#{sku key}` (the live Lightspeed ids with that SKU) |
 //! | pushed stock | `STORE#{storeId}` | `STOCK#{lsProductId}` |
@@ -48,9 +49,10 @@ use els_core::inventory::{
 use els_core::ledger::{LedgerEntry, OrderKey, OrderState};
 use els_core::ports::{
     ConnectionStore, EventRecordOutcome, InventoryStateStore, LedgerStore, LinkStore, ProductLink,
-    WebhookEventRecord, WebhookEventStore,
+    SweepStateStore, WebhookEventRecord, WebhookEventStore,
 };
 use els_core::retry::Backoff;
+use els_core::sweep::SweepCursor;
 use els_core::{Connection, StoreError};
 use els_core::{Sku, StoreId};
 use els_http::TokioClock;
@@ -67,6 +69,7 @@ const ORDER_PREFIX: &str = "ORDER#";
 const SKU_PREFIX: &str = "SKU#";
 const EMAIL_PREFIX: &str = "EMAIL#";
 const CURSOR_SK: &str = "CURSOR#inventory";
+const SWEEP_SK: &str = "CURSOR#sweep";
 const LINK_PREFIX: &str = "LSPRODUCT#";
 const SKU_INDEX_PREFIX: &str = "LSSKU#";
 const STOCK_PREFIX: &str = "STOCK#";
@@ -555,10 +558,7 @@ impl LedgerStore for DynamoStore {
         .map_err(|e| StoreError::Unavailable(format!("DynamoDB TransactWriteItems: {e}")))?;
         let pending_sk = format!("{PENDING_PREFIX}{}", entry.key.order_id);
         let pending = if entry.is_pending_web_sale() {
-            let sale = PendingWebSale {
-                order_id: entry.key.order_id.clone(),
-                lines: entry.lines.clone(),
-            };
+            let sale = PendingWebSale::of(entry);
             TransactWriteItem::builder()
                 .put(
                     Put::builder()
@@ -733,6 +733,25 @@ impl LinkStore for DynamoStore {
             link.store_id,
             els_core::mask::mask_email(&link.email)
         );
+        self.put_versioned(item, expected_version, &label).await
+    }
+}
+
+impl SweepStateStore for DynamoStore {
+    async fn get_sweep_cursor(&self, store_id: StoreId) -> Result<Option<SweepCursor>, StoreError> {
+        self.get(pk(store_id), SWEEP_SK.into())
+            .await?
+            .map(from_item)
+            .transpose()
+    }
+
+    async fn put_sweep_cursor(
+        &self,
+        cursor: &SweepCursor,
+        expected_version: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let item = to_item(cursor, pk(cursor.store_id), SWEEP_SK.into())?;
+        let label = format!("sweep cursor of store {}", cursor.store_id);
         self.put_versioned(item, expected_version, &label).await
     }
 }

@@ -94,6 +94,12 @@ CREATE TABLE IF NOT EXISTS inventory_cursors (
     version  INTEGER NOT NULL,
     item     TEXT    NOT NULL
 );
+-- The order sweep (els_core::sweep).
+CREATE TABLE IF NOT EXISTS sweep_cursors (
+    store_id INTEGER PRIMARY KEY,
+    version  INTEGER NOT NULL,
+    item     TEXT    NOT NULL
+);
 CREATE TABLE IF NOT EXISTS catalog_links (
     store_id      INTEGER NOT NULL,
     ls_product_id TEXT    NOT NULL,

@@ -10,8 +10,9 @@ use els_core::inventory::{
 use els_core::ledger::{LedgerEntry, OrderKey, OrderState};
 use els_core::ports::{
     ConnectionStore, EventRecordOutcome, InventoryStateStore, LedgerStore, LinkStore, ProductLink,
-    WebhookEventRecord, WebhookEventStore,
+    SweepStateStore, WebhookEventRecord, WebhookEventStore,
 };
+use els_core::sweep::SweepCursor;
 use els_core::{Connection, Sku, StoreError, StoreId};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
@@ -50,6 +51,10 @@ fn sku_key(store_id: StoreId, sku: &str) -> String {
 
 fn cursor_key(store_id: StoreId) -> String {
     format!("STORE#{store_id}/CURSOR#inventory")
+}
+
+fn sweep_key(store_id: StoreId) -> String {
+    format!("STORE#{store_id}/CURSOR#sweep")
 }
 
 const CATALOG_LINKS_BY_ID: &str =
@@ -300,10 +305,7 @@ impl LedgerStore for SqliteStore {
                     let entry: LedgerEntry =
                         decode(&json, &order_key(&OrderKey::new(store_id, order_id)))?;
                     if entry.is_pending_web_sale() {
-                        out.push(PendingWebSale {
-                            order_id: entry.key.order_id,
-                            lines: entry.lines,
-                        });
+                        out.push(PendingWebSale::of(&entry));
                     }
                 }
                 out.sort_by(|a, b| a.order_id.cmp(&b.order_id));
@@ -395,6 +397,45 @@ impl LinkStore for SqliteStore {
                     &[&store_int(store_id), &email, &to_sql_int(version), &json],
                     expected_version,
                     &label,
+                )
+            })
+            .await?)
+    }
+}
+
+impl SweepStateStore for SqliteStore {
+    async fn get_sweep_cursor(&self, store_id: StoreId) -> Result<Option<SweepCursor>, StoreError> {
+        Ok(self
+            .run(move |conn, _| {
+                let json: Option<String> = conn
+                    .prepare_cached("SELECT item FROM sweep_cursors WHERE store_id = ?1")?
+                    .query_row([store_int(store_id)], |r| r.get(0))
+                    .optional()?;
+                json.map(|j| decode(&j, &sweep_key(store_id))).transpose()
+            })
+            .await?)
+    }
+
+    async fn put_sweep_cursor(
+        &self,
+        cursor: &SweepCursor,
+        expected_version: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let store_id = cursor.store_id;
+        let version = cursor.version;
+        let key = sweep_key(store_id);
+        let json = encode(cursor, &key)?;
+        Ok(self
+            .run(move |conn, _| {
+                conditional_write(
+                    conn,
+                    "INSERT INTO sweep_cursors (store_id, version, item) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (store_id) DO NOTHING",
+                    "UPDATE sweep_cursors SET version = ?2, item = ?3
+                     WHERE store_id = ?1 AND version = ?4",
+                    &[&store_int(store_id), &to_sql_int(version), &json],
+                    expected_version,
+                    &key,
                 )
             })
             .await?)

@@ -1,0 +1,636 @@
+//! The order sweep: finds paid orders whose webhook never came and puts them on the work
+//! queue, so that rule O6 (a paid order is posted at least once) does not rest on webhook
+//! delivery alone.
+//!
+//! For each connection with posting on (O5), a run reads Ecwid's paid orders updated in a
+//! window (`GET /orders?paymentStatus=PAID&updatedFrom=&updatedTo=`, Ecwid's "Finding orders
+//! without a webhook") and enqueues every order that [`sweep_action`] says needs one. The
+//! message goes through the same queue, claim and ledger as a webhook's, so a sweep can never
+//! make a second sale: at worst the poster answers "already posted".
+//!
+//! **Windows.** The cursor ([`SweepCursor`]) keeps the end of the last window that was fully
+//! handled. The next window starts [`SweepConfig::overlap`] before it (clock skew, Ecwid's own
+//! lag in its search) and ends now, cut into windows of at most [`SweepConfig::max_window`] so
+//! that a long backlog advances step by step. The cursor is saved only after a window is
+//! fully handled; a run stopped by its time or request budget resumes there.
+//!
+//! **Eligibility.** Orders created before the cursor's `floor` are never swept: the floor is
+//! the connection's go-live moment, or the first run's time for a connection saved before
+//! go-live existed. Editing an old order bumps its update time, not its creation, so it
+//! stays out. A store's history is posted only on purpose, with `els backfill`.
+//!
+//! **Paging.** Ecwid does not document the order of search results. The window's end is
+//! fixed before paging, so no order can enter the result set while it is read, but one can
+//! leave it (an update moves its update time past the window), which would shift the pages
+//! under us. A page whose `total` differs from the first page's starts the window over (ids
+//! already handled are skipped); a window that does not hold still after three passes is left
+//! for the next run, cursor unsaved.
+//!
+//! **Health.** Each run also reads the store's pending web sales (a small index, not the
+//! ledger) and calls a store unhealthy when an order is parked or a paid order has waited
+//! longer than [`SweepConfig::health_stale_after`] without being posted.
+
+use crate::connection::Connection;
+use crate::ecwid::{OrderQuery, OrderSummary, PAID};
+use crate::error::{ApiError, StoreError};
+use crate::ids::StoreId;
+use crate::ledger::{LedgerEntry, OrderKey, OrderState, ReasonCode};
+use crate::ports::{
+    Clock, ConnectionStore, EcwidApi, LedgerStore, OrderMessage, SweepStateStore, WorkQueue,
+};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+/// The sweep's state of one store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepCursor {
+    pub store_id: StoreId,
+    /// Orders created before this are never swept (go-live, or the first run).
+    pub floor: DateTime<Utc>,
+    /// The end of the last fully handled window; None until the first window is done.
+    pub swept_to: Option<DateTime<Utc>>,
+    /// While a run works on the store; another run leaves the store alone until then.
+    pub lease_until: Option<DateTime<Utc>>,
+    /// When a run last caught up with the present.
+    #[serde(default)]
+    pub last_completed_at: Option<DateTime<Utc>>,
+    /// Orders the last run enqueued, and all runs together.
+    #[serde(default)]
+    pub last_found: u64,
+    #[serde(default)]
+    pub total_found: u64,
+    /// The last run's health verdict, for `els status`.
+    #[serde(default)]
+    pub health: Option<StoreHealth>,
+    /// Why the last run stopped early, if it did.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    pub updated_at: DateTime<Utc>,
+    /// Optimistic-concurrency version; the stored item has this version.
+    pub version: u64,
+}
+
+/// Tuning of a sweep run.
+#[derive(Debug, Clone)]
+pub struct SweepConfig {
+    /// How far before the last window's end the next one starts.
+    pub overlap: Duration,
+    /// The longest window read in one go; a longer gap is cut into such windows.
+    pub max_window: Duration,
+    /// Orders per search page (Ecwid's maximum is 100).
+    pub page_size: u32,
+    /// Ecwid requests one store may spend in one run. Ecwid allows 600 a minute per token,
+    /// shared with the poster and the inventory mirror; the default leaves most of it to them.
+    pub max_requests_per_store: u32,
+    /// The whole run (all stores) stops starting new windows after this.
+    pub max_run: std::time::Duration,
+    /// How long a run holds a store.
+    pub lease: Duration,
+    /// A QUEUED or POSTING order untouched this long gets a fresh message (its own may have
+    /// been lost with a crashed worker, or dead-lettered without a record).
+    pub stuck_after: Duration,
+    /// A paid order waiting longer than this makes its store unhealthy.
+    pub health_stale_after: Duration,
+}
+
+impl Default for SweepConfig {
+    fn default() -> Self {
+        Self {
+            overlap: Duration::minutes(10),
+            max_window: Duration::hours(1),
+            page_size: 100,
+            max_requests_per_store: 100,
+            max_run: std::time::Duration::from_secs(120),
+            lease: Duration::minutes(5),
+            stuck_after: Duration::minutes(30),
+            health_stale_after: Duration::hours(2),
+        }
+    }
+}
+
+/// Why the sweep enqueues an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SweepReason {
+    /// The ledger has never seen it: its webhook was lost.
+    Missed,
+    /// Skipped as unpaid (a re-fetch that lagged behind the payment); it is paid now.
+    Unpaid,
+    /// QUEUED or POSTING and untouched for [`SweepConfig::stuck_after`].
+    Stuck,
+}
+
+/// What the sweep does with a paid order it found, given its ledger entry. Posted and parked
+/// orders are left alone (parked ones wait for an operator), and so are orders skipped for
+/// another reason than "not paid": posting was off (O5: they post only when replayed) or
+/// they predate go-live.
+pub fn sweep_action(
+    entry: Option<&LedgerEntry>,
+    now: DateTime<Utc>,
+    stuck_after: Duration,
+) -> Option<SweepReason> {
+    let Some(entry) = entry else {
+        return Some(SweepReason::Missed);
+    };
+    match entry.state {
+        OrderState::Skipped
+            if entry.reason.as_ref().map(|r| r.code) == Some(ReasonCode::NotPaid) =>
+        {
+            Some(SweepReason::Unpaid)
+        }
+        OrderState::Queued | OrderState::Posting if now - entry.updated_at >= stuck_after => {
+            Some(SweepReason::Stuck)
+        }
+        _ => None,
+    }
+}
+
+/// A store's health as a sweep run saw it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoreHealth {
+    /// Parked orders holding web quantities.
+    pub parked: usize,
+    /// Paid orders waiting to be posted, and how long the oldest has waited (seconds).
+    pub waiting: usize,
+    pub oldest_waiting_secs: Option<i64>,
+    /// Why the store is unhealthy; None when it is not.
+    pub problem: Option<String>,
+}
+
+impl StoreHealth {
+    pub fn is_healthy(&self) -> bool {
+        self.problem.is_none()
+    }
+}
+
+/// How a store's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SweepOutcome {
+    /// Caught up with the present.
+    Completed,
+    /// Stopped by the time or request budget, or a window that would not hold still; the
+    /// next run resumes from the saved cursor.
+    Deferred,
+    /// Another run holds the store.
+    Busy,
+    /// Posting is off for the store (O5): nothing is swept.
+    Off,
+}
+
+/// What a run did for one store.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreSweepReport {
+    pub store_id: StoreId,
+    pub outcome: SweepOutcome,
+    /// Ecwid requests made.
+    pub requests: u32,
+    /// Paid orders read (an order seen in two passes counts once).
+    pub orders_seen: u64,
+    /// Orders enqueued, by why.
+    pub missed: u64,
+    pub unpaid: u64,
+    pub stuck: u64,
+    /// Paid orders created before the floor (not eligible).
+    pub before_floor: u64,
+    /// The last window fully handled ends here.
+    pub swept_to: Option<DateTime<Utc>>,
+    pub health: Option<StoreHealth>,
+}
+
+impl StoreSweepReport {
+    fn new(store_id: StoreId, outcome: SweepOutcome) -> Self {
+        Self {
+            store_id,
+            outcome,
+            requests: 0,
+            orders_seen: 0,
+            missed: 0,
+            unpaid: 0,
+            stuck: 0,
+            before_floor: 0,
+            swept_to: None,
+            health: None,
+        }
+    }
+
+    /// Orders enqueued: the sweep's finds.
+    pub fn found(&self) -> u64 {
+        self.missed + self.unpaid + self.stuck
+    }
+}
+
+/// Why a store's run failed (its cursor stays where the last full window left it).
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error("store {store_id}: {what}: {source}")]
+    Store {
+        store_id: StoreId,
+        what: &'static str,
+        source: StoreError,
+    },
+    #[error("store {store_id}: searching Ecwid's orders: {source}")]
+    Ecwid { store_id: StoreId, source: ApiError },
+    #[error("store {store_id}: enqueueing order {order_id}: {detail}")]
+    Queue {
+        store_id: StoreId,
+        order_id: String,
+        detail: String,
+    },
+}
+
+/// A run over every connection.
+#[derive(Debug, Default, Serialize)]
+pub struct SweepReport {
+    pub stores: Vec<StoreSweepReport>,
+    /// Stores whose run failed, with why.
+    pub failures: Vec<(StoreId, String)>,
+    pub elapsed_ms: u64,
+}
+
+impl SweepReport {
+    /// Orders enqueued across all stores.
+    pub fn found(&self) -> u64 {
+        self.stores.iter().map(StoreSweepReport::found).sum()
+    }
+
+    /// Stores whose health check failed, with why.
+    pub fn unhealthy(&self) -> Vec<(StoreId, String)> {
+        self.stores
+            .iter()
+            .filter_map(|r| {
+                let problem = r.health.as_ref()?.problem.clone()?;
+                Some((r.store_id, problem))
+            })
+            .collect()
+    }
+}
+
+/// The service: state, Ecwid, the work queue and a clock.
+pub struct OrderSweep<S, E, Q, C> {
+    store: S,
+    ecwid: E,
+    queue: Q,
+    clock: C,
+    config: SweepConfig,
+}
+
+impl<S, E, Q, C> OrderSweep<S, E, Q, C>
+where
+    S: ConnectionStore + LedgerStore + SweepStateStore,
+    E: EcwidApi,
+    Q: WorkQueue,
+    C: Clock,
+{
+    pub fn new(store: S, ecwid: E, queue: Q, clock: C, config: SweepConfig) -> Self {
+        Self {
+            store,
+            ecwid,
+            queue,
+            clock,
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &SweepConfig {
+        &self.config
+    }
+
+    /// Sweeps every connection, one after the other, within [`SweepConfig::max_run`]. A
+    /// store's failure is reported and the others go on; only failing to list the
+    /// connections fails the run.
+    pub async fn sweep_all(&self) -> Result<SweepReport, StoreError> {
+        let started = self.clock.now();
+        let deadline = started + to_chrono(self.config.max_run);
+        let mut report = SweepReport::default();
+        for conn in self.store.list_connections().await? {
+            match self.sweep_store(&conn, deadline).await {
+                Ok(r) => report.stores.push(r),
+                Err(e) => {
+                    tracing::warn!(store_id = conn.store_id.get(), error = %e, "order sweep failed for the store");
+                    report.failures.push((conn.store_id, e.to_string()));
+                }
+            }
+        }
+        report.elapsed_ms = (self.clock.now() - started).num_milliseconds().max(0) as u64;
+        Ok(report)
+    }
+
+    /// Sweeps one store until it is caught up, its request budget is spent or `deadline`
+    /// passes.
+    pub async fn sweep_store(
+        &self,
+        conn: &Connection,
+        deadline: DateTime<Utc>,
+    ) -> Result<StoreSweepReport, SweepError> {
+        let store_id = conn.store_id;
+        if !conn.settings.post_sales {
+            return Ok(StoreSweepReport::new(store_id, SweepOutcome::Off));
+        }
+        let Some(mut cursor) = self.claim(conn).await? else {
+            return Ok(StoreSweepReport::new(store_id, SweepOutcome::Busy));
+        };
+        let mut report = StoreSweepReport::new(store_id, SweepOutcome::Deferred);
+        // The present, fixed for this run: windows end at or before it.
+        let present = self.clock.now();
+        let run = self
+            .sweep_windows(conn, &mut cursor, &mut report, present, deadline)
+            .await;
+        let health = self.health(store_id).await;
+        if let Err(e) = &health {
+            tracing::warn!(store_id = store_id.get(), error = %e, "reading pending orders for the health check failed");
+        }
+        report.health = health.ok();
+        let caught_up = cursor.swept_to.is_some_and(|t| t >= present);
+        if run.is_ok() && caught_up {
+            report.outcome = SweepOutcome::Completed;
+        }
+        report.swept_to = cursor.swept_to;
+        self.release(&mut cursor, &report, run.as_ref().err(), caught_up)
+            .await?;
+        run.map(|()| report)
+    }
+
+    /// Takes the store's run lease: a new cursor on the first run, else the stored one if its
+    /// lease is free. None: another run holds it.
+    async fn claim(&self, conn: &Connection) -> Result<Option<SweepCursor>, SweepError> {
+        let store_id = conn.store_id;
+        let store_err = |what| {
+            move |source| SweepError::Store {
+                store_id,
+                what,
+                source,
+            }
+        };
+        let now = self.clock.now();
+        let existing = self
+            .store
+            .get_sweep_cursor(store_id)
+            .await
+            .map_err(store_err("reading the sweep cursor"))?;
+        let (mut cursor, expected) = match existing {
+            Some(c) if c.lease_until.is_some_and(|until| until > now) => return Ok(None),
+            Some(c) => {
+                let expected = Some(c.version);
+                (c, expected)
+            }
+            None => (
+                SweepCursor {
+                    store_id,
+                    floor: conn.go_live_at.unwrap_or(now),
+                    swept_to: None,
+                    lease_until: None,
+                    last_completed_at: None,
+                    last_found: 0,
+                    total_found: 0,
+                    health: None,
+                    last_error: None,
+                    updated_at: now,
+                    version: 0,
+                },
+                None,
+            ),
+        };
+        cursor.lease_until = Some(now + self.config.lease);
+        cursor.updated_at = now;
+        cursor.version += 1;
+        match self.store.put_sweep_cursor(&cursor, expected).await {
+            Ok(()) => Ok(Some(cursor)),
+            Err(StoreError::Conflict(_)) => Ok(None),
+            Err(e) => Err(store_err("claiming the sweep cursor")(e)),
+        }
+    }
+
+    /// Saves the cursor after a fully handled window (still under the lease).
+    async fn save(&self, cursor: &mut SweepCursor) -> Result<(), SweepError> {
+        let mut next = cursor.clone();
+        next.version += 1;
+        next.updated_at = self.clock.now();
+        self.store
+            .put_sweep_cursor(&next, Some(cursor.version))
+            .await
+            .map_err(|source| SweepError::Store {
+                store_id: cursor.store_id,
+                what: "saving the sweep cursor",
+                source,
+            })?;
+        *cursor = next;
+        Ok(())
+    }
+
+    async fn release(
+        &self,
+        cursor: &mut SweepCursor,
+        report: &StoreSweepReport,
+        error: Option<&SweepError>,
+        caught_up: bool,
+    ) -> Result<(), SweepError> {
+        let now = self.clock.now();
+        cursor.lease_until = None;
+        cursor.last_found = report.found();
+        cursor.total_found += report.found();
+        cursor.health = report.health.clone();
+        cursor.last_error = error.map(ToString::to_string);
+        if caught_up {
+            cursor.last_completed_at = Some(now);
+        }
+        self.save(cursor).await
+    }
+
+    /// Reads and handles windows from the cursor up to `present`.
+    async fn sweep_windows(
+        &self,
+        conn: &Connection,
+        cursor: &mut SweepCursor,
+        report: &mut StoreSweepReport,
+        present: DateTime<Utc>,
+        deadline: DateTime<Utc>,
+    ) -> Result<(), SweepError> {
+        loop {
+            let from = match cursor.swept_to {
+                None => cursor.floor,
+                Some(to) => (to - self.config.overlap).max(cursor.floor),
+            };
+            if cursor.swept_to.is_some_and(|t| t >= present) {
+                return Ok(());
+            }
+            let to = (from + self.config.max_window).min(present);
+            if to <= from {
+                // Go-live is still ahead: nothing can be eligible yet.
+                cursor.swept_to = Some(present);
+                return self.save(cursor).await;
+            }
+            if self.clock.now() >= deadline {
+                return Ok(());
+            }
+            if !self.sweep_window(conn, cursor, report, from, to).await? {
+                return Ok(());
+            }
+            cursor.swept_to = Some(to);
+            // The lease is renewed with each saved window.
+            cursor.lease_until = Some(self.clock.now() + self.config.lease);
+            self.save(cursor).await?;
+        }
+    }
+
+    /// Reads one window and enqueues what it must. Ok(false): stopped by the request budget
+    /// or a result set that would not hold still (the window is read again next time).
+    async fn sweep_window(
+        &self,
+        conn: &Connection,
+        cursor: &SweepCursor,
+        report: &mut StoreSweepReport,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<bool, SweepError> {
+        let store_id = conn.store_id;
+        let mut handled: HashSet<String> = HashSet::new();
+        'passes: for _pass in 0..3 {
+            let mut offset = 0u64;
+            let mut expected_total: Option<u64> = None;
+            loop {
+                if report.requests >= self.config.max_requests_per_store {
+                    return Ok(false);
+                }
+                report.requests += 1;
+                let query = OrderQuery {
+                    payment_status: Some(PAID.to_string()),
+                    updated_from: Some(from.timestamp()),
+                    updated_to: Some(to.timestamp()),
+                    offset,
+                    limit: self.config.page_size,
+                    ..OrderQuery::default()
+                };
+                let page = self
+                    .ecwid
+                    .search_orders(conn, &query)
+                    .await
+                    .map_err(|source| SweepError::Ecwid { store_id, source })?;
+                if *expected_total.get_or_insert(page.total) != page.total {
+                    // An order left the window while we paged: start the window over.
+                    continue 'passes;
+                }
+                let read = page.items.len() as u64;
+                for order in page.items {
+                    if handled.insert(order.id.clone()) {
+                        report.orders_seen += 1;
+                        self.handle(conn, cursor, report, &order, to).await?;
+                    }
+                }
+                offset += read;
+                if read == 0 || offset >= page.total {
+                    return Ok(true);
+                }
+            }
+        }
+        tracing::warn!(
+            store_id = store_id.get(),
+            "Ecwid's order search kept changing while it was read; the window is read again next run"
+        );
+        Ok(false)
+    }
+
+    async fn handle(
+        &self,
+        conn: &Connection,
+        cursor: &SweepCursor,
+        report: &mut StoreSweepReport,
+        order: &OrderSummary,
+        window_end: DateTime<Utc>,
+    ) -> Result<(), SweepError> {
+        let store_id = conn.store_id;
+        if !order.is_paid() {
+            return Ok(());
+        }
+        // An order Ecwid gives no creation time for is looked at (the poster decides).
+        if order
+            .create_timestamp
+            .is_some_and(|t| t < cursor.floor.timestamp())
+        {
+            report.before_floor += 1;
+            return Ok(());
+        }
+        let key = OrderKey::new(store_id, order.id.clone());
+        let entry = self
+            .store
+            .load_order(&key)
+            .await
+            .map_err(|source| SweepError::Store {
+                store_id,
+                what: "reading the ledger",
+                source,
+            })?;
+        let Some(why) = sweep_action(entry.as_ref(), self.clock.now(), self.config.stuck_after)
+        else {
+            return Ok(());
+        };
+        self.queue
+            .enqueue(&OrderMessage::sweep(&key, window_end.timestamp()))
+            .await
+            .map_err(|e| SweepError::Queue {
+                store_id,
+                order_id: order.id.clone(),
+                detail: e.to_string(),
+            })?;
+        match why {
+            SweepReason::Missed => report.missed += 1,
+            SweepReason::Unpaid => report.unpaid += 1,
+            SweepReason::Stuck => report.stuck += 1,
+        }
+        tracing::info!(store_id = store_id.get(), order_id = %order.id, reason = ?why, "order sweep enqueued an order");
+        Ok(())
+    }
+
+    /// The store's health from its pending web sales.
+    async fn health(&self, store_id: StoreId) -> Result<StoreHealth, StoreError> {
+        let pending = self.store.list_pending_web_sales(store_id).await?;
+        Ok(health_of(
+            &pending,
+            self.clock.now(),
+            self.config.health_stale_after,
+        ))
+    }
+}
+
+/// The health verdict on a store's pending web sales.
+pub fn health_of(
+    pending: &[crate::inventory::PendingWebSale],
+    now: DateTime<Utc>,
+    stale_after: Duration,
+) -> StoreHealth {
+    let parked = pending
+        .iter()
+        .filter(|p| p.state == Some(OrderState::Parked))
+        .count();
+    let waiting: Vec<DateTime<Utc>> = pending
+        .iter()
+        .filter(|p| p.state != Some(OrderState::Parked))
+        .filter_map(|p| p.since)
+        .collect();
+    let oldest = waiting.iter().min().map(|t| (now - *t).num_seconds());
+    let problem = if parked > 0 {
+        Some(format!(
+            "{parked} parked order(s) wait for an operator (els status --state PARKED)"
+        ))
+    } else {
+        oldest
+            .filter(|age| *age >= stale_after.num_seconds())
+            .map(|age| {
+                format!(
+                    "a paid order has waited {} min without being posted",
+                    age / 60
+                )
+            })
+    };
+    StoreHealth {
+        parked,
+        waiting: waiting.len(),
+        oldest_waiting_secs: oldest,
+        problem,
+    }
+}
+
+fn to_chrono(d: std::time::Duration) -> Duration {
+    Duration::from_std(d).unwrap_or(Duration::MAX)
+}
