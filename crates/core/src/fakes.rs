@@ -6,6 +6,7 @@
 use crate::connection::Connection;
 use crate::ecwid::{EcwidOrder, OrderQuery, OrderSearchPage, OrderSummary};
 use crate::error::ApiError;
+use crate::error::QueueError;
 use crate::ids::{Sku, StoreId};
 use crate::inventory::{
     BatchStatus, EcwidCatalogProduct, EcwidProductPage, EcwidTarget, FeedPage, InventoryRecord,
@@ -15,10 +16,13 @@ use crate::lightspeed::{
     LsCustomer, LsProduct, LsTax, NewCustomer, PostedSale, SaleDraft, SaleSetup,
 };
 use crate::memory::MemoryStore;
-use crate::ports::{Clock, ConnectionStore, EcwidApi, LightspeedApi};
+use crate::ports::{
+    Clock, ConnectionStore, Delivery, EcwidApi, LightspeedApi, OrderMessage, WorkQueue,
+};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -62,6 +66,54 @@ impl World {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+// ---------------------------------------------------------------------------------------
+// Work queue
+// ---------------------------------------------------------------------------------------
+
+/// A queue that keeps what it accepted, drops repeated dedup ids (the FIFO window) and
+/// can fail a number of enqueues first.
+#[derive(Default)]
+pub struct FakeQueue {
+    accepted: Mutex<Vec<OrderMessage>>,
+    /// Enqueue calls, failed ones included.
+    pub attempts: AtomicUsize,
+    /// Enqueues that fail before the next one succeeds.
+    pub failing: AtomicUsize,
+}
+
+impl FakeQueue {
+    pub fn accepted(&self) -> Vec<OrderMessage> {
+        self.accepted.lock().unwrap().clone()
+    }
+}
+
+impl WorkQueue for &FakeQueue {
+    async fn enqueue(&self, message: &OrderMessage) -> Result<(), QueueError> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        if self
+            .failing
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(QueueError::Unavailable("injected".into()));
+        }
+        let mut accepted = self.accepted.lock().unwrap();
+        if !accepted.iter().any(|m| m.dedup_id == message.dedup_id) {
+            accepted.push(message.clone());
+        }
+        Ok(())
+    }
+    async fn receive(&self, _: usize, _: Duration) -> Result<Vec<Delivery>, QueueError> {
+        unreachable!("the services under test only enqueue")
+    }
+    async fn ack(&self, _: &str) -> Result<(), QueueError> {
+        unreachable!("the services under test only enqueue")
+    }
+    async fn retry_after(&self, _: &str, _: Duration) -> Result<(), QueueError> {
+        unreachable!("the services under test only enqueue")
+    }
 }
 
 // ---------------------------------------------------------------------------------------

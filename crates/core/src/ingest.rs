@@ -372,18 +372,16 @@ impl<S: ConnectionStore + WebhookEventStore, Q: WorkQueue, C: Clock> Ingestor<S,
 mod tests {
     use super::*;
     use crate::connection::Connection;
-    use crate::error::QueueError;
+    use crate::fakes::FakeQueue;
     use crate::ids::StoreId;
     use crate::memory::MemoryStore;
-    use crate::ports::Delivery;
     use crate::webhook::sign;
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD;
     use chrono::{DateTime, Utc};
     use hmac::{Hmac, Mac};
     use proptest::prelude::*;
-    use std::sync::Mutex;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::Ordering;
     use std::time::Duration;
 
     const SECRET: &str = "test-client-secret";
@@ -397,48 +395,6 @@ mod tests {
             "register_id": "r", "outlet_id": "o", "user_id": "u", "payment_type_id": "p"
         }))
         .unwrap()
-    }
-
-    /// A queue that keeps what it accepted, drops repeated dedup ids (the FIFO window) and
-    /// can fail a number of enqueues first.
-    #[derive(Default)]
-    struct FakeQueue {
-        accepted: Mutex<Vec<OrderMessage>>,
-        attempts: AtomicUsize,
-        failing: AtomicUsize,
-    }
-
-    impl FakeQueue {
-        fn accepted(&self) -> Vec<OrderMessage> {
-            self.accepted.lock().unwrap().clone()
-        }
-    }
-
-    impl WorkQueue for &FakeQueue {
-        async fn enqueue(&self, message: &OrderMessage) -> Result<(), QueueError> {
-            self.attempts.fetch_add(1, Ordering::SeqCst);
-            if self
-                .failing
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok()
-            {
-                return Err(QueueError::Unavailable("injected".into()));
-            }
-            let mut accepted = self.accepted.lock().unwrap();
-            if !accepted.iter().any(|m| m.dedup_id == message.dedup_id) {
-                accepted.push(message.clone());
-            }
-            Ok(())
-        }
-        async fn receive(&self, _: usize, _: Duration) -> Result<Vec<Delivery>, QueueError> {
-            unreachable!("ingest only enqueues")
-        }
-        async fn ack(&self, _: &str) -> Result<(), QueueError> {
-            unreachable!("ingest only enqueues")
-        }
-        async fn retry_after(&self, _: &str, _: Duration) -> Result<(), QueueError> {
-            unreachable!("ingest only enqueues")
-        }
     }
 
     struct FixedClock(DateTime<Utc>);

@@ -634,3 +634,274 @@ pub fn health_of(
 fn to_chrono(d: std::time::Duration) -> Duration {
     Duration::from_std(d).unwrap_or(Duration::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ecwid::EcwidOrder;
+    use crate::fakes::{FakeEcwid, FakeQueue, STORE, TestClock, connection};
+    use crate::ledger::{self, Outcome, Reason};
+    use crate::memory::MemoryStore;
+
+    const T0: i64 = 1_800_000_000;
+
+    fn order(id: &str, status: &str, created: i64, updated: i64) -> EcwidOrder {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "paymentStatus": status, "total": 10,
+            "createTimestamp": created, "updateTimestamp": updated,
+        }))
+        .unwrap()
+    }
+
+    struct Setup {
+        store: MemoryStore,
+        ecwid: FakeEcwid,
+        queue: FakeQueue,
+        clock: TestClock,
+    }
+
+    impl Setup {
+        /// A store whose connection went live at T0 - 1 h; the clock at T0.
+        async fn new() -> Self {
+            let store = MemoryStore::new();
+            let mut conn = connection();
+            conn.go_live_at = DateTime::from_timestamp(T0 - 3600, 0);
+            store.put_connection(&conn, None).await.unwrap();
+            Self {
+                store,
+                ecwid: FakeEcwid::default(),
+                queue: FakeQueue::default(),
+                clock: TestClock::new(),
+            }
+        }
+
+        fn sweep(
+            &self,
+            config: SweepConfig,
+        ) -> OrderSweep<MemoryStore, FakeEcwid, &FakeQueue, TestClock> {
+            OrderSweep::new(
+                self.store.clone(),
+                self.ecwid.clone(),
+                &self.queue,
+                self.clock.clone(),
+                config,
+            )
+        }
+
+        fn enqueued(&self) -> Vec<String> {
+            let mut ids: Vec<String> = self
+                .queue
+                .accepted()
+                .into_iter()
+                .map(|m| m.order_id)
+                .collect();
+            ids.sort();
+            ids.dedup();
+            ids
+        }
+
+        async fn record(&self, id: &str, outcome: Outcome) {
+            let key = OrderKey::new(STORE, id);
+            let ledger::ClaimDecision::Claim {
+                entry,
+                expected_version,
+                ..
+            } = ledger::claim(None, &key, self.clock.now(), Duration::seconds(60))
+            else {
+                panic!("claim");
+            };
+            self.store
+                .save_order(&entry, expected_version)
+                .await
+                .unwrap();
+            let done = ledger::finish(&entry, outcome, self.clock.now());
+            self.store
+                .save_order(&done, Some(entry.version))
+                .await
+                .unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn paid_orders_the_ledger_has_not_seen_are_enqueued_once_and_nothing_else() {
+        let s = Setup::new().await;
+        let (created, updated) = (T0 - 1800, T0 - 1700);
+        for (id, status) in [
+            ("MISSED", "PAID"),
+            ("POSTED", "PAID"),
+            ("PARKED", "PAID"),
+            ("LAGGED", "PAID"),
+            ("OFF", "PAID"),
+            ("UNPAID", "AWAITING_PAYMENT"),
+        ] {
+            s.ecwid.add_order(order(id, status, created, updated));
+        }
+        // Created before go-live, edited since: never eligible.
+        s.ecwid
+            .add_order(order("OLD", "PAID", T0 - 86_400, T0 - 60));
+        s.record(
+            "POSTED",
+            Outcome::Posted {
+                sale_id: "s1".into(),
+                adopted: false,
+            },
+        )
+        .await;
+        s.record(
+            "PARKED",
+            Outcome::Parked(Reason::new(ReasonCode::UnknownSku, "x")),
+        )
+        .await;
+        s.record(
+            "LAGGED",
+            Outcome::Skipped(Reason::new(ReasonCode::NotPaid, "lag")),
+        )
+        .await;
+        s.record(
+            "OFF",
+            Outcome::Skipped(Reason::new(ReasonCode::PostSalesOff, "off")),
+        )
+        .await;
+
+        let report = s.sweep(SweepConfig::default()).sweep_all().await.unwrap();
+        let store = &report.stores[0];
+        assert_eq!(store.outcome, SweepOutcome::Completed);
+        assert_eq!((store.missed, store.unpaid, store.stuck), (1, 1, 0));
+        assert_eq!(store.before_floor, 1);
+        assert_eq!(s.enqueued(), vec!["LAGGED", "MISSED"]);
+        // The parked order makes the store unhealthy... only if it holds lines; this one
+        // has none (never fetched), so the store is healthy.
+        let cursor = s.store.get_sweep_cursor(STORE).await.unwrap().unwrap();
+        assert_eq!(cursor.swept_to, Some(s.clock.now()));
+        assert_eq!(cursor.floor.timestamp(), T0 - 3600);
+        assert_eq!(cursor.lease_until, None);
+        assert_eq!((cursor.last_found, cursor.total_found), (2, 2));
+        assert!(cursor.last_completed_at.is_some());
+
+        // The next run reads from the cursor minus the overlap: the same orders are seen,
+        // the queue's dedup and the ledger make that harmless; an order paid since is found.
+        s.clock.advance(std::time::Duration::from_secs(300));
+        s.ecwid
+            .add_order(order("LATER", "PAID", T0 + 100, T0 + 200));
+        let report = s.sweep(SweepConfig::default()).sweep_all().await.unwrap();
+        assert_eq!(report.stores[0].missed, 1, "{report:?}");
+        assert_eq!(s.enqueued(), vec!["LAGGED", "LATER", "MISSED"]);
+    }
+
+    #[tokio::test]
+    async fn with_posting_off_nothing_is_read_and_a_busy_store_is_left_alone() {
+        let s = Setup::new().await;
+        s.ecwid.add_order(order("A", "PAID", T0 - 60, T0 - 60));
+        let mut conn = s.store.get_connection(STORE).await.unwrap().unwrap();
+        conn.settings.post_sales = false;
+        let expected = conn.version;
+        conn.version += 1;
+        s.store.put_connection(&conn, Some(expected)).await.unwrap();
+        let report = s.sweep(SweepConfig::default()).sweep_all().await.unwrap();
+        assert_eq!(report.stores[0].outcome, SweepOutcome::Off);
+        assert_eq!(s.ecwid.calls(), 0);
+
+        conn.settings.post_sales = true;
+        let expected = conn.version;
+        conn.version += 1;
+        s.store.put_connection(&conn, Some(expected)).await.unwrap();
+        let sweep = s.sweep(SweepConfig::default());
+        let held = sweep.claim(&conn).await.unwrap().expect("first claim");
+        assert!(held.lease_until.is_some());
+        let report = sweep.sweep_all().await.unwrap();
+        assert_eq!(report.stores[0].outcome, SweepOutcome::Busy);
+        assert!(s.enqueued().is_empty());
+        // After the lease, the next run takes the store.
+        s.clock.advance(std::time::Duration::from_secs(301));
+        let report = sweep.sweep_all().await.unwrap();
+        assert_eq!(report.stores[0].outcome, SweepOutcome::Completed);
+        assert_eq!(s.enqueued(), vec!["A"]);
+    }
+
+    #[tokio::test]
+    async fn a_run_out_of_budget_saves_its_full_windows_and_the_next_run_resumes() {
+        let s = Setup::new().await;
+        // 250 paid orders spread over the last 3 hours since go-live... (go-live is 1 h
+        // back: move it 3 h back).
+        let mut conn = s.store.get_connection(STORE).await.unwrap().unwrap();
+        conn.go_live_at = DateTime::from_timestamp(T0 - 3 * 3600, 0);
+        let expected = conn.version;
+        conn.version += 1;
+        s.store.put_connection(&conn, Some(expected)).await.unwrap();
+        for i in 0..250 {
+            let t = T0 - 3 * 3600 + i * 40;
+            s.ecwid.add_order(order(&format!("O{i:03}"), "PAID", t, t));
+        }
+        let config = SweepConfig {
+            page_size: 10,
+            max_requests_per_store: 12,
+            ..SweepConfig::default()
+        };
+        let mut runs = 0;
+        loop {
+            runs += 1;
+            let report = s.sweep(config.clone()).sweep_all().await.unwrap();
+            let store = &report.stores[0];
+            assert!(store.requests <= 12);
+            if store.outcome == SweepOutcome::Completed {
+                break;
+            }
+            assert_eq!(store.outcome, SweepOutcome::Deferred);
+            assert!(runs < 10, "the sweep does not progress");
+        }
+        assert!(runs > 1, "the budget should have cut the first run");
+        assert_eq!(s.enqueued().len(), 250);
+    }
+
+    #[test]
+    fn stuck_orders_get_a_fresh_message_and_live_ones_do_not() {
+        let now = DateTime::from_timestamp(T0, 0).unwrap();
+        let key = OrderKey::new(STORE, "Q");
+        let ledger::ClaimDecision::Claim { entry, .. } =
+            ledger::claim(None, &key, now - Duration::hours(1), Duration::seconds(60))
+        else {
+            panic!("claim")
+        };
+        let released = ledger::finish(
+            &entry,
+            Outcome::Released {
+                error: "503".into(),
+                post_may_exist: false,
+            },
+            now - Duration::hours(1),
+        );
+        let stuck_after = Duration::minutes(30);
+        assert_eq!(
+            sweep_action(Some(&released), now, stuck_after),
+            Some(SweepReason::Stuck)
+        );
+        assert_eq!(
+            sweep_action(Some(&released), now - Duration::minutes(45), stuck_after),
+            None
+        );
+        assert_eq!(
+            sweep_action(None, now, stuck_after),
+            Some(SweepReason::Missed)
+        );
+    }
+
+    #[test]
+    fn parked_orders_and_long_waits_make_a_store_unhealthy() {
+        use crate::inventory::PendingWebSale;
+        let now = DateTime::from_timestamp(T0, 0).unwrap();
+        let pending = |state, mins: i64| PendingWebSale {
+            order_id: "X".into(),
+            lines: vec![],
+            state: Some(state),
+            since: Some(now - Duration::minutes(mins)),
+        };
+        let stale = Duration::hours(2);
+        assert!(health_of(&[pending(OrderState::Queued, 10)], now, stale).is_healthy());
+        let slow = health_of(&[pending(OrderState::Queued, 180)], now, stale);
+        assert_eq!(slow.oldest_waiting_secs, Some(180 * 60));
+        assert!(slow.problem.unwrap().contains("180 min"));
+        let parked = health_of(&[pending(OrderState::Parked, 1)], now, stale);
+        assert_eq!(parked.parked, 1);
+        assert!(!parked.is_healthy());
+    }
+}
