@@ -11,6 +11,7 @@ use els_core::ingest::{IngestOutcome, Ingestor, RESPONSE_CONTENT_TYPE};
 use els_core::inventory::mirror::InventoryMirror;
 use els_core::poster::{PostOutcome, SalePoster};
 use els_core::settle::post_delivered;
+use els_core::sweep::OrderSweep;
 use els_core::{Clock, Delivery, EcwidApi, LightspeedApi, StateStore, WorkQueue};
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,6 +81,11 @@ where
 
     pub fn poster(&self) -> &SalePoster<S, E, L, C> {
         &self.poster
+    }
+
+    /// Starts the worker at once instead of at its next poll (after a sweep enqueued work).
+    pub fn wake_worker(&self) {
+        self.wake.notify_one();
     }
 
     /// The HTTP routes: `POST /webhooks/ecwid` and `GET /healthz`.
@@ -155,25 +161,84 @@ where
     /// moves it to the dead-letter table (like the `sale-poster` Lambda, whose record goes
     /// to the SQS DLQ). `els replay --dlq` takes it back from there.
     pub async fn settle(&self, d: Delivery) -> Result<PostOutcome, els_core::poster::RetryLater> {
-        let span = tracing::info_span!("order", store_id = d.message.store_id.get(), order_id = %d.message.order_id, receive_count = d.receive_count);
-        let settled = post_delivered(
-            &self.poster,
-            &d.message,
-            Some(d.receive_count),
-            self.options.max_receives,
-        )
-        .instrument(span)
-        .await;
-        let done = match settled.settlement.redeliver_after() {
-            None => self.queue.ack(&d.receipt).await,
-            Some(delay) => self.queue.retry_after(&d.receipt, delay).await,
-        };
-        if let Err(e) = done {
-            // The message reappears after its visibility timeout; the ledger makes that safe.
-            tracing::error!(order_id = %d.message.order_id, error = %e, "could not settle the queue message");
-        }
-        settled.outcome
+        settle(&self.poster, &self.queue, &self.options, d).await
     }
+}
+
+/// Works one delivery with `poster` and settles it on `queue` (see [`Embedded::settle`]).
+pub async fn settle<S, Q, E, L, C>(
+    poster: &SalePoster<S, E, L, C>,
+    queue: &Q,
+    options: &WorkerOptions,
+    d: Delivery,
+) -> Result<PostOutcome, els_core::poster::RetryLater>
+where
+    S: StateStore,
+    Q: WorkQueue,
+    E: EcwidApi,
+    L: LightspeedApi,
+    C: Clock,
+{
+    let span = tracing::info_span!("order", store_id = d.message.store_id.get(), order_id = %d.message.order_id, receive_count = d.receive_count);
+    let settled = post_delivered(
+        poster,
+        &d.message,
+        Some(d.receive_count),
+        options.max_receives,
+    )
+    .instrument(span)
+    .await;
+    let done = match settled.settlement.redeliver_after() {
+        None => queue.ack(&d.receipt).await,
+        Some(delay) => queue.retry_after(&d.receipt, delay).await,
+    };
+    if let Err(e) = done {
+        // The message reappears after its visibility timeout; the ledger makes that safe.
+        tracing::error!(order_id = %d.message.order_id, error = %e, "could not settle the queue message");
+    }
+    settled.outcome
+}
+
+/// Works the queue until `done` says so (checked whenever the queue has nothing visible) or
+/// `timeout` passes: `els backfill` and `els sweep` on SQLite post what they enqueued this
+/// way when no `els serve` runs (with one running, the two share the queue safely).
+pub async fn drain_until<S, Q, E, L, C, F, Fut>(
+    poster: &SalePoster<S, E, L, C>,
+    queue: &Q,
+    options: &WorkerOptions,
+    timeout: Duration,
+    mut done: F,
+) -> bool
+where
+    S: StateStore,
+    Q: WorkQueue,
+    E: EcwidApi,
+    L: LightspeedApi,
+    C: Clock,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        match queue.receive(options.batch, options.visibility).await {
+            Ok(deliveries) if !deliveries.is_empty() => {
+                for d in deliveries {
+                    let _ = settle(poster, queue, options, d).await;
+                }
+            }
+            Ok(_) => {
+                if done().await {
+                    return true;
+                }
+                tokio::time::sleep(options.idle_poll).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "receiving from the work queue failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    false
 }
 
 /// The shared app as axum state.
@@ -239,6 +304,46 @@ pub async fn run_inventory_timer<S, E, L, C>(
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// The embedded stand-in for the scheduled `order-sweep` function: sweeps every connection
+/// every `interval` (the first run one interval after start, when the webhooks of the
+/// moment have had their chance), until `shutdown` turns true; wakes the worker when it
+/// enqueued something. A failed store is logged; its next run resumes from the cursor.
+pub async fn run_sweep_timer<S, E, Q, C>(
+    sweep: Arc<OrderSweep<S, E, Q, C>>,
+    interval: Duration,
+    wake: impl Fn() + Send + 'static,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: StateStore + 'static,
+    E: EcwidApi + 'static,
+    Q: WorkQueue + 'static,
+    C: Clock + 'static,
+{
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+        match sweep.sweep_all().await {
+            Ok(report) => {
+                for r in report.stores.iter().filter(|r| r.found() > 0) {
+                    tracing::info!("{}", crate::sweep::describe_sweep_run(r));
+                }
+                for (store_id, problem) in report.unhealthy() {
+                    tracing::warn!(store_id = store_id.get(), %problem, "store unhealthy");
+                }
+                if report.found() > 0 {
+                    wake();
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "listing connections for the order sweep failed"),
         }
     }
 }

@@ -12,3 +12,4 @@ pub mod embedded;
 pub mod lightspeed_auth;
 pub mod ops;
 pub mod sandbox_setup;
+pub mod sweep;

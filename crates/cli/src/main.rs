@@ -13,6 +13,7 @@ use commands::inventory::{ReconcileArgs, SyncInventoryArgs};
 use commands::orders::{ReplayArgs, StatusArgs};
 use commands::serve::ServeArgs;
 use commands::settings::SettingsArgs;
+use commands::sweep::{BackfillArgs, SweepArgs};
 
 #[derive(Parser)]
 #[command(
@@ -51,6 +52,12 @@ enum Command {
     BenchRateLimit(BenchRateLimitArgs),
     /// Run the inventory mirror (Lightspeed stock → Ecwid) once, for every connection or one.
     SyncInventory(SyncInventoryArgs),
+    /// Find paid orders whose webhook never came (Ecwid's order search since the last
+    /// sweep) and put them on the queue; `els serve` runs this every 5 minutes.
+    Sweep(SweepArgs),
+    /// Post older paid orders, created in a date range, through the same path; `--dry-run`
+    /// lists what would happen to each and changes nothing.
+    Backfill(Box<BackfillArgs>),
     /// Compare every linked product's level in Lightspeed and Ecwid and print the drift;
     /// `--fix` writes Lightspeed's level (minus pending web sales) to Ecwid.
     Reconcile(ReconcileArgs),
@@ -86,6 +93,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench(args) => commands::bench::bench(args).await,
         Command::BenchInventory(args) => commands::bench::bench_inventory(args).await,
         Command::BenchRateLimit(args) => commands::bench::bench_rate_limit(args).await,
+        Command::Sweep(args) => commands::sweep::sweep(args).await,
+        Command::Backfill(args) => commands::sweep::backfill(*args).await,
         Command::SyncInventory(args) => commands::inventory::sync_inventory(args).await,
         Command::Reconcile(args) => commands::inventory::reconcile(args).await,
     }

@@ -83,6 +83,75 @@ pub async fn counts_by_state<S: LedgerStore>(
     ))
 }
 
+/// What `els status` says of a store beyond its counts: when it last posted, how long the
+/// oldest unposted order has waited, and the last sweep and inventory runs.
+pub async fn store_activity<S>(store: &S, store_id: StoreId) -> Result<String, StoreError>
+where
+    S: LedgerStore + els_core::SweepStateStore + els_core::InventoryStateStore,
+{
+    let entries = store.list_orders(store_id, None, usize::MAX).await?;
+    let now = chrono::Utc::now();
+    let ago = |t: chrono::DateTime<chrono::Utc>| {
+        let secs = (now - t).num_seconds().max(0);
+        match secs {
+            0..120 => format!("{secs} s ago"),
+            120..7200 => format!("{} min ago", secs / 60),
+            _ => format!("{} h ago", secs / 3600),
+        }
+    };
+    let when = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map_or("never".to_string(), |t| {
+            format!("{} ({})", t.to_rfc3339(), ago(t))
+        })
+    };
+    let last_post = entries
+        .iter()
+        .filter(|e| e.state == OrderState::Posted)
+        .map(|e| e.updated_at)
+        .max();
+    let oldest_waiting = entries
+        .iter()
+        .filter(|e| matches!(e.state, OrderState::Queued | OrderState::Posting))
+        .map(|e| e.created_at)
+        .min();
+    let sweep = store.get_sweep_cursor(store_id).await?;
+    let mirror = store.get_inventory_cursor(store_id).await?;
+    let mut out = String::new();
+    let _ = writeln!(out, "  last sale posted       {}", when(last_post));
+    let _ = writeln!(
+        out,
+        "  oldest queued order    {}",
+        oldest_waiting.map_or("none".to_string(), |t| format!("waiting since {}", ago(t)))
+    );
+    let _ = writeln!(
+        out,
+        "  last inventory run     {}",
+        when(mirror.map(|m| m.updated_at))
+    );
+    match sweep {
+        None => {
+            let _ = writeln!(out, "  last order sweep       never");
+        }
+        Some(c) => {
+            let _ = writeln!(
+                out,
+                "  last order sweep       {}; {} found last run, {} in all; swept to {}",
+                when(c.last_completed_at),
+                c.last_found,
+                c.total_found,
+                when(c.swept_to)
+            );
+            if let Some(problem) = c.health.and_then(|h| h.problem) {
+                let _ = writeln!(out, "  health                 {problem}");
+            }
+            if let Some(e) = c.last_error {
+                let _ = writeln!(out, "  last sweep error       {e}");
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Ledger entries counted by state (every state present, 0 when none).
 pub fn count_states(entries: &[LedgerEntry]) -> BTreeMap<&'static str, usize> {
     let mut counts: BTreeMap<&'static str, usize> =

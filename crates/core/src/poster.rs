@@ -34,9 +34,11 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
+mod backfill;
 mod claim;
 mod customers;
 mod products;
+pub use backfill::{BackfillAction, BackfillItem, BackfillPlan};
 
 /// Tunables of the poster.
 #[derive(Debug, Clone)]
@@ -604,6 +606,48 @@ where
                 "renewing the claim before the sale POST: {e}"
             ))),
         }
+    }
+
+    /// What posting `order` would do, without claiming, posting or creating anything: the
+    /// sale it would post, or why it would park (for `els backfill --dry-run`). The order's
+    /// buyer is not looked up (that may create a customer); product links found on the way
+    /// are cached as a post would cache them. Err: the answer is not known (a retryable
+    /// failure, with why).
+    pub async fn preview(
+        &self,
+        conn: &Connection,
+        order: &EcwidOrder,
+    ) -> Result<Result<crate::lightspeed::SaleDraft, Reason>, String> {
+        let key = OrderKey::new(conn.store_id, order.id.clone());
+        let undecided = |attempt: Attempt| match attempt.outcome {
+            Outcome::Parked(reason) | Outcome::Skipped(reason) => Ok(Err(reason)),
+            Outcome::Released { error, .. } => Err(error),
+            Outcome::Posted { .. } => Err("unexpected outcome".to_string()),
+        };
+        let setup = match self.sale_setup(conn).await {
+            Ok(s) => s,
+            Err(e) => {
+                return undecided(self.api_failure(
+                    &key,
+                    "reading the retailer's taxes",
+                    e,
+                    false,
+                    "Lightspeed",
+                ));
+            }
+        };
+        let products = match self.resolve_products(conn, &key, order, false).await {
+            Ok((products, _)) => products,
+            Err(attempt) => return undecided(attempt),
+        };
+        let ctx = MappingContext {
+            connection: conn,
+            setup: &setup,
+            products: &products,
+            paid_at: self.clock.now(),
+            customer_id: None,
+        };
+        Ok(money::map_order_to_sale(order, &key, &ctx))
     }
 
     async fn sale_setup(&self, conn: &Connection) -> Result<SaleSetup, ApiError> {

@@ -484,51 +484,34 @@ where
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<bool, SweepError> {
-        let store_id = conn.store_id;
-        let mut handled: HashSet<String> = HashSet::new();
-        'passes: for _pass in 0..3 {
-            let mut offset = 0u64;
-            let mut expected_total: Option<u64> = None;
-            loop {
-                if report.requests >= self.config.max_requests_per_store {
-                    return Ok(false);
-                }
-                report.requests += 1;
-                let query = OrderQuery {
-                    payment_status: Some(PAID.to_string()),
-                    updated_from: Some(from.timestamp()),
-                    updated_to: Some(to.timestamp()),
-                    offset,
-                    limit: self.config.page_size,
-                    ..OrderQuery::default()
-                };
-                let page = self
-                    .ecwid
-                    .search_orders(conn, &query)
-                    .await
-                    .map_err(|source| SweepError::Ecwid { store_id, source })?;
-                if *expected_total.get_or_insert(page.total) != page.total {
-                    // An order left the window while we paged: start the window over.
-                    continue 'passes;
-                }
-                let read = page.items.len() as u64;
-                for order in page.items {
-                    if handled.insert(order.id.clone()) {
-                        report.orders_seen += 1;
-                        self.handle(conn, cursor, report, &order, to).await?;
-                    }
-                }
-                offset += read;
-                if read == 0 || offset >= page.total {
-                    return Ok(true);
-                }
+        let query = OrderQuery {
+            payment_status: Some(PAID.to_string()),
+            updated_from: Some(from.timestamp()),
+            updated_to: Some(to.timestamp()),
+            limit: self.config.page_size,
+            ..OrderQuery::default()
+        };
+        let budget = self
+            .config
+            .max_requests_per_store
+            .saturating_sub(report.requests);
+        let search = search_all(&self.ecwid, conn, &query, budget).await;
+        report.requests += search.requests;
+        let orders = match search.result {
+            Ok(Some(orders)) => orders,
+            Ok(None) => return Ok(false),
+            Err(source) => {
+                return Err(SweepError::Ecwid {
+                    store_id: conn.store_id,
+                    source,
+                });
             }
+        };
+        for order in &orders {
+            report.orders_seen += 1;
+            self.handle(conn, cursor, report, order, to).await?;
         }
-        tracing::warn!(
-            store_id = store_id.get(),
-            "Ecwid's order search kept changing while it was read; the window is read again next run"
-        );
-        Ok(false)
+        Ok(true)
     }
 
     async fn handle(
@@ -590,6 +573,84 @@ where
             self.clock.now(),
             self.config.health_stale_after,
         ))
+    }
+}
+
+/// What [`search_all`] read, and how many requests it took.
+pub struct Search {
+    pub requests: u32,
+    /// Every order of the query, each once; None: stopped by the request budget, or the
+    /// result set would not hold still.
+    pub result: Result<Option<Vec<OrderSummary>>, ApiError>,
+}
+
+/// Every order a search finds, paged, within `max_requests`. Ecwid does not document the
+/// order of results; a page whose `total` differs from the first page's starts the search
+/// over (orders already read are kept once), at most three times (see the module doc).
+pub async fn search_all<E: EcwidApi>(
+    ecwid: &E,
+    conn: &Connection,
+    query: &OrderQuery,
+    max_requests: u32,
+) -> Search {
+    let mut requests = 0;
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut orders = Vec::new();
+    'passes: for _pass in 0..3 {
+        let mut offset = 0u64;
+        let mut expected_total: Option<u64> = None;
+        loop {
+            if requests >= max_requests {
+                return Search {
+                    requests,
+                    result: Ok(None),
+                };
+            }
+            requests += 1;
+            let page = match ecwid
+                .search_orders(
+                    conn,
+                    &OrderQuery {
+                        offset,
+                        ..query.clone()
+                    },
+                )
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => {
+                    return Search {
+                        requests,
+                        result: Err(e),
+                    };
+                }
+            };
+            if *expected_total.get_or_insert(page.total) != page.total {
+                // An order left the result set while we paged: read it again.
+                continue 'passes;
+            }
+            let read = page.items.len() as u64;
+            for order in page.items {
+                if seen.insert(order.id.clone()) {
+                    orders.push(order);
+                }
+            }
+            offset += read;
+            if read == 0 || offset >= page.total {
+                return Search {
+                    requests,
+                    result: Ok(Some(orders)),
+                };
+            }
+        }
+    }
+    tracing::warn!(
+        store_id = conn.store_id.get(),
+        "Ecwid's order search kept changing while it was read; it is read again next run"
+    );
+    Search {
+        requests,
+        result: Ok(None),
     }
 }
 

@@ -156,9 +156,24 @@ async fn post_orders(JsonBody(body): JsonBody) -> Op {
 }
 
 async fn get_order(Path(Id { id }): Path<Id>) -> Op {
-    Op::new(move |st| match st.ecwid_order_by_id(&id) {
-        Some((_, o)) => ApiResponse::ok(o.clone()),
-        None => order_not_found(),
+    Op::new(move |st| {
+        let lagging = match st.payment_lag.get_mut(&id) {
+            Some(left) if *left > 0 => {
+                *left -= 1;
+                true
+            }
+            _ => false,
+        };
+        match st.ecwid_order_by_id(&id) {
+            Some((_, o)) => {
+                let mut o = o.clone();
+                if lagging {
+                    o["paymentStatus"] = "AWAITING_PAYMENT".into();
+                }
+                ApiResponse::ok(o)
+            }
+            None => order_not_found(),
+        }
     })
 }
 

@@ -486,6 +486,15 @@ impl Sandbox {
         ecwid_orders::set_payment_status(&mut self.st(), order_id, status)
     }
 
+    /// A test fault, not Ecwid's documented behaviour: the next `reads` reads of the order by
+    /// id (`GET /orders/{id}`) still say `AWAITING_PAYMENT`, as a replica that has not seen
+    /// the payment yet would, while the search already lists it as paid. ASSUMPTION (not in
+    /// Ecwid's docs): a PAID webhook can outrun the order's own read model; the product must
+    /// survive it (issue #12: such an order was skipped for good before the order sweep).
+    pub fn lag_payment_status(&self, order_id: &str, reads: u32) {
+        self.st().payment_lag.insert(order_id.to_string(), reads);
+    }
+
     /// Shallow-merge fields into an order (`id` and `internalId` never change).
     pub fn update_order(&self, order_id: &str, patch: Value) -> anyhow::Result<()> {
         let Value::Object(patch) = patch else {

@@ -420,6 +420,9 @@ pub(crate) struct State {
     pub faults: Vec<Fault>,
     /// Random faults (drawn when no armed fault matches) and the per-kind fired counts.
     pub(crate) chaos: Option<Chaos>,
+    /// Orders whose next reads by id still say `AWAITING_PAYMENT` (see
+    /// `Sandbox::lag_payment_status`), and how many reads are left.
+    pub payment_lag: std::collections::HashMap<String, u32>,
     pub fault_tally: FaultTally,
     pub seed: SeedIds,
     /// While seeding: the next deterministic id number (stable demo ids across runs).
@@ -462,6 +465,7 @@ impl State {
             faults: Vec::new(),
             chaos: None,
             fault_tally: FaultTally::default(),
+            payment_lag: Default::default(),
             seed: SeedIds::default(),
             seeding: None,
         };

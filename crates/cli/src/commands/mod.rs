@@ -10,3 +10,4 @@ pub mod inventory;
 pub mod orders;
 pub mod serve;
 pub mod settings;
+pub mod sweep;

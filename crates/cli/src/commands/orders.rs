@@ -72,6 +72,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
             for (state, n) in &counts {
                 println!("  {state:<8} {n}");
             }
+            print!("{}", ops::store_activity(store, args.store).await?);
             match &dlq_depth {
                 Some(Ok(n)) => println!("dead-letter queue (all stores): {n} message(s)"),
                 Some(Err(e)) => println!("dead-letter queue: unknown ({e:#})"),

@@ -5,7 +5,9 @@ use super::api::ApiArgs;
 use super::backend::{BackendArgs, BackendKind};
 use anyhow::{Context, bail};
 use clap::Args;
-use els_cli::embedded::{Embedded, WEBHOOK_PATH, WorkerOptions, run_inventory_timer};
+use els_cli::embedded::{
+    Embedded, WEBHOOK_PATH, WorkerOptions, run_inventory_timer, run_sweep_timer,
+};
 use els_cli::lightspeed_auth::serve_lightspeed;
 use els_cli::sandbox_setup::{lightspeed_url_template, sandbox_connection};
 use els_cli::{demo, ops};
@@ -13,6 +15,7 @@ use els_core::Secret;
 use els_core::ingest::{IngestConfig, Ingestor};
 use els_core::inventory::mirror::{InventoryMirror, MirrorConfig};
 use els_core::poster::{PosterConfig, SalePoster};
+use els_core::sweep::{OrderSweep, SweepConfig};
 use els_ecwid::EcwidClient;
 use els_http::TokioClock;
 use els_lightspeed::LightspeedClient;
@@ -57,6 +60,10 @@ pub struct ServeArgs {
     /// the timer off.
     #[arg(long, env = "INVENTORY_INTERVAL_SECS", default_value_t = 60)]
     inventory_interval_secs: u64,
+    /// How often the order sweep looks for paid orders whose webhook never came, in
+    /// seconds; 0 turns it off.
+    #[arg(long, env = "SWEEP_INTERVAL_SECS", default_value_t = 300)]
+    sweep_interval_secs: u64,
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -100,6 +107,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // One client per API for the process: the poster and the mirror share Ecwid's pool and
     // Lightspeed's rate gate.
     let ecwid = EcwidClient::new(ecwid_url.clone(), timeout)?;
+    let ecwid_for_sweep = ecwid.clone();
     let lightspeed = serve_lightspeed(
         LightspeedClient::new(ls_template.clone(), timeout)?,
         args.api.max_rate_wait(),
@@ -151,6 +159,23 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ))
     });
 
+    let sweeper = (args.sweep_interval_secs > 0).then(|| {
+        let sweep = Arc::new(OrderSweep::new(
+            store.clone(),
+            ecwid_for_sweep.clone(),
+            store.clone(),
+            TokioClock,
+            SweepConfig::default(),
+        ));
+        let app = app.clone();
+        tokio::spawn(run_sweep_timer(
+            sweep,
+            Duration::from_secs(args.sweep_interval_secs),
+            move || app.wake_worker(),
+            stop_rx.clone(),
+        ))
+    });
+
     println!("ecwid-lightspeed-sync (embedded)");
     println!("  webhook endpoint   POST {webhook_url}");
     println!("  state and queue    {}", args.backend.db.display());
@@ -163,6 +188,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     } else {
         println!("  inventory mirror   off (--inventory-interval-secs 0)");
+    }
+    if args.sweep_interval_secs > 0 {
+        println!(
+            "  order sweep        every {} s (paid orders no webhook brought)",
+            args.sweep_interval_secs
+        );
+    } else {
+        println!("  order sweep        off (--sweep-interval-secs 0)");
     }
     if sandbox.is_some() {
         println!(
@@ -185,6 +218,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let _ = worker.await;
     if let Some(inventory) = inventory {
         let _ = inventory.await;
+    }
+    if let Some(sweeper) = sweeper {
+        let _ = sweeper.await;
     }
     let _ = server.await;
     demo_result
