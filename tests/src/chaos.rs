@@ -17,6 +17,7 @@ use els_core::ingest::{IngestConfig, Ingestor};
 use els_core::ledger::OrderKey;
 use els_core::ports::{Delivery, OrderMessage};
 use els_core::poster::{CrashHook, CrashPoint, PostOutcome, PosterConfig, SalePoster};
+use els_core::sweep::{OrderSweep, SweepConfig};
 use els_core::{QueueError, Secret, StateStore, WorkQueue};
 use els_ecwid::EcwidClient;
 use els_http::TokioClock;
@@ -62,6 +63,10 @@ pub struct ChaosSettings {
     pub crash_rates: Vec<(CrashPoint, f64)>,
     /// Probability of each sandbox fault per matching request.
     pub fault_rates: Vec<(Route, FaultKind, f64)>,
+    /// Share of orders that never get a webhook (the order sweep must find them).
+    pub lost_webhook_rate: f64,
+    /// Share of orders that get one PAID webhook whose first re-fetch still says unpaid.
+    pub lagged_payment_rate: f64,
 }
 
 impl ChaosSettings {
@@ -110,6 +115,8 @@ impl ChaosSettings {
                 (Route::LsPostSale, FaultKind::DropAfterCommit, 0.03),
                 (Route::LsAny, FaultKind::Status(502), 0.01),
             ],
+            lost_webhook_rate: 0.2,
+            lagged_payment_rate: 0.05,
         }
     }
 }
@@ -286,17 +293,25 @@ pub struct ChaosReport {
     pub dead_letters: usize,
     /// Lightspeed customers per buyer email with a count other than one.
     pub duplicate_customers: usize,
+    /// Orders that got no webhook, and orders whose first re-fetch said unpaid.
+    pub lost_webhooks: usize,
+    pub lagged_payments: usize,
+    /// Orders the order sweep enqueued.
+    pub swept: u64,
     pub elapsed: Duration,
 }
 
 impl ChaosReport {
     pub fn summary(&self) -> String {
         format!(
-            "chaos[{}] N={} seed={} elapsed={:.1}s | webhooks={} deliveries={} posted={} adopted={} already_posted={} retries={} (busy={} lease_lost={}) max_receive_count={} | crashes: {} | faults: {} | sales={} duplicates={} lost={} wrong_totals={} ledger={:?} dead_letters={} duplicate_customers={}",
+            "chaos[{}] N={} seed={} elapsed={:.1}s | lost_webhooks={} lagged_payments={} swept={} | webhooks={} deliveries={} posted={} adopted={} already_posted={} retries={} (busy={} lease_lost={}) max_receive_count={} | crashes: {} | faults: {} | sales={} duplicates={} lost={} wrong_totals={} ledger={:?} dead_letters={} duplicate_customers={}",
             self.backend,
             self.orders,
             self.seed,
             self.elapsed.as_secs_f64(),
+            self.lost_webhooks,
+            self.lagged_payments,
+            self.swept,
             self.webhooks_sent,
             self.deliveries,
             self.posted,
@@ -431,7 +446,10 @@ where
     for p in chaos_products() {
         sandbox.add_product(p);
     }
-    let conn = ops::upsert_connection(&store, sandbox_connection(&sandbox))
+    // Live from a minute ago: every order placed below is eligible for the order sweep.
+    let mut connection = sandbox_connection(&sandbox);
+    connection.go_live_at = Some(chrono::Utc::now() - chrono::Duration::minutes(1));
+    let conn = ops::upsert_connection(&store, connection)
         .await
         .expect("connection saved");
     let mut rng = StdRng::seed_from_u64(settings.seed);
@@ -496,9 +514,22 @@ where
     // different eventId) too; shuffled, from several concurrent senders.
     let now = chrono::Utc::now().timestamp();
     let mut hooks = Vec::new();
+    let (mut lost_webhooks, mut lagged_payments) = (0, 0);
     for (id, _) in &orders {
+        if rng.random_bool(settings.lost_webhook_rate) {
+            // Ecwid gave up on this delivery (an outage longer than its retries).
+            lost_webhooks += 1;
+            continue;
+        }
         let created = uuid::Uuid::from_u128(rng.random()).to_string();
         let hook = sandbox.order_webhook_at(&created, now, "order.created", id, None, "PAID");
+        if rng.random_bool(settings.lagged_payment_rate) {
+            // One delivery, and its re-fetch still says unpaid: skipped as NOT_PAID.
+            lagged_payments += 1;
+            sandbox.lag_payment_status(id, 1);
+            hooks.push(hook);
+            continue;
+        }
         for _ in 0..rng.random_range(1..=3) {
             hooks.push(hook.clone());
         }
@@ -603,33 +634,32 @@ where
     for s in senders {
         s.await.expect("webhook sender");
     }
-    // Until every order is POSTED and the queue has drained (AfterRecord kills leave
-    // messages that resolve as AlreadyPosted), or the deadline.
+    // Until the queue has drained (AfterRecord kills leave messages that resolve as
+    // AlreadyPosted), or the deadline; then the order sweep finds what no webhook brought,
+    // and the queue drains again.
     let deadline =
         Instant::now() + Duration::from_secs(300) + Duration::from_millis(n as u64 * 400);
-    let mut last_progress = Instant::now();
-    loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        // Every webhook is queued by now: an empty queue means every message was settled.
-        let depth = queue.depth().await;
-        if depth == (0, 0) {
+    wait_until_drained(backend, &queue, &stats, started, deadline).await;
+    let sweep = OrderSweep::new(
+        store.clone(),
+        EcwidClient::new(sandbox.ecwid_api_url(), settings.http_timeout).unwrap(),
+        queue.clone(),
+        TokioClock,
+        SweepConfig::default(),
+    );
+    let mut swept = 0;
+    for _ in 0..5 {
+        let report = sweep.sweep_all().await.expect("connections listed");
+        swept += report.found();
+        if report.failures.is_empty() {
             break;
         }
-        if last_progress.elapsed() > Duration::from_secs(10) {
-            last_progress = Instant::now();
-            eprintln!(
-                "chaos[{backend}]: {:.0}s: {} deliveries, {} kills, {} retries; queue (visible, in flight) = {depth:?}",
-                started.elapsed().as_secs_f64(),
-                stats.deliveries.load(Ordering::Relaxed),
-                stats.kills.load(Ordering::Relaxed),
-                stats.retries.load(Ordering::Relaxed),
-            );
-        }
-        if Instant::now() > deadline {
-            eprintln!("chaos[{backend}]: deadline passed with the queue at {depth:?}");
-            break;
-        }
+        eprintln!(
+            "chaos[{backend}]: sweep failures {:?}; again",
+            report.failures
+        );
     }
+    wait_until_drained(backend, &queue, &stats, started, deadline).await;
     stop.store(true, Ordering::SeqCst);
     crash.disarm();
     for w in workers {
@@ -722,7 +752,43 @@ where
         ledger,
         dead_letters,
         duplicate_customers,
+        lost_webhooks,
+        lagged_payments,
+        swept,
         elapsed: started.elapsed(),
+    }
+}
+
+/// Waits until every message is settled (the queue is empty: nothing visible, nothing in
+/// flight), printing progress every 10 s, or until `deadline`.
+async fn wait_until_drained<Q: ChaosQueue>(
+    backend: &str,
+    queue: &Q,
+    stats: &WorkStats,
+    started: Instant,
+    deadline: Instant,
+) {
+    let mut last_progress = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let depth = queue.depth().await;
+        if depth == (0, 0) {
+            break;
+        }
+        if last_progress.elapsed() > Duration::from_secs(10) {
+            last_progress = Instant::now();
+            eprintln!(
+                "chaos[{backend}]: {:.0}s: {} deliveries, {} kills, {} retries; queue (visible, in flight) = {depth:?}",
+                started.elapsed().as_secs_f64(),
+                stats.deliveries.load(Ordering::Relaxed),
+                stats.kills.load(Ordering::Relaxed),
+                stats.retries.load(Ordering::Relaxed),
+            );
+        }
+        if Instant::now() > deadline {
+            eprintln!("chaos[{backend}]: deadline passed with the queue at {depth:?}");
+            break;
+        }
     }
 }
 
@@ -761,7 +827,17 @@ pub fn assert_passed(report: &ChaosReport) {
         "duplicate customers: {}",
         report.summary()
     );
+    assert!(
+        report.swept >= report.lost_webhooks as u64,
+        "the sweep must find at least every order without a webhook: {}",
+        report.summary()
+    );
     if n >= 100 {
+        assert!(
+            report.lost_webhooks > 0 && report.lagged_payments > 0,
+            "no webhook was lost or lagged: {}",
+            report.summary()
+        );
         // At this size the plan always fires faults and kills; a run without them would
         // prove nothing.
         assert!(
