@@ -1,121 +1,17 @@
 //! `els connect` as a merchant runs it: tokens and names only, against the sandbox's APIs on
 //! loopback; then `els serve --live` on the saved connection posts a real-looking order.
 
-use els_core::{ConnectionStore, StoreId};
+mod common;
+
+use common::{Merchant, Serving, command, connect_args, dec, els, sale_of, saved};
 use els_sandbox::{
     HandlingFeeSpec, OrderItemSpec, OrderSpec, ProductSpec, Sandbox, SandboxConfig, ShippingSpec,
     TaxSpec,
 };
-use els_store_sqlite::SqliteStore;
 use rust_decimal::Decimal;
 use serde_json::Value;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::str::FromStr;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-/// `els <args>` with the sandbox's API addresses and tokens in the environment, as a merchant
-/// would export them.
-fn els(sb: &Sandbox, args: &[&str], ecwid_token: &str) -> (bool, String, String) {
-    let out = command(sb, ecwid_token)
-        .args(args)
-        .output()
-        .expect("els runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn command(sb: &Sandbox, ecwid_token: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_els"));
-    c.env_remove("RUST_LOG")
-        .env("ECWID_API_URL", sb.ecwid_api_url())
-        .env(
-            "LIGHTSPEED_URL_TEMPLATE",
-            format!("{}/lightspeed/{{domain_prefix}}", sb.base_url()),
-        )
-        .env("ECWID_TOKEN", ecwid_token)
-        .env("LIGHTSPEED_TOKEN", &sb.config().ls_token)
-        .env_remove("LIGHTSPEED_REFRESH_TOKEN")
-        .env_remove("ELS_BACKEND");
-    c
-}
-
-fn connect_args<'a>(db: &'a str, store: &'a str, prefix: &'a str) -> Vec<&'a str> {
-    vec![
-        "connect",
-        "--db",
-        db,
-        "--store",
-        store,
-        "--domain-prefix",
-        prefix,
-    ]
-}
-
-async fn saved(db: &Path, store: StoreId) -> Option<els_core::Connection> {
-    if !db.exists() {
-        return None;
-    }
-    let s = SqliteStore::open(db).expect("the file opens");
-    s.get_connection(store).await.expect("readable")
-}
-
-fn dec(v: &Value) -> Decimal {
-    match v {
-        Value::String(s) => Decimal::from_str(s).expect("a decimal"),
-        other => Decimal::from_str(&other.to_string()).expect("a decimal"),
-    }
-}
-
-/// The sale posted for an Ecwid order, waiting up to 30 s for it.
-async fn sale_of(sb: &Sandbox, order_id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let invoice = |s: &Value| {
-            s["invoice_number"]
-                .as_str()
-                .is_some_and(|n| n.contains(order_id))
-        };
-        if let Some(s) = sb.sales().into_iter().find(invoice) {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "no sale for order {order_id}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// What a merchant has in hand: the store id, the Lightspeed domain prefix and the Ecwid
-/// token (the Lightspeed token is in the environment, see [`command`]).
-struct Merchant {
-    store: String,
-    store_id: StoreId,
-    prefix: String,
-    token: String,
-}
-
-impl Merchant {
-    fn of(sb: &Sandbox) -> Self {
-        let store = sb.ids().ecwid_store_id.to_string();
-        Merchant {
-            store_id: StoreId::from_str(&store).unwrap(),
-            store,
-            prefix: sb.config().ls_domain_prefix.clone(),
-            token: sb.config().ecwid_token.clone(),
-        }
-    }
-}
-
-struct Serving(Child);
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_merchant_connects_by_name_posts_exactly_moves_the_register_and_history_stays_put() {
@@ -521,7 +417,7 @@ async fn a_merchant_connects_by_name_posts_exactly_moves_the_register_and_histor
         );
         if out.contains("SKIPPED") {
             assert!(
-                out.contains("BEFORE_GO_LIVE") && out.contains("els connect --go-live"),
+                out.contains("BEFORE_GO_LIVE") && out.contains("els backfill --since"),
                 "{out}"
             );
             break;

@@ -57,10 +57,10 @@ pub async fn open_state(args: &BackendArgs) -> anyhow::Result<StateBackend> {
         BackendKind::Aws => {
             let table = args.table()?;
             let config = aws_config().await;
-            Ok(StateBackend::Dynamo(els_store_aws::DynamoStore::new(
-                aws_sdk_dynamodb::Client::new(&config),
-                table,
-            )))
+            Ok(StateBackend::Dynamo(
+                els_store_aws::DynamoStore::migrated(aws_sdk_dynamodb::Client::new(&config), table)
+                    .await?,
+            ))
         }
     }
 }
@@ -99,7 +99,8 @@ pub async fn open_backend(args: &BackendArgs) -> anyhow::Result<Backend> {
                 .context("--queue-url (or QUEUE_URL) is required with --backend aws")?;
             let config = aws_config().await;
             Ok(Backend::Aws(
-                els_store_aws::DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table),
+                els_store_aws::DynamoStore::migrated(aws_sdk_dynamodb::Client::new(&config), table)
+                    .await?,
                 els_store_aws::SqsQueue::new(aws_sdk_sqs::Client::new(&config), queue_url),
             ))
         }

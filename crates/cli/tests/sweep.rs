@@ -1,0 +1,257 @@
+//! The order sweep and the backfill as a merchant runs them: `els connect`, then orders whose
+//! webhook never came, older orders posted with `els backfill`, against the sandbox's APIs.
+
+mod common;
+
+use common::{Merchant, Serving, command, connect_args, dec, els, sale_of};
+use els_core::{LedgerStore, OrderKey, OrderState};
+use els_sandbox::{OrderItemSpec, OrderSpec, ProductSpec, Sandbox, SandboxConfig};
+use els_store_sqlite::SqliteStore;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// `els connect` by names into `db`.
+fn connect(sb: &Sandbox, m: &Merchant, db: &str) {
+    let mut args = connect_args(db, &m.store, &m.prefix);
+    args.extend([
+        "--register",
+        "Web Store Register",
+        "--payment-type",
+        "Ecwid Online",
+        "--create-missing",
+    ]);
+    let (ok, out, err) = els(sb, &args, &m.token);
+    assert!(ok, "{out}\n{err}");
+}
+
+fn order(sb: &Sandbox, sku: &str, quantity: u32) -> String {
+    sb.place_order(OrderSpec {
+        items: vec![OrderItemSpec::new(sku, quantity)],
+        ..OrderSpec::default()
+    })
+}
+
+/// Dates an order `days` days back (created and last updated then).
+fn age(sb: &Sandbox, order_id: &str, days: i64) {
+    let t = chrono::Utc::now().timestamp() - days * 86_400;
+    sb.update_order(
+        order_id,
+        serde_json::json!({"createTimestamp": t, "updateTimestamp": t}),
+    )
+    .unwrap();
+}
+
+fn sales_of(sb: &Sandbox, order_id: &str) -> usize {
+    sb.sales()
+        .iter()
+        .filter(|s| {
+            s["invoice_number"]
+                .as_str()
+                .is_some_and(|n| n.ends_with(&format!("-{order_id}")))
+        })
+        .count()
+}
+
+/// One line of a backfill table: the line that names `order_id`.
+fn line_of<'a>(out: &'a str, order_id: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.starts_with(&format!("{order_id} ")))
+        .unwrap_or_else(|| panic!("no line for {order_id} in:\n{out}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_dry_run_changes_nothing_and_the_real_run_posts_exactly_what_it_listed() {
+    let sb = Sandbox::start(SandboxConfig::default())
+        .await
+        .expect("sandbox");
+    sb.add_ecwid_product_only(ProductSpec {
+        sku: "ECWID-ONLY".into(),
+        name: "Only in Ecwid".into(),
+        ..ProductSpec::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("els.sqlite");
+    let db = db_path.to_str().unwrap();
+    let m = Merchant::of(&sb);
+    // Last week's orders, from before the store was connected.
+    let (a, b, parks) = (
+        order(&sb, "MUG-001", 1),
+        order(&sb, "MUG-001", 2),
+        order(&sb, "ECWID-ONLY", 1),
+    );
+    for id in [&a, &b, &parks] {
+        age(&sb, id, 5);
+    }
+    let older = order(&sb, "MUG-001", 3);
+    age(&sb, &older, 20);
+    connect(&sb, &m, db);
+    let since = (chrono::Utc::now() - chrono::Duration::days(7))
+        .format("%Y-%m-%d")
+        .to_string();
+    let backfill = |db: &str, dry: bool| {
+        let mut args = vec![
+            "backfill", "--db", db, "--store", &m.store, "--since", &since,
+        ];
+        if dry {
+            args.push("--dry-run");
+        }
+        els(&sb, &args, &m.token)
+    };
+
+    let (sales, customers) = (sb.sales().len(), sb.customers().len());
+    let (ok, out, err) = backfill(db, true);
+    assert!(ok, "{out}\n{err}");
+    assert!(line_of(&out, &a).contains("post (total"), "{out}");
+    assert!(line_of(&out, &b).contains("post (total"), "{out}");
+    assert!(
+        line_of(&out, &parks).contains("would park: UNKNOWN_SKU"),
+        "{out}"
+    );
+    assert!(!out.contains(&older), "outside the range: {out}");
+    assert!(
+        out.contains("3 paid order(s) in the range; 2 to post"),
+        "{out}"
+    );
+    assert!(out.contains("dry run: nothing was changed"), "{out}");
+    {
+        let state = SqliteStore::open(&db_path).unwrap();
+        assert!(
+            state
+                .list_orders(m.store_id, None, usize::MAX)
+                .await
+                .unwrap()
+                .is_empty(),
+            "the dry run wrote to the ledger"
+        );
+        assert_eq!(state.queue_depth().unwrap(), (0, 0), "the dry run enqueued");
+    }
+    assert_eq!(
+        (sb.sales().len(), sb.customers().len()),
+        (sales, customers),
+        "the dry run changed Lightspeed"
+    );
+
+    // The real run posts exactly the two it listed as "post"; the third parks.
+    let (ok, out, err) = backfill(db, false);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("posted 2, parked 1, other 0"), "{out}");
+    assert_eq!(sb.sales().len(), sales + 2);
+    for id in [&a, &b] {
+        assert_eq!(sales_of(&sb, id), 1, "order {id}");
+        let sale = sale_of(&sb, id).await;
+        let ecwid = sb.ecwid_order(id).unwrap();
+        assert_eq!(
+            dec(&sale["total_price"]) + dec(&sale["total_tax"]),
+            dec(&ecwid["total"])
+        );
+    }
+    let state = SqliteStore::open(&db_path).unwrap();
+    let parked = state
+        .load_order(&OrderKey::new(m.store_id, parks.clone()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(parked.state, OrderState::Parked);
+    drop(state);
+
+    // Again: nothing new to do.
+    let (ok, out, _) = backfill(db, true);
+    assert!(ok);
+    assert!(line_of(&out, &a).contains("already posted (sale"), "{out}");
+    assert!(
+        line_of(&out, &parks).contains("parked: UNKNOWN_SKU"),
+        "{out}"
+    );
+    // A state file without those orders (a restore, a second install) finds the sales in
+    // Lightspeed by invoice number and posts nothing again.
+    let fresh = dir.path().join("fresh.sqlite");
+    let fresh = fresh.to_str().unwrap();
+    connect(&sb, &m, fresh);
+    let (ok, out, err) = backfill(fresh, false);
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        line_of(&out, &b).contains("already in Lightspeed under our invoice number"),
+        "{out}"
+    );
+    assert!(
+        out.contains("1 order(s) enqueued"),
+        "only the parked one: {out}"
+    );
+    assert_eq!(sb.sales().len(), sales + 2, "nothing posted twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_whose_webhook_was_lost_or_lagged_are_posted_once_by_the_sweep() {
+    let sb = Sandbox::start(SandboxConfig::default())
+        .await
+        .expect("sandbox");
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("els.sqlite");
+    let db = db_path.to_str().unwrap();
+    let m = Merchant::of(&sb);
+    connect(&sb, &m, db);
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let _serving = Serving(
+        command(&sb, &m.token)
+            .args(["serve", "--live", "--db", db, "--listen", &listen])
+            .args([
+                "--sweep-interval-secs",
+                "2",
+                "--inventory-interval-secs",
+                "0",
+            ])
+            .env("ECWID_CLIENT_SECRET", &sb.config().webhook_client_secret)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("els serve starts"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&listen).is_err() {
+        assert!(Instant::now() < deadline, "els serve never listened");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let webhook_url = format!("http://{listen}/webhooks/ecwid");
+
+    // No webhook at all.
+    let lost = order(&sb, "MUG-001", 1);
+    // A webhook whose re-fetch still says unpaid: skipped, then found by the sweep.
+    let lagged = order(&sb, "MUG-001", 2);
+    sb.lag_payment_status(&lagged, 1);
+    sb.deliver(
+        &webhook_url,
+        &sb.order_webhook("order.created", &lagged, None, "PAID"),
+    )
+    .await
+    .unwrap();
+    // A late webhook racing the sweep (and an `els sweep` of its own) for the same order.
+    let raced = order(&sb, "MUG-001", 3);
+    let hook = sb.order_webhook("order.created", &raced, None, "PAID");
+    let (delivered, swept) = tokio::join!(sb.deliver(&webhook_url, &hook), async {
+        els(&sb, &["sweep", "--db", db, "--store", &m.store], &m.token)
+    });
+    delivered.unwrap();
+    assert!(swept.0, "{}\n{}", swept.1, swept.2);
+    assert!(swept.1.contains("enqueued"), "{}", swept.1);
+
+    for id in [&lost, &lagged, &raced] {
+        sale_of(&sb, id).await;
+    }
+    // Let a few more sweeps run over the same orders: still one sale each.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for id in [&lost, &lagged, &raced] {
+        assert_eq!(sales_of(&sb, id), 1, "order {id}");
+    }
+    let (ok, out, err) = els(&sb, &["status", "--db", db, "--store", &m.store], &m.token);
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains("last order sweep") && out.contains("in all"),
+        "{out}"
+    );
+    assert!(out.contains("last sale posted"), "{out}");
+    assert!(!out.contains("last sale posted       never"), "{out}");
+}
