@@ -200,11 +200,19 @@ def main():
                aws_access_key_id="testing", aws_secret_access_key="testing")
     ddb, sqs, ssm = (boto3.client(s, **aws) for s in ("dynamodb", "sqs", "ssm"))
     table = f"els-lambda-{RUN}"
+    # As template.yaml's StateTable: keys, and the sparse keys-only index the functions list
+    # connections with (the first els command writes the schema version).
     ddb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
                      AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                           {"AttributeName": "sk", "AttributeType": "S"}],
+                                           {"AttributeName": "sk", "AttributeType": "S"},
+                                           {"AttributeName": "gsi_connections", "AttributeType": "S"}],
                      KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                                {"AttributeName": "sk", "KeyType": "RANGE"}])
+                                {"AttributeName": "sk", "KeyType": "RANGE"}],
+                     GlobalSecondaryIndexes=[{
+                         "IndexName": "connections",
+                         "KeySchema": [{"AttributeName": "gsi_connections", "KeyType": "HASH"},
+                                       {"AttributeName": "pk", "KeyType": "RANGE"}],
+                         "Projection": {"ProjectionType": "KEYS_ONLY"}}])
     # As template.yaml: FIFO, 360 s visibility, DLQ after MAX_RECEIVES receives.
     dlq = sqs.create_queue(QueueName=f"orders-dlq-{RUN}.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]

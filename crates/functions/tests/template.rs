@@ -5,6 +5,7 @@
 //! check that it says what the code needs, and nothing more.
 
 use els_functions::config::INVENTORY_LEASE;
+use els_store_aws::DynamoStore;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -317,21 +318,22 @@ fn each_function_is_granted_exactly_what_its_code_calls() {
             ]
         )
     );
-    assert_eq!(
-        got["InventorySyncRole"],
-        with_logs(
-            "InventorySyncLogGroup",
-            &[
-                ("dynamodb:GetItem", &table),
-                ("dynamodb:PutItem", &table),
-                ("dynamodb:Query", &table),
-                ("dynamodb:Scan", &table),
-                ("dynamodb:BatchGetItem", &table),
-                ("dynamodb:BatchWriteItem", &table),
-                ("ssm:GetParameter (if HasLightspeedOAuth)", &ls_parameter),
-            ]
-        )
+    // Connections are listed with a Query of the index (and BatchGetItem); no Scan.
+    let mut inventory = with_logs(
+        "InventorySyncLogGroup",
+        &[
+            ("dynamodb:GetItem", &table),
+            ("dynamodb:PutItem", &table),
+            ("dynamodb:BatchGetItem", &table),
+            ("dynamodb:BatchWriteItem", &table),
+            ("ssm:GetParameter (if HasLightspeedOAuth)", &ls_parameter),
+        ],
     );
+    inventory.insert(
+        "dynamodb:Query".into(),
+        BTreeSet::from([table.clone(), connections_index()]),
+    );
+    assert_eq!(got["InventorySyncRole"], inventory);
     assert_eq!(got.len(), 3, "one role per function: {:?}", got.keys());
 
     // kms:Decrypt, when granted, only through SSM.
@@ -571,6 +573,80 @@ fn alarms_watch_the_dlq_the_queue_age_and_every_function() {
         assert_eq!(a["Properties"]["AlarmActions"], notify, "{name}");
     }
     assert_eq!(t["Parameters"]["AlarmTopicArn"]["Default"], "");
+}
+
+/// The ARN of the `connections` index, as the roles that list connections name it.
+fn connections_index() -> String {
+    json!({ "Fn::Sub": format!("${{StateTable.Arn}}/index/{}", DynamoStore::CONNECTIONS_INDEX) })
+        .to_string()
+}
+
+/// Connections are listed through the sparse `connections` index that DynamoStore queries
+/// (keys only: no token is copied into it), never by a Scan: no role may Scan the table, and
+/// every role that queries the index may read the items it names (BatchGetItem) and the
+/// schema version (GetItem, `DynamoStore::ensure_migrated`). The migration's Scan runs
+/// with the operator's credentials (`els`), not a function's.
+#[test]
+fn connections_are_listed_only_through_a_keys_only_index() {
+    let t = template();
+    let p = &resources(&t)["StateTable"]["Properties"];
+    let indexes = as_list(&p["GlobalSecondaryIndexes"]);
+    assert_eq!(indexes.len(), 1, "{indexes:?}");
+    let index = indexes[0];
+    assert_eq!(index["IndexName"], DynamoStore::CONNECTIONS_INDEX);
+    assert_eq!(
+        index["KeySchema"],
+        json!([
+            { "AttributeName": DynamoStore::CONNECTIONS_INDEX_ATTRIBUTE, "KeyType": "HASH" },
+            { "AttributeName": "pk", "KeyType": "RANGE" }
+        ])
+    );
+    assert_eq!(
+        index["Projection"],
+        json!({ "ProjectionType": "KEYS_ONLY" })
+    );
+    assert!(
+        as_list(&p["AttributeDefinitions"]).contains(&&json!({
+            "AttributeName": DynamoStore::CONNECTIONS_INDEX_ATTRIBUTE,
+            "AttributeType": "S"
+        })),
+        "the index's hash key is a string attribute"
+    );
+
+    let table = json!({ "Fn::GetAtt": ["StateTable", "Arn"] }).to_string();
+    let index = connections_index();
+    let mut listers = Vec::new();
+    for (role, actions) in grants(&t) {
+        assert!(
+            !actions.keys().any(|a| a.starts_with("dynamodb:Scan")),
+            "{role} may Scan the table"
+        );
+        for (action, resources) in &actions {
+            for r in resources.iter().filter(|r| r.contains("/index/")) {
+                assert_eq!(
+                    (action.as_str(), r),
+                    ("dynamodb:Query", &index),
+                    "{role}: only Query, only the connections index"
+                );
+            }
+        }
+        if actions
+            .get("dynamodb:Query")
+            .is_some_and(|r| r.contains(&index))
+        {
+            for needed in ["dynamodb:BatchGetItem", "dynamodb:GetItem"] {
+                assert!(
+                    actions.get(needed).is_some_and(|r| r.contains(&table)),
+                    "{role} lists connections without {needed} on the table"
+                );
+            }
+            listers.push(role);
+        }
+    }
+    assert!(
+        listers.contains(&"InventorySyncRole".to_string()),
+        "{listers:?}"
+    );
 }
 
 #[test]

@@ -13,6 +13,55 @@
 //! | pushed stock | `STORE#{storeId}` | `STOCK#{lsProductId}` |
 //! | pending web sale | `STORE#{storeId}` | `PENDING#{orderId}` |
 //! | webhook event | `EVENT#{eventId}` | `EVENT` (expires through the table's TTL) |
+//! | schema version | `META` | `SCHEMA` |
+//!
+//! **Connections are listed through a sparse index**, never by a Scan. Every connection item
+//! carries the top-level attribute `gsi_connections` = `"CONNECTION"`; no other item has it.
+//! The global secondary index `connections` (hash key `gsi_connections`, range key `pk`,
+//! projection `KEYS_ONLY`: no token is copied into it) therefore holds the connections and
+//! nothing else. [`ConnectionStore::list_connections`] Queries it (paged), then reads the
+//! items with a strongly consistent BatchGetItem, sorted by store id: the cost grows with
+//! the number of connections, not with the ledger (a Scan read every ledger, link and event
+//! item of the table, ~260,000 RCU per listing for a million ledger items).
+//!
+//! A global secondary index is eventually consistent: a connection created a moment ago
+//! (typically under a second) may be missing from one listing. That is acceptable for the
+//! listings, which are the schedules' (inventory every minute, the order sweep every few
+//! minutes) and the operator's: the next run lists it. What a listing returns is read from
+//! the table, so a listed connection is always its latest version (a token refreshed just
+//! before is seen), and [`ConnectionStore::get_connection`] stays a strongly consistent
+//! GetItem.
+//!
+//! **Schema version and migration.** The item `META`/`SCHEMA` holds `schema_version`, the
+//! version of the item layout the table's items follow; a table without it is version 1
+//! (written before versions existed). Version 2: connections carry `gsi_connections`.
+//! - [`DynamoStore::migrate`] brings a table up to [`DynamoStore::SCHEMA_VERSION`]: one
+//!   GetItem when it already is; otherwise, for 1 → 2, one Scan of the table for connection
+//!   items without the attribute (only their keys are read back), a conditional UpdateItem
+//!   `SET gsi_connections` on each (`attribute_exists(pk)`: a connection deleted meanwhile
+//!   is not recreated; the rest of the item, `version` included, is untouched, so a
+//!   concurrent token refresh is neither lost nor conflicted), then the META item, written
+//!   only if it does not already say the same or a newer version. Idempotent, and safe to
+//!   run from two processes at once (both tag the same items; one META write wins).
+//! - [`DynamoStore::ensure_migrated`] is the cheap check (one GetItem of META): an error
+//!   naming the fix when the table is behind.
+//!
+//! **Who migrates.** Only the operator's `els` commands on `--backend aws` (the CLI opens the
+//! store with [`DynamoStore::migrated`]): the migration needs Scan and UpdateItem, and the
+//! Scan reads the whole table once, which on a large table may not fit in a function's
+//! timeout. No function role has `dynamodb:Scan` (crates/functions/tests/template.rs checks
+//! it). The functions that list connections (inventory-sync, the order sweep) call
+//! [`DynamoStore::ensure_migrated`] at the start of each run and fail while the table is
+//! behind: failing runs raise the function's Errors alarm with the message "run any els
+//! command with --backend aws", whereas listing anyway would silently skip every store
+//! connected before the upgrade (no inventory mirrored, no order swept). The functions that
+//! read connections by key (webhook-ingest, sale-poster) work on either version and need no
+//! check. On a new stack the first `els connect --backend aws` writes the version.
+//!
+//! Upgrade order: deploy the new functions, then run `els` once. A connection that an older
+//! version writes after the migration (its token refresh puts the whole item) loses the
+//! attribute, and `migrate` does not look again once META says 2;
+//! [`DynamoStore::index_connections`] repairs that (the same Scan, unconditionally).
 //!
 //! **Pending web sales** are a sparse index of the ledger: `save_order` writes the ledger item
 //! and, in the same transaction, puts the order's `PENDING#` item (while
@@ -38,9 +87,11 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, Delete, DeleteRequest, KeySchemaElement,
-    KeyType, KeysAndAttributes, Put, PutRequest, ReturnValuesOnConditionCheckFailure,
-    ScalarAttributeType, TableStatus, TransactWriteItem, WriteRequest,
+    AttributeDefinition, AttributeValue, BillingMode, CreateGlobalSecondaryIndexAction, Delete,
+    DeleteRequest, GlobalSecondaryIndex, GlobalSecondaryIndexUpdate, IndexStatus, KeySchemaElement,
+    KeyType, KeysAndAttributes, Projection, ProjectionType, Put, PutRequest,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus, TransactWriteItem,
+    WriteRequest,
 };
 use els_core::customers::CustomerLink;
 use els_core::inventory::{
@@ -76,6 +127,11 @@ const STOCK_PREFIX: &str = "STOCK#";
 const PENDING_PREFIX: &str = "PENDING#";
 const EVENT_PREFIX: &str = "EVENT#";
 const EVENT_SK: &str = "EVENT";
+const META_PK: &str = "META";
+const SCHEMA_SK: &str = "SCHEMA";
+const SCHEMA_ATTRIBUTE: &str = "schema_version";
+/// The version of a table that has no META item: written before versions existed.
+const UNVERSIONED: u32 = 1;
 /// The table's TTL attribute (template.yaml `TimeToLiveSpecification`): epoch seconds.
 const TTL_ATTRIBUTE: &str = "expires_at";
 /// BatchGetItem and BatchWriteItem limits.
@@ -106,6 +162,40 @@ struct SkuOwners {
 pub struct DynamoStore {
     client: Client,
     table: String,
+}
+
+/// One listing of the connections and what it read ([`DynamoStore::list_connections_paged`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConnectionListing {
+    /// Sorted by store id.
+    pub connections: Vec<Connection>,
+    /// Query requests on the index (pages).
+    pub index_pages: usize,
+    /// Index entries the Queries evaluated (their `ScannedCount`): one per connection, as
+    /// no other item is in the index.
+    pub index_entries: usize,
+}
+
+/// What [`DynamoStore::migrate`] (or [`DynamoStore::index_connections`]) did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// The schema version the table was at (1: no META item).
+    pub from_version: u32,
+    /// The version it is at now.
+    pub to_version: u32,
+    /// Items the Scan evaluated (0: nothing to migrate, no Scan).
+    pub scanned: u64,
+    /// Connections given the index attribute.
+    pub connections_indexed: usize,
+    /// Connections deleted between the Scan and their update (left deleted).
+    pub vanished: usize,
+}
+
+impl MigrationReport {
+    /// Whether this run changed the table's schema version.
+    pub fn migrated(&self) -> bool {
+        self.to_version > self.from_version
+    }
 }
 
 fn pk(store_id: StoreId) -> String {
@@ -152,6 +242,18 @@ fn to_item<T: Serialize>(value: &T, pk: String, sk: String) -> Result<Item, Stor
     Ok(item)
 }
 
+/// A connection's item: its serde rendering, the keys, and the index attribute that puts it
+/// in the `connections` index. `from_item` ignores the attribute (`Connection` does not deny
+/// unknown fields, as it ignores `pk` and `sk`).
+fn connection_item(connection: &Connection) -> Result<Item, StoreError> {
+    let mut item = to_item(connection, pk(connection.store_id), CONNECTION_SK.into())?;
+    item.insert(
+        DynamoStore::CONNECTIONS_INDEX_ATTRIBUTE.into(),
+        s(CONNECTION_SK),
+    );
+    Ok(item)
+}
+
 fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
     let key = |item: &Item, name: &str| {
         item.get(name)
@@ -183,59 +285,140 @@ impl DynamoStore {
         &self.table
     }
 
-    /// Creates the table (on-demand, string `pk` hash key and `sk` range key) and waits until
-    /// it is active. An existing table of that name is left as it is.
+    /// The schema version this code reads and writes (see the module doc).
+    pub const SCHEMA_VERSION: u32 = 2;
+    /// The sparse global secondary index of the connection items.
+    pub const CONNECTIONS_INDEX: &'static str = "connections";
+    /// The index's hash key: `"CONNECTION"` on connection items, absent on every other item.
+    /// Its range key is `pk` (`STORE#{id}`), so pages come in a stable order.
+    pub const CONNECTIONS_INDEX_ATTRIBUTE: &'static str = "gsi_connections";
+
+    /// The store on `table`, migrated to [`Self::SCHEMA_VERSION`] first (one GetItem when it
+    /// already is; see [`Self::migrate`]). For the operator's commands, whose credentials may
+    /// Scan and UpdateItem; the functions use [`Self::new`] and [`Self::ensure_migrated`].
+    pub async fn migrated(client: Client, table: impl Into<String>) -> Result<Self, StoreError> {
+        let store = Self::new(client, table);
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Creates the table as template.yaml does (on-demand, string `pk` hash key and `sk`
+    /// range key, the `connections` index) at the current schema version, and waits until it
+    /// and its index are active. An existing table of that name keeps its items and its
+    /// schema version; the index is added to it if it lacks one (as a deployment of the
+    /// template adds it), and [`Self::migrate`] then indexes its connections.
     pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError> {
+        let build_error = |e: aws_sdk_dynamodb::error::BuildError| {
+            StoreError::Unavailable(format!("DynamoDB CreateTable: {e}"))
+        };
         let attribute = |name: &str| {
             AttributeDefinition::builder()
                 .attribute_name(name)
                 .attribute_type(ScalarAttributeType::S)
                 .build()
+                .map_err(build_error)
         };
         let key = |name: &str, kind: KeyType| {
             KeySchemaElement::builder()
                 .attribute_name(name)
                 .key_type(kind)
                 .build()
+                .map_err(build_error)
         };
-        let built = (|| {
-            Ok::<_, aws_sdk_dynamodb::error::BuildError>((
-                attribute("pk")?,
-                attribute("sk")?,
-                key("pk", KeyType::Hash)?,
-                key("sk", KeyType::Range)?,
-            ))
-        })()
-        .map_err(|e| StoreError::Unavailable(format!("DynamoDB CreateTable: {e}")))?;
-        let (pk_attr, sk_attr, pk_key, sk_key) = built;
+        let index_keys = vec![
+            key(Self::CONNECTIONS_INDEX_ATTRIBUTE, KeyType::Hash)?,
+            key("pk", KeyType::Range)?,
+        ];
+        let keys_only = Projection::builder()
+            .projection_type(ProjectionType::KeysOnly)
+            .build();
+        let index = GlobalSecondaryIndex::builder()
+            .index_name(Self::CONNECTIONS_INDEX)
+            .set_key_schema(Some(index_keys.clone()))
+            .projection(keys_only.clone())
+            .build()
+            .map_err(build_error)?;
         let created = client
             .create_table()
             .table_name(name)
             .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(pk_attr)
-            .attribute_definitions(sk_attr)
-            .key_schema(pk_key)
-            .key_schema(sk_key)
+            .attribute_definitions(attribute("pk")?)
+            .attribute_definitions(attribute("sk")?)
+            .attribute_definitions(attribute(Self::CONNECTIONS_INDEX_ATTRIBUTE)?)
+            .key_schema(key("pk", KeyType::Hash)?)
+            .key_schema(key("sk", KeyType::Range)?)
+            .global_secondary_indexes(index)
             .send()
             .await;
-        if let Err(err) = created {
-            let exists = err
-                .as_service_error()
-                .is_some_and(|e| e.is_resource_in_use_exception());
-            if !exists {
-                return Err(unavailable("CreateTable", err));
+        let fresh = match created {
+            Ok(_) => true,
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_resource_in_use_exception()) =>
+            {
+                false
             }
+            Err(err) => return Err(unavailable("CreateTable", err)),
+        };
+        let mut indexed = Self::wait_until_active(client, name).await?;
+        if !indexed {
+            let create = CreateGlobalSecondaryIndexAction::builder()
+                .index_name(Self::CONNECTIONS_INDEX)
+                .set_key_schema(Some(index_keys))
+                .projection(keys_only)
+                .build()
+                .map_err(build_error)?;
+            client
+                .update_table()
+                .table_name(name)
+                .attribute_definitions(attribute("pk")?)
+                .attribute_definitions(attribute(Self::CONNECTIONS_INDEX_ATTRIBUTE)?)
+                .global_secondary_index_updates(
+                    GlobalSecondaryIndexUpdate::builder().create(create).build(),
+                )
+                .send()
+                .await
+                .map_err(|e| unavailable("UpdateTable", e))?;
+            indexed = Self::wait_until_active(client, name).await?;
         }
-        for _ in 0..120 {
+        if !indexed {
+            return Err(StoreError::Unavailable(format!(
+                "DynamoDB table {name} has no {} index after UpdateTable",
+                Self::CONNECTIONS_INDEX
+            )));
+        }
+        if fresh {
+            // Nothing in a new table predates the current layout.
+            Self::new(client.clone(), name)
+                .put_schema_version(Self::SCHEMA_VERSION)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until the table and all its indexes are active; whether it has the
+    /// `connections` index.
+    async fn wait_until_active(client: &Client, name: &str) -> Result<bool, StoreError> {
+        for _ in 0..240 {
             let described = client
                 .describe_table()
                 .table_name(name)
                 .send()
                 .await
                 .map_err(|e| unavailable("DescribeTable", e))?;
-            let status = described.table().and_then(|t| t.table_status());
-            if status == Some(&TableStatus::Active) {
-                return Ok(());
+            if let Some(table) = described.table() {
+                let indexes = table.global_secondary_indexes();
+                let active = table.table_status() == Some(&TableStatus::Active)
+                    && indexes.iter().all(|i| {
+                        i.index_status() == Some(&IndexStatus::Active)
+                            && i.backfilling() != Some(true)
+                    });
+                if active {
+                    return Ok(indexes
+                        .iter()
+                        .any(|i| i.index_name() == Some(Self::CONNECTIONS_INDEX)));
+                }
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -484,43 +667,255 @@ impl ConnectionStore for DynamoStore {
             .transpose()
     }
 
+    /// The whole item, `gsi_connections` included, so the connection is (still) listed.
     async fn put_connection(
         &self,
         connection: &Connection,
         expected_version: Option<u64>,
     ) -> Result<(), StoreError> {
-        let item = to_item(connection, pk(connection.store_id), CONNECTION_SK.into())?;
+        let item = connection_item(connection)?;
         let label = format!("connection of store {}", connection.store_id);
         self.put_versioned(item, expected_version, &label).await
     }
 
-    /// A scan over the table: connections are few, and this serves the operator and the
-    /// inventory schedule, not the hot path.
+    /// The `connections` index, then the items (see the module doc: a connection created
+    /// within the last moment may be missing; the next listing has it).
     async fn list_connections(&self) -> Result<Vec<Connection>, StoreError> {
-        let mut out = Vec::new();
+        Ok(self.list_connections_paged(None).await?.connections)
+    }
+}
+
+impl DynamoStore {
+    /// [`ConnectionStore::list_connections`] with the index read `page_size` entries per
+    /// Query (`None`: DynamoDB's 1 MB pages, thousands of keys), and what it read.
+    pub async fn list_connections_paged(
+        &self,
+        page_size: Option<i32>,
+    ) -> Result<ConnectionListing, StoreError> {
+        let mut keys = Vec::new();
+        let mut index_pages = 0;
+        let mut index_entries = 0;
         let mut start: Option<Item> = None;
         loop {
+            // A global secondary index has no strongly consistent reads.
             let page = self
                 .client
-                .scan()
+                .query()
                 .table_name(&self.table)
-                .filter_expression("sk = :sk")
-                .expression_attribute_values(":sk", s(CONNECTION_SK))
-                .consistent_read(true)
+                .index_name(Self::CONNECTIONS_INDEX)
+                .key_condition_expression("#index = :connection")
+                .expression_attribute_names("#index", Self::CONNECTIONS_INDEX_ATTRIBUTE)
+                .expression_attribute_values(":connection", s(CONNECTION_SK))
+                .set_limit(page_size)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
-                .map_err(|e| unavailable("Scan", e))?;
-            for item in page.items.unwrap_or_default() {
-                out.push(from_item::<Connection>(item)?);
+                .map_err(|e| unavailable("Query", e))?;
+            index_pages += 1;
+            index_entries += usize::try_from(page.scanned_count).unwrap_or_default();
+            for entry in page.items.unwrap_or_default() {
+                // Only the table's keys; an item that is not a connection (its sort key)
+                // would not be one even if it carried the attribute.
+                let key: Item = entry
+                    .into_iter()
+                    .filter(|(name, _)| name == "pk" || name == "sk")
+                    .collect();
+                if key
+                    .get("sk")
+                    .and_then(|v| v.as_s().ok())
+                    .map(String::as_str)
+                    == Some(CONNECTION_SK)
+                    && key.contains_key("pk")
+                {
+                    keys.push(key);
+                }
             }
             match page.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
                 _ => break,
             }
         }
-        out.sort_by_key(|c| c.store_id);
-        Ok(out)
+        // Strongly consistent: each listed connection is its latest version. One deleted
+        // since the Query is simply not returned.
+        let mut connections = self
+            .batch_get(keys)
+            .await?
+            .into_iter()
+            .map(from_item::<Connection>)
+            .collect::<Result<Vec<_>, _>>()?;
+        connections.sort_by_key(|c| c.store_id);
+        Ok(ConnectionListing {
+            connections,
+            index_pages,
+            index_entries,
+        })
+    }
+
+    /// The table's schema version: one strongly consistent GetItem of META (no META item:
+    /// version 1, a table written before versions existed).
+    pub async fn schema_version(&self) -> Result<u32, StoreError> {
+        let Some(item) = self.get(META_PK.into(), SCHEMA_SK.into()).await? else {
+            return Ok(UNVERSIONED);
+        };
+        item.get(SCHEMA_ATTRIBUTE)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<u32>().ok())
+            .ok_or_else(|| StoreError::Corrupt {
+                key: format!("{META_PK}/{SCHEMA_SK}"),
+                detail: format!("{SCHEMA_ATTRIBUTE} is not a number"),
+            })
+    }
+
+    /// The cheap check for the functions that list connections, at the start of a run: one
+    /// GetItem. An error while the table is below [`Self::SCHEMA_VERSION`] (connections
+    /// written before are not listed until it is migrated); a newer version is accepted
+    /// (migrations only add, so a rolled back function keeps working).
+    pub async fn ensure_migrated(&self) -> Result<(), StoreError> {
+        let stored = self.schema_version().await?;
+        if stored >= Self::SCHEMA_VERSION {
+            return Ok(());
+        }
+        Err(StoreError::Unavailable(format!(
+            "DynamoDB table {} is at schema version {stored}, this code needs {}: connections \
+             saved before are not listed until it is migrated; run any els command with \
+             --backend aws --table {} (it migrates with the operator's credentials)",
+            self.table,
+            Self::SCHEMA_VERSION,
+            self.table
+        )))
+    }
+
+    /// Brings the table to [`Self::SCHEMA_VERSION`] (see the module doc): one GetItem when it
+    /// already is; otherwise the 1 → 2 step ([`Self::index_connections`]), then the META
+    /// item. Idempotent; two processes may run it at once. Needs GetItem, Scan, UpdateItem
+    /// and PutItem: the operator's credentials, not a function's role.
+    pub async fn migrate(&self) -> Result<MigrationReport, StoreError> {
+        let from = self.schema_version().await?;
+        if from >= Self::SCHEMA_VERSION {
+            return Ok(MigrationReport {
+                from_version: from,
+                to_version: from,
+                scanned: 0,
+                connections_indexed: 0,
+                vanished: 0,
+            });
+        }
+        // 1 → 2: connections carry the index attribute. (A later step goes here, each one
+        // idempotent, so a run interrupted before META is written is simply run again.)
+        let mut report = self.tag_connections(from).await?;
+        self.put_schema_version(Self::SCHEMA_VERSION).await?;
+        report.to_version = Self::SCHEMA_VERSION;
+        tracing::info!(
+            table = %self.table,
+            from = report.from_version,
+            to = report.to_version,
+            scanned = report.scanned,
+            connections_indexed = report.connections_indexed,
+            "migrated the state table"
+        );
+        Ok(report)
+    }
+
+    /// One Scan for the connection items without `gsi_connections` (their keys only), and
+    /// a conditional UpdateItem `SET gsi_connections` on each. Unconditional: it repairs a
+    /// connection that an older version rewrote without the attribute after the migration.
+    /// The report's versions are the stored one (the META item is not written here).
+    pub async fn index_connections(&self) -> Result<MigrationReport, StoreError> {
+        let version = self.schema_version().await?;
+        self.tag_connections(version).await
+    }
+
+    async fn tag_connections(&self, version: u32) -> Result<MigrationReport, StoreError> {
+        let mut report = MigrationReport {
+            from_version: version,
+            to_version: version,
+            scanned: 0,
+            connections_indexed: 0,
+            vanished: 0,
+        };
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("sk = :connection AND attribute_not_exists(#index)")
+                .projection_expression("pk, sk")
+                .expression_attribute_names("#index", Self::CONNECTIONS_INDEX_ATTRIBUTE)
+                .expression_attribute_values(":connection", s(CONNECTION_SK))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| unavailable("Scan", e))?;
+            report.scanned += u64::try_from(page.scanned_count).unwrap_or_default();
+            for key in page.items.unwrap_or_default() {
+                if self.index_connection(key).await? {
+                    report.connections_indexed += 1;
+                } else {
+                    report.vanished += 1;
+                }
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        Ok(report)
+    }
+
+    /// `SET gsi_connections` on one connection item if it still exists; false if it does not.
+    async fn index_connection(&self, key: Item) -> Result<bool, StoreError> {
+        let label = format!(
+            "{}/{CONNECTION_SK}",
+            key.get("pk")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default()
+        );
+        let updated = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .update_expression("SET #index = :connection")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#index", Self::CONNECTIONS_INDEX_ATTRIBUTE)
+            .expression_attribute_values(":connection", s(CONNECTION_SK))
+            .send()
+            .await;
+        match updated {
+            Ok(_) => Ok(true),
+            Err(err) => match write_error("UpdateItem", &label, err) {
+                StoreError::Conflict(_) => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Writes META at `version` unless it already says `version` or newer (another process
+    /// migrated it first, or a newer version did).
+    async fn put_schema_version(&self, version: u32) -> Result<(), StoreError> {
+        let written = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(META_PK))
+            .item("sk", s(SCHEMA_SK))
+            .item(SCHEMA_ATTRIBUTE, n(u64::from(version)))
+            .item("migrated_at", s(chrono::Utc::now().to_rfc3339()))
+            .condition_expression("attribute_not_exists(pk) OR #v < :v")
+            .expression_attribute_names("#v", SCHEMA_ATTRIBUTE)
+            .expression_attribute_values(":v", n(u64::from(version)))
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(()),
+            Err(err) => match write_error("PutItem", "schema version", err) {
+                StoreError::Conflict(_) => Ok(()),
+                other => Err(other),
+            },
+        }
     }
 }
 

@@ -7,5 +7,5 @@
 mod dynamo;
 mod sqs;
 
-pub use dynamo::DynamoStore;
+pub use dynamo::{ConnectionListing, DynamoStore, MigrationReport};
 pub use sqs::{RawMessage, SqsQueue};
