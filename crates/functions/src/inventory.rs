@@ -10,8 +10,13 @@
 //! retry (the template turns Lambda's own asynchronous retries off). Failing still matters:
 //! it is what the function's `Errors` alarm counts. A run that ended as planned (completed,
 //! deferred by its time or rate-limit budget, busy elsewhere, or switched off) is a success.
+//!
+//! Each invocation then writes its metrics ([`run_metrics`], [`crate::metrics`]): the stock
+//! levels written, its duration, and whether it ran every store (what `MirrorStalledAlarm`
+//! watches).
 
 use crate::config::InventorySyncConfig;
+use crate::metrics::{self, Sample, Unit};
 use crate::wiring::{ApiClients, InitError, configuration, log_failure};
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use els_core::inventory::mirror::{InventoryMirror, MirrorError, MirrorReport, RunOutcome};
@@ -22,6 +27,7 @@ use els_lightspeed::{AuthLightspeed, Pacing};
 use els_store_aws::DynamoStore;
 use lambda_runtime::LambdaEvent;
 use serde::Serialize;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// What an invocation did: one report per connection, in store order.
@@ -35,11 +41,12 @@ pub struct InventorySyncSummary {
 pub enum InventorySyncError {
     #[error("listing the connections failed: {0}")]
     ListConnections(StoreError),
-    /// Some stores failed; the others' reports are logged.
+    /// Some stores failed; the others' reports are logged, and kept in `summary`.
     #[error("inventory mirror failed for {} of {total} stores: {}", failures.len(), describe(failures))]
     StoresFailed {
         total: usize,
         failures: Vec<MirrorError>,
+        summary: InventorySyncSummary,
     },
 }
 
@@ -89,13 +96,52 @@ impl InventorySyncFunction {
         Ok(Self { mirror })
     }
 
-    /// One invocation: a scheduled event.
+    /// One invocation: a scheduled event, then its metrics.
     pub async fn handle(
         &self,
         event: LambdaEvent<EventBridgeEvent>,
     ) -> Result<InventorySyncSummary, InventorySyncError> {
-        sync_all_inventory(&self.mirror, event.payload).await
+        let started = Instant::now();
+        let result = sync_all_inventory(&self.mirror, event.payload).await;
+        metrics::emit(&run_metrics(&result, started.elapsed()), &[]);
+        result
     }
+}
+
+/// An invocation's metrics: [`metrics::STOCK_LEVELS_WRITTEN`] (every store's `written`,
+/// the failed stores' pages applied before their failure included),
+/// [`metrics::MIRROR_RUN_DURATION`], and [`metrics::MIRROR_RUNS_COMPLETED`] = 1 when every
+/// store was run, whatever each one's outcome (a store's failure is the `Errors` alarm's
+/// business). Listing the connections failed: no store was run, so 0 of both counts.
+pub fn run_metrics(
+    result: &Result<InventorySyncSummary, InventorySyncError>,
+    elapsed: Duration,
+) -> Vec<Sample> {
+    let written_by =
+        |summary: &InventorySyncSummary| -> u64 { summary.reports.iter().map(|r| r.written).sum() };
+    let (written, completed) = match result {
+        Ok(summary) => (written_by(summary), 1),
+        Err(InventorySyncError::StoresFailed {
+            failures, summary, ..
+        }) => (
+            written_by(summary) + failures.iter().map(|f| f.report.written).sum::<u64>(),
+            1,
+        ),
+        Err(InventorySyncError::ListConnections(_)) => (0, 0),
+    };
+    vec![
+        (metrics::STOCK_LEVELS_WRITTEN, written as f64, Unit::Count),
+        (
+            metrics::MIRROR_RUN_DURATION,
+            elapsed.as_millis() as f64,
+            Unit::Milliseconds,
+        ),
+        (
+            metrics::MIRROR_RUNS_COMPLETED,
+            completed as f64,
+            Unit::Count,
+        ),
+    ]
 }
 
 /// Mirrors Lightspeed stock to Ecwid for every connection.
@@ -132,7 +178,11 @@ where
     if failures.is_empty() {
         Ok(summary)
     } else {
-        Err(InventorySyncError::StoresFailed { total, failures })
+        Err(InventorySyncError::StoresFailed {
+            total,
+            failures,
+            summary,
+        })
     }
 }
 
@@ -246,12 +296,80 @@ mod tests {
             .await
             .expect_err("the run must be retried");
 
-        let InventorySyncError::StoresFailed { total, failures } = &err else {
+        let InventorySyncError::StoresFailed {
+            total,
+            failures,
+            summary,
+        } = &err
+        else {
             panic!("unexpected error {err}");
         };
-        assert_eq!((*total, failures.len()), (1, 1));
+        assert_eq!((*total, failures.len(), summary.reports.len()), (1, 1, 0));
         assert!(err.to_string().contains("store 1003"), "{err}");
+        let result = Err(err);
+        let samples = run_metrics(&result, Duration::from_millis(1234));
+        assert_eq!(
+            samples,
+            vec![
+                (metrics::STOCK_LEVELS_WRITTEN, 0.0, Unit::Count),
+                (metrics::MIRROR_RUN_DURATION, 1234.0, Unit::Milliseconds),
+                (metrics::MIRROR_RUNS_COMPLETED, 1.0, Unit::Count),
+            ],
+            "every store was run: the mirror is not stalled"
+        );
+        let Err(err) = result else { unreachable!() };
         let diagnostic = lambda_runtime::Diagnostic::from(err);
         assert_eq!(diagnostic.error_type, "InventoryMirrorFailed");
+    }
+
+    #[tokio::test]
+    async fn a_run_reports_the_levels_written_its_duration_and_its_completion_as_emf() {
+        let (sb, store) = sandbox_and_store().await;
+        set_mug_level(&sb, 7);
+
+        let result = sync_all_inventory(&sandbox_mirror(&sb, &store), scheduled_event()).await;
+        let written = result.as_ref().expect("run succeeds").reports[0].written;
+        assert!(written >= 1, "the mug's level was written");
+
+        let mut out = Vec::new();
+        metrics::emit_to(
+            &mut out,
+            metrics::DEFAULT_NAMESPACE,
+            1,
+            &run_metrics(&result, Duration::from_millis(2500)),
+            &[],
+        )
+        .expect("written");
+        let lines = crate::metrics::tests::parse_lines(&out);
+        assert_eq!(lines.len(), 1);
+        let (values, dimensions) =
+            crate::metrics::tests::read_emf(&lines[0], metrics::DEFAULT_NAMESPACE);
+        assert!(dimensions.is_empty());
+        assert_eq!(
+            values,
+            [
+                (
+                    "StockLevelsWritten".to_string(),
+                    (written as f64, "Count".to_string())
+                ),
+                (
+                    "MirrorRunDuration".to_string(),
+                    (2500.0, "Milliseconds".to_string())
+                ),
+                (
+                    "MirrorRunsCompleted".to_string(),
+                    (1.0, "Count".to_string())
+                ),
+            ]
+            .into()
+        );
+    }
+
+    #[test]
+    fn a_run_that_could_not_list_the_stores_did_not_complete() {
+        let err = InventorySyncError::ListConnections(StoreError::Unavailable("down".into()));
+        let samples = run_metrics(&Err(err), Duration::from_millis(3000));
+        assert!(samples.contains(&(metrics::MIRROR_RUNS_COMPLETED, 0.0, Unit::Count)));
+        assert!(samples.contains(&(metrics::STOCK_LEVELS_WRITTEN, 0.0, Unit::Count)));
     }
 }

@@ -7,11 +7,15 @@
 //! * [`ingest::handle_webhook_request`]: Ecwid webhook (HTTP API / Function URL) to the queue.
 //! * [`poster::post_sqs_batch`]: SQS batch to Lightspeed sales, with partial batch failures.
 //! * [`inventory::sync_all_inventory`]: EventBridge schedule to Ecwid stock levels.
+//!
+//! [`metrics`] writes their custom CloudWatch metrics (Embedded Metric Format on stdout),
+//! which the template's alarms watch.
 
 pub mod config;
 pub mod ingest;
 pub mod inventory;
 pub mod lightspeed_auth;
+pub mod metrics;
 pub mod poster;
 pub mod secrets;
 pub mod telemetry;

@@ -21,22 +21,28 @@
 //!   so it reaches the DLQ after `maxReceiveCount` quick receives instead of holding up its
 //!   store's FIFO group for several visibility timeouts.
 //!
+//! Each invocation then writes its [`BatchMetrics`] ([`crate::metrics`]): orders posted,
+//! parked (by reason) and dead-lettered, and the age of the batch's oldest message.
+//!
 //! [`Settlement::Ack`]: els_core::settle::Settlement::Ack
 //! [`Settlement::RetryAfter`]: els_core::settle::Settlement::RetryAfter
 //! [`Settlement::DeadLetter`]: els_core::settle::Settlement::DeadLetter
 
 use crate::config::SalePosterConfig;
+use crate::metrics::{self, Dimension, Sample, Unit};
 use crate::wiring::{ApiClients, InitError, configuration, log_failure};
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use els_core::poster::SalePoster;
-use els_core::settle::post_delivered;
+use els_core::ledger::ReasonCode;
+use els_core::poster::{PostOutcome, SalePoster};
+use els_core::settle::{Settled, Settlement, post_delivered};
 use els_core::{Clock, EcwidApi, LightspeedApi, OrderMessage, StateStore, WorkQueue};
 use els_ecwid::EcwidClient;
 use els_http::TokioClock;
 use els_lightspeed::AuthLightspeed;
 use els_store_aws::{DynamoStore, SqsQueue};
 use lambda_runtime::LambdaEvent;
-use std::time::Duration;
+use std::io;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 use tracing::Instrument as _;
 
@@ -95,18 +101,132 @@ impl SalePosterFunction {
         })
     }
 
-    /// One invocation: a batch of SQS records.
+    /// One invocation: a batch of SQS records, then its metrics.
     pub async fn handle(
         &self,
         event: LambdaEvent<SqsEvent>,
     ) -> Result<SqsBatchResponse, BatchError> {
-        post_sqs_batch(
+        let mut measured = BatchMetrics::for_batch(&event.payload, SystemTime::now());
+        let response = post_sqs_batch_measured(
             &self.poster,
             &self.queue,
             self.max_receive_count,
             event.payload,
+            &mut measured,
         )
-        .await
+        .await;
+        measured.emit();
+        response
+    }
+}
+
+/// What one invocation reports to CloudWatch ([`crate::metrics`]).
+///
+/// Counts are of the poster's answers, so an order that is already parked and is delivered
+/// again (a later webhook for it) counts as parked again; a record that asks for a retry
+/// counts nowhere until it is settled.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchMetrics {
+    /// Orders posted as a sale, or adopted (an earlier attempt's sale, found).
+    pub posted: u64,
+    /// Orders answered "parked", per reason, in the order first seen.
+    pub parked: Vec<(ReasonCode, u64)>,
+    /// Records settled as [`Settlement::DeadLetter`]: their last receive failed, the order
+    /// is parked `DEAD_LETTERED` (or could not be) and the message goes to the DLQ.
+    pub dead_lettered: u64,
+    /// How long the batch's oldest message had been queued when the invocation started.
+    pub oldest_age: Option<Duration>,
+}
+
+impl BatchMetrics {
+    /// Empty counts, and the age of the oldest record of `event` at `now` (from each
+    /// record's `SentTimestamp`, milliseconds since the epoch; records without one are
+    /// left out).
+    pub fn for_batch(event: &SqsEvent, now: SystemTime) -> Self {
+        let now_ms = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let oldest_age = event
+            .records
+            .iter()
+            .filter_map(|r| r.attributes.get("SentTimestamp"))
+            .filter_map(|sent| sent.trim().parse::<u64>().ok())
+            .map(|sent_ms| Duration::from_millis(now_ms.saturating_sub(sent_ms)))
+            .max();
+        Self {
+            oldest_age,
+            ..Self::default()
+        }
+    }
+
+    /// Counts one settled record.
+    pub fn record(&mut self, settled: &Settled) {
+        if settled.settlement == Settlement::DeadLetter {
+            self.dead_lettered += 1;
+        }
+        match &settled.outcome {
+            Ok(PostOutcome::Posted { .. } | PostOutcome::Adopted { .. }) => self.posted += 1,
+            Ok(PostOutcome::Parked(reason)) => {
+                match self
+                    .parked
+                    .iter_mut()
+                    .find(|(code, _)| *code == reason.code)
+                {
+                    Some((_, n)) => *n += 1,
+                    None => self.parked.push((reason.code, 1)),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The lines to write: posted, dead-lettered (both also when 0, so a quiet hour of
+    /// deliveries still has data points) and the age without dimension, then one line per
+    /// parked reason.
+    pub fn lines(&self) -> Vec<(Vec<Sample>, Vec<Dimension>)> {
+        let mut plain = vec![
+            (metrics::ORDERS_POSTED, self.posted as f64, Unit::Count),
+            (
+                metrics::ORDERS_DEAD_LETTERED,
+                self.dead_lettered as f64,
+                Unit::Count,
+            ),
+        ];
+        if let Some(age) = self.oldest_age {
+            plain.push((
+                metrics::OLDEST_QUEUED_ORDER_AGE,
+                age.as_millis() as f64 / 1000.0,
+                Unit::Seconds,
+            ));
+        }
+        let mut lines = vec![(plain, Vec::new())];
+        for &(code, n) in &self.parked {
+            lines.push((
+                vec![(metrics::ORDERS_PARKED, n as f64, Unit::Count)],
+                vec![Dimension::Reason(code)],
+            ));
+        }
+        lines
+    }
+
+    /// Writes [`Self::lines`] to `out`.
+    pub fn emit_to(
+        &self,
+        out: &mut impl io::Write,
+        namespace: &str,
+        timestamp_ms: u64,
+    ) -> io::Result<()> {
+        for (samples, dimensions) in self.lines() {
+            metrics::emit_to(out, namespace, timestamp_ms, &samples, &dimensions)?;
+        }
+        Ok(())
+    }
+
+    /// Writes [`Self::lines`] to stdout.
+    pub fn emit(&self) {
+        for (samples, dimensions) in self.lines() {
+            metrics::emit(&samples, &dimensions);
+        }
     }
 }
 
@@ -118,6 +238,25 @@ pub async fn post_sqs_batch<S, E, L, C, Q>(
     queue: &Q,
     max_receive_count: u32,
     event: SqsEvent,
+) -> Result<SqsBatchResponse, BatchError>
+where
+    S: StateStore,
+    E: EcwidApi,
+    L: LightspeedApi,
+    C: Clock,
+    Q: WorkQueue,
+{
+    let mut unused = BatchMetrics::default();
+    post_sqs_batch_measured(poster, queue, max_receive_count, event, &mut unused).await
+}
+
+/// [`post_sqs_batch`], counting each settled record into `measured`.
+pub async fn post_sqs_batch_measured<S, E, L, C, Q>(
+    poster: &SalePoster<S, E, L, C>,
+    queue: &Q,
+    max_receive_count: u32,
+    event: SqsEvent,
+    measured: &mut BatchMetrics,
 ) -> Result<SqsBatchResponse, BatchError>
 where
     S: StateStore,
@@ -145,7 +284,7 @@ where
             message_id = %message_id,
             receive_count = record.attributes.get("ApproximateReceiveCount").map(String::as_str),
         );
-        let settled = post_record(poster, queue, max_receive_count, record)
+        let settled = post_record(poster, queue, max_receive_count, record, measured)
             .instrument(span)
             .await;
         if !settled {
@@ -161,6 +300,7 @@ async fn post_record<S, E, L, C, Q>(
     queue: &Q,
     max_receive_count: u32,
     record: &SqsMessage,
+    measured: &mut BatchMetrics,
 ) -> bool
 where
     S: StateStore,
@@ -184,6 +324,7 @@ where
     let settled = post_delivered(poster, &message, receive_count(record), max_receive_count)
         .instrument(span)
         .await;
+    measured.record(&settled);
     match settled.settlement.redeliver_after() {
         None => true,
         Some(delay) => {
@@ -218,7 +359,7 @@ async fn delay_redelivery<Q: WorkQueue>(queue: &Q, record: &SqsMessage, delay: D
 mod tests {
     use super::*;
     use crate::testing::{sandbox_and_store, sandbox_poster};
-    use els_core::ledger::{OrderState, ReasonCode};
+    use els_core::ledger::{OrderState, Reason};
     use els_core::{Delivery, LedgerStore, OrderKey};
     use els_sandbox::{Fault, FaultKind, OrderItemSpec, OrderSpec, Route, Sandbox};
     use els_store_sqlite::SqliteStore;
@@ -402,31 +543,38 @@ mod tests {
         sb: &Sandbox,
         store: &SqliteStore,
         receive_count: u32,
-    ) -> (String, SqsBatchResponse) {
+    ) -> (String, SqsBatchResponse, BatchMetrics) {
         let poster = sandbox_poster(sb, store);
         let order_id = place_paid_order(sb);
         sb.inject(Fault::times(Route::LsPostSale, FaultKind::Status(503), 100));
         let mut delivery = queue_and_receive(sb, store, &order_id, Duration::from_secs(30)).await;
         delivery.receive_count = receive_count;
-        let response = post_sqs_batch(
+        let mut measured = BatchMetrics::default();
+        let response = post_sqs_batch_measured(
             &poster,
             store,
             MAX_RECEIVES,
             sqs_event(&[("m-last", &delivery, body_of(&delivery))]),
+            &mut measured,
         )
         .await
         .expect("batch handled");
-        (order_id, response)
+        (order_id, response, measured)
     }
 
     #[tokio::test]
     async fn failure_on_the_last_receive_parks_the_order_as_dead_lettered() {
         let (sb, store) = sandbox_and_store().await;
 
-        let (order_id, response) = post_with_lightspeed_down(&sb, &store, MAX_RECEIVES).await;
+        let (order_id, response, measured) =
+            post_with_lightspeed_down(&sb, &store, MAX_RECEIVES).await;
 
         // A batch item failure: Lambda keeps the message and SQS moves it to the DLQ.
         assert_eq!(failed_ids(&response), vec!["m-last"]);
+        assert_eq!(
+            (measured.posted, measured.dead_lettered, measured.parked),
+            (0, 1, vec![(ReasonCode::DeadLettered, 1)])
+        );
         assert_eq!(sb.sale_count(), 0);
         let key = OrderKey::new(
             els_core::StoreId::literal(sb.ids().ecwid_store_id),
@@ -476,9 +624,15 @@ mod tests {
     async fn failure_before_the_last_receive_is_redelivered_not_parked() {
         let (sb, store) = sandbox_and_store().await;
 
-        let (order_id, response) = post_with_lightspeed_down(&sb, &store, MAX_RECEIVES - 1).await;
+        let (order_id, response, measured) =
+            post_with_lightspeed_down(&sb, &store, MAX_RECEIVES - 1).await;
 
         assert_eq!(failed_ids(&response), vec!["m-last"]);
+        assert_eq!(
+            measured,
+            BatchMetrics::default(),
+            "a retry counts nowhere yet"
+        );
         let entry = store
             .load_order(&OrderKey::new(
                 els_core::StoreId::literal(sb.ids().ecwid_store_id),
@@ -537,6 +691,165 @@ mod tests {
             sb.sale_count(),
             0,
             "nothing is worked on in a batch that cannot be reported"
+        );
+    }
+
+    /// The SentTimestamp of [`sqs_event`]'s records.
+    const SENT_MS: u64 = 1_764_237_601_000;
+
+    #[tokio::test]
+    async fn a_posted_order_and_the_batch_age_are_measured_and_written_as_emf() {
+        let (sb, store) = sandbox_and_store().await;
+        let poster = sandbox_poster(&sb, &store);
+        let order_id = place_paid_order(&sb);
+        let delivery = queue_and_receive(&sb, &store, &order_id, Duration::from_secs(30)).await;
+        let event = sqs_event(&[("m-1", &delivery, body_of(&delivery))]);
+        let received = UNIX_EPOCH + Duration::from_millis(SENT_MS) + Duration::from_millis(90_500);
+
+        let mut measured = BatchMetrics::for_batch(&event, received);
+        post_sqs_batch_measured(&poster, &store, MAX_RECEIVES, event, &mut measured)
+            .await
+            .expect("batch handled");
+
+        assert_eq!(sb.sale_count(), 1);
+        assert_eq!(
+            measured,
+            BatchMetrics {
+                posted: 1,
+                parked: vec![],
+                dead_lettered: 0,
+                oldest_age: Some(Duration::from_millis(90_500)),
+            }
+        );
+        let mut out = Vec::new();
+        measured
+            .emit_to(&mut out, "EcwidLightspeedSync", SENT_MS)
+            .expect("written");
+        let lines = crate::metrics::tests::parse_lines(&out);
+        assert_eq!(lines.len(), 1, "nothing parked: one line");
+        let (values, dimensions) =
+            crate::metrics::tests::read_emf(&lines[0], "EcwidLightspeedSync");
+        assert!(dimensions.is_empty());
+        assert_eq!(values["OrdersPosted"], (1.0, "Count".to_string()));
+        assert_eq!(values["OrdersDeadLettered"], (0.0, "Count".to_string()));
+        assert_eq!(
+            values["OldestQueuedOrderAge"],
+            (90.5, "Seconds".to_string())
+        );
+    }
+
+    #[test]
+    fn parked_orders_are_counted_per_reason_on_lines_of_their_own() {
+        let settled = |settlement, outcome| Settled {
+            settlement,
+            outcome,
+        };
+        let parked = |code| Ok(PostOutcome::Parked(Reason::new(code, "why")));
+        let mut measured = BatchMetrics::default();
+        for s in [
+            settled(Settlement::Ack, parked(ReasonCode::UnknownSku)),
+            settled(
+                Settlement::Ack,
+                Ok(PostOutcome::Adopted {
+                    sale_id: "s-1".into(),
+                }),
+            ),
+            settled(Settlement::Ack, parked(ReasonCode::TaxNotMapped)),
+            settled(Settlement::Ack, parked(ReasonCode::UnknownSku)),
+            settled(
+                Settlement::Ack,
+                Ok(PostOutcome::AlreadyPosted {
+                    sale_id: "s-0".into(),
+                }),
+            ),
+            settled(
+                Settlement::Ack,
+                Ok(PostOutcome::Skipped(Reason::new(ReasonCode::NotPaid, "no"))),
+            ),
+            settled(
+                Settlement::RetryAfter(Duration::from_secs(5)),
+                Err(els_core::poster::RetryLater {
+                    delay: Duration::from_secs(5),
+                    reason: "503".into(),
+                }),
+            ),
+            settled(Settlement::DeadLetter, parked(ReasonCode::DeadLettered)),
+        ] {
+            measured.record(&s);
+        }
+
+        assert_eq!(
+            measured.posted, 1,
+            "adopted counts, already posted does not"
+        );
+        assert_eq!(measured.dead_lettered, 1);
+        assert_eq!(
+            measured.parked,
+            vec![
+                (ReasonCode::UnknownSku, 2),
+                (ReasonCode::TaxNotMapped, 1),
+                (ReasonCode::DeadLettered, 1)
+            ]
+        );
+
+        let mut out = Vec::new();
+        measured.emit_to(&mut out, "Ns", 1).expect("written");
+        let lines = crate::metrics::tests::parse_lines(&out);
+        let read: Vec<_> = lines
+            .iter()
+            .map(|l| crate::metrics::tests::read_emf(l, "Ns"))
+            .collect();
+        assert_eq!(read.len(), 4);
+        assert_eq!(
+            read[0].0.keys().collect::<Vec<_>>(),
+            ["OrdersDeadLettered", "OrdersPosted"]
+        );
+        let by_reason: Vec<(String, f64)> = read[1..]
+            .iter()
+            .map(|(values, dimensions)| {
+                assert_eq!(values.len(), 1);
+                (dimensions["Reason"].clone(), values["OrdersParked"].0)
+            })
+            .collect();
+        assert_eq!(
+            by_reason,
+            vec![
+                ("UNKNOWN_SKU".to_string(), 2.0),
+                ("TAX_NOT_MAPPED".to_string(), 1.0),
+                ("DEAD_LETTERED".to_string(), 1.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn the_batch_age_is_of_its_oldest_record_and_never_negative() {
+        let mut event: SqsEvent = serde_json::from_value(json!({ "Records": [
+            { "messageId": "a", "attributes": { "SentTimestamp": "1000" } },
+            { "messageId": "b", "attributes": { "SentTimestamp": " 4000 " } },
+            { "messageId": "c", "attributes": {} },
+            { "messageId": "d", "attributes": { "SentTimestamp": "later" } }
+        ] }))
+        .expect("SQS event");
+        let at = |ms| UNIX_EPOCH + Duration::from_millis(ms);
+        assert_eq!(
+            BatchMetrics::for_batch(&event, at(61_000)).oldest_age,
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            BatchMetrics::for_batch(&event, at(500)).oldest_age,
+            Some(Duration::ZERO),
+            "a clock behind SQS's"
+        );
+        event.records.truncate(0);
+        assert_eq!(BatchMetrics::for_batch(&event, at(5_000)).oldest_age, None);
+        let lines = BatchMetrics::default().lines();
+        assert_eq!(lines.len(), 1);
+        assert!(
+            !lines[0]
+                .0
+                .iter()
+                .any(|(name, _, _)| *name == crate::metrics::OLDEST_QUEUED_ORDER_AGE),
+            "no age without records"
         );
     }
 

@@ -334,7 +334,23 @@ fn each_function_is_granted_exactly_what_its_code_calls() {
         BTreeSet::from([table.clone(), connections_index()]),
     );
     assert_eq!(got["InventorySyncRole"], inventory);
-    assert_eq!(got.len(), 3, "one role per function: {:?}", got.keys());
+    // The sweep reads state, lists the connections and queues orders; nothing else (no
+    // SSM, no KMS, no Lightspeed, no delete).
+    let mut sweep = with_logs(
+        "OrderSweepLogGroup",
+        &[
+            ("dynamodb:GetItem", &table),
+            ("dynamodb:PutItem", &table),
+            ("dynamodb:BatchGetItem", &table),
+            ("sqs:SendMessage", &queue),
+        ],
+    );
+    sweep.insert(
+        "dynamodb:Query".into(),
+        BTreeSet::from([table.clone(), connections_index()]),
+    );
+    assert_eq!(got["OrderSweepRole"], sweep);
+    assert_eq!(got.len(), 4, "one role per function: {:?}", got.keys());
 
     // kms:Decrypt, when granted, only through SSM.
     let kms = role_statements(&t)
@@ -354,7 +370,7 @@ fn each_function_is_granted_exactly_what_its_code_calls() {
 fn functions_have_their_own_roles_without_managed_policies() {
     let t = template();
     let functions = of_type(&t, "AWS::Serverless::Function");
-    assert_eq!(functions.len(), 3);
+    assert_eq!(functions.len(), 4);
     let mut roles = BTreeSet::new();
     for (name, f) in &functions {
         let p = &f["Properties"];
@@ -469,7 +485,12 @@ fn functions_are_arm64_al2023_cargo_lambda_builds_with_limits_and_json_logs() {
     }
     assert_eq!(
         binaries,
-        BTreeSet::from(["webhook-ingest", "sale-poster", "inventory-sync"])
+        BTreeSet::from([
+            "webhook-ingest",
+            "sale-poster",
+            "inventory-sync",
+            "order-sweep"
+        ])
     );
 }
 
@@ -671,4 +692,273 @@ fn every_parameter_is_documented() {
         let doc = p["Description"].as_str().unwrap_or_default();
         assert!(doc.len() >= 20, "{name}: describe it");
     }
+}
+
+/// Every custom metric (one not in an `AWS/` namespace) that an alarm names, as
+/// `(alarm, namespace, metric)`: plain alarms and the metrics of metric-math alarms.
+fn alarm_metrics(t: &Value) -> Vec<(String, Value, String)> {
+    let mut out = Vec::new();
+    for (name, a) in of_type(t, "AWS::CloudWatch::Alarm") {
+        let p = &a["Properties"];
+        let mut named = Vec::new();
+        if let Some(metric) = p["MetricName"].as_str() {
+            named.push((p["Namespace"].clone(), metric.to_string()));
+        }
+        for m in as_list(&p["Metrics"]) {
+            let metric = &m["MetricStat"]["Metric"];
+            if let Some(metric_name) = metric["MetricName"].as_str() {
+                named.push((metric["Namespace"].clone(), metric_name.to_string()));
+            }
+        }
+        assert!(!named.is_empty(), "{name}: watches no metric");
+        for (namespace, metric) in named {
+            let aws = namespace.as_str().is_some_and(|n| n.starts_with("AWS/"));
+            if !aws {
+                out.push((name.to_string(), namespace, metric));
+            }
+        }
+    }
+    out
+}
+
+/// The dashboard's body with its `!Sub` variables replaced (the namespace by its default),
+/// parsed: `(namespace, metric)` of every metric its widgets draw, and the metric names
+/// its `SEARCH` expressions name.
+fn dashboard_metrics(t: &Value) -> (Vec<(String, String)>, Vec<String>) {
+    let dashboards = of_type(t, "AWS::CloudWatch::Dashboard");
+    assert_eq!(dashboards.len(), 1, "one dashboard");
+    let body = dashboards[0].1["Properties"]["DashboardBody"]["Fn::Sub"]
+        .as_str()
+        .expect("DashboardBody is a !Sub of JSON text");
+    let namespace = t["Parameters"]["MetricsNamespace"]["Default"]
+        .as_str()
+        .expect("MetricsNamespace default");
+    // Every ${...} must be a parameter, a resource or a pseudo parameter.
+    let mut text = String::new();
+    let mut rest = body;
+    while let Some(start) = rest.find("${") {
+        text.push_str(&rest[..start]);
+        let end = rest[start..].find('}').expect("closed ${") + start;
+        let var = &rest[start + 2..end];
+        let known = var.starts_with("AWS::")
+            || t["Parameters"].get(var).is_some()
+            || resources(t).contains_key(var.split('.').next().unwrap_or_default());
+        assert!(known, "dashboard names ${{{var}}}, which does not exist");
+        text.push_str(if var == "MetricsNamespace" {
+            namespace
+        } else {
+            "x"
+        });
+        rest = &rest[end + 1..];
+    }
+    text.push_str(rest);
+    let body: Value = serde_json::from_str(&text).expect("the dashboard body is JSON");
+
+    let mut drawn = Vec::new();
+    let mut searched = Vec::new();
+    for widget in body["widgets"].as_array().expect("widgets") {
+        for line in as_list(&widget["properties"]["metrics"]) {
+            let parts = line.as_array().expect("a metric line is an array");
+            if let Some(expression) = parts[0]["expression"].as_str() {
+                let mut rest = expression;
+                while let Some(at) = rest.find("MetricName=\"") {
+                    rest = &rest[at + "MetricName=\"".len()..];
+                    let end = rest.find('"').expect("closing quote");
+                    searched.push(rest[..end].to_string());
+                    assert!(
+                        expression.contains(&format!("\"{namespace}\"")),
+                        "{expression}: searches another namespace"
+                    );
+                }
+                continue;
+            }
+            let ns = parts[0].as_str().expect("namespace");
+            assert_ne!(ns, ".", "no shorthand: every line names its metric");
+            drawn.push((
+                ns.to_string(),
+                parts[1].as_str().expect("metric").to_string(),
+            ));
+        }
+    }
+    (drawn, searched)
+}
+
+/// The alarms and the dashboard watch metrics the code emits, in the namespace the
+/// functions are given: a metric renamed in `metrics.rs` must be renamed here too, or an
+/// alarm would watch a metric nobody writes (and, missing data being "not breaching" for
+/// most of them, never fire).
+#[test]
+fn alarms_and_dashboard_name_only_metrics_the_functions_emit() {
+    use els_functions::metrics;
+    let t = template();
+    let param = &t["Parameters"]["MetricsNamespace"];
+    assert_eq!(param["Default"], metrics::DEFAULT_NAMESPACE);
+    assert_eq!(
+        t["Globals"]["Function"]["Environment"]["Variables"][metrics::NAMESPACE_VAR],
+        json!({ "Ref": "MetricsNamespace" }),
+        "every function writes to the namespace the alarms read"
+    );
+
+    let watched = alarm_metrics(&t);
+    for (alarm, namespace, metric) in &watched {
+        assert_eq!(namespace, &json!({ "Ref": "MetricsNamespace" }), "{alarm}");
+        assert!(
+            metrics::ALL.contains(&metric.as_str()),
+            "{alarm} watches {metric}, which no function emits"
+        );
+    }
+    let watched: BTreeSet<&str> = watched.iter().map(|(_, _, m)| m.as_str()).collect();
+    for needed in [
+        metrics::ORDERS_POSTED,
+        metrics::ORDERS_DEAD_LETTERED,
+        metrics::MIRROR_RUNS_COMPLETED,
+        metrics::SWEEP_RUNS_COMPLETED,
+        metrics::STORES_UNHEALTHY,
+    ] {
+        assert!(watched.contains(needed), "no alarm watches {needed}");
+    }
+
+    let (drawn, searched) = dashboard_metrics(&t);
+    for (namespace, metric) in &drawn {
+        if !namespace.starts_with("AWS/") {
+            assert_eq!(namespace, metrics::DEFAULT_NAMESPACE, "{metric}");
+            assert!(
+                metrics::ALL.contains(&metric.as_str()),
+                "the dashboard draws {metric}, which no function emits"
+            );
+        }
+    }
+    assert_eq!(searched, vec![metrics::ORDERS_PARKED.to_string()]);
+    let on_dashboard: BTreeSet<&str> = drawn
+        .iter()
+        .map(|(_, m)| m.as_str())
+        .chain(searched.iter().map(String::as_str))
+        .collect();
+    for metric in metrics::ALL {
+        assert!(
+            on_dashboard.contains(metric),
+            "{metric} is not on the dashboard"
+        );
+    }
+}
+
+/// Silence is alarmed on: a stall (no completed run) counts missing data as breaching,
+/// and "no sale posted while orders wait" fills the missing hours with zero.
+#[test]
+fn silence_alarms_treat_missing_runs_as_a_stall() {
+    let t = template();
+    let alarm = |name: &str| &resources(&t)[name]["Properties"];
+    for (name, metric, period) in [
+        ("MirrorStalledAlarm", "MirrorRunsCompleted", 60),
+        ("SweepStalledAlarm", "SweepRunsCompleted", 300),
+    ] {
+        let p = alarm(name);
+        assert_eq!(p["MetricName"], metric, "{name}");
+        assert_eq!(p["Statistic"], "Sum", "{name}");
+        assert_eq!(number(&p["Period"]), period, "{name}");
+        assert_eq!(number(&p["EvaluationPeriods"]), 3, "{name}");
+        assert_eq!(number(&p["Threshold"]), 1, "{name}");
+        assert_eq!(p["ComparisonOperator"], "LessThanThreshold", "{name}");
+        assert_eq!(p["TreatMissingData"], "breaching", "{name}");
+    }
+    // A minute's periods only make sense for a schedule of one run a minute.
+    assert_eq!(
+        resources(&t)["MirrorStalledAlarm"]["Condition"],
+        "MirrorRunsEveryMinute"
+    );
+    assert_eq!(
+        t["Conditions"]["MirrorRunsEveryMinute"],
+        json!({ "Fn::And": [
+            { "Fn::Equals": [{ "Ref": "InventorySyncState" }, "ENABLED"] },
+            { "Fn::Equals": [{ "Ref": "InventorySyncSchedule" }, "rate(1 minute)"] }
+        ] })
+    );
+
+    let p = alarm("StoresUnhealthyAlarm");
+    assert_eq!(
+        (&p["MetricName"], &p["Statistic"], &p["ComparisonOperator"]),
+        (
+            &json!("StoresUnhealthy"),
+            &json!("Maximum"),
+            &json!("GreaterThanThreshold")
+        )
+    );
+    assert_eq!(number(&p["Threshold"]), 0);
+
+    let p = alarm("NoSalesPostedAlarm");
+    let returned: Vec<&Value> = as_list(&p["Metrics"])
+        .into_iter()
+        .filter(|m| m["ReturnData"] == true)
+        .collect();
+    assert_eq!(returned.len(), 1, "one expression is the alarm's");
+    let expression = returned[0]["Expression"].as_str().expect("an expression");
+    for part in ["FILL(posted, 0) == 0", "FILL(waiting, 0) > 0"] {
+        assert!(expression.contains(part), "{expression}: {part}");
+    }
+    let waiting = as_list(&p["Metrics"])
+        .into_iter()
+        .find(|m| m["Id"] == "waiting")
+        .expect("the queue's metric");
+    assert_eq!(
+        waiting["MetricStat"]["Metric"]["Dimensions"][0]["Value"],
+        json!({ "Fn::GetAtt": ["WorkQueue", "QueueName"] })
+    );
+    let hours = json!({ "Ref": "NoSalesAlarmHours" });
+    assert_eq!(p["EvaluationPeriods"], hours);
+    assert_eq!(p["DatapointsToAlarm"], hours);
+    assert_eq!(
+        number(&as_list(&p["Metrics"])[0]["MetricStat"]["Period"]),
+        3600
+    );
+    assert_eq!(t["Parameters"]["NoSalesAlarmHours"]["Default"], 6);
+    assert_eq!(
+        t["Parameters"]["QueueAgeAlarmSeconds"]["Default"], 1800,
+        "orders late by 30 minutes"
+    );
+}
+
+/// order-sweep: a parameterised schedule (every 5 minutes by default), the schedule is the
+/// retry, its run budget fits its timeout, and its environment is what its configuration
+/// reads, with no Lightspeed and no secret.
+#[test]
+fn order_sweep_runs_on_a_parameterised_schedule_within_its_timeout() {
+    use els_functions::config::{ECWID_API_URL, HTTP_TIMEOUT_MS, QUEUE_URL, SWEEP_MAX_RUN_SECONDS};
+    let t = template();
+    let params = &t["Parameters"];
+    assert_eq!(params["OrderSweepSchedule"]["Default"], "rate(5 minutes)");
+    let f = function(&t, "OrderSweepFunction");
+    let schedule = &f["Events"]["SweepSchedule"];
+    assert_eq!(schedule["Type"], "Schedule");
+    assert_eq!(
+        schedule["Properties"]["Schedule"],
+        json!({ "Ref": "OrderSweepSchedule" })
+    );
+    assert_eq!(f["EventInvokeConfig"]["MaximumRetryAttempts"], 0);
+
+    let timeout = number(&f["Timeout"]);
+    assert_eq!(number(&params["SweepMaxRunSeconds"]["Default"]), 120);
+    let max_run = number(&params["SweepMaxRunSeconds"]["MaxValue"]);
+    assert!(
+        max_run + 20 <= timeout,
+        "a window still fits after the budget"
+    );
+
+    let vars = f["Environment"]["Variables"]
+        .as_object()
+        .expect("Variables");
+    let names: BTreeSet<&str> = vars.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from([
+            QUEUE_URL,
+            ECWID_API_URL,
+            HTTP_TIMEOUT_MS,
+            SWEEP_MAX_RUN_SECONDS
+        ])
+    );
+    assert_eq!(vars[QUEUE_URL], json!({ "Ref": "WorkQueue" }));
+    assert_eq!(
+        vars[SWEEP_MAX_RUN_SECONDS],
+        json!({ "Ref": "SweepMaxRunSeconds" })
+    );
 }
