@@ -22,6 +22,7 @@ pub const LIGHTSPEED_MAX_RATE_WAIT_MS: &str = "LIGHTSPEED_MAX_RATE_WAIT_MS";
 pub const MAX_BODY_BYTES: &str = "MAX_BODY_BYTES";
 pub const MAX_RECEIVE_COUNT: &str = "MAX_RECEIVE_COUNT";
 pub const INVENTORY_MAX_RUN_SECONDS: &str = "INVENTORY_MAX_RUN_SECONDS";
+pub const SWEEP_MAX_RUN_SECONDS: &str = "SWEEP_MAX_RUN_SECONDS";
 
 /// Default timeout of one Ecwid or Lightspeed request.
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_millis(10_000);
@@ -110,6 +111,58 @@ pub struct InventorySyncConfig {
     pub api: ApiConfig,
     /// A run stops after the page during which this much time has passed.
     pub max_run: Duration,
+}
+
+/// Configuration of `order-sweep`: the state table, the work queue and Ecwid; no Lightspeed
+/// and no secret (the sweep reads Ecwid with each store's own token).
+#[derive(Debug, Clone)]
+pub struct OrderSweepConfig {
+    pub table_name: String,
+    pub queue_url: String,
+    pub ecwid_api_url: String,
+    pub http_timeout: Duration,
+    pub aws_operation_timeout: Duration,
+    /// The run stops starting new windows after this; the next scheduled run resumes.
+    pub max_run: Duration,
+}
+
+impl OrderSweepConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(env_lookup)
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        let config = Self {
+            table_name: env.required(TABLE_NAME)?,
+            queue_url: env.required(QUEUE_URL)?,
+            ecwid_api_url: env.url(ECWID_API_URL, els_ecwid::DEFAULT_API_URL)?,
+            http_timeout: env.millis(HTTP_TIMEOUT_MS, DEFAULT_HTTP_TIMEOUT)?,
+            aws_operation_timeout: env
+                .millis(AWS_OPERATION_TIMEOUT_MS, DEFAULT_AWS_OPERATION_TIMEOUT)?,
+            max_run: Duration::from_secs(env.positive(
+                SWEEP_MAX_RUN_SECONDS,
+                els_core::sweep::SweepConfig::default().max_run.as_secs(),
+            )?),
+        };
+        // A store's lease must outlast the run, or the next scheduled run could take a store
+        // over mid-window (harmless for sales, wasteful for Ecwid's budget).
+        let lease = els_core::sweep::SweepConfig::default().lease;
+        if config.max_run.as_secs() as i64 >= lease.num_seconds() {
+            return Err(ConfigError::Invalid {
+                name: SWEEP_MAX_RUN_SECONDS,
+                reason: format!("must be below the store lease of {} s", lease.num_seconds()),
+            });
+        }
+        Ok(config)
+    }
+
+    pub fn sweep_config(&self) -> els_core::sweep::SweepConfig {
+        els_core::sweep::SweepConfig {
+            max_run: self.max_run,
+            ..Default::default()
+        }
+    }
 }
 
 impl WebhookIngestConfig {

@@ -7,6 +7,8 @@
 //! * [`ingest::handle_webhook_request`]: Ecwid webhook (HTTP API / Function URL) to the queue.
 //! * [`poster::post_sqs_batch`]: SQS batch to Lightspeed sales, with partial batch failures.
 //! * [`inventory::sync_all_inventory`]: EventBridge schedule to Ecwid stock levels.
+//! * [`sweep::sweep_all_stores`]: EventBridge schedule to the queue: paid orders no webhook
+//!   brought.
 //!
 //! [`metrics`] writes their custom CloudWatch metrics (Embedded Metric Format on stdout),
 //! which the template's alarms watch.
@@ -18,6 +20,7 @@ pub mod lightspeed_auth;
 pub mod metrics;
 pub mod poster;
 pub mod secrets;
+pub mod sweep;
 pub mod telemetry;
 pub mod tls;
 pub mod wiring;
