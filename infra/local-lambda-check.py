@@ -22,6 +22,8 @@ Checks, each a hard failure (non-zero exit) on any mismatch:
     fails is a batch item failure, the order is PARKED as DEAD_LETTERED with the last error,
     and SQS moves the message to the DLQ; `els replay --dlq` (the real binary) puts it back
     and the poster then posts it once, leaving the DLQ empty.
+ 6. order-sweep, with the sample scheduled event: a paid order that never got a webhook is
+    found (the run reports it), its message is on the queue, and the poster posts it once.
 
 Usage (tests/run.sh does this; els-functions alone, with the features `cargo lambda watch`
 resolves, so the watch does not rebuild it):
@@ -269,7 +271,8 @@ def main():
                      "LIGHTSPEED_URL_TEMPLATE": f"{sb}/lightspeed/{{domain_prefix}}",
                      "HTTP_TIMEOUT_MS": "5000", "MAX_RECEIVE_COUNT": str(MAX_RECEIVES),
                      "SEARCH_DELAY_SECONDS": "1",
-                     "INVENTORY_MAX_RUN_SECONDS": "20", "RUST_LOG": "info"}.items():
+                     "INVENTORY_MAX_RUN_SECONDS": "20", "SWEEP_MAX_RUN_SECONDS": "20",
+                     "RUST_LOG": "info"}.items():
             f.write(f"{k}={v}\n")
     start(["cargo", "lambda", "watch", "--ignore-changes", "-p", "els-functions",
            "--invoke-address", "127.0.0.1", "--invoke-port", str(invoke_port), "--env-file", env_file],
@@ -430,7 +433,25 @@ def main():
     step(f"poster last receive: order {order3} PARKED (DEAD_LETTERED), message in the DLQ; "
          "els replay --dlq posted it once")
 
-    print(f"Lambda end to end: 5 checks passed in {time.time() - started:.1f} s")
+    # -------------------------------------------------------------- 6. order-sweep
+    lost = http("POST", f"{sb}/_sandbox/orders", {"items": [{"sku": "STICKER-01", "quantity": 2}],
+                                                  "email": "cy@example.com", "first_name": "Cy", "last_name": "Ho"})["orderId"]
+    r = invoke("order-sweep", sample("inventory-sync.scheduled.json"), invoke_port)
+    check(r.get("found") == 1 and r.get("stores") == 1 and r.get("unhealthy") == 0,
+          f"order-sweep: one order found, got {r}")
+    swept = receive()
+    check([json.loads(m["Body"])["orderId"] for m in swept] == [lost],
+          f"the swept order's message is on the queue: {swept}")
+    r = invoke("sale-poster", sqs_event(swept), invoke_port)
+    check(r == {"batchItemFailures": []}, f"swept order posted: {r}")
+    sqs.delete_message(QueueUrl=queue, ReceiptHandle=swept[0]["ReceiptHandle"])
+    check(ledger(lost)["state"]["S"] == "POSTED", f"order {lost} POSTED after the sweep")
+    r = invoke("order-sweep", sample("inventory-sync.scheduled.json"), invoke_port)
+    check(r.get("found") == 0, f"a second sweep finds nothing new: {r}")
+    check(len(sales()) == 4, f"one sale for the swept order, got {len(sales()) - 3}")
+    step(f"order-sweep: order {lost} (no webhook) found, queued and posted once")
+
+    print(f"Lambda end to end: 6 checks passed in {time.time() - started:.1f} s")
 
 
 if __name__ == "__main__":
