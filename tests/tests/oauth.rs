@@ -28,7 +28,7 @@ type Authenticated<S> =
 
 /// A fresh adapter: its own HTTP clients and no shared in-process cache, like one Lambda
 /// instance.
-fn adapter<S: StateStore>(sandbox: &Sandbox, store: S, mode: &OAuthMode) -> Authenticated<S> {
+fn adapter<S: ConnectionStore>(sandbox: &Sandbox, store: S, mode: &OAuthMode) -> Authenticated<S> {
     let template = lightspeed_url_template(sandbox);
     AuthenticatedLightspeed::new(
         LightspeedClient::new(template.clone(), TIMEOUT).unwrap(),
@@ -369,4 +369,141 @@ async fn an_answer_without_refresh_token_keeps_the_old_one() {
         .await
         .expect("a 401, a refresh with the kept token, a retry");
     assert_eq!(sandbox.counters().ls_token_refreshes, 2);
+}
+
+/// Issue #12, Lambda deadlines: with less time left than a step needs, neither the token
+/// refresh nor the sale POST starts (a refresh killed after Lightspeed rotated the pair would
+/// lose the only refresh token); the order is released and posts once time allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_refresh_and_no_sale_post_start_too_close_to_the_deadline() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    // 30 s left on the token: inside the refresh margin.
+    let (mode, _) = oauth_connection(&sandbox, &store, 30).await;
+    let message = paid_order(&sandbox, 0);
+    sandbox.reset_counters();
+    let deadline = els_core::deadline::Deadline::none();
+    let worker = SalePoster::new(
+        store.clone(),
+        EcwidClient::new(sandbox.ecwid_api_url(), TIMEOUT).unwrap(),
+        adapter(&sandbox, store.clone(), &mode).with_deadline(deadline.clone()),
+        TokioClock,
+        PosterConfig {
+            lease: Duration::from_secs(5),
+            search_delay: Duration::from_millis(100),
+            ..PosterConfig::default()
+        },
+    )
+    .with_deadline(deadline.clone());
+    let refresh_needs = AuthConfig::default().refresh_time_needed;
+
+    // Less than the refresh needs: the token is not refreshed, the (still valid) old one
+    // is used, and the sale POST, which needs as long, does not start either.
+    deadline.set(Some(
+        chrono::Utc::now() + chrono::Duration::from_std(refresh_needs / 2).unwrap(),
+    ));
+    let retry = worker
+        .post_paid_order(&message)
+        .await
+        .expect_err("released for a retry");
+    assert!(retry.reason.contains("too little time left"), "{retry:?}");
+    assert_eq!(
+        sandbox.counters().ls_token_requests,
+        0,
+        "no refresh started"
+    );
+    assert_eq!(sandbox.sale_count(), 0, "no sale POST started");
+    let entry = store.load_order(&message.key()).await.unwrap().unwrap();
+    assert_eq!(entry.state, OrderState::Queued);
+    assert!(!entry.post_may_exist, "nothing was sent");
+
+    // The next invocation has its full time: one refresh, one sale.
+    deadline.set(Some(chrono::Utc::now() + chrono::Duration::minutes(5)));
+    let outcome = worker.post_paid_order(&message).await.expect("posted");
+    assert!(matches!(outcome, PostOutcome::Posted { .. }), "{outcome:?}");
+    assert_eq!(sandbox.counters().ls_token_refreshes, 1);
+    assert_eq!(sandbox.sale_count(), 1);
+}
+
+/// A store that refuses to take a new token pair (a put whose access token is not the
+/// original one) while `refusals` lasts, as a throttled table would.
+#[derive(Clone)]
+struct RefusesNewPairs<S> {
+    inner: S,
+    original: String,
+    refusals: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl<S: ConnectionStore> ConnectionStore for RefusesNewPairs<S> {
+    async fn get_connection(
+        &self,
+        store_id: StoreId,
+    ) -> Result<Option<Connection>, els_core::StoreError> {
+        self.inner.get_connection(store_id).await
+    }
+    async fn put_connection(
+        &self,
+        connection: &Connection,
+        expected_version: Option<u64>,
+    ) -> Result<(), els_core::StoreError> {
+        use std::sync::atomic::Ordering;
+        if connection.lightspeed.access_token.expose() != self.original
+            && self
+                .refusals
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            return Err(els_core::StoreError::Unavailable("throttled".into()));
+        }
+        self.inner
+            .put_connection(connection, expected_version)
+            .await
+    }
+    async fn list_connections(&self) -> Result<Vec<Connection>, els_core::StoreError> {
+        self.inner.list_connections().await
+    }
+}
+
+/// Issue #12: a refreshed pair the store did not take (the old refresh token is spent) is
+/// stored again before anything else uses the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refreshed_pair_the_store_did_not_take_is_stored_before_the_next_use() {
+    let sqlite = SqliteStore::open_in_memory().unwrap();
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let (mode, conn) = oauth_connection(&sandbox, &sqlite, 30).await;
+    let store = RefusesNewPairs {
+        inner: sqlite.clone(),
+        original: mode.access_token.clone(),
+        // Every attempt of the refresh itself.
+        refusals: Arc::new(std::sync::atomic::AtomicUsize::new(
+            AuthConfig::default().store_attempts as usize,
+        )),
+    };
+    let client = adapter(&sandbox, store.clone(), &mode);
+    sandbox.reset_counters();
+
+    use els_core::LightspeedApi as _;
+    client
+        .sale_setup(&conn)
+        .await
+        .expect("the new token works from memory");
+    assert_eq!(sandbox.counters().ls_token_refreshes, 1);
+    let stored = sqlite.get_connection(conn.store_id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.lightspeed.access_token.expose(),
+        mode.access_token,
+        "the store refused the new pair"
+    );
+
+    // The next use stores it first (the table took writes again), then reads.
+    client.sale_setup(&conn).await.expect("read");
+    let stored = sqlite.get_connection(conn.store_id).await.unwrap().unwrap();
+    let issued = sandbox.ls_oauth_tokens().unwrap();
+    assert_eq!(stored.lightspeed.access_token.expose(), issued.access_token);
+    assert_eq!(
+        stored.lightspeed.refresh_token.as_ref().map(Secret::expose),
+        Some(issued.refresh_token.as_str())
+    );
+    assert_eq!(stored.lightspeed.refresh_lease_until, None);
+    assert_eq!(sandbox.counters().ls_token_refreshes, 1, "spent once");
 }

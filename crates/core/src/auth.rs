@@ -18,6 +18,7 @@
 //! Personal tokens (no refresh token) pass straight through.
 
 use crate::connection::{Connection, LightspeedAccount, Secret};
+use crate::deadline::Deadline;
 use crate::error::{ApiError, StoreError};
 use crate::ids::{Sku, StoreId};
 use crate::inventory::{FeedPage, InventoryRecord};
@@ -148,6 +149,10 @@ pub struct AuthConfig {
     /// Attempts to store a new pair before giving up on the store (the pair is then only
     /// in this process's memory, and an error is logged).
     pub store_attempts: u32,
+    /// The time a refresh needs before the invocation's deadline ([`Deadline`]): twice the
+    /// token request's timeout. A refresh killed after Lightspeed rotated the pair would
+    /// lose the only usable refresh token, so with less left none starts.
+    pub refresh_time_needed: Duration,
 }
 
 impl AuthConfig {
@@ -170,6 +175,7 @@ impl Default for AuthConfig {
             poll_interval: Duration::from_millis(200),
             max_wait: Duration::from_secs(25),
             store_attempts: 5,
+            refresh_time_needed: Duration::from_secs(20),
         }
     }
 }
@@ -198,6 +204,10 @@ struct Slot {
     refreshing: futures::lock::Mutex<()>,
     /// The newest connection this process has seen or written, by version.
     newest: Mutex<Option<Connection>>,
+    /// A refreshed pair the store did not take (the connection as it should be stored, and
+    /// the version it replaces, the refresh token it spent): stored again before the
+    /// connection is used.
+    unsaved: Mutex<Option<(Connection, u64, Secret)>>,
 }
 
 impl Slot {
@@ -206,6 +216,17 @@ impl Slot {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    fn unsaved(&self) -> Option<(Connection, u64, Secret)> {
+        self.unsaved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_unsaved(&self, pair: Option<(Connection, u64, Secret)>) {
+        *self.unsaved.lock().unwrap_or_else(|p| p.into_inner()) = pair;
     }
 
     fn remember(&self, conn: &Connection) {
@@ -224,6 +245,7 @@ pub struct AuthenticatedLightspeed<L, S, T, C> {
     clock: C,
     config: AuthConfig,
     slots: Mutex<HashMap<StoreId, Arc<Slot>>>,
+    deadline: Deadline,
 }
 
 fn store_error(doing: &str, e: StoreError) -> ApiError {
@@ -247,7 +269,21 @@ where
             clock,
             config,
             slots: Mutex::new(HashMap::new()),
+            deadline: Deadline::none(),
         }
+    }
+
+    /// Starts no refresh with less than [`AuthConfig::refresh_time_needed`] left before
+    /// `deadline` (the Lambda function sets it per invocation).
+    pub fn with_deadline(mut self, deadline: Deadline) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Sets [`AuthConfig::refresh_time_needed`] (twice the token request's timeout).
+    pub fn with_refresh_time_needed(mut self, needed: Duration) -> Self {
+        self.config.refresh_time_needed = needed;
+        self
     }
 
     pub fn inner(&self) -> &L {
@@ -283,6 +319,10 @@ where
             return op(conn.clone()).await;
         }
         let slot = self.slot(conn.store_id);
+        if let Some((unsaved, expected, spent)) = slot.unsaved() {
+            // The last refresh's pair is only in memory: store it before anything else.
+            self.store_unsaved(&slot, unsaved, expected, &spent).await?;
+        }
         let mut current = self.newest(&slot, conn);
         if current.lightspeed.refresh_token.is_none() {
             return op(current).await;
@@ -377,6 +417,11 @@ where
                 self.clock.sleep(self.config.poll_interval).await;
                 continue;
             }
+            if !self.deadline.allows(now, self.config.refresh_time_needed) {
+                return Err(ApiError::Unavailable {
+                    detail: "too little time left in this invocation to refresh the Lightspeed token safely".into(),
+                });
+            }
             let mut claimed = stored.clone();
             claimed.lightspeed.refresh_lease_until =
                 Some(now + chrono::Duration::from_std(self.config.lease).unwrap_or_default());
@@ -419,7 +464,20 @@ where
                     store_id = store_id.get(),
                     "refreshed the Lightspeed access token"
                 );
-                let stored = self.store_pair(claimed, &grant, &refresh_token).await;
+                let stored = match self
+                    .store_pair(claimed.clone(), &grant, &refresh_token)
+                    .await
+                {
+                    Ok(stored) => stored,
+                    Err(unsaved) => {
+                        slot.set_unsaved(Some((
+                            unsaved.clone(),
+                            claimed.version,
+                            refresh_token.clone(),
+                        )));
+                        unsaved
+                    }
+                };
                 slot.remember(&stored);
                 Ok(stored)
             }
@@ -463,13 +521,14 @@ where
 
     /// Stores the new pair, conditioned on the lease write. Retries transient failures; on
     /// a conflict (someone edited the connection meanwhile) merges the pair into theirs when
-    /// it still holds the token just spent. Returns the connection to use.
+    /// it still holds the token just spent. Returns the connection to use; Err: the store
+    /// did not take the pair (the connection as it should be stored).
     async fn store_pair(
         &self,
         claimed: Connection,
         grant: &TokenGrant,
         spent: &Secret,
-    ) -> Connection {
+    ) -> Result<Connection, Connection> {
         let store_id = claimed.store_id;
         let mut fresh = claimed.clone();
         grant.apply_to(&mut fresh.lightspeed);
@@ -479,11 +538,11 @@ where
         loop {
             // A merged pair is stored again at once; a failed write after a wait.
             let at_once = match self.store.put_connection(&fresh, Some(expected)).await {
-                Ok(()) => return fresh,
+                Ok(()) => return Ok(fresh),
                 Err(StoreError::Conflict(_)) => match self.store.get_connection(store_id).await {
                     Ok(Some(current)) if current.lightspeed.access_token == grant.access_token => {
                         // An earlier attempt did land.
-                        return current;
+                        return Ok(current);
                     }
                     Ok(Some(current))
                         if current.lightspeed.refresh_token.as_ref() == Some(spent) =>
@@ -500,9 +559,9 @@ where
                             store_id = store_id.get(),
                             "the Lightspeed account was replaced during a token refresh; keeping the stored one"
                         );
-                        return current;
+                        return Ok(current);
                     }
-                    Ok(None) => return fresh,
+                    Ok(None) => return Ok(fresh),
                     Err(e) => {
                         tracing::warn!(store_id = store_id.get(), error = %e, "re-reading the connection after a conflict failed");
                         false
@@ -524,9 +583,42 @@ where
         }
         tracing::error!(
             store_id = store_id.get(),
-            "could not store the refreshed Lightspeed token pair: the old refresh token is spent, so the connection must be reconnected if this process stops before a store write succeeds"
+            "could not store the refreshed Lightspeed token pair: the old refresh token is spent; it is stored again before the connection is used, and the connection must be reconnected if this process stops first"
         );
-        fresh
+        Err(fresh)
+    }
+
+    /// Stores a pair the last refresh could not: Ok once stored (or superseded), else a
+    /// retryable error, so nothing uses the connection while only memory holds its tokens.
+    async fn store_unsaved(
+        &self,
+        slot: &Slot,
+        unsaved: Connection,
+        expected: u64,
+        spent: &Secret,
+    ) -> Result<(), ApiError> {
+        let store_id = unsaved.store_id;
+        let mut claimed = unsaved.clone();
+        claimed.version = expected;
+        let grant = TokenGrant {
+            access_token: unsaved.lightspeed.access_token.clone(),
+            refresh_token: unsaved.lightspeed.refresh_token.clone(),
+            expires_at: unsaved.lightspeed.expires_at,
+        };
+        match self.store_pair(claimed, &grant, spent).await {
+            Ok(stored) => {
+                tracing::info!(
+                    store_id = store_id.get(),
+                    "stored the refreshed Lightspeed token pair on a later try"
+                );
+                slot.set_unsaved(None);
+                slot.remember(&stored);
+                Ok(())
+            }
+            Err(_) => Err(ApiError::Unavailable {
+                detail: "the refreshed Lightspeed token pair is not stored yet; retrying".into(),
+            }),
+        }
     }
 }
 

@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod connection;
 pub mod customers;
+pub mod deadline;
 pub mod decimal;
 pub mod doctor;
 pub mod ecwid;

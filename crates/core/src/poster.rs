@@ -17,6 +17,7 @@
 //! uses (the link store and Lightspeed).
 
 use crate::connection::Connection;
+use crate::deadline::Deadline;
 use crate::ecwid::EcwidOrder;
 use crate::error::{ApiError, StoreError};
 use crate::ids::{Sku, StoreId};
@@ -56,6 +57,10 @@ pub struct PosterConfig {
     /// attempt searches for it: Lightspeed's search is an index, and how soon a new sale
     /// shows in it is not documented. Searching too early would post a duplicate.
     pub search_delay: Duration,
+    /// The time a sale POST needs before the invocation's deadline ([`Deadline`]): twice
+    /// its request timeout, plus the longest rate-limit wait before it. With less left the
+    /// order is released for a prompt retry instead of being posted.
+    pub post_time_needed: Duration,
 }
 
 impl PosterConfig {
@@ -73,6 +78,7 @@ impl Default for PosterConfig {
             retry_base: Duration::from_secs(5),
             retry_cap: Duration::from_secs(900),
             setup_ttl: Duration::from_secs(600),
+            post_time_needed: Duration::from_secs(20),
             search_delay: Duration::from_secs(90),
         }
     }
@@ -166,6 +172,8 @@ pub struct SalePoster<S, E, L, C> {
     clock: C,
     config: PosterConfig,
     setup_cache: Mutex<HashMap<StoreId, (DateTime<Utc>, SaleSetup)>>,
+    /// The current invocation's deadline (none in `els serve`).
+    deadline: Deadline,
     #[cfg(feature = "testing")]
     crash_hook: Option<Arc<dyn CrashHook>>,
 }
@@ -266,9 +274,17 @@ where
             clock,
             config,
             setup_cache: Mutex::new(HashMap::new()),
+            deadline: Deadline::none(),
             #[cfg(feature = "testing")]
             crash_hook: None,
         }
+    }
+
+    /// Starts no sale POST with less than [`PosterConfig::post_time_needed`] left before
+    /// `deadline` (the Lambda function sets it per invocation).
+    pub fn with_deadline(mut self, deadline: Deadline) -> Self {
+        self.deadline = deadline;
+        self
     }
 
     /// Calls `hook` at each [`CrashPoint`] (tests only; none by default).
@@ -530,6 +546,21 @@ where
                 Ok(s) => s,
                 Err(reason) => return Attempt::done(Outcome::Parked(reason)),
             };
+            if !self
+                .deadline
+                .allows(self.clock.now(), self.config.post_time_needed)
+            {
+                // Killed mid-POST the sale could exist unrecorded; let the next invocation,
+                // with its full time, post it.
+                return Attempt {
+                    outcome: Outcome::Released {
+                        error: "too little time left in this invocation to post the sale".into(),
+                        post_may_exist: false,
+                    },
+                    retry_delay: Some(Duration::from_secs(1)),
+                    facts: None,
+                };
+            }
             if let Err(lost) = self.renew_claim(key, claimed).await {
                 return lost;
             }

@@ -281,6 +281,9 @@ impl SalePosterConfig {
         els_core::poster::PosterConfig {
             lease: self.lease,
             search_delay: self.search_delay,
+            // Twice the request timeout, plus the longest wait for Lightspeed's rate budget
+            // before the POST goes out.
+            post_time_needed: self.api.http_timeout * 2 + self.lightspeed_max_rate_wait,
             ..Default::default()
         }
     }

@@ -74,6 +74,8 @@ impl From<InventorySyncError> for lambda_runtime::Diagnostic {
 /// `inventory-sync` as its `main` runs it: configured and built once, at init.
 pub struct InventorySyncFunction {
     mirror: InventoryMirror<DynamoStore, EcwidClient, AuthLightspeed<DynamoStore>, TokioClock>,
+    /// The invocation's deadline, for the token refresher.
+    deadline: els_core::deadline::Deadline,
 }
 
 impl InventorySyncFunction {
@@ -86,6 +88,7 @@ impl InventorySyncFunction {
     async fn build() -> Result<Self, InitError> {
         let config = configuration("inventory-sync", InventorySyncConfig::from_env)?;
         let clients = ApiClients::init(&config.api, Pacing::default()).await?;
+        let deadline = clients.deadline.clone();
         let mirror = InventoryMirror::new(
             clients.store,
             clients.ecwid,
@@ -93,7 +96,7 @@ impl InventorySyncFunction {
             TokioClock,
             config.mirror_config(),
         );
-        Ok(Self { mirror })
+        Ok(Self { mirror, deadline })
     }
 
     /// One invocation: a scheduled event, then its metrics.
@@ -101,6 +104,8 @@ impl InventorySyncFunction {
         &self,
         event: LambdaEvent<EventBridgeEvent>,
     ) -> Result<InventorySyncSummary, InventorySyncError> {
+        // No token refresh starts that this invocation's end could cut off.
+        self.deadline.set_epoch_millis(event.context.deadline);
         let started = Instant::now();
         let result = sync_all_inventory(&self.mirror, event.payload).await;
         metrics::emit(&run_metrics(&result, started.elapsed()), &[]);

@@ -32,6 +32,7 @@ use crate::config::SalePosterConfig;
 use crate::metrics::{self, Dimension, Sample, Unit};
 use crate::wiring::{ApiClients, InitError, configuration, log_failure};
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use els_core::deadline::Deadline;
 use els_core::ledger::ReasonCode;
 use els_core::poster::{PostOutcome, SalePoster};
 use els_core::settle::{Settled, Settlement, post_delivered};
@@ -71,6 +72,7 @@ pub struct SalePosterFunction {
     poster: SalePoster<DynamoStore, EcwidClient, AuthLightspeed<DynamoStore>, TokioClock>,
     queue: SqsQueue,
     max_receive_count: u32,
+    deadline: Deadline,
 }
 
 impl SalePosterFunction {
@@ -87,17 +89,20 @@ impl SalePosterFunction {
             aws_sdk_sqs::Client::new(&clients.aws),
             config.queue_url.clone(),
         );
+        let deadline = clients.deadline.clone();
         let poster = SalePoster::new(
             clients.store,
             clients.ecwid,
             clients.lightspeed,
             TokioClock,
             config.poster_config(),
-        );
+        )
+        .with_deadline(deadline.clone());
         Ok(Self {
             poster,
             queue,
             max_receive_count: config.max_receive_count,
+            deadline,
         })
     }
 
@@ -106,6 +111,8 @@ impl SalePosterFunction {
         &self,
         event: LambdaEvent<SqsEvent>,
     ) -> Result<SqsBatchResponse, BatchError> {
+        // No sale POST or token refresh starts that this invocation's end could cut off.
+        self.deadline.set_epoch_millis(event.context.deadline);
         let mut measured = BatchMetrics::for_batch(&event.payload, SystemTime::now());
         let response = post_sqs_batch_measured(
             &self.poster,

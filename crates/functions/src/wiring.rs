@@ -12,6 +12,7 @@ use crate::config::{ApiConfig, ConfigError, load_aws_config};
 use crate::lightspeed_auth::{OAuthSetupError, load_oauth_credentials};
 use crate::secrets::SecretError;
 use crate::tls::{ApiClientError, api_http_client};
+use els_core::deadline::Deadline;
 use els_ecwid::EcwidClient;
 use els_lightspeed::{AuthLightspeed, LightspeedClient, Pacing};
 use els_store_aws::DynamoStore;
@@ -54,6 +55,9 @@ pub struct ApiClients {
     pub ecwid: EcwidClient,
     /// Paced with the function's [`Pacing`], refreshing the tokens stored in `store`.
     pub lightspeed: AuthLightspeed<DynamoStore>,
+    /// The current invocation's deadline: the handler sets it, the token refresher (and the
+    /// poster, given it) start no step that could be cut off by it.
+    pub deadline: Deadline,
 }
 
 impl ApiClients {
@@ -77,14 +81,18 @@ impl ApiClients {
         let http = api_http_client(config.http_timeout)?;
         let ecwid = EcwidClient::with_http(http.clone(), config.ecwid_api_url.clone());
         let credentials = load_oauth_credentials(|| aws_sdk_ssm::Client::new(&aws)).await?;
+        let deadline = Deadline::none();
         let lightspeed = LightspeedClient::with_http(http, config.lightspeed_url_template.clone())
             .with_pacing(pacing)
-            .with_token_refresh(store.clone(), credentials);
+            .with_token_refresh(store.clone(), credentials)
+            .with_deadline(deadline.clone())
+            .with_refresh_time_needed(config.http_timeout * 2);
         Ok(Self {
             aws,
             store,
             ecwid,
             lightspeed,
+            deadline,
         })
     }
 }
