@@ -53,6 +53,7 @@ pub fn sample_connection(store_id: StoreId) -> Connection {
         fees_product_id: None,
         gift_card_payment_type_id: None,
         go_live_at: None,
+        restored_at: None,
         settings: Settings {
             post_sales: true,
             sync_inventory: false,

@@ -125,6 +125,7 @@ pub async fn plan(
         fees_product_id: None,
         gift_card_payment_type_id: None,
         go_live_at: None,
+        restored_at: None,
         settings: req.settings.clone(),
         version: 0,
     };

@@ -11,6 +11,7 @@ use commands::connect::ConnectArgs;
 use commands::doctor::DoctorArgs;
 use commands::inventory::{ReconcileArgs, SyncInventoryArgs};
 use commands::orders::{ReplayArgs, StatusArgs};
+use commands::restore::RestoreCheckArgs;
 use commands::serve::ServeArgs;
 use commands::settings::SettingsArgs;
 use commands::sweep::{BackfillArgs, SweepArgs};
@@ -58,6 +59,9 @@ enum Command {
     /// Post older paid orders, created in a date range, through the same path; `--dry-run`
     /// lists what would happen to each and changes nothing.
     Backfill(Box<BackfillArgs>),
+    /// After restoring the state from a backup: mark every unposted order (and every order
+    /// created before now) to search Lightspeed before posting, so nothing posts twice.
+    RestoreCheck(RestoreCheckArgs),
     /// Compare every linked product's level in Lightspeed and Ecwid and print the drift;
     /// `--fix` writes Lightspeed's level (minus pending web sales) to Ecwid.
     Reconcile(ReconcileArgs),
@@ -93,6 +97,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench(args) => commands::bench::bench(args).await,
         Command::BenchInventory(args) => commands::bench::bench_inventory(args).await,
         Command::BenchRateLimit(args) => commands::bench::bench_rate_limit(args).await,
+        Command::RestoreCheck(args) => commands::restore::restore_check(args).await,
         Command::Sweep(args) => commands::sweep::sweep(args).await,
         Command::Backfill(args) => commands::sweep::backfill(*args).await,
         Command::SyncInventory(args) => commands::inventory::sync_inventory(args).await,

@@ -152,6 +152,52 @@ where
     Ok(out)
 }
 
+/// What `els restore-check` did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// Connections marked restored (their older orders search before posting).
+    pub connections: usize,
+    /// Ledger entries marked "search Lightspeed before posting".
+    pub orders_marked: usize,
+    /// Entries already marked or POSTED, left alone.
+    pub orders_unchanged: usize,
+}
+
+/// After the state was restored from a backup: every connection records the moment (orders
+/// created before it search Lightspeed before their first post, including orders the
+/// restored ledger does not know at all), and every ledger entry that is not POSTED is marked
+/// to search first. Idempotent; a concurrent worker's write is retried against.
+pub async fn restore_check<S: ConnectionStore + LedgerStore>(
+    store: &S,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<RestoreReport, StoreError> {
+    let mut report = RestoreReport::default();
+    for conn in store.list_connections().await? {
+        update_connection(store, conn.store_id, |c| c.restored_at = Some(now)).await?;
+        report.connections += 1;
+        for entry in store.list_orders(conn.store_id, None, usize::MAX).await? {
+            let mut current = Some(entry);
+            // A worker may write the entry meanwhile: read again and retry a few times.
+            for _ in 0..5 {
+                let Some(e) = current.take() else { break };
+                let Some(next) = ledger::mark_restored(&e, now) else {
+                    report.orders_unchanged += 1;
+                    break;
+                };
+                match store.save_order(&next, Some(e.version)).await {
+                    Ok(()) => {
+                        report.orders_marked += 1;
+                        break;
+                    }
+                    Err(StoreError::Conflict(_)) => current = store.load_order(&e.key).await?,
+                    Err(other) => return Err(other),
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
 /// Ledger entries counted by state (every state present, 0 when none).
 pub fn count_states(entries: &[LedgerEntry]) -> BTreeMap<&'static str, usize> {
     let mut counts: BTreeMap<&'static str, usize> =

@@ -42,6 +42,7 @@ pub fn sandbox_connection(sandbox: &Sandbox) -> Connection {
         fees_product_id: None,
         gift_card_payment_type_id: Some(ids.gift_card_payment_type_id.clone()),
         go_live_at: None,
+        restored_at: None,
         settings: Settings::default(),
         version: 0,
     }

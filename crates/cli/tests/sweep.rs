@@ -180,6 +180,130 @@ async fn backfill_dry_run_changes_nothing_and_the_real_run_posts_exactly_what_it
     assert_eq!(sb.sales().len(), sales + 2, "nothing posted twice");
 }
 
+/// `els serve --live` on `db` with `extra` flags; returns it and its webhook URL once it
+/// listens.
+async fn serve(sb: &Sandbox, m: &Merchant, db: &str, extra: &[&str]) -> (Serving, String) {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let serving = Serving(
+        command(sb, &m.token)
+            .args(["serve", "--live", "--db", db, "--listen", &listen])
+            .args(["--inventory-interval-secs", "0"])
+            .args(extra)
+            .env("ECWID_CLIENT_SECRET", &sb.config().webhook_client_secret)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("els serve starts"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&listen).is_err() {
+        assert!(Instant::now() < deadline, "els serve never listened");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (serving, format!("http://{listen}/webhooks/ecwid"))
+}
+
+/// The state file and its companions (`-wal`, `-shm`) copied from `from` to `to`.
+fn copy_state(from: &std::path::Path, to: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let target = std::path::PathBuf::from(format!("{}{suffix}", to.display()));
+        let _ = std::fs::remove_file(&target);
+        let source = std::path::PathBuf::from(format!("{}{suffix}", from.display()));
+        if source.exists() {
+            std::fs::copy(&source, &target).unwrap();
+        }
+    }
+}
+
+/// Issue #12: post, take a backup, post more, restore the backup, run `els restore-check`,
+/// then let the webhooks' retries and the sweep come: the order posted after the backup is
+/// adopted, not posted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restore_check_an_order_posted_after_the_backup_is_adopted_not_posted_again() {
+    let sb = Sandbox::start(SandboxConfig::default())
+        .await
+        .expect("sandbox");
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("els.sqlite");
+    let db = db_path.to_str().unwrap();
+    let backup = dir.path().join("backup.sqlite");
+    let m = Merchant::of(&sb);
+    connect(&sb, &m, db);
+
+    let before = order(&sb, "MUG-001", 1);
+    let (serving, url) = serve(&sb, &m, db, &["--sweep-interval-secs", "0"]).await;
+    sb.deliver(
+        &url,
+        &sb.order_webhook("order.created", &before, None, "PAID"),
+    )
+    .await
+    .unwrap();
+    sale_of(&sb, &before).await;
+    drop(serving);
+    copy_state(&db_path, &backup);
+
+    let after = order(&sb, "MUG-001", 2);
+    let (serving, url) = serve(&sb, &m, db, &["--sweep-interval-secs", "0"]).await;
+    let hook = sb.order_webhook("order.created", &after, None, "PAID");
+    sb.deliver(&url, &hook).await.unwrap();
+    sale_of(&sb, &after).await;
+    drop(serving);
+
+    // The restore: the ledger no longer knows the second order.
+    copy_state(&backup, &db_path);
+    let (ok, out, err) = els(&sb, &["restore-check", "--db", db], &m.token);
+    assert!(
+        ok,
+        "{out}
+{err}"
+    );
+    assert!(out.contains("1 connection(s) marked restored"), "{out}");
+
+    // Ecwid retries the webhook, the sweep finds the order, an operator replays the first.
+    let (_serving, url) = serve(&sb, &m, db, &["--sweep-interval-secs", "1"]).await;
+    sb.deliver(&url, &hook).await.unwrap();
+    let (ok, out, err) = els(
+        &sb,
+        &[
+            "replay", "--db", db, "--store", &m.store, "--order", &before,
+        ],
+        &m.token,
+    );
+    assert!(
+        ok,
+        "{out}
+{err}"
+    );
+    let key = OrderKey::new(m.store_id, after.clone());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let entry = loop {
+        let state = SqliteStore::open(&db_path).unwrap();
+        if let Some(e) = state.load_order(&key).await.unwrap()
+            && e.state == OrderState::Posted
+        {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "order {after} not settled");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        entry.history.iter().any(|h| h.detail.contains("adopted")),
+        "{:?}",
+        entry.history
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(sales_of(&sb, &before), 1);
+    assert_eq!(
+        sales_of(&sb, &after),
+        1,
+        "posted once, before the backup was restored"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_whose_webhook_was_lost_or_lagged_are_posted_once_by_the_sweep() {
     let sb = Sandbox::start(SandboxConfig::default())

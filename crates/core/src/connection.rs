@@ -194,6 +194,12 @@ pub struct Connection {
     /// before, is never posted again. `None` (connections saved before it existed): no limit.
     #[serde(default)]
     pub go_live_at: Option<DateTime<Utc>>,
+    /// Set by `els restore-check` after the state was restored from a backup: an order
+    /// created before this moment may have been posted after the backup was taken, so its
+    /// first attempt searches Lightspeed by invoice number before posting (and adopts what it
+    /// finds). `None`: never restored.
+    #[serde(default)]
+    pub restored_at: Option<DateTime<Utc>>,
     /// Optimistic-concurrency version of the stored item; 0 before the first write.
     #[serde(default)]
     pub version: u64,

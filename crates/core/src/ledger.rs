@@ -458,6 +458,31 @@ pub fn finish(claimed: &LedgerEntry, outcome: Outcome, now: DateTime<Utc>) -> Le
     }
 }
 
+/// After the state was restored from a backup, an order that is not POSTED in the restored
+/// ledger may have been posted after the backup was taken: its next claim must search
+/// Lightspeed by invoice number first (and adopt what it finds). The entry to write, or None
+/// when the order is POSTED or already marked.
+pub fn mark_restored(entry: &LedgerEntry, now: DateTime<Utc>) -> Option<LedgerEntry> {
+    if entry.state == OrderState::Posted || entry.post_may_exist {
+        return None;
+    }
+    let mut next = entry.clone();
+    next.post_may_exist = true;
+    next.updated_at = now;
+    next.version = entry.version + 1;
+    next.history.push(HistoryEvent {
+        at: now,
+        state: entry.state,
+        detail: "state restored from a backup: Lightspeed is searched before this order is posted"
+            .into(),
+    });
+    if next.history.len() > HISTORY_LIMIT {
+        let excess = next.history.len() - HISTORY_LIMIT;
+        next.history.drain(..excess);
+    }
+    Some(next)
+}
+
 /// The queue's last delivery of an order failed with a retryable error: park it with that
 /// error instead of leaving it to the dead-letter queue, so it has a status and can be
 /// replayed. Only a released (QUEUED) or never-claimed order is parked; one that another

@@ -728,6 +728,7 @@ mod tests {
             fees_product_id: None,
             gift_card_payment_type_id: Some("pay-gift".into()),
             go_live_at: None,
+            restored_at: None,
             settings: Settings::default(),
             version: 1,
         }

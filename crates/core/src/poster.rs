@@ -309,12 +309,15 @@ where
     /// and the message can be deleted; `Err` means it must be redelivered after the delay.
     pub async fn post_paid_order(&self, message: &OrderMessage) -> Result<PostOutcome, RetryLater> {
         let key = message.key();
-        let Some(conn) = self
-            .store
-            .get_connection(key.store_id)
-            .await
-            .map_err(|e| self.store_retry("loading the connection", e))?
-        else {
+        let loaded = match self.store.get_connection(key.store_id).await {
+            // Tokens that cannot be decrypted (copied from another store, key disabled): no
+            // retry helps, so the order parks asking for the store to be reconnected.
+            Err(StoreError::Undecryptable { detail, .. }) => {
+                return self.park_unreadable_connection(&key, &detail).await;
+            }
+            loaded => loaded,
+        };
+        let Some(conn) = loaded.map_err(|e| self.store_retry("loading the connection", e))? else {
             tracing::warn!(store_id = key.store_id.get(), order_id = %key.order_id, "no connection for store; message dropped");
             return Ok(PostOutcome::NoConnection);
         };
@@ -467,7 +470,7 @@ where
         search_first: bool,
         order: &EcwidOrder,
     ) -> Attempt {
-        if search_first {
+        if search_first || restored_after(conn, order) {
             match self
                 .lightspeed
                 .find_sales_by_invoice(conn, &claimed.invoice_number)
@@ -701,6 +704,17 @@ where
             .insert(conn.store_id, (now, setup.clone()));
         Ok(setup)
     }
+}
+
+/// Whether the state was restored from a backup after this order was created (see
+/// [`Connection::restored_at`]): it may have been posted after the backup was taken. An
+/// undated order counts as created before.
+fn restored_after(conn: &Connection, order: &EcwidOrder) -> bool {
+    conn.restored_at.is_some_and(|restored| {
+        order
+            .create_timestamp
+            .is_none_or(|created| created <= restored.timestamp())
+    })
 }
 
 /// Why a paid order is not posted because it predates the connection's go-live moment.

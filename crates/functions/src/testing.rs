@@ -47,6 +47,7 @@ pub fn placeholder_connection(store_id: StoreId) -> Connection {
         fees_product_id: None,
         gift_card_payment_type_id: None,
         go_live_at: None,
+        restored_at: None,
         settings: Settings::default(),
         version: 1,
     }

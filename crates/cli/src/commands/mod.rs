@@ -8,6 +8,7 @@ pub mod connect;
 pub mod doctor;
 pub mod inventory;
 pub mod orders;
+pub mod restore;
 pub mod serve;
 pub mod settings;
 pub mod sweep;
