@@ -15,7 +15,11 @@
 //!
 //! Durability: WAL with `synchronous = NORMAL`. A commit survives a crash of the process
 //! (the webhook is acked only after it); a power cut may lose the last commits.
+//!
+//! The file holds every merchant's tokens: on unix it and its `-wal` and `-shm` files are
+//! `0600`, and a wider existing one is tightened with a warning (`file_mode`).
 
+mod file_mode;
 mod queue;
 mod state;
 
@@ -159,14 +163,22 @@ impl SqliteStore {
         Self::open_with(path, QueueConfig::default())
     }
 
+    /// Opens (or creates) the database file at `path`. On unix the file and its `-wal` and
+    /// `-shm` companions are readable by their owner only (`0600`); an existing one open to
+    /// others is tightened, with a warning naming it.
     pub fn open_with(path: impl AsRef<Path>, config: QueueConfig) -> Result<Self, StoreError> {
-        let conn = Connection::open(path.as_ref()).map_err(|e| {
+        let path = path.as_ref();
+        file_mode::before_open(path);
+        let conn = Connection::open(path).map_err(|e| {
             StoreError::Unavailable(format!(
                 "cannot open SQLite database {}: {e}",
-                path.as_ref().display()
+                path.display()
             ))
         })?;
-        Self::init(conn, config)
+        // Setting WAL mode and the schema creates the companions.
+        let store = Self::init(conn, config)?;
+        file_mode::after_open(path);
+        Ok(store)
     }
 
     /// A private in-memory database (tests). Clones share it.

@@ -114,3 +114,41 @@ impl Drop for Serving {
         let _ = self.0.wait();
     }
 }
+
+/// The permission bits of a file (`0o600`).
+#[cfg(unix)]
+pub fn file_mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// The state file and those of its `-wal` and `-shm` companions that exist.
+pub fn state_files(db: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = vec![db.to_path_buf()];
+    for suffix in ["-wal", "-shm"] {
+        let p = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+        if p.exists() {
+            files.push(p);
+        }
+    }
+    files
+}
+
+/// A loopback address nothing listens on yet.
+pub fn free_listen_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("127.0.0.1:{}", l.local_addr().unwrap().port())
+}
+
+/// Waits until something listens on `addr` (at most 30 s).
+pub async fn wait_listening(addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
