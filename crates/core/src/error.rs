@@ -1,6 +1,7 @@
 //! Errors that cross the port boundary. Adapters translate their own errors into these so
 //! that the services can decide: retry, park, or give up.
 
+use crate::ids::StoreId;
 use std::time::Duration;
 use thiserror::Error;
 
@@ -69,6 +70,13 @@ pub enum StoreError {
     /// A stored item could not be decoded.
     #[error("corrupt state item {key}: {detail}")]
     Corrupt { key: String, detail: String },
+    /// A store's stored tokens cannot be decrypted, and retrying will not change that: the
+    /// ciphertext was copied from another store's item (or attribute), is damaged, or its
+    /// key is disabled or gone. Connecting the store again stores new tokens.
+    #[error(
+        "the stored tokens of store {store_id} cannot be decrypted ({detail}); reconnect the store (els connect) to store new ones"
+    )]
+    Undecryptable { store_id: StoreId, detail: String },
 }
 
 /// A work-queue failure. Always retryable from the caller's point of view.

@@ -23,6 +23,10 @@ pub const MAX_BODY_BYTES: &str = "MAX_BODY_BYTES";
 pub const MAX_RECEIVE_COUNT: &str = "MAX_RECEIVE_COUNT";
 pub const INVENTORY_MAX_RUN_SECONDS: &str = "INVENTORY_MAX_RUN_SECONDS";
 pub const SWEEP_MAX_RUN_SECONDS: &str = "SWEEP_MAX_RUN_SECONDS";
+/// The KMS key (id, ARN or alias) of the connections' tokens in DynamoDB; required by the
+/// functions that read tokens (sale-poster, inventory-sync, order-sweep), never given to
+/// webhook-ingest.
+pub const TOKEN_KMS_KEY_ID: &str = "TOKEN_KMS_KEY_ID";
 
 /// Default timeout of one Ecwid or Lightspeed request.
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_millis(10_000);
@@ -82,6 +86,8 @@ pub struct ApiConfig {
     /// The timeout of one Ecwid or Lightspeed request.
     pub http_timeout: Duration,
     pub aws_operation_timeout: Duration,
+    /// The KMS key of the connections' tokens ([`TOKEN_KMS_KEY_ID`]).
+    pub token_kms_key_id: String,
 }
 
 /// Configuration of `sale-poster`.
@@ -124,6 +130,9 @@ pub struct OrderSweepConfig {
     pub aws_operation_timeout: Duration,
     /// The run stops starting new windows after this; the next scheduled run resumes.
     pub max_run: Duration,
+    /// The KMS key of the connections' tokens ([`TOKEN_KMS_KEY_ID`]): the sweep reads Ecwid
+    /// with each store's token.
+    pub token_kms_key_id: String,
 }
 
 impl OrderSweepConfig {
@@ -144,6 +153,7 @@ impl OrderSweepConfig {
                 SWEEP_MAX_RUN_SECONDS,
                 els_core::sweep::SweepConfig::default().max_run.as_secs(),
             )?),
+            token_kms_key_id: env.required(TOKEN_KMS_KEY_ID)?.trim().to_string(),
         };
         // A store's lease must outlast the run, or the next scheduled run could take a store
         // over mid-window (harmless for sales, wasteful for Ecwid's budget).
@@ -228,6 +238,7 @@ impl ApiConfig {
             http_timeout: env.millis(HTTP_TIMEOUT_MS, DEFAULT_HTTP_TIMEOUT)?,
             aws_operation_timeout: env
                 .millis(AWS_OPERATION_TIMEOUT_MS, DEFAULT_AWS_OPERATION_TIMEOUT)?,
+            token_kms_key_id: env.required(TOKEN_KMS_KEY_ID)?.trim().to_string(),
         })
     }
 }
@@ -454,6 +465,13 @@ mod tests {
         (TABLE_NAME, "t"),
         (QUEUE_URL, "q"),
         (MAX_RECEIVE_COUNT, "5"),
+        (TOKEN_KMS_KEY_ID, "alias/tokens"),
+    ];
+    const INVENTORY: &[(&str, &str)] = &[(TABLE_NAME, "t"), (TOKEN_KMS_KEY_ID, "alias/tokens")];
+    const SWEEP: &[(&str, &str)] = &[
+        (TABLE_NAME, "t"),
+        (QUEUE_URL, "q"),
+        (TOKEN_KMS_KEY_ID, "alias/tokens"),
     ];
 
     /// `pairs` with `name` removed (or blanked, as an unset SAM parameter shows up).
@@ -499,12 +517,21 @@ mod tests {
             (
                 "sale-poster",
                 POSTER,
-                &[TABLE_NAME, QUEUE_URL, MAX_RECEIVE_COUNT],
+                &[TABLE_NAME, QUEUE_URL, MAX_RECEIVE_COUNT, TOKEN_KMS_KEY_ID],
                 |p| SalePosterConfig::from_lookup(lookup(p)).map(drop),
             ),
-            ("inventory-sync", &[(TABLE_NAME, "t")], &[TABLE_NAME], |p| {
-                InventorySyncConfig::from_lookup(lookup(p)).map(drop)
-            }),
+            (
+                "inventory-sync",
+                INVENTORY,
+                &[TABLE_NAME, TOKEN_KMS_KEY_ID],
+                |p| InventorySyncConfig::from_lookup(lookup(p)).map(drop),
+            ),
+            (
+                "order-sweep",
+                SWEEP,
+                &[TABLE_NAME, QUEUE_URL, TOKEN_KMS_KEY_ID],
+                |p| OrderSweepConfig::from_lookup(lookup(p)).map(drop),
+            ),
         ];
         for (function, complete, required, check) in cases {
             assert!(check(complete).is_ok(), "{function}: complete config");
@@ -600,22 +627,24 @@ mod tests {
 
     #[test]
     fn inventory_sync_defaults_and_run_budget() {
-        let cfg = InventorySyncConfig::from_lookup(lookup(&[(TABLE_NAME, "t")])).unwrap();
+        let cfg = InventorySyncConfig::from_lookup(lookup(INVENTORY)).unwrap();
         assert_eq!(cfg.max_run, DEFAULT_INVENTORY_MAX_RUN);
         assert_eq!(cfg.mirror_config().max_run, DEFAULT_INVENTORY_MAX_RUN);
         assert_eq!(cfg.api.http_timeout, DEFAULT_HTTP_TIMEOUT);
 
-        let cfg = InventorySyncConfig::from_lookup(lookup(&[
-            (TABLE_NAME, "t"),
-            (INVENTORY_MAX_RUN_SECONDS, "20"),
-        ]))
+        let cfg = InventorySyncConfig::from_lookup(lookup(&with(
+            INVENTORY,
+            INVENTORY_MAX_RUN_SECONDS,
+            "20",
+        )))
         .unwrap();
         assert_eq!(cfg.mirror_config().max_run, Duration::from_secs(20));
 
-        let err = InventorySyncConfig::from_lookup(lookup(&[
-            (TABLE_NAME, "t"),
-            (INVENTORY_MAX_RUN_SECONDS, "3600"),
-        ]))
+        let err = InventorySyncConfig::from_lookup(lookup(&with(
+            INVENTORY,
+            INVENTORY_MAX_RUN_SECONDS,
+            "3600",
+        )))
         .unwrap_err();
         assert!(matches!(
             err,

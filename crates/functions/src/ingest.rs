@@ -36,6 +36,8 @@ impl WebhookIngestFunction {
             load_client_secret(&config.client_secret, || aws_sdk_ssm::Client::new(&aws))
                 .await
                 .map_err(InitError::EcwidSecret)?;
+        // No token key: ingest only checks that a connection exists, and reads encrypted
+        // tokens as placeholders, without a KMS call (its role has no kms:Decrypt).
         let store = DynamoStore::new(
             aws_sdk_dynamodb::Client::new(&aws),
             config.table_name.clone(),

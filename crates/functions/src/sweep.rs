@@ -12,7 +12,7 @@
 use crate::config::{OrderSweepConfig, load_aws_config};
 use crate::metrics;
 use crate::tls::api_http_client;
-use crate::wiring::{InitError, configuration, log_failure};
+use crate::wiring::{InitError, configuration, log_failure, token_store};
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use els_core::StoreError;
 use els_core::sweep::{OrderSweep, SweepReport};
@@ -66,10 +66,7 @@ impl OrderSweepFunction {
     async fn build() -> Result<Self, InitError> {
         let config = configuration("order-sweep", OrderSweepConfig::from_env)?;
         let aws = load_aws_config(config.aws_operation_timeout).await;
-        let store = DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&aws),
-            config.table_name.clone(),
-        );
+        let store = token_store(&aws, &config.table_name, &config.token_kms_key_id);
         let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&aws), config.queue_url.clone());
         let ecwid = EcwidClient::with_http(
             api_http_client(config.http_timeout)?,

@@ -5,6 +5,10 @@
 //! ([`crate::ingest::WebhookIngestFunction`], [`crate::poster::SalePosterFunction`],
 //! [`crate::inventory::InventorySyncFunction`]); its `main` only hands that to the runtime.
 //!
+//! The functions that read merchant tokens (sale-poster, inventory-sync, order-sweep) open
+//! the state store with the token key ([`token_store`]: `TOKEN_KMS_KEY_ID`, required);
+//! webhook-ingest opens it without one and never calls KMS.
+//!
 //! A cold start that fails logs why (naming the variable or the parameter) and exits, so a
 //! broken deployment shows in the first log line instead of in the first webhook.
 
@@ -15,7 +19,7 @@ use crate::tls::{ApiClientError, api_http_client};
 use els_core::deadline::Deadline;
 use els_ecwid::EcwidClient;
 use els_lightspeed::{AuthLightspeed, LightspeedClient, Pacing};
-use els_store_aws::DynamoStore;
+use els_store_aws::{DynamoStore, TokenCipher};
 use thiserror::Error;
 
 /// Why a function could not start. Messages never hold a secret.
@@ -47,6 +51,19 @@ pub fn log_failure<T>(built: Result<T, InitError>) -> Result<T, InitError> {
     built.inspect_err(|e| tracing::error!(error = %e, "cold start failed"))
 }
 
+/// The state store on `table` with the connections' tokens encrypted and decrypted under
+/// `token_kms_key_id`. No network I/O: KMS is first called for the first store read.
+pub fn token_store(
+    aws: &aws_config::SdkConfig,
+    table: &str,
+    token_kms_key_id: &str,
+) -> DynamoStore {
+    DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), table).with_token_cipher(TokenCipher::new(
+        aws_sdk_kms::Client::new(aws),
+        token_kms_key_id,
+    ))
+}
+
 /// The state store and the API clients of `sale-poster` and `inventory-sync`.
 pub struct ApiClients {
     /// For the function's other AWS clients (the poster's queue).
@@ -74,10 +91,7 @@ impl ApiClients {
         config: &ApiConfig,
         pacing: Pacing,
     ) -> Result<Self, InitError> {
-        let store = DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&aws),
-            config.table_name.clone(),
-        );
+        let store = token_store(&aws, &config.table_name, &config.token_kms_key_id);
         let http = api_http_client(config.http_timeout)?;
         let ecwid = EcwidClient::with_http(http.clone(), config.ecwid_api_url.clone());
         let credentials = load_oauth_credentials(|| aws_sdk_ssm::Client::new(&aws)).await?;
@@ -100,7 +114,7 @@ impl ApiClients {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{InventorySyncConfig, TABLE_NAME};
+    use crate::config::{InventorySyncConfig, TABLE_NAME, TOKEN_KMS_KEY_ID};
 
     #[test]
     fn a_configuration_error_names_the_function_and_the_variable() {
@@ -116,8 +130,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_lightspeed_client_is_paced_as_the_function_says() {
-        let config = InventorySyncConfig::from_lookup(|name| {
-            (name == TABLE_NAME).then(|| "state".to_string())
+        let config = InventorySyncConfig::from_lookup(|name| match name {
+            TABLE_NAME => Some("state".to_string()),
+            TOKEN_KMS_KEY_ID => Some("alias/tokens".to_string()),
+            _ => None,
         })
         .expect("config");
         let pacing = Pacing {
@@ -135,5 +151,28 @@ mod tests {
             .expect("built lazily, without an OAuth app");
 
         assert_eq!(clients.lightspeed.inner().pacing(), pacing);
+        let cipher = clients.store.token_cipher().expect("tokens are encrypted");
+        assert_eq!(cipher.key_id(), "alias/tokens");
+        assert_eq!(cipher.kms_calls().total(), 0, "no KMS call at init");
+    }
+
+    #[test]
+    fn a_function_that_reads_tokens_does_not_start_without_the_token_key() {
+        let err = configuration("sale-poster", || {
+            crate::config::SalePosterConfig::from_lookup(|name| match name {
+                TABLE_NAME => Some("state".into()),
+                crate::config::QUEUE_URL => Some("q".into()),
+                crate::config::MAX_RECEIVE_COUNT => Some("5".into()),
+                _ => None,
+            })
+        })
+        .map(drop)
+        .expect_err("no TOKEN_KMS_KEY_ID");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "sale-poster configuration: environment variable {TOKEN_KMS_KEY_ID} is not set"
+            )
+        );
     }
 }

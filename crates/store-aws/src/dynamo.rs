@@ -107,11 +107,14 @@ use els_core::sweep::SweepCursor;
 use els_core::{Connection, StoreError};
 use els_core::{Sku, StoreId};
 use els_http::TokioClock;
+use futures::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
+
+use crate::tokens::{self, TokenCipher};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -134,6 +137,8 @@ const SCHEMA_ATTRIBUTE: &str = "schema_version";
 const UNVERSIONED: u32 = 1;
 /// The table's TTL attribute (template.yaml `TimeToLiveSpecification`): epoch seconds.
 const TTL_ATTRIBUTE: &str = "expires_at";
+/// Connections whose tokens a listing decrypts at once.
+const LIST_DECRYPT_CONCURRENCY: usize = 16;
 /// BatchGetItem and BatchWriteItem limits.
 const BATCH_GET: usize = 100;
 const BATCH_WRITE: usize = 25;
@@ -162,6 +167,9 @@ struct SkuOwners {
 pub struct DynamoStore {
     client: Client,
     table: String,
+    /// Encrypts the connections' tokens on write and decrypts them on read (see the module
+    /// doc); `None`: tokens are written as plain text and ciphertext reads as a placeholder.
+    tokens: Option<TokenCipher>,
 }
 
 /// One listing of the connections and what it read ([`DynamoStore::list_connections_paged`]).
@@ -174,6 +182,24 @@ pub struct ConnectionListing {
     /// Index entries the Queries evaluated (their `ScannedCount`): one per connection, as
     /// no other item is in the index.
     pub index_entries: usize,
+    /// Connections left out because their tokens cannot be decrypted
+    /// ([`StoreError::Undecryptable`]): each store and why. Sorted by store id.
+    pub undecryptable: Vec<(StoreId, String)>,
+}
+
+/// What [`DynamoStore::encrypt_tokens`] found (and did).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TokenMigrationReport {
+    /// Items the Scan evaluated.
+    pub scanned: u64,
+    /// Connection items read.
+    pub connections: usize,
+    /// The stores whose connection held a token in plain text when read, sorted.
+    pub plain_text: Vec<StoreId>,
+    /// Connections rewritten with their tokens encrypted (0 in a dry run).
+    pub encrypted: usize,
+    /// Connections deleted between the Scan and their rewrite (left deleted).
+    pub vanished: usize,
 }
 
 /// What [`DynamoStore::migrate`] (or [`DynamoStore::index_connections`]) did.
@@ -242,9 +268,20 @@ fn to_item<T: Serialize>(value: &T, pk: String, sk: String) -> Result<Item, Stor
     Ok(item)
 }
 
+/// The store of a `STORE#{id}` partition key.
+fn store_of(item: &Item) -> Option<StoreId> {
+    item.get("pk")?
+        .as_s()
+        .ok()?
+        .strip_prefix("STORE#")?
+        .parse()
+        .ok()
+}
+
 /// A connection's item: its serde rendering, the keys, and the index attribute that puts it
 /// in the `connections` index. `from_item` ignores the attribute (`Connection` does not deny
-/// unknown fields, as it ignores `pk` and `sk`).
+/// unknown fields, as it ignores `pk` and `sk`). Tokens are still plain text here
+/// ([`tokens::seal`] encrypts them).
 fn connection_item(connection: &Connection) -> Result<Item, StoreError> {
     let mut item = to_item(connection, pk(connection.store_id), CONNECTION_SK.into())?;
     item.insert(
@@ -274,7 +311,19 @@ impl DynamoStore {
         Self {
             client,
             table: table.into(),
+            tokens: None,
         }
+    }
+
+    /// The same store with the connections' tokens encrypted by `cipher` on write and
+    /// decrypted on read (see the module doc).
+    pub fn with_token_cipher(mut self, cipher: TokenCipher) -> Self {
+        self.tokens = Some(cipher);
+        self
+    }
+
+    pub fn token_cipher(&self) -> Option<&TokenCipher> {
+        self.tokens.as_ref()
     }
 
     pub fn client(&self) -> &Client {
@@ -660,26 +709,31 @@ fn event_from_item(item: &Item) -> Result<WebhookEventRecord, StoreError> {
 }
 
 impl ConnectionStore for DynamoStore {
+    /// One GetItem; the tokens decrypted (or placeholders, without a cipher).
     async fn get_connection(&self, store_id: StoreId) -> Result<Option<Connection>, StoreError> {
-        self.get(pk(store_id), CONNECTION_SK.into())
-            .await?
-            .map(from_item)
-            .transpose()
+        let Some(mut item) = self.get(pk(store_id), CONNECTION_SK.into()).await? else {
+            return Ok(None);
+        };
+        tokens::open(self.tokens.as_ref(), store_id, &mut item).await?;
+        from_item(item).map(Some)
     }
 
-    /// The whole item, `gsi_connections` included, so the connection is (still) listed.
+    /// The whole item, `gsi_connections` included, so the connection is (still) listed;
+    /// the tokens encrypted first (with a cipher).
     async fn put_connection(
         &self,
         connection: &Connection,
         expected_version: Option<u64>,
     ) -> Result<(), StoreError> {
-        let item = connection_item(connection)?;
+        let mut item = connection_item(connection)?;
+        tokens::seal(self.tokens.as_ref(), connection.store_id, &mut item).await?;
         let label = format!("connection of store {}", connection.store_id);
         self.put_versioned(item, expected_version, &label).await
     }
 
     /// The `connections` index, then the items (see the module doc: a connection created
-    /// within the last moment may be missing; the next listing has it).
+    /// within the last moment may be missing; the next listing has it). A connection whose
+    /// tokens cannot be decrypted is left out (and logged), so it stops no other store.
     async fn list_connections(&self) -> Result<Vec<Connection>, StoreError> {
         Ok(self.list_connections_paged(None).await?.connections)
     }
@@ -737,17 +791,44 @@ impl DynamoStore {
         }
         // Strongly consistent: each listed connection is its latest version. One deleted
         // since the Query is simply not returned.
-        let mut connections = self
-            .batch_get(keys)
-            .await?
-            .into_iter()
-            .map(from_item::<Connection>)
-            .collect::<Result<Vec<_>, _>>()?;
+        let items = self.batch_get(keys).await?;
+        // Tokens are decrypted a few stores at a time (each store's at once): a cold
+        // listing of many stores is not one KMS round trip per store in a row.
+        let opened: Vec<Result<Item, StoreError>> = futures::stream::iter(items)
+            .map(|mut item| async move {
+                let store_id = store_of(&item).ok_or_else(|| StoreError::Corrupt {
+                    key: format!("?/{CONNECTION_SK}"),
+                    detail: "the partition key is not STORE#{id}".into(),
+                })?;
+                tokens::open(self.tokens.as_ref(), store_id, &mut item).await?;
+                Ok(item)
+            })
+            .buffer_unordered(LIST_DECRYPT_CONCURRENCY)
+            .collect()
+            .await;
+        let mut connections = Vec::with_capacity(opened.len());
+        let mut undecryptable = Vec::new();
+        for item in opened {
+            match item {
+                Ok(item) => connections.push(from_item::<Connection>(item)?),
+                Err(StoreError::Undecryptable { store_id, detail }) => {
+                    tracing::error!(
+                        store_id = store_id.get(),
+                        %detail,
+                        "connection left out of the listing: its tokens cannot be decrypted; reconnect the store (els connect)"
+                    );
+                    undecryptable.push((store_id, detail));
+                }
+                Err(e) => return Err(e),
+            }
+        }
         connections.sort_by_key(|c| c.store_id);
+        undecryptable.sort();
         Ok(ConnectionListing {
             connections,
             index_pages,
             index_entries,
+            undecryptable,
         })
     }
 
@@ -916,6 +997,116 @@ impl DynamoStore {
                 other => Err(other),
             },
         }
+    }
+}
+
+impl DynamoStore {
+    /// Finds the connections whose tokens are stored as plain text (items written before
+    /// encryption, or by a process without a cipher) and, with `apply`, rewrites each with
+    /// its tokens encrypted by this store's cipher. One Scan of the table (connection items
+    /// only are returned), then per plain-text connection one KMS Encrypt per token and one
+    /// PutItem conditioned on the `version` it was read at, which it keeps: a concurrent token
+    /// refresh (which writes the next version) is neither lost nor made to conflict; if it
+    /// wrote first, the connection is read again and encrypted if still needed. Idempotent:
+    /// a second run finds nothing in plain text and writes nothing. Needs Scan, GetItem,
+    /// PutItem and kms:Encrypt: the operator's credentials.
+    pub async fn encrypt_tokens(&self, apply: bool) -> Result<TokenMigrationReport, StoreError> {
+        if apply && self.tokens.is_none() {
+            return Err(StoreError::Unavailable(
+                "encrypting tokens needs the token key (--token-kms-key or TOKEN_KMS_KEY_ID)"
+                    .into(),
+            ));
+        }
+        let mut report = TokenMigrationReport::default();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("sk = :connection")
+                .expression_attribute_values(":connection", s(CONNECTION_SK))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| unavailable("Scan", e))?;
+            report.scanned += u64::try_from(page.scanned_count).unwrap_or_default();
+            for item in page.items.unwrap_or_default() {
+                report.connections += 1;
+                if tokens::plain_tokens(&item).is_empty() {
+                    continue;
+                }
+                let store_id = store_of(&item).ok_or_else(|| StoreError::Corrupt {
+                    key: format!("?/{CONNECTION_SK}"),
+                    detail: "the partition key is not STORE#{id}".into(),
+                })?;
+                report.plain_text.push(store_id);
+                if apply {
+                    match self.encrypt_connection_tokens(store_id, item).await? {
+                        true => report.encrypted += 1,
+                        false => report.vanished += 1,
+                    }
+                }
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        report.plain_text.sort();
+        tracing::info!(
+            table = %self.table,
+            connections = report.connections,
+            plain_text = report.plain_text.len(),
+            encrypted = report.encrypted,
+            "connection tokens checked"
+        );
+        Ok(report)
+    }
+
+    /// Rewrites one connection item with its plain-text tokens encrypted, at the version it
+    /// holds. `false` when the connection no longer exists.
+    async fn encrypt_connection_tokens(
+        &self,
+        store_id: StoreId,
+        mut item: Item,
+    ) -> Result<bool, StoreError> {
+        for _ in 0..5 {
+            if tokens::plain_tokens(&item).is_empty() {
+                return Ok(true);
+            }
+            let version = item.get("version").cloned();
+            tokens::seal(self.tokens.as_ref(), store_id, &mut item).await?;
+            let request = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .expression_attribute_names("#v", "version");
+            let request = match version {
+                Some(v) => request
+                    .condition_expression("#v = :v")
+                    .expression_attribute_values(":v", v),
+                None => request
+                    .condition_expression("attribute_exists(pk) AND attribute_not_exists(#v)"),
+            };
+            let label = format!("connection of store {store_id}");
+            match request.send().await {
+                Ok(_) => return Ok(true),
+                Err(err) => match write_error("PutItem", &label, err) {
+                    StoreError::Conflict(_) => {}
+                    other => return Err(other),
+                },
+            }
+            match self.get(pk(store_id), CONNECTION_SK.into()).await? {
+                Some(fresh) => item = fresh,
+                None => return Ok(false),
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "connection of store {store_id} kept changing while its tokens were encrypted; run it again"
+        )))
     }
 }
 

@@ -6,6 +6,8 @@
 
 mod dynamo;
 mod sqs;
+mod tokens;
 
-pub use dynamo::{ConnectionListing, DynamoStore, MigrationReport};
+pub use dynamo::{ConnectionListing, DynamoStore, MigrationReport, TokenMigrationReport};
 pub use sqs::{RawMessage, SqsQueue};
+pub use tokens::{ENCRYPTED_TOKEN_PLACEHOLDER, KmsCalls, TokenAttribute, TokenCipher};

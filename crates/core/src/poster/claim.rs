@@ -1,10 +1,12 @@
 //! Claiming an order and parking it after its last delivery: conditional ledger writes
 //! that are decided again from a fresh read when another worker wrote first.
 
-use super::{PostOutcome, RetryLater, SalePoster};
+use super::{Attempt, PostOutcome, RetryLater, SalePoster};
 use crate::error::StoreError;
-use crate::ledger::{self, ClaimDecision, LedgerEntry, OrderKey, Reason};
-use crate::ports::{Clock, LedgerStore, OrderMessage};
+use crate::ledger::{self, ClaimDecision, LedgerEntry, OrderKey, Outcome, Reason, ReasonCode};
+use crate::ports::{
+    Clock, ConnectionStore, EcwidApi, LedgerStore, LightspeedApi, LinkStore, OrderMessage,
+};
 use crate::retry::{Backoff, NoJitter, retry};
 use std::time::Duration;
 
@@ -150,5 +152,37 @@ where
                 Err(e) => Err(Raced::Failed(self.store_retry("claiming the order", e))),
             },
         }
+    }
+}
+
+impl<S, E, L, C> SalePoster<S, E, L, C>
+where
+    S: ConnectionStore + LedgerStore + LinkStore,
+    E: EcwidApi,
+    L: LightspeedApi,
+    C: Clock,
+{
+    /// The connection's stored tokens cannot be decrypted ([`StoreError::Undecryptable`]):
+    /// the order is claimed and parked `UNAUTHORIZED` with a reason that asks for the store
+    /// to be connected again, after which `els replay` posts it.
+    pub(super) async fn park_unreadable_connection(
+        &self,
+        key: &OrderKey,
+        detail: &str,
+    ) -> Result<PostOutcome, RetryLater> {
+        let (claimed, _) = match self.claim(key).await? {
+            Ok(claimed) => claimed,
+            Err(done) => return Ok(done),
+        };
+        let reason = Reason::new(
+            ReasonCode::Unauthorized,
+            format!(
+                "order {}: the stored tokens of store {} cannot be decrypted ({detail}); \
+                 reconnect the store (els connect) to store new tokens, then replay the order",
+                key.order_id, key.store_id
+            ),
+        );
+        self.record(key, &claimed, Attempt::done(Outcome::Parked(reason)))
+            .await
     }
 }
