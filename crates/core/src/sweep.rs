@@ -914,6 +914,47 @@ mod tests {
         assert_eq!(s.enqueued().len(), 250);
     }
 
+    /// The note's cost figures: Ecwid requests per 5-minute run for a store taking 10,000
+    /// orders a day, and for an idle store.
+    #[tokio::test]
+    async fn a_run_costs_two_requests_at_ten_thousand_orders_a_day_and_one_when_idle() {
+        let s = Setup::new().await;
+        let sweep = s.sweep(SweepConfig::default());
+        // Caught up first (go-live an hour ago, nothing since).
+        sweep.sweep_all().await.unwrap();
+        let per_minute = 10_000.0 / 1440.0;
+        let mut placed = 0u64;
+        let mut requests = Vec::new();
+        for run in 0..12 {
+            // Five minutes of orders, paid as they come, then the run.
+            for _ in 0..5 {
+                s.clock.advance(std::time::Duration::from_secs(60));
+                let now = s.clock.now().timestamp();
+                let due = ((run * 5 + 5) as f64 * per_minute) as u64;
+                while placed < due {
+                    s.ecwid
+                        .add_order(order(&format!("B{placed}"), "PAID", now - 30, now - 30));
+                    placed += 1;
+                }
+            }
+            let before = s.ecwid.calls();
+            let report = sweep.sweep_all().await.unwrap();
+            assert_eq!(report.stores[0].outcome, SweepOutcome::Completed);
+            requests.push(s.ecwid.calls() - before);
+        }
+        assert_eq!(s.enqueued().len() as u64, placed, "every order found once");
+        // A 15-minute window (5 minutes and the 10-minute overlap) holds about 104 orders:
+        // two pages of 100.
+        assert!(requests.iter().all(|r| *r <= 2), "{requests:?}");
+        // Idle: one empty page per run.
+        s.clock.advance(std::time::Duration::from_secs(3600));
+        sweep.sweep_all().await.unwrap();
+        let before = s.ecwid.calls();
+        s.clock.advance(std::time::Duration::from_secs(300));
+        sweep.sweep_all().await.unwrap();
+        assert_eq!(s.ecwid.calls() - before, 1);
+    }
+
     #[test]
     fn stuck_orders_get_a_fresh_message_and_live_ones_do_not() {
         let now = DateTime::from_timestamp(T0, 0).unwrap();
