@@ -177,6 +177,7 @@ fn every_command_that_talks_to_the_apis_has_the_same_api_flags() {
             "--sandbox-port",
             "--search-delay-seconds",
             "--table",
+            "--token-kms-key",
         ]
     );
 }

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{
-    Merchant, Serving, command, connect_args, els, file_mode, free_listen_addr, state_files,
+    Merchant, Serving, command, connect_by_name, els, file_mode, free_listen_addr, state_files,
     wait_listening,
 };
 use els_sandbox::{Sandbox, SandboxConfig};
@@ -28,19 +28,6 @@ fn assert_owner_only(files: &[PathBuf], after: &str) {
             file_mode(f)
         );
     }
-}
-
-fn connect(sb: &Sandbox, db: &str) {
-    let m = Merchant::of(sb);
-    let mut args = connect_args(db, &m.store, &m.prefix);
-    args.extend([
-        "--register",
-        "Web Store Register",
-        "--payment-type",
-        "Ecwid Online",
-    ]);
-    let (ok, out, err) = els(sb, &args, &m.token);
-    assert!(ok, "{out}\n{err}");
 }
 
 /// `els serve` on `db` (the built-in sandbox), once it listens.
@@ -72,7 +59,7 @@ async fn connect_and_serve_create_the_state_file_and_its_companions_owner_only()
 
     // `els connect` creates the file.
     let connected = dir.path().join("connected.sqlite");
-    connect(&sb, connected.to_str().unwrap());
+    connect_by_name(&sb, &Merchant::of(&sb), connected.to_str().unwrap());
     let files = state_files(&connected);
     assert_owner_only(&files, "els connect");
 
@@ -110,7 +97,7 @@ async fn a_state_file_open_to_others_is_tightened_with_a_warning_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let db_path = dir.path().join("els.sqlite");
     let db = db_path.to_str().unwrap();
-    connect(&sb, db);
+    connect_by_name(&sb, &Merchant::of(&sb), db);
 
     // As an older version, or a careless copy, left it.
     std::fs::set_permissions(&db_path, std::fs::Permissions::from_mode(0o644)).unwrap();

@@ -3,26 +3,11 @@
 
 mod common;
 
-use common::{Merchant, Serving, command, connect_args, dec, els, sale_of};
+use common::{Merchant, connect_by_name, dec, els, sale_of, serve_live};
 use els_core::{LedgerStore, OrderKey, OrderState};
 use els_sandbox::{OrderItemSpec, OrderSpec, ProductSpec, Sandbox, SandboxConfig};
 use els_store_sqlite::SqliteStore;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-/// `els connect` by names into `db`.
-fn connect(sb: &Sandbox, m: &Merchant, db: &str) {
-    let mut args = connect_args(db, &m.store, &m.prefix);
-    args.extend([
-        "--register",
-        "Web Store Register",
-        "--payment-type",
-        "Ecwid Online",
-        "--create-missing",
-    ]);
-    let (ok, out, err) = els(sb, &args, &m.token);
-    assert!(ok, "{out}\n{err}");
-}
 
 fn order(sb: &Sandbox, sku: &str, quantity: u32) -> String {
     sb.place_order(OrderSpec {
@@ -84,7 +69,7 @@ async fn backfill_dry_run_changes_nothing_and_the_real_run_posts_exactly_what_it
     }
     let older = order(&sb, "MUG-001", 3);
     age(&sb, &older, 20);
-    connect(&sb, &m, db);
+    connect_by_name(&sb, &m, db);
     let since = (chrono::Utc::now() - chrono::Duration::days(7))
         .format("%Y-%m-%d")
         .to_string();
@@ -166,7 +151,7 @@ async fn backfill_dry_run_changes_nothing_and_the_real_run_posts_exactly_what_it
     // Lightspeed by invoice number and posts nothing again.
     let fresh = dir.path().join("fresh.sqlite");
     let fresh = fresh.to_str().unwrap();
-    connect(&sb, &m, fresh);
+    connect_by_name(&sb, &m, fresh);
     let (ok, out, err) = backfill(fresh, false);
     assert!(ok, "{out}\n{err}");
     assert!(
@@ -178,33 +163,6 @@ async fn backfill_dry_run_changes_nothing_and_the_real_run_posts_exactly_what_it
         "only the parked one: {out}"
     );
     assert_eq!(sb.sales().len(), sales + 2, "nothing posted twice");
-}
-
-/// `els serve --live` on `db` with `extra` flags; returns it and its webhook URL once it
-/// listens.
-async fn serve(sb: &Sandbox, m: &Merchant, db: &str, extra: &[&str]) -> (Serving, String) {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let listen = format!("127.0.0.1:{port}");
-    let serving = Serving(
-        command(sb, &m.token)
-            .args(["serve", "--live", "--db", db, "--listen", &listen])
-            .args(["--inventory-interval-secs", "0"])
-            .args(extra)
-            .env("ECWID_CLIENT_SECRET", &sb.config().webhook_client_secret)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("els serve starts"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(&listen).is_err() {
-        assert!(Instant::now() < deadline, "els serve never listened");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    (serving, format!("http://{listen}/webhooks/ecwid"))
 }
 
 /// The state file and its companions (`-wal`, `-shm`) copied from `from` to `to`.
@@ -232,10 +190,10 @@ async fn after_a_restore_check_an_order_posted_after_the_backup_is_adopted_not_p
     let db = db_path.to_str().unwrap();
     let backup = dir.path().join("backup.sqlite");
     let m = Merchant::of(&sb);
-    connect(&sb, &m, db);
+    connect_by_name(&sb, &m, db);
 
     let before = order(&sb, "MUG-001", 1);
-    let (serving, url) = serve(&sb, &m, db, &["--sweep-interval-secs", "0"]).await;
+    let (serving, url) = serve_live(&sb, &m, db, &["--sweep-interval-secs", "0"]).await;
     sb.deliver(
         &url,
         &sb.order_webhook("order.created", &before, None, "PAID"),
@@ -247,7 +205,7 @@ async fn after_a_restore_check_an_order_posted_after_the_backup_is_adopted_not_p
     copy_state(&db_path, &backup);
 
     let after = order(&sb, "MUG-001", 2);
-    let (serving, url) = serve(&sb, &m, db, &["--sweep-interval-secs", "0"]).await;
+    let (serving, url) = serve_live(&sb, &m, db, &["--sweep-interval-secs", "0"]).await;
     let hook = sb.order_webhook("order.created", &after, None, "PAID");
     sb.deliver(&url, &hook).await.unwrap();
     sale_of(&sb, &after).await;
@@ -264,7 +222,7 @@ async fn after_a_restore_check_an_order_posted_after_the_backup_is_adopted_not_p
     assert!(out.contains("1 connection(s) marked restored"), "{out}");
 
     // Ecwid retries the webhook, the sweep finds the order, an operator replays the first.
-    let (_serving, url) = serve(&sb, &m, db, &["--sweep-interval-secs", "1"]).await;
+    let (_serving, url) = serve_live(&sb, &m, db, &["--sweep-interval-secs", "1"]).await;
     sb.deliver(&url, &hook).await.unwrap();
     let (ok, out, err) = els(
         &sb,
@@ -313,33 +271,8 @@ async fn orders_whose_webhook_was_lost_or_lagged_are_posted_once_by_the_sweep() 
     let db_path = dir.path().join("els.sqlite");
     let db = db_path.to_str().unwrap();
     let m = Merchant::of(&sb);
-    connect(&sb, &m, db);
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let listen = format!("127.0.0.1:{port}");
-    let _serving = Serving(
-        command(&sb, &m.token)
-            .args(["serve", "--live", "--db", db, "--listen", &listen])
-            .args([
-                "--sweep-interval-secs",
-                "2",
-                "--inventory-interval-secs",
-                "0",
-            ])
-            .env("ECWID_CLIENT_SECRET", &sb.config().webhook_client_secret)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("els serve starts"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(&listen).is_err() {
-        assert!(Instant::now() < deadline, "els serve never listened");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let webhook_url = format!("http://{listen}/webhooks/ecwid");
+    connect_by_name(&sb, &m, db);
+    let (_serving, webhook_url) = serve_live(&sb, &m, db, &["--sweep-interval-secs", "2"]).await;
 
     // No webhook at all.
     let lost = order(&sb, "MUG-001", 1);

@@ -152,3 +152,37 @@ pub async fn wait_listening(addr: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// `els connect` into `db` by names, as a merchant types them (the sandbox's web register,
+/// its online payment type; missing products created).
+pub fn connect_by_name(sb: &Sandbox, m: &Merchant, db: &str) {
+    let mut args = connect_args(db, &m.store, &m.prefix);
+    args.extend([
+        "--register",
+        "Web Store Register",
+        "--payment-type",
+        "Ecwid Online",
+        "--create-missing",
+    ]);
+    let (ok, out, err) = els(sb, &args, &m.token);
+    assert!(ok, "{out}\n{err}");
+}
+
+/// `els serve --live` on `db` with the sandbox's APIs, the inventory timer off and `extra`
+/// flags, once it listens; with its webhook URL.
+pub async fn serve_live(sb: &Sandbox, m: &Merchant, db: &str, extra: &[&str]) -> (Serving, String) {
+    let listen = free_listen_addr();
+    let serving = Serving(
+        command(sb, &m.token)
+            .args(["serve", "--live", "--db", db, "--listen", &listen])
+            .args(["--inventory-interval-secs", "0"])
+            .args(extra)
+            .env("ECWID_CLIENT_SECRET", &sb.config().webhook_client_secret)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("els serve starts"),
+    );
+    wait_listening(&listen).await;
+    (serving, format!("http://{listen}/webhooks/ecwid"))
+}
