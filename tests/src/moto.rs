@@ -1,4 +1,4 @@
-//! The moto server (DynamoDB and SQS) for the AWS adapter tests.
+//! The moto server (DynamoDB, SQS and KMS) for the AWS adapter tests.
 //!
 //! `ELS_MOTO_ENDPOINT` points at a running server (the test script starts one). Without it,
 //! the first caller in a test process starts `.venv/bin/moto_server` on a free loopback port;
@@ -96,4 +96,37 @@ pub async fn aws_config(endpoint: &str) -> SdkConfig {
         .endpoint_url(endpoint)
         .load()
         .await
+}
+
+/// A new symmetric encryption key in moto's KMS: its ARN. moto binds a ciphertext to its
+/// encryption context (it is the AES-GCM additional data), as KMS does; it does not refuse a
+/// disabled key's Decrypt.
+pub async fn kms_key(config: &SdkConfig) -> String {
+    aws_sdk_kms::Client::new(config)
+        .create_key()
+        .description("els test: connection tokens")
+        .send()
+        .await
+        .expect("CreateKey on moto")
+        .key_metadata
+        .expect("key metadata")
+        .arn
+        .expect("key ARN")
+}
+
+/// A token cipher under a new moto KMS key.
+pub async fn token_cipher(config: &SdkConfig) -> els_store_aws::TokenCipher {
+    els_store_aws::TokenCipher::new(aws_sdk_kms::Client::new(config), kms_key(config).await)
+}
+
+/// A new table named `{prefix}-{uuid}` on moto, its connections' tokens encrypted under a
+/// new KMS key.
+pub async fn encrypted_table(prefix: &str) -> els_store_aws::DynamoStore {
+    let config = aws_config(&moto_endpoint().await).await;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let table = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
+    els_store_aws::DynamoStore::create_table(&client, &table)
+        .await
+        .expect("create table on moto");
+    els_store_aws::DynamoStore::new(client, table).with_token_cipher(token_cipher(&config).await)
 }

@@ -67,7 +67,9 @@ fn chaos_on_dynamodb_and_sqs_posts_every_order_exactly_once() {
         let name = format!("els-chaos-{}", uuid::Uuid::new_v4().simple());
         let dynamo = aws_sdk_dynamodb::Client::new(&config);
         DynamoStore::create_table(&dynamo, &name).await.unwrap();
-        let store = DynamoStore::new(dynamo, name.clone());
+        // The tokens are KMS ciphertext, as the functions store them (moto's KMS).
+        let store = DynamoStore::new(dynamo, name.clone())
+            .with_token_cipher(els_tests::moto::token_cipher(&config).await);
         let sqs = aws_sdk_sqs::Client::new(&config);
         let (queue_url, _dlq) = SqsQueue::create_fifo_with_dlq(&sqs, &name, settings.max_receives)
             .await

@@ -41,6 +41,12 @@ async fn connections_on_dynamodb() {
     contract::connection_contract(&fresh_table().await).await;
 }
 
+/// The same contract with the tokens stored as KMS ciphertext (moto's KMS).
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_on_dynamodb_with_encrypted_tokens() {
+    contract::connection_contract(&els_tests::moto::encrypted_table("els-contract").await).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn ledger_on_dynamodb() {
     contract::ledger_contract(&fresh_table().await).await;

@@ -170,6 +170,18 @@ async fn ten_workers_refresh_an_expiring_token_once_on_dynamodb() {
     ten_workers_refresh_once(DynamoStore::new(dynamo, name)).await;
 }
 
+/// The same race with the tokens stored as KMS ciphertext: the rotated pair is encrypted
+/// under the same version-conditioned write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_workers_refresh_an_expiring_encrypted_token_once_on_dynamodb() {
+    let store = els_tests::moto::encrypted_table("els-oauth").await;
+    ten_workers_refresh_once(store.clone()).await;
+    let calls = store.token_cipher().unwrap().kms_calls();
+    // connect (3 tokens) + the rotated pair (2); every read answered from the cache.
+    assert_eq!(calls.encrypt, 5, "{calls:?}");
+    assert_eq!(calls.decrypt, 0, "{calls:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_401_mid_life_refreshes_once_and_the_order_posts() {
     let store = SqliteStore::open_in_memory().unwrap();

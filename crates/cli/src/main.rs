@@ -10,6 +10,7 @@ use commands::bench::{BenchArgs, BenchInventoryArgs, BenchRateLimitArgs};
 use commands::connect::ConnectArgs;
 use commands::doctor::DoctorArgs;
 use commands::inventory::{ReconcileArgs, SyncInventoryArgs};
+use commands::migrate::MigrateArgs;
 use commands::orders::{ReplayArgs, StatusArgs};
 use commands::restore::RestoreCheckArgs;
 use commands::serve::ServeArgs;
@@ -62,6 +63,9 @@ enum Command {
     /// After restoring the state from a backup: mark every unposted order (and every order
     /// created before now) to search Lightspeed before posting, so nothing posts twice.
     RestoreCheck(RestoreCheckArgs),
+    /// DynamoDB only: bring the table to the current schema and list the connections whose
+    /// tokens are in plain text; `--encrypt-tokens` encrypts them with the token key.
+    Migrate(MigrateArgs),
     /// Compare every linked product's level in Lightspeed and Ecwid and print the drift;
     /// `--fix` writes Lightspeed's level (minus pending web sales) to Ecwid.
     Reconcile(ReconcileArgs),
@@ -102,5 +106,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Backfill(args) => commands::sweep::backfill(*args).await,
         Command::SyncInventory(args) => commands::inventory::sync_inventory(args).await,
         Command::Reconcile(args) => commands::inventory::reconcile(args).await,
+        Command::Migrate(args) => commands::migrate::migrate(args).await,
     }
 }

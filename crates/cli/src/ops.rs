@@ -56,8 +56,18 @@ async fn write_connection<S: ConnectionStore>(
     next: impl Fn(Option<Connection>) -> Option<Connection>,
 ) -> Result<Option<Connection>, StoreError> {
     for _ in 0..attempts {
-        let existing = store.get_connection(store_id).await?;
-        let expected = existing.as_ref().map(|c| c.version);
+        let (existing, expected) = match store.get_connection(store_id).await {
+            Ok(existing) => {
+                let expected = existing.as_ref().map(|c| c.version);
+                (existing, expected)
+            }
+            // Tokens that cannot be decrypted: a new connection replaces the stored one at
+            // its version (an update has nothing to keep, and fails).
+            Err(StoreError::Undecryptable { version, .. }) if next(None).is_some() => {
+                (None, Some(version))
+            }
+            Err(e) => return Err(e),
+        };
         let Some(mut conn) = next(existing) else {
             return Ok(None);
         };

@@ -2,6 +2,7 @@
 //! that the services can decide: retry, park, or give up.
 
 use crate::ids::StoreId;
+use chrono::{DateTime, Utc};
 use std::time::Duration;
 use thiserror::Error;
 
@@ -72,11 +73,18 @@ pub enum StoreError {
     Corrupt { key: String, detail: String },
     /// A store's stored tokens cannot be decrypted, and retrying will not change that: the
     /// ciphertext was copied from another store's item (or attribute), is damaged, or its
-    /// key is disabled or gone. Connecting the store again stores new tokens.
+    /// key is disabled or gone. Connecting the store again stores new tokens: the stored
+    /// `version` (to replace the connection under its version condition) and go-live moment
+    /// (which a reconnect keeps) are what can still be read.
     #[error(
         "the stored tokens of store {store_id} cannot be decrypted ({detail}); reconnect the store (els connect) to store new ones"
     )]
-    Undecryptable { store_id: StoreId, detail: String },
+    Undecryptable {
+        store_id: StoreId,
+        version: u64,
+        go_live_at: Option<DateTime<Utc>>,
+        detail: String,
+    },
 }
 
 /// A work-queue failure. Always retryable from the caller's point of view.

@@ -4,7 +4,7 @@
 //! `sam validate --lint` (in `tests/run.sh`) checks that the template is valid; these tests
 //! check that it says what the code needs, and nothing more.
 
-use els_functions::config::INVENTORY_LEASE;
+use els_functions::config::{INVENTORY_LEASE, TOKEN_KMS_KEY_ID};
 use els_store_aws::DynamoStore;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -255,6 +255,7 @@ fn each_function_is_granted_exactly_what_its_code_calls() {
         "Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${LightspeedClientSecretParameter}"
     })
     .to_string();
+    let token_key = token_key().to_string();
 
     let expect = |pairs: &[(&str, &str)]| -> BTreeMap<String, BTreeSet<String>> {
         pairs
@@ -313,6 +314,9 @@ fn each_function_is_granted_exactly_what_its_code_calls() {
                 ("sqs:DeleteMessage", &queue),
                 ("sqs:GetQueueAttributes", &queue),
                 ("sqs:ChangeMessageVisibility", &queue),
+                // The merchants' tokens: read, and a refreshed OAuth pair written.
+                ("kms:Decrypt", &token_key),
+                ("kms:Encrypt", &token_key),
                 // The Lightspeed OAuth client_secret, only with an OAuth app.
                 ("ssm:GetParameter (if HasLightspeedOAuth)", &ls_parameter),
             ]
@@ -326,6 +330,8 @@ fn each_function_is_granted_exactly_what_its_code_calls() {
             ("dynamodb:PutItem", &table),
             ("dynamodb:BatchGetItem", &table),
             ("dynamodb:BatchWriteItem", &table),
+            ("kms:Decrypt", &token_key),
+            ("kms:Encrypt", &token_key),
             ("ssm:GetParameter (if HasLightspeedOAuth)", &ls_parameter),
         ],
     );
@@ -334,14 +340,15 @@ fn each_function_is_granted_exactly_what_its_code_calls() {
         BTreeSet::from([table.clone(), connections_index()]),
     );
     assert_eq!(got["InventorySyncRole"], inventory);
-    // The sweep reads state, lists the connections and queues orders; nothing else (no
-    // SSM, no KMS, no Lightspeed, no delete).
+    // The sweep reads state, lists the connections (decrypting their tokens) and queues
+    // orders; nothing else (no SSM, no token written, no Lightspeed, no delete).
     let mut sweep = with_logs(
         "OrderSweepLogGroup",
         &[
             ("dynamodb:GetItem", &table),
             ("dynamodb:PutItem", &table),
             ("dynamodb:BatchGetItem", &table),
+            ("kms:Decrypt", &token_key),
             ("sqs:SendMessage", &queue),
         ],
     );
@@ -437,7 +444,8 @@ fn no_secret_is_a_template_parameter_or_an_environment_value() {
             let secretish = ["SECRET", "TOKEN", "PASSWORD", "KEY"]
                 .iter()
                 .any(|w| upper.contains(w));
-            if secretish {
+            // The token key's ARN names a key, it is not one.
+            if secretish && !(var == TOKEN_KMS_KEY_ID && *value == token_key()) {
                 assert!(
                     upper.ends_with("_PARAMETER"),
                     "{owner}: {var} looks like a secret value"
@@ -450,6 +458,107 @@ fn no_secret_is_a_template_parameter_or_an_environment_value() {
             }
         }
     }
+}
+
+/// The KMS key of the merchants' tokens, as roles and functions name it: the stack's own key,
+/// or the one the `TokenKmsKeyArn` parameter gives.
+fn token_key() -> Value {
+    json!({ "Fn::If": [
+        "CreateTokenKmsKey",
+        { "Fn::GetAtt": ["TokenKmsKey", "Arn"] },
+        { "Ref": "TokenKmsKeyArn" }
+    ] })
+}
+
+/// Merchant tokens are KMS ciphertext (issue #17): the stack's key is kept when the stack
+/// is deleted and rotates; exactly the functions that use tokens may use it (ingest, which
+/// only checks that a connection exists, may not), only with a `store_id` encryption
+/// context, and only those that store a refreshed OAuth pair may encrypt.
+#[test]
+fn only_the_functions_that_use_tokens_may_decrypt_them_with_a_store_context() {
+    let t = template();
+    assert_eq!(t["Parameters"]["TokenKmsKeyArn"]["Default"], "");
+    assert_eq!(
+        t["Conditions"]["CreateTokenKmsKey"],
+        json!({ "Fn::Equals": [{ "Ref": "TokenKmsKeyArn" }, ""] })
+    );
+    let key = &resources(&t)["TokenKmsKey"];
+    assert_eq!(key["Type"], "AWS::KMS::Key");
+    assert_eq!(key["Condition"], "CreateTokenKmsKey");
+    assert_eq!(key["DeletionPolicy"], "Retain", "backups need the key");
+    assert_eq!(key["UpdateReplacePolicy"], "Retain");
+    let p = &key["Properties"];
+    assert_eq!(p["EnableKeyRotation"], true);
+    assert_eq!(p["KeySpec"], "SYMMETRIC_DEFAULT");
+    let admin = statements(&p["KeyPolicy"]);
+    assert_eq!(admin.len(), 1, "{admin:?}");
+    assert_eq!(
+        admin[0]["Principal"]["AWS"],
+        json!({ "Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root" }),
+        "the account administers the key; IAM policies grant its use"
+    );
+    assert_eq!(t["Outputs"]["TokenKeyArn"]["Value"], token_key());
+
+    let mut decrypters = BTreeSet::new();
+    let mut encrypters = BTreeSet::new();
+    for (role, _, s) in role_statements(&t) {
+        let actions: Vec<&str> = as_list(&s["Action"])
+            .into_iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let on_token_key = as_list(&s["Resource"]).contains(&&token_key());
+        if !on_token_key {
+            continue;
+        }
+        assert_eq!(s["Effect"], "Allow");
+        assert_eq!(
+            s["Condition"]["Null"],
+            json!({ "kms:EncryptionContext:store_id": "false" }),
+            "{role}: the key only with a store_id encryption context"
+        );
+        assert_eq!(
+            s["Condition"]["ForAllValues:StringEquals"],
+            json!({ "kms:EncryptionContextKeys": ["store_id", "attribute"] }),
+            "{role}"
+        );
+        for a in actions {
+            match a {
+                "kms:Decrypt" => decrypters.insert(role),
+                "kms:Encrypt" => encrypters.insert(role),
+                other => panic!("{role}: {other} on the token key"),
+            };
+        }
+    }
+    assert_eq!(
+        decrypters,
+        BTreeSet::from(["InventorySyncRole", "OrderSweepRole", "SalePosterRole"])
+    );
+    assert_eq!(
+        encrypters,
+        BTreeSet::from(["InventorySyncRole", "SalePosterRole"])
+    );
+
+    // The key's ARN is given to exactly those functions, and webhook-ingest has no key.
+    assert!(
+        t["Globals"]["Function"]["Environment"]["Variables"]
+            .get(TOKEN_KMS_KEY_ID)
+            .is_none()
+    );
+    let mut given = BTreeSet::new();
+    for (name, f) in of_type(&t, "AWS::Serverless::Function") {
+        if let Some(v) = f["Properties"]["Environment"]["Variables"].get(TOKEN_KMS_KEY_ID) {
+            assert_eq!(*v, token_key(), "{name}");
+            given.insert(name);
+        }
+    }
+    assert_eq!(
+        given,
+        BTreeSet::from([
+            "InventorySyncFunction",
+            "OrderSweepFunction",
+            "SalePosterFunction"
+        ])
+    );
 }
 
 fn function<'a>(t: &'a Value, name: &str) -> &'a Value {
@@ -953,7 +1062,8 @@ fn order_sweep_runs_on_a_parameterised_schedule_within_its_timeout() {
             QUEUE_URL,
             ECWID_API_URL,
             HTTP_TIMEOUT_MS,
-            SWEEP_MAX_RUN_SECONDS
+            SWEEP_MAX_RUN_SECONDS,
+            TOKEN_KMS_KEY_ID
         ])
     );
     assert_eq!(vars[QUEUE_URL], json!({ "Ref": "WorkQueue" }));

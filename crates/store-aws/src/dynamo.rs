@@ -811,7 +811,9 @@ impl DynamoStore {
         for item in opened {
             match item {
                 Ok(item) => connections.push(from_item::<Connection>(item)?),
-                Err(StoreError::Undecryptable { store_id, detail }) => {
+                Err(StoreError::Undecryptable {
+                    store_id, detail, ..
+                }) => {
                     tracing::error!(
                         store_id = store_id.get(),
                         %detail,

@@ -8,11 +8,12 @@
 //! key and no local cipher is involved.
 //!
 //! Decrypted tokens are cached in the process for [`TokenCipher::DEFAULT_CACHE_TTL`], keyed
-//! by (store, attribute) and checked against the SHA-256 of the ciphertext they came from: a
-//! warm container makes no KMS call for a store it served within that time, and a ciphertext
-//! that changed (a token refresh by another worker, or an item tampered with) is decrypted
-//! by KMS again, never answered from the cache. The same entry lets a write of an unchanged
-//! token reuse its ciphertext (no `Encrypt`).
+//! by (store, attribute, SHA-256 of the ciphertext they came from): a warm container makes
+//! no KMS call for a store it served within that time, and a ciphertext it has not seen (a
+//! token refreshed by another container, or an item tampered with) is decrypted by KMS,
+//! never answered from the cache. A few ciphertexts per (store, attribute) are kept, so
+//! workers that read the item just before and just after a token refresh both find theirs.
+//! The same entries let a write of an unchanged token reuse its ciphertext (no `Encrypt`).
 
 use aws_sdk_dynamodb::primitives::Blob as DynamoBlob;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -113,7 +114,7 @@ struct Inner {
     client: aws_sdk_kms::Client,
     key_id: String,
     ttl: Duration,
-    cache: Mutex<HashMap<(StoreId, TokenAttribute), Cached>>,
+    cache: Mutex<HashMap<(StoreId, TokenAttribute), Vec<Cached>>>,
     encrypts: AtomicU64,
     decrypts: AtomicU64,
 }
@@ -135,9 +136,11 @@ impl fmt::Debug for TokenCipher {
     }
 }
 
-/// Above this many cached tokens (three per store), expired entries are dropped, and if
-/// that is not enough, all of them: the cache only saves KMS calls.
+/// Above this many cached (store, attribute) slots (three per store), expired entries are
+/// dropped, and if that is not enough, all of them: the cache only saves KMS calls.
 const MAX_CACHED: usize = 30_000;
+/// Ciphertexts kept per (store, attribute): the newest ones.
+const PER_SLOT: usize = 4;
 
 fn digest(ciphertext: &[u8]) -> [u8; 32] {
     Sha256::digest(ciphertext).into()
@@ -192,7 +195,7 @@ impl TokenCipher {
         self.cache().clear();
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<(StoreId, TokenAttribute), Cached>> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<(StoreId, TokenAttribute), Vec<Cached>>> {
         self.inner
             .cache
             .lock()
@@ -213,23 +216,29 @@ impl TokenCipher {
         if self.inner.ttl.is_zero() {
             return;
         }
+        let ttl = self.inner.ttl;
         let mut cache = self.cache();
         if cache.len() >= MAX_CACHED {
-            let ttl = self.inner.ttl;
-            cache.retain(|_, c| c.at.elapsed() < ttl);
+            cache.retain(|_, slot| {
+                slot.retain(|c| c.at.elapsed() < ttl);
+                !slot.is_empty()
+            });
             if cache.len() >= MAX_CACHED {
                 cache.clear();
             }
         }
-        cache.insert(
-            (store_id, attribute),
-            Cached {
-                digest: digest(&ciphertext),
-                ciphertext,
-                plaintext,
-                at: Instant::now(),
-            },
-        );
+        let hash = digest(&ciphertext);
+        let slot = cache.entry((store_id, attribute)).or_default();
+        slot.retain(|c| c.digest != hash && c.at.elapsed() < ttl);
+        if slot.len() >= PER_SLOT {
+            slot.remove(0);
+        }
+        slot.push(Cached {
+            digest: hash,
+            ciphertext,
+            plaintext,
+            at: Instant::now(),
+        });
     }
 
     fn context(store_id: StoreId, attribute: TokenAttribute) -> HashMap<String, String> {
@@ -247,11 +256,14 @@ impl TokenCipher {
         attribute: TokenAttribute,
         plaintext: &Secret,
     ) -> Result<Vec<u8>, StoreError> {
-        if let Some(cached) = self.cache().get(&(store_id, attribute))
-            && self.fresh(cached)
-            && cached.plaintext == *plaintext
-        {
-            return Ok(cached.ciphertext.clone());
+        let reused = self.cache().get(&(store_id, attribute)).and_then(|slot| {
+            slot.iter()
+                .rev()
+                .find(|c| self.fresh(c) && c.plaintext == *plaintext)
+                .map(|c| c.ciphertext.clone())
+        });
+        if let Some(ciphertext) = reused {
+            return Ok(ciphertext);
         }
         self.inner.encrypts.fetch_add(1, Ordering::Relaxed);
         let out = self
@@ -294,11 +306,13 @@ impl TokenCipher {
         ciphertext: &[u8],
     ) -> Result<Secret, StoreError> {
         let hash = digest(ciphertext);
-        if let Some(cached) = self.cache().get(&(store_id, attribute))
-            && self.fresh(cached)
-            && cached.digest == hash
-        {
-            return Ok(cached.plaintext.clone());
+        let cached = self.cache().get(&(store_id, attribute)).and_then(|slot| {
+            slot.iter()
+                .find(|c| self.fresh(c) && c.digest == hash)
+                .map(|c| c.plaintext.clone())
+        });
+        if let Some(plaintext) = cached {
+            return Ok(plaintext);
         }
         self.inner.decrypts.fetch_add(1, Ordering::Relaxed);
         let answer = self
@@ -320,6 +334,8 @@ impl TokenCipher {
             .and_then(|bytes| String::from_utf8(bytes).ok())
             .ok_or_else(|| StoreError::Undecryptable {
                 store_id,
+                version: 0,
+                go_live_at: None,
                 detail: format!("{} decrypted to no text", attribute.name()),
             })?;
         let plaintext = Secret::new(plaintext);
@@ -363,6 +379,8 @@ fn decrypt_error<R: fmt::Debug>(
     };
     StoreError::Undecryptable {
         store_id,
+        version: 0,
+        go_live_at: None,
         detail: format!(
             "KMS refused to decrypt {} ({code}{}{message}): {why}",
             attribute.name(),
@@ -446,11 +464,16 @@ pub(crate) async fn open(
                 .await;
             // A refusal for good is reported before a passing failure: retrying would not
             // help the store.
-            if let Some(refused) = results
+            if let Some(Err(StoreError::Undecryptable { detail, .. })) = results
                 .iter()
                 .find(|r| matches!(r, Err(StoreError::Undecryptable { .. })))
             {
-                return Err(refused.clone().expect_err("an error"));
+                return Err(StoreError::Undecryptable {
+                    store_id,
+                    version: stored_version(item),
+                    go_live_at: stored_go_live(item),
+                    detail: detail.clone(),
+                });
             }
             results.into_iter().collect::<Result<_, _>>()?
         }
@@ -461,6 +484,22 @@ pub(crate) async fn open(
         }
     }
     Ok(())
+}
+
+/// The item's `version` (0 when unreadable).
+fn stored_version(item: &Item) -> u64 {
+    item.get("version")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_default()
+}
+
+/// The item's `go_live_at` (RFC 3339), if it has one.
+fn stored_go_live(item: &Item) -> Option<chrono::DateTime<chrono::Utc>> {
+    let text = item.get("go_live_at")?.as_s().ok()?;
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
 }
 
 /// The token attributes of a connection item stored as plain text (non-empty strings).

@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use els_store_aws::{DynamoStore, TokenCipher};
 use els_store_sqlite::SqliteStore;
 use std::path::PathBuf;
 
@@ -27,6 +28,10 @@ pub struct BackendArgs {
     /// SQS FIFO queue URL (aws backend).
     #[arg(long, env = "QUEUE_URL")]
     queue_url: Option<String>,
+    /// KMS key (id, ARN or alias) that encrypts the connections' tokens in DynamoDB: the
+    /// stack's TokenKmsKeyArn output (aws backend; required there).
+    #[arg(long, env = "TOKEN_KMS_KEY_ID")]
+    token_kms_key: Option<String>,
 }
 
 impl BackendArgs {
@@ -39,6 +44,27 @@ impl BackendArgs {
             .clone()
             .context("--table (or TABLE_NAME) is required with --backend aws")
     }
+
+    /// The DynamoDB store, migrated to the current schema version, with the token key:
+    /// connections written by any command are encrypted, and read ones decrypted.
+    async fn open_dynamo(&self, config: &aws_config::SdkConfig) -> anyhow::Result<DynamoStore> {
+        let table = self.table()?;
+        let key = self
+            .token_kms_key
+            .clone()
+            .filter(|k| !k.trim().is_empty())
+            .context(
+                "--token-kms-key (or TOKEN_KMS_KEY_ID) is required with --backend aws: the \
+                 connections' tokens are stored encrypted with it (the stack's TokenKmsKeyArn \
+                 output)",
+            )?;
+        let cipher = TokenCipher::new(aws_sdk_kms::Client::new(config), key.trim());
+        Ok(
+            DynamoStore::migrated(aws_sdk_dynamodb::Client::new(config), table)
+                .await?
+                .with_token_cipher(cipher),
+        )
+    }
 }
 
 async fn aws_config() -> aws_config::SdkConfig {
@@ -48,19 +74,15 @@ async fn aws_config() -> aws_config::SdkConfig {
 /// The state store alone (the inventory commands need no queue).
 pub enum StateBackend {
     Sqlite(SqliteStore),
-    Dynamo(els_store_aws::DynamoStore),
+    Dynamo(DynamoStore),
 }
 
 pub async fn open_state(args: &BackendArgs) -> anyhow::Result<StateBackend> {
     match args.backend {
         BackendKind::Sqlite => Ok(StateBackend::Sqlite(args.open_sqlite()?)),
         BackendKind::Aws => {
-            let table = args.table()?;
             let config = aws_config().await;
-            Ok(StateBackend::Dynamo(
-                els_store_aws::DynamoStore::migrated(aws_sdk_dynamodb::Client::new(&config), table)
-                    .await?,
-            ))
+            Ok(StateBackend::Dynamo(args.open_dynamo(&config).await?))
         }
     }
 }
@@ -85,22 +107,21 @@ pub(crate) use with_state;
 /// The backend an operator command works on.
 pub enum Backend {
     Sqlite(SqliteStore),
-    Aws(els_store_aws::DynamoStore, els_store_aws::SqsQueue),
+    Aws(DynamoStore, els_store_aws::SqsQueue),
 }
 
 pub async fn open_backend(args: &BackendArgs) -> anyhow::Result<Backend> {
     match args.backend {
         BackendKind::Sqlite => Ok(Backend::Sqlite(args.open_sqlite()?)),
         BackendKind::Aws => {
-            let table = args.table()?;
+            args.table()?;
             let queue_url = args
                 .queue_url
                 .clone()
                 .context("--queue-url (or QUEUE_URL) is required with --backend aws")?;
             let config = aws_config().await;
             Ok(Backend::Aws(
-                els_store_aws::DynamoStore::migrated(aws_sdk_dynamodb::Client::new(&config), table)
-                    .await?,
+                args.open_dynamo(&config).await?,
                 els_store_aws::SqsQueue::new(aws_sdk_sqs::Client::new(&config), queue_url),
             ))
         }

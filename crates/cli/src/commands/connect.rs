@@ -136,10 +136,15 @@ pub async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
     // Only now, with every check passed, is anything written.
     let backend = open_backend(&args.backend).await?;
     let saved = with_backend!(backend, |store, _queue| {
-        let existing = store.get_connection(args.store).await?;
+        let stored_go_live = match store.get_connection(args.store).await {
+            Ok(existing) => existing.and_then(|c| c.go_live_at),
+            // Stored tokens that cannot be decrypted are replaced; the go-live moment stays.
+            Err(els_core::StoreError::Undecryptable { go_live_at, .. }) => go_live_at,
+            Err(e) => return Err(e.into()),
+        };
         let go_live = args
             .go_live
-            .or(existing.and_then(|c| c.go_live_at))
+            .or(stored_go_live)
             .unwrap_or_else(chrono::Utc::now);
         plan.connection.go_live_at = Some(go_live);
         plan.summary.push((

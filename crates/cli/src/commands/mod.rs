@@ -7,6 +7,7 @@ pub mod bench;
 pub mod connect;
 pub mod doctor;
 pub mod inventory;
+pub mod migrate;
 pub mod orders;
 pub mod restore;
 pub mod serve;
