@@ -2,11 +2,12 @@
 """End to end on the real Lambda binaries, without Docker: part of tests/run.sh.
 
 The three function binaries run under `cargo lambda watch --ignore-changes` (the Lambda
-runtime API emulator; they are built beforehand). DynamoDB, SQS and SSM are the moto server,
-reached through the real aws-sdk clients (AWS_ENDPOINT_URL); Ecwid and Lightspeed are the
-sandbox binary (els-sandbox). The Ecwid client_secret is an SSM SecureString, read by
+runtime API emulator; they are built beforehand). DynamoDB, SQS, SSM and KMS are the moto
+server, reached through the real aws-sdk clients (AWS_ENDPOINT_URL); Ecwid and Lightspeed are
+the sandbox binary (els-sandbox). The Ecwid client_secret is an SSM SecureString, read by
 webhook-ingest at its cold start exactly as in AWS. The connection is created with the
-operator CLI (`els connect --backend aws`).
+operator CLI (`els connect --backend aws`), its tokens stored as ciphertext under a moto KMS
+key (TOKEN_KMS_KEY_ID), which the poster, inventory-sync and order-sweep decrypt.
 
 Checks, each a hard failure (non-zero exit) on any mismatch:
  1. ingest: the sample HTTP API event (infra/events/webhook-ingest.http-api.json, order
@@ -200,7 +201,7 @@ def main():
 
     aws = dict(endpoint_url=moto, region_name="us-east-1",
                aws_access_key_id="testing", aws_secret_access_key="testing")
-    ddb, sqs, ssm = (boto3.client(s, **aws) for s in ("dynamodb", "sqs", "ssm"))
+    ddb, sqs, ssm, kms = (boto3.client(s, **aws) for s in ("dynamodb", "sqs", "ssm", "kms"))
     table = f"els-lambda-{RUN}"
     # As template.yaml's StateTable: keys, and the sparse keys-only index the functions list
     # connections with (the first els command writes the schema version).
@@ -223,9 +224,13 @@ def main():
         "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVES)})})["QueueUrl"]
     secret_parameter = f"/els-lambda-{RUN}/ecwid-client-secret"
     ssm.put_parameter(Name=secret_parameter, Value=TEST_SECRET, Type="SecureString")
+    # As template.yaml's TokenKmsKey: the merchants' tokens in the table are ciphertext under
+    # it. els and the functions that read tokens get its ARN (TOKEN_KMS_KEY_ID).
+    token_key = kms.create_key(Description=f"els-lambda-{RUN} tokens")["KeyMetadata"]["Arn"]
 
     aws_env = {"AWS_ENDPOINT_URL": moto, "AWS_REGION": "us-east-1",
-               "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+               "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+               "TOKEN_KMS_KEY_ID": token_key}
     connect = subprocess.run(
         [os.path.join(TARGET, "debug", "els"), "connect", "--backend", "aws", "--table", table,
          "--queue-url", queue, "--store", str(STORE), "--domain-prefix", "sandbox",
@@ -240,6 +245,12 @@ def main():
     check(connect.returncode == 0, f"els connect failed:\n{connect.stdout}{connect.stderr}")
     check(ids["register_id"] in connect.stdout and "Main Outlet" in connect.stdout,
           f"els connect chose another register:\n{connect.stdout}")
+    stored = ddb.get_item(TableName=table, ConsistentRead=True,
+                          Key={"pk": {"S": f"STORE#{STORE}"}, "sk": {"S": "CONNECTION"}})["Item"]
+    check("B" in stored["ecwid_token"] and "B" in stored["lightspeed"]["M"]["access_token"]
+          and "secret_sandbox_ecwid_token" not in repr(stored)
+          and "lsxs_pt_sandbox_token" not in repr(stored),
+          f"els connect stored a token in clear: {sorted(stored)}")
     doctor = subprocess.run(
         [os.path.join(TARGET, "debug", "els"), "doctor", "--backend", "aws", "--table", table,
          "--queue-url", queue, "--store", str(STORE)],
@@ -259,7 +270,8 @@ def main():
     check(settings.returncode == 0 and "saved (version 2)" in settings.stdout
           and ids["payment_type_id"] in settings.stdout,
           f"els settings on DynamoDB:\n{settings.stdout}{settings.stderr}")
-    step("table, FIFO queue + DLQ, SSM SecureString; connect by name, doctor ready, settings saved")
+    step("table, FIFO queue + DLQ, SSM SecureString, KMS key; connect by name (tokens stored "
+         "as KMS ciphertext), doctor ready, settings saved")
 
     # One environment for the three functions, as the template sets them (the secret's
     # parameter NAME only; no ECWID_CLIENT_SECRET).

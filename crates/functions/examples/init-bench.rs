@@ -70,13 +70,21 @@ fn cases() -> Vec<Case> {
         Case {
             label: "sale-poster",
             binary: "sale-poster",
-            env: vec![("TABLE_NAME", "state"), queue, ("MAX_RECEIVE_COUNT", "5")],
+            env: vec![
+                ("TABLE_NAME", "state"),
+                queue,
+                ("MAX_RECEIVE_COUNT", "5"),
+                ("TOKEN_KMS_KEY_ID", "alias/els-tokens"),
+            ],
             aws_endpoint: false,
         },
         Case {
             label: "inventory-sync",
             binary: "inventory-sync",
-            env: vec![("TABLE_NAME", "state")],
+            env: vec![
+                ("TABLE_NAME", "state"),
+                ("TOKEN_KMS_KEY_ID", "alias/els-tokens"),
+            ],
             aws_endpoint: false,
         },
     ]

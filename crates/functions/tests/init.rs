@@ -23,8 +23,18 @@ fn complete_env(function: &str) -> Vec<(&'static str, &'static str)> {
             ("TABLE_NAME", "state"),
             ("QUEUE_URL", "http://127.0.0.1:1/123456789012/orders.fifo"),
             ("MAX_RECEIVE_COUNT", "5"),
+            ("TOKEN_KMS_KEY_ID", "alias/els-tokens"),
         ],
-        "inventory-sync" => vec![("TABLE_NAME", "state")],
+        "inventory-sync" => vec![
+            ("TABLE_NAME", "state"),
+            ("TOKEN_KMS_KEY_ID", "alias/els-tokens"),
+        ],
+        // The functions that read merchant tokens do not start without their key.
+        "order-sweep" => vec![
+            ("TABLE_NAME", "state"),
+            ("QUEUE_URL", "http://127.0.0.1:1/123456789012/orders.fifo"),
+            ("TOKEN_KMS_KEY_ID", "alias/els-tokens"),
+        ],
         other => panic!("no function {other}"),
     }
 }
@@ -34,6 +44,7 @@ fn binary(function: &str) -> &'static str {
         "webhook-ingest" => env!("CARGO_BIN_EXE_webhook-ingest"),
         "sale-poster" => env!("CARGO_BIN_EXE_sale-poster"),
         "inventory-sync" => env!("CARGO_BIN_EXE_inventory-sync"),
+        "order-sweep" => env!("CARGO_BIN_EXE_order-sweep"),
         other => panic!("no function {other}"),
     }
 }
@@ -54,7 +65,12 @@ fn run_init(function: &str, env: &[(&str, &str)]) -> (bool, String) {
 
 #[test]
 fn a_missing_variable_fails_init_with_its_name() {
-    for function in ["webhook-ingest", "sale-poster", "inventory-sync"] {
+    for function in [
+        "webhook-ingest",
+        "sale-poster",
+        "inventory-sync",
+        "order-sweep",
+    ] {
         let complete = complete_env(function);
         for (i, (name, _)) in complete.iter().enumerate() {
             let mut env = complete.clone();

@@ -63,6 +63,40 @@
 //! attribute, and `migrate` does not look again once META says 2;
 //! [`DynamoStore::index_connections`] repairs that (the same Scan, unconditionally).
 //!
+//! **Tokens are KMS ciphertext.** A connection item's `ecwid_token`, `lightspeed.access_token`
+//! and `lightspeed.refresh_token` are binary attributes: each the KMS `Encrypt` of the token
+//! under the deployment's key (template.yaml `TokenKmsKey`, or `TokenKmsKeyArn`), with the
+//! encryption context `{"store_id": "<id>", "attribute": "<that name>"}` (the store id of
+//! the item's `pk`). A table reader (a read-only role, a restored backup, a PITR export)
+//! sees ciphertext, and a ciphertext copied to another store's item or attribute does not
+//! decrypt. Why KMS per token and not envelope encryption with a data key: a token is far
+//! below KMS's 4 KB limit, so one call per token is the whole cipher (no AES-GCM code of
+//! ours, no wrapped data key to store beside it, rotation and audit in KMS), and the
+//! in-memory cache below makes the call count per store what a data key's would be.
+//! - [`DynamoStore::with_token_cipher`] gives the store a [`TokenCipher`]:
+//!   [`ConnectionStore::put_connection`] encrypts before its (unchanged) version-conditioned
+//!   PutItem, so a token refresh writes new ciphertext under the same condition as before;
+//!   `get_connection` and `list_connections` decrypt, the three tokens of a store at once.
+//! - Decrypted tokens are cached per process for 15 minutes, keyed by store, attribute and
+//!   the SHA-256 of the ciphertext: the first read of a store costs one `Decrypt` per token
+//!   (2 for a personal Lightspeed token, 3 with an OAuth refresh token), a warm container's
+//!   next reads of that store none, and a write of an unchanged token reuses its ciphertext
+//!   (a refresh costs 2 `Encrypt`, a settings change none).
+//! - Plain-text tokens (items written before encryption) are still read as they are;
+//!   [`DynamoStore::encrypt_tokens`] (`els migrate --encrypt-tokens`) rewrites them
+//!   encrypted, at the version they hold, idempotently.
+//! - A ciphertext KMS refuses for good (another store's or attribute's, damaged, another
+//!   key, the key disabled or deleted) is [`StoreError::Undecryptable`]: the poster parks
+//!   that store's orders `UNAUTHORIZED` with a reason asking to reconnect, a listing leaves
+//!   the store out (logged; [`ConnectionListing::undecryptable`]), and `els connect`
+//!   replaces the connection at its version. Throttling, network and a denied permission are
+//!   [`StoreError::Unavailable`] (retried; the last is a deployment to fix).
+//! - Without a cipher (webhook-ingest, which only checks that a connection exists, and has
+//!   no `kms:Decrypt`), ciphertext reads as [`crate::ENCRYPTED_TOKEN_PLACEHOLDER`] with no
+//!   KMS call, and a connection holding a placeholder is never written back. Tokens written
+//!   without a cipher are plain text (tests, and tables from before); every `els` command on
+//!   `--backend aws` and every function that writes tokens has the cipher.
+//!
 //! **Pending web sales** are a sparse index of the ledger: `save_order` writes the ledger item
 //! and, in the same transaction, puts the order's `PENDING#` item (while
 //! [`LedgerEntry::is_pending_web_sale`]) or deletes it. The inventory mirror then reads
@@ -79,7 +113,7 @@
 //! `expires_at` has passed as absent.
 //!
 //! Items are the serde_dynamo rendering of the core types (native attributes, so an
-//! operator can read them in the console) plus `pk` and `sk`. `version` is a top-level
+//! operator can read them in the console, tokens excepted) plus `pk` and `sk`. `version` is a top-level
 //! number on every versioned item, and ledger items keep `state` and `created_at` top-level.
 //! Reads are strongly consistent, so a read after a write sees it, as in SQLite.
 
