@@ -176,6 +176,7 @@ fn every_command_that_talks_to_the_apis_has_the_same_api_flags() {
             "--queue-url",
             "--sandbox-port",
             "--search-delay-seconds",
+            "--sweep-interval-secs",
             "--table",
             "--token-kms-key",
         ]

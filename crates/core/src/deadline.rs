@@ -31,9 +31,17 @@ impl Deadline {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = at;
     }
 
-    /// Sets it from a Lambda context's deadline (milliseconds since the Unix epoch).
-    pub fn set_epoch_millis(&self, millis: u64) {
-        self.set(DateTime::from_timestamp_millis(millis as i64));
+    /// Sets it from a Lambda context's `deadline`: Unix milliseconds, as the Runtime API
+    /// documents (`Lambda-Runtime-Deadline-Ms`). A value too small to be such a date (before
+    /// 2001) is read as a lifetime from `now`: the local emulator (`cargo lambda watch`)
+    /// sends its timeout (600000) that way.
+    pub fn set_from_lambda(&self, millis: u64, now: DateTime<Utc>) {
+        const DATE_FLOOR_MS: u64 = 1_000_000_000_000;
+        self.set(if millis >= DATE_FLOOR_MS {
+            DateTime::from_timestamp_millis(millis as i64)
+        } else {
+            Some(now + chrono::Duration::milliseconds(millis as i64))
+        });
     }
 
     pub fn get(&self) -> Option<DateTime<Utc>> {
@@ -65,8 +73,12 @@ mod tests {
         assert!(deadline.allows(now, Duration::from_secs(20)));
         assert!(deadline.allows(now, Duration::from_secs(25)));
         assert!(!deadline.allows(now, Duration::from_secs(26)));
-        deadline.set_epoch_millis(1_800_000_010_000);
+        deadline.set_from_lambda(1_800_000_010_000, now);
         assert!(!deadline.allows(now, Duration::from_secs(11)));
         assert!(deadline.allows(now, Duration::from_secs(10)));
+        // The emulator's lifetime in milliseconds.
+        deadline.set_from_lambda(600_000, now);
+        assert!(deadline.allows(now, Duration::from_secs(600)));
+        assert!(!deadline.allows(now, Duration::from_secs(601)));
     }
 }

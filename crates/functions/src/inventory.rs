@@ -105,7 +105,8 @@ impl InventorySyncFunction {
         event: LambdaEvent<EventBridgeEvent>,
     ) -> Result<InventorySyncSummary, InventorySyncError> {
         // No token refresh starts that this invocation's end could cut off.
-        self.deadline.set_epoch_millis(event.context.deadline);
+        self.deadline
+            .set_from_lambda(event.context.deadline, els_core::Clock::now(&TokioClock));
         let started = Instant::now();
         let result = sync_all_inventory(&self.mirror, event.payload).await;
         metrics::emit(&run_metrics(&result, started.elapsed()), &[]);

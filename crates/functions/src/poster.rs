@@ -112,7 +112,8 @@ impl SalePosterFunction {
         event: LambdaEvent<SqsEvent>,
     ) -> Result<SqsBatchResponse, BatchError> {
         // No sale POST or token refresh starts that this invocation's end could cut off.
-        self.deadline.set_epoch_millis(event.context.deadline);
+        self.deadline
+            .set_from_lambda(event.context.deadline, els_core::Clock::now(&TokioClock));
         let mut measured = BatchMetrics::for_batch(&event.payload, SystemTime::now());
         let response = post_sqs_batch_measured(
             &self.poster,
