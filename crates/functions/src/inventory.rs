@@ -76,6 +76,8 @@ pub struct InventorySyncFunction {
     mirror: InventoryMirror<DynamoStore, EcwidClient, AuthLightspeed<DynamoStore>, TokioClock>,
     /// The invocation's deadline, for the token refresher.
     deadline: els_core::deadline::Deadline,
+    /// The table, to check its schema version before listing connections.
+    store: DynamoStore,
 }
 
 impl InventorySyncFunction {
@@ -89,6 +91,7 @@ impl InventorySyncFunction {
         let config = configuration("inventory-sync", InventorySyncConfig::from_env)?;
         let clients = ApiClients::init(&config.api, Pacing::default()).await?;
         let deadline = clients.deadline.clone();
+        let store = clients.store.clone();
         let mirror = InventoryMirror::new(
             clients.store,
             clients.ecwid,
@@ -96,7 +99,11 @@ impl InventorySyncFunction {
             TokioClock,
             config.mirror_config(),
         );
-        Ok(Self { mirror, deadline })
+        Ok(Self {
+            mirror,
+            deadline,
+            store,
+        })
     }
 
     /// One invocation: a scheduled event, then its metrics.
@@ -108,6 +115,11 @@ impl InventorySyncFunction {
         self.deadline
             .set_from_lambda(event.context.deadline, els_core::Clock::now(&TokioClock));
         let started = Instant::now();
+        // Connections saved before the table's migration are not in the index the listing
+        // reads: fail loudly (the Errors alarm) rather than skip those stores in silence.
+        if let Err(e) = self.store.ensure_migrated().await {
+            return Err(InventorySyncError::ListConnections(e));
+        }
         let result = sync_all_inventory(&self.mirror, event.payload).await;
         metrics::emit(&run_metrics(&result, started.elapsed()), &[]);
         result

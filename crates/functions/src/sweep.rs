@@ -56,6 +56,8 @@ impl From<OrderSweepError> for lambda_runtime::Diagnostic {
 /// `order-sweep` as its `main` runs it: configured and built once, at init.
 pub struct OrderSweepFunction {
     sweep: OrderSweep<DynamoStore, EcwidClient, SqsQueue, TokioClock>,
+    /// The table, to check its schema version before listing connections.
+    store: DynamoStore,
 }
 
 impl OrderSweepFunction {
@@ -72,8 +74,14 @@ impl OrderSweepFunction {
             api_http_client(config.http_timeout)?,
             config.ecwid_api_url.clone(),
         );
-        let sweep = OrderSweep::new(store, ecwid, queue, TokioClock, config.sweep_config());
-        Ok(Self { sweep })
+        let sweep = OrderSweep::new(
+            store.clone(),
+            ecwid,
+            queue,
+            TokioClock,
+            config.sweep_config(),
+        );
+        Ok(Self { sweep, store })
     }
 
     /// One invocation: a scheduled event.
@@ -81,6 +89,12 @@ impl OrderSweepFunction {
         &self,
         event: LambdaEvent<EventBridgeEvent>,
     ) -> Result<SweepSummary, OrderSweepError> {
+        // Connections saved before the table's migration are not in the index the listing
+        // reads: fail loudly (the Errors alarm) rather than skip those stores in silence.
+        self.store
+            .ensure_migrated()
+            .await
+            .map_err(OrderSweepError::ListConnections)?;
         sweep_all_stores(&self.sweep, event.payload).await
     }
 }
