@@ -230,7 +230,7 @@ impl EcwidApi for FakeEcwid {
             let t = t.unwrap_or(0);
             from.is_none_or(|f| t >= f) && to.is_none_or(|u| t <= u)
         };
-        let found: Vec<OrderSummary> = state
+        let mut found: Vec<OrderSummary> = state
             .orders
             .values()
             .filter(|o| {
@@ -248,6 +248,8 @@ impl EcwidApi for FakeEcwid {
                 update_timestamp: o.update_timestamp,
             })
             .collect();
+        // A stable order (Ecwid documents none; by id here).
+        found.sort_by(|a, b| a.id.cmp(&b.id));
         let items: Vec<OrderSummary> = found
             .iter()
             .skip(query.offset as usize)

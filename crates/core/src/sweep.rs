@@ -955,6 +955,94 @@ mod tests {
         assert_eq!(s.ecwid.calls() - before, 1);
     }
 
+    /// Ecwid's search, with one order updated (moved out of the window) right after the
+    /// first page was read: the pages under the reader shift.
+    struct ShiftsAfterFirstPage {
+        inner: FakeEcwid,
+        moved: std::sync::Mutex<Option<EcwidOrder>>,
+    }
+
+    impl EcwidApi for ShiftsAfterFirstPage {
+        async fn get_order(&self, c: &Connection, id: &str) -> Result<EcwidOrder, ApiError> {
+            self.inner.get_order(c, id).await
+        }
+        async fn search_orders(
+            &self,
+            c: &Connection,
+            q: &OrderQuery,
+        ) -> Result<crate::ecwid::OrderSearchPage, ApiError> {
+            let page = self.inner.search_orders(c, q).await;
+            if let Some(order) = self.moved.lock().unwrap().take() {
+                self.inner.add_order(order);
+            }
+            page
+        }
+        async fn find_products_by_sku(
+            &self,
+            c: &Connection,
+            sku: &crate::Sku,
+        ) -> Result<Vec<crate::inventory::EcwidCatalogProduct>, ApiError> {
+            self.inner.find_products_by_sku(c, sku).await
+        }
+        async fn list_products(
+            &self,
+            c: &Connection,
+            offset: u64,
+            limit: u64,
+        ) -> Result<crate::inventory::EcwidProductPage, ApiError> {
+            self.inner.list_products(c, offset, limit).await
+        }
+        async fn set_stock(
+            &self,
+            c: &Connection,
+            t: &crate::inventory::EcwidTarget,
+            l: crate::inventory::StockLevel,
+        ) -> Result<(), ApiError> {
+            self.inner.set_stock(c, t, l).await
+        }
+        async fn submit_batch(
+            &self,
+            c: &Connection,
+            key: &str,
+            w: &[(crate::inventory::EcwidTarget, crate::inventory::StockLevel)],
+        ) -> Result<String, ApiError> {
+            self.inner.submit_batch(c, key, w).await
+        }
+        async fn batch_status(
+            &self,
+            c: &Connection,
+            ticket: &str,
+        ) -> Result<crate::inventory::BatchStatus, ApiError> {
+            self.inner.batch_status(c, ticket).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_result_set_that_shifts_while_paged_is_read_again_and_nothing_is_skipped() {
+        let ecwid = FakeEcwid::default();
+        for i in 0..25 {
+            ecwid.add_order(order(&format!("S{i:02}"), "PAID", T0 - 100, T0 - 100));
+        }
+        // After the first page, S00 is edited: it leaves the window [.., T0].
+        let shifting = ShiftsAfterFirstPage {
+            inner: ecwid,
+            moved: std::sync::Mutex::new(Some(order("S00", "PAID", T0 - 100, T0 + 60))),
+        };
+        let query = OrderQuery {
+            payment_status: Some(PAID.into()),
+            updated_to: Some(T0),
+            limit: 10,
+            ..OrderQuery::default()
+        };
+        let search = search_all(&shifting, &connection(), &query, 100).await;
+        let found = search.result.unwrap().expect("complete");
+        let mut ids: Vec<&str> = found.iter().map(|o| o.id.as_str()).collect();
+        ids.sort();
+        // S00 was read before it moved; every other order is there once, none skipped.
+        assert_eq!(ids.len(), 25, "{ids:?}");
+        assert!(search.requests > 3, "the window was read again");
+    }
+
     #[test]
     fn stuck_orders_get_a_fresh_message_and_live_ones_do_not() {
         let now = DateTime::from_timestamp(T0, 0).unwrap();
