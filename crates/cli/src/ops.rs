@@ -93,13 +93,17 @@ pub async fn counts_by_state<S: LedgerStore>(
     ))
 }
 
-/// What `els status` says of a store beyond its counts: when it last posted, how long the
-/// oldest unposted order has waited, and the last sweep and inventory runs.
-pub async fn store_activity<S>(store: &S, store_id: StoreId) -> Result<String, StoreError>
+/// What `els status` says of a store beyond its counts, from its ledger `entries`: when it
+/// last posted, how long the oldest unposted order has waited, and the last sweep and
+/// inventory runs.
+pub async fn store_activity<S>(
+    store: &S,
+    store_id: StoreId,
+    entries: &[LedgerEntry],
+) -> Result<String, StoreError>
 where
-    S: LedgerStore + els_core::SweepStateStore + els_core::InventoryStateStore,
+    S: els_core::SweepStateStore + els_core::InventoryStateStore,
 {
-    let entries = store.list_orders(store_id, None, usize::MAX).await?;
     let now = chrono::Utc::now();
     let ago = |t: chrono::DateTime<chrono::Utc>| {
         let secs = (now - t).num_seconds().max(0);

@@ -301,11 +301,18 @@ where
     /// store's failure is reported and the others go on; only failing to list the
     /// connections fails the run.
     pub async fn sweep_all(&self) -> Result<SweepReport, StoreError> {
+        let connections = self.store.list_connections().await?;
+        Ok(self.sweep_connections(&connections).await)
+    }
+
+    /// Sweeps `connections`, one after the other, within [`SweepConfig::max_run`]; a
+    /// store's failure is reported and the others go on.
+    pub async fn sweep_connections(&self, connections: &[Connection]) -> SweepReport {
         let started = self.clock.now();
         let deadline = started + to_chrono(self.config.max_run);
         let mut report = SweepReport::default();
-        for conn in self.store.list_connections().await? {
-            match self.sweep_store(&conn, deadline).await {
+        for conn in connections {
+            match self.sweep_store(conn, deadline).await {
                 Ok(r) => report.stores.push(r),
                 Err(e) => {
                     tracing::warn!(store_id = conn.store_id.get(), error = %e, "order sweep failed for the store");
@@ -314,7 +321,7 @@ where
             }
         }
         report.elapsed_ms = (self.clock.now() - started).num_milliseconds().max(0) as u64;
-        Ok(report)
+        report
     }
 
     /// Sweeps one store until it is caught up, its request budget is spent or `deadline`

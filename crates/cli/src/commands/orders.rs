@@ -67,12 +67,16 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
                 None => bail!("order {order} of store {} is not in the ledger", args.store),
             }
         } else {
-            let counts = ops::counts_by_state(store, args.store).await?;
+            let entries = store.list_orders(args.store, None, usize::MAX).await?;
+            let counts = ops::count_states(&entries);
             println!("store {}", args.store);
             for (state, n) in &counts {
                 println!("  {state:<8} {n}");
             }
-            print!("{}", ops::store_activity(store, args.store).await?);
+            print!(
+                "{}",
+                ops::store_activity(store, args.store, &entries).await?
+            );
             match &dlq_depth {
                 Some(Ok(n)) => println!("dead-letter queue (all stores): {n} message(s)"),
                 Some(Err(e)) => println!("dead-letter queue: unknown ({e:#})"),

@@ -10,7 +10,7 @@ use els_cli::embedded::{WorkerOptions, drain_until};
 use els_cli::sweep::{describe_backfill, describe_sweep_run};
 use els_core::ledger::OrderKey;
 use els_core::poster::{PosterConfig, SalePoster};
-use els_core::sweep::{OrderSweep, SweepConfig, SweepReport};
+use els_core::sweep::{OrderSweep, SweepConfig};
 use els_core::{ConnectionStore, LedgerStore, OrderState, StoreId, WorkQueue};
 use els_http::TokioClock;
 use std::time::Duration;
@@ -82,15 +82,7 @@ pub async fn sweep(args: SweepArgs) -> anyhow::Result<()> {
                     .get_connection(id)
                     .await?
                     .with_context(|| format!("store {id} has no connection"))?;
-                let deadline = Utc::now()
-                    + chrono::Duration::from_std(sweep.config().max_run)
-                        .unwrap_or(chrono::Duration::MAX);
-                let mut report = SweepReport::default();
-                match sweep.sweep_store(&conn, deadline).await {
-                    Ok(r) => report.stores.push(r),
-                    Err(e) => report.failures.push((id, e.to_string())),
-                }
-                report
+                sweep.sweep_connections(&[conn]).await
             }
         };
         if report.stores.is_empty() && report.failures.is_empty() {
