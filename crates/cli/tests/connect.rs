@@ -3,14 +3,13 @@
 
 mod common;
 
-use common::{Merchant, Serving, command, connect_args, dec, els, sale_of, saved};
+use common::{Merchant, command, connect_args, dec, els, sale_of, saved, serve_live};
 use els_sandbox::{
     HandlingFeeSpec, OrderItemSpec, OrderSpec, ProductSpec, Sandbox, SandboxConfig, ShippingSpec,
     TaxSpec,
 };
 use rust_decimal::Decimal;
 use serde_json::Value;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,25 +202,8 @@ async fn a_merchant_connects_by_name_posts_exactly_moves_the_register_and_histor
 
     // The saved connection posts: 2 mugs at 12.00 + 10%, shipping 5.00 + 10%, a handling
     // fee 2.00 + 10%, tax-exclusive: 34.10, of which a gift card paid 10.00.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let listen = format!("127.0.0.1:{port}");
-    let _serving = Serving(
-        command(&sb, &token)
-            .args(["serve", "--live", "--db", db, "--listen", &listen])
-            .env("ECWID_CLIENT_SECRET", &sb.config().webhook_client_secret)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("els serve starts"),
-    );
     let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(&listen).is_err() {
-        assert!(Instant::now() < deadline, "els serve never listened");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (_serving, webhook_url) = serve_live(&sb, &Merchant::of(&sb), db, &[]).await;
     let ten = TaxSpec::percent(Decimal::from(10));
     let order_id = sb.place_order(OrderSpec {
         items: vec![OrderItemSpec::new("MUG-001", 2)],
@@ -245,10 +227,7 @@ async fn a_merchant_connects_by_name_posts_exactly_moves_the_register_and_histor
     )
     .unwrap();
     let hook = sb.order_webhook("order.created", &order_id, None, "PAID");
-    let status = sb
-        .deliver(&format!("http://{listen}/webhooks/ecwid"), &hook)
-        .await
-        .unwrap();
+    let status = sb.deliver(&webhook_url, &hook).await.unwrap();
     assert!(status.is_success(), "{status}");
 
     let sale = sale_of(&sb, &order_id).await;
@@ -368,9 +347,7 @@ async fn a_merchant_connects_by_name_posts_exactly_moves_the_register_and_histor
         ..OrderSpec::default()
     });
     let hook = sb.order_webhook("order.created", &next, None, "PAID");
-    sb.deliver(&format!("http://{listen}/webhooks/ecwid"), &hook)
-        .await
-        .unwrap();
+    sb.deliver(&webhook_url, &hook).await.unwrap();
     let second = sale_of(&sb, &next).await;
     assert_eq!(second["register_id"], ids.second_register_id.as_str());
     let first = sb
@@ -406,9 +383,7 @@ async fn a_merchant_connects_by_name_posts_exactly_moves_the_register_and_histor
     sb.update_order(&old, serde_json::json!({"createTimestamp": 1_700_000_000}))
         .unwrap();
     let hook = sb.order_webhook("order.created", &old, None, "PAID");
-    sb.deliver(&format!("http://{listen}/webhooks/ecwid"), &hook)
-        .await
-        .unwrap();
+    sb.deliver(&webhook_url, &hook).await.unwrap();
     loop {
         let (_, out, _) = els(
             &sb,

@@ -193,7 +193,18 @@ async fn after_a_restore_check_an_order_posted_after_the_backup_is_adopted_not_p
     connect_by_name(&sb, &m, db);
 
     let before = order(&sb, "MUG-001", 1);
-    let (serving, url) = serve_live(&sb, &m, db, &["--sweep-interval-secs", "0"]).await;
+    let (serving, url) = serve_live(
+        &sb,
+        &m,
+        db,
+        &[
+            "--sweep-interval-secs",
+            "0",
+            "--inventory-interval-secs",
+            "0",
+        ],
+    )
+    .await;
     sb.deliver(
         &url,
         &sb.order_webhook("order.created", &before, None, "PAID"),
@@ -205,7 +216,18 @@ async fn after_a_restore_check_an_order_posted_after_the_backup_is_adopted_not_p
     copy_state(&db_path, &backup);
 
     let after = order(&sb, "MUG-001", 2);
-    let (serving, url) = serve_live(&sb, &m, db, &["--sweep-interval-secs", "0"]).await;
+    let (serving, url) = serve_live(
+        &sb,
+        &m,
+        db,
+        &[
+            "--sweep-interval-secs",
+            "0",
+            "--inventory-interval-secs",
+            "0",
+        ],
+    )
+    .await;
     let hook = sb.order_webhook("order.created", &after, None, "PAID");
     sb.deliver(&url, &hook).await.unwrap();
     sale_of(&sb, &after).await;
@@ -222,7 +244,18 @@ async fn after_a_restore_check_an_order_posted_after_the_backup_is_adopted_not_p
     assert!(out.contains("1 connection(s) marked restored"), "{out}");
 
     // Ecwid retries the webhook, the sweep finds the order, an operator replays the first.
-    let (_serving, url) = serve_live(&sb, &m, db, &["--sweep-interval-secs", "1"]).await;
+    let (_serving, url) = serve_live(
+        &sb,
+        &m,
+        db,
+        &[
+            "--sweep-interval-secs",
+            "1",
+            "--inventory-interval-secs",
+            "0",
+        ],
+    )
+    .await;
     sb.deliver(&url, &hook).await.unwrap();
     let (ok, out, err) = els(
         &sb,
@@ -272,7 +305,18 @@ async fn orders_whose_webhook_was_lost_or_lagged_are_posted_once_by_the_sweep() 
     let db = db_path.to_str().unwrap();
     let m = Merchant::of(&sb);
     connect_by_name(&sb, &m, db);
-    let (_serving, webhook_url) = serve_live(&sb, &m, db, &["--sweep-interval-secs", "2"]).await;
+    let (_serving, webhook_url) = serve_live(
+        &sb,
+        &m,
+        db,
+        &[
+            "--sweep-interval-secs",
+            "2",
+            "--inventory-interval-secs",
+            "0",
+        ],
+    )
+    .await;
 
     // No webhook at all.
     let lost = order(&sb, "MUG-001", 1);

@@ -238,16 +238,9 @@ fn log_report(r: &MirrorReport) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{sandbox_and_store, sandbox_mirror};
+    use crate::testing::{sandbox_and_store, sandbox_mirror, scheduled_event};
     use els_core::{ConnectionStore, Settings};
     use els_sandbox::{Fault, FaultKind, Route};
-
-    fn scheduled_event() -> EventBridgeEvent {
-        serde_json::from_str(include_str!(
-            "../../../infra/events/inventory-sync.scheduled.json"
-        ))
-        .expect("sample scheduled event parses")
-    }
 
     /// The Ecwid stock of the seeded mug, and a way to set its Lightspeed level at the
     /// register's outlet.

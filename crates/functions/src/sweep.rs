@@ -183,16 +183,9 @@ fn log_report(report: &SweepReport) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::sandbox_and_store;
+    use crate::testing::{sandbox_and_store, scheduled_event};
     use els_core::sweep::SweepConfig;
     use els_core::{ConnectionStore, OrderMessage};
-
-    fn scheduled_event() -> EventBridgeEvent {
-        serde_json::from_str(include_str!(
-            "../../../infra/events/inventory-sync.scheduled.json"
-        ))
-        .expect("sample scheduled event parses")
-    }
 
     #[tokio::test]
     async fn a_paid_order_without_a_webhook_is_enqueued_by_the_scheduled_run() {

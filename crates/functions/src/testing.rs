@@ -98,3 +98,12 @@ pub fn sandbox_mirror(sb: &Sandbox, store: &SqliteStore) -> TestMirror {
         MirrorConfig::default(),
     )
 }
+
+/// The sample EventBridge scheduled event (`infra/events/inventory-sync.scheduled.json`), as
+/// the schedules deliver it to `inventory-sync` and `order-sweep`.
+pub fn scheduled_event() -> aws_lambda_events::eventbridge::EventBridgeEvent {
+    serde_json::from_str(include_str!(
+        "../../../infra/events/inventory-sync.scheduled.json"
+    ))
+    .expect("sample scheduled event parses")
+}

@@ -168,14 +168,13 @@ pub fn connect_by_name(sb: &Sandbox, m: &Merchant, db: &str) {
     assert!(ok, "{out}\n{err}");
 }
 
-/// `els serve --live` on `db` with the sandbox's APIs, the inventory timer off and `extra`
-/// flags, once it listens; with its webhook URL.
+/// `els serve --live` on `db` with the sandbox's APIs and `extra` flags, once it listens;
+/// with its webhook URL.
 pub async fn serve_live(sb: &Sandbox, m: &Merchant, db: &str, extra: &[&str]) -> (Serving, String) {
     let listen = free_listen_addr();
     let serving = Serving(
         command(sb, &m.token)
             .args(["serve", "--live", "--db", db, "--listen", &listen])
-            .args(["--inventory-interval-secs", "0"])
             .args(extra)
             .env("ECWID_CLIENT_SECRET", &sb.config().webhook_client_secret)
             .stdout(std::process::Stdio::null())
