@@ -145,6 +145,10 @@ pub struct Settings {
     /// "Update Ecwid with inventory changes from Lightspeed Retail" (S4).
     #[serde(default = "default_true")]
     pub sync_inventory: bool,
+    /// The Lightspeed API generation this store speaks, overriding the deployment's
+    /// `LIGHTSPEED_API_VERSION`; `None`: the deployment's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lightspeed_api_version: Option<crate::lightspeed::LsApiVersion>,
 }
 
 fn default_true() -> bool {
@@ -156,6 +160,7 @@ impl Default for Settings {
         Self {
             post_sales: true,
             sync_inventory: true,
+            lightspeed_api_version: None,
         }
     }
 }

@@ -467,7 +467,13 @@ fn opt_whole<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
 pub struct InventoryRecord {
     pub product_id: String,
     pub outlet_id: String,
-    #[serde(default, deserialize_with = "crate::decimal::decimal_or_zero")]
+    /// Legacy `inventory_level`; 2026-07 renamed it `current_inventory_level` (its
+    /// `Inventory` has no `inventory_level`, so a missing field is not read as stock 0).
+    #[serde(
+        default,
+        alias = "current_inventory_level",
+        deserialize_with = "crate::decimal::decimal_or_zero"
+    )]
     pub inventory_level: Decimal,
     #[serde(default)]
     pub version: u64,
@@ -951,5 +957,10 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(r.inventory_level, dec!(4));
+        let dated: InventoryRecord = serde_json::from_value(serde_json::json!({
+            "id": "x", "product_id": "p", "outlet_id": "o", "current_inventory_level": 6, "version": 13
+        }))
+        .unwrap();
+        assert_eq!(dated.inventory_level, dec!(6));
     }
 }

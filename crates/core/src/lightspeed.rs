@@ -6,6 +6,11 @@
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+pub mod api_version;
+pub mod dated;
+
+pub use api_version::LsApiVersion;
+
 /// Legacy status of a completed sale (rule O3). It appears in the POS's Sales History and
 /// lowers stock at the register's outlet.
 pub const STATUS_CLOSED: &str = "CLOSED";

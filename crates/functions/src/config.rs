@@ -14,6 +14,9 @@ pub const ECWID_CLIENT_SECRET_PARAMETER: &str = "ECWID_CLIENT_SECRET_PARAMETER";
 pub const ECWID_CLIENT_SECRET: &str = "ECWID_CLIENT_SECRET";
 pub const ECWID_API_URL: &str = "ECWID_API_URL";
 pub const LIGHTSPEED_URL_TEMPLATE: &str = "LIGHTSPEED_URL_TEMPLATE";
+/// The Lightspeed API generation (`2026-07` or `legacy`; default the newest tested), which a
+/// connection's own setting overrides.
+pub const LIGHTSPEED_API_VERSION: &str = "LIGHTSPEED_API_VERSION";
 pub const HTTP_TIMEOUT_MS: &str = "HTTP_TIMEOUT_MS";
 pub const AWS_OPERATION_TIMEOUT_MS: &str = "AWS_OPERATION_TIMEOUT_MS";
 pub const LEASE_SECONDS: &str = "LEASE_SECONDS";
@@ -83,6 +86,8 @@ pub struct ApiConfig {
     pub table_name: String,
     pub ecwid_api_url: String,
     pub lightspeed_url_template: String,
+    /// [`LIGHTSPEED_API_VERSION`].
+    pub lightspeed_api_version: els_core::lightspeed::LsApiVersion,
     /// The timeout of one Ecwid or Lightspeed request.
     pub http_timeout: Duration,
     pub aws_operation_timeout: Duration,
@@ -235,6 +240,15 @@ impl ApiConfig {
                 LIGHTSPEED_URL_TEMPLATE,
                 els_lightspeed::DEFAULT_URL_TEMPLATE,
             )?,
+            lightspeed_api_version: match env.optional(LIGHTSPEED_API_VERSION) {
+                None => els_core::lightspeed::LsApiVersion::default(),
+                Some(v) => v.parse().map_err(|e: els_core::lightspeed::api_version::UnknownApiVersion| {
+                    ConfigError::Invalid {
+                        name: LIGHTSPEED_API_VERSION,
+                        reason: e.to_string(),
+                    }
+                })?,
+            },
             http_timeout: env.millis(HTTP_TIMEOUT_MS, DEFAULT_HTTP_TIMEOUT)?,
             aws_operation_timeout: env
                 .millis(AWS_OPERATION_TIMEOUT_MS, DEFAULT_AWS_OPERATION_TIMEOUT)?,
@@ -498,6 +512,28 @@ mod tests {
         let mut out = without(pairs, name, false);
         out.push((name, value));
         out
+    }
+
+    #[test]
+    fn the_lightspeed_api_version_defaults_to_the_newest_and_is_validated() {
+        use els_core::lightspeed::LsApiVersion;
+        let version = |pairs: &[(&str, &str)]| {
+            SalePosterConfig::from_lookup(lookup(pairs)).map(|c| c.api.lightspeed_api_version)
+        };
+        assert_eq!(version(POSTER), Ok(LsApiVersion::LATEST));
+        assert_eq!(
+            version(&with(POSTER, LIGHTSPEED_API_VERSION, "legacy")),
+            Ok(LsApiVersion::Legacy)
+        );
+        assert_eq!(
+            version(&with(POSTER, LIGHTSPEED_API_VERSION, "2026-07")),
+            Ok(LsApiVersion::Dated("2026-07"))
+        );
+        let err = version(&with(POSTER, LIGHTSPEED_API_VERSION, "2.0")).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Invalid { name: LIGHTSPEED_API_VERSION, reason } if reason.contains("2026-07, legacy")),
+            "{err}"
+        );
     }
 
     /// Every required variable of every function, missing or blank, fails with an error

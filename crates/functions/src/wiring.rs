@@ -97,6 +97,7 @@ impl ApiClients {
         let credentials = load_oauth_credentials(|| aws_sdk_ssm::Client::new(&aws)).await?;
         let deadline = Deadline::none();
         let lightspeed = LightspeedClient::with_http(http, config.lightspeed_url_template.clone())
+            .with_api_version(config.lightspeed_api_version)
             .with_pacing(pacing)
             .with_token_refresh(store.clone(), credentials)
             .with_deadline(deadline.clone())

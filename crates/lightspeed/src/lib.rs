@@ -14,7 +14,9 @@
 
 use els_core::decimal::opt_decimal;
 use els_core::inventory::{FeedPage, InventoryRecord};
-use els_core::lightspeed::{LsCustomer, LsProduct, NewCustomer, PostedSale, SaleDraft, SaleSetup};
+use els_core::lightspeed::{
+    LsApiVersion, LsCustomer, LsProduct, NewCustomer, PostedSale, SaleDraft, SaleSetup,
+};
 use els_core::{ApiError, Connection, LightspeedApi, Sku};
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -23,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 pub mod authenticated;
+mod dated;
 pub mod oauth;
 pub mod pace;
 pub mod parse;
@@ -81,6 +84,9 @@ pub struct LightspeedClient {
     url_template: String,
     pacing: Pacing,
     gates: Gates,
+    /// The deployment's API generation (`LIGHTSPEED_API_VERSION`); a connection's setting
+    /// overrides it.
+    api_version: LsApiVersion,
 }
 
 /// A request let through by the gate; reports its response (or its absence, on drop).
@@ -206,6 +212,9 @@ struct VersionRange {
     max: Option<i64>,
 }
 
+/// A sale as either generation renders it: legacy (`status`, `source_id`, `total_price` +
+/// `total_tax`) or 2026-07 (`state`, `source.id`, `totals.price` + `totals.tax`; MAPPING.md
+/// §2). A 2026-07 search may answer either shape (§6), so one reader takes both.
 #[derive(Deserialize)]
 struct RawSale {
     id: String,
@@ -213,25 +222,56 @@ struct RawSale {
     invoice_number: Option<String>,
     #[serde(default)]
     source_id: Option<String>,
+    /// Legacy: a string (`"USER"`, `"ecwid"`); 2026-07: `{"id", "type", ...}`.
+    #[serde(default)]
+    source: Option<serde_json::Value>,
     #[serde(default)]
     status: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
     #[serde(default, deserialize_with = "opt_decimal")]
     total_price: Option<Decimal>,
     #[serde(default, deserialize_with = "opt_decimal")]
     total_tax: Option<Decimal>,
+    #[serde(default)]
+    totals: Option<RawTotals>,
+}
+
+#[derive(Deserialize)]
+struct RawTotals {
+    #[serde(default, deserialize_with = "opt_decimal")]
+    price: Option<Decimal>,
+    #[serde(default, deserialize_with = "opt_decimal")]
+    tax: Option<Decimal>,
+}
+
+impl RawSale {
+    /// Our key on the sale: legacy `source_id` or 2026-07 `source.id`.
+    fn source_id(&self) -> Option<&str> {
+        self.source_id.as_deref().or_else(|| {
+            self.source
+                .as_ref()
+                .and_then(|s| s.get("id"))
+                .and_then(serde_json::Value::as_str)
+        })
+    }
 }
 
 impl From<RawSale> for PostedSale {
     fn from(r: RawSale) -> Self {
+        let (price, tax) = match &r.totals {
+            Some(t) if r.total_price.is_none() => (t.price, t.tax),
+            _ => (r.total_price, r.total_tax),
+        };
         // `checked_add`: totals beyond a decimal's range are no total, not a panic.
-        let total = match (r.total_price, r.total_tax) {
+        let total = match (price, tax) {
             (Some(p), Some(t)) => p.checked_add(t),
             _ => None,
         };
         PostedSale {
             id: r.id,
             invoice_number: r.invoice_number,
-            status: r.status,
+            status: r.status.or(r.state),
             total,
         }
     }
@@ -298,7 +338,31 @@ impl LightspeedClient {
             url_template: url_template.into().trim_end_matches('/').to_string(),
             pacing: Pacing::default(),
             gates: Gates::default(),
+            api_version: LsApiVersion::default(),
         }
+    }
+
+    /// The same client speaking `version` to connections that do not choose their own.
+    pub fn with_api_version(mut self, version: LsApiVersion) -> Self {
+        self.api_version = version;
+        self
+    }
+
+    /// The deployment's API generation.
+    pub fn api_version(&self) -> LsApiVersion {
+        self.api_version
+    }
+
+    /// The API generation spoken to `conn`: its own setting, else the deployment's.
+    pub fn version_for(&self, conn: &Connection) -> LsApiVersion {
+        conn.settings
+            .lightspeed_api_version
+            .unwrap_or(self.api_version)
+    }
+
+    /// `rest` (`/products`) under the path prefix of `conn`'s generation.
+    fn path(&self, conn: &Connection, rest: &str) -> String {
+        format!("{}{rest}", self.version_for(conn).prefix())
     }
 
     /// The same client with other pacing (clones made after this share its gates).
@@ -402,21 +466,37 @@ impl LightspeedClient {
         path: &str,
         query: &[(&str, String)],
     ) -> Result<reqwest::Response, ApiError> {
+        self.send_read(conn, reqwest::Method::GET, path, query, None)
+            .await
+    }
+
+    /// Sends an authenticated request that only reads (a GET, or the 2026-07 inventory feed,
+    /// a POST that reads): any transport failure is simply retryable.
+    async fn send_read(
+        &self,
+        conn: &Connection,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<reqwest::Response, ApiError> {
         let mut admission = self.admit(conn).await?;
-        let resp = self
+        let mut request = self
             .http
-            .get(format!("{}{path}", self.base_url(conn)))
+            .request(method.clone(), format!("{}{path}", self.base_url(conn)))
             .query(query)
             .bearer_auth(conn.lightspeed.access_token.expose())
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await;
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let resp = request.send().await;
         if let Ok(r) = &resp {
             admission.response(r);
         }
         resp.map_err(|e| ApiError::Unavailable {
             detail: format!(
-                "GET {path}: {}",
+                "{method} {path}: {}",
                 if e.is_timeout() {
                     "timed out"
                 } else {
@@ -436,33 +516,76 @@ impl LightspeedClient {
         Self::read(resp, path).await
     }
 
-    /// Reads every page of a version-paginated 2.0 list.
+    /// Reads every page of a version-paginated list. The next `after` is the envelope's
+    /// `version.max`, or the items' highest `version` when there is no envelope (2026-07
+    /// `TaxCollection` has none: MAPPING.md §9). A server that ignores `after` and answers
+    /// the same items again ends the loop; an id seen twice is kept once, as last seen.
     async fn list_all<T: serde::de::DeserializeOwned>(
         &self,
         conn: &Connection,
         path: &str,
     ) -> Result<Vec<T>, ApiError> {
-        let mut out = Vec::new();
-        let mut after: i64 = 0;
+        let mut items: Vec<serde_json::Value> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut after: u64 = 0;
         // A bound that no real list reaches, so a misbehaving server cannot loop us forever.
         for _ in 0..10_000 {
-            let page: DataList<T> = self
-                .get(
+            let page: FeedPage<serde_json::Value> = parse::feed_page(
+                self.get::<AnyPage>(
                     conn,
                     path,
                     &[("after", after.to_string()), ("page_size", "500".into())],
                 )
-                .await?;
-            if page.data.is_empty() {
-                break;
+                .await?
+                .into(),
+                None,
+                path,
+            )?;
+            let max = page.max_version;
+            for item in page.items {
+                // An id seen again is the newer rendering of the same record.
+                match item.get("id").map(ToString::to_string) {
+                    Some(id) if index.contains_key(&id) => items[index[&id]] = item,
+                    Some(id) => {
+                        index.insert(id, items.len());
+                        items.push(item);
+                    }
+                    None => items.push(item),
+                }
             }
-            out.extend(page.data);
-            match page.version.and_then(|v| v.max) {
+            match max {
                 Some(max) if max > after => after = max,
                 _ => break,
             }
         }
-        Ok(out)
+        items
+            .into_iter()
+            .map(serde_json::from_value)
+            .collect::<Result<Vec<T>, _>>()
+            .map_err(|e| ApiError::Decode {
+                detail: format!("{path}: {e}"),
+            })
+    }
+}
+
+/// A list answer: a `{"data", "version"}` page, or a bare array (the 2026-07 inventory
+/// calls, MAPPING.md §8).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum AnyPage {
+    Bare(Vec<serde_json::Value>),
+    Enveloped(RawPage),
+}
+
+impl From<AnyPage> for RawPage {
+    fn from(page: AnyPage) -> Self {
+        match page {
+            AnyPage::Bare(data) => RawPage {
+                data,
+                version: None,
+            },
+            AnyPage::Enveloped(page) => page,
+        }
     }
 }
 
@@ -485,14 +608,18 @@ impl LightspeedClient {
         query: &[(&str, String)],
     ) -> Result<FeedPage<T>, ApiError> {
         let resp = self.send_get(conn, path, query).await?;
-        let remaining = resp
-            .headers()
-            .get("x-ratelimit-remaining")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u32>().ok());
+        let remaining = remaining_of(&resp);
         let page: RawPage = Self::read(resp, path).await?;
         parse::feed_page(page, remaining, path)
     }
+}
+
+/// A response's `X-RateLimit-Remaining`, for the mirror's back-off.
+fn remaining_of(resp: &reqwest::Response) -> Option<u32> {
+    resp.headers()
+        .get("x-ratelimit-remaining")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u32>().ok())
 }
 
 impl LightspeedClient {
@@ -551,47 +678,14 @@ impl LightspeedClient {
 impl LightspeedApi for LightspeedClient {
     async fn post_sale(&self, conn: &Connection, sale: &SaleDraft) -> Result<PostedSale, ApiError> {
         // Over budget, nothing is sent: the poster returns the message for `retry_after`.
-        let mut admission = self.admit(conn).await?;
-        let resp = self
-            .http
-            .post(format!("{}/api/register_sales", self.base_url(conn)))
-            .bearer_auth(conn.lightspeed.access_token.expose())
-            .header(reqwest::header::ACCEPT, "application/json")
-            .json(sale)
-            .send()
-            .await;
-        if let Ok(r) = &resp {
-            admission.response(r);
-        }
-        let resp = resp.map_err(|e| {
-            if e.is_connect() {
-                // Nothing was sent.
-                ApiError::Unavailable {
-                    detail: "POST /api/register_sales: could not connect".into(),
-                }
-            } else {
-                ApiError::OutcomeUnknown {
-                    detail: format!(
-                        "POST /api/register_sales: {}",
-                        if e.is_timeout() {
-                            "timed out"
-                        } else {
-                            "connection dropped"
-                        }
-                    ),
-                }
+        match self.version_for(conn) {
+            LsApiVersion::Legacy => {
+                let envelope: RegisterSaleEnvelope =
+                    self.post_unsafe(conn, "/api/register_sales", sale).await?;
+                Ok(envelope.register_sale.into())
             }
-        })?;
-        let envelope: RegisterSaleEnvelope = Self::read(resp, "POST /api/register_sales")
-            .await
-            .map_err(|e| match e {
-                // A 2xx we could not read, or a body cut off: the sale may exist.
-                ApiError::Decode { detail } | ApiError::Unavailable { detail } => {
-                    ApiError::OutcomeUnknown { detail }
-                }
-                other => other,
-            })?;
-        Ok(envelope.register_sale.into())
+            LsApiVersion::Dated(_) => self.post_dated_sale(conn, sale).await,
+        }
     }
 
     async fn find_sales_by_invoice(
@@ -599,10 +693,15 @@ impl LightspeedApi for LightspeedClient {
         conn: &Connection,
         invoice_number: &str,
     ) -> Result<Vec<PostedSale>, ApiError> {
+        if self.version_for(conn).is_dated()
+            && let Some(sale) = self.our_dated_sale(conn, invoice_number).await?
+        {
+            return Ok(vec![sale]);
+        }
         let page: DataList<RawSale> = self
             .get(
                 conn,
-                "/api/2.0/search",
+                &self.path(conn, "/search"),
                 &[
                     ("type", "sales".into()),
                     ("invoice_number", invoice_number.to_string()),
@@ -624,7 +723,7 @@ impl LightspeedApi for LightspeedClient {
         let page: DataList<LsProduct> = self
             .get(
                 conn,
-                "/api/2.0/search",
+                &self.path(conn, "/search"),
                 &[("type", "products".into()), ("sku", sku.key())],
             )
             .await?;
@@ -636,12 +735,13 @@ impl LightspeedApi for LightspeedClient {
         conn: &Connection,
         email: &str,
     ) -> Result<Vec<LsCustomer>, ApiError> {
+        let path = self.path(conn, "/search");
         let mut out = Vec::new();
         for page_no in 0..CUSTOMER_SEARCH_MAX_PAGES {
             let page: DataList<LsCustomer> = self
                 .get(
                     conn,
-                    "/api/2.0/search",
+                    &path,
                     &[
                         ("type", "customers".into()),
                         ("email", email.to_string()),
@@ -665,7 +765,7 @@ impl LightspeedApi for LightspeedClient {
         customer: &NewCustomer,
     ) -> Result<LsCustomer, ApiError> {
         let created: DataOne<LsCustomer> = self
-            .post_unsafe(conn, "/api/2.0/customers", customer)
+            .post_unsafe(conn, &self.path(conn, "/customers"), customer)
             .await?;
         Ok(created.data)
     }
@@ -676,6 +776,9 @@ impl LightspeedApi for LightspeedClient {
         after: u64,
         page_size: usize,
     ) -> Result<FeedPage<InventoryRecord>, ApiError> {
+        if self.version_for(conn).is_dated() {
+            return self.dated_inventory_page(conn, after, page_size).await;
+        }
         self.feed_page(
             conn,
             "/api/2.0/inventory",
@@ -695,7 +798,7 @@ impl LightspeedApi for LightspeedClient {
     ) -> Result<FeedPage<LsProduct>, ApiError> {
         self.feed_page(
             conn,
-            "/api/2.0/products",
+            &self.path(conn, "/products"),
             &[
                 ("after", after.to_string()),
                 ("page_size", page_size.max(1).to_string()),
@@ -713,7 +816,7 @@ impl LightspeedApi for LightspeedClient {
         let Ok(segment) = path_segment(product_id) else {
             return Ok(None);
         };
-        let path = format!("/api/2.0/products/{segment}");
+        let path = self.path(conn, &format!("/products/{segment}"));
         match self.get::<DataOne<LsProduct>>(conn, &path, &[]).await {
             Ok(one) => Ok(Some(one.data)),
             Err(ApiError::NotFound { .. }) => Ok(None),
@@ -726,13 +829,20 @@ impl LightspeedApi for LightspeedClient {
         conn: &Connection,
         product_id: &str,
     ) -> Result<Vec<InventoryRecord>, ApiError> {
-        let path = format!("/api/2.0/products/{}/inventory", path_segment(product_id)?);
+        let segment = path_segment(product_id)?;
+        // 2026-07 has no `/products/{id}/inventory`: `GET /inventory/{product_id}` answers a
+        // bare array, oldest first by default (MAPPING.md §8).
+        let path = match self.version_for(conn) {
+            LsApiVersion::Legacy => format!("/api/2.0/products/{segment}/inventory"),
+            LsApiVersion::Dated(_) => self.path(conn, &format!("/inventory/{segment}")),
+        };
         self.list_all(conn, &path).await
     }
 
     async fn sale_setup(&self, conn: &Connection) -> Result<SaleSetup, ApiError> {
-        let retailer: DataOne<RawRetailer> = self.get(conn, "/api/2.0/retailer", &[]).await?;
-        let raw: Vec<RawTax> = self.list_all(conn, "/api/2.0/taxes").await?;
+        let retailer: DataOne<RawRetailer> =
+            self.get(conn, &self.path(conn, "/retailer"), &[]).await?;
+        let raw: Vec<RawTax> = self.list_all(conn, &self.path(conn, "/taxes")).await?;
         parse::sale_setup(retailer.data, raw)
     }
 }

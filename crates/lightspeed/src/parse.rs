@@ -34,7 +34,7 @@ pub(crate) fn sales_matching(sales: Vec<RawSale>, invoice_number: &str) -> Vec<P
     sales
         .into_iter()
         .filter(|s| {
-            s.source_id.as_deref() == Some(invoice_number)
+            s.source_id() == Some(invoice_number)
                 || s.invoice_number
                     .as_deref()
                     .is_some_and(|n| n.contains(invoice_number))

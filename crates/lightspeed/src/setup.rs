@@ -1,6 +1,8 @@
 //! What `els connect` reads of a retailer to offer choices and check them: the retailer
 //! itself, registers with their outlets, users, payment types and products, and the one
-//! write it may do, creating a product (`POST /api/2.0/products`, X-Series 2.0 CreateProduct).
+//! write it may do, creating a product (`POST /products`, CreateProduct). Every call goes to
+//! the connection's API generation (`/api/2.0/...` or `/api/2026-07/...`): their request
+//! shapes are the same and their answers carry the fields read here (MAPPING.md §7, §9).
 
 use super::{DataList, DataOne, LightspeedClient, RawRetailer};
 use els_core::lightspeed::LsProduct;
@@ -99,7 +101,7 @@ enum CreatedId {
 
 impl LightspeedClient {
     pub async fn retailer(&self, conn: &Connection) -> Result<Retailer, ApiError> {
-        let raw: DataOne<RawRetailer> = self.get(conn, "/api/2.0/retailer", &[]).await?;
+        let raw: DataOne<RawRetailer> = self.get(conn, &self.path(conn, "/retailer"), &[]).await?;
         let r = raw.data;
         Ok(Retailer {
             currency: r.currency_code(),
@@ -109,28 +111,28 @@ impl LightspeedClient {
     }
 
     pub async fn registers(&self, conn: &Connection) -> Result<Vec<Register>, ApiError> {
-        let all: Vec<Register> = self.list_all(conn, "/api/2.0/registers").await?;
+        let all: Vec<Register> = self.list_all(conn, &self.path(conn, "/registers")).await?;
         Ok(all.into_iter().filter(|r| live(&r.deleted_at)).collect())
     }
 
     pub async fn outlets(&self, conn: &Connection) -> Result<Vec<Outlet>, ApiError> {
-        let all: Vec<Outlet> = self.list_all(conn, "/api/2.0/outlets").await?;
+        let all: Vec<Outlet> = self.list_all(conn, &self.path(conn, "/outlets")).await?;
         Ok(all.into_iter().filter(|o| live(&o.deleted_at)).collect())
     }
 
     pub async fn users(&self, conn: &Connection) -> Result<Vec<User>, ApiError> {
-        let all: Vec<User> = self.list_all(conn, "/api/2.0/users").await?;
+        let all: Vec<User> = self.list_all(conn, &self.path(conn, "/users")).await?;
         Ok(all.into_iter().filter(|u| live(&u.deleted_at)).collect())
     }
 
     pub async fn payment_types(&self, conn: &Connection) -> Result<Vec<PaymentType>, ApiError> {
-        let all: Vec<PaymentType> = self.list_all(conn, "/api/2.0/payment_types").await?;
+        let all: Vec<PaymentType> = self.list_all(conn, &self.path(conn, "/payment_types")).await?;
         Ok(all.into_iter().filter(|p| live(&p.deleted_at)).collect())
     }
 
     /// Every live product (to find one by name: the search has no name filter).
     pub async fn products(&self, conn: &Connection) -> Result<Vec<LsProduct>, ApiError> {
-        let all: Vec<LsProduct> = self.list_all(conn, "/api/2.0/products").await?;
+        let all: Vec<LsProduct> = self.list_all(conn, &self.path(conn, "/products")).await?;
         Ok(all.into_iter().filter(LsProduct::is_live).collect())
     }
 
@@ -142,7 +144,7 @@ impl LightspeedClient {
         product: &NewProduct,
     ) -> Result<String, ApiError> {
         let created: DataList<CreatedId> =
-            self.post_unsafe(conn, "/api/2.0/products", product).await?;
+            self.post_unsafe(conn, &self.path(conn, "/products"), product).await?;
         created
             .data
             .into_iter()
@@ -151,7 +153,7 @@ impl LightspeedClient {
                 CreatedId::Id(id) | CreatedId::Object { id } => id,
             })
             .ok_or_else(|| ApiError::OutcomeUnknown {
-                detail: "POST /api/2.0/products answered no product id".into(),
+                detail: "POST /products answered no product id".into(),
             })
     }
 }
