@@ -55,6 +55,28 @@ pub struct SandboxConfig {
     /// differ, which connect refuses). Ecwid's `/profile` `formatsAndUnits.currency` (and its
     /// `currencyPrecision`) then say this one; `None` (the default) = [`Self::currency`].
     pub ecwid_currency: Option<String>,
+    /// ASSUMPTION (undocumented, `tests/fixtures/lightspeed/2026-07/MAPPING.md` §5): what a
+    /// second `POST /api/2026-07/sales` with the `id` of an existing sale does. Default
+    /// [`RepeatSaleId::Refuse`].
+    pub ls_repeat_sale_id: RepeatSaleId,
+}
+
+/// What `POST /api/2026-07/sales` does with a client-supplied `id` (`SaleRequest.id`, "User-
+/// provided sale ID. If not included, one will be generated.") that an existing sale already
+/// has. Lightspeed does not document it (MAPPING.md §5: no 409 or 422 is declared, and no
+/// de-duplication is stated); the sandbox models both readings, and a client must survive
+/// either.
+///
+/// JSON: `"Refuse"`, `"Update"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RepeatSaleId {
+    /// ASSUMPTION: answer 409 `{"error": "Conflict", "details": "A sale with id ... already
+    /// exists"}` and change nothing.
+    #[default]
+    Refuse,
+    /// ASSUMPTION: the body replaces the sale, as a legacy `register_sales` body with an `id`
+    /// does (its lines and payments replace the sale's, its stock moves accordingly).
+    Update,
 }
 
 impl SandboxConfig {
@@ -82,6 +104,7 @@ impl Default for SandboxConfig {
             handling_fee_tax_in_items: true,
             currency: "USD".into(),
             ecwid_currency: None,
+            ls_repeat_sale_id: RepeatSaleId::Refuse,
         }
     }
 }

@@ -13,11 +13,13 @@ pub enum Route {
     EcwidGetOrder,
     /// Any Ecwid API request.
     EcwidAny,
-    /// `POST /api/register_sales` on Lightspeed.
+    /// A sale creation on Lightspeed, in either generation: `POST /api/register_sales` and
+    /// `POST /api/2026-07/sales`.
     LsPostSale,
-    /// `GET /api/2.0/search` on Lightspeed.
+    /// A search on Lightspeed, in either generation: `GET /api/2.0/search` and
+    /// `GET /api/2026-07/search`.
     LsSearch,
-    /// Any Lightspeed API request.
+    /// Any Lightspeed API request (legacy and `/api/2026-07/*`), but the OAuth token endpoint.
     LsAny,
     /// An Ecwid batch (`POST /api/v3/{storeId}/batch`) as Ecwid runs it, not the HTTP
     /// request (an [`Route::EcwidAny`] fault answers the POST itself). Checked once per new

@@ -22,7 +22,8 @@
 //! URL layout (all on one loopback port):
 //! - Ecwid: `{base}/ecwid/api/v3/{storeId}/...` (the real one is `https://app.ecwid.com/api/v3`).
 //! - Lightspeed: `{base}/lightspeed/{domain_prefix}/api/...` (the real one is
-//!   `https://{domain_prefix}.retail.lightspeed.app/api/...`).
+//!   `https://{domain_prefix}.retail.lightspeed.app/api/...`): `register_sales` (0.9),
+//!   `/api/2.0/*` and the date-based `/api/2026-07/*`, all on one retailer's state.
 //! - Admin (no auth, for other processes): `{base}/_sandbox/...`, see [`admin`].
 //!
 //! Choices where the references are uncertain:
@@ -44,6 +45,14 @@
 //! - Product search by SKU compares the query with the lower-cased SKU, exactly.
 //! - `POST /api/2.0/products` (CreateProduct) takes `has_inventory` (default true), accepts a
 //!   repeated SKU and refuses fields outside its body; the rest is in its module's doc.
+//! - `/api/2026-07/*` (its module's doc, `lightspeed/dated.rs`, cites the reduced 2026-07
+//!   OpenAPI fragments and `tests/fixtures/lightspeed/2026-07/MAPPING.md` for each rule): the
+//!   CreateSale body is validated against the published `SaleRequest` schema at runtime, then
+//!   checked as a `register_sales` body is; a repeated client-supplied sale `id` is refused
+//!   with a 409 or replaces the sale ([`SandboxConfig::ls_repeat_sale_id`], undocumented); a
+//!   sale without `source.register_id` goes to the first register; `GET /sales/{id}` reads a
+//!   sale at once while the search keeps its lag; the dated paths share the legacy paths'
+//!   rate-limit budget, headers, counters and faults.
 
 pub mod admin;
 mod config;
@@ -53,6 +62,7 @@ mod endpoint;
 mod faults;
 mod lightspeed;
 mod oauth;
+pub mod openapi;
 mod server;
 mod specs;
 mod state;
@@ -71,7 +81,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower::Layer;
 
-pub use config::SandboxConfig;
+pub use config::{RepeatSaleId, SandboxConfig};
 pub use faults::{ChanceFault, ChaosPlan, Fault, FaultKind, FaultTally, Route};
 pub use oauth::{OAuthMode, OAuthTokens};
 pub use specs::{
@@ -201,7 +211,8 @@ impl Sandbox {
         format!("{}/ecwid/api/v3", self.base_url())
     }
 
-    /// `{base}/lightspeed/{domain_prefix}`: append `/api/register_sales`, `/api/2.0/...`.
+    /// `{base}/lightspeed/{domain_prefix}`: append `/api/register_sales`, `/api/2.0/...` or
+    /// `/api/2026-07/...`.
     pub fn lightspeed_url(&self) -> String {
         format!(
             "{}/lightspeed/{}",
@@ -237,6 +248,16 @@ impl Sandbox {
         st.sales
             .iter()
             .map(|s| lightspeed::render_sale_20(&st, s))
+            .collect()
+    }
+
+    /// Every sale in the 2026-07 `Sale` shape (`GET /api/2026-07/sales/{id}`, its search),
+    /// whichever generation created it.
+    pub fn sales_2026_07(&self) -> Vec<Value> {
+        let st = self.st();
+        st.sales
+            .iter()
+            .map(|s| lightspeed::dated_render::sale(&st, s))
             .collect()
     }
 

@@ -1,6 +1,10 @@
-//! The fake Lightspeed Retail X-Series API: `register_sales` (0.9) and `/api/2.0/*`.
+//! The fake Lightspeed Retail X-Series API: `register_sales` (0.9), `/api/2.0/*` and the
+//! date-based `/api/2026-07/*` ([`dated`]), all on one retailer's state.
 
 mod create_product;
+mod dated;
+pub(crate) mod dated_render;
+mod sale_input;
 
 use std::time::Instant;
 
@@ -10,18 +14,18 @@ use axum::http::StatusCode;
 use axum::routing::{MethodRouter, get, post};
 use chrono::Utc;
 use rust_decimal::Decimal;
-use rust_decimal::prelude::ToPrimitive;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::endpoint::params::{Count, First, Flag, LsDate};
 use crate::endpoint::{BadParameter, JsonBody, Op, Query};
 use crate::server::{ApiResponse, Shared};
-use crate::state::{
-    LsCustomer, LsInventory, LsPayment, LsProduct, LsSale, LsSaleLine, State, status_takes_stock,
-};
-use crate::util::{
-    dec_json, json_dec, ls_date, ls09_date, new_uuid, parse_ls_date, random_code, round_dp, round2,
+use crate::state::{LsCustomer, LsInventory, LsProduct, LsSale, State, state_of};
+use crate::util::{dec_json, ls_date, ls09_date, new_uuid, parse_ls_date, round_dp};
+
+pub(crate) use dated::DATED_PREFIX;
+use sale_input::{
+    LineLayout, PaymentLayout, SaleLayout, SaleTarget, opt_str, parse_sale, req_str, store_sale,
 };
 
 const DEFAULT_PAGE: usize = 1000;
@@ -47,11 +51,11 @@ pub(crate) fn error(status: StatusCode, details: &str) -> ApiResponse {
     ApiResponse::json(status, json!({"error": title, "details": details}))
 }
 
-fn bad(details: impl AsRef<str>) -> ApiResponse {
+pub(crate) fn bad(details: impl AsRef<str>) -> ApiResponse {
     error(StatusCode::BAD_REQUEST, details.as_ref())
 }
 
-fn not_found(details: impl AsRef<str>) -> ApiResponse {
+pub(crate) fn not_found(details: impl AsRef<str>) -> ApiResponse {
     error(StatusCode::NOT_FOUND, details.as_ref())
 }
 
@@ -68,11 +72,13 @@ pub(crate) fn rate_limited(retry_at: &str) -> ApiResponse {
 // Routes
 
 /// The retailer's endpoints, relative to its domain. Any other method or deeper path on a
-/// known collection (`/api/register_sales`, `/api/2.0/products`...) answers 405; anything
-/// else 404. The OAuth token endpoint ([`crate::oauth`]) is the one route that takes no
-/// bearer token.
+/// known legacy collection (`/api/register_sales`, `/api/2.0/products`...) answers 405; on
+/// `/api/2026-07` ([`dated::routes`]) another method on a known path answers 405 and a deeper
+/// path 404; anything else 404. The OAuth token endpoint ([`crate::oauth`]) is the one route
+/// that takes no bearer token.
 pub(crate) fn routes() -> Router<Shared> {
     Router::new()
+        .nest(DATED_PREFIX, dated::routes())
         .nest(
             "/api/register_sales",
             collection()
@@ -224,20 +230,44 @@ pub(crate) fn routes() -> Router<Shared> {
 /// `POST` here is the OAuth token endpoint.
 pub(crate) const TOKEN_PATH: &str = "/api/1.0/token";
 
+/// The routes the gate counts and faults by kind, each with its twin in both generations
+/// (legacy, 2026-07). ASSUMPTION (MAPPING.md §12): a dated route is the same call as its legacy
+/// twin for the retailer's budget, so it shares its counters and its route-specific faults.
+/// `POST`: sale creation (`Route::LsPostSale`, `Counters::ls_sale_posts`).
+pub(crate) const SALE_CREATE: [&str; 2] = ["/api/register_sales", "/api/2026-07/sales"];
+/// `GET`: the search (`Route::LsSearch`, `Counters::ls_searches`).
+pub(crate) const SEARCH: [&str; 2] = ["/api/2.0/search", "/api/2026-07/search"];
+/// `POST`: customer creation (`Counters::ls_customer_creates`).
+pub(crate) const CUSTOMER_CREATE: [&str; 2] = ["/api/2.0/customers", "/api/2026-07/customers"];
+/// `POST`: product creation (`Counters::ls_product_creates`).
+pub(crate) const PRODUCT_CREATE: [&str; 2] = ["/api/2.0/products", "/api/2026-07/products"];
+
 /// A known collection: whatever it does not route is a method it does not allow.
 fn collection() -> Router<Shared> {
     Router::new().fallback(method_not_allowed)
 }
 
-/// `GET` a version-paginated list of the `(version, record)` pairs `records` renders.
+/// `GET` a version-paginated list (API 2.0 envelope) of the `(version, record)` pairs
+/// `records` renders.
 fn list(records: fn(&State) -> Vec<(u64, Value)>) -> MethodRouter<Shared> {
-    get(
-        move |Query(v): Query<Versions>| async move { Op::new(move |st| versioned(records(st), &v)) },
-    )
+    list_in(&API_2_0, records)
+}
+
+/// `GET` a version-paginated list in `generation`'s envelope.
+pub(crate) fn list_in(
+    generation: &'static Generation,
+    records: fn(&State) -> Vec<(u64, Value)>,
+) -> MethodRouter<Shared> {
+    get(move |Query(v): Query<Versions>| async move {
+        Op::new(move |st| versioned(records(st), &v, generation))
+    })
 }
 
 /// `GET` one record by id (`{"data": ...}`), or 404 with `missing` when `render` finds none.
-fn one(missing: &'static str, render: fn(&State, &str) -> Option<Value>) -> MethodRouter<Shared> {
+pub(crate) fn one(
+    missing: &'static str,
+    render: fn(&State, &str) -> Option<Value>,
+) -> MethodRouter<Shared> {
     get(move |Path(Id { id }): Path<Id>| async move {
         Op::new(move |st| match render(st, &id) {
             Some(data) => ApiResponse::ok(json!({ "data": data })),
@@ -260,8 +290,8 @@ pub(crate) fn bad_parameter(message: &str) -> ApiResponse {
 }
 
 #[derive(Deserialize)]
-struct Id {
-    id: String,
+pub(crate) struct Id {
+    pub id: String,
 }
 
 async fn post_register_sales(JsonBody(body): JsonBody) -> Op {
@@ -279,11 +309,20 @@ async fn get_products(
     Query(by_sku): Query<SkuQuery>,
     versions: Result<Query<Versions>, BadParameter>,
 ) -> Op {
+    products_op(&API_2_0, by_sku, versions)
+}
+
+/// `GET /products` of either generation: by SKU, or the version-paginated list.
+pub(crate) fn products_op(
+    generation: &'static Generation,
+    by_sku: SkuQuery,
+    versions: Result<Query<Versions>, BadParameter>,
+) -> Op {
     Op::new(move |st| match by_sku.sku.0 {
         // "All other query params are ignored if this is provided."
-        Some(sku) => products_by_sku(st, &sku),
+        Some(sku) => products_by_sku(st, &sku, generation),
         None => match versions {
-            Ok(Query(v)) => list_products(st, &v),
+            Ok(Query(v)) => list_products(st, &v, generation),
             Err(BadParameter(message)) => bad(message),
         },
     })
@@ -308,7 +347,7 @@ async fn get_product_inventory(
             .filter(|i| i.product_id == id)
             .map(|i| (i.version, render_inventory(i)))
             .collect();
-        versioned(items, &v)
+        versioned(items, &v, &API_2_0)
     })
 }
 
@@ -324,11 +363,11 @@ async fn get_inventory(Query(v): Query<Versions>) -> Op {
             .into_iter()
             .map(|i| (i.version, render_inventory(i)))
             .collect();
-        versioned(items, &v)
+        versioned(items, &v, &API_2_0)
     })
 }
 
-fn payment_types(st: &State) -> Vec<(u64, Value)> {
+pub(crate) fn payment_types(st: &State) -> Vec<(u64, Value)> {
     st.payment_types
         .iter()
         .map(|p| {
@@ -340,7 +379,7 @@ fn payment_types(st: &State) -> Vec<(u64, Value)> {
         .collect()
 }
 
-fn taxes(st: &State) -> Vec<(u64, Value)> {
+pub(crate) fn taxes(st: &State) -> Vec<(u64, Value)> {
     st.taxes
         .iter()
         .map(|t| {
@@ -365,7 +404,7 @@ async fn post_customers(JsonBody(body): JsonBody) -> Op {
 }
 
 async fn get_search(Query(q): Query<SearchQuery>) -> Op {
-    Op::new(move |st| search(st, &q))
+    Op::new(move |st| search(st, &q, &API_2_0))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -374,7 +413,7 @@ async fn get_search(Query(q): Query<SearchQuery>) -> Op {
 /// The parameters of a version-paginated list.
 #[derive(Default, Deserialize)]
 #[serde(default)]
-struct Versions {
+pub(crate) struct Versions {
     /// Exclusive.
     after: Count,
     /// Exclusive.
@@ -392,13 +431,30 @@ fn page_size(size: Option<u64>, max: usize) -> Result<usize, ApiResponse> {
     }
 }
 
-/// A version-paginated list, sorted by version. An empty page carries no `version` object.
-fn versioned(mut items: Vec<(u64, Value)>, v: &Versions) -> ApiResponse {
+/// A version-paginated list, sorted by version, in `generation`'s envelope (see
+/// [`envelope`]).
+pub(crate) fn versioned(
+    items: Vec<(u64, Value)>,
+    v: &Versions,
+    generation: &Generation,
+) -> ApiResponse {
+    match version_page(items, v) {
+        Ok((data, range)) => ApiResponse::ok(envelope(data, range, generation)),
+        Err(refused) => refused,
+    }
+}
+
+/// A page of records and the lowest and highest version on it (`None` when empty).
+pub(crate) type Page = (Vec<Value>, Option<(u64, u64)>);
+
+/// The page of a version-paginated list: the records past `after` and before `before` (not
+/// deleted unless `deleted`), sorted by version, cut to the page size. `Err`: a bad page size.
+pub(crate) fn version_page(
+    mut items: Vec<(u64, Value)>,
+    v: &Versions,
+) -> Result<Page, ApiResponse> {
     let after = v.after.0.unwrap_or(0);
-    let size = match page_size(v.page_size.0, MAX_PAGE) {
-        Ok(n) => n,
-        Err(e) => return e,
-    };
+    let size = page_size(v.page_size.0, MAX_PAGE)?;
     items.retain(|(version, item)| {
         *version > after
             && v.before.0.is_none_or(|b| *version < b)
@@ -406,15 +462,33 @@ fn versioned(mut items: Vec<(u64, Value)>, v: &Versions) -> ApiResponse {
     });
     items.sort_by_key(|(version, _)| *version);
     items.truncate(size);
+    let range = items.first().zip(items.last()).map(|(a, b)| (a.0, b.0));
+    Ok((items.into_iter().map(|(_, item)| item).collect(), range))
+}
+
+/// `{"data": [...], "version": {"min", "max"}}`, `range` being the lowest and highest version
+/// in `data`. An empty page carries no `version` in API 2.0; in 2026-07 it carries
+/// `"version": {"min": null, "max": null}`: `ProductCollection`, `OutletCollection`,
+/// `UserCollection` and `PaymentTypeCollection` require `version`, and `Version` requires
+/// `max`, `min`, "or `null` when the result set is empty" (MAPPING.md §7, §9; products.json,
+/// setup.json). ASSUMPTION: the other 2026-07 collections (registers, customers) answer the same.
+pub(crate) fn envelope(
+    data: Vec<Value>,
+    range: Option<(u64, u64)>,
+    generation: &Generation,
+) -> Value {
     let mut out = Map::new();
-    if let (Some((min, _)), Some((max, _))) = (items.first(), items.last()) {
-        out.insert("version".into(), json!({"min": min, "max": max}));
+    match range {
+        Some((min, max)) => {
+            out.insert("version".into(), json!({"min": min, "max": max}));
+        }
+        None if generation.dated => {
+            out.insert("version".into(), json!({"min": null, "max": null}));
+        }
+        None => {}
     }
-    out.insert(
-        "data".into(),
-        Value::Array(items.into_iter().map(|(_, item)| item).collect()),
-    );
-    ApiResponse::ok(Value::Object(out))
+    out.insert("data".into(), Value::Array(data));
+    Value::Object(out)
 }
 
 /// `after` and the page size of a list, so that a large list is cut before it is rendered;
@@ -429,6 +503,29 @@ fn early_cut(v: &Versions) -> (u64, usize) {
     };
     (v.after.0.unwrap_or(0), size)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Generations
+
+/// What differs between the API generations in the answers both build from the one state: how
+/// a product, a sale and a customer look, the envelope of a version-paged list ([`envelope`])
+/// and the search's `state` parameter. The legacy paths answer as [`API_2_0`]; the 2026-07
+/// ones as [`dated_render::API_2026_07`].
+pub(crate) struct Generation {
+    pub product: fn(&State, &LsProduct) -> Value,
+    pub sale: fn(&State, &LsSale) -> Value,
+    pub customer: fn(&LsCustomer) -> Value,
+    /// 2026-07: an empty page has a null `version`, and the search takes `state`.
+    pub dated: bool,
+}
+
+/// API 2.0 (and search, products, customers as `register_sales` clients read them).
+pub(crate) const API_2_0: Generation = Generation {
+    product: render_product,
+    sale: render_sale_20,
+    customer: render_customer,
+    dated: false,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Rendering (2.0)
@@ -501,7 +598,7 @@ fn render_inventory(i: &LsInventory) -> Value {
     })
 }
 
-fn render_register(st: &State, id: &str) -> Value {
+pub(crate) fn render_register(st: &State, id: &str) -> Value {
     let r = st.register(id).expect("checked");
     json!({
         "id": r.id,
@@ -528,7 +625,7 @@ fn render_register(st: &State, id: &str) -> Value {
     })
 }
 
-fn render_outlet(st: &State, id: &str) -> Value {
+pub(crate) fn render_outlet(st: &State, id: &str) -> Value {
     let o = st.outlets.iter().find(|o| o.id == id).expect("checked");
     let tax = st.default_ls_tax_id();
     json!({
@@ -552,7 +649,7 @@ fn render_outlet(st: &State, id: &str) -> Value {
     })
 }
 
-fn render_user(st: &State, id: &str) -> Value {
+pub(crate) fn render_user(st: &State, id: &str) -> Value {
     let u = st.users.iter().find(|u| u.id == id).expect("checked");
     json!({
         "id": u.id,
@@ -576,7 +673,7 @@ fn render_user(st: &State, id: &str) -> Value {
     })
 }
 
-fn retailer(st: &State) -> Value {
+pub(crate) fn retailer(st: &State) -> Value {
     json!({
         "id": st.retailer_id,
         "domain_prefix": st.cfg.ls_domain_prefix,
@@ -641,34 +738,49 @@ pub(crate) fn render_customer(c: &LsCustomer) -> Value {
     Value::Object(m)
 }
 
-fn sale_state(status: &str) -> &'static str {
-    match status {
-        "SAVED" | "LAYBY" | "ONACCOUNT" => "parked",
-        "AWAITING_DISPATCH" | "AWAITING_PICKUP" => "pending",
-        "VOIDED" => "voided",
-        _ => "closed",
+/// A tax amount split over the rates of its tax (a group has several): `(rate id, rate name,
+/// rate, part)`.
+pub(crate) fn tax_parts(
+    st: &State,
+    tax_id: &str,
+    amount: Decimal,
+) -> Vec<(String, String, Decimal, Decimal)> {
+    st.taxes
+        .iter()
+        .find(|t| t.id == tax_id)
+        .map(|t| t.split_amount(amount))
+        .unwrap_or_else(|| vec![(String::new(), String::new(), Decimal::ZERO, amount)])
+}
+
+/// A sale's tax by rate, over its lines: `(rate id, rate name, rate, amount)`.
+pub(crate) fn sale_tax_parts(st: &State, s: &LsSale) -> Vec<(String, String, Decimal, Decimal)> {
+    let mut taxes: Vec<(String, Decimal)> = Vec::new();
+    for l in &s.lines {
+        let tax_total = l.tax * l.quantity;
+        match taxes.iter_mut().find(|(id, _)| *id == l.tax_id) {
+            Some((_, sum)) => *sum += tax_total,
+            None => taxes.push((l.tax_id.clone(), tax_total)),
+        }
     }
+    taxes
+        .into_iter()
+        .flat_map(|(id, amount)| tax_parts(st, &id, amount))
+        .collect()
+}
+
+/// A sale's 2026-07 `state` and `attributes` (MAPPING.md §4), from its legacy status.
+pub(crate) fn sale_state(s: &LsSale) -> (&'static str, Vec<&'static str>) {
+    let (state, attribute) = state_of(&s.status).unwrap_or(("closed", None));
+    (state, attribute.into_iter().collect())
 }
 
 pub(crate) fn render_sale_20(st: &State, s: &LsSale) -> Value {
-    // A line's tax split over its tax's rates (a group has several).
-    let components = |tax_id: &str, amount: Decimal| -> Vec<(String, String, Decimal, Decimal)> {
-        st.taxes
-            .iter()
-            .find(|t| t.id == tax_id)
-            .map(|t| t.split_amount(amount))
-            .unwrap_or_else(|| vec![(String::new(), String::new(), Decimal::ZERO, amount)])
-    };
-    let mut taxes: Vec<(String, Decimal)> = Vec::new();
+    let components = |tax_id: &str, amount: Decimal| tax_parts(st, tax_id, amount);
     let lines: Vec<Value> = s
         .lines
         .iter()
         .map(|l| {
             let tax_total = l.tax * l.quantity;
-            match taxes.iter_mut().find(|(id, _)| *id == l.tax_id) {
-                Some((_, sum)) => *sum += tax_total,
-                None => taxes.push((l.tax_id.clone(), tax_total)),
-            }
             json!({
                 "id": l.id,
                 "product_id": l.product_id,
@@ -738,8 +850,9 @@ pub(crate) fn render_sale_20(st: &State, s: &LsSale) -> Value {
     m.insert("receipt_number".into(), s.invoice_number.clone().into());
     m.insert("source".into(), s.source.clone().into());
     m.insert("source_id".into(), s.source_id.clone().into());
+    let (state, attributes) = sale_state(s);
     m.insert("status".into(), s.status.clone().into());
-    m.insert("state".into(), sale_state(&s.status).into());
+    m.insert("state".into(), state.into());
     m.insert("note".into(), s.note.clone().into());
     m.insert("short_code".into(), s.short_code.clone().into());
     m.insert("return_for".into(), Value::Null);
@@ -756,9 +869,8 @@ pub(crate) fn render_sale_20(st: &State, s: &LsSale) -> Value {
     m.insert(
         "taxes".into(),
         Value::Array(
-            taxes
+            sale_tax_parts(st, s)
                 .into_iter()
-                .flat_map(|(id, amount)| components(&id, amount))
                 .map(|(rate_id, name, rate, amount)| {
                     json!({
                         "id": rate_id,
@@ -771,7 +883,7 @@ pub(crate) fn render_sale_20(st: &State, s: &LsSale) -> Value {
         ),
     );
     m.insert("adjustments".into(), json!([]));
-    m.insert("attributes".into(), json!([]));
+    m.insert("attributes".into(), json!(attributes));
     Value::Object(m)
 }
 
@@ -883,74 +995,46 @@ pub(crate) fn render_sale_09(st: &State, s: &LsSale) -> Value {
 // ---------------------------------------------------------------------------------------------
 // register_sales
 
-/// An optional string field: absent or null = None; anything but a string is an error.
-fn opt_str(obj: &Map<String, Value>, key: &str, ctx: &str) -> Result<Option<String>, ApiResponse> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(bad(format!("{ctx}{key} must be a string"))),
-    }
-}
+/// `POST /api/register_sales` (0.9): where its body keeps each field. The checks are
+/// [`sale_input::parse_sale`]'s, shared with 2026-07's CreateSale.
+const REGISTER_SALES: SaleLayout = SaleLayout {
+    register_id: "register_id",
+    register_defaults: false,
+    user_id: "user_id",
+    status: legacy_status,
+    sale_date: "sale_date",
+    parse_date: parse_ls_date,
+    invoice_sequence: Some("invoice_sequence"),
+    source: "source",
+    source_id: "source_id",
+    lines: "register_sale_products",
+    lines_required: true,
+    line: LineLayout {
+        product_id: "product_id",
+        quantity: "quantity",
+        price: "price",
+        tax: "tax",
+        tax_id: "tax_id",
+        register_id: "register_id",
+        status: "status",
+        sequence: "sequence",
+        cost: "cost",
+        discount: "discount",
+        loyalty_value: "loyalty_value",
+        price_set: "price_set",
+        note: Some("note"),
+    },
+    payments: "register_sale_payments",
+    payment: PaymentLayout {
+        type_id: "retailer_payment_type_id",
+        amount: "amount",
+        register_id: "register_id",
+        date: "payment_date",
+    },
+};
 
-fn req_str(obj: &Map<String, Value>, key: &str, ctx: &str) -> Result<String, ApiResponse> {
-    match opt_str(obj, key, ctx)? {
-        Some(s) if !s.trim().is_empty() => Ok(s),
-        _ => Err(bad(format!("{ctx}{key} is required"))),
-    }
-}
-
-fn opt_num(obj: &Map<String, Value>, key: &str, ctx: &str) -> Result<Option<Decimal>, ApiResponse> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => json_dec(v)
-            .map(Some)
-            .ok_or_else(|| bad(format!("{ctx}{key} must be a number"))),
-    }
-}
-
-fn req_num(obj: &Map<String, Value>, key: &str, ctx: &str) -> Result<Decimal, ApiResponse> {
-    opt_num(obj, key, ctx)?.ok_or_else(|| bad(format!("{ctx}{key} is required")))
-}
-
-fn opt_bool(obj: &Map<String, Value>, key: &str, ctx: &str) -> Result<Option<bool>, ApiResponse> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(v) => match json_dec(v) {
-            Some(d) if d.is_zero() => Ok(Some(false)),
-            Some(d) if d == Decimal::ONE => Ok(Some(true)),
-            _ => Err(bad(format!("{ctx}{key} must be a boolean, 0 or 1"))),
-        },
-    }
-}
-
-struct SaleInput {
-    register_id: String,
-    user_id: String,
-    customer_id: Option<String>,
-    status: String,
-    sale_date: Option<chrono::DateTime<Utc>>,
-    note: Option<String>,
-    invoice_number: Option<String>,
-    invoice_sequence: Option<u64>,
-    source: Option<String>,
-    source_id: Option<String>,
-    short_code: Option<String>,
-    lines: Vec<LsSaleLine>,
-    payments: Vec<LsPayment>,
-}
-
-fn parse_sale(st: &State, b: &Map<String, Value>) -> Result<SaleInput, ApiResponse> {
-    let register_id = req_str(b, "register_id", "")?;
-    let Some(register) = st.register(&register_id) else {
-        return Err(bad(format!(
-            "register_id {register_id} is not a valid register"
-        )));
-    };
-    let user_id = req_str(b, "user_id", "")?;
-    if !st.users.iter().any(|u| u.id == user_id) {
-        return Err(bad(format!("user_id {user_id} is not a valid user")));
-    }
+/// The 0.9 `status`, one of [`SALE_STATUSES`].
+fn legacy_status(b: &Map<String, Value>) -> Result<String, ApiResponse> {
     let status = req_str(b, "status", "")?;
     if !SALE_STATUSES.contains(&status.as_str()) {
         return Err(bad(format!(
@@ -958,169 +1042,7 @@ fn parse_sale(st: &State, b: &Map<String, Value>) -> Result<SaleInput, ApiRespon
             SALE_STATUSES.join(", ")
         )));
     }
-    let customer_id = opt_str(b, "customer_id", "")?;
-    if let Some(c) = &customer_id
-        && !st.customers.iter().any(|x| x.id == *c)
-    {
-        return Err(bad(format!("customer_id {c} is not a valid customer")));
-    }
-    let sale_date = match opt_str(b, "sale_date", "")? {
-        None => None,
-        Some(s) => Some(
-            parse_ls_date(&s).ok_or_else(|| bad(format!("sale_date {s:?} is not a valid date")))?,
-        ),
-    };
-    let invoice_sequence = match opt_num(b, "invoice_sequence", "")? {
-        None => None,
-        Some(d) => Some(
-            d.to_u64()
-                .filter(|_| d.fract().is_zero())
-                .ok_or_else(|| bad("invoice_sequence must be a non-negative integer"))?,
-        ),
-    };
-
-    let Some(products) = b.get("register_sale_products") else {
-        return Err(bad("register_sale_products is required"));
-    };
-    let Some(products) = products.as_array().filter(|a| !a.is_empty()) else {
-        return Err(bad("register_sale_products must be a non-empty array"));
-    };
-    let mut lines = Vec::with_capacity(products.len());
-    for (i, item) in products.iter().enumerate() {
-        let ctx = format!("register_sale_products[{i}].");
-        let Some(o) = item.as_object() else {
-            return Err(bad(format!(
-                "register_sale_products[{i}] must be an object"
-            )));
-        };
-        let product_id = req_str(o, "product_id", &ctx)?;
-        match st.ls_product(&product_id) {
-            Some(p) if p.deleted_at.is_none() => {}
-            _ => {
-                return Err(bad(format!(
-                    "{ctx}product_id {product_id} is not a valid product"
-                )));
-            }
-        }
-        let quantity = req_num(o, "quantity", &ctx)?;
-        if quantity.is_zero() {
-            return Err(bad(format!("{ctx}quantity must not be zero")));
-        }
-        let price = req_num(o, "price", &ctx)?;
-        let tax = req_num(o, "tax", &ctx)?;
-        let tax_id = req_str(o, "tax_id", &ctx)?;
-        if st.ls_tax_rate(&tax_id).is_none() {
-            return Err(bad(format!("{ctx}tax_id {tax_id} is not a valid tax")));
-        }
-        let line_register = opt_str(o, "register_id", &ctx)?.unwrap_or(register.id.clone());
-        if st.register(&line_register).is_none() {
-            return Err(bad(format!(
-                "{ctx}register_id {line_register} is not a valid register"
-            )));
-        }
-        let line_status = opt_str(o, "status", &ctx)?.unwrap_or_else(|| "CONFIRMED".into());
-        if !["CONFIRMED", "SAVED", "VOIDED"].contains(&line_status.as_str()) {
-            return Err(bad(format!("{ctx}status {line_status} is not valid")));
-        }
-        let sequence = match o.get("sequence") {
-            None | Some(Value::Null) => i as u32,
-            Some(v) => json_dec(v)
-                .and_then(|d| d.trunc().to_u32())
-                .ok_or_else(|| bad(format!("{ctx}sequence must be a number")))?,
-        };
-        lines.push(LsSaleLine {
-            id: new_uuid(),
-            product_id,
-            register_id: line_register,
-            sequence,
-            quantity,
-            price,
-            cost: opt_num(o, "cost", &ctx)?.unwrap_or_default(),
-            discount: opt_num(o, "discount", &ctx)?.unwrap_or_default(),
-            loyalty_value: opt_num(o, "loyalty_value", &ctx)?.unwrap_or_default(),
-            tax,
-            tax_id,
-            price_set: opt_bool(o, "price_set", &ctx)?.unwrap_or(false),
-            status: line_status,
-            note: opt_str(o, "note", &ctx)?,
-        });
-    }
-
-    let mut payments = Vec::new();
-    match b.get("register_sale_payments") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(items)) => {
-            for (i, item) in items.iter().enumerate() {
-                let ctx = format!("register_sale_payments[{i}].");
-                let Some(o) = item.as_object() else {
-                    return Err(bad(format!(
-                        "register_sale_payments[{i}] must be an object"
-                    )));
-                };
-                let type_id = req_str(o, "retailer_payment_type_id", &ctx)?;
-                if !st.payment_types.iter().any(|t| t.id == type_id) {
-                    return Err(bad(format!(
-                        "{ctx}retailer_payment_type_id {type_id} is not a valid payment type"
-                    )));
-                }
-                let amount = req_num(o, "amount", &ctx)?;
-                let pay_register = opt_str(o, "register_id", &ctx)?.unwrap_or(register.id.clone());
-                if st.register(&pay_register).is_none() {
-                    return Err(bad(format!(
-                        "{ctx}register_id {pay_register} is not a valid register"
-                    )));
-                }
-                let payment_date = match opt_str(o, "payment_date", &ctx)? {
-                    None => Utc::now(),
-                    Some(s) => parse_ls_date(&s).ok_or_else(|| {
-                        bad(format!("{ctx}payment_date {s:?} is not a valid date"))
-                    })?,
-                };
-                payments.push(LsPayment {
-                    id: new_uuid(),
-                    register_id: pay_register,
-                    retailer_payment_type_id: type_id,
-                    payment_date,
-                    amount,
-                });
-            }
-        }
-        Some(_) => return Err(bad("register_sale_payments must be an array")),
-    }
-
-    if status == "CLOSED" {
-        // `price` is the final unit price (ex tax) and `tax` the unit tax; `discount` is
-        // informational ("declared for reporting"), so it is not subtracted again.
-        let total: Decimal = lines
-            .iter()
-            .filter(|l| l.status != "VOIDED")
-            .map(|l| l.quantity * (l.price + l.tax))
-            .sum();
-        let paid: Decimal = payments.iter().map(|p| p.amount).sum();
-        if round2(total) != round2(paid) {
-            return Err(bad(format!(
-                "A CLOSED sale must be fully paid: the sale total is {:.2} but the payments sum to {:.2}",
-                round2(total),
-                round2(paid)
-            )));
-        }
-    }
-
-    Ok(SaleInput {
-        register_id,
-        user_id,
-        customer_id,
-        status,
-        sale_date,
-        note: opt_str(b, "note", "")?,
-        invoice_number: opt_str(b, "invoice_number", "")?.filter(|s| !s.is_empty()),
-        invoice_sequence,
-        source: opt_str(b, "source", "")?,
-        source_id: opt_str(b, "source_id", "")?,
-        short_code: opt_str(b, "short_code", "")?,
-        lines,
-        payments,
-    })
+    Ok(status)
 }
 
 fn post_register_sale(st: &mut State, body: Option<&Value>) -> ApiResponse {
@@ -1131,127 +1053,50 @@ fn post_register_sale(st: &mut State, body: Option<&Value>) -> ApiResponse {
         Ok(id) => id.filter(|s| !s.is_empty()),
         Err(e) => return e,
     };
-    let input = match parse_sale(st, b) {
+    let input = match parse_sale(st, b, &REGISTER_SALES) {
         Ok(i) => i,
         Err(e) => return e,
     };
-    let now = Utc::now();
-    let outlet_id = st
-        .register(&input.register_id)
-        .map(|r| r.outlet_id.clone())
-        .expect("validated");
-    let idx = match existing {
-        Some(id) => {
-            // Update: the body replaces the sale (lines left out are deleted, as in 0.9).
-            let Some(idx) = st.sales.iter().position(|s| s.id == id) else {
-                return not_found(format!("Register sale {id} not found"));
-            };
-            st.apply_sale_stock(idx, false);
-            let version = st.next_version();
-            let s = &mut st.sales[idx];
-            s.register_id = input.register_id;
-            s.outlet_id = outlet_id;
-            s.user_id = input.user_id;
-            s.customer_id = input.customer_id;
-            s.status = input.status;
-            if let Some(d) = input.sale_date {
-                s.sale_date = d;
-            }
-            if let Some(n) = input.note {
-                s.note = n;
-            }
-            if let Some(n) = input.invoice_number {
-                s.invoice_number = n;
-            }
-            if let Some(n) = input.invoice_sequence {
-                s.invoice_sequence = n;
-            }
-            if let Some(v) = input.source {
-                s.source = v;
-            }
-            if let Some(v) = input.source_id {
-                s.source_id = v;
-            }
-            if let Some(v) = input.short_code {
-                s.short_code = v;
-            }
-            s.lines = input.lines;
-            s.payments = input.payments;
-            s.updated_at = now;
-            s.version = version;
-            idx
-        }
-        None => {
-            // No id: ALWAYS a new sale, even with a repeated invoice_number (no idempotency).
-            let (invoice_number, invoice_sequence) = match input.invoice_number {
-                Some(n) => (n, input.invoice_sequence.unwrap_or(0)),
-                None => st.next_invoice(&input.register_id),
-            };
-            let version = st.next_version();
-            st.sales.push(LsSale {
-                id: new_uuid(),
-                register_id: input.register_id,
-                outlet_id,
-                user_id: input.user_id,
-                customer_id: input.customer_id,
-                status: input.status,
-                invoice_number,
-                invoice_sequence,
-                source: input.source.unwrap_or_default(),
-                source_id: input.source_id.unwrap_or_default(),
-                note: input.note.unwrap_or_default(),
-                short_code: input
-                    .short_code
-                    .unwrap_or_else(|| random_code(b"abcdefghijklmnopqrstuvwxyz0123456789", 6)),
-                sale_date: input.sale_date.unwrap_or(now),
-                created_at: now,
-                updated_at: now,
-                searchable_at: Instant::now() + st.cfg.ls_search_lag,
-                version,
-                lines: input.lines,
-                payments: input.payments,
-                stock_taken: false,
-            });
-            st.sales.len() - 1
-        }
+    let target = match existing {
+        // Update: the body replaces the sale (lines left out are deleted, as in 0.9).
+        Some(id) => match st.sales.iter().position(|s| s.id == id) {
+            Some(idx) => SaleTarget::Replace(idx),
+            None => return not_found(format!("Register sale {id} not found")),
+        },
+        // No id: ALWAYS a new sale, even with a repeated invoice_number (no idempotency).
+        None => SaleTarget::New(None),
     };
-    if status_takes_stock(&st.sales[idx].status) {
-        st.apply_sale_stock(idx, true);
-    }
+    let idx = store_sale(st, input, target);
     ApiResponse::ok(json!({"register_sale": render_sale_09(st, &st.sales[idx])}))
 }
 
 // ---------------------------------------------------------------------------------------------
 // Products list, search, customers
 
-/// `GET /api/2.0/products?sku=`: the one parameter read when it is given.
+/// `GET /api/2.0/products?sku=` (and 2026-07's): the one parameter read when it is given.
 #[derive(Default, Deserialize)]
 #[serde(default)]
-struct SkuQuery {
+pub(crate) struct SkuQuery {
     sku: First,
 }
 
 /// The products with exactly this SKU (not deleted).
-fn products_by_sku(st: &State, sku: &str) -> ApiResponse {
-    let data: Vec<Value> = st
+fn products_by_sku(st: &State, sku: &str, generation: &Generation) -> ApiResponse {
+    let rows: Vec<&LsProduct> = st
         .products
         .iter()
         .filter(|p| p.deleted_at.is_none() && p.sku == sku)
-        .map(|p| render_product(st, p))
         .collect();
-    let mut out = Map::new();
-    let versions: Vec<u64> = data
-        .iter()
-        .filter_map(|p| p.get("version").and_then(Value::as_u64))
+    let versions = rows.iter().map(|p| p.version);
+    let range = versions.clone().min().zip(versions.max());
+    let data = rows
+        .into_iter()
+        .map(|p| (generation.product)(st, p))
         .collect();
-    if let (Some(min), Some(max)) = (versions.iter().min(), versions.iter().max()) {
-        out.insert("version".into(), json!({"min": min, "max": max}));
-    }
-    out.insert("data".into(), Value::Array(data));
-    ApiResponse::ok(Value::Object(out))
+    ApiResponse::ok(envelope(data, range, generation))
 }
 
-fn list_products(st: &State, v: &Versions) -> ApiResponse {
+fn list_products(st: &State, v: &Versions, generation: &Generation) -> ApiResponse {
     let (after, size) = early_cut(v);
     let mut rows: Vec<&LsProduct> = st
         .products
@@ -1262,20 +1107,21 @@ fn list_products(st: &State, v: &Versions) -> ApiResponse {
     rows.truncate(size);
     let items = rows
         .into_iter()
-        .map(|p| (p.version, render_product(st, p)))
+        .map(|p| (p.version, (generation.product)(st, p)))
         .collect();
-    versioned(items, v)
+    versioned(items, v, generation)
 }
 
 fn contains_ci(hay: Option<&str>, needle: &str) -> bool {
     hay.is_some_and(|h| h.to_lowercase().contains(&needle.to_lowercase()))
 }
 
-/// `GET /api/2.0/search`: `type`, paging, and the filters of each type. A filter given more
-/// than once counts by its first value, except `status`, `sku` and `-sku`, which take several.
+/// `GET /api/2.0/search` (and 2026-07's, which adds `state`): `type`, paging, and the filters of
+/// each type. A filter given more than once counts by its first value, except `status`,
+/// `state`, `sku` and `-sku`, which take several.
 #[derive(Default, Deserialize)]
 #[serde(default)]
-struct SearchQuery {
+pub(crate) struct SearchQuery {
     #[serde(rename = "type")]
     kind: First,
     offset: Count,
@@ -1283,6 +1129,8 @@ struct SearchQuery {
     deleted: Flag,
     // Sales.
     status: Vec<String>,
+    /// 2026-07 only (`search.json`: "state", MAPPING.md §6); API 2.0 ignores it.
+    state: Vec<String>,
     invoice_number: First,
     customer_id: First,
     user_id: First,
@@ -1304,7 +1152,9 @@ struct SearchQuery {
     phone: First,
 }
 
-fn search(st: &State, q: &SearchQuery) -> ApiResponse {
+/// The search of either generation: one set of matching rules (lag, lower-cased SKUs,
+/// case-insensitive customer fields), the hits rendered in `generation`'s shapes.
+pub(crate) fn search(st: &State, q: &SearchQuery, generation: &Generation) -> ApiResponse {
     let offset = usize::try_from(q.offset.0.unwrap_or(0)).unwrap_or(usize::MAX);
     let size = match page_size(q.page_size.0, SEARCH_MAX_PAGE) {
         Ok(n) => n,
@@ -1321,6 +1171,11 @@ fn search(st: &State, q: &SearchQuery) -> ApiResponse {
                 .filter(|s| given(&q.invoice_number, &s.invoice_number))
                 .filter(|s| q.status.is_empty() || q.status.contains(&s.status))
                 .filter(|s| {
+                    !generation.dated
+                        || q.state.is_empty()
+                        || q.state.iter().any(|x| x == sale_state(s).0)
+                })
+                .filter(|s| {
                     q.customer_id
                         .as_deref()
                         .is_none_or(|c| s.customer_id.as_deref() == Some(c))
@@ -1329,7 +1184,7 @@ fn search(st: &State, q: &SearchQuery) -> ApiResponse {
                 .filter(|s| given(&q.outlet_id, &s.outlet_id))
                 .filter(|s| q.date_from.0.is_none_or(|d| s.sale_date >= d))
                 .filter(|s| q.date_to.0.is_none_or(|d| s.sale_date <= d))
-                .map(|s| render_sale_20(st, s))
+                .map(|s| (generation.sale)(st, s))
                 .collect()
         }
         Some("products") => {
@@ -1344,7 +1199,7 @@ fn search(st: &State, q: &SearchQuery) -> ApiResponse {
                         .as_deref()
                         .is_none_or(|v| p.variant_parent_id.as_deref() == Some(v))
                 })
-                .map(|p| render_product(st, p))
+                .map(|p| (generation.product)(st, p))
                 .collect()
         }
         Some("customers") => {
@@ -1372,7 +1227,7 @@ fn search(st: &State, q: &SearchQuery) -> ApiResponse {
                             .is_none_or(|n| contains_ci(hay.as_deref(), n))
                     })
                 })
-                .map(render_customer)
+                .map(generation.customer)
                 .collect()
         }
         Some(other) => {
@@ -1432,8 +1287,28 @@ const CUSTOMER_OPTIONAL: &[&str] = &[
 ];
 
 fn create_customer(st: &mut State, body: Option<&Value>) -> ApiResponse {
+    match new_customer(st, body, &[], &[]) {
+        Ok(idx) => ApiResponse::json(
+            StatusCode::CREATED,
+            json!({"data": render_customer(&st.customers[idx])}),
+        ),
+        Err(refused) => refused,
+    }
+}
+
+/// Create a customer from a `POST /customers` body: `first_name` and `last_name` are required
+/// strings (an empty string is accepted), the email must look like one, a `customer_code` must
+/// be new; the optional fields of [`CUSTOMER_OPTIONAL`] and `more_strings` (strings), and
+/// `do_not_email`, `enable_loyalty` and `more_flags` (booleans) are kept as given. Returns the
+/// new customer's index.
+pub(crate) fn new_customer(
+    st: &mut State,
+    body: Option<&Value>,
+    more_strings: &[&str],
+    more_flags: &[&str],
+) -> Result<usize, ApiResponse> {
     let Some(Value::Object(b)) = body else {
-        return bad("The request body must be a JSON object");
+        return Err(bad("The request body must be a JSON object"));
     };
     // Required: present and a string (an empty string is accepted).
     let name = |key: &str| -> Result<String, ApiResponse> {
@@ -1443,55 +1318,43 @@ fn create_customer(st: &mut State, body: Option<&Value>) -> ApiResponse {
             Some(_) => Err(bad(format!("{key} must be a string"))),
         }
     };
-    let first = match name("first_name") {
-        Ok(s) => s,
-        Err(e) => return e,
-    };
-    let last = match name("last_name") {
-        Ok(s) => s,
-        Err(e) => return e,
-    };
-    let email = match opt_str(b, "email", "") {
-        Ok(e) => e.filter(|e| !e.is_empty()),
-        Err(e) => return e,
-    };
+    let first = name("first_name")?;
+    let last = name("last_name")?;
+    let email = opt_str(b, "email", "")?.filter(|e| !e.is_empty());
     if let Some(e) = &email
         && !valid_email(e)
     {
-        return bad(format!("email {e:?} is not a valid email address"));
+        return Err(bad(format!("email {e:?} is not a valid email address")));
     }
-    let code = match opt_str(b, "customer_code", "") {
-        Ok(c) => c.filter(|c| !c.is_empty()),
-        Err(e) => return e,
-    };
+    let code = opt_str(b, "customer_code", "")?.filter(|c| !c.is_empty());
     if let Some(c) = &code
         && st.customers.iter().any(|x| x.customer_code == *c)
     {
-        return bad(format!("customer_code {c} is already used"));
+        return Err(bad(format!("customer_code {c} is already used")));
     }
     let mut extra = Map::new();
-    for k in CUSTOMER_OPTIONAL {
+    for k in CUSTOMER_OPTIONAL.iter().chain(more_strings) {
         match b.get(*k) {
             None | Some(Value::Null) => {}
             Some(Value::String(s)) => {
                 extra.insert((*k).into(), s.clone().into());
             }
-            Some(_) => return bad(format!("{k} must be a string")),
+            Some(_) => return Err(bad(format!("{k} must be a string"))),
         }
     }
-    for k in ["do_not_email", "enable_loyalty"] {
-        match b.get(k) {
+    for k in ["do_not_email", "enable_loyalty"].iter().chain(more_flags) {
+        match b.get(*k) {
             None | Some(Value::Null) => {}
             Some(Value::Bool(v)) => {
-                extra.insert(k.into(), (*v).into());
+                extra.insert((*k).into(), (*v).into());
             }
-            Some(_) => return bad(format!("{k} must be a boolean")),
+            Some(_) => return Err(bad(format!("{k} must be a boolean"))),
         }
     }
     let now = Utc::now();
     let customer_code = code.unwrap_or_else(|| st.new_customer_code(&first));
     let version = st.next_version();
-    let c = LsCustomer {
+    st.customers.push(LsCustomer {
         id: new_uuid(),
         customer_code,
         first_name: first,
@@ -1501,8 +1364,6 @@ fn create_customer(st: &mut State, body: Option<&Value>) -> ApiResponse {
         created_at: now,
         updated_at: now,
         version,
-    };
-    let out = render_customer(&c);
-    st.customers.push(c);
-    ApiResponse::json(StatusCode::CREATED, json!({"data": out}))
+    });
+    Ok(st.customers.len() - 1)
 }

@@ -367,6 +367,11 @@ fn matched(matched: &Option<MatchedPath>, template: &str) -> bool {
         .is_some_and(|m| m.as_str().ends_with(template))
 }
 
+/// Whether the route the request matched is one of `templates` (a route's twins).
+fn matched_any(route: &Option<MatchedPath>, templates: [&str; 2]) -> bool {
+    templates.iter().any(|t| matched(route, t))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Ecwid
 
@@ -510,9 +515,12 @@ struct Retailer {
     prefix: String,
 }
 
-/// In front of every Lightspeed endpoint but the OAuth token endpoint: counters, retailer,
-/// token, rate limit and faults, the JSON body; then the endpoint's op, with the rate-limit
-/// headers.
+/// In front of every Lightspeed endpoint but the OAuth token endpoint, legacy and 2026-07
+/// alike: counters, retailer, token, rate limit (one budget) and faults, the JSON body; then the
+/// endpoint's op, with the rate-limit headers. ASSUMPTION (MAPPING.md §12: the spec is silent,
+/// nothing says the date-based API has its own limiter): `/api/2026-07/*` sends the same
+/// `X-RateLimit-*` headers and shares the legacy paths' budget, and a dated route meets its
+/// legacy twin's faults and counters (`crate::lightspeed::SALE_CREATE`...).
 async fn ls_gate(
     AxState(shared): AxState<Shared>,
     ConnectInfo(meta): ConnectInfo<ConnMeta>,
@@ -531,10 +539,14 @@ async fn ls_gate(
         Err(resp) => return resp,
     };
     let cfg = &shared.cfg;
-    let is_sale_post = method == Method::POST && matched(&route, "/api/register_sales");
-    let is_search = method == Method::GET && matched(&route, "/api/2.0/search");
-    let is_customer_create = method == Method::POST && matched(&route, "/api/2.0/customers");
-    let is_product_create = method == Method::POST && matched(&route, "/api/2.0/products");
+    // Each in both generations: `/api/2026-07/*` twins count and fault as the legacy routes.
+    let is_sale_post =
+        method == Method::POST && matched_any(&route, crate::lightspeed::SALE_CREATE);
+    let is_search = method == Method::GET && matched_any(&route, crate::lightspeed::SEARCH);
+    let is_customer_create =
+        method == Method::POST && matched_any(&route, crate::lightspeed::CUSTOMER_CREATE);
+    let is_product_create =
+        method == Method::POST && matched_any(&route, crate::lightspeed::PRODUCT_CREATE);
 
     let limit = cfg.ls_rate_limit;
     let reset_header = cfg.ls_rate_limit_reset_header;

@@ -326,15 +326,17 @@ pub struct Counters {
     pub ecwid_rate_limited: u64,
     /// Every request to the Lightspeed API.
     pub ls_requests: u64,
-    /// `POST /api/register_sales` attempts (including failed or faulted ones).
+    /// Sale creation attempts, `POST /api/register_sales` and `POST /api/2026-07/sales`
+    /// (including failed or faulted ones).
     pub ls_sale_posts: u64,
     /// Lightspeed GET requests.
     pub ls_gets: u64,
-    /// `GET /api/2.0/search` requests.
+    /// `GET /api/2.0/search` and `GET /api/2026-07/search` requests.
     pub ls_searches: u64,
-    /// `POST /api/2.0/customers` attempts.
+    /// `POST /api/2.0/customers` and `POST /api/2026-07/customers` attempts.
     pub ls_customer_creates: u64,
-    /// `POST /api/2.0/products` (CreateProduct) attempts, refused ones included.
+    /// `POST /api/2.0/products` and `POST /api/2026-07/products` (CreateProduct) attempts,
+    /// refused ones included.
     #[serde(default)]
     pub ls_product_creates: u64,
     /// 429s sent by Lightspeed (real or injected).

@@ -318,12 +318,49 @@ impl LsSale {
     }
 }
 
-/// Statuses that take stock off (a completed sale).
+/// A legacy sale `status` and its 2026-07 `state` and attribute: the "States and attributes
+/// mapping" table of Lightspeed's `docs/sales_states_and_attributes`, as
+/// `tests/fixtures/lightspeed/2026-07/MAPPING.md` §4 quotes it. A sale is stored with its
+/// legacy status; both generations read and write it through this one table.
+const STATES: &[(&str, &str, Option<&str>)] = &[
+    ("SAVED", "parked", None),
+    ("OPEN", "pending", None),
+    ("VOIDED", "voided", None),
+    ("CLOSED", "closed", None),
+    ("ONACCOUNT", "pending", Some("onaccount")),
+    ("ONACCOUNT_CLOSED", "closed", Some("onaccount")),
+    ("LAYBY", "pending", Some("layby")),
+    ("LAYBY_CLOSED", "closed", Some("layby")),
+    ("AWAITING_DISPATCH", "pending", Some("delivery")),
+    ("DISPATCHED_CLOSED", "closed", Some("delivery")),
+    ("AWAITING_PICKUP", "pending", Some("pickup")),
+    ("PICKED_UP_CLOSED", "closed", Some("pickup")),
+    ("SERVICE", "pending", Some("service")),
+    ("SERVICE_CLOSED", "closed", Some("service")),
+];
+
+/// The 2026-07 `state` and attribute of a legacy status (MAPPING.md §4); `None` for a status
+/// the table does not have.
+pub(crate) fn state_of(status: &str) -> Option<(&'static str, Option<&'static str>)> {
+    STATES
+        .iter()
+        .find(|(s, _, _)| *s == status)
+        .map(|(_, state, attribute)| (*state, *attribute))
+}
+
+/// The legacy status of a 2026-07 `state` with at most one attribute (MAPPING.md §4); `None`
+/// for a pair the table does not have.
+pub(crate) fn status_of(state: &str, attribute: Option<&str>) -> Option<&'static str> {
+    STATES
+        .iter()
+        .find(|(_, st, attr)| *st == state && *attr == attribute)
+        .map(|(status, _, _)| *status)
+}
+
+/// Statuses that take stock off: a completed sale, whose state is `closed` ("Is this sale
+/// closed?" is `state == "closed"`, MAPPING.md §4).
 pub(crate) fn status_takes_stock(status: &str) -> bool {
-    matches!(
-        status,
-        "CLOSED" | "ONACCOUNT_CLOSED" | "LAYBY_CLOSED" | "DISPATCHED_CLOSED" | "PICKED_UP_CLOSED"
-    )
+    state_of(status).is_some_and(|(state, _)| state == "closed")
 }
 
 // ---------------------------------------------------------------------------------------------
