@@ -7,107 +7,36 @@ mod common;
 
 use std::sync::OnceLock;
 
+use common::openapi::Spec;
 use common::*;
 use els_sandbox::{ProductSpec, Sandbox, VariantSpec};
 use rust_decimal_macros::dec;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 const SPEC: &str = include_str!("fixtures/lightspeed/openapi-2.0.reduced.json");
 
-fn spec() -> &'static Value {
-    static PARSED: OnceLock<Value> = OnceLock::new();
-    PARSED.get_or_init(|| serde_json::from_str(SPEC).expect("the OpenAPI file is JSON"))
-}
-
-/// OpenAPI 3.0 schema objects -> JSON Schema: `nullable: true` becomes a `null` alternative.
-fn convert(v: &Value) -> Value {
-    match v {
-        Value::Array(items) => Value::Array(items.iter().map(convert).collect()),
-        Value::Object(m) => {
-            let mut out: Map<String, Value> = Map::new();
-            for (k, v) in m {
-                // `example`/`examples` hold sample data, not schemas.
-                if k == "example" || k == "examples" {
-                    out.insert(k.clone(), v.clone());
-                } else {
-                    out.insert(k.clone(), convert(v));
-                }
-            }
-            if out.remove("nullable") == Some(Value::Bool(true)) {
-                if let Some(t) = out.get("type").cloned() {
-                    let mut types = match t {
-                        Value::Array(a) => a,
-                        other => vec![other],
-                    };
-                    types.push(json!("null"));
-                    out.insert("type".into(), Value::Array(types));
-                    if let Some(Value::Array(e)) = out.get_mut("enum") {
-                        e.push(Value::Null);
-                    }
-                } else if let Some(r) = out.remove("$ref") {
-                    out.insert("anyOf".into(), json!([{"$ref": r}, {"type": "null"}]));
-                }
-            }
-            Value::Object(out)
-        }
-        other => other.clone(),
-    }
+fn spec() -> &'static Spec {
+    static PARSED: OnceLock<Spec> = OnceLock::new();
+    PARSED.get_or_init(|| Spec::parse("openapi-2.0.reduced.json", SPEC))
 }
 
 fn validator_for_schema(schema: &Value) -> jsonschema::Validator {
-    let mut root = match convert(schema) {
-        Value::Object(m) => m,
-        other => panic!("schema is not an object: {other}"),
-    };
-    root.insert("components".into(), convert(&spec()["components"]));
-    jsonschema::options()
-        .should_validate_formats(true)
-        .should_ignore_unknown_formats(true)
-        .build(&Value::Object(root))
-        .expect("the schema compiles")
+    spec().validator(schema)
 }
 
 /// The operation's response schema, found in the file.
 fn response_schema(path: &str, method: &str, code: &str) -> Value {
-    spec()["paths"][path][method]["responses"][code]["content"]["application/json"]["schema"]
-        .clone()
+    spec().response_schema(path, method, code)
 }
 
 #[track_caller]
 fn assert_valid(path: &str, method: &str, code: &str, body: &Value) {
-    let schema = response_schema(path, method, code);
-    assert!(
-        schema.is_object(),
-        "no {code} schema for {method} {path} in the reduced OpenAPI file: add it to \
-         tests/fixtures/reduce_openapi.py and reduce Lightspeed's file again"
-    );
-    let validator = validator_for_schema(&schema);
-    let errors: Vec<String> = validator
-        .iter_errors(body)
-        .map(|e| format!("{} at {}", e, e.instance_path))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "{method} {path} response does not match the OpenAPI schema:\n{}\n{body:#}",
-        errors.join("\n")
-    );
+    spec().assert_valid(path, method, code, body);
 }
 
 #[track_caller]
 fn assert_each_valid(component: &str, items: &[Value]) {
-    let validator =
-        validator_for_schema(&json!({"$ref": format!("#/components/schemas/{component}")}));
-    for item in items {
-        let errors: Vec<String> = validator
-            .iter_errors(item)
-            .map(|e| format!("{} at {}", e, e.instance_path))
-            .collect();
-        assert!(
-            errors.is_empty(),
-            "{component}: {}\n{item:#}",
-            errors.join("\n")
-        );
-    }
+    spec().assert_each_valid(component, items);
 }
 
 async fn get_ok(sb: &Sandbox, path: &str) -> Value {
@@ -436,8 +365,8 @@ async fn create_product_answers_as_the_openapi_example_shows() {
     };
     assert_eq!(errors(&created), Vec::<String>::new(), "{created}");
     assert!(!validator.is_valid(&created), "string ids are not objects");
-    let example =
-        &spec()["paths"]["/products"]["post"]["responses"]["200"]["content"]["Example"]["example"];
+    let example = &spec().doc["paths"]["/products"]["post"]["responses"]["200"]["content"]["Example"]
+        ["example"];
     assert!(example.is_object(), "CreateProduct's example is kept");
     assert!(errors(example).is_empty());
     assert!(

@@ -1,6 +1,8 @@
 //! Helpers shared by the sandbox's integration tests.
 #![allow(dead_code)]
 
+pub mod openapi;
+
 use els_sandbox::{Sandbox, SandboxConfig};
 use reqwest::{Client, Method, Response};
 use serde_json::Value;
@@ -107,4 +109,48 @@ pub fn closed_sale(
 /// A JSON number from its decimal text.
 pub fn num(s: &str) -> Value {
     serde_json::from_str(s).expect("a JSON number")
+}
+
+/// The 2026-07 twin of [`closed_sale`]: the same sale as a `SaleRequest` (`POST
+/// /api/2026-07/sales`), mapped as `tests/fixtures/lightspeed/2026-07/MAPPING.md` §1 shows
+/// (money as JSON numbers). Invoice number `ECWID-DATED-1`.
+pub fn dated_sale(
+    sb: &Sandbox,
+    product_id: &str,
+    qty: u32,
+    price: &str,
+    tax: &str,
+    tax_id: &str,
+) -> Value {
+    let ids = sb.ids();
+    let p: rust_decimal::Decimal = price.parse().unwrap();
+    let t: rust_decimal::Decimal = tax.parse().unwrap();
+    let amount = (p + t) * rust_decimal::Decimal::from(qty);
+    serde_json::json!({
+        "source": {
+            "author_id": ids.user_id,
+            "register_id": ids.register_id,
+            "type": "ecwid",
+            "id": "DATED1",
+        },
+        "state": "closed",
+        "attributes": [],
+        "date": "2026-11-27T10:00:00Z",
+        "note": "Ecwid order DATED1",
+        "invoice_number": "ECWID-DATED-1",
+        "line_items": [{
+            "product": {"id": product_id},
+            "quantity": qty,
+            "pricing": {"price": num(price), "discount": 0},
+            "tax": {"id": tax_id, "amount": num(tax)},
+            "status": "CONFIRMED",
+            "_metadata": {"is_price_override": true},
+        }],
+        "payments": [{
+            "type": {"config_id": ids.payment_type_id},
+            "amount": num(&amount.to_string()),
+            "date": "2026-11-27T10:00:00Z",
+            "source": {"register_id": ids.register_id},
+        }],
+    })
 }
