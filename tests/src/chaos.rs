@@ -15,6 +15,7 @@ use els_cli::ops;
 use els_cli::sandbox_setup::{lightspeed_url_template, sandbox_connection};
 use els_core::ingest::{IngestConfig, Ingestor};
 use els_core::ledger::OrderKey;
+use els_core::lightspeed::LsApiVersion;
 use els_core::ports::{Delivery, OrderMessage};
 use els_core::poster::{CrashHook, CrashPoint, PostOutcome, PosterConfig, SalePoster};
 use els_core::sweep::{OrderSweep, SweepConfig};
@@ -67,11 +68,19 @@ pub struct ChaosSettings {
     pub lost_webhook_rate: f64,
     /// Share of orders that get one PAID webhook whose first re-fetch still says unpaid.
     pub lagged_payment_rate: f64,
+    /// The poster's Lightspeed API generation (`ELS_CHAOS_API`, default the newest).
+    pub lightspeed_api: LsApiVersion,
 }
 
 impl ChaosSettings {
-    /// The CI size, with `ELS_CHAOS_ORDERS` and `ELS_CHAOS_SEED` applied.
+    /// The CI size, with `ELS_CHAOS_ORDERS`, `ELS_CHAOS_SEED` and `ELS_CHAOS_API` applied.
     pub fn from_env() -> Self {
+        let lightspeed_api = match std::env::var("ELS_CHAOS_API") {
+            Ok(v) => v
+                .parse()
+                .unwrap_or_else(|e| panic!("ELS_CHAOS_API: {e}")),
+            Err(_) => LsApiVersion::default(),
+        };
         let orders = std::env::var("ELS_CHAOS_ORDERS")
             .ok()
             .and_then(|v| v.trim().parse().ok())
@@ -117,6 +126,7 @@ impl ChaosSettings {
             ],
             lost_webhook_rate: 0.2,
             lagged_payment_rate: 0.05,
+            lightspeed_api,
         }
     }
 }
@@ -269,6 +279,7 @@ impl<Q: ChaosQueue> ChaosQueue for OneCallAtATime<Q> {
 #[derive(Debug, Default)]
 pub struct ChaosReport {
     pub backend: String,
+    pub lightspeed_api: LsApiVersion,
     pub orders: usize,
     pub seed: u64,
     pub webhooks_sent: u64,
@@ -304,8 +315,9 @@ pub struct ChaosReport {
 impl ChaosReport {
     pub fn summary(&self) -> String {
         format!(
-            "chaos[{}] N={} seed={} elapsed={:.1}s | lost_webhooks={} lagged_payments={} swept={} | webhooks={} deliveries={} posted={} adopted={} already_posted={} retries={} (busy={} lease_lost={}) max_receive_count={} | crashes: {} | faults: {} | sales={} duplicates={} lost={} wrong_totals={} ledger={:?} dead_letters={} duplicate_customers={}",
+            "chaos[{} on Lightspeed {}] N={} seed={} elapsed={:.1}s | lost_webhooks={} lagged_payments={} swept={} | webhooks={} deliveries={} posted={} adopted={} already_posted={} retries={} (busy={} lease_lost={}) max_receive_count={} | crashes: {} | faults: {} | sales={} duplicates={} lost={} wrong_totals={} ledger={:?} dead_letters={} duplicate_customers={}",
             self.backend,
+            self.lightspeed_api,
             self.orders,
             self.seed,
             self.elapsed.as_secs_f64(),
@@ -464,6 +476,7 @@ where
         EcwidClient::new(sandbox.ecwid_api_url(), settings.http_timeout).unwrap(),
         LightspeedClient::new(lightspeed_url_template(&sandbox), settings.http_timeout)
             .unwrap()
+            .with_api_version(settings.lightspeed_api)
             // In-process waits for a 429's Retry-After stay well below the lease.
             .with_pacing(Pacing {
                 reserve: 0,
@@ -732,6 +745,7 @@ where
 
     ChaosReport {
         backend: backend.to_string(),
+        lightspeed_api: settings.lightspeed_api,
         orders: n,
         seed: settings.seed,
         webhooks_sent,

@@ -57,6 +57,7 @@ pub fn sample_connection(store_id: StoreId) -> Connection {
         settings: Settings {
             post_sales: true,
             sync_inventory: false,
+            lightspeed_api_version: Some(els_core::lightspeed::LsApiVersion::Legacy),
         },
         version: 1,
     }

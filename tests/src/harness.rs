@@ -5,6 +5,7 @@ use els_cli::sandbox_setup::{lightspeed_url_template, sandbox_connection};
 use els_core::ingest::{IngestConfig, Ingestor};
 use els_core::inventory::mirror::{InventoryMirror, MirrorConfig, MirrorReport};
 use els_core::ledger::{LedgerEntry, OrderKey, OrderState};
+use els_core::lightspeed::LsApiVersion;
 use els_core::poster::{PosterConfig, SalePoster};
 use els_core::{Connection, ConnectionStore, LedgerStore, Secret};
 use els_ecwid::EcwidClient;
@@ -26,6 +27,8 @@ pub struct Harness {
     pub webhook_url: String,
     pub connection: Connection,
     http_timeout: Duration,
+    /// The generation the poster and the mirror speak.
+    pub lightspeed_api: LsApiVersion,
     stop: watch::Sender<bool>,
     _dir: tempfile::TempDir,
 }
@@ -43,6 +46,8 @@ pub struct HarnessOptions {
     /// The poster's Lightspeed pacing (default: the poster's reserve, a wait cap below the
     /// 5 s test lease).
     pub lightspeed_pacing: els_lightspeed::Pacing,
+    /// The poster's Lightspeed API generation (default: the newest dated version).
+    pub lightspeed_api: LsApiVersion,
 }
 
 impl Default for HarnessOptions {
@@ -65,6 +70,7 @@ impl Default for HarnessOptions {
                 max_wait: Duration::from_secs(4),
                 ..els_lightspeed::Pacing::default()
             },
+            lightspeed_api: LsApiVersion::default(),
         }
     }
 }
@@ -104,6 +110,7 @@ impl Harness {
             EcwidClient::new(sandbox.ecwid_api_url(), opts.http_timeout).unwrap(),
             LightspeedClient::new(lightspeed_url_template(&sandbox), opts.http_timeout)
                 .unwrap()
+                .with_api_version(opts.lightspeed_api)
                 .with_pacing(opts.lightspeed_pacing),
             TokioClock,
             opts.poster.clone(),
@@ -133,6 +140,7 @@ impl Harness {
             webhook_url,
             connection,
             http_timeout: opts.http_timeout,
+            lightspeed_api: opts.lightspeed_api,
             stop,
             _dir: dir,
         }
@@ -153,7 +161,8 @@ impl Harness {
             self.store.clone(),
             EcwidClient::new(self.sandbox.ecwid_api_url(), self.http_timeout).unwrap(),
             LightspeedClient::new(lightspeed_url_template(&self.sandbox), self.http_timeout)
-                .unwrap(),
+                .unwrap()
+                .with_api_version(self.lightspeed_api),
             TokioClock,
             config,
         )

@@ -10,8 +10,12 @@
 //! Pass: exactly N sales, one per order, each with the Ecwid total; N POSTED in the ledger;
 //! no duplicates, lost orders, stuck leases, parked or dead-lettered orders.
 //!
-//! The two backends run one after the other (they would only slow each other down).
+//! The poster speaks the Lightspeed API generation `ELS_CHAOS_API` names (default the
+//! newest dated version); one more run uses the other generation on SQLite.
+//!
+//! The runs go one after the other (they would only slow each other down).
 
+use els_core::lightspeed::LsApiVersion;
 use els_store_aws::{DynamoStore, SqsQueue};
 use els_store_sqlite::{QueueConfig, SqliteStore};
 use els_tests::chaos::{self, ChaosSettings};
@@ -30,6 +34,24 @@ fn run_alone(test: impl std::future::Future<Output = ()>) {
         .block_on(test);
 }
 
+/// One run on a fresh SQLite file.
+async fn on_sqlite(settings: &ChaosSettings) {
+    let dir = std::env::temp_dir().join(format!("els-chaos-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = SqliteStore::open_with(
+        dir.join("els.sqlite"),
+        QueueConfig {
+            max_receives: settings.max_receives,
+            ..QueueConfig::default()
+        },
+    )
+    .expect("sqlite opens");
+    let report = chaos::run("sqlite", store.clone(), store, settings).await;
+    eprintln!("{}", report.summary());
+    let _ = std::fs::remove_dir_all(&dir);
+    chaos::assert_passed(&report);
+}
+
 #[test]
 fn chaos_on_the_embedded_backend_posts_every_order_exactly_once() {
     run_alone(async {
@@ -38,20 +60,29 @@ fn chaos_on_the_embedded_backend_posts_every_order_exactly_once() {
             "chaos[sqlite]: N={} seed={} (ELS_CHAOS_ORDERS / ELS_CHAOS_SEED)",
             settings.orders, settings.seed
         );
-        let dir = std::env::temp_dir().join(format!("els-chaos-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = SqliteStore::open_with(
-            dir.join("els.sqlite"),
-            QueueConfig {
-                max_receives: settings.max_receives,
-                ..QueueConfig::default()
-            },
-        )
-        .expect("sqlite opens");
-        let report = chaos::run("sqlite", store.clone(), store, &settings).await;
-        eprintln!("{}", report.summary());
-        let _ = std::fs::remove_dir_all(&dir);
-        chaos::assert_passed(&report);
+        on_sqlite(&settings).await;
+    });
+}
+
+/// The same suite on the other API generation than `ELS_CHAOS_API` picks (by default: the
+/// legacy paths), at a third of N in the test command; run it at full N with
+/// `ELS_CHAOS_API=legacy` (see the README's benchmarks).
+#[test]
+fn chaos_on_the_other_lightspeed_api_generation_posts_every_order_exactly_once() {
+    run_alone(async {
+        let mut settings = ChaosSettings::from_env();
+        settings.lightspeed_api = match settings.lightspeed_api {
+            LsApiVersion::Legacy => LsApiVersion::LATEST,
+            LsApiVersion::Dated(_) => LsApiVersion::Legacy,
+        };
+        if std::env::var("ELS_CHAOS_ORDERS").is_err() {
+            settings.orders = (settings.orders / 3).max(1);
+        }
+        eprintln!(
+            "chaos[sqlite, Lightspeed {}]: N={} seed={}",
+            settings.lightspeed_api, settings.orders, settings.seed
+        );
+        on_sqlite(&settings).await;
     });
 }
 

@@ -7,7 +7,9 @@
 //!
 //! Two tests read the same fixtures:
 //! - `every_fixture_posts_or_parks_end_to_end`: the embedded app against the in-process
-//!   sandbox (signed `order.updated` PAID webhook -> queue -> poster -> `register_sales`).
+//!   sandbox (signed `order.updated` PAID webhook -> queue -> poster -> sale), once on the
+//!   newest dated API (`POST /api/2026-07/sales`) and once on legacy
+//!   (`POST /api/register_sales`); both must give every fixture the same sale to the cent.
 //!   The webhook says the order became PAID, so every order is served as `PAID` whatever its
 //!   published status (Ecwid's examples are INCOMPLETE, CANCELLED, PARTIALLY_REFUNDED or
 //!   carry none). Fixtures in another currency run against their own sandbox whose store and
@@ -43,7 +45,7 @@ use els_cli::sandbox_setup::{lightspeed_url_template, sandbox_connection};
 use els_core::Connection;
 use els_core::ecwid::EcwidOrder;
 use els_core::ledger::{LedgerEntry, OrderKey, OrderState};
-use els_core::lightspeed::SaleSetup;
+use els_core::lightspeed::{LsApiVersion, SaleSetup};
 use els_core::money::{MappingContext, map_order_to_sale};
 use els_core::ports::LightspeedApi;
 use els_lightspeed::LightspeedClient;
@@ -589,19 +591,54 @@ fn failure(f: &Fixture, why: &str) -> String {
     format!("  {}{currency} ({about}):\n    {why}", f.name)
 }
 
+/// What one fixture became on one API generation: its sale (lines, payments, total; ids
+/// named through the vocabulary, so two harnesses compare) or its park code.
+type Outcomes = BTreeMap<String, String>;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_fixture_posts_or_parks_end_to_end() {
     let fixtures = load_fixtures();
     let mut failures = Vec::new();
-    for (currency, group) in by_currency(&fixtures) {
-        failures.extend(end_to_end(currency, &group).await);
+    let mut outcomes: Vec<(LsApiVersion, Outcomes)> = Vec::new();
+    for api in [LsApiVersion::LATEST, LsApiVersion::Legacy] {
+        let mut seen = Outcomes::new();
+        for (currency, group) in by_currency(&fixtures) {
+            let (failed, got) = end_to_end(currency, &group, api).await;
+            failures.extend(failed.into_iter().map(|f| format!("[{api}] {f}")));
+            seen.extend(got);
+        }
+        outcomes.push((api, seen));
+    }
+    // Both generations post the same money to the cent (issue #14): the same lines, unit
+    // prices, unit taxes, taxes, payments and totals, or the same park.
+    let [(a, first), (b, second)] = &outcomes[..] else {
+        unreachable!()
+    };
+    assert_eq!(first.len(), fixtures.len(), "every fixture has an outcome on {a}");
+    for (name, got) in first {
+        if second.get(name) != Some(got) {
+            failures.push(format!(
+                "  {name}: {a} and {b} differ:
+    {a}: {got}
+    {b}: {}",
+                second.get(name).map_or("(none)", String::as_str)
+            ));
+        }
     }
     report(&failures, fixtures.len());
 }
 
-/// Posts one currency's fixtures through a harness whose store and retailer use it.
-async fn end_to_end(currency: Option<&str>, fixtures: &[&Fixture]) -> Vec<String> {
-    let mut opts = HarnessOptions::default();
+/// Posts one currency's fixtures through a harness whose store and retailer use it, its
+/// poster speaking `api`: the failures, and every fixture's outcome.
+async fn end_to_end(
+    currency: Option<&str>,
+    fixtures: &[&Fixture],
+    api: LsApiVersion,
+) -> (Vec<String>, Outcomes) {
+    let mut opts = HarnessOptions {
+        lightspeed_api: api,
+        ..HarnessOptions::default()
+    };
     if let Some(c) = currency {
         opts.sandbox = SandboxConfig {
             currency: c.into(),
@@ -647,9 +684,24 @@ async fn end_to_end(currency: Option<&str>, fixtures: &[&Fixture]) -> Vec<String
     }
 
     let mut failures = Vec::new();
+    let mut outcomes = Outcomes::new();
     for f in fixtures {
         let entry = settled(&h, f.order_id()).await;
         let sales = h.sales_for(f.order_id());
+        outcomes.insert(
+            f.name.clone(),
+            match (&entry, sales.as_slice()) {
+                (Some(e), [sale]) if e.state == OrderState::Posted => {
+                    format!("{:?}", SaleShape::from_sandbox(sale, &vocab))
+                }
+                (Some(e), _) => format!(
+                    "{} {}",
+                    e.state.as_str(),
+                    e.reason.as_ref().map_or("", |r| r.code.as_str())
+                ),
+                (None, _) => "never reached the ledger".into(),
+            },
+        );
         let outcome = match entry {
             None => Err("never reached the ledger".to_string()),
             Some(e) => match e.state {
@@ -690,7 +742,7 @@ async fn end_to_end(currency: Option<&str>, fixtures: &[&Fixture]) -> Vec<String
             failures.push(failure(f, &why));
         }
     }
-    failures
+    (failures, outcomes)
 }
 
 #[tokio::test]

@@ -3,7 +3,8 @@
 //! `Retry-After`. The sandbox sends only the documented headers (`X-RateLimit-Limit`,
 //! `X-RateLimit-Remaining`, and on a 429 `Retry-After`); no reset header (issue #10).
 //!
-//! `ELS_RATE_ORDERS` (default 1000) and `ELS_RATE_WINDOW_MS` (default 10000) size the burst.
+//! `ELS_RATE_ORDERS` (default 1000 on the newest dated API, 400 on legacy) and
+//! `ELS_RATE_WINDOW_MS` (default 10000) size the burst.
 //! The window is scaled from 300 s to 10 s, not less: one store's orders are posted one at a
 //! time, and a debug build on a busy CI machine posts some 50 orders/s, so a shorter window's
 //! ceiling (350 / 3 s = 117/s) would never be reached and pacing would not be exercised.
@@ -14,6 +15,7 @@
 //! `ELS_RATE_RESET_HEADER=1` has the sandbox send its undocumented `X-RateLimit-Reset` too.
 
 use els_core::ledger::OrderState;
+use els_core::lightspeed::LsApiVersion;
 use els_core::{ApiError, LightspeedApi, WorkQueue};
 use els_sandbox::{Fault, FaultKind, OrderItemSpec, OrderSpec, ProductSpec, Route, SandboxConfig};
 use els_tests::harness::{Harness, HarnessOptions};
@@ -57,7 +59,18 @@ fn order(id: &str, sku: &str, qty: u32) -> OrderSpec {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_orders_under_the_limit_posts_every_order_without_a_429() {
-    let orders = env_or("ELS_RATE_ORDERS", 1000) as usize;
+    burst(LsApiVersion::LATEST, 1000).await;
+}
+
+/// The same burst on the legacy paths, smaller in the test command (the pacing code is one;
+/// the paths and answers differ). `ELS_RATE_ORDERS` sizes both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_on_the_legacy_api_posts_every_order_without_a_429() {
+    burst(LsApiVersion::Legacy, 400).await;
+}
+
+async fn burst(api: LsApiVersion, default_orders: u64) {
+    let orders = env_or("ELS_RATE_ORDERS", default_orders) as usize;
     let window = Duration::from_millis(env_or("ELS_RATE_WINDOW_MS", 10_000));
     // The poster's gate assumes the scaled window, as it assumes the documented 5 minutes in
     // production (the window is in no header).
@@ -80,6 +93,7 @@ async fn a_burst_of_orders_under_the_limit_posts_every_order_without_a_429() {
         },
         // A slow CI machine must not turn a busy queue into dead letters.
         max_receives: 50,
+        lightspeed_api: api,
         ..HarnessOptions::default()
     })
     .await;
@@ -190,7 +204,7 @@ async fn a_burst_of_orders_under_the_limit_posts_every_order_without_a_429() {
     let spent = u64::from(LIMIT - els_lightspeed::POSTER_RESERVE);
     let stats = els_cli::bench::window_stats(&samples, window, spent);
     eprintln!(
-        "rate limit {LIMIT}/{window:?}: {orders} orders in {:.2} s, {} Lightspeed requests, {} 429s, \
+        "Lightspeed {api}, rate limit {LIMIT}/{window:?}: {orders} orders in {:.2} s, {} Lightspeed requests, {} 429s, \
          at most {} requests in one window; {rate:.1} sales/s overall = {:.0}% of the ceiling \
          {ceiling:.1}/s (the empty first window is a free burst); steady state {}",
         elapsed.as_secs_f64(),

@@ -11,6 +11,7 @@ use els_core::poster::{PosterConfig, SalePoster};
 use els_core::{LedgerStore, Secret};
 use els_ecwid::EcwidClient;
 use els_http::TokioClock;
+use els_core::lightspeed::LsApiVersion;
 use els_lightspeed::{LightspeedClient, POSTER_RESERVE, Pacing};
 use els_sandbox::{OrderItemSpec, OrderSpec, ProductSpec, Sandbox, SandboxConfig};
 use els_store_sqlite::SqliteStore;
@@ -30,6 +31,7 @@ pub struct BenchOptions {
     pub webhooks: usize,
     pub concurrency: usize,
     pub orders: usize,
+    pub api_version: LsApiVersion,
 }
 
 pub struct BenchReport {
@@ -77,6 +79,7 @@ async fn serve_bench_app(
     sandbox: &Sandbox,
     store: &SqliteStore,
     pacing: Pacing,
+    api_version: LsApiVersion,
 ) -> anyhow::Result<(Arc<BenchApp>, String)> {
     let timeout = BENCH_HTTP_TIMEOUT;
     let app = Embedded::new(
@@ -89,7 +92,9 @@ async fn serve_bench_app(
         SalePoster::new(
             store.clone(),
             EcwidClient::new(sandbox.ecwid_api_url(), timeout)?,
-            LightspeedClient::new(lightspeed_url_template(sandbox), timeout)?.with_pacing(pacing),
+            LightspeedClient::new(lightspeed_url_template(sandbox), timeout)?
+                .with_api_version(api_version)
+                .with_pacing(pacing),
             TokioClock,
             PosterConfig::default(),
         ),
@@ -125,7 +130,7 @@ pub async fn run(dir: &Path, opts: BenchOptions) -> anyhow::Result<BenchReport> 
     }
     let store = SqliteStore::open(dir.join("bench.sqlite"))?;
     let conn = ops::upsert_connection(&store, sandbox_connection(&sandbox)).await?;
-    let (app, url) = serve_bench_app(&sandbox, &store, Pacing::default()).await?;
+    let (app, url) = serve_bench_app(&sandbox, &store, Pacing::default(), opts.api_version).await?;
 
     // Phase 1: ingest only (no worker), distinct signed events, `concurrency` connections.
     let hooks: Vec<_> = (0..opts.webhooks)
@@ -218,6 +223,7 @@ pub async fn run(dir: &Path, opts: BenchOptions) -> anyhow::Result<BenchReport> 
 pub struct InventoryBenchOptions {
     pub catalog: usize,
     pub changes: Vec<usize>,
+    pub api_version: LsApiVersion,
 }
 
 /// Process memory from `/proc/self/status` (Linux), in MiB: (current RSS, peak RSS).
@@ -282,7 +288,8 @@ pub async fn run_inventory(dir: &Path, opts: InventoryBenchOptions) -> anyhow::R
     let mirror = InventoryMirror::new(
         store.clone(),
         EcwidClient::new(sandbox.ecwid_api_url(), timeout)?,
-        LightspeedClient::new(lightspeed_url_template(&sandbox), timeout)?,
+        LightspeedClient::new(lightspeed_url_template(&sandbox), timeout)?
+            .with_api_version(opts.api_version),
         TokioClock,
         MirrorConfig {
             max_run: Duration::from_secs(3600),
@@ -339,6 +346,7 @@ pub struct RateLimitBenchOptions {
     pub limit: u32,
     /// The window, scaled down from Lightspeed's 5 minutes.
     pub window: Duration,
+    pub api_version: LsApiVersion,
 }
 
 /// What a rate-limit burst achieved.
@@ -465,7 +473,7 @@ pub async fn run_rate_limit(
         window: opts.window,
         ..Pacing::default()
     };
-    let (app, url) = serve_bench_app(&sandbox, &store, pacing).await?;
+    let (app, url) = serve_bench_app(&sandbox, &store, pacing, opts.api_version).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let worker = tokio::spawn(app.clone().run_worker(stop_rx));
 

@@ -5,6 +5,7 @@
 use crate::ops;
 use els_core::doctor::{self, CatalogReport, Check, Status};
 use els_core::inventory::EcwidCatalogProduct;
+use els_core::lightspeed::LsApiVersion;
 use els_core::ledger::OrderState;
 use els_core::setup;
 use els_core::{ApiError, Connection, EcwidApi, InventoryStateStore, LedgerStore, LightspeedApi};
@@ -65,6 +66,7 @@ pub async fn diagnose<S: LedgerStore + InventoryStateStore>(
         }),
         Err(e) => checks.push(failed("Ecwid token", e)),
     }
+    checks.push(api_version(conn, lightspeed));
     let retailer = lightspeed.retailer(conn).await;
     match &retailer {
         Ok(r) => checks.push(lightspeed_token(conn, &r.name, now)),
@@ -241,6 +243,32 @@ pub async fn diagnose<S: LedgerStore + InventoryStateStore>(
         ledger,
         parked_by_reason,
     })
+}
+
+/// Which Lightspeed API generation the store speaks, and where the choice comes from. Legacy
+/// works but is a warning: Lightspeed lists its paths as Legacy, and dated versions are
+/// supported for 12 months each.
+pub fn api_version(conn: &Connection, lightspeed: &LightspeedClient) -> Check {
+    let version = lightspeed.version_for(conn);
+    let whence = match conn.settings.lightspeed_api_version {
+        Some(_) => format!(
+            "this store's setting; the deployment's LIGHTSPEED_API_VERSION is {}",
+            lightspeed.api_version()
+        ),
+        None => "the deployment's LIGHTSPEED_API_VERSION".to_string(),
+    };
+    match version {
+        LsApiVersion::Dated(v) => Check::new("Lightspeed API", Status::Ok, format!("{v} ({whence})")),
+        LsApiVersion::Legacy => Check::new(
+            "Lightspeed API",
+            Status::Warn,
+            format!(
+                "legacy ({whence}): Lightspeed lists these paths as Legacy; move with `els settings --store {} --lightspeed-api-version {}`",
+                conn.store_id,
+                LsApiVersion::LATEST
+            ),
+        ),
+    }
 }
 
 fn lightspeed_token(

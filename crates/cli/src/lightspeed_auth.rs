@@ -32,17 +32,15 @@ pub fn oauth_credentials(
     }
 }
 
-/// A Lightspeed client for `url_template` that keeps the tokens stored in `store` fresh and
-/// paces its requests with `pacing`, for a command that uses one (`sync-inventory`,
-/// `reconcile`).
+/// `client` keeping the tokens stored in `store` fresh and pacing its requests with
+/// `pacing`, for a command that uses one (`sync-inventory`, `reconcile`).
 pub fn authenticated_lightspeed<S: ConnectionStore>(
-    url_template: &str,
-    timeout: Duration,
+    client: LightspeedClient,
     pacing: Pacing,
     store: S,
     credentials: Option<OAuthCredentials>,
 ) -> anyhow::Result<AuthLightspeed<S>> {
-    Ok(LightspeedClient::new(url_template, timeout)?
+    Ok(client
         .with_pacing(pacing)
         .with_token_refresh(store, credentials))
 }

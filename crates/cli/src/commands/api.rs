@@ -2,9 +2,10 @@
 
 use clap::Args;
 use els_cli::lightspeed_auth::{self, AuthLightspeed, authenticated_lightspeed};
+use els_core::lightspeed::LsApiVersion;
 use els_core::{Connection, ConnectionStore, LightspeedApi};
 use els_ecwid::EcwidClient;
-use els_lightspeed::Pacing;
+use els_lightspeed::{LightspeedClient, Pacing};
 use els_lightspeed::oauth::OAuthCredentials;
 use std::time::Duration;
 
@@ -15,6 +16,11 @@ pub struct ApiArgs {
     pub ecwid_api_url: String,
     #[arg(long, env = "LIGHTSPEED_URL_TEMPLATE", default_value = els_lightspeed::DEFAULT_URL_TEMPLATE)]
     pub lightspeed_url_template: String,
+    /// The Lightspeed API generation: a dated version (`2026-07`, the newest this release is
+    /// tested against) or `legacy` (`/api/register_sales` and `/api/2.0`). A connection's
+    /// own `els settings --lightspeed-api-version` overrides it.
+    #[arg(long, env = "LIGHTSPEED_API_VERSION", default_value_t = LsApiVersion::LATEST)]
+    pub lightspeed_api_version: LsApiVersion,
     /// Timeout of each Ecwid / Lightspeed request, in milliseconds.
     #[arg(long, env = "HTTP_TIMEOUT_MS", default_value_t = 10_000)]
     http_timeout_ms: u64,
@@ -78,14 +84,20 @@ impl ApiArgs {
         Ok(store.get_connection(conn.store_id).await?.unwrap_or(conn))
     }
 
+    /// A plain Lightspeed client on `url_template` (the configured one, or a sandbox's),
+    /// speaking the configured API generation.
+    pub fn lightspeed_on(&self, url_template: &str) -> anyhow::Result<LightspeedClient> {
+        Ok(LightspeedClient::new(url_template, self.http_timeout())?
+            .with_api_version(self.lightspeed_api_version))
+    }
+
     /// The Lightspeed client, refreshing OAuth tokens stored in `store`.
     pub fn lightspeed_client<S: ConnectionStore>(
         &self,
         store: S,
     ) -> anyhow::Result<AuthLightspeed<S>> {
         authenticated_lightspeed(
-            &self.lightspeed_url_template,
-            self.http_timeout(),
+            self.lightspeed_on(&self.lightspeed_url_template)?,
             Pacing {
                 max_wait: self.max_rate_wait(),
                 ..Pacing::default()

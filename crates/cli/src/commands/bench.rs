@@ -5,6 +5,7 @@ use clap::Args;
 use els_cli::bench::{
     self, BenchOptions, InventoryBenchOptions, RateLimitBenchOptions, scratch_dir,
 };
+use els_core::lightspeed::LsApiVersion;
 use std::time::Duration;
 
 #[derive(Args)]
@@ -18,6 +19,9 @@ pub struct BenchArgs {
     /// Orders timed from webhook to recorded sale.
     #[arg(long, default_value_t = 500)]
     orders: usize,
+    /// The Lightspeed API generation (`2026-07` or `legacy`).
+    #[arg(long, env = "LIGHTSPEED_API_VERSION", default_value_t = LsApiVersion::LATEST)]
+    lightspeed_api_version: LsApiVersion,
 }
 
 #[derive(Args)]
@@ -28,6 +32,9 @@ pub struct BenchInventoryArgs {
     /// Lightspeed levels changed before a timed run (repeatable).
     #[arg(long, default_values_t = [1000, 10])]
     changes: Vec<usize>,
+    /// The Lightspeed API generation (`2026-07` or `legacy`).
+    #[arg(long, env = "LIGHTSPEED_API_VERSION", default_value_t = LsApiVersion::LATEST)]
+    lightspeed_api_version: LsApiVersion,
 }
 
 #[derive(Args)]
@@ -41,6 +48,9 @@ pub struct BenchRateLimitArgs {
     /// The rate-limit window in milliseconds (Lightspeed's is 300000).
     #[arg(long, default_value_t = 10_000)]
     window_ms: u64,
+    /// The Lightspeed API generation (`2026-07` or `legacy`).
+    #[arg(long, env = "LIGHTSPEED_API_VERSION", default_value_t = LsApiVersion::LATEST)]
+    lightspeed_api_version: LsApiVersion,
 }
 
 pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
@@ -49,6 +59,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         webhooks: args.webhooks,
         concurrency: args.concurrency,
         orders: args.orders,
+        api_version: args.lightspeed_api_version,
     };
     bench::run(dir.path(), options).await?.print();
     Ok(())
@@ -59,6 +70,7 @@ pub async fn bench_inventory(args: BenchInventoryArgs) -> anyhow::Result<()> {
     let options = InventoryBenchOptions {
         catalog: args.catalog,
         changes: args.changes,
+        api_version: args.lightspeed_api_version,
     };
     bench::run_inventory(dir.path(), options).await
 }
@@ -69,6 +81,7 @@ pub async fn bench_rate_limit(args: BenchRateLimitArgs) -> anyhow::Result<()> {
         orders: args.orders,
         limit: args.limit,
         window: Duration::from_millis(args.window_ms),
+        api_version: args.lightspeed_api_version,
     };
     bench::run_rate_limit(dir.path(), options).await?.print();
     Ok(())

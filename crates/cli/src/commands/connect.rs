@@ -9,7 +9,6 @@ use els_cli::connect::{self, Ask, ConnectRequest};
 use els_cli::embedded::WEBHOOK_PATH;
 use els_cli::ops;
 use els_core::{ConnectionStore, DomainPrefix, LightspeedAccount, Secret, Settings, StoreId};
-use els_lightspeed::LightspeedClient;
 
 #[derive(Args)]
 pub struct ConnectArgs {
@@ -99,10 +98,7 @@ impl ChoiceArgs {
 
 pub async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
     let ecwid = args.api.ecwid_client()?;
-    let lightspeed = LightspeedClient::new(
-        args.api.lightspeed_url_template.clone(),
-        args.api.http_timeout(),
-    )?;
+    let lightspeed = args.api.lightspeed_on(&args.api.lightspeed_url_template)?;
     let request = ConnectRequest {
         store_id: args.store,
         ecwid_token: Secret::new(args.ecwid_token),
@@ -123,6 +119,7 @@ pub async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
         settings: Settings {
             post_sales: args.post_sales,
             sync_inventory: args.sync_inventory,
+            lightspeed_api_version: None,
         },
     };
     let ask = terminal_ask();
@@ -136,12 +133,16 @@ pub async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
     // Only now, with every check passed, is anything written.
     let backend = open_backend(&args.backend).await?;
     let saved = with_backend!(backend, |store, _queue| {
-        let stored_go_live = match store.get_connection(args.store).await {
-            Ok(existing) => existing.and_then(|c| c.go_live_at),
+        let (stored_go_live, stored_version) = match store.get_connection(args.store).await {
+            Ok(existing) => existing.map_or((None, None), |c| {
+                (c.go_live_at, c.settings.lightspeed_api_version)
+            }),
             // Stored tokens that cannot be decrypted are replaced; the go-live moment stays.
-            Err(els_core::StoreError::Undecryptable { go_live_at, .. }) => go_live_at,
+            Err(els_core::StoreError::Undecryptable { go_live_at, .. }) => (go_live_at, None),
             Err(e) => return Err(e.into()),
         };
+        // A reconnect keeps the store's own API generation (`els settings` changes it).
+        plan.connection.settings.lightspeed_api_version = stored_version;
         let go_live = args
             .go_live
             .or(stored_go_live)

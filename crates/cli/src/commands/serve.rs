@@ -18,7 +18,6 @@ use els_core::poster::{PosterConfig, SalePoster};
 use els_core::sweep::{OrderSweep, SweepConfig};
 use els_ecwid::EcwidClient;
 use els_http::TokioClock;
-use els_lightspeed::LightspeedClient;
 use els_sandbox::{Sandbox, SandboxConfig};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -109,7 +108,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let ecwid = EcwidClient::new(ecwid_url.clone(), timeout)?;
     let ecwid_for_sweep = ecwid.clone();
     let lightspeed = serve_lightspeed(
-        LightspeedClient::new(ls_template.clone(), timeout)?,
+        args.api.lightspeed_on(&ls_template)?,
         args.api.max_rate_wait(),
         store.clone(),
         args.api.oauth_credentials()?,
