@@ -109,3 +109,14 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate(args) => commands::migrate::migrate(args).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every subcommand's flags are well formed (unique ids and names across flattened
+    /// groups): clap checks them only when that subcommand is parsed.
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

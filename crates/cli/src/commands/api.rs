@@ -19,7 +19,12 @@ pub struct ApiArgs {
     /// The Lightspeed API generation: a dated version (`2026-07`, the newest this release is
     /// tested against) or `legacy` (`/api/register_sales` and `/api/2.0`). A connection's
     /// own `els settings --lightspeed-api-version` overrides it.
-    #[arg(long, env = "LIGHTSPEED_API_VERSION", default_value_t = LsApiVersion::LATEST)]
+    #[arg(
+        id = "default_lightspeed_api_version",
+        long = "default-lightspeed-api-version",
+        env = "LIGHTSPEED_API_VERSION",
+        default_value_t = LsApiVersion::LATEST
+    )]
     pub lightspeed_api_version: LsApiVersion,
     /// Timeout of each Ecwid / Lightspeed request, in milliseconds.
     #[arg(long, env = "HTTP_TIMEOUT_MS", default_value_t = 10_000)]
