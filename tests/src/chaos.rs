@@ -76,9 +76,7 @@ impl ChaosSettings {
     /// The CI size, with `ELS_CHAOS_ORDERS`, `ELS_CHAOS_SEED` and `ELS_CHAOS_API` applied.
     pub fn from_env() -> Self {
         let lightspeed_api = match std::env::var("ELS_CHAOS_API") {
-            Ok(v) => v
-                .parse()
-                .unwrap_or_else(|e| panic!("ELS_CHAOS_API: {e}")),
+            Ok(v) => v.parse().unwrap_or_else(|e| panic!("ELS_CHAOS_API: {e}")),
             Err(_) => LsApiVersion::default(),
         };
         let orders = std::env::var("ELS_CHAOS_ORDERS")

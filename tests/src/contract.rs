@@ -608,6 +608,7 @@ fn cursor(store_id: StoreId, version: u64, inventory_version: u64) -> InventoryC
         store_id,
         inventory_version,
         outlet_id: Some("outlet-1".into()),
+        api_version: Some("2026-07".into()),
         products_version: 7,
         lease_until: Some(Utc::now()),
         pending_snapshot: [("mug-001".to_string(), Decimal::new(25, 1))].into(),

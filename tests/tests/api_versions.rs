@@ -4,8 +4,8 @@
 
 use els_core::ledger::OrderState;
 use els_core::lightspeed::{LsApiVersion, dated};
-use els_core::poster::{PostOutcome, PosterConfig, SalePoster};
 use els_core::ports::OrderMessage;
+use els_core::poster::{PostOutcome, PosterConfig, SalePoster};
 use els_core::{ConnectionStore, WorkQueue};
 use els_ecwid::EcwidClient;
 use els_http::TokioClock;
@@ -45,7 +45,8 @@ async fn work(h: &Harness, order_id: &str) -> PostOutcome {
 
 async fn post(h: &Harness, order_id: &str) -> PostOutcome {
     assert_eq!(
-        h.send_webhook("order.created", order_id, None, "PAID").await,
+        h.send_webhook("order.created", order_id, None, "PAID")
+            .await,
         200
     );
     work(h, order_id).await
@@ -78,7 +79,11 @@ async fn a_store_switched_from_legacy_to_2026_07_mid_stream_posts_each_order_onc
         panic!("posted on legacy")
     };
     let invoice = h.key(&before).invoice_number();
-    assert_ne!(legacy_id, dated::sale_id(&invoice), "legacy ids are Lightspeed's");
+    assert_ne!(
+        legacy_id,
+        dated::sale_id(&invoice),
+        "legacy ids are Lightspeed's"
+    );
 
     // In flight at the switch: committed on legacy, its answer lost.
     let in_flight = h.sandbox.place_order(order("STICKER-01", 2));
@@ -153,7 +158,12 @@ async fn a_store_switched_from_legacy_to_2026_07_mid_stream_posts_each_order_onc
     // A state that lost its ledger (a restore, a second deployment) finds both the legacy
     // and the dated sale through the dated API, and would post neither again.
     let fresh = SqliteStore::open_in_memory().unwrap();
-    let conn = h.store.get_connection(h.connection.store_id).await.unwrap().unwrap();
+    let conn = h
+        .store
+        .get_connection(h.connection.store_id)
+        .await
+        .unwrap()
+        .unwrap();
     fresh.put_connection(&conn, None).await.unwrap();
     let conn = fresh.get_connection(conn.store_id).await.unwrap().unwrap();
     let poster = SalePoster::new(

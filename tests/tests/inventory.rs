@@ -80,6 +80,58 @@ async fn s1_a_pos_sale_lowers_ecwid_stock_after_one_run() {
     assert_eq!((again.written, again.inventory_pages), (0, 0));
 }
 
+/// The mirror on the legacy feed (`GET /api/2.0/inventory`), then the same store moved to
+/// 2026-07 (`POST /api/2026-07/inventory`, `current_inventory_level`): a POS sale before and
+/// after the switch each reach Ecwid, the first dated run reads the feeds from the start
+/// (the generations' versions are not assumed to agree) and writes only what changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mirror_follows_a_store_from_the_legacy_feed_to_the_dated_one() {
+    let h = Harness::start_with(HarnessOptions {
+        lightspeed_api: els_core::lightspeed::LsApiVersion::Legacy,
+        ..HarnessOptions::default()
+    })
+    .await;
+    bootstrap(&h).await;
+    let mug = h.sandbox.ids().mug;
+    let register = h.sandbox.ids().register_id;
+    h.sandbox.pos_sale(mug.ls_id(), 2, &register);
+    let r = h.mirror_once().await;
+    assert_eq!((ecwid(&h, &mug), r.written), (Some(d(28)), 1));
+    let cursor = || async {
+        h.store
+            .get_inventory_cursor(h.connection.store_id)
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(cursor().await.api_version.as_deref(), Some("legacy"));
+    let legacy_version = cursor().await.inventory_version;
+    assert!(legacy_version > 0);
+
+    els_cli::ops::update_connection(&h.store, h.connection.store_id, |c| {
+        c.settings.lightspeed_api_version = Some(els_core::lightspeed::LsApiVersion::LATEST);
+    })
+    .await
+    .unwrap();
+    h.sandbox.pos_sale(mug.ls_id(), 3, &register);
+    let r = h.mirror_once().await;
+    assert_eq!(
+        ecwid(&h, &mug),
+        Some(d(25)),
+        "the dated feed carries the POS sale"
+    );
+    assert_eq!(
+        r.inventory_cursor_from, 0,
+        "the feed was read from the start: {r:#?}"
+    );
+    assert_eq!(r.written, 1, "only the changed level is written: {r:#?}");
+    let after = cursor().await;
+    assert_eq!(after.api_version.as_deref(), Some("2026-07"));
+    assert!(after.inventory_version >= legacy_version);
+    let again = h.mirror_once().await;
+    assert_eq!((again.written, again.inventory_pages), (0, 0));
+}
+
 /// Ecwid must never show more than Lightspeed's level minus the pending web quantity
 /// (as the ledger knows it).
 async fn assert_not_above_ls_minus_pending(h: &Harness, p: &ProductIds, when: &str) {
@@ -333,7 +385,7 @@ async fn s2_a_manual_edit_in_ecwid_is_never_written_to_lightspeed() {
     let c = h.sandbox.counters();
     assert_eq!(c.ls_sale_posts, 0);
     assert_eq!(
-        c.ls_requests, c.ls_gets,
+        c.ls_requests, c.ls_reads,
         "the mirror only ever reads Lightspeed: {c:?}"
     );
     assert_eq!(
@@ -796,7 +848,7 @@ async fn reconcile_reports_drift_and_fix_writes_lightspeeds_level_to_ecwid() {
         Some(d(10))
     );
     let c = h.sandbox.counters();
-    assert_eq!(c.ls_requests, c.ls_gets, "Lightspeed is only read (S2)");
+    assert_eq!(c.ls_requests, c.ls_reads, "Lightspeed is only read (S2)");
     let again = els_cli::ops::reconcile_with_progress(&mirror, &conn, false, false)
         .await
         .unwrap();

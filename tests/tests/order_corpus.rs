@@ -614,7 +614,11 @@ async fn every_fixture_posts_or_parks_end_to_end() {
     let [(a, first), (b, second)] = &outcomes[..] else {
         unreachable!()
     };
-    assert_eq!(first.len(), fixtures.len(), "every fixture has an outcome on {a}");
+    assert_eq!(
+        first.len(),
+        fixtures.len(),
+        "every fixture has an outcome on {a}"
+    );
     for (name, got) in first {
         if second.get(name) != Some(got) {
             failures.push(format!(

@@ -629,6 +629,10 @@ where
     T: LightspeedTokens,
     C: Clock,
 {
+    fn generation_for(&self, connection: &Connection) -> Option<crate::lightspeed::LsApiVersion> {
+        self.inner.generation_for(connection)
+    }
+
     async fn post_sale(
         &self,
         connection: &Connection,

@@ -164,6 +164,11 @@ pub struct InventoryCursor {
     /// level it reads. `None`: not recorded yet (a first run, or a cursor from before).
     #[serde(default)]
     pub outlet_id: Option<String>,
+    /// The Lightspeed API generation the versions were read on (`legacy`, `2026-07`). When
+    /// the connection moves to another, the next run reads both feeds from the start (levels
+    /// equal to Ecwid's are not written again). `None`: not recorded yet.
+    #[serde(default)]
+    pub api_version: Option<String>,
     /// The last Lightspeed product `version` fully applied (0: none yet).
     #[serde(default)]
     pub products_version: u64,
@@ -217,6 +222,7 @@ pub fn claim_cursor(
                 store_id,
                 inventory_version: 0,
                 outlet_id: None,
+                api_version: None,
                 products_version: 0,
                 lease_until: Some(now + lease),
                 pending_snapshot: BTreeMap::new(),

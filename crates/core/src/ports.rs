@@ -450,6 +450,12 @@ pub trait EcwidApi: Send + Sync {
 
 /// Lightspeed X-Series, as far as posting sales needs it.
 pub trait LightspeedApi: Send + Sync {
+    /// The API generation spoken to `connection`, when the client has generations. Feed
+    /// versions (the inventory cursor) are read on one generation; after a switch the mirror
+    /// reads its feeds from the start once rather than trust the other's numbering.
+    fn generation_for(&self, _connection: &Connection) -> Option<crate::lightspeed::LsApiVersion> {
+        None
+    }
     /// `POST /api/register_sales`. Not idempotent: a repeat creates a second sale.
     fn post_sale(
         &self,

@@ -676,6 +676,10 @@ impl LightspeedClient {
 }
 
 impl LightspeedApi for LightspeedClient {
+    fn generation_for(&self, conn: &Connection) -> Option<LsApiVersion> {
+        Some(self.version_for(conn))
+    }
+
     async fn post_sale(&self, conn: &Connection, sale: &SaleDraft) -> Result<PostedSale, ApiError> {
         // Over budget, nothing is sent: the poster returns the message for `retry_after`.
         match self.version_for(conn) {
@@ -898,6 +902,41 @@ mod tests {
             r#"{"error":"Too Many Requests","message":"Rate limiting enforced"}"#,
         );
         assert!(matches!(e, ApiError::RateLimited { retry_after: Some(d) } if d.as_secs() >= 28));
+    }
+
+    /// A 2026-07 `Sale` (MAPPING.md §2): the total is `totals.price + totals.tax`, the
+    /// status its `state`, and `source.id` identifies it as ours like a legacy `source_id`.
+    #[test]
+    fn dated_sales_parse_and_match_by_source_id() {
+        let one: DataOne<RawSale> = serde_json::from_str(
+            r#"{"data":{"id":"0b7a0f0e-1111-4a4a-8888-000000000001","invoice_number":"WEB-ECWID-1-A-X","state":"closed","source":{"id":"ECWID-1-A","type":"ecwid"},"totals":{"price":9.09,"tax":"0.91","price_incl_tax":10}}}"#,
+        )
+        .unwrap();
+        let sale = PostedSale::from(one.data);
+        assert_eq!(sale.total, Some(Decimal::new(1000, 2)));
+        assert_eq!(sale.status.as_deref(), Some("closed"));
+        let hits: DataList<RawSale> = serde_json::from_str(
+            r#"{"data":[{"id":"a","invoice_number":"OTHER","source":{"id":"ECWID-1-A"}},
+                        {"id":"b","invoice_number":"OTHER","source":"USER"},
+                        {"id":"c","invoice_number":"OTHER","source_id":"ECWID-1-A"}]}"#,
+        )
+        .unwrap();
+        let ids: Vec<String> = parse::sales_matching(hits.data, "ECWID-1-A")
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(ids, ["a", "c"]);
+    }
+
+    #[test]
+    fn bare_and_enveloped_lists_read_alike() {
+        let bare: AnyPage = serde_json::from_str(r#"[{"id":"x","version":7}]"#).unwrap();
+        let page = parse::feed_page::<serde_json::Value>(bare.into(), None, "t").unwrap();
+        assert_eq!(page.max_version, Some(7));
+        let env: AnyPage =
+            serde_json::from_str(r#"{"data":[],"version":{"min":null,"max":null}}"#).unwrap();
+        let page = parse::feed_page::<serde_json::Value>(env.into(), None, "t").unwrap();
+        assert_eq!((page.items.len(), page.max_version), (0, None));
     }
 
     #[test]

@@ -126,7 +126,9 @@ impl LightspeedClient {
     }
 
     pub async fn payment_types(&self, conn: &Connection) -> Result<Vec<PaymentType>, ApiError> {
-        let all: Vec<PaymentType> = self.list_all(conn, &self.path(conn, "/payment_types")).await?;
+        let all: Vec<PaymentType> = self
+            .list_all(conn, &self.path(conn, "/payment_types"))
+            .await?;
         Ok(all.into_iter().filter(|p| live(&p.deleted_at)).collect())
     }
 
@@ -143,8 +145,9 @@ impl LightspeedClient {
         conn: &Connection,
         product: &NewProduct,
     ) -> Result<String, ApiError> {
-        let created: DataList<CreatedId> =
-            self.post_unsafe(conn, &self.path(conn, "/products"), product).await?;
+        let created: DataList<CreatedId> = self
+            .post_unsafe(conn, &self.path(conn, "/products"), product)
+            .await?;
         created
             .data
             .into_iter()

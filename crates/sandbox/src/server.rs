@@ -547,6 +547,9 @@ async fn ls_gate(
         method == Method::POST && matched_any(&route, crate::lightspeed::CUSTOMER_CREATE);
     let is_product_create =
         method == Method::POST && matched_any(&route, crate::lightspeed::PRODUCT_CREATE);
+    // 2026-07 `ListInventoryRecords` is a POST that only reads (MAPPING.md §8).
+    let is_read = method == Method::GET
+        || (method == Method::POST && matched(&route, "/api/2026-07/inventory"));
 
     let limit = cfg.ls_rate_limit;
     let reset_header = cfg.ls_rate_limit_reset_header;
@@ -561,6 +564,9 @@ async fn ls_gate(
         } else {
             if method == Method::GET {
                 st.counters.ls_gets += 1;
+            }
+            if is_read {
+                st.counters.ls_reads += 1;
             }
             if is_sale_post {
                 st.counters.ls_sale_posts += 1;

@@ -331,6 +331,10 @@ pub struct Counters {
     pub ls_sale_posts: u64,
     /// Lightspeed GET requests.
     pub ls_gets: u64,
+    /// Lightspeed requests that only read: the GETs and the 2026-07 inventory feed
+    /// (`POST /api/2026-07/inventory`).
+    #[serde(default)]
+    pub ls_reads: u64,
     /// `GET /api/2.0/search` and `GET /api/2026-07/search` requests.
     pub ls_searches: u64,
     /// `POST /api/2.0/customers` and `POST /api/2026-07/customers` attempts.

@@ -346,7 +346,7 @@ where
         report.products_cursor_from = cursor.products_version;
         let deadline = started + chrono_duration(self.config.max_run);
         let mut run = Run::new(conn, cursor, true, report, started, deadline);
-        let result = match self.follow_outlet(&mut run).await {
+        let result = match self.follow_outlet(conn, &mut run).await {
             Ok(()) => self.run_feeds(conn, &mut run).await,
             Err(e) => Err(e),
         };
@@ -419,28 +419,52 @@ where
     /// Saves the cursor after `change`, renewing the lease (or releasing it), conditional on
     /// the version this run wrote last.
     /// Records the outlet the cursor reads at; after a change of outlet (a new register),
-    /// restarts the inventory feed and has this run write every level it reads.
-    async fn follow_outlet(&self, run: &mut Run) -> Result<(), Fail> {
+    /// restarts the inventory feed and has this run write every level it reads. Records the
+    /// API generation too; after a switch, both feeds restart (their versions may not carry
+    /// over) without rewriting levels that already agree.
+    async fn follow_outlet(&self, conn: &Connection, run: &mut Run) -> Result<(), Fail> {
         let outlet = run.outlet_id.clone();
-        match run.cursor.outlet_id.as_deref() {
-            Some(o) if o == outlet => return Ok(()),
-            Some(previous) => {
-                tracing::info!(
-                    store_id = run.store_id.get(),
-                    previous_outlet = previous,
-                    outlet = %outlet,
-                    "the register's outlet changed; every level is read and written again"
-                );
-                run.rewrite_all = true;
-                run.report.inventory_cursor_from = 0;
-            }
-            None => {}
+        let generation = self
+            .lightspeed
+            .generation_for(conn)
+            .map(|g| g.as_str().to_string());
+        let same_outlet = run.cursor.outlet_id.as_deref() == Some(outlet.as_str());
+        let same_generation = generation.is_none() || run.cursor.api_version == generation;
+        if same_outlet && same_generation {
+            return Ok(());
         }
-        let restart = run.rewrite_all;
+        if let Some(previous) = run.cursor.outlet_id.as_deref().filter(|_| !same_outlet) {
+            tracing::info!(
+                store_id = run.store_id.get(),
+                previous_outlet = previous,
+                outlet = %outlet,
+                "the register's outlet changed; every level is read and written again"
+            );
+            run.rewrite_all = true;
+            run.report.inventory_cursor_from = 0;
+        }
+        let switched = !same_generation && run.cursor.api_version.is_some();
+        if switched {
+            tracing::info!(
+                store_id = run.store_id.get(),
+                previous = run.cursor.api_version.as_deref().unwrap_or_default(),
+                now = generation.as_deref().unwrap_or_default(),
+                "the Lightspeed API generation changed; the feeds are read from the start"
+            );
+            run.report.inventory_cursor_from = 0;
+            run.report.products_cursor_from = 0;
+        }
+        let restart = run.rewrite_all || switched;
         self.save_cursor(run, false, move |c| {
             c.outlet_id = Some(outlet);
+            if generation.is_some() {
+                c.api_version = generation;
+            }
             if restart {
                 c.inventory_version = 0;
+            }
+            if switched {
+                c.products_version = 0;
             }
         })
         .await

@@ -28,7 +28,10 @@ pub enum LsApiVersion {
 
 /// Why a version was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("'{given}' is not a Lightspeed API version this release supports: use one of {}", supported())]
+#[error(
+    "'{given}' is not a Lightspeed API version this release supports: use one of {}",
+    supported()
+)]
 pub struct UnknownApiVersion {
     pub given: String,
 }
@@ -123,7 +126,10 @@ mod tests {
             LsApiVersion::parse("2026-07"),
             Ok(LsApiVersion::Dated("2026-07"))
         );
-        assert_eq!(LsApiVersion::default(), LsApiVersion::parse("2026-07").unwrap());
+        assert_eq!(
+            LsApiVersion::default(),
+            LsApiVersion::parse("2026-07").unwrap()
+        );
         assert_eq!(LsApiVersion::LATEST.prefix(), "/api/2026-07");
         assert_eq!(LsApiVersion::Legacy.prefix(), "/api/2.0");
         for bad in ["2026-04", "2.0", "", "2026-07/../x", "latest"] {
