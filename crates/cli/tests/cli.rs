@@ -123,6 +123,7 @@ fn every_command_that_talks_to_the_apis_has_the_same_api_flags() {
         "--max-rate-wait-ms",
         "--lightspeed-client-id",
         "--lightspeed-client-secret",
+        "--default-lightspeed-api-version",
     ];
     let sync = flag_help("sync-inventory");
     for command in ["serve", "reconcile", "connect"] {
@@ -149,6 +150,10 @@ fn every_command_that_talks_to_the_apis_has_the_same_api_flags() {
             "--lightspeed-client-secret",
             "[env: LIGHTSPEED_CLIENT_SECRET]",
         ),
+        (
+            "--default-lightspeed-api-version",
+            "[env: LIGHTSPEED_API_VERSION=]\n[default: 2026-07]",
+        ),
     ] {
         assert!(serve[flag].contains(env_and_default), "{}", serve[flag]);
     }
@@ -159,6 +164,7 @@ fn every_command_that_talks_to_the_apis_has_the_same_api_flags() {
         [
             "--backend",
             "--db",
+            "--default-lightspeed-api-version",
             "--demo",
             "--ecwid-api-url",
             "--ecwid-client-secret",

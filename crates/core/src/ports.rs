@@ -456,13 +456,15 @@ pub trait LightspeedApi: Send + Sync {
     fn generation_for(&self, _connection: &Connection) -> Option<crate::lightspeed::LsApiVersion> {
         None
     }
-    /// `POST /api/register_sales`. Not idempotent: a repeat creates a second sale.
+    /// `POST /api/register_sales` (legacy) or `POST /api/<version>/sales`. Not idempotent: a
+    /// repeat may create a second sale (legacy does; on the dated API it is undocumented).
     fn post_sale(
         &self,
         connection: &Connection,
         sale: &SaleDraft,
     ) -> impl Future<Output = Result<PostedSale, ApiError>> + Send;
-    /// `GET /api/2.0/search?type=sales&invoice_number=...`.
+    /// Our sales for an invoice number: on the dated API first `GET /sales/{our id}`, then
+    /// (both generations) `GET .../search?type=sales&invoice_number=...`, re-checked.
     fn find_sales_by_invoice(
         &self,
         connection: &Connection,
