@@ -5,8 +5,8 @@
 use crate::ops;
 use els_core::doctor::{self, CatalogReport, Check, Status};
 use els_core::inventory::EcwidCatalogProduct;
-use els_core::lightspeed::LsApiVersion;
 use els_core::ledger::OrderState;
+use els_core::lightspeed::LsApiVersion;
 use els_core::setup;
 use els_core::{ApiError, Connection, EcwidApi, InventoryStateStore, LedgerStore, LightspeedApi};
 use els_ecwid::EcwidClient;
@@ -258,7 +258,9 @@ pub fn api_version(conn: &Connection, lightspeed: &LightspeedClient) -> Check {
         None => "the deployment's LIGHTSPEED_API_VERSION".to_string(),
     };
     match version {
-        LsApiVersion::Dated(v) => Check::new("Lightspeed API", Status::Ok, format!("{v} ({whence})")),
+        LsApiVersion::Dated(v) => {
+            Check::new("Lightspeed API", Status::Ok, format!("{v} ({whence})"))
+        }
         LsApiVersion::Legacy => Check::new(
             "Lightspeed API",
             Status::Warn,

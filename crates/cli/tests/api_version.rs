@@ -107,7 +107,9 @@ async fn a_store_moves_between_generations_with_els_settings_and_the_doctor_says
     let (_, out, _) = run(&["doctor", "--db", db, "--store", &m.store]);
     let line = out.lines().find(|l| l.contains("Lightspeed API")).unwrap();
     assert!(
-        line.contains("2026-07 (this store's setting; the deployment's LIGHTSPEED_API_VERSION is legacy)"),
+        line.contains(
+            "2026-07 (this store's setting; the deployment's LIGHTSPEED_API_VERSION is legacy)"
+        ),
         "{line}"
     );
 
@@ -137,7 +139,10 @@ async fn a_store_moves_between_generations_with_els_settings_and_the_doctor_says
         &["settings", "--db", db, "--store", &m.store],
         &m.token,
     );
-    assert!(ok, "the default deployment (2026-07) reads the settings: {err}");
+    assert!(
+        ok,
+        "the default deployment (2026-07) reads the settings: {err}"
+    );
     let mut c = common::command(&sb, &m.token);
     c.env("LIGHTSPEED_API_VERSION", "2.0")
         .args(["settings", "--db", db, "--store", &m.store]);

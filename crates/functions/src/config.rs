@@ -242,12 +242,14 @@ impl ApiConfig {
             )?,
             lightspeed_api_version: match env.optional(LIGHTSPEED_API_VERSION) {
                 None => els_core::lightspeed::LsApiVersion::default(),
-                Some(v) => v.parse().map_err(|e: els_core::lightspeed::api_version::UnknownApiVersion| {
-                    ConfigError::Invalid {
-                        name: LIGHTSPEED_API_VERSION,
-                        reason: e.to_string(),
-                    }
-                })?,
+                Some(v) => v.parse().map_err(
+                    |e: els_core::lightspeed::api_version::UnknownApiVersion| {
+                        ConfigError::Invalid {
+                            name: LIGHTSPEED_API_VERSION,
+                            reason: e.to_string(),
+                        }
+                    },
+                )?,
             },
             http_timeout: env.millis(HTTP_TIMEOUT_MS, DEFAULT_HTTP_TIMEOUT)?,
             aws_operation_timeout: env

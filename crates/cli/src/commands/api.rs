@@ -5,8 +5,8 @@ use els_cli::lightspeed_auth::{self, AuthLightspeed, authenticated_lightspeed};
 use els_core::lightspeed::LsApiVersion;
 use els_core::{Connection, ConnectionStore, LightspeedApi};
 use els_ecwid::EcwidClient;
-use els_lightspeed::{LightspeedClient, Pacing};
 use els_lightspeed::oauth::OAuthCredentials;
+use els_lightspeed::{LightspeedClient, Pacing};
 use std::time::Duration;
 
 /// Where the real (or a stand-in) Ecwid and Lightspeed APIs are.
