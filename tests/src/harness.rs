@@ -149,20 +149,33 @@ impl Harness {
     /// An inventory mirror on the harness's store and sandbox (test timings: no waiting
     /// between batch polls).
     pub fn mirror(&self) -> Mirror {
-        self.mirror_with(MirrorConfig {
+        self.mirror_with(Self::test_mirror_config())
+    }
+
+    fn test_mirror_config() -> MirrorConfig {
+        MirrorConfig {
             batch_poll_interval: Duration::from_millis(20),
             retry_base: Duration::from_millis(20),
             ..MirrorConfig::default()
-        })
+        }
     }
 
     pub fn mirror_with(&self, config: MirrorConfig) -> Mirror {
+        self.mirror_on(self.lightspeed_api, config)
+    }
+
+    /// A mirror (test timings) speaking `api` to stores without their own setting.
+    pub fn mirror_with_api(&self, api: LsApiVersion) -> Mirror {
+        self.mirror_on(api, Self::test_mirror_config())
+    }
+
+    fn mirror_on(&self, api: LsApiVersion, config: MirrorConfig) -> Mirror {
         InventoryMirror::new(
             self.store.clone(),
             EcwidClient::new(self.sandbox.ecwid_api_url(), self.http_timeout).unwrap(),
             LightspeedClient::new(lightspeed_url_template(&self.sandbox), self.http_timeout)
                 .unwrap()
-                .with_api_version(self.lightspeed_api),
+                .with_api_version(api),
             TokioClock,
             config,
         )

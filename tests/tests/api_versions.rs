@@ -220,3 +220,71 @@ async fn a_store_held_on_legacy_in_a_dated_deployment_posts_through_register_sal
     };
     assert_eq!(sale_id, dated::sale_id(&h.key(&id).invoice_number()));
 }
+
+/// The dated API's unknowns at their worst (MAPPING.md §5): a sale POST commits but its
+/// answer is lost, the sale is not yet readable by id, the search lags, so the retry posts
+/// again and Lightspeed refuses our id (409). That refusal is an unknown outcome, not a park:
+/// the next attempt finds the sale and adopts it. One sale, never parked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_on_our_sale_id_while_the_sale_is_unreadable_is_retried_not_parked() {
+    let h = Harness::start_with(HarnessOptions {
+        worker: false,
+        visibility: Duration::from_millis(300),
+        sandbox: els_sandbox::SandboxConfig {
+            ls_search_lag: Duration::from_millis(1500),
+            ..els_sandbox::SandboxConfig::default()
+        },
+        ..HarnessOptions::default()
+    })
+    .await;
+    let id = h.sandbox.place_order(order("MUG-001", 2));
+    h.sandbox
+        .inject(Fault::once(Route::LsPostSale, FaultKind::DropAfterCommit));
+    h.sandbox.inject(Fault {
+        route: Route::LsGetSale,
+        kind: FaultKind::Status(404),
+        times: 2,
+    });
+    assert_eq!(
+        h.send_webhook("order.created", &id, None, "PAID").await,
+        200
+    );
+    let mut retries = 0;
+    let outcome = loop {
+        let batch = h
+            .store
+            .receive(10, Duration::from_millis(300))
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        match h.app.settle(batch[0].clone()).await {
+            Ok(outcome) => break outcome,
+            Err(_) => {
+                retries += 1;
+                assert_ne!(
+                    h.ledger(&id).await.unwrap().state,
+                    OrderState::Parked,
+                    "never parked"
+                );
+                assert!(retries < 20, "no outcome");
+            }
+        }
+    };
+    let sales = h.sales_for(&id);
+    assert_eq!(sales.len(), 1, "one sale");
+    assert_eq!(
+        outcome,
+        PostOutcome::Adopted {
+            sale_id: dated::sale_id(&h.key(&id).invoice_number())
+        }
+    );
+    assert_eq!(
+        h.sandbox.counters().ls_sale_posts,
+        2,
+        "the repeat POST happened and was refused"
+    );
+    assert!(retries >= 2, "{retries}");
+}

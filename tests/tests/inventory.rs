@@ -1202,3 +1202,38 @@ async fn a_batch_still_queued_when_polling_gives_up_is_joined_by_the_next_run_no
         assert_eq!(ecwid(&h, p), Some(d(3 + i as i64)), "{}", p.sku);
     }
 }
+
+/// A cursor written before generations were recorded (an upgrade) was read on the legacy
+/// feeds: a deployment now on 2026-07 reads its feeds from the start once, not from the
+/// legacy position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgraded_cursor_without_a_generation_restarts_the_dated_feeds_once() {
+    let h = Harness::start_with(HarnessOptions {
+        lightspeed_api: els_core::lightspeed::LsApiVersion::Legacy,
+        ..HarnessOptions::default()
+    })
+    .await;
+    bootstrap(&h).await;
+    let id = h.connection.store_id;
+    let mut old = h.store.get_inventory_cursor(id).await.unwrap().unwrap();
+    assert!(old.inventory_version > 0);
+    old.api_version = None;
+    old.version += 1;
+    h.store
+        .put_inventory_cursor(&old, Some(old.version - 1))
+        .await
+        .unwrap();
+    // The stack is upgraded to the dated default; the store has no setting of its own.
+    let dated = h.mirror_with_api(els_core::lightspeed::LsApiVersion::LATEST);
+    let conn = h.store.get_connection(id).await.unwrap().unwrap();
+    let mug = h.sandbox.ids().mug;
+    h.sandbox
+        .pos_sale(mug.ls_id(), 1, &h.sandbox.ids().register_id);
+    let r = dated.mirror_connection(&conn).await.unwrap();
+    assert_eq!(r.inventory_cursor_from, 0, "{r:#?}");
+    assert_eq!((ecwid(&h, &mug), r.written), (Some(d(29)), 1));
+    let after = h.store.get_inventory_cursor(id).await.unwrap().unwrap();
+    assert_eq!(after.api_version.as_deref(), Some("2026-07"));
+    let again = dated.mirror_connection(&conn).await.unwrap();
+    assert_eq!((again.written, again.inventory_pages), (0, 0));
+}

@@ -245,17 +245,19 @@ pub async fn diagnose<S: LedgerStore + InventoryStateStore>(
     })
 }
 
-/// Which Lightspeed API generation the store speaks, and where the choice comes from. Legacy
+/// Which Lightspeed API generation the store speaks, and where the choice comes from (a
+/// store's own setting, or this command's default, which should be the stack's). Legacy
 /// works but is a warning: Lightspeed lists its paths as Legacy, and dated versions are
 /// supported for 12 months each.
 pub fn api_version(conn: &Connection, lightspeed: &LightspeedClient) -> Check {
     let version = lightspeed.version_for(conn);
     let whence = match conn.settings.lightspeed_api_version {
         Some(_) => format!(
-            "this store's setting; the deployment's LIGHTSPEED_API_VERSION is {}",
+            "this store's setting; LIGHTSPEED_API_VERSION here is {}",
             lightspeed.api_version()
         ),
-        None => "the deployment's LIGHTSPEED_API_VERSION".to_string(),
+        // The command's own default: the functions use the stack's `LightspeedApiVersion`.
+        None => "LIGHTSPEED_API_VERSION of this command; the functions use the stack's".to_string(),
     };
     match version {
         LsApiVersion::Dated(v) => {

@@ -147,8 +147,27 @@ pub struct Settings {
     pub sync_inventory: bool,
     /// The Lightspeed API generation this store speaks, overriding the deployment's
     /// `LIGHTSPEED_API_VERSION`; `None`: the deployment's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// A stored name this release does not know (written by a newer one, before a rollback)
+    /// reads as `None`, so the connection still loads.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_version"
+    )]
     pub lightspeed_api_version: Option<crate::lightspeed::LsApiVersion>,
+}
+
+fn lenient_version<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<crate::lightspeed::LsApiVersion>, D::Error> {
+    let name: Option<String> = Option::deserialize(d)?;
+    Ok(name.and_then(|n| match crate::lightspeed::LsApiVersion::parse(&n) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!(error = %e, "stored Lightspeed API version ignored; the deployment's is used");
+            None
+        }
+    }))
 }
 
 fn default_true() -> bool {
@@ -280,5 +299,18 @@ mod tests {
     fn settings_default_on_when_absent() {
         let s: Settings = serde_json::from_str("{}").unwrap();
         assert!(s.post_sales && s.sync_inventory);
+        assert_eq!(s.lightspeed_api_version, None);
+        let s: Settings = serde_json::from_str(r#"{"lightspeed_api_version": "legacy"}"#).unwrap();
+        assert_eq!(
+            s.lightspeed_api_version,
+            Some(crate::lightspeed::LsApiVersion::Legacy)
+        );
+        assert_eq!(
+            serde_json::to_value(&s).unwrap()["lightspeed_api_version"],
+            "legacy"
+        );
+        // A version from a newer release does not stop the connection from loading.
+        let s: Settings = serde_json::from_str(r#"{"lightspeed_api_version": "2099-01"}"#).unwrap();
+        assert_eq!(s.lightspeed_api_version, None);
     }
 }

@@ -468,21 +468,43 @@ fn opt_whole<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     Ok(crate::decimal::opt_decimal(d)?.and_then(|v| v.floor().to_i64()))
 }
 
-/// A Lightspeed inventory record (`/api/2.0/inventory`).
+/// A Lightspeed inventory record (legacy `/api/2.0/inventory`, 2026-07 `POST /inventory`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "RawInventoryRecord")]
 pub struct InventoryRecord {
     pub product_id: String,
     pub outlet_id: String,
-    /// Legacy `inventory_level`; 2026-07 renamed it `current_inventory_level` (its
-    /// `Inventory` has no `inventory_level`, so a missing field is not read as stock 0).
-    #[serde(
-        default,
-        alias = "current_inventory_level",
-        deserialize_with = "crate::decimal::decimal_or_zero"
-    )]
+    /// Legacy `inventory_level`, 2026-07 `current_inventory_level` (MAPPING.md §8); a record
+    /// with neither (or null) reads as 0, as the legacy feed always did.
     pub inventory_level: Decimal,
-    #[serde(default)]
     pub version: u64,
+}
+
+/// The wire form of [`InventoryRecord`]: either generation's level field, or both.
+#[derive(Deserialize)]
+struct RawInventoryRecord {
+    product_id: String,
+    outlet_id: String,
+    #[serde(default, deserialize_with = "crate::decimal::opt_decimal")]
+    inventory_level: Option<Decimal>,
+    #[serde(default, deserialize_with = "crate::decimal::opt_decimal")]
+    current_inventory_level: Option<Decimal>,
+    #[serde(default)]
+    version: u64,
+}
+
+impl From<RawInventoryRecord> for InventoryRecord {
+    fn from(r: RawInventoryRecord) -> Self {
+        InventoryRecord {
+            product_id: r.product_id,
+            outlet_id: r.outlet_id,
+            inventory_level: r
+                .current_inventory_level
+                .or(r.inventory_level)
+                .unwrap_or_default(),
+            version: r.version,
+        }
+    }
 }
 
 /// One page of a version-paginated Lightspeed feed.
@@ -968,5 +990,10 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(dated.inventory_level, dec!(6));
+        let both: InventoryRecord = serde_json::from_value(serde_json::json!({
+            "product_id": "p", "outlet_id": "o", "inventory_level": 1, "current_inventory_level": "7.0"
+        }))
+        .unwrap();
+        assert_eq!(both.inventory_level, dec!(7));
     }
 }

@@ -16,8 +16,9 @@ impl LightspeedClient {
     ///
     /// What a second POST of the same id does is not documented (MAPPING.md §5): it may be
     /// refused. A refusal is therefore checked once against `GET /sales/{id}`: if our sale is
-    /// there (an earlier attempt whose answer was lost), it is the answer. The ledger and the
-    /// poster's search before a repost stay the guarantee; this only saves a parked order.
+    /// there (an earlier attempt whose answer was lost), it is the answer. A 409 whose sale
+    /// cannot be read yet is an unknown outcome (the poster searches again before any repost),
+    /// never a park. The ledger and the search before a repost stay the guarantee.
     pub(crate) async fn post_dated_sale(
         &self,
         conn: &Connection,
@@ -34,6 +35,7 @@ impl LightspeedClient {
         {
             Ok(created) => Ok(created.data.into()),
             Err(refused @ ApiError::Rejected { .. }) => {
+                let conflict = matches!(refused, ApiError::Rejected { status: 409, .. });
                 match self.our_dated_sale(conn, &sale.invoice_number).await {
                     Ok(Some(existing)) => {
                         tracing::info!(
@@ -42,6 +44,13 @@ impl LightspeedClient {
                         );
                         Ok(existing)
                     }
+                    // A conflict on our own id means a sale with it exists even if it cannot
+                    // be read yet: never a reason to park, always one to look again later.
+                    _ if conflict => Err(ApiError::OutcomeUnknown {
+                        detail: format!(
+                            "{refused}; a sale with our id may exist but was not readable yet"
+                        ),
+                    }),
                     _ => Err(refused),
                 }
             }

@@ -697,10 +697,14 @@ impl LightspeedApi for LightspeedClient {
         conn: &Connection,
         invoice_number: &str,
     ) -> Result<Vec<PostedSale>, ApiError> {
-        if self.version_for(conn).is_dated()
-            && let Some(sale) = self.our_dated_sale(conn, invoice_number).await?
-        {
-            return Ok(vec![sale]);
+        if self.version_for(conn).is_dated() {
+            match self.our_dated_sale(conn, invoice_number).await {
+                Ok(Some(sale)) => return Ok(vec![sale]),
+                Ok(None) => {}
+                Err(e) if e.is_retryable() => return Err(e),
+                // A lookup refused outright is no answer: the search still is one.
+                Err(e) => tracing::warn!(error = %e, "looking our sale up by id failed; searching"),
+            }
         }
         let page: DataList<RawSale> = self
             .get(
@@ -926,6 +930,20 @@ mod tests {
             .map(|s| s.id)
             .collect();
         assert_eq!(ids, ["a", "c"]);
+
+        // Another order's number that starts with ours is not ours; a register's affixes are.
+        let hits: DataList<RawSale> = serde_json::from_str(
+            r#"{"data":[{"id":"o70","invoice_number":"ECWID-1-70"},
+                        {"id":"o7a","invoice_number":"ECWID-1-7A"},
+                        {"id":"mine","invoice_number":"WEB-ECWID-1-7/W"},
+                        {"id":"exact","invoice_number":"ECWID-1-7"}]}"#,
+        )
+        .unwrap();
+        let ids: Vec<String> = parse::sales_matching(hits.data, "ECWID-1-7")
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(ids, ["mine", "exact"]);
     }
 
     #[test]

@@ -28,8 +28,10 @@ pub fn sale_response(body: &str) -> Result<PostedSale, ApiError> {
     Ok(envelope.register_sale.into())
 }
 
-/// The sales of a search answer that are ours: whose `source_id` is the invoice number,
-/// or whose invoice number contains it (a register may add a prefix or suffix).
+/// The sales of a search answer that are ours: whose `source_id` (2026-07: `source.id`) or
+/// invoice number is the invoice number, or whose invoice number holds it followed by no
+/// letter or digit (a register may add a prefix or suffix; `ECWID-1-7` is not in
+/// `ECWID-1-70`, another order's).
 pub(crate) fn sales_matching(sales: Vec<RawSale>, invoice_number: &str) -> Vec<PostedSale> {
     sales
         .into_iter()
@@ -37,10 +39,20 @@ pub(crate) fn sales_matching(sales: Vec<RawSale>, invoice_number: &str) -> Vec<P
             s.source_id() == Some(invoice_number)
                 || s.invoice_number
                     .as_deref()
-                    .is_some_and(|n| n.contains(invoice_number))
+                    .is_some_and(|n| holds_invoice(n, invoice_number))
         })
         .map(PostedSale::from)
         .collect()
+}
+
+/// Whether `number` holds `ours` with no letter or digit right after it.
+fn holds_invoice(number: &str, ours: &str) -> bool {
+    number.match_indices(ours).any(|(at, _)| {
+        number[at + ours.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| !c.is_ascii_alphanumeric())
+    })
 }
 
 /// `GET /api/2.0/search?type=sales&invoice_number=…`: the matching sales.

@@ -21,6 +21,11 @@ pub enum Route {
     LsSearch,
     /// Any Lightspeed API request (legacy and `/api/2026-07/*`), but the OAuth token endpoint.
     LsAny,
+    /// Reading one sale by id on Lightspeed, in either generation:
+    /// `GET /api/register_sales/{id}` and `GET /api/2026-07/sales/{id}`. A
+    /// [`FaultKind::Status`]`(404)` here stands for a sale that exists but cannot be read yet
+    /// (the read-after-write lag the search also has; an assumption, see README).
+    LsGetSale,
     /// An Ecwid batch (`POST /api/v3/{storeId}/batch`) as Ecwid runs it, not the HTTP
     /// request (an [`Route::EcwidAny`] fault answers the POST itself). Checked once per new
     /// batch; a POST that repeats a `deduplicationKey` gets the first batch's result and

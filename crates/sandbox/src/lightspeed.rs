@@ -235,6 +235,8 @@ pub(crate) const TOKEN_PATH: &str = "/api/1.0/token";
 /// twin for the retailer's budget, so it shares its counters and its route-specific faults.
 /// `POST`: sale creation (`Route::LsPostSale`, `Counters::ls_sale_posts`).
 pub(crate) const SALE_CREATE: [&str; 2] = ["/api/register_sales", "/api/2026-07/sales"];
+/// `GET`: one sale by id (`Route::LsGetSale`).
+pub(crate) const SALE_GET: [&str; 2] = ["/api/register_sales/{id}", "/api/2026-07/sales/{id}"];
 /// `GET`: the search (`Route::LsSearch`, `Counters::ls_searches`).
 pub(crate) const SEARCH: [&str; 2] = ["/api/2.0/search", "/api/2026-07/search"];
 /// `POST`: customer creation (`Counters::ls_customer_creates`).

@@ -543,6 +543,7 @@ async fn ls_gate(
     let is_sale_post =
         method == Method::POST && matched_any(&route, crate::lightspeed::SALE_CREATE);
     let is_search = method == Method::GET && matched_any(&route, crate::lightspeed::SEARCH);
+    let is_sale_get = method == Method::GET && matched_any(&route, crate::lightspeed::SALE_GET);
     let is_customer_create =
         method == Method::POST && matched_any(&route, crate::lightspeed::CUSTOMER_CREATE);
     let is_product_create =
@@ -612,6 +613,7 @@ async fn ls_gate(
                             r == Route::LsAny
                                 || (r == Route::LsPostSale && is_sale_post)
                                 || (r == Route::LsSearch && is_search)
+                                || (r == Route::LsGetSale && is_sale_get)
                         });
                         match fault {
                             Some(FaultKind::Status(code)) => Err(rate_headers(

@@ -99,6 +99,19 @@ impl ChoiceArgs {
 pub async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
     let ecwid = args.api.ecwid_client()?;
     let lightspeed = args.api.lightspeed_on(&args.api.lightspeed_url_template)?;
+    // A reconnect keeps the go-live moment and the store's own API generation (which the
+    // checks below then use); `els settings` changes the latter. Nothing is written yet.
+    let backend = open_backend(&args.backend).await?;
+    let (stored_go_live, stored_version) = with_backend!(&backend, |store, _queue| {
+        match store.get_connection(args.store).await {
+            Ok(existing) => existing.map_or((None, None), |c| {
+                (c.go_live_at, c.settings.lightspeed_api_version)
+            }),
+            // Stored tokens that cannot be decrypted are replaced; the rest stays.
+            Err(els_core::StoreError::Undecryptable { go_live_at, .. }) => (go_live_at, None),
+            Err(e) => return Err(e.into()),
+        }
+    });
     let request = ConnectRequest {
         store_id: args.store,
         ecwid_token: Secret::new(args.ecwid_token),
@@ -119,7 +132,7 @@ pub async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
         settings: Settings {
             post_sales: args.post_sales,
             sync_inventory: args.sync_inventory,
-            lightspeed_api_version: None,
+            lightspeed_api_version: stored_version,
         },
     };
     let ask = terminal_ask();
@@ -131,18 +144,7 @@ pub async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
     )
     .await?;
     // Only now, with every check passed, is anything written.
-    let backend = open_backend(&args.backend).await?;
     let saved = with_backend!(backend, |store, _queue| {
-        let (stored_go_live, stored_version) = match store.get_connection(args.store).await {
-            Ok(existing) => existing.map_or((None, None), |c| {
-                (c.go_live_at, c.settings.lightspeed_api_version)
-            }),
-            // Stored tokens that cannot be decrypted are replaced; the go-live moment stays.
-            Err(els_core::StoreError::Undecryptable { go_live_at, .. }) => (go_live_at, None),
-            Err(e) => return Err(e.into()),
-        };
-        // A reconnect keeps the store's own API generation (`els settings` changes it).
-        plan.connection.settings.lightspeed_api_version = stored_version;
         let go_live = args
             .go_live
             .or(stored_go_live)

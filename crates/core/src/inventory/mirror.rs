@@ -48,6 +48,7 @@ use super::{
 use crate::connection::Connection;
 use crate::error::{ApiError, StoreError};
 use crate::ids::StoreId;
+use crate::lightspeed::LsApiVersion;
 use crate::ports::{
     Clock, ConnectionStore, EcwidApi, InventoryStateStore, LedgerStore, LightspeedApi,
 };
@@ -428,6 +429,12 @@ where
             .lightspeed
             .generation_for(conn)
             .map(|g| g.as_str().to_string());
+        // A cursor written before generations were recorded was read on the legacy feeds.
+        if run.cursor.api_version.is_none()
+            && (run.cursor.inventory_version > 0 || run.cursor.products_version > 0)
+        {
+            run.cursor.api_version = Some(LsApiVersion::Legacy.as_str().to_string());
+        }
         let same_outlet = run.cursor.outlet_id.as_deref() == Some(outlet.as_str());
         let same_generation = generation.is_none() || run.cursor.api_version == generation;
         if same_outlet && same_generation {

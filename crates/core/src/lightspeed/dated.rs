@@ -93,13 +93,14 @@ pub struct IdRef {
     pub id: String,
 }
 
-/// Unit price excluding tax, and the per-unit discount already taken off it.
+/// The unit price excluding tax, discounts already taken off. The legacy body also declares
+/// the per-unit discount for Lightspeed's reports; `pricing.discount` ("Discount value of the
+/// line item") is not sent, because whether 2026-07 subtracts it from `price` again is not
+/// documented and money comes first (MAPPING.md §1).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Pricing {
     #[serde(with = "rust_decimal::serde::float")]
     pub price: Decimal,
-    #[serde(with = "rust_decimal::serde::float")]
-    pub discount: Decimal,
 }
 
 /// The tax per unit and the Lightspeed tax it belongs to.
@@ -174,10 +175,7 @@ fn line(l: &SaleLine) -> LineItem {
             id: l.product_id.clone(),
         },
         quantity: l.quantity,
-        pricing: Pricing {
-            price: l.price,
-            discount: l.discount,
-        },
+        pricing: Pricing { price: l.price },
         tax: LineTax {
             id: l.tax_id.clone(),
             amount: l.tax,
@@ -261,6 +259,7 @@ mod tests {
         let d = draft();
         let r = sale_request(&d).unwrap();
         assert_eq!(r.total(), d.total());
+        assert_eq!(r.total(), dec!(30.00));
         assert_eq!(r.payments_total(), d.payments_total());
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["state"], "closed");
@@ -272,8 +271,7 @@ mod tests {
         assert_eq!(v["date"], "2026-11-27T10:00:00Z");
         let l = &v["line_items"][0];
         assert_eq!(l["product"]["id"], "p1");
-        assert_eq!(l["pricing"]["price"], 9.09);
-        assert_eq!(l["pricing"]["discount"], 0.5);
+        assert_eq!(l["pricing"], serde_json::json!({"price": 9.09}));
         assert_eq!(l["tax"], serde_json::json!({"id": "t10", "amount": 0.91}));
         assert_eq!(l["_metadata"]["is_price_override"], true);
         assert_eq!(v["payments"][0]["type"]["config_id"], "cash");
