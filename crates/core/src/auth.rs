@@ -22,7 +22,9 @@ use crate::deadline::Deadline;
 use crate::error::{ApiError, StoreError};
 use crate::ids::{Sku, StoreId};
 use crate::inventory::{FeedPage, InventoryRecord};
-use crate::lightspeed::{LsCustomer, LsProduct, NewCustomer, PostedSale, SaleDraft, SaleSetup};
+use crate::lightspeed::{
+    LsCustomer, LsProduct, LsSale, NewCustomer, PostedSale, SaleDraft, SaleSetup,
+};
 use crate::ports::{Clock, ConnectionStore, LightspeedApi};
 use crate::retry::{Backoff, NoJitter};
 use chrono::{DateTime, TimeZone, Utc};
@@ -654,6 +656,44 @@ where
         let inner = &self.inner;
         self.call(connection, |c| async move {
             inner.find_sales_by_invoice(&c, invoice_number).await
+        })
+        .await
+    }
+
+    async fn get_sale(
+        &self,
+        connection: &Connection,
+        sale_id: &str,
+    ) -> Result<Option<LsSale>, ApiError> {
+        let inner = &self.inner;
+        self.call(
+            connection,
+            |c| async move { inner.get_sale(&c, sale_id).await },
+        )
+        .await
+    }
+
+    async fn start_return(
+        &self,
+        connection: &Connection,
+        sale_id: &str,
+    ) -> Result<LsSale, ApiError> {
+        let inner = &self.inner;
+        self.call(connection, |c| async move {
+            inner.start_return(&c, sale_id).await
+        })
+        .await
+    }
+
+    async fn complete_return(
+        &self,
+        connection: &Connection,
+        return_id: &str,
+        sale: &SaleDraft,
+    ) -> Result<PostedSale, ApiError> {
+        let inner = &self.inner;
+        self.call(connection, |c| async move {
+            inner.complete_return(&c, return_id, sale).await
         })
         .await
     }

@@ -13,7 +13,8 @@ use crate::inventory::{
     StockLevel,
 };
 use crate::lightspeed::{
-    LsCustomer, LsProduct, LsTax, NewCustomer, PostedSale, SaleDraft, SaleSetup,
+    LsCustomer, LsProduct, LsSale, LsSaleLine, LsSalePayment, LsTax, NewCustomer, PostedSale,
+    SaleDraft, SaleSetup,
 };
 use crate::memory::MemoryStore;
 use crate::ports::{
@@ -456,6 +457,37 @@ fn posted(id: &str, sale: &SaleDraft) -> PostedSale {
     }
 }
 
+/// A stored draft as Lightspeed would read it back.
+fn read_back(id: &str, sale: &SaleDraft) -> LsSale {
+    LsSale {
+        id: id.into(),
+        status: sale.status.clone(),
+        invoice_number: Some(sale.invoice_number.clone()),
+        return_for: sale.return_for.clone(),
+        register_id: Some(sale.register_id.clone()),
+        lines: sale
+            .register_sale_products
+            .iter()
+            .map(|l| LsSaleLine {
+                id: None,
+                product_id: l.product_id.clone(),
+                quantity: l.quantity,
+                price: l.price,
+                tax: l.tax,
+                tax_id: Some(l.tax_id.clone()),
+            })
+            .collect(),
+        payments: sale
+            .register_sale_payments
+            .iter()
+            .map(|p| LsSalePayment {
+                retailer_payment_type_id: p.retailer_payment_type_id.clone(),
+                amount: p.amount,
+            })
+            .collect(),
+    }
+}
+
 /// The page of `items` (with their versions) after `after`, in version order.
 fn feed_page<T: Clone>(mut items: Vec<(u64, T)>, after: u64, page_size: usize) -> FeedPage<T> {
     items.retain(|(v, _)| *v > after);
@@ -493,6 +525,50 @@ impl LightspeedApi for FakeLightspeed {
             .filter(|(_, s)| s.invoice_number == invoice_number)
             .map(|(id, s)| posted(id, s))
             .collect())
+    }
+
+    async fn get_sale(&self, _: &Connection, sale_id: &str) -> Result<Option<LsSale>, ApiError> {
+        Ok(self
+            .state("get_sale")
+            .sales
+            .iter()
+            .find(|(id, _)| id == sale_id)
+            .map(|(id, s)| read_back(id, s)))
+    }
+
+    async fn start_return(&self, _: &Connection, sale_id: &str) -> Result<LsSale, ApiError> {
+        let mut state = self.state("start_return");
+        let Some((_, original)) = state.sales.iter().find(|(id, _)| id == sale_id).cloned() else {
+            return Err(ApiError::NotFound {
+                detail: format!("no sale {sale_id}"),
+            });
+        };
+        let mut started = original;
+        started.status = crate::lightspeed::returns::STATUS_SAVED.into();
+        started.return_for = Some(sale_id.into());
+        started.register_sale_payments.clear();
+        for line in &mut started.register_sale_products {
+            line.quantity = -line.quantity;
+        }
+        let id = format!("sale-{}", state.sales.len() + 1);
+        state.sales.push((id.clone(), started.clone()));
+        Ok(read_back(&id, &started))
+    }
+
+    async fn complete_return(
+        &self,
+        _: &Connection,
+        return_id: &str,
+        sale: &SaleDraft,
+    ) -> Result<PostedSale, ApiError> {
+        let mut state = self.state("complete_return");
+        let Some(slot) = state.sales.iter_mut().find(|(id, _)| id == return_id) else {
+            return Err(ApiError::NotFound {
+                detail: format!("no sale {return_id}"),
+            });
+        };
+        slot.1 = sale.clone();
+        Ok(posted(return_id, sale))
     }
 
     async fn find_products_by_sku(

@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 
 pub mod api_version;
 pub mod dated;
+pub mod returns;
 
 pub use api_version::LsApiVersion;
+pub use returns::{LsSale, LsSaleLine, LsSalePayment};
 
 /// Legacy status of a completed sale (rule O3). It appears in the POS's Sales History and
 /// lowers stock at the register's outlet.
@@ -71,6 +73,10 @@ pub struct SaleDraft {
     pub invoice_number: String,
     pub source: String,
     pub source_id: String,
+    /// On the completion of a referenced return: the original sale's id. `None` on sales
+    /// and on unreferenced returns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_for: Option<String>,
     pub register_sale_products: Vec<SaleLine>,
     pub register_sale_payments: Vec<SalePayment>,
 }

@@ -667,6 +667,7 @@ fn build_sale(
         invoice_number: key.invoice_number(),
         source: "ecwid".into(),
         source_id: key.invoice_number(),
+        return_for: None,
         register_sale_products: lines,
         register_sale_payments: payments,
     };

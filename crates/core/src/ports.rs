@@ -15,7 +15,9 @@ use crate::inventory::{
     StockLevel,
 };
 use crate::ledger::{LedgerEntry, OrderKey, OrderState};
-use crate::lightspeed::{LsCustomer, LsProduct, NewCustomer, PostedSale, SaleDraft, SaleSetup};
+use crate::lightspeed::{
+    LsCustomer, LsProduct, LsSale, NewCustomer, PostedSale, SaleDraft, SaleSetup,
+};
 use crate::sweep::SweepCursor;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -470,6 +472,32 @@ pub trait LightspeedApi: Send + Sync {
         connection: &Connection,
         invoice_number: &str,
     ) -> impl Future<Output = Result<Vec<PostedSale>, ApiError>> + Send;
+    /// One sale (or return) by id: `GET /api/2.0/sales/{id}` (legacy) or
+    /// `GET /api/<version>/sales/{id}`; `None` when Lightspeed has no such sale.
+    fn get_sale(
+        &self,
+        connection: &Connection,
+        sale_id: &str,
+    ) -> impl Future<Output = Result<Option<LsSale>, ApiError>> + Send;
+    /// Starts a referenced return of the closed sale `sale_id`
+    /// (`PUT /api/2.0/sales/{id}/actions/return` legacy, `POST /api/<version>/sales/{id}/actions/return`):
+    /// the new SAVED return sale, with `return_for` and the original's lines negated. Not
+    /// idempotent: each call starts another return (the dated API voids the other parked ones).
+    fn start_return(
+        &self,
+        connection: &Connection,
+        sale_id: &str,
+    ) -> impl Future<Output = Result<LsSale, ApiError>> + Send;
+    /// Completes the started return `return_id` with `sale` (negative line quantities,
+    /// negative payments, status CLOSED, `return_for` set): legacy `POST /api/register_sales`
+    /// with the return's `id`, dated `PUT /api/<version>/sales/{id}`. Repeating it updates
+    /// the same sale (or is refused once it is closed); it never creates another sale.
+    fn complete_return(
+        &self,
+        connection: &Connection,
+        return_id: &str,
+        sale: &SaleDraft,
+    ) -> impl Future<Output = Result<PostedSale, ApiError>> + Send;
     /// Every product row whose SKU may equal `sku` (the caller re-checks).
     fn find_products_by_sku(
         &self,

@@ -15,7 +15,7 @@
 use els_core::decimal::opt_decimal;
 use els_core::inventory::{FeedPage, InventoryRecord};
 use els_core::lightspeed::{
-    LsApiVersion, LsCustomer, LsProduct, NewCustomer, PostedSale, SaleDraft, SaleSetup,
+    LsApiVersion, LsCustomer, LsProduct, LsSale, NewCustomer, PostedSale, SaleDraft, SaleSetup,
 };
 use els_core::{ApiError, Connection, LightspeedApi, Sku};
 use rust_decimal::Decimal;
@@ -720,6 +720,32 @@ impl LightspeedApi for LightspeedClient {
         // prefix/suffix to a number we send is not documented, so a number that contains
         // ours, or our `source_id`, also counts as ours.
         Ok(parse::sales_matching(page.data, invoice_number))
+    }
+
+    async fn get_sale(&self, _: &Connection, _: &str) -> Result<Option<LsSale>, ApiError> {
+        Err(ApiError::Rejected {
+            status: 501,
+            detail: "returns: in progress (#15)".into(),
+        })
+    }
+
+    async fn start_return(&self, _: &Connection, _: &str) -> Result<LsSale, ApiError> {
+        Err(ApiError::Rejected {
+            status: 501,
+            detail: "returns: in progress (#15)".into(),
+        })
+    }
+
+    async fn complete_return(
+        &self,
+        _: &Connection,
+        _: &str,
+        _: &SaleDraft,
+    ) -> Result<PostedSale, ApiError> {
+        Err(ApiError::Rejected {
+            status: 501,
+            detail: "returns: in progress (#15)".into(),
+        })
     }
 
     async fn find_products_by_sku(

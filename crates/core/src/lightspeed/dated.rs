@@ -234,6 +234,7 @@ mod tests {
             invoice_number: "ECWID-1-7".into(),
             source: "ecwid".into(),
             source_id: "ECWID-1-7".into(),
+            return_for: None,
             register_sale_products: vec![SaleLine {
                 product_id: "p1".into(),
                 quantity: dec!(3),
