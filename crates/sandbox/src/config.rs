@@ -59,6 +59,13 @@ pub struct SandboxConfig {
     /// second `POST /api/2026-07/sales` with the `id` of an existing sale does. Default
     /// [`RepeatSaleId::Refuse`].
     pub ls_repeat_sale_id: RepeatSaleId,
+    /// Which of its two published shapes `POST /api/2026-07/sales/{id}/actions/return`
+    /// (initReturnSale) answers: false (the default) the operation's declared schema
+    /// (`SaleResponse {data: Sale}`, the link in `return.original_sale_id`); true the
+    /// operation's own example and the tutorial's (docs `sales_returns`), legacy-shaped
+    /// (`status`, `return_for`, `total_price`, lines with `product_id` and a numeric `tax`),
+    /// which fails that schema (MAPPING.md §11). A client must read both.
+    pub ls_dated_return_example_shape: bool,
 }
 
 /// What `POST /api/2026-07/sales` does with a client-supplied `id` (`SaleRequest.id`, "User-
@@ -105,6 +112,7 @@ impl Default for SandboxConfig {
             currency: "USD".into(),
             ecwid_currency: None,
             ls_repeat_sale_id: RepeatSaleId::Refuse,
+            ls_dated_return_example_shape: false,
         }
     }
 }

@@ -13,8 +13,10 @@ pub enum Route {
     EcwidGetOrder,
     /// Any Ecwid API request.
     EcwidAny,
-    /// A sale creation on Lightspeed, in either generation: `POST /api/register_sales` and
-    /// `POST /api/2026-07/sales`.
+    /// A sale creation or update on Lightspeed, in either generation: `POST
+    /// /api/register_sales` (with or without an `id`, so also a return's completion),
+    /// `POST /api/2026-07/sales` and `PUT /api/2026-07/sales/{id}` (UpdateSale, the dated
+    /// completion of a return).
     LsPostSale,
     /// A search on Lightspeed, in either generation: `GET /api/2.0/search` and
     /// `GET /api/2026-07/search`.
@@ -22,10 +24,15 @@ pub enum Route {
     /// Any Lightspeed API request (legacy and `/api/2026-07/*`), but the OAuth token endpoint.
     LsAny,
     /// Reading one sale by id on Lightspeed, in either generation:
-    /// `GET /api/register_sales/{id}` and `GET /api/2026-07/sales/{id}`. A
+    /// `GET /api/register_sales/{id}`, `GET /api/2.0/sales/{id}` and
+    /// `GET /api/2026-07/sales/{id}`. A
     /// [`FaultKind::Status`]`(404)` here stands for a sale that exists but cannot be read yet
     /// (the read-after-write lag the search also has; an assumption, see README).
     LsGetSale,
+    /// Starting a return on Lightspeed, in either generation: `PUT
+    /// /api/2.0/sales/{id}/actions/return` and `POST /api/2026-07/sales/{id}/actions/return`.
+    /// [`FaultKind::DropAfterCommit`]: the return is started, then the connection drops.
+    LsStartReturn,
     /// An Ecwid batch (`POST /api/v3/{storeId}/batch`) as Ecwid runs it, not the HTTP
     /// request (an [`Route::EcwidAny`] fault answers the POST itself). Checked once per new
     /// batch; a POST that repeats a `deduplicationKey` gets the first batch's result and

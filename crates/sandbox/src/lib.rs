@@ -85,8 +85,8 @@ pub use config::{RepeatSaleId, SandboxConfig};
 pub use faults::{ChanceFault, ChaosPlan, Fault, FaultKind, FaultTally, Route};
 pub use oauth::{OAuthMode, OAuthTokens};
 pub use specs::{
-    Counters, HandlingFeeSpec, OrderItemSpec, OrderSpec, ProductIds, ProductSpec, SeedIds,
-    ShippingSpec, TaxSpec, VariantIds, VariantSpec,
+    Counters, HandlingFeeSpec, OrderItemSpec, OrderSpec, ProductIds, ProductSpec, ReturnLine,
+    ReturnPayment, ReturnSale, SeedIds, ShippingSpec, TaxSpec, VariantIds, VariantSpec,
 };
 pub use webhook::{SignedWebhook, sign_webhook};
 
@@ -259,6 +259,25 @@ impl Sandbox {
             .iter()
             .map(|s| lightspeed::dated_render::sale(&st, s))
             .collect()
+    }
+
+    /// The returns started on sale `sale_id` (referenced returns, `return_for` = it), oldest
+    /// first, with their status, lines, total and payments.
+    pub fn returns_for(&self, sale_id: &str) -> Vec<ReturnSale> {
+        lightspeed::returns::returns_for(&self.st(), sale_id)
+    }
+
+    /// Voids a Lightspeed sale, as the POS does (a closed sale can only be voided): its
+    /// stock, if it took any, goes back at its outlet with a new inventory version.
+    pub fn void_sale(&self, sale_id: &str) -> anyhow::Result<()> {
+        let mut st = self.st();
+        let idx = st
+            .sales
+            .iter()
+            .position(|s| s.id == sale_id)
+            .ok_or_else(|| anyhow::anyhow!("unknown Lightspeed sale {sale_id}"))?;
+        lightspeed::returns::void(&mut st, idx);
+        Ok(())
     }
 
     pub fn sale_count(&self) -> usize {

@@ -4,6 +4,7 @@
 mod create_product;
 mod dated;
 pub(crate) mod dated_render;
+pub(crate) mod returns;
 mod sale_input;
 
 use std::time::Instant;
@@ -11,7 +12,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::extract::Path;
 use axum::http::StatusCode;
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, get, post, put};
 use chrono::Utc;
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -216,7 +217,8 @@ pub(crate) fn routes() -> Router<Shared> {
                             .find(|s| s.id == id)
                             .map(|s| render_sale_20(st, s))
                     }),
-                ),
+                )
+                .route("/{id}/actions/return", put(returns::put_legacy_start)),
         )
         .nest("/api/2.0/search", collection().route("/", get(get_search)))
         .route(
@@ -235,8 +237,21 @@ pub(crate) const TOKEN_PATH: &str = "/api/1.0/token";
 /// twin for the retailer's budget, so it shares its counters and its route-specific faults.
 /// `POST`: sale creation (`Route::LsPostSale`, `Counters::ls_sale_posts`).
 pub(crate) const SALE_CREATE: [&str; 2] = ["/api/register_sales", "/api/2026-07/sales"];
-/// `GET`: one sale by id (`Route::LsGetSale`).
-pub(crate) const SALE_GET: [&str; 2] = ["/api/register_sales/{id}", "/api/2026-07/sales/{id}"];
+/// `GET`: one sale by id (`Route::LsGetSale`), the 0.9 and 2.0 reads and 2026-07's.
+pub(crate) const SALE_GET: [&str; 3] = [
+    "/api/register_sales/{id}",
+    "/api/2.0/sales/{id}",
+    "/api/2026-07/sales/{id}",
+];
+/// `PUT`: 2026-07 UpdateSale, a return's completion (`Route::LsPostSale`,
+/// `Counters::ls_return_completions` when the sale is a return).
+pub(crate) const SALE_UPDATE: &str = "/api/2026-07/sales/{id}";
+/// `PUT` (legacy) / `POST` (2026-07): starting a return (`Route::LsStartReturn`,
+/// `Counters::ls_return_starts`).
+pub(crate) const RETURN_START: [&str; 2] = [
+    "/api/2.0/sales/{id}/actions/return",
+    "/api/2026-07/sales/{id}/actions/return",
+];
 /// `GET`: the search (`Route::LsSearch`, `Counters::ls_searches`).
 pub(crate) const SEARCH: [&str; 2] = ["/api/2.0/search", "/api/2026-07/search"];
 /// `POST`: customer creation (`Counters::ls_customer_creates`).
@@ -857,7 +872,7 @@ pub(crate) fn render_sale_20(st: &State, s: &LsSale) -> Value {
     m.insert("state".into(), state.into());
     m.insert("note".into(), s.note.clone().into());
     m.insert("short_code".into(), s.short_code.clone().into());
-    m.insert("return_for".into(), Value::Null);
+    m.insert("return_for".into(), s.return_for.clone().into());
     m.insert("total_price".into(), dec_json(s.total_price()));
     m.insert("total_tax".into(), dec_json(s.total_tax()));
     m.insert("total_loyalty".into(), 0.into());
@@ -982,7 +997,7 @@ pub(crate) fn render_sale_09(st: &State, s: &LsSale) -> Value {
         "invoice_number": s.invoice_number,
         "invoice_sequence": s.invoice_sequence,
         "accounts_transaction_id": "",
-        "return_for": null,
+        "return_for": s.return_for,
         "register_sale_products": products,
         "totals": {
             "total_tax": dec_json(s.total_tax()),
@@ -1055,20 +1070,44 @@ fn post_register_sale(st: &mut State, body: Option<&Value>) -> ApiResponse {
         Ok(id) => id.filter(|s| !s.is_empty()),
         Err(e) => return e,
     };
+    let return_for = match opt_str(b, "return_for", "") {
+        Ok(id) => id.filter(|s| !s.is_empty()),
+        Err(e) => return e,
+    };
+    let existing = match existing {
+        Some(id) => match st.sales.iter().position(|s| s.id == id) {
+            Some(idx) => {
+                returns::count_completion(st, idx);
+                Some(idx)
+            }
+            None => return not_found(format!("Register sale {id} not found")),
+        },
+        None => None,
+    };
     let input = match parse_sale(st, b, &REGISTER_SALES) {
         Ok(i) => i,
         Err(e) => return e,
     };
     let target = match existing {
-        // Update: the body replaces the sale (lines left out are deleted, as in 0.9).
-        Some(id) => match st.sales.iter().position(|s| s.id == id) {
-            Some(idx) => SaleTarget::Replace(idx),
-            None => return not_found(format!("Register sale {id} not found")),
+        // Update (a return's completion among them): the body replaces the sale (lines left
+        // out are deleted, as in 0.9), once the returns' rules passed.
+        Some(idx) => match returns::check_update(st, idx, &input, return_for.as_deref()) {
+            Ok(()) => SaleTarget::Replace(idx),
+            Err(refused) => return refused,
         },
+        // ASSUMPTION: a referenced return is only made by the return action.
+        None if return_for.is_some() => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "return_for is only kept on a return started with PUT \
+                 /api/2.0/sales/{id}/actions/return",
+            );
+        }
         // No id: ALWAYS a new sale, even with a repeated invoice_number (no idempotency).
         None => SaleTarget::New(None),
     };
     let idx = store_sale(st, input, target);
+    returns::after_update(st, idx, false);
     ApiResponse::ok(json!({"register_sale": render_sale_09(st, &st.sales[idx])}))
 }
 

@@ -368,7 +368,7 @@ fn matched(matched: &Option<MatchedPath>, template: &str) -> bool {
 }
 
 /// Whether the route the request matched is one of `templates` (a route's twins).
-fn matched_any(route: &Option<MatchedPath>, templates: [&str; 2]) -> bool {
+fn matched_any(route: &Option<MatchedPath>, templates: &[&str]) -> bool {
     templates.iter().any(|t| matched(route, t))
 }
 
@@ -541,13 +541,17 @@ async fn ls_gate(
     let cfg = &shared.cfg;
     // Each in both generations: `/api/2026-07/*` twins count and fault as the legacy routes.
     let is_sale_post =
-        method == Method::POST && matched_any(&route, crate::lightspeed::SALE_CREATE);
-    let is_search = method == Method::GET && matched_any(&route, crate::lightspeed::SEARCH);
-    let is_sale_get = method == Method::GET && matched_any(&route, crate::lightspeed::SALE_GET);
+        method == Method::POST && matched_any(&route, &crate::lightspeed::SALE_CREATE);
+    // 2026-07 UpdateSale: a return's completion (`Route::LsPostSale`, not counted as a post).
+    let is_sale_put = method == Method::PUT && matched(&route, crate::lightspeed::SALE_UPDATE);
+    let is_return_start = (method == Method::PUT || method == Method::POST)
+        && matched_any(&route, &crate::lightspeed::RETURN_START);
+    let is_search = method == Method::GET && matched_any(&route, &crate::lightspeed::SEARCH);
+    let is_sale_get = method == Method::GET && matched_any(&route, &crate::lightspeed::SALE_GET);
     let is_customer_create =
-        method == Method::POST && matched_any(&route, crate::lightspeed::CUSTOMER_CREATE);
+        method == Method::POST && matched_any(&route, &crate::lightspeed::CUSTOMER_CREATE);
     let is_product_create =
-        method == Method::POST && matched_any(&route, crate::lightspeed::PRODUCT_CREATE);
+        method == Method::POST && matched_any(&route, &crate::lightspeed::PRODUCT_CREATE);
     // 2026-07 `ListInventoryRecords` is a POST that only reads (MAPPING.md §8).
     let is_read = method == Method::GET
         || (method == Method::POST && matched(&route, "/api/2026-07/inventory"));
@@ -574,6 +578,9 @@ async fn ls_gate(
             }
             if is_search {
                 st.counters.ls_searches += 1;
+            }
+            if is_return_start {
+                st.counters.ls_return_starts += 1;
             }
             if is_customer_create {
                 st.counters.ls_customer_creates += 1;
@@ -611,7 +618,8 @@ async fn ls_gate(
                         let reset = reset_header.then(|| http_date_after(ok.reset_in));
                         let fault = st.take_fault(|r| {
                             r == Route::LsAny
-                                || (r == Route::LsPostSale && is_sale_post)
+                                || (r == Route::LsPostSale && (is_sale_post || is_sale_put))
+                                || (r == Route::LsStartReturn && is_return_start)
                                 || (r == Route::LsSearch && is_search)
                                 || (r == Route::LsGetSale && is_sale_get)
                         });
@@ -655,8 +663,10 @@ async fn ls_gate(
             .into_response();
         }
     };
-    let drop_route = if is_sale_post {
+    let drop_route = if is_sale_post || is_sale_put {
         Route::LsPostSale
+    } else if is_return_start {
+        Route::LsStartReturn
     } else if is_search {
         Route::LsSearch
     } else {

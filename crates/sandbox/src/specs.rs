@@ -308,6 +308,37 @@ pub struct ShippingSpec {
     pub rate: Decimal,
 }
 
+/// A return started on a Lightspeed sale, as `Sandbox::returns_for` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReturnSale {
+    pub id: String,
+    /// Legacy status: `SAVED` (parked), `CLOSED` (completed), `VOIDED`...
+    pub status: String,
+    pub lines: Vec<ReturnLine>,
+    /// Σ quantity × (price + tax): negative for a refund.
+    pub total: Decimal,
+    pub payments: Vec<ReturnPayment>,
+}
+
+/// One line of a [`ReturnSale`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReturnLine {
+    pub product_id: String,
+    /// Negative for what comes back.
+    pub quantity: Decimal,
+    /// Unit price excluding tax.
+    pub price: Decimal,
+    /// Tax per unit.
+    pub tax: Decimal,
+}
+
+/// One payment of a [`ReturnSale`] (negative for a refund).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReturnPayment {
+    pub retailer_payment_type_id: String,
+    pub amount: Decimal,
+}
+
 /// Request counters, for assertions.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
@@ -343,6 +374,15 @@ pub struct Counters {
     /// refused ones included.
     #[serde(default)]
     pub ls_product_creates: u64,
+    /// Return starts, `PUT /api/2.0/sales/{id}/actions/return` and
+    /// `POST /api/2026-07/sales/{id}/actions/return` (refused and faulted ones included).
+    #[serde(default)]
+    pub ls_return_starts: u64,
+    /// Completion attempts of a referenced return that reached it: a `POST
+    /// /api/register_sales` or `PUT /api/2026-07/sales/{id}` on a return's id, refused ones
+    /// included (the legacy one is a sale POST and counts in `ls_sale_posts` too).
+    #[serde(default)]
+    pub ls_return_completions: u64,
     /// 429s sent by Lightspeed (real or injected).
     pub ls_rate_limited: u64,
     /// Injected faults that fired.

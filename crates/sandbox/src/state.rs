@@ -302,6 +302,9 @@ pub(crate) struct LsSale {
     pub payments: Vec<LsPayment>,
     /// Whether this sale's lines were taken off inventory.
     pub stock_taken: bool,
+    /// The original sale, when this sale is a referenced return (started by the return
+    /// action; `lightspeed::returns`).
+    pub return_for: Option<String>,
 }
 
 impl LsSale {
@@ -1245,6 +1248,7 @@ impl State {
                 amount,
             }],
             stock_taken: false,
+            return_for: None,
         });
         let idx = self.sales.len() - 1;
         self.apply_sale_stock(idx, true);

@@ -136,9 +136,36 @@ pub(crate) fn sale(st: &State, s: &LsSale) -> Value {
     m.insert("payments".into(), Value::Array(payments));
     m.insert("taxes".into(), Value::Array(taxes));
     m.insert("adjustments".into(), json!([]));
+    m.insert("return".into(), sale_return(st, s));
     m.insert("_metadata".into(), json!({"version": s.version}));
     m.insert("created_at".into(), ls_date(s.created_at).into());
     m.insert("updated_at".into(), ls_date(s.updated_at).into());
+    Value::Object(m)
+}
+
+/// `SaleReturn {is_return, original_sale_id, return_sale_ids}` (sales.json; MAPPING.md §11):
+/// a referenced return names its original ("Reference ID to a different sale if this sale
+/// was created as a return"), a sale the returns started on it ("IDs of return sales created
+/// from this sale", voided ones too). ASSUMPTION: `is_return` is also true on an unreferenced
+/// return (a sale whose every line has a negative quantity); `original_sale_id` (a string, not
+/// nullable) is left out when there is none.
+fn sale_return(st: &State, s: &LsSale) -> Value {
+    let unreferenced = !s.lines.is_empty() && s.lines.iter().all(|l| l.quantity.is_sign_negative());
+    let mut m = Map::new();
+    m.insert(
+        "is_return".into(),
+        (s.return_for.is_some() || unreferenced).into(),
+    );
+    if let Some(original) = &s.return_for {
+        m.insert("original_sale_id".into(), original.clone().into());
+    }
+    let returns: Vec<Value> = st
+        .sales
+        .iter()
+        .filter(|r| r.return_for.as_deref() == Some(s.id.as_str()))
+        .map(|r| r.id.clone().into())
+        .collect();
+    m.insert("return_sale_ids".into(), Value::Array(returns));
     Value::Object(m)
 }
 

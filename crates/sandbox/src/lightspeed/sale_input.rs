@@ -148,6 +148,18 @@ pub(crate) struct SaleInput {
     payments: Vec<LsPayment>,
 }
 
+impl SaleInput {
+    /// The legacy status the body gives the sale.
+    pub(crate) fn status(&self) -> &str {
+        &self.status
+    }
+
+    /// The body's lines.
+    pub(crate) fn lines(&self) -> &[LsSaleLine] {
+        &self.lines
+    }
+}
+
 /// Read a sale body through its generation's layout and check it against the state: the
 /// answer to a refused body is a 400 naming the field.
 pub(crate) fn parse_sale(
@@ -470,6 +482,7 @@ pub(crate) fn store_sale(st: &mut State, input: SaleInput, target: SaleTarget) -
                 lines: input.lines,
                 payments: input.payments,
                 stock_taken: false,
+                return_for: None,
             });
             st.sales.len() - 1
         }
