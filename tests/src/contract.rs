@@ -52,12 +52,15 @@ pub fn sample_connection(store_id: StoreId) -> Connection {
         discount_product_id: None,
         fees_product_id: None,
         gift_card_payment_type_id: None,
+        refund_product_id: None,
         go_live_at: None,
         restored_at: None,
         settings: Settings {
             post_sales: true,
             sync_inventory: false,
             lightspeed_api_version: Some(els_core::lightspeed::LsApiVersion::Legacy),
+            post_refunds: false,
+            restock_refunds: true,
         },
         version: 1,
     }

@@ -124,6 +124,7 @@ pub async fn plan(
         discount_product_id: None,
         fees_product_id: None,
         gift_card_payment_type_id: None,
+        refund_product_id: None,
         go_live_at: None,
         restored_at: None,
         settings: req.settings.clone(),

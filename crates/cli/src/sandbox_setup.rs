@@ -41,6 +41,7 @@ pub fn sandbox_connection(sandbox: &Sandbox) -> Connection {
         discount_product_id: Some(ids.discount_product_id.clone()),
         fees_product_id: None,
         gift_card_payment_type_id: Some(ids.gift_card_payment_type_id.clone()),
+        refund_product_id: None,
         go_live_at: None,
         restored_at: None,
         settings: Settings::default(),

@@ -145,6 +145,15 @@ pub struct Settings {
     /// "Update Ecwid with inventory changes from Lightspeed Retail" (S4).
     #[serde(default = "default_true")]
     pub sync_inventory: bool,
+    /// "Post Ecwid refunds to Lightspeed" (R5): refunds and cancellations of posted orders
+    /// become Lightspeed returns. Off: they are recorded as skipped, replayable.
+    #[serde(default = "default_true")]
+    pub post_refunds: bool,
+    /// "Restock refunded items" (R2): a full refund is a referenced return that puts the
+    /// items back at the register's outlet. Off: a money-only return (R3). A cancellation
+    /// always restocks (Ecwid restocks a cancelled order itself).
+    #[serde(default = "default_true")]
+    pub restock_refunds: bool,
     /// The Lightspeed API generation this store speaks, overriding the deployment's
     /// `LIGHTSPEED_API_VERSION`; `None`: the deployment's.
     /// A stored name this release does not know (written by a newer one, before a rollback)
@@ -179,6 +188,8 @@ impl Default for Settings {
         Self {
             post_sales: true,
             sync_inventory: true,
+            post_refunds: true,
+            restock_refunds: true,
             lightspeed_api_version: None,
         }
     }
@@ -208,6 +219,10 @@ pub struct Connection {
     /// shipping product when unset.
     #[serde(default)]
     pub fees_product_id: Option<String>,
+    /// Lightspeed product for money-only refunds (R3): it must not track stock. Unset: such
+    /// refunds park asking for it (`els settings --refund-product SKU`).
+    #[serde(default)]
+    pub refund_product_id: Option<String>,
     /// `retailer_payment_type_id` for the part of an order paid with an Ecwid gift card.
     #[serde(default)]
     pub gift_card_payment_type_id: Option<String>,

@@ -201,6 +201,10 @@ pub struct EcwidOrder {
     pub taxes_on_shipping: Vec<ItemTax>,
     pub billing_person: Option<Person>,
     pub shipping_person: Option<Person>,
+    /// The sum of all refunds. Documented as filled for Ecwid's own payment processing; may
+    /// be absent for other processors (then the payment status decides).
+    #[serde(deserialize_with = "opt_decimal")]
+    pub refunded_amount: Option<Decimal>,
     pub create_timestamp: Option<i64>,
     /// The last change, in Unix seconds (a payment, an edit, a refund).
     pub update_timestamp: Option<i64>,

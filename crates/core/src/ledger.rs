@@ -14,6 +14,12 @@
 //! entry it read and yields the entry to write, with `version` bumped. A transition made from
 //! a stale copy therefore fails at the store, never silently.
 
+mod returns;
+pub use returns::{
+    PendingReturn, ReturnClaim, ReturnKind, ReturnOutcome, ReturnRecord, Returns, begin_return,
+    claim_returns, finish_returns, release_held_returns, return_invoice_number, return_started,
+};
+
 use crate::ids::StoreId;
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
@@ -122,6 +128,15 @@ pub enum ReasonCode {
     Unauthorized,
     /// Parked: the queue gave up on the message after its maximum receives.
     DeadLettered,
+    /// Skipped: the order was cancelled or refunded before it was posted (R1).
+    RefundedBeforePosting,
+    /// A refund held: "Post Ecwid refunds to Lightspeed" is off (R5).
+    RefundsOff,
+    /// A refund held: it cannot be posted faithfully (R6): the sale voided in the POS, an
+    /// amount larger than what is left, no refund product...
+    RefundNotPostable,
+    /// A refund held: a partial refund without `refundedAmount` (R3).
+    RefundAmountUnknown,
 }
 
 impl ReasonCode {
@@ -141,6 +156,10 @@ impl ReasonCode {
             ReasonCode::LightspeedRejected => "LIGHTSPEED_REJECTED",
             ReasonCode::Unauthorized => "UNAUTHORIZED",
             ReasonCode::DeadLettered => "DEAD_LETTERED",
+            ReasonCode::RefundedBeforePosting => "REFUNDED_BEFORE_POSTING",
+            ReasonCode::RefundsOff => "REFUNDS_OFF",
+            ReasonCode::RefundNotPostable => "REFUND_NOT_POSTABLE",
+            ReasonCode::RefundAmountUnknown => "REFUND_AMOUNT_UNKNOWN",
         }
     }
 
@@ -161,6 +180,10 @@ impl ReasonCode {
             LightspeedRejected,
             Unauthorized,
             DeadLettered,
+            RefundedBeforePosting,
+            RefundsOff,
+            RefundNotPostable,
+            RefundAmountUnknown,
         ]
         .into_iter()
         .find(|c| c.as_str().eq_ignore_ascii_case(s))
@@ -237,6 +260,9 @@ pub struct LedgerEntry {
     /// (Ecwid reports no payment time). Absent on entries written before it existed.
     #[serde(default)]
     pub paid_at: Option<DateTime<Utc>>,
+    /// Refunds and cancellations of the posted order (R1–R6).
+    #[serde(default, skip_serializing_if = "returns_empty")]
+    pub returns: Returns,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub history: Vec<HistoryEvent>,
@@ -259,6 +285,7 @@ impl LedgerEntry {
             total: None,
             lines: Vec::new(),
             paid_at: None,
+            returns: Returns::default(),
             created_at: now,
             updated_at: now,
             history: Vec::new(),
@@ -302,6 +329,10 @@ impl LedgerEntry {
         }
         next
     }
+}
+
+fn returns_empty(r: &Returns) -> bool {
+    *r == Returns::default()
 }
 
 /// What a claim attempt decided.

@@ -48,6 +48,7 @@
 //! judges pick the one the order follows. Anything else parks the order with both figures
 //! in the reason: a wrong sale is never posted.
 
+pub mod returns;
 mod tax;
 
 use crate::connection::Connection;
@@ -728,6 +729,7 @@ mod tests {
             discount_product_id: None,
             fees_product_id: None,
             gift_card_payment_type_id: Some("pay-gift".into()),
+            refund_product_id: None,
             go_live_at: None,
             restored_at: None,
             settings: Settings::default(),

@@ -39,7 +39,9 @@ mod backfill;
 mod claim;
 mod customers;
 mod products;
+mod refunds;
 pub use backfill::{BackfillAction, BackfillItem, BackfillPlan};
+pub use refunds::{RefundTarget, next_return, refund_target};
 
 /// Tunables of the poster.
 #[derive(Debug, Clone)]
@@ -101,6 +103,13 @@ pub enum PostOutcome {
     Parked(Reason),
     /// No connection for the store (it was removed after the webhook was queued).
     NoConnection,
+    /// The posted order's refunds reached Lightspeed as these returns (R2–R4).
+    Refunded {
+        sale_id: String,
+        return_ids: Vec<String>,
+    },
+    /// A refund of the posted order is held until replayed (R5, R6).
+    RefundHeld(Reason),
 }
 
 /// The message must come back later; nothing is lost.
@@ -121,6 +130,8 @@ struct Attempt {
     outcome: Outcome,
     retry_delay: Option<Duration>,
     facts: Option<(rust_decimal::Decimal, Vec<ledger::LedgerLine>)>,
+    /// The order was partly refunded before it was posted: its refund follows the sale.
+    refunded_already: bool,
 }
 
 impl Attempt {
@@ -129,6 +140,7 @@ impl Attempt {
             outcome,
             retry_delay: None,
             facts: None,
+            refunded_already: false,
         }
     }
 }
@@ -213,6 +225,7 @@ impl<S, E, L, C> SalePoster<S, E, L, C> {
                 },
                 retry_delay: Some(retry_after.unwrap_or(self.config.retry_base)),
                 facts: None,
+                refunded_already: false,
             },
             ApiError::Unavailable { .. }
             | ApiError::OutcomeUnknown { .. }
@@ -223,6 +236,7 @@ impl<S, E, L, C> SalePoster<S, E, L, C> {
                 },
                 retry_delay: None,
                 facts: None,
+                refunded_already: false,
             },
             ApiError::NotFound { detail } if system == "Ecwid" => {
                 Attempt::done(Outcome::Parked(Reason::new(
@@ -324,6 +338,9 @@ where
 
         let (mut claimed, search_first) = match self.claim(&key).await? {
             Ok(c) => c,
+            Err(posted @ PostOutcome::AlreadyPosted { .. }) => {
+                return self.settle_refunds(&conn, &key, posted).await;
+            }
             Err(done) => return Ok(done),
         };
         #[cfg(feature = "testing")]
@@ -331,12 +348,21 @@ where
         let attempt = self
             .attempt(&conn, &key, &mut claimed, search_first, message.backfill)
             .await;
+        let refunded_already = attempt.refunded_already;
         let result = self.record(&key, &claimed, attempt).await;
         if result.is_ok() {
             #[cfg(feature = "testing")]
             self.crash_point(CrashPoint::AfterRecord, &key);
         }
-        result
+        match result {
+            // Paid, partly refunded before it was posted: the refund follows at once.
+            Ok(posted @ (PostOutcome::Posted { .. } | PostOutcome::Adopted { .. }))
+                if refunded_already =>
+            {
+                self.settle_refunds(&conn, &key, posted).await
+            }
+            other => other,
+        }
     }
 
     /// Writes the attempt's outcome under the claim's version condition.
@@ -440,7 +466,20 @@ where
                 ),
             )));
         }
-        if !order.is_paid() {
+        let status = order.payment_status.as_deref().unwrap_or_default();
+        if matches!(status, refunds::CANCELLED | refunds::REFUNDED) {
+            return Attempt::done(Outcome::Skipped(Reason::new(
+                ReasonCode::RefundedBeforePosting,
+                format!(
+                    "order {}: {status} in Ecwid before it was posted; no sale is posted for it (R1)",
+                    key.order_id
+                ),
+            )));
+        }
+        // Partly refunded before it was posted: the goods were still bought. The sale is
+        // posted as paid, and the refund follows as a return.
+        let refunded_already = status == refunds::PARTIALLY_REFUNDED;
+        if !order.is_paid() && !refunded_already {
             return Attempt::done(Outcome::Skipped(Reason::new(
                 ReasonCode::NotPaid,
                 format!(
@@ -459,6 +498,7 @@ where
             .attempt_paid(conn, key, claimed, search_first, &order)
             .await;
         attempt.facts = facts;
+        attempt.refunded_already = refunded_already;
         attempt
     }
 
@@ -562,6 +602,7 @@ where
                     },
                     retry_delay: Some(Duration::from_secs(1)),
                     facts: None,
+                    refunded_already: false,
                 };
             }
             if let Err(lost) = self.renew_claim(key, claimed).await {
@@ -593,6 +634,7 @@ where
                     },
                     retry_delay: Some(retry_after.unwrap_or(self.config.retry_base)),
                     facts: None,
+                    refunded_already: false,
                 },
                 // A 5xx, a timeout or a dropped connection: the sale may exist now.
                 Err(e) => {
@@ -622,6 +664,7 @@ where
             },
             retry_delay: None,
             facts: None,
+            refunded_already: false,
         };
         match self.store.save_order(&renewed, Some(claimed.version)).await {
             Ok(()) => {

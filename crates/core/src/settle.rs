@@ -116,6 +116,8 @@ fn log_outcome(outcome: &PostOutcome) {
         PostOutcome::Skipped(_) => "skipped",
         PostOutcome::Parked(_) => "parked",
         PostOutcome::NoConnection => "no_connection",
+        PostOutcome::Refunded { .. } => "refunded",
+        PostOutcome::RefundHeld(_) => "refund_held",
     };
     tracing::info!(outcome = kind, "message settled");
 }

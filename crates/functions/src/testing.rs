@@ -46,6 +46,7 @@ pub fn placeholder_connection(store_id: StoreId) -> Connection {
         discount_product_id: None,
         fees_product_id: None,
         gift_card_payment_type_id: None,
+        refund_product_id: None,
         go_live_at: None,
         restored_at: None,
         settings: Settings::default(),

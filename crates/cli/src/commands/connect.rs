@@ -102,16 +102,19 @@ pub async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
     // A reconnect keeps the go-live moment and the store's own API generation (which the
     // checks below then use); `els settings` changes the latter. Nothing is written yet.
     let backend = open_backend(&args.backend).await?;
-    let (stored_go_live, stored_version) = with_backend!(&backend, |store, _queue| {
+    // The refund settings and product (`els settings`) are kept the same way.
+    let (stored_go_live, stored) = with_backend!(&backend, |store, _queue| {
         match store.get_connection(args.store).await {
             Ok(existing) => existing.map_or((None, None), |c| {
-                (c.go_live_at, c.settings.lightspeed_api_version)
+                (c.go_live_at, Some((c.settings, c.refund_product_id)))
             }),
             // Stored tokens that cannot be decrypted are replaced; the rest stays.
             Err(els_core::StoreError::Undecryptable { go_live_at, .. }) => (go_live_at, None),
             Err(e) => return Err(e.into()),
         }
     });
+    let (stored_settings, stored_refund_product) = stored.unwrap_or_default();
+    let stored_version = stored_settings.lightspeed_api_version;
     let request = ConnectRequest {
         store_id: args.store,
         ecwid_token: Secret::new(args.ecwid_token),
@@ -133,6 +136,8 @@ pub async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
             post_sales: args.post_sales,
             sync_inventory: args.sync_inventory,
             lightspeed_api_version: stored_version,
+            post_refunds: stored_settings.post_refunds,
+            restock_refunds: stored_settings.restock_refunds,
         },
     };
     let ask = terminal_ask();
@@ -150,6 +155,7 @@ pub async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
             .or(stored_go_live)
             .unwrap_or_else(chrono::Utc::now);
         plan.connection.go_live_at = Some(go_live);
+        plan.connection.refund_product_id = stored_refund_product;
         plan.summary.push((
             "Posts orders created",
             format!(

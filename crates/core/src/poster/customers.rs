@@ -57,6 +57,7 @@ where
                 },
                 retry_delay: Some(Duration::from_millis(100)),
                 facts: None,
+                refunded_already: false,
             }),
             Err(Raced::Failed(attempt)) => Err(attempt),
         }
@@ -96,6 +97,7 @@ where
                     },
                     retry_delay: Some(retry_in.max(Duration::from_millis(50))),
                     facts: None,
+                    refunded_already: false,
                 }))
             }
             LinkDecision::Claim {
@@ -220,6 +222,7 @@ where
             },
             retry_delay: None,
             facts: None,
+            refunded_already: false,
         }
     }
 }

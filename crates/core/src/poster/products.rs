@@ -54,6 +54,7 @@ where
                         },
                         retry_delay: None,
                         facts: None,
+                        refunded_already: false,
                     });
                 }
             }

@@ -1,0 +1,533 @@
+//! Refunds and cancellations of posted orders become Lightspeed returns, each at most once
+//! and at least once (rules R2–R6, invariant 9).
+//!
+//! A delivery for a POSTED order fetches the order; when Ecwid says it was cancelled or
+//! refunded beyond what the ledger has returned, the order's refund work is claimed under a
+//! lease, the next return's identity (sequence number, kind, amount, invoice number) is
+//! written before anything is sent, and the return is posted:
+//! - **restock** (referenced, R2): the return is started on the sale, its id written to the
+//!   ledger, then completed on that id, so a retry completes the same return or finds it
+//!   closed;
+//! - **money only** (unreferenced, R3): a sale POST of negative lines on the refund product,
+//!   found by its invoice number after an unknown outcome, like a sale.
+
+use super::{PostOutcome, RetryLater, SalePoster};
+use crate::connection::Connection;
+use crate::ecwid::EcwidOrder;
+use crate::error::{ApiError, StoreError};
+use crate::ledger::{
+    self, LedgerEntry, OrderKey, PendingReturn, Reason, ReasonCode, ReturnClaim, ReturnKind,
+    ReturnOutcome, Returns,
+};
+use crate::lightspeed::LsSale;
+use crate::money::{self, returns::ReturnHeader};
+use crate::ports::{Clock, ConnectionStore, EcwidApi, LedgerStore, LightspeedApi, LinkStore};
+use chrono::SecondsFormat;
+use rust_decimal::Decimal;
+
+/// Payment statuses that ask for money back.
+pub const CANCELLED: &str = "CANCELLED";
+pub const REFUNDED: &str = "REFUNDED";
+pub const PARTIALLY_REFUNDED: &str = "PARTIALLY_REFUNDED";
+
+/// What Ecwid asks of a posted order's returns, before the sale is read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RefundTarget {
+    /// Nothing (more) to return.
+    Nothing,
+    /// Money back until `refunded` in all is returned (`None`: the whole sale), with the
+    /// lines put back when `restock`.
+    Return {
+        refunded: Option<Decimal>,
+        restock: bool,
+    },
+    /// Held until replayed.
+    Hold(Reason),
+}
+
+/// Decides from the fetched order and what was returned so far (R2, R3, R5). Pure.
+pub fn refund_target(order: &EcwidOrder, returns: &Returns, conn: &Connection) -> RefundTarget {
+    let status = order.payment_status.as_deref().unwrap_or_default();
+    let (refunded, restock) = match status {
+        CANCELLED => (None, true),
+        REFUNDED => (order.refunded_amount, conn.settings.restock_refunds),
+        PARTIALLY_REFUNDED => match order.refunded_amount {
+            Some(amount) => (Some(amount), false),
+            None => {
+                return RefundTarget::Hold(Reason::new(
+                    ReasonCode::RefundAmountUnknown,
+                    format!(
+                        "order {}: partially refunded in Ecwid, and the order does not say how much (no refundedAmount); post the return by hand in Lightspeed, or replay once Ecwid shows the amount",
+                        order.id
+                    ),
+                ));
+            }
+        },
+        _ => return RefundTarget::Nothing,
+    };
+    let more_money = refunded.is_none_or(|r| r > returns.returned());
+    let more_stock = restock && !returns.restocked();
+    if !more_money && !more_stock {
+        return RefundTarget::Nothing;
+    }
+    if !conn.settings.post_refunds {
+        return RefundTarget::Hold(Reason::new(
+            ReasonCode::RefundsOff,
+            format!(
+                "order {}: {status} in Ecwid, and \"Post Ecwid refunds to Lightspeed\" is off for store {}; replay it after turning the setting on",
+                order.id, conn.store_id
+            ),
+        ));
+    }
+    RefundTarget::Return { refunded, restock }
+}
+
+/// The next return, from the target and the sale as Lightspeed has it. `Ok(None)`: nothing
+/// to post. Pure.
+pub fn next_return(
+    target: &RefundTarget,
+    returns: &Returns,
+    original: &LsSale,
+    sale_invoice: &str,
+) -> Result<Option<PendingReturn>, Reason> {
+    let RefundTarget::Return { refunded, restock } = target else {
+        return Ok(None);
+    };
+    let worth = original.total();
+    let returned = returns.returned();
+    let amount = refunded.unwrap_or(worth) - returned;
+    let kind = if *restock && !returns.restocked() {
+        ReturnKind::Restock
+    } else {
+        ReturnKind::MoneyOnly
+    };
+    if amount > worth - returned {
+        return Err(Reason::new(
+            ReasonCode::RefundNotPostable,
+            format!(
+                "Ecwid has refunded {} in all, more than the Lightspeed sale {} is worth ({worth}) minus what was returned ({returned})",
+                refunded.unwrap_or(worth),
+                original.id
+            ),
+        ));
+    }
+    if amount < Decimal::ZERO || (kind == ReturnKind::MoneyOnly && amount.is_zero()) {
+        // A refund that shrank (or nothing new) changes nothing that was returned.
+        return Ok(None);
+    }
+    let seq = returns.next_seq();
+    Ok(Some(PendingReturn {
+        seq,
+        kind,
+        amount,
+        invoice_number: ledger::return_invoice_number(sale_invoice, seq),
+        return_id: None,
+        may_exist: false,
+    }))
+}
+
+/// How one step of the refund work ended, before it is recorded.
+type Step = Result<ReturnOutcome, ReturnOutcome>;
+
+impl<S, E, L, C> SalePoster<S, E, L, C>
+where
+    S: ConnectionStore + LedgerStore + LinkStore,
+    E: EcwidApi,
+    L: LightspeedApi,
+    C: Clock,
+{
+    /// A delivery for a POSTED order: posts what Ecwid refunded since (or `posted` when
+    /// there is nothing to return).
+    pub(super) async fn settle_refunds(
+        &self,
+        conn: &Connection,
+        key: &OrderKey,
+        posted: PostOutcome,
+    ) -> Result<PostOutcome, RetryLater> {
+        let order = match self.ecwid.get_order(conn, &key.order_id).await {
+            Ok(o) if o.id == key.order_id => o,
+            Ok(_) | Err(ApiError::NotFound { .. }) => return Ok(posted),
+            Err(e) => return Err(self.refund_retry(key, "fetching the order from Ecwid", &e)),
+        };
+        let entry = self.load_posted(key).await?;
+        let Some(entry) = entry else {
+            return Ok(posted);
+        };
+        if refund_target(&order, &entry.returns, conn) == RefundTarget::Nothing
+            && entry.returns.pending.is_none()
+        {
+            return Ok(posted);
+        }
+        let search_delay = chrono::Duration::from_std(self.config.search_delay)
+            .unwrap_or(chrono::Duration::seconds(90));
+        let mut claimed = match ledger::claim_returns(
+            &entry,
+            self.clock.now(),
+            self.lease(),
+            search_delay,
+        ) {
+            ReturnClaim::Claim {
+                entry: next,
+                expected,
+            } => {
+                self.write(key, &next, expected).await?;
+                *next
+            }
+            ReturnClaim::Busy { retry_in } => {
+                return Err(RetryLater {
+                    delay: retry_in.max(std::time::Duration::from_millis(100)),
+                    reason: format!(
+                        "order {key}: its refunds are being posted by another worker, or wait for Lightspeed's search"
+                    ),
+                });
+            }
+            ReturnClaim::Held { reason } => return Ok(PostOutcome::RefundHeld(reason)),
+            ReturnClaim::NotPosted => return Ok(posted),
+        };
+        let mut return_ids = Vec::new();
+        // Each pass posts one return; a cancellation after partial refunds may need two.
+        for _ in 0..4 {
+            let step = self.one_return(conn, &order, &mut claimed).await;
+            let (outcome, stop) = match step {
+                Ok(ReturnOutcome::Idle) => (ReturnOutcome::Idle, true),
+                Ok(done) => (done, false),
+                Err(other) => (other, true),
+            };
+            if let ReturnOutcome::Done { sale_id, .. } = &outcome {
+                return_ids.push(sale_id.clone());
+            }
+            let next = ledger::finish_returns(&claimed, outcome.clone(), self.clock.now());
+            self.write(key, &next, claimed.version).await?;
+            claimed = next;
+            match outcome {
+                ReturnOutcome::Released { error, may_exist } => {
+                    let mut delay = self.config.retry_base;
+                    if may_exist {
+                        delay = delay.max(self.config.search_delay);
+                    }
+                    tracing::warn!(store_id = key.store_id.get(), order_id = %key.order_id, %error, ?delay, "refund will be retried");
+                    return Err(RetryLater {
+                        delay,
+                        reason: error,
+                    });
+                }
+                ReturnOutcome::Parked(reason) | ReturnOutcome::Skipped(reason) => {
+                    tracing::warn!(store_id = key.store_id.get(), order_id = %key.order_id, code = %reason.code, reason = %reason.message, "refund held");
+                    return Ok(PostOutcome::RefundHeld(reason));
+                }
+                _ => {}
+            }
+            if stop {
+                break;
+            }
+            // Take the lease again for the next pass (the record released it).
+            let again =
+                ledger::claim_returns(&claimed, self.clock.now(), self.lease(), search_delay);
+            let ReturnClaim::Claim {
+                entry: next,
+                expected,
+            } = again
+            else {
+                break;
+            };
+            self.write(key, &next, expected).await?;
+            claimed = *next;
+        }
+        let sale_id = claimed.sale_id.clone().unwrap_or_default();
+        if return_ids.is_empty() {
+            return Ok(posted);
+        }
+        tracing::info!(store_id = key.store_id.get(), order_id = %key.order_id, %sale_id, returns = return_ids.len(), "refund posted as a Lightspeed return");
+        Ok(PostOutcome::Refunded {
+            sale_id,
+            return_ids,
+        })
+    }
+
+    /// Decides and posts the next return under the claim. `Ok`: Done or Idle; `Err`: the
+    /// outcome that ends this delivery (held or retry).
+    async fn one_return(
+        &self,
+        conn: &Connection,
+        order: &EcwidOrder,
+        claimed: &mut LedgerEntry,
+    ) -> Step {
+        let key = claimed.key.clone();
+        let sale_id = claimed.sale_id.clone().unwrap_or_default();
+        let original = match self.lightspeed.get_sale(conn, &sale_id).await {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                return Err(ReturnOutcome::Parked(not_postable(
+                    &key,
+                    format!("Lightspeed has no sale {sale_id} any more"),
+                )));
+            }
+            Err(e) => return Err(self.refund_failure(&key, "reading the posted sale", e, false)),
+        };
+        if original.is_voided() {
+            return Err(ReturnOutcome::Parked(not_postable(
+                &key,
+                format!(
+                    "the Lightspeed sale {sale_id} was voided in the POS; nothing is returned against it"
+                ),
+            )));
+        }
+        let mut pending = match claimed.returns.pending.clone() {
+            Some(p) => p,
+            None => {
+                let target = refund_target(order, &claimed.returns, conn);
+                if let RefundTarget::Hold(reason) = target {
+                    return Err(match reason.code {
+                        ReasonCode::RefundsOff => ReturnOutcome::Skipped(reason),
+                        _ => ReturnOutcome::Parked(reason),
+                    });
+                }
+                match next_return(
+                    &target,
+                    &claimed.returns,
+                    &original,
+                    &claimed.invoice_number,
+                ) {
+                    Ok(Some(p)) => {
+                        let next = ledger::begin_return(claimed, p.clone(), self.clock.now());
+                        self.write_step(&key, &next, claimed.version).await?;
+                        *claimed = next;
+                        p
+                    }
+                    Ok(None) => return Ok(ReturnOutcome::Idle),
+                    Err(reason) => {
+                        return Err(ReturnOutcome::Parked(not_postable(&key, reason.message)));
+                    }
+                }
+            }
+        };
+        if pending.may_exist
+            && let Some(found) = self.find_return(conn, &pending).await?
+        {
+            return Ok(found);
+        }
+        let setup = match self.sale_setup(conn).await {
+            Ok(s) => s,
+            Err(e) => {
+                return Err(self.refund_failure(&key, "reading the retailer's setup", e, false));
+            }
+        };
+        let head = ReturnHeader {
+            register_id: original.register_id.as_deref().unwrap_or(&conn.register_id),
+            user_id: &conn.user_id,
+            customer_id: None,
+            date: self.clock.now().to_rfc3339_opts(SecondsFormat::Secs, true),
+            invoice_number: pending.invoice_number.clone(),
+            note: format!(
+                "Ecwid order {}: {} {} of {}",
+                order.id,
+                pending.kind.as_str(),
+                pending.seq,
+                order.payment_status.as_deref().unwrap_or_default()
+            ),
+            scale: money::minor_unit_scale(setup.currency.as_deref()),
+        };
+        let built = match pending.kind {
+            ReturnKind::Restock => money::returns::restock_return(&original, pending.amount, &head),
+            ReturnKind::MoneyOnly => match &conn.refund_product_id {
+                Some(product) => {
+                    money::returns::money_only_return(&original, pending.amount, product, &head)
+                }
+                None => Err(Reason::new(
+                    ReasonCode::RefundNotPostable,
+                    "no refund product is set for this connection (els settings --refund-product SKU: a Lightspeed product that does not track stock)",
+                )),
+            },
+        };
+        let mut draft = match built {
+            Ok(d) => d,
+            Err(reason) => return Err(ReturnOutcome::Parked(not_postable(&key, reason.message))),
+        };
+        self.renew_returns(&key, claimed).await?;
+        match pending.kind {
+            ReturnKind::MoneyOnly => match self.lightspeed.post_sale(conn, &draft).await {
+                Ok(posted) => Ok(ReturnOutcome::Done {
+                    sale_id: posted.id,
+                    adopted: false,
+                }),
+                Err(e) => Err(self.refund_failure(&key, "posting the money-only return", e, true)),
+            },
+            ReturnKind::Restock => {
+                let return_id = match &pending.return_id {
+                    Some(id) => id.clone(),
+                    None => {
+                        let started = match self.lightspeed.start_return(conn, &original.id).await {
+                            Ok(s) => s,
+                            Err(e) => {
+                                return Err(self.refund_failure(
+                                    &key,
+                                    "starting the return",
+                                    e,
+                                    false,
+                                ));
+                            }
+                        };
+                        let next = ledger::return_started(claimed, &started.id, self.clock.now());
+                        self.write_step(&key, &next, claimed.version).await?;
+                        *claimed = next;
+                        pending.return_id = Some(started.id.clone());
+                        started.id
+                    }
+                };
+                draft.return_for = Some(original.id.clone());
+                match self
+                    .lightspeed
+                    .complete_return(conn, &return_id, &draft)
+                    .await
+                {
+                    Ok(_) => Ok(ReturnOutcome::Done {
+                        sale_id: return_id,
+                        adopted: false,
+                    }),
+                    Err(e) => Err(self.refund_failure(&key, "completing the return", e, true)),
+                }
+            }
+        }
+    }
+
+    /// After an unknown outcome: the pending return, if it reached Lightspeed.
+    async fn find_return(
+        &self,
+        conn: &Connection,
+        pending: &PendingReturn,
+    ) -> Result<Option<ReturnOutcome>, ReturnOutcome> {
+        match (&pending.kind, &pending.return_id) {
+            (ReturnKind::Restock, Some(id)) => match self.lightspeed.get_sale(conn, id).await {
+                Ok(Some(sale)) if sale.is_closed() => Ok(Some(ReturnOutcome::Done {
+                    sale_id: sale.id,
+                    adopted: true,
+                })),
+                // Still parked: completing it again updates that one return.
+                Ok(_) => Ok(None),
+                Err(e) => Err(self.refund_failure_plain("looking for the return", e, true)),
+            },
+            (ReturnKind::Restock, None) => Ok(None),
+            (ReturnKind::MoneyOnly, _) => match self
+                .lightspeed
+                .find_sales_by_invoice(conn, &pending.invoice_number)
+                .await
+            {
+                Ok(found) => Ok(found.into_iter().next().map(|s| ReturnOutcome::Done {
+                    sale_id: s.id,
+                    adopted: true,
+                })),
+                Err(e) => {
+                    Err(self.refund_failure_plain("searching Lightspeed for the return", e, true))
+                }
+            },
+        }
+    }
+
+    /// Extends the refund lease right before a POST; a conflict means another worker took
+    /// the work over, and nothing is sent.
+    async fn renew_returns(
+        &self,
+        key: &OrderKey,
+        claimed: &mut LedgerEntry,
+    ) -> Result<(), ReturnOutcome> {
+        let mut next = claimed.clone();
+        next.version += 1;
+        next.updated_at = self.clock.now();
+        next.returns.lease_until = Some(self.clock.now() + self.lease());
+        self.write_step(key, &next, claimed.version).await?;
+        *claimed = next;
+        Ok(())
+    }
+
+    async fn load_posted(&self, key: &OrderKey) -> Result<Option<LedgerEntry>, RetryLater> {
+        self.store
+            .load_order(key)
+            .await
+            .map_err(|e| self.store_retry("loading the ledger", e))
+    }
+
+    /// A conditional write outside a step: a conflict asks for a redelivery.
+    async fn write(
+        &self,
+        key: &OrderKey,
+        next: &LedgerEntry,
+        expected: u64,
+    ) -> Result<(), RetryLater> {
+        match self.store.save_order(next, Some(expected)).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::Conflict(_)) => Err(RetryLater {
+                delay: self.config.retry_base,
+                reason: format!("order {key}: another worker changed its refunds first"),
+            }),
+            Err(e) => Err(self.store_retry("recording the refund", e)),
+        }
+    }
+
+    /// A conditional write inside a step: any failure ends the attempt before a POST.
+    async fn write_step(
+        &self,
+        key: &OrderKey,
+        next: &LedgerEntry,
+        expected: u64,
+    ) -> Result<(), ReturnOutcome> {
+        self.write(key, next, expected)
+            .await
+            .map_err(|r| ReturnOutcome::Released {
+                error: r.reason,
+                may_exist: false,
+            })
+    }
+
+    fn refund_retry(&self, key: &OrderKey, doing: &str, e: &ApiError) -> RetryLater {
+        let delay = match e {
+            ApiError::RateLimited { retry_after } => retry_after.unwrap_or(self.config.retry_base),
+            _ => self.config.retry_base,
+        };
+        RetryLater {
+            delay,
+            reason: format!("order {key}: {doing}: {e}"),
+        }
+    }
+
+    fn refund_failure(
+        &self,
+        key: &OrderKey,
+        doing: &str,
+        e: ApiError,
+        sent: bool,
+    ) -> ReturnOutcome {
+        match e {
+            ApiError::Rejected { status, detail } => ReturnOutcome::Parked(not_postable(
+                key,
+                format!("Lightspeed refused the return ({status}) while {doing}: {detail}"),
+            )),
+            ApiError::NotFound { detail } => ReturnOutcome::Parked(not_postable(
+                key,
+                format!("Lightspeed answered 404 while {doing}: {detail}"),
+            )),
+            ApiError::Unauthorized { status, detail } => ReturnOutcome::Parked(Reason::new(
+                ReasonCode::Unauthorized,
+                format!(
+                    "order {}: Lightspeed refused our token ({status}) while {doing}: {detail}",
+                    key.order_id
+                ),
+            )),
+            other => self.refund_failure_plain(doing, other, sent),
+        }
+    }
+
+    fn refund_failure_plain(&self, doing: &str, e: ApiError, sent: bool) -> ReturnOutcome {
+        let may_exist = sent && !matches!(e, ApiError::RateLimited { .. });
+        ReturnOutcome::Released {
+            error: format!("{doing}: {e}"),
+            may_exist,
+        }
+    }
+}
+
+fn not_postable(key: &OrderKey, message: impl std::fmt::Display) -> Reason {
+    Reason::new(
+        ReasonCode::RefundNotPostable,
+        format!("order {}: {message}", key.order_id),
+    )
+}
