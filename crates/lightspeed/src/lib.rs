@@ -29,6 +29,7 @@ mod dated;
 pub mod oauth;
 pub mod pace;
 pub mod parse;
+pub mod returns;
 pub mod setup;
 
 pub use authenticated::AuthLightspeed;
@@ -632,15 +633,30 @@ impl LightspeedClient {
         path: &str,
         body: &B,
     ) -> Result<T, ApiError> {
+        self.write_unsafe(conn, reqwest::Method::POST, path, Some(body))
+            .await
+    }
+
+    /// A write that is not idempotent (`POST`, or a `PUT` that starts a return), with or
+    /// without a JSON body: as [`Self::post_unsafe`], an answer that never arrives, cannot be
+    /// read or is a 5xx is [`ApiError::OutcomeUnknown`].
+    async fn write_unsafe<B: serde::Serialize + ?Sized, T: serde::de::DeserializeOwned>(
+        &self,
+        conn: &Connection,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ApiError> {
         let mut admission = self.admit(conn).await?;
-        let resp = self
+        let mut request = self
             .http
-            .post(format!("{}{path}", self.base_url(conn)))
+            .request(method.clone(), format!("{}{path}", self.base_url(conn)))
             .bearer_auth(conn.lightspeed.access_token.expose())
-            .header(reqwest::header::ACCEPT, "application/json")
-            .json(body)
-            .send()
-            .await;
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let resp = request.send().await;
         if let Ok(r) = &resp {
             admission.response(r);
         }
@@ -648,12 +664,12 @@ impl LightspeedClient {
             if e.is_connect() {
                 // Nothing was sent.
                 ApiError::Unavailable {
-                    detail: format!("POST {path}: could not connect"),
+                    detail: format!("{method} {path}: could not connect"),
                 }
             } else {
                 ApiError::OutcomeUnknown {
                     detail: format!(
-                        "POST {path}: {}",
+                        "{method} {path}: {}",
                         if e.is_timeout() {
                             "timed out"
                         } else {
@@ -663,7 +679,7 @@ impl LightspeedClient {
                 }
             }
         })?;
-        Self::read(resp, &format!("POST {path}"))
+        Self::read(resp, &format!("{method} {path}"))
             .await
             .map_err(|e| match e {
                 // A 2xx we could not read, or a body cut off: the thing may exist.
@@ -722,30 +738,21 @@ impl LightspeedApi for LightspeedClient {
         Ok(parse::sales_matching(page.data, invoice_number))
     }
 
-    async fn get_sale(&self, _: &Connection, _: &str) -> Result<Option<LsSale>, ApiError> {
-        Err(ApiError::Rejected {
-            status: 501,
-            detail: "returns: in progress (#15)".into(),
-        })
+    async fn get_sale(&self, conn: &Connection, sale_id: &str) -> Result<Option<LsSale>, ApiError> {
+        self.read_sale(conn, sale_id).await
     }
 
-    async fn start_return(&self, _: &Connection, _: &str) -> Result<LsSale, ApiError> {
-        Err(ApiError::Rejected {
-            status: 501,
-            detail: "returns: in progress (#15)".into(),
-        })
+    async fn start_return(&self, conn: &Connection, sale_id: &str) -> Result<LsSale, ApiError> {
+        self.begin_return(conn, sale_id).await
     }
 
     async fn complete_return(
         &self,
-        _: &Connection,
-        _: &str,
-        _: &SaleDraft,
+        conn: &Connection,
+        return_id: &str,
+        sale: &SaleDraft,
     ) -> Result<PostedSale, ApiError> {
-        Err(ApiError::Rejected {
-            status: 501,
-            detail: "returns: in progress (#15)".into(),
-        })
+        self.finish_return(conn, return_id, sale).await
     }
 
     async fn find_products_by_sku(
