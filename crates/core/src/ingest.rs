@@ -1,4 +1,4 @@
-//! Webhook ingest: verify, parse, filter paid order events, enqueue (invariant 1).
+//! Webhook ingest: verify, parse, filter paid and refunded order events, enqueue (invariant 1).
 //!
 //! The response is 2xx only once the work is durably enqueued. Events we do not act on get
 //! 200 with nothing enqueued, because Ecwid blocks apps whose endpoint keeps failing.
@@ -171,12 +171,20 @@ pub enum EventAction {
     Ignore(String),
 }
 
-/// Only order events that report `newPaymentStatus = PAID` are work. The poster still
-/// re-fetches the order, because the body is not signed.
+/// Payment statuses an order event is work for: `PAID` (a sale to post, or an edit of a
+/// posted one) and the refund statuses (a return against the posted sale, R2–R4).
+pub const WORK_STATUSES: [&str; 4] = [PAID, "REFUNDED", "PARTIALLY_REFUNDED", "CANCELLED"];
+
+/// Only order events whose `newPaymentStatus` is one of [`WORK_STATUSES`] are work. The
+/// poster still re-fetches the order, because the body is not signed.
 pub fn classify(event: &WebhookEvent) -> EventAction {
     match event.event_type.as_str() {
         "order.created" | "order.updated" => {
-            if event.new_payment_status.as_deref() != Some(PAID) {
+            if !event
+                .new_payment_status
+                .as_deref()
+                .is_some_and(|s| WORK_STATUSES.contains(&s))
+            {
                 return EventAction::Ignore(format!(
                     "{} with payment status {}",
                     event.event_type,
@@ -943,18 +951,24 @@ mod tests {
     }
 
     #[test]
-    fn only_paid_order_events_are_enqueued() {
+    fn only_paid_and_refunded_order_events_are_enqueued() {
         assert_eq!(
             classify(&event("order.created", Some("PAID"), Some("A1"))),
             EventAction::Enqueue(OrderMessage::from_webhook(StoreId::literal(7), "A1", "e"))
         );
-        assert!(matches!(
-            classify(&event("order.updated", Some("PAID"), Some("A1"))),
-            EventAction::Enqueue(_)
-        ));
+        for status in ["PAID", "REFUNDED", "PARTIALLY_REFUNDED", "CANCELLED"] {
+            assert!(
+                matches!(
+                    classify(&event("order.updated", Some(status), Some("A1"))),
+                    EventAction::Enqueue(_)
+                ),
+                "{status}"
+            );
+        }
         for (t, s) in [
             ("order.created", Some("AWAITING_PAYMENT")),
-            ("order.updated", Some("REFUNDED")),
+            ("order.updated", Some("INCOMPLETE")),
+            ("order.updated", Some("refunded")),
             ("order.updated", None),
             ("product.updated", Some("PAID")),
             ("unfinished_order.created", Some("PAID")),

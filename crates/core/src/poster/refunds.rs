@@ -531,3 +531,264 @@ fn not_postable(key: &OrderKey, message: impl std::fmt::Display) -> Reason {
         format!("order {}: {message}", key.order_id),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fakes::{FakeEcwid, FakeLightspeed, STORE, TestClock, World, connection};
+    use crate::memory::MemoryStore;
+    use crate::ports::OrderMessage;
+    use crate::poster::PosterConfig;
+    use std::time::Duration;
+
+    fn d(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    /// Two mugs at 12 plus 10% GST: 26.40.
+    fn order(status: &str, refunded: Option<&str>) -> EcwidOrder {
+        let mut o: EcwidOrder = serde_json::from_value(serde_json::json!({
+            "id": "K1", "total": 26.4, "pricesIncludeTax": false, "paymentStatus": status,
+            "items": [{"sku": "MUG", "quantity": 2, "price": 12, "tax": 2.4,
+                       "taxes": [{"name": "GST", "value": 10, "total": 2.4, "includeInPrice": false}]}]
+        }))
+        .unwrap();
+        o.refunded_amount = refunded.map(d);
+        o
+    }
+
+    fn poster(w: &World) -> SalePoster<MemoryStore, FakeEcwid, FakeLightspeed, TestClock> {
+        SalePoster::new(
+            w.store.clone(),
+            w.ecwid.clone(),
+            w.lightspeed.clone(),
+            w.clock.clone(),
+            PosterConfig::default(),
+        )
+    }
+
+    fn message(n: u32) -> OrderMessage {
+        OrderMessage::from_webhook(STORE, "K1", format!("ev-{n}"))
+    }
+
+    /// A world where K1 is posted as `sale-1`.
+    async fn posted(
+        conn: Connection,
+    ) -> (
+        World,
+        SalePoster<MemoryStore, FakeEcwid, FakeLightspeed, TestClock>,
+    ) {
+        let w = World::new(conn).await;
+        w.lightspeed.add_product("ls-mug", "MUG", true);
+        w.ecwid.add_order(order("PAID", None));
+        let p = poster(&w);
+        assert!(matches!(
+            p.post_paid_order(&message(0)).await,
+            Ok(PostOutcome::Posted { .. })
+        ));
+        (w, p)
+    }
+
+    async fn ledger(w: &World) -> LedgerEntry {
+        w.store
+            .load_order(&OrderKey::new(STORE, "K1"))
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_full_refund_is_one_referenced_return_of_every_line_and_a_repeat_adds_none() {
+        let (w, p) = posted(connection()).await;
+        w.ecwid.add_order(order("REFUNDED", Some("26.4")));
+        let out = p.post_paid_order(&message(1)).await;
+        assert_eq!(
+            out,
+            Ok(PostOutcome::Refunded {
+                sale_id: "sale-1".into(),
+                return_ids: vec!["sale-2".into()]
+            })
+        );
+        let sales = w.lightspeed.sales();
+        assert_eq!(sales.len(), 2);
+        let ret = &sales[1].1;
+        assert_eq!(ret.return_for.as_deref(), Some("sale-1"));
+        assert_eq!(ret.status, "CLOSED");
+        assert_eq!(ret.register_sale_products[0].product_id, "ls-mug");
+        assert_eq!(ret.register_sale_products[0].quantity, d("-2"));
+        assert_eq!(ret.total(), d("-26.40"));
+        assert_eq!(ret.payments_total(), d("-26.40"));
+        let e = ledger(&w).await;
+        assert_eq!(e.returns.done.len(), 1);
+        assert_eq!(e.returns.returned(), d("26.40"));
+        assert!(e.returns.lease_until.is_none() && e.returns.pending.is_none());
+        for n in 2..5 {
+            assert_eq!(
+                p.post_paid_order(&message(n)).await,
+                Ok(PostOutcome::AlreadyPosted {
+                    sale_id: "sale-1".into()
+                })
+            );
+        }
+        assert_eq!(
+            w.lightspeed.sales().len(),
+            2,
+            "the same refund never returns twice"
+        );
+    }
+
+    #[tokio::test]
+    async fn two_partial_refunds_then_a_full_one_sum_exactly_to_the_sale() {
+        let mut conn = connection();
+        conn.refund_product_id = Some("ls-refund".into());
+        let (w, p) = posted(conn).await;
+        for (n, (status, amount)) in [
+            ("PARTIALLY_REFUNDED", "5"),
+            ("PARTIALLY_REFUNDED", "12.01"),
+            ("REFUNDED", "26.4"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            w.ecwid.add_order(order(status, Some(amount)));
+            assert!(matches!(
+                p.post_paid_order(&message(n as u32 + 1)).await,
+                Ok(PostOutcome::Refunded { .. })
+            ));
+        }
+        let sales = w.lightspeed.sales();
+        assert_eq!(sales.len(), 4);
+        let totals: Vec<Decimal> = sales[1..].iter().map(|(_, s)| s.total()).collect();
+        assert_eq!(totals, vec![d("-5.00"), d("-7.01"), d("-14.39")]);
+        assert_eq!(sales[1].1.register_sale_products[0].product_id, "ls-refund");
+        assert_eq!(sales[1].1.return_for, None, "money only: unreferenced");
+        assert_eq!(sales[3].1.return_for.as_deref(), Some("sale-1"));
+        let mugs: Decimal = sales[3]
+            .1
+            .register_sale_products
+            .iter()
+            .map(|l| l.quantity)
+            .sum();
+        assert_eq!(mugs, d("-2"), "the full refund puts both mugs back");
+        assert_eq!(sales[1].1.invoice_number, "ECWIDR-1003-K1-1");
+        assert_eq!(sales[2].1.invoice_number, "ECWIDR-1003-K1-2");
+    }
+
+    #[tokio::test]
+    async fn a_lost_answer_is_found_by_its_invoice_number_not_posted_again() {
+        let mut conn = connection();
+        conn.settings.restock_refunds = false;
+        conn.refund_product_id = Some("ls-refund".into());
+        let (w, p) = posted(conn).await;
+        w.ecwid.add_order(order("REFUNDED", Some("26.4")));
+        w.lightspeed.lose_next_sale_answer();
+        let retry = p.post_paid_order(&message(1)).await.unwrap_err();
+        assert!(
+            retry.delay >= PosterConfig::default().search_delay,
+            "{retry:?}"
+        );
+        assert_eq!(w.lightspeed.sales().len(), 2);
+        // Too early: the search may not show it yet.
+        assert!(p.post_paid_order(&message(2)).await.is_err());
+        w.clock.advance(Duration::from_secs(120));
+        let out = p.post_paid_order(&message(3)).await;
+        assert_eq!(
+            out,
+            Ok(PostOutcome::Refunded {
+                sale_id: "sale-1".into(),
+                return_ids: vec!["sale-2".into()]
+            })
+        );
+        assert_eq!(w.lightspeed.sales().len(), 2, "found, not posted again");
+        assert!(ledger(&w).await.returns.done[0].adopted);
+    }
+
+    #[tokio::test]
+    async fn refunds_that_cannot_be_posted_are_held_with_a_reason() {
+        // Money only without a refund product.
+        let mut conn = connection();
+        conn.settings.restock_refunds = false;
+        let (w, p) = posted(conn).await;
+        w.ecwid.add_order(order("REFUNDED", Some("26.4")));
+        let Ok(PostOutcome::RefundHeld(reason)) = p.post_paid_order(&message(1)).await else {
+            panic!("held");
+        };
+        assert_eq!(reason.code, ReasonCode::RefundNotPostable);
+        assert!(reason.message.contains("refund product"), "{reason}");
+        assert_eq!(w.lightspeed.sales().len(), 1);
+        // Held: later deliveries change nothing until replayed.
+        assert!(matches!(
+            p.post_paid_order(&message(2)).await,
+            Ok(PostOutcome::RefundHeld(_))
+        ));
+        let e = ledger(&w).await;
+        let released = ledger::release_held_returns(&e, w.clock.now()).unwrap();
+        w.store
+            .save_order(&released, Some(e.version))
+            .await
+            .unwrap();
+        assert!(matches!(
+            p.post_paid_order(&message(3)).await,
+            Ok(PostOutcome::RefundHeld(_))
+        ));
+
+        // A partial refund whose amount Ecwid does not give.
+        let (w, p) = posted(connection()).await;
+        w.ecwid.add_order(order("PARTIALLY_REFUNDED", None));
+        let Ok(PostOutcome::RefundHeld(reason)) = p.post_paid_order(&message(1)).await else {
+            panic!("held");
+        };
+        assert_eq!(reason.code, ReasonCode::RefundAmountUnknown);
+
+        // More refunded than the sale is worth.
+        let (w, p) = posted(connection()).await;
+        w.ecwid.add_order(order("PARTIALLY_REFUNDED", Some("30")));
+        let Ok(PostOutcome::RefundHeld(reason)) = p.post_paid_order(&message(1)).await else {
+            panic!("held");
+        };
+        assert_eq!(reason.code, ReasonCode::RefundNotPostable);
+        assert_eq!(w.lightspeed.sales().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn with_refunds_off_a_refund_is_skipped_and_posted_after_a_replay_with_it_on() {
+        let mut conn = connection();
+        conn.settings.post_refunds = false;
+        let (w, p) = posted(conn.clone()).await;
+        w.ecwid.add_order(order("CANCELLED", None));
+        let Ok(PostOutcome::RefundHeld(reason)) = p.post_paid_order(&message(1)).await else {
+            panic!("held");
+        };
+        assert_eq!(reason.code, ReasonCode::RefundsOff);
+        assert_eq!(w.lightspeed.sales().len(), 1);
+        conn.settings.post_refunds = true;
+        conn.version = 1;
+        w.store.put_connection(&conn, Some(1)).await.unwrap();
+        let e = ledger(&w).await;
+        let released = ledger::release_held_returns(&e, w.clock.now()).unwrap();
+        w.store
+            .save_order(&released, Some(e.version))
+            .await
+            .unwrap();
+        assert!(matches!(
+            p.post_paid_order(&message(2)).await,
+            Ok(PostOutcome::Refunded { .. })
+        ));
+        assert_eq!(w.lightspeed.sales()[1].1.total(), d("-26.40"));
+    }
+
+    #[tokio::test]
+    async fn an_order_cancelled_before_it_was_posted_is_skipped_for_good() {
+        let w = World::new(connection()).await;
+        w.lightspeed.add_product("ls-mug", "MUG", true);
+        w.ecwid.add_order(order("CANCELLED", None));
+        let p = poster(&w);
+        for n in 0..3 {
+            let Ok(PostOutcome::Skipped(reason)) = p.post_paid_order(&message(n)).await else {
+                panic!("skipped");
+            };
+            assert_eq!(reason.code, ReasonCode::RefundedBeforePosting);
+        }
+        assert!(w.lightspeed.sales().is_empty());
+    }
+}
