@@ -23,8 +23,10 @@ pub struct ConnectRequest {
     pub payment_type: Option<String>,
     pub shipping_product: Option<String>,
     pub fees_product: Option<String>,
+    /// The product money-only refunds are posted on (R3); it must not track stock.
+    pub refund_product: Option<String>,
     pub gift_card_payment_type: Option<String>,
-    /// Create the shipping and fees products when none is named or found.
+    /// Create the shipping, fees and refund products when none is named or found.
     pub create_missing: bool,
     pub settings: Settings,
 }
@@ -52,6 +54,7 @@ pub struct ConnectPlan {
 pub enum MissingProduct {
     Shipping,
     Fees,
+    Refund,
 }
 
 impl MissingProduct {
@@ -60,6 +63,7 @@ impl MissingProduct {
         let (name, sku) = match self {
             MissingProduct::Shipping => ("Shipping", "ELS-SHIPPING"),
             MissingProduct::Fees => ("Fees and surcharges", "ELS-FEES"),
+            MissingProduct::Refund => ("Refund", "ELS-REFUND"),
         };
         NewProduct {
             name: name.into(),
@@ -74,6 +78,7 @@ impl MissingProduct {
 /// is called exactly so (case ignored), or the one `--create-missing` made earlier.
 const SHIPPING_NAMES: &[&str] = &["Shipping", "ELS-SHIPPING"];
 const FEES_NAMES: &[&str] = &["Fees and surcharges", "Handling fee", "Fees", "ELS-FEES"];
+const REFUND_NAMES: &[&str] = &["Refund", "Refunds", "ELS-REFUND"];
 const GIFT_CARD_NAMES: &[&str] = &["Gift Card", "Gift card", "Gift Cards"];
 
 fn token_refused(system: &'static str, e: &ApiError) -> Option<SetupError> {
@@ -286,10 +291,16 @@ pub async fn plan(
             req.fees_product.as_deref(),
             FEES_NAMES,
         ),
+        (
+            MissingProduct::Refund,
+            req.refund_product.as_deref(),
+            REFUND_NAMES,
+        ),
     ] {
         let label = match kind {
             MissingProduct::Shipping => "Shipping product",
             MissingProduct::Fees => "Fees product",
+            MissingProduct::Refund => "Refund product",
         };
         let chosen = match input {
             Some(input) => Some(resolve_product(lightspeed, &conn, &mut catalog, input).await?),
@@ -302,6 +313,13 @@ pub async fn plan(
             }
         };
         let id = match chosen {
+            Some(p) if kind == MissingProduct::Refund && p.has_inventory != Some(false) => {
+                // A money-only refund must not put anything back on the shelf.
+                anyhow::bail!(
+                    "the refund product \"{}\" tracks inventory (or Lightspeed does not say it does not); choose a product that does not track stock, or run with --create-missing to create \"Refund\" (SKU ELS-REFUND)",
+                    p.name.as_deref().unwrap_or(&p.id)
+                );
+            }
             Some(p) => {
                 if p.has_inventory == Some(true) {
                     warnings.push(format!(
@@ -310,7 +328,7 @@ pub async fn plan(
                         p.name.as_deref().unwrap_or(&p.id),
                         match kind {
                             MissingProduct::Shipping => "shipping",
-                            MissingProduct::Fees => "a fee",
+                            _ => "a fee",
                         }
                     ));
                 }
@@ -332,6 +350,7 @@ pub async fn plan(
                     match kind {
                         MissingProduct::Shipping => "not mapped: orders with shipping will park (use --shipping-product or --create-missing)".into(),
                         MissingProduct::Fees => "not mapped: fees and surcharges go on the shipping product".into(),
+                        MissingProduct::Refund => "not mapped: money-only refunds will park (use --refund-product or --create-missing)".into(),
                     },
                 ));
                 None
@@ -340,6 +359,7 @@ pub async fn plan(
         match kind {
             MissingProduct::Shipping => conn.shipping_product_id = id,
             MissingProduct::Fees => conn.fees_product_id = id,
+            MissingProduct::Refund => conn.refund_product_id = id,
         }
     }
     Ok(ConnectPlan {
@@ -362,6 +382,7 @@ pub async fn apply(lightspeed: &LightspeedClient, plan: ConnectPlan) -> anyhow::
         match kind {
             MissingProduct::Shipping => conn.shipping_product_id = Some(id),
             MissingProduct::Fees => conn.fees_product_id = Some(id),
+            MissingProduct::Refund => conn.refund_product_id = Some(id),
         }
     }
     Ok(conn)

@@ -244,6 +244,48 @@ pub fn describe(entry: &LedgerEntry) -> String {
     for l in &entry.lines {
         out.push_str(&format!("line       {} x {}\n", l.quantity, l.sku));
     }
+    let r = &entry.returns;
+    for done in &r.done {
+        out.push_str(&format!(
+            "return     {}  {:.2} {}  Lightspeed sale {}{}  {}\n",
+            done.seq,
+            done.amount,
+            done.kind.as_str(),
+            done.sale_id,
+            if done.adopted {
+                " (found after an unknown outcome)"
+            } else {
+                ""
+            },
+            done.at.format("%Y-%m-%d %H:%M:%S")
+        ));
+    }
+    if !r.done.is_empty() {
+        out.push_str(&format!("returned   {:.2}\n", r.returned()));
+    }
+    if let Some(p) = &r.pending {
+        out.push_str(&format!(
+            "returning  {}  {:.2} {}  invoice {}{}\n",
+            p.seq,
+            p.amount,
+            p.kind.as_str(),
+            p.invoice_number,
+            if p.may_exist {
+                " (may have reached Lightspeed: looked for before posting again)"
+            } else {
+                ""
+            }
+        ));
+    }
+    if let Some(h) = &r.held {
+        out.push_str(&format!(
+            "refund     held: {h} (els replay --order {} takes it back)\n",
+            entry.key.order_id
+        ));
+    }
+    if let Some(e) = &r.last_error {
+        out.push_str(&format!("refund err {e}\n"));
+    }
     out.push_str("history\n");
     for h in &entry.history {
         out.push_str(&format!(
@@ -278,7 +320,11 @@ pub async fn replay_order<S: LedgerStore, Q: WorkQueue>(
     let Some(entry) = store.load_order(key).await? else {
         return Ok(ReplayResult::Unknown);
     };
-    let version = match ledger::requeue_for_replay(&entry, now) {
+    let version = match ledger::requeue_for_replay(&entry, now)
+        .or_else(|| ledger::release_held_returns(&entry, now))
+    {
+        // A held refund of a posted order is released the same way (R6): the next
+        // delivery decides it again.
         Some(requeued) => {
             store.save_order(&requeued, Some(entry.version)).await?;
             requeued.version
@@ -302,8 +348,10 @@ pub async fn replay_parked<S: LedgerStore, Q: WorkQueue>(
 ) -> anyhow::Result<Vec<OrderKey>> {
     let mut done = Vec::new();
     for e in store.list_orders(store_id, None, usize::MAX).await? {
-        if matches!(e.state, OrderState::Parked | OrderState::Skipped)
-            && e.reason.as_ref().map(|r| r.code) == Some(code)
+        let parked = matches!(e.state, OrderState::Parked | OrderState::Skipped)
+            && e.reason.as_ref().map(|r| r.code) == Some(code);
+        let held = e.returns.held.as_ref().map(|r| r.code) == Some(code);
+        if (parked || held)
             && replay_order(store, queue, &e.key, now).await? == ReplayResult::Requeued
         {
             done.push(e.key);

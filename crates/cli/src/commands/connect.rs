@@ -74,12 +74,16 @@ pub struct ChoiceArgs {
     /// product).
     #[arg(long)]
     pub fees_product: Option<String>,
+    /// The product money-only refunds are posted on (R3), by name, SKU or id; it must not
+    /// track stock (default: a product called "Refund").
+    #[arg(long)]
+    pub refund_product: Option<String>,
     /// The payment type for the part of an order paid with an Ecwid gift card, by name or
     /// id (default: one called "Gift Card").
     #[arg(long)]
     pub gift_card_payment_type: Option<String>,
-    /// Create the shipping and fees products (not tracking inventory) when none is named or
-    /// found.
+    /// Create the shipping, fees and refund products (not tracking inventory) when none is
+    /// named or found.
     #[arg(long)]
     pub create_missing: bool,
 }
@@ -91,6 +95,7 @@ impl ChoiceArgs {
             || self.payment_type.is_some()
             || self.shipping_product.is_some()
             || self.fees_product.is_some()
+            || self.refund_product.is_some()
             || self.gift_card_payment_type.is_some()
             || self.create_missing
     }
@@ -130,6 +135,7 @@ pub async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
         payment_type: args.choices.payment_type,
         shipping_product: args.choices.shipping_product,
         fees_product: args.choices.fees_product,
+        refund_product: args.choices.refund_product.or(stored_refund_product),
         gift_card_payment_type: args.choices.gift_card_payment_type,
         create_missing: args.choices.create_missing,
         settings: Settings {
@@ -155,7 +161,6 @@ pub async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
             .or(stored_go_live)
             .unwrap_or_else(chrono::Utc::now);
         plan.connection.go_live_at = Some(go_live);
-        plan.connection.refund_product_id = stored_refund_product;
         plan.summary.push((
             "Posts orders created",
             format!(

@@ -73,6 +73,25 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
             for (state, n) in &counts {
                 println!("  {state:<8} {n}");
             }
+            let returned: Vec<_> = entries
+                .iter()
+                .filter(|e| !e.returns.done.is_empty())
+                .collect();
+            let held: Vec<_> = entries
+                .iter()
+                .filter(|e| e.returns.held.is_some())
+                .collect();
+            println!(
+                "  refunds  {} order(s) with returns ({} returns), {} held",
+                returned.len(),
+                returned.iter().map(|e| e.returns.done.len()).sum::<usize>(),
+                held.len()
+            );
+            for e in held {
+                if let Some(r) = &e.returns.held {
+                    println!("  {:<12} refund held: {r}", e.key.order_id);
+                }
+            }
             print!(
                 "{}",
                 ops::store_activity(store, args.store, &entries).await?

@@ -25,6 +25,14 @@ pub struct SettingsArgs {
     /// "Update Ecwid with inventory changes" (true or false).
     #[arg(long)]
     sync_inventory: Option<bool>,
+    /// "Post Ecwid refunds to Lightspeed" (true or false): refunds and cancellations of
+    /// posted orders become Lightspeed returns (R5).
+    #[arg(long)]
+    post_refunds: Option<bool>,
+    /// "Restock refunded items" (true or false): a full refund puts the items back at the
+    /// register's outlet; off, it is a money-only return (R2, R3).
+    #[arg(long)]
+    restock_refunds: Option<bool>,
     #[command(flatten)]
     choices: ChoiceArgs,
     /// Post only orders created at or after this moment (RFC 3339).
@@ -58,6 +66,8 @@ impl SettingsArgs {
         self.choices.any()
             || self.post_sales.is_some()
             || self.sync_inventory.is_some()
+            || self.post_refunds.is_some()
+            || self.restock_refunds.is_some()
             || self.go_live.is_some()
             || self.lightspeed_api_version.is_some()
     }
@@ -108,6 +118,11 @@ async fn run<S: ConnectionStore + Clone>(store: &S, args: &SettingsArgs) -> anyh
                 .fees_product
                 .clone()
                 .or(current.fees_product_id.clone()),
+            refund_product: args
+                .choices
+                .refund_product
+                .clone()
+                .or(current.refund_product_id.clone()),
             gift_card_payment_type: args
                 .choices
                 .gift_card_payment_type
@@ -142,6 +157,7 @@ async fn run<S: ConnectionStore + Clone>(store: &S, args: &SettingsArgs) -> anyh
             c.payment_type_id = new.payment_type_id.clone();
             c.shipping_product_id = new.shipping_product_id.clone();
             c.fees_product_id = new.fees_product_id.clone();
+            c.refund_product_id = new.refund_product_id.clone();
             c.gift_card_payment_type_id = new.gift_card_payment_type_id.clone();
         }
         if let Some(on) = args.post_sales {
@@ -149,6 +165,12 @@ async fn run<S: ConnectionStore + Clone>(store: &S, args: &SettingsArgs) -> anyh
         }
         if let Some(on) = args.sync_inventory {
             c.settings.sync_inventory = on;
+        }
+        if let Some(on) = args.post_refunds {
+            c.settings.post_refunds = on;
+        }
+        if let Some(on) = args.restock_refunds {
+            c.settings.restock_refunds = on;
         }
         if let Some(at) = args.go_live {
             c.go_live_at = Some(at);
@@ -213,6 +235,8 @@ fn print(c: &Connection) {
         ),
         ("post sales", c.settings.post_sales.to_string()),
         ("sync inventory", c.settings.sync_inventory.to_string()),
+        ("post refunds", c.settings.post_refunds.to_string()),
+        ("restock refunds", c.settings.restock_refunds.to_string()),
         (
             "Lightspeed API",
             c.settings
@@ -226,6 +250,7 @@ fn print(c: &Connection) {
         ("gift-card payment type", opt(&c.gift_card_payment_type_id)),
         ("shipping product", opt(&c.shipping_product_id)),
         ("fees product", opt(&c.fees_product_id)),
+        ("refund product", opt(&c.refund_product_id)),
         (
             "posts orders created",
             c.go_live_at.map_or_else(
