@@ -213,6 +213,50 @@ pub async fn diagnose<S: LedgerStore + InventoryStateStore>(
             ),
         )
     });
+    let held: Vec<String> = entries
+        .iter()
+        .filter_map(|e| {
+            e.returns
+                .held
+                .as_ref()
+                .map(|r| format!("{} {}", e.key.order_id, r.code))
+        })
+        .collect();
+    checks.push(match (conn.settings.post_refunds, held.is_empty()) {
+        (false, _) => Check::new(
+            "Refunds",
+            Status::Warn,
+            format!(
+                "not posted to Lightspeed (els settings --post-refunds true){}",
+                if held.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {} held", held.len())
+                }
+            ),
+        ),
+        (true, true) => Check::new(
+            "Refunds",
+            Status::Ok,
+            format!(
+                "posted as Lightspeed returns; full refunds {}",
+                if conn.settings.restock_refunds {
+                    "restock the items"
+                } else {
+                    "are money only"
+                }
+            ),
+        ),
+        (true, false) => Check::new(
+            "Refunds",
+            Status::Warn,
+            format!(
+                "{} held: {} (els status --order …; els replay once fixed)",
+                held.len(),
+                held.join(", ")
+            ),
+        ),
+    });
     checks.push(
         match (
             conn.settings.sync_inventory,
@@ -379,13 +423,27 @@ async fn choices(conn: &Connection, lightspeed: &LightspeedClient) -> Vec<Check>
             &conn.fees_product_id,
             (Status::Ok, "not set: fees go on the shipping product"),
         ),
+        (
+            "Refund product",
+            &conn.refund_product_id,
+            (
+                Status::Warn,
+                "not set: money-only refunds (partial, or without restocking) are held (els settings --refund-product or --create-missing)",
+            ),
+        ),
     ] {
         out.push(match id {
             None => Check::new(what, unset.0, unset.1),
             Some(id) => match lightspeed.get_product(conn, id).await {
                 Ok(Some(p)) if p.is_live() => {
                     let name = p.name.clone().unwrap_or_else(|| p.id.clone());
-                    if p.has_inventory == Some(true) {
+                    if what == "Refund product" && p.has_inventory != Some(false) {
+                        Check::new(
+                            what,
+                            Status::Fail,
+                            format!("\"{name}\" tracks inventory: a money-only refund would put stock back; choose another (els settings --refund-product)"),
+                        )
+                    } else if p.has_inventory == Some(true) {
                         Check::new(
                             what,
                             Status::Warn,
