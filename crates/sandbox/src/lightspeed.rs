@@ -865,6 +865,7 @@ pub(crate) fn render_sale_20(st: &State, s: &LsSale) -> Value {
     m.insert("invoice_number".into(), s.invoice_number.clone().into());
     m.insert("invoice_sequence".into(), s.invoice_sequence.into());
     m.insert("receipt_number".into(), s.invoice_number.clone().into());
+    m.insert("receipt_sequence".into(), s.invoice_sequence.into());
     m.insert("source".into(), s.source.clone().into());
     m.insert("source_id".into(), s.source_id.clone().into());
     let (state, attributes) = sale_state(s);
