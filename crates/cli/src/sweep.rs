@@ -21,12 +21,13 @@ pub fn describe_sweep_run(r: &StoreSweepReport) -> String {
     }
     let _ = write!(
         out,
-        "; {} paid order(s) read, {} enqueued ({} missed by webhooks, {} paid since skipped as unpaid, {} stuck), {} before go-live; swept to {}; {} Ecwid request(s)",
+        "; {} order(s) read, {} enqueued ({} missed by webhooks, {} paid since skipped as unpaid, {} stuck, {} refunded since posted), {} before go-live; swept to {}; {} Ecwid request(s)",
         r.orders_seen,
         r.found(),
         r.missed,
         r.unpaid,
         r.stuck,
+        r.refunds,
         r.before_floor,
         r.swept_to
             .map(|t| t.to_rfc3339())

@@ -39,7 +39,7 @@ mod backfill;
 mod claim;
 mod customers;
 mod products;
-mod refunds;
+pub mod refunds;
 pub use backfill::{BackfillAction, BackfillItem, BackfillPlan};
 pub use refunds::{RefundTarget, next_return, refund_target};
 

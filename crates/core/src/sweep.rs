@@ -2,9 +2,11 @@
 //! queue, so that rule O6 (a paid order is posted at least once) does not rest on webhook
 //! delivery alone.
 //!
-//! For each connection with posting on (O5), a run reads Ecwid's paid orders updated in a
-//! window (`GET /orders?paymentStatus=PAID&updatedFrom=&updatedTo=`, Ecwid's "Finding orders
-//! without a webhook") and enqueues every order that [`sweep_action`] says needs one. The
+//! For each connection with posting on (O5), a run reads Ecwid's orders updated in a window
+//! (`GET /orders?updatedFrom=&updatedTo=`, Ecwid's "Finding orders without a webhook", with no
+//! payment status filter so that refunds and cancellations are found too) and enqueues every
+//! paid order that [`sweep_action`] says needs one, and every refunded or cancelled one that
+//! [`refund_sweep_action`] does (R4). The
 //! message goes through the same queue, claim and ledger as a webhook's, so a sweep can never
 //! make a second sale: at worst the poster answers "already posted".
 //!
@@ -31,7 +33,7 @@
 //! longer than [`SweepConfig::health_stale_after`] without being posted.
 
 use crate::connection::Connection;
-use crate::ecwid::{OrderQuery, OrderSummary, PAID};
+use crate::ecwid::{OrderQuery, OrderSummary};
 use crate::error::{ApiError, StoreError};
 use crate::ids::StoreId;
 use crate::ledger::{LedgerEntry, OrderKey, OrderState, ReasonCode};
@@ -119,6 +121,9 @@ pub enum SweepReason {
     Unpaid,
     /// QUEUED or POSTING and untouched for [`SweepConfig::stuck_after`].
     Stuck,
+    /// Posted, and refunded or cancelled since: the poster posts what its webhook would
+    /// have (R4: the ledger makes a second look harmless).
+    Refund,
 }
 
 /// What the sweep does with a paid order it found, given its ledger entry. Posted and parked
@@ -133,6 +138,9 @@ pub fn sweep_action(
     let Some(entry) = entry else {
         return Some(SweepReason::Missed);
     };
+    if entry.state == OrderState::Posted {
+        return None;
+    }
     match entry.state {
         OrderState::Skipped
             if entry.reason.as_ref().map(|r| r.code) == Some(ReasonCode::NotPaid) =>
@@ -141,6 +149,20 @@ pub fn sweep_action(
         }
         OrderState::Queued | OrderState::Posting if now - entry.updated_at >= stuck_after => {
             Some(SweepReason::Stuck)
+        }
+        _ => None,
+    }
+}
+
+/// What the sweep does with a refunded or cancelled order it found (R4): a posted order
+/// whose refunds are not held is looked at again; an order partly refunded before the
+/// ledger saw it is still a sale (the poster posts it, then its refund). Anything else was
+/// never posted and never will be (R1).
+pub fn refund_sweep_action(entry: Option<&LedgerEntry>, status: &str) -> Option<SweepReason> {
+    match entry {
+        None if status == crate::poster::refunds::PARTIALLY_REFUNDED => Some(SweepReason::Missed),
+        Some(e) if e.state == OrderState::Posted && e.returns.held.is_none() => {
+            Some(SweepReason::Refund)
         }
         _ => None,
     }
@@ -192,6 +214,8 @@ pub struct StoreSweepReport {
     pub missed: u64,
     pub unpaid: u64,
     pub stuck: u64,
+    /// Posted orders refunded or cancelled since.
+    pub refunds: u64,
     /// Paid orders created before the floor (not eligible).
     pub before_floor: u64,
     /// The last window fully handled ends here.
@@ -209,6 +233,7 @@ impl StoreSweepReport {
             missed: 0,
             unpaid: 0,
             stuck: 0,
+            refunds: 0,
             before_floor: 0,
             swept_to: None,
             health: None,
@@ -217,7 +242,7 @@ impl StoreSweepReport {
 
     /// Orders enqueued: the sweep's finds.
     pub fn found(&self) -> u64 {
-        self.missed + self.unpaid + self.stuck
+        self.missed + self.unpaid + self.stuck + self.refunds
     }
 }
 
@@ -491,8 +516,9 @@ where
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<bool, SweepError> {
+        // Every payment status: paid orders to post, refunded and cancelled ones to return.
         let query = OrderQuery {
-            payment_status: Some(PAID.to_string()),
+            payment_status: None,
             updated_from: Some(from.timestamp()),
             updated_to: Some(to.timestamp()),
             limit: self.config.page_size,
@@ -530,7 +556,9 @@ where
         window_end: DateTime<Utc>,
     ) -> Result<(), SweepError> {
         let store_id = conn.store_id;
-        if !order.is_paid() {
+        let status = order.payment_status.as_deref().unwrap_or_default();
+        let refund = crate::ingest::WORK_STATUSES.contains(&status) && !order.is_paid();
+        if !order.is_paid() && !refund {
             return Ok(());
         }
         // An order Ecwid gives no creation time for is looked at (the poster decides).
@@ -551,8 +579,12 @@ where
                 what: "reading the ledger",
                 source,
             })?;
-        let Some(why) = sweep_action(entry.as_ref(), self.clock.now(), self.config.stuck_after)
-        else {
+        let why = if refund {
+            refund_sweep_action(entry.as_ref(), status)
+        } else {
+            sweep_action(entry.as_ref(), self.clock.now(), self.config.stuck_after)
+        };
+        let Some(why) = why else {
             return Ok(());
         };
         self.queue
@@ -567,6 +599,7 @@ where
             SweepReason::Missed => report.missed += 1,
             SweepReason::Unpaid => report.unpaid += 1,
             SweepReason::Stuck => report.stuck += 1,
+            SweepReason::Refund => report.refunds += 1,
         }
         tracing::info!(store_id = store_id.get(), order_id = %order.id, reason = ?why, "order sweep enqueued an order");
         Ok(())
@@ -706,7 +739,7 @@ fn to_chrono(d: std::time::Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ecwid::EcwidOrder;
+    use crate::ecwid::{EcwidOrder, PAID};
     use crate::fakes::{FakeEcwid, FakeQueue, STORE, TestClock, connection};
     use crate::ledger::{self, Outcome, Reason};
     use crate::memory::MemoryStore;
@@ -1048,6 +1081,46 @@ mod tests {
         // S00 was read before it moved; every other order is there once, none skipped.
         assert_eq!(ids.len(), 25, "{ids:?}");
         assert!(search.requests > 3, "the window was read again");
+    }
+
+    #[test]
+    fn refunded_orders_are_looked_at_again_only_when_posted_and_not_held() {
+        let now = DateTime::from_timestamp(T0, 0).unwrap();
+        let key = OrderKey::new(STORE, "R");
+        let ledger::ClaimDecision::Claim { entry, .. } =
+            ledger::claim(None, &key, now, Duration::seconds(60))
+        else {
+            panic!("claim")
+        };
+        let posted = ledger::finish(
+            &entry,
+            Outcome::Posted {
+                sale_id: "s".into(),
+                adopted: false,
+            },
+            now,
+        );
+        for status in ["REFUNDED", "PARTIALLY_REFUNDED", "CANCELLED"] {
+            assert_eq!(
+                refund_sweep_action(Some(&posted), status),
+                Some(SweepReason::Refund)
+            );
+            assert_eq!(
+                refund_sweep_action(Some(&entry), status),
+                None,
+                "not posted"
+            );
+        }
+        let mut held = posted.clone();
+        held.returns.held = Some(Reason::new(ReasonCode::RefundsOff, "off"));
+        assert_eq!(refund_sweep_action(Some(&held), "REFUNDED"), None);
+        // Never seen: a partial refund is still a sale; a cancelled order never is (R1).
+        assert_eq!(
+            refund_sweep_action(None, "PARTIALLY_REFUNDED"),
+            Some(SweepReason::Missed)
+        );
+        assert_eq!(refund_sweep_action(None, "CANCELLED"), None);
+        assert_eq!(refund_sweep_action(None, "REFUNDED"), None);
     }
 
     #[test]

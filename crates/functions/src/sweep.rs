@@ -164,7 +164,7 @@ where
 fn log_report(report: &SweepReport) {
     for r in &report.stores {
         if r.found() > 0 {
-            tracing::info!(store_id = r.store_id.get(), outcome = ?r.outcome, missed = r.missed, unpaid = r.unpaid, stuck = r.stuck, orders_seen = r.orders_seen, ecwid_requests = r.requests, "order sweep found orders no webhook brought");
+            tracing::info!(store_id = r.store_id.get(), outcome = ?r.outcome, missed = r.missed, unpaid = r.unpaid, stuck = r.stuck, refunds = r.refunds, orders_seen = r.orders_seen, ecwid_requests = r.requests, "order sweep found orders no webhook brought");
         }
     }
     let unhealthy = report.unhealthy();
