@@ -526,6 +526,23 @@ impl Sandbox {
         ecwid_orders::set_payment_status(&mut self.st(), order_id, status)
     }
 
+    /// Refund `amount` of the order as Ecwid records it (`refunds[]`, `refundedAmount`,
+    /// `REFUNDED` once the whole total is refunded, else `PARTIALLY_REFUNDED`); stock is not
+    /// touched (a manual restock). Send the webhook with [`Sandbox::order_webhook`].
+    pub fn refund_order(&self, order_id: &str, amount: Decimal) -> anyhow::Result<()> {
+        ecwid_orders::refund_order(&mut self.st(), order_id, amount, true)
+    }
+
+    /// As [`Sandbox::refund_order`], for a payment processor that fills neither `refunds[]`
+    /// nor `refundedAmount` (Ecwid documents both only for its own processing).
+    pub fn refund_order_without_amount(
+        &self,
+        order_id: &str,
+        amount: Decimal,
+    ) -> anyhow::Result<()> {
+        ecwid_orders::refund_order(&mut self.st(), order_id, amount, false)
+    }
+
     /// A test fault, not Ecwid's documented behaviour: the next `reads` reads of the order by
     /// id (`GET /orders/{id}`) still say `AWAITING_PAYMENT`, as a replica that has not seen
     /// the payment yet would, while the search already lists it as paid. ASSUMPTION (not in

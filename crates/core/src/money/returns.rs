@@ -137,7 +137,7 @@ pub fn money_only_return(
             tax_id: tax_id.unwrap_or_default(),
             discount: Decimal::ZERO,
             price_set: 1,
-            status: STATUS_CLOSED.into(),
+            status: LINE_STATUS.into(),
             sku: String::new(),
         });
     }
@@ -215,7 +215,7 @@ fn returned(line: &LsSaleLine, qty: Decimal, price: Decimal, tax: Decimal) -> Sa
         tax_id: line.tax_id.clone().unwrap_or_default(),
         discount: Decimal::ZERO,
         price_set: 1,
-        status: STATUS_CLOSED.into(),
+        status: LINE_STATUS.into(),
         sku: String::new(),
     }
 }
@@ -253,6 +253,9 @@ pub fn allocate(amount: Decimal, weights: &[Decimal], unit: Decimal) -> Vec<Deci
     out[largest] += rest;
     out
 }
+
+/// The status of every line, as the sale mapping sends it.
+const LINE_STATUS: &str = "CONFIRMED";
 
 fn minor(scale: u32) -> Decimal {
     Decimal::new(1, scale)

@@ -48,10 +48,13 @@ pub enum RefundTarget {
 /// Decides from the fetched order and what was returned so far (R2, R3, R5). Pure.
 pub fn refund_target(order: &EcwidOrder, returns: &Returns, conn: &Connection) -> RefundTarget {
     let status = order.payment_status.as_deref().unwrap_or_default();
+    // A refunded order that says 0 refunded says nothing (a processor that does not fill
+    // it): the status decides, as for an absent amount.
+    let amount = order.refunded_amount.filter(|a| !a.is_zero());
     let (refunded, restock) = match status {
         CANCELLED => (None, true),
-        REFUNDED => (order.refunded_amount, conn.settings.restock_refunds),
-        PARTIALLY_REFUNDED => match order.refunded_amount {
+        REFUNDED => (amount, conn.settings.restock_refunds),
+        PARTIALLY_REFUNDED => match amount {
             Some(amount) => (Some(amount), false),
             None => {
                 return RefundTarget::Hold(Reason::new(
