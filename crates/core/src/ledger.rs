@@ -16,8 +16,9 @@
 
 mod returns;
 pub use returns::{
-    PendingReturn, ReturnClaim, ReturnKind, ReturnOutcome, ReturnRecord, Returns, begin_return,
-    claim_returns, finish_returns, release_held_returns, return_invoice_number, return_started,
+    EditedOrder, PendingReturn, ReturnClaim, ReturnKind, ReturnOutcome, ReturnRecord, Returns,
+    begin_return, claim_returns, edit_difference, finish_returns, release_held_returns,
+    return_invoice_number, return_started,
 };
 
 use crate::ids::StoreId;
@@ -137,6 +138,8 @@ pub enum ReasonCode {
     RefundNotPostable,
     /// A refund held: a partial refund without `refundedAmount` (R3).
     RefundAmountUnknown,
+    /// Held: the posted order was edited in Ecwid while PAID (R7).
+    EditedAfterPosting,
 }
 
 impl ReasonCode {
@@ -160,6 +163,7 @@ impl ReasonCode {
             ReasonCode::RefundsOff => "REFUNDS_OFF",
             ReasonCode::RefundNotPostable => "REFUND_NOT_POSTABLE",
             ReasonCode::RefundAmountUnknown => "REFUND_AMOUNT_UNKNOWN",
+            ReasonCode::EditedAfterPosting => "EDITED_AFTER_POSTING",
         }
     }
 
@@ -184,6 +188,7 @@ impl ReasonCode {
             RefundsOff,
             RefundNotPostable,
             RefundAmountUnknown,
+            EditedAfterPosting,
         ]
         .into_iter()
         .find(|c| c.as_str().eq_ignore_ascii_case(s))

@@ -87,6 +87,61 @@ pub struct Returns {
     pub held: Option<Reason>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// An edit of the posted order held for the operator (R7): the order as edited. A
+    /// replay takes it as the order's new baseline (the difference was settled by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited: Option<EditedOrder>,
+}
+
+/// The total and lines of an order edited after it was posted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EditedOrder {
+    pub total: Decimal,
+    pub lines: Vec<super::LedgerLine>,
+}
+
+/// What changed in a posted order that is still PAID (R7): `None` when its lines (SKU and
+/// quantity, in any order) and total are what was posted, else the difference, readable.
+pub fn edit_difference(
+    posted_total: Option<Decimal>,
+    posted: &[super::LedgerLine],
+    total: Decimal,
+    now: &[super::LedgerLine],
+) -> Option<String> {
+    use std::collections::BTreeMap;
+    fn tally(lines: &[super::LedgerLine]) -> BTreeMap<&str, Decimal> {
+        let mut m: BTreeMap<&str, Decimal> = BTreeMap::new();
+        for l in lines {
+            *m.entry(l.sku.as_str()).or_default() += l.quantity;
+        }
+        m
+    }
+    let (before, after) = (tally(posted), tally(now));
+    let mut changes = Vec::new();
+    for sku in before
+        .keys()
+        .chain(after.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let (b, a) = (
+            before.get(sku).copied().unwrap_or_default(),
+            after.get(sku).copied().unwrap_or_default(),
+        );
+        if a != b {
+            changes.push(format!("{sku} {b} -> {a}"));
+        }
+    }
+    let total_changed = posted_total.is_some_and(|t| t != total);
+    if changes.is_empty() && !total_changed {
+        return None;
+    }
+    if total_changed {
+        changes.push(format!(
+            "total {} -> {total}",
+            posted_total.unwrap_or_default()
+        ));
+    }
+    Some(changes.join(", "))
 }
 
 impl Returns {
@@ -282,6 +337,17 @@ pub fn release_held_returns(entry: &LedgerEntry, now: DateTime<Utc>) -> Option<L
     }
     let mut next = touch(entry, now);
     next.returns.held = None;
+    if let Some(edited) = next.returns.edited.take() {
+        // The operator settled the edit by hand: the edited order is the baseline now.
+        next.total = Some(edited.total);
+        next.lines = edited.lines;
+        push_history(
+            &mut next,
+            now,
+            "replay: the order as edited in Ecwid is taken as posted".to_string(),
+        );
+        return Some(next);
+    }
     push_history(&mut next, now, "refund replay requested".to_string());
     Some(next)
 }

@@ -156,6 +156,9 @@ where
         let Some(entry) = entry else {
             return Ok(posted);
         };
+        if order.is_paid() {
+            return self.check_edit(key, &order, &entry, posted).await;
+        }
         if refund_target(&order, &entry.returns, conn) == RefundTarget::Nothing
             && entry.returns.pending.is_none()
         {
@@ -245,6 +248,51 @@ where
             sale_id,
             return_ids,
         })
+    }
+
+    /// A posted order that is still PAID: an edit since it was posted (items, quantities or
+    /// total) is never ignored (R7). The difference is held for the operator with what
+    /// changed; a replay takes the edited order as posted.
+    async fn check_edit(
+        &self,
+        key: &OrderKey,
+        order: &EcwidOrder,
+        entry: &LedgerEntry,
+        posted: PostOutcome,
+    ) -> Result<PostOutcome, RetryLater> {
+        if let Some(held) = &entry.returns.held {
+            return Ok(PostOutcome::RefundHeld(held.clone()));
+        }
+        if entry.lines.is_empty() && entry.total.is_none() {
+            return Ok(posted);
+        }
+        let now_lines = money::ledger_lines(order);
+        let Some(diff) =
+            ledger::edit_difference(entry.total, &entry.lines, order.total, &now_lines)
+        else {
+            return Ok(posted);
+        };
+        let reason = Reason::new(
+            ReasonCode::EditedAfterPosting,
+            format!(
+                "order {}: edited in Ecwid after it was posted as Lightspeed sale {} ({diff}); post the difference in Lightspeed by hand, then els replay --order {} to take the edited order as posted",
+                key.order_id,
+                entry.sale_id.as_deref().unwrap_or("?"),
+                key.order_id
+            ),
+        );
+        let mut next = ledger::finish_returns(
+            entry,
+            ReturnOutcome::Parked(reason.clone()),
+            self.clock.now(),
+        );
+        next.returns.edited = Some(ledger::EditedOrder {
+            total: order.total,
+            lines: now_lines,
+        });
+        self.write(key, &next, entry.version).await?;
+        tracing::warn!(store_id = key.store_id.get(), order_id = %key.order_id, code = %reason.code, reason = %reason.message, "posted order edited in Ecwid; held");
+        Ok(PostOutcome::RefundHeld(reason))
     }
 
     /// Decides and posts the next return under the claim. `Ok`: Done or Idle; `Err`: the
@@ -778,6 +826,42 @@ mod tests {
             Ok(PostOutcome::Refunded { .. })
         ));
         assert_eq!(w.lightspeed.sales()[1].1.total(), d("-26.40"));
+    }
+
+    #[tokio::test]
+    async fn an_edit_of_a_paid_posted_order_is_held_with_the_difference_until_replayed() {
+        let (w, p) = posted(connection()).await;
+        // Unchanged: nothing to do.
+        assert!(matches!(
+            p.post_paid_order(&message(1)).await,
+            Ok(PostOutcome::AlreadyPosted { .. })
+        ));
+        let mut edited = order("PAID", None);
+        edited.items[0].quantity = d("3");
+        edited.total = d("39.6");
+        w.ecwid.add_order(edited);
+        let Ok(PostOutcome::RefundHeld(reason)) = p.post_paid_order(&message(2)).await else {
+            panic!("held");
+        };
+        assert_eq!(reason.code, ReasonCode::EditedAfterPosting);
+        assert!(reason.message.contains("MUG 2 -> 3"), "{reason}");
+        assert!(reason.message.contains("total 26.4 -> 39.6"), "{reason}");
+        assert!(matches!(
+            p.post_paid_order(&message(3)).await,
+            Ok(PostOutcome::RefundHeld(_))
+        ));
+        assert_eq!(w.lightspeed.sales().len(), 1, "nothing posted on its own");
+        let e = ledger(&w).await;
+        let released = ledger::release_held_returns(&e, w.clock.now()).unwrap();
+        assert_eq!(released.total, Some(d("39.6")));
+        w.store
+            .save_order(&released, Some(e.version))
+            .await
+            .unwrap();
+        assert!(matches!(
+            p.post_paid_order(&message(4)).await,
+            Ok(PostOutcome::AlreadyPosted { .. })
+        ));
     }
 
     #[tokio::test]
