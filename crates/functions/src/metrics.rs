@@ -46,7 +46,7 @@
 //! | metric | unit | dimension | emitted by |
 //! |---|---|---|---|
 //! | [`ORDERS_POSTED`] | Count | | sale-poster: orders posted or adopted, per invocation (0 too) |
-//! | [`ORDERS_PARKED`] | Count | `Reason` | sale-poster: orders answered parked, per reason |
+//! | [`ORDERS_PARKED`] | Count | `Reason` | sale-poster: orders answered parked, and refunds held, per reason |
 //! | [`ORDERS_DEAD_LETTERED`] | Count | | sale-poster: records settled on their last receive (0 too) |
 //! | [`OLDEST_QUEUED_ORDER_AGE`] | Seconds | | sale-poster: the oldest record of the batch |
 //! | [`STOCK_LEVELS_WRITTEN`] | Count | | inventory-sync: levels written to Ecwid in the run |

@@ -174,7 +174,8 @@ impl BatchMetrics {
         }
         match &settled.outcome {
             Ok(PostOutcome::Posted { .. } | PostOutcome::Adopted { .. }) => self.posted += 1,
-            Ok(PostOutcome::Parked(reason)) => {
+            // A held refund waits for an operator like a parked order (R5, R6, R7).
+            Ok(PostOutcome::Parked(reason) | PostOutcome::RefundHeld(reason)) => {
                 match self
                     .parked
                     .iter_mut()
