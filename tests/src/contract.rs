@@ -313,6 +313,58 @@ pub async fn ledger_claim_contract<S: LedgerStore>(store: &S) {
             sale_id: "sale-1".into()
         }
     );
+    posted_order_returns(store, &stored).await;
+}
+
+/// A posted order's returns (issue #15) round-trip and take the same version conditions:
+/// the refund claim, the pending return written before the POST, the started return's id,
+/// the recorded return; a stale copy conflicts.
+async fn posted_order_returns<S: LedgerStore>(store: &S, posted: &LedgerEntry) {
+    let now = Utc::now();
+    let lease = chrono::Duration::seconds(60);
+    let ledger::ReturnClaim::Claim { entry, expected } =
+        ledger::claim_returns(posted, now, lease, chrono::Duration::zero())
+    else {
+        panic!("the refund work of a posted order can be claimed");
+    };
+    store.save_order(&entry, Some(expected)).await.unwrap();
+    let pending = ledger::PendingReturn {
+        seq: 1,
+        kind: ledger::ReturnKind::Restock,
+        amount: Decimal::new(1_234, 2),
+        invoice_number: ledger::return_invoice_number(&posted.invoice_number, 1),
+        return_id: None,
+        may_exist: false,
+    };
+    let begun = ledger::begin_return(&entry, pending, now);
+    store.save_order(&begun, Some(entry.version)).await.unwrap();
+    let started = ledger::return_started(&begun, "return-1", now);
+    store
+        .save_order(&started, Some(begun.version))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.save_order(&started, Some(begun.version)).await,
+        Err(els_core::StoreError::Conflict(_))
+    ));
+    let done = ledger::finish_returns(
+        &started,
+        ledger::ReturnOutcome::Done {
+            sale_id: "return-1".into(),
+            adopted: false,
+        },
+        now,
+    );
+    store
+        .save_order(&done, Some(started.version))
+        .await
+        .unwrap();
+    let stored = store.load_order(&posted.key).await.unwrap().unwrap();
+    assert_eq!(stored, done);
+    assert_eq!(stored.state, OrderState::Posted);
+    assert_eq!(stored.returns.done.len(), 1);
+    assert_eq!(stored.returns.returned(), Decimal::new(1_234, 2));
+    assert!(stored.returns.pending.is_none() && stored.returns.lease_until.is_none());
 }
 
 /// Writes a claimed order created at `created_at`, then applies `outcome` if any.
