@@ -435,6 +435,27 @@ where
                         sale_id: return_id,
                         adopted: false,
                     }),
+                    // A closed sale cannot be updated: an earlier completion whose answer
+                    // was lost may have closed it. Look before calling it a refusal.
+                    Err(ApiError::Rejected {
+                        status: 409,
+                        detail,
+                    }) => match self.lightspeed.get_sale(conn, &return_id).await {
+                        Ok(Some(sale)) if sale.is_closed() => Ok(ReturnOutcome::Done {
+                            sale_id: sale.id,
+                            adopted: true,
+                        }),
+                        Ok(_) => Err(self.refund_failure(
+                            &key,
+                            "completing the return",
+                            ApiError::Rejected {
+                                status: 409,
+                                detail,
+                            },
+                            false,
+                        )),
+                        Err(e) => Err(self.refund_failure_plain("looking for the return", e, true)),
+                    },
                     Err(e) => Err(self.refund_failure(&key, "completing the return", e, true)),
                 }
             }
