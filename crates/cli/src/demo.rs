@@ -1,5 +1,6 @@
-//! The visible demo of `els serve --demo`: one order paid at checkout, one paid later, and a
-//! sale in the POS that the inventory mirror carries to Ecwid.
+//! The visible demo of `els serve --demo`: one order paid at checkout, one paid later, a
+//! refund that becomes a Lightspeed return, and a sale in the POS that the inventory mirror
+//! carries to Ecwid.
 
 use crate::lightspeed_auth::AuthLightspeed;
 use crate::{ops, sandbox_setup};
@@ -117,6 +118,7 @@ pub async fn run(
     let entry = wait_for_state(store, &key, OrderState::Posted).await?;
     print_sale(sandbox, &entry.invoice_number)?;
     println!("  ledger:\n{}", indent(&ops::describe(&entry)));
+    let first = (order_id, entry);
 
     println!("== Demo 2: an order awaiting payment, paid later ==");
     let order_id = sandbox.place_order(OrderSpec {
@@ -138,7 +140,37 @@ pub async fn run(
     let entry = wait_for_state(store, &key, OrderState::Posted).await?;
     print_sale(sandbox, &entry.invoice_number)?;
 
-    println!("== Demo 3: a sale in the POS reaches Ecwid (rules S1, S3) ==");
+    println!("== Demo 3: a refund in Ecwid becomes a Lightspeed return (rules R2, R4) ==");
+    let (order_id, entry) = first;
+    let key = OrderKey::new(store_id, order_id.clone());
+    let total = entry.total.context("the posted order has a total")?;
+    sandbox.refund_order(&order_id, total)?;
+    let hook = sandbox.order_webhook("order.updated", &order_id, Some("PAID"), "REFUNDED");
+    let status = sandbox.deliver(webhook_url, &hook).await?;
+    println!("  order {order_id} refunded in full ({total}): webhook HTTP {status}");
+    let mut refunded = None;
+    for _ in 0..200 {
+        if let Some(e) = store.load_order(&key).await?
+            && !e.returns.done.is_empty()
+        {
+            refunded = Some(e);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refunded = refunded.context("the refund did not reach Lightspeed within 10 s")?;
+    let sale_id = refunded.sale_id.clone().unwrap_or_default();
+    for r in sandbox.returns_for(&sale_id) {
+        println!(
+            "  Lightspeed return {} ({}) for sale {sale_id}: total {}, {} line(s), stock back at the outlet",
+            r.id,
+            r.status,
+            r.total,
+            r.lines.len()
+        );
+    }
+
+    println!("== Demo 4: a sale in the POS reaches Ecwid (rules S1, S3) ==");
     let ids = sandbox.ids();
     let mug = &ids.mug;
     let show = |when: &str| {

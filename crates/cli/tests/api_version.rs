@@ -107,9 +107,7 @@ async fn a_store_moves_between_generations_with_els_settings_and_the_doctor_says
     let (_, out, _) = run(&["doctor", "--db", db, "--store", &m.store]);
     let line = out.lines().find(|l| l.contains("Lightspeed API")).unwrap();
     assert!(
-        line.contains(
-            "2026-07 (this store's setting; LIGHTSPEED_API_VERSION here is legacy)"
-        ),
+        line.contains("2026-07 (this store's setting; LIGHTSPEED_API_VERSION here is legacy)"),
         "{line}"
     );
 

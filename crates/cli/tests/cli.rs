@@ -36,6 +36,10 @@ fn demo_then_status_and_replay_on_the_embedded_file() {
     assert!(out.contains("state      POSTED"), "{out}");
     assert!(out.contains("\"POSTED\": 2"), "{out}");
     assert!(
+        out.contains("Lightspeed return ") && out.contains("(CLOSED) for sale"),
+        "the demo's refund becomes a closed return:\n{out}"
+    );
+    assert!(
         out.contains("Ecwid order writes by the connector: 0"),
         "{out}"
     );
@@ -59,7 +63,9 @@ fn demo_then_status_and_replay_on_the_embedded_file() {
     assert!(
         out.contains("state      POSTED")
             && out.contains("history")
-            && out.contains("posted as Lightspeed sale"),
+            && out.contains("posted as Lightspeed sale")
+            && out.contains("return     1")
+            && out.contains("restock"),
         "{out}"
     );
 
