@@ -140,6 +140,9 @@ pub enum ReasonCode {
     RefundAmountUnknown,
     /// Held: the posted order was edited in Ecwid while PAID (R7).
     EditedAfterPosting,
+    /// Held: refunded or cancelled, and posted by a release before refunds were handled
+    /// (its refund may have been handled by hand).
+    PostedBeforeRefunds,
 }
 
 impl ReasonCode {
@@ -164,6 +167,7 @@ impl ReasonCode {
             ReasonCode::RefundNotPostable => "REFUND_NOT_POSTABLE",
             ReasonCode::RefundAmountUnknown => "REFUND_AMOUNT_UNKNOWN",
             ReasonCode::EditedAfterPosting => "EDITED_AFTER_POSTING",
+            ReasonCode::PostedBeforeRefunds => "POSTED_BEFORE_REFUNDS",
         }
     }
 
@@ -189,6 +193,7 @@ impl ReasonCode {
             RefundNotPostable,
             RefundAmountUnknown,
             EditedAfterPosting,
+            PostedBeforeRefunds,
         ]
         .into_iter()
         .find(|c| c.as_str().eq_ignore_ascii_case(s))
@@ -462,6 +467,7 @@ pub fn finish(claimed: &LedgerEntry, outcome: Outcome, now: DateTime<Utc>) -> Le
                 format!("posted as Lightspeed sale {sale_id}")
             };
             let mut e = claimed.step(now, OrderState::Posted, detail);
+            e.returns.tracked = true;
             e.sale_id = Some(sale_id);
             e.lease_until = None;
             e.post_may_exist = false;
@@ -540,6 +546,28 @@ pub fn dead_letter(
     let (base, expected) = match existing {
         None => (LedgerEntry::new(key, now), None),
         Some(e) if e.state == OrderState::Queued => (e.clone(), Some(e.version)),
+        // A posted order's refund work that kept failing (a return pending, or the last
+        // refund attempt failed): held, so it shows and alarms (unless another worker holds
+        // its lease, or it is held already).
+        Some(e)
+            if e.state == OrderState::Posted
+                && (e.returns.pending.is_some() || e.returns.last_error.is_some())
+                && e.returns.held.is_none()
+                && e.returns.lease_until.is_none_or(|until| until <= now) =>
+        {
+            let mut held = e.clone();
+            held.version = e.version + 1;
+            held.updated_at = now;
+            held.returns.lease_until = None;
+            held.returns.last_error = Some(last_error.to_string());
+            held.returns.held = Some(reason.clone());
+            held.history.push(HistoryEvent {
+                at: now,
+                state: OrderState::Posted,
+                detail: format!("refund held: {reason}"),
+            });
+            return Some((held, Some(e.version)));
+        }
         Some(_) => return None,
     };
     let mut parked = base.step(now, OrderState::Parked, reason.to_string());

@@ -467,6 +467,40 @@ where
             )));
         }
         let status = order.payment_status.as_deref().unwrap_or_default();
+        // Not paid (any more) while an earlier attempt may have posted: look before skipping.
+        // A sale found is adopted, and the refund or cancellation follows as a return.
+        if !order.is_paid()
+            && status != refunds::PARTIALLY_REFUNDED
+            && (search_first || restored_after(conn, &order))
+        {
+            match self
+                .lightspeed
+                .find_sales_by_invoice(conn, &claimed.invoice_number)
+                .await
+            {
+                Ok(sales) if !sales.is_empty() => {
+                    return Attempt {
+                        outcome: Outcome::Posted {
+                            sale_id: sales[0].id.clone(),
+                            adopted: true,
+                        },
+                        retry_delay: None,
+                        facts: Some((order.total, money::ledger_lines(&order))),
+                        refunded_already: true,
+                    };
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return self.api_failure(
+                        key,
+                        "searching Lightspeed for an earlier sale",
+                        e,
+                        true,
+                        "Lightspeed",
+                    );
+                }
+            }
+        }
         if matches!(status, refunds::CANCELLED | refunds::REFUNDED) {
             return Attempt::done(Outcome::Skipped(Reason::new(
                 ReasonCode::RefundedBeforePosting,

@@ -71,6 +71,15 @@ pub struct PendingReturn {
 /// The returns of one order.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Returns {
+    /// The order was posted by a release that handles refunds. An order posted before may
+    /// have had its refund handled by hand in Lightspeed: its refunds are held once for the
+    /// operator (`POSTED_BEFORE_REFUNDS`) instead of being posted a second time.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tracked: bool,
+    /// The sale's value as Lightspeed holds it, once a return was prepared: a cancellation
+    /// or a refund without an amount asks for this much in all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worth: Option<Decimal>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub done: Vec<ReturnRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -304,7 +313,10 @@ pub fn finish_returns(
             });
             detail
         }
-        ReturnOutcome::Idle => return next,
+        ReturnOutcome::Idle => {
+            r.last_error = None;
+            return next;
+        }
         ReturnOutcome::Parked(reason) | ReturnOutcome::Skipped(reason) => {
             if r.pending
                 .as_ref()
@@ -337,6 +349,7 @@ pub fn release_held_returns(entry: &LedgerEntry, now: DateTime<Utc>) -> Option<L
     }
     let mut next = touch(entry, now);
     next.returns.held = None;
+    next.returns.tracked = true;
     if let Some(edited) = next.returns.edited.take() {
         // The operator settled the edit by hand: the edited order is the baseline now.
         next.total = Some(edited.total);

@@ -118,7 +118,7 @@ pub fn money_only_return(
         )));
     }
     let weights: Vec<Decimal> = groups.iter().map(|g| g.1 + g.2).collect();
-    let shares = allocate(amount, &weights, minor(head.scale));
+    let shares = allocate_rest_on_largest(amount, &weights, minor(head.scale));
     let mut lines = Vec::new();
     for ((tax_id, price, tax), share) in groups.into_iter().zip(shares) {
         if share.is_zero() {
@@ -230,8 +230,11 @@ fn split_gross(gross: Decimal, line: &LsSaleLine, scale: u32) -> (Decimal, Decim
     (gross - tax, tax)
 }
 
-/// `amount` spread over `weights` in proportion, in whole `unit`s; what rounding leaves
-/// goes to the largest weight (the first of equals).
+/// `amount` spread over `weights` in proportion, in whole `unit`s (largest remainder): each
+/// share is its proportional part rounded down, and the units left go one each to the
+/// largest remainders (the larger weight first among equals). A share never exceeds its
+/// proportional part by a unit, so when `amount` is at most the weights' sum, no share
+/// exceeds its weight (for weights in whole units).
 pub fn allocate(amount: Decimal, weights: &[Decimal], unit: Decimal) -> Vec<Decimal> {
     let total: Decimal = weights.iter().sum();
     if total.is_zero() || weights.is_empty() {
@@ -241,9 +244,39 @@ pub fn allocate(amount: Decimal, weights: &[Decimal], unit: Decimal) -> Vec<Deci
         }
         return out;
     }
+    let exact: Vec<Decimal> = weights.iter().map(|w| amount * w / total / unit).collect();
+    let mut out: Vec<Decimal> = exact.iter().map(|e| e.floor() * unit).collect();
+    let mut left = ((amount - out.iter().sum::<Decimal>()) / unit).round();
+    let mut order: Vec<usize> = (0..weights.len()).collect();
+    order.sort_by(|&a, &b| {
+        (exact[b] - exact[b].floor())
+            .cmp(&(exact[a] - exact[a].floor()))
+            .then(weights[b].cmp(&weights[a]))
+            .then(a.cmp(&b))
+    });
+    for i in order.iter().cycle() {
+        if left <= Decimal::ZERO {
+            break;
+        }
+        out[*i] += unit;
+        left -= Decimal::ONE;
+    }
+    out
+}
+
+/// The status of every line, as the sale mapping sends it.
+const LINE_STATUS: &str = "CONFIRMED";
+
+/// `amount` spread over `weights` in proportion, each share rounded down to whole `unit`s,
+/// and what rounding leaves on the largest weight (R3's rule for money-only lines).
+fn allocate_rest_on_largest(amount: Decimal, weights: &[Decimal], unit: Decimal) -> Vec<Decimal> {
+    let total: Decimal = weights.iter().sum();
+    if total.is_zero() {
+        return allocate(amount, weights, unit);
+    }
     let mut out: Vec<Decimal> = weights
         .iter()
-        .map(|w| (amount * w / total / unit).trunc() * unit)
+        .map(|w| (amount * w / total / unit).floor() * unit)
         .collect();
     let rest = amount - out.iter().sum::<Decimal>();
     let largest = (0..weights.len())
@@ -253,9 +286,6 @@ pub fn allocate(amount: Decimal, weights: &[Decimal], unit: Decimal) -> Vec<Deci
     out[largest] += rest;
     out
 }
-
-/// The status of every line, as the sale mapping sends it.
-const LINE_STATUS: &str = "CONFIRMED";
 
 fn minor(scale: u32) -> Decimal {
     Decimal::new(1, scale)
@@ -402,10 +432,24 @@ mod tests {
         );
         assert_eq!(r.total(), d("-10.00"));
         let pays: Vec<_> = r.register_sale_payments.iter().map(|p| p.amount).collect();
-        // 10 × 30/31.40 = 9.554 → 9.55 + 0.01; 10 × 1.40/31.40 = 0.445 → 0.44.
-        assert_eq!(pays, vec![d("-9.56"), d("-0.44")]);
+        // 10 × 30/31.40 = 9.554 → 9.55; 10 × 1.40/31.40 = 0.445 → 0.44, and the cent left
+        // goes to the larger remainder.
+        assert_eq!(pays, vec![d("-9.55"), d("-0.45")]);
         assert_eq!(r.invoice_number, "ECWIDR-1-7-1");
         assert_eq!(r.source_id, "ECWIDR-1-7-1");
+    }
+
+    #[test]
+    fn no_share_exceeds_its_weight() {
+        assert_eq!(
+            allocate(d("2.99"), &[d("1"), d("1"), d("1")], d("0.01")),
+            vec![d("1.00"), d("1.00"), d("0.99")]
+        );
+        for amount in ["0.01", "1.99", "2.98", "2.99", "3.00"] {
+            let shares = allocate(d(amount), &[d("1"), d("1.00"), d("1")], d("0.01"));
+            assert!(shares.iter().all(|s| *s <= d("1")), "{amount}: {shares:?}");
+            assert_eq!(shares.iter().sum::<Decimal>(), d(amount));
+        }
     }
 
     #[test]

@@ -87,7 +87,10 @@ where
             return Err(Raced::Failed(last.clone()));
         };
         match self.store.save_order(&parked, expected).await {
-            Ok(()) => Ok(parked.reason.expect("dead_letter sets a reason")),
+            Ok(()) => Ok(parked
+                .reason
+                .or(parked.returns.held)
+                .expect("dead_letter sets a reason")),
             Err(StoreError::Conflict(_)) => Err(Raced::Lost),
             Err(e) => Err(Raced::Failed(self.store_retry("parking the order", e))),
         }

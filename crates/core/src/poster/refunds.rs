@@ -68,10 +68,21 @@ pub fn refund_target(order: &EcwidOrder, returns: &Returns, conn: &Connection) -
         },
         _ => return RefundTarget::Nothing,
     };
-    let more_money = refunded.is_none_or(|r| r > returns.returned());
+    let more_money = refunded
+        .or(returns.worth)
+        .is_none_or(|r| r > returns.returned());
     let more_stock = restock && !returns.restocked();
     if !more_money && !more_stock {
         return RefundTarget::Nothing;
+    }
+    if !returns.tracked {
+        return RefundTarget::Hold(Reason::new(
+            ReasonCode::PostedBeforeRefunds,
+            format!(
+                "order {}: {status} in Ecwid, and it was posted before this release posted refunds; if the refund was not handled by hand in Lightspeed, els replay --order {} posts it",
+                order.id, order.id
+            ),
+        ));
     }
     if !conn.settings.post_refunds {
         return RefundTarget::Hold(Reason::new(
@@ -156,7 +167,9 @@ where
         let Some(entry) = entry else {
             return Ok(posted);
         };
-        if order.is_paid() {
+        // A pending return is settled whatever Ecwid says now (a lagging read, a status set
+        // back): its outcome may be unknown, and only the claim holder may resolve it.
+        if order.is_paid() && entry.returns.pending.is_none() {
             return self.check_edit(key, &order, &entry, posted).await;
         }
         if refund_target(&order, &entry.returns, conn) == RefundTarget::Nothing
@@ -192,7 +205,7 @@ where
         };
         let mut return_ids = Vec::new();
         // Each pass posts one return; a cancellation after partial refunds may need two.
-        for _ in 0..4 {
+        for pass in 0..4 {
             let step = self.one_return(conn, &order, &mut claimed).await;
             let (outcome, stop) = match step {
                 Ok(ReturnOutcome::Idle) => (ReturnOutcome::Idle, true),
@@ -223,7 +236,7 @@ where
                 }
                 _ => {}
             }
-            if stop {
+            if stop || pass == 3 {
                 break;
             }
             // Take the lease again for the next pass (the record released it).
@@ -266,6 +279,14 @@ where
         if entry.lines.is_empty() && entry.total.is_none() {
             return Ok(posted);
         }
+        if let Some(until) = entry.returns.lease_until
+            && until > self.clock.now()
+        {
+            return Err(RetryLater {
+                delay: (until - self.clock.now()).to_std().unwrap_or_default(),
+                reason: format!("order {key}: its refunds are being posted by another worker"),
+            });
+        }
         let now_lines = money::ledger_lines(order);
         let Some(diff) =
             ledger::edit_difference(entry.total, &entry.lines, order.total, &now_lines)
@@ -307,11 +328,13 @@ where
         let sale_id = claimed.sale_id.clone().unwrap_or_default();
         let original = match self.lightspeed.get_sale(conn, &sale_id).await {
             Ok(Some(s)) => s,
+            // A sale just posted may not be readable yet (the read lags like the search);
+            // retried, and held after the queue's last delivery (DEAD_LETTERED).
             Ok(None) => {
-                return Err(ReturnOutcome::Parked(not_postable(
-                    &key,
-                    format!("Lightspeed has no sale {sale_id} any more"),
-                )));
+                return Err(ReturnOutcome::Released {
+                    error: format!("Lightspeed does not show sale {sale_id} (yet)"),
+                    may_exist: false,
+                });
             }
             Err(e) => return Err(self.refund_failure(&key, "reading the posted sale", e, false)),
         };
@@ -340,7 +363,8 @@ where
                     &claimed.invoice_number,
                 ) {
                     Ok(Some(p)) => {
-                        let next = ledger::begin_return(claimed, p.clone(), self.clock.now());
+                        let mut next = ledger::begin_return(claimed, p.clone(), self.clock.now());
+                        next.returns.worth = Some(original.total());
                         self.write_step(&key, &next, claimed.version).await?;
                         *claimed = next;
                         p
@@ -352,9 +376,11 @@ where
                 }
             }
         };
-        if pending.may_exist
-            && let Some(found) = self.find_return(conn, &pending).await?
-        {
+        // After a restore from a backup, a money-only return of this number may exist
+        // though the restored ledger does not know it: look first.
+        let look = pending.may_exist
+            || (conn.restored_at.is_some() && pending.kind == ReturnKind::MoneyOnly);
+        if look && let Some(found) = self.find_return(conn, &pending).await? {
             return Ok(found);
         }
         let setup = match self.sale_setup(conn).await {
@@ -396,6 +422,16 @@ where
         };
         self.renew_returns(&key, claimed).await?;
         match pending.kind {
+            ReturnKind::MoneyOnly
+                if !self
+                    .deadline
+                    .allows(self.clock.now(), self.config.post_time_needed) =>
+            {
+                Err(ReturnOutcome::Released {
+                    error: "too little time left in this invocation to post the return".into(),
+                    may_exist: false,
+                })
+            }
             ReturnKind::MoneyOnly => match self.lightspeed.post_sale(conn, &draft).await {
                 Ok(posted) => Ok(ReturnOutcome::Done {
                     sale_id: posted.id,
@@ -404,9 +440,42 @@ where
                 Err(e) => Err(self.refund_failure(&key, "posting the money-only return", e, true)),
             },
             ReturnKind::Restock => {
-                let return_id = match &pending.return_id {
-                    Some(id) => id.clone(),
+                // A return started earlier: closed is done; parked is completed again (an
+                // update of that one sale); voided or gone moved nothing, so start another.
+                let mut started_id = pending.return_id.clone();
+                if let Some(id) = &started_id {
+                    match self.lightspeed.get_sale(conn, id).await {
+                        Ok(Some(sale)) if sale.is_closed() => {
+                            return Ok(ReturnOutcome::Done {
+                                sale_id: sale.id,
+                                adopted: true,
+                            });
+                        }
+                        Ok(Some(sale)) if !sale.is_voided() => {}
+                        Ok(_) => started_id = None,
+                        Err(e) => {
+                            return Err(self.refund_failure_plain(
+                                "reading the started return",
+                                e,
+                                true,
+                            ));
+                        }
+                    }
+                }
+                let return_id = match started_id {
+                    Some(id) => id,
                     None => {
+                        if !self
+                            .deadline
+                            .allows(self.clock.now(), self.config.post_time_needed)
+                        {
+                            return Err(ReturnOutcome::Released {
+                                error:
+                                    "too little time left in this invocation to start the return"
+                                        .into(),
+                                may_exist: false,
+                            });
+                        }
                         let started = match self.lightspeed.start_return(conn, &original.id).await {
                             Ok(s) => s,
                             Err(e) => {
@@ -469,16 +538,8 @@ where
         pending: &PendingReturn,
     ) -> Result<Option<ReturnOutcome>, ReturnOutcome> {
         match (&pending.kind, &pending.return_id) {
-            (ReturnKind::Restock, Some(id)) => match self.lightspeed.get_sale(conn, id).await {
-                Ok(Some(sale)) if sale.is_closed() => Ok(Some(ReturnOutcome::Done {
-                    sale_id: sale.id,
-                    adopted: true,
-                })),
-                // Still parked: completing it again updates that one return.
-                Ok(_) => Ok(None),
-                Err(e) => Err(self.refund_failure_plain("looking for the return", e, true)),
-            },
-            (ReturnKind::Restock, None) => Ok(None),
+            // A started return is looked at where it is completed.
+            (ReturnKind::Restock, _) => Ok(None),
             (ReturnKind::MoneyOnly, _) => match self
                 .lightspeed
                 .find_sales_by_invoice(conn, &pending.invoice_number)
@@ -573,10 +634,11 @@ where
                 key,
                 format!("Lightspeed refused the return ({status}) while {doing}: {detail}"),
             )),
-            ApiError::NotFound { detail } => ReturnOutcome::Parked(not_postable(
-                key,
-                format!("Lightspeed answered 404 while {doing}: {detail}"),
-            )),
+            // Possibly a read that lags a write: retried, held after the last delivery.
+            ApiError::NotFound { detail } => ReturnOutcome::Released {
+                error: format!("Lightspeed answered 404 while {doing}: {detail}"),
+                may_exist: sent,
+            },
             ApiError::Unauthorized { status, detail } => ReturnOutcome::Parked(Reason::new(
                 ReasonCode::Unauthorized,
                 format!(
