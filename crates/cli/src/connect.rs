@@ -313,6 +313,22 @@ pub async fn plan(
             }
         };
         let id = match chosen {
+            Some(p)
+                if kind == MissingProduct::Refund
+                    && p.has_inventory != Some(false)
+                    && input.is_none() =>
+            {
+                // Found by its name, not chosen: left unmapped rather than refuse the setup.
+                warnings.push(format!(
+                    "the product \"{}\" tracks inventory, so it is not used for money-only refunds; choose one with --refund-product, or --create-missing",
+                    p.name.as_deref().unwrap_or(&p.id)
+                ));
+                summary.push((
+                    label,
+                    "not mapped: money-only refunds will park (use --refund-product or --create-missing)".into(),
+                ));
+                None
+            }
             Some(p) if kind == MissingProduct::Refund && p.has_inventory != Some(false) => {
                 // A money-only refund must not put anything back on the shelf.
                 anyhow::bail!(

@@ -158,11 +158,26 @@ pub fn sweep_action(
 /// whose refunds are not held is looked at again; an order partly refunded before the
 /// ledger saw it is still a sale (the poster posts it, then its refund). Anything else was
 /// never posted and never will be (R1).
-pub fn refund_sweep_action(entry: Option<&LedgerEntry>, status: &str) -> Option<SweepReason> {
+pub fn refund_sweep_action(
+    entry: Option<&LedgerEntry>,
+    status: &str,
+    now: DateTime<Utc>,
+    stuck_after: Duration,
+) -> Option<SweepReason> {
+    let partly = status == crate::poster::refunds::PARTIALLY_REFUNDED;
     match entry {
-        None if status == crate::poster::refunds::PARTIALLY_REFUNDED => Some(SweepReason::Missed),
+        None if partly => Some(SweepReason::Missed),
         Some(e) if e.state == OrderState::Posted && e.returns.held.is_none() => {
             Some(SweepReason::Refund)
+        }
+        Some(e) if e.state != OrderState::Posted => {
+            match sweep_action(Some(e), now, stuck_after) {
+                // Skipped as unpaid, then paid and partly refunded: still a sale.
+                Some(SweepReason::Unpaid) if partly => Some(SweepReason::Unpaid),
+                // A lost message: the poster settles it (and frees its web quantities).
+                Some(SweepReason::Stuck) => Some(SweepReason::Stuck),
+                _ => None,
+            }
         }
         _ => None,
     }
@@ -580,7 +595,12 @@ where
                 source,
             })?;
         let why = if refund {
-            refund_sweep_action(entry.as_ref(), status)
+            refund_sweep_action(
+                entry.as_ref(),
+                status,
+                self.clock.now(),
+                self.config.stuck_after,
+            )
         } else {
             sweep_action(entry.as_ref(), self.clock.now(), self.config.stuck_after)
         };
@@ -1102,25 +1122,34 @@ mod tests {
         );
         for status in ["REFUNDED", "PARTIALLY_REFUNDED", "CANCELLED"] {
             assert_eq!(
-                refund_sweep_action(Some(&posted), status),
+                refund_sweep_action(Some(&posted), status, now, Duration::minutes(30)),
                 Some(SweepReason::Refund)
             );
             assert_eq!(
-                refund_sweep_action(Some(&entry), status),
+                refund_sweep_action(Some(&entry), status, now, Duration::minutes(30)),
                 None,
                 "not posted"
             );
         }
         let mut held = posted.clone();
         held.returns.held = Some(Reason::new(ReasonCode::RefundsOff, "off"));
-        assert_eq!(refund_sweep_action(Some(&held), "REFUNDED"), None);
+        assert_eq!(
+            refund_sweep_action(Some(&held), "REFUNDED", now, Duration::minutes(30)),
+            None
+        );
         // Never seen: a partial refund is still a sale; a cancelled order never is (R1).
         assert_eq!(
-            refund_sweep_action(None, "PARTIALLY_REFUNDED"),
+            refund_sweep_action(None, "PARTIALLY_REFUNDED", now, Duration::minutes(30)),
             Some(SweepReason::Missed)
         );
-        assert_eq!(refund_sweep_action(None, "CANCELLED"), None);
-        assert_eq!(refund_sweep_action(None, "REFUNDED"), None);
+        assert_eq!(
+            refund_sweep_action(None, "CANCELLED", now, Duration::minutes(30)),
+            None
+        );
+        assert_eq!(
+            refund_sweep_action(None, "REFUNDED", now, Duration::minutes(30)),
+            None
+        );
     }
 
     #[test]

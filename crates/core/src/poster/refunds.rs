@@ -948,6 +948,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_cancellation_after_a_lost_sale_answer_adopts_the_sale_and_returns_it() {
+        let w = World::new(connection()).await;
+        w.lightspeed.add_product("ls-mug", "MUG", true);
+        w.ecwid.add_order(order("PAID", None));
+        let p = poster(&w);
+        w.lightspeed.lose_next_sale_answer();
+        assert!(p.post_paid_order(&message(0)).await.is_err());
+        w.ecwid.add_order(order("CANCELLED", None));
+        w.clock.advance(Duration::from_secs(120));
+        assert_eq!(
+            p.post_paid_order(&message(1)).await,
+            Ok(PostOutcome::Refunded {
+                sale_id: "sale-1".into(),
+                return_ids: vec!["sale-2".into()]
+            })
+        );
+        let e = ledger(&w).await;
+        assert_eq!(e.state, crate::ledger::OrderState::Posted);
+        assert_eq!(e.returns.returned(), d("26.40"));
+        assert_eq!(w.lightspeed.sales().len(), 2);
+        // Fully returned: later deliveries do nothing, not even a claim.
+        let version = e.version;
+        assert!(matches!(
+            p.post_paid_order(&message(2)).await,
+            Ok(PostOutcome::AlreadyPosted { .. })
+        ));
+        assert_eq!(ledger(&w).await.version, version);
+    }
+
+    #[tokio::test]
     async fn an_order_cancelled_before_it_was_posted_is_skipped_for_good() {
         let w = World::new(connection()).await;
         w.lightspeed.add_product("ls-mug", "MUG", true);
