@@ -335,6 +335,7 @@ async fn posted_order_returns<S: LedgerStore>(store: &S, posted: &LedgerEntry) {
         invoice_number: ledger::return_invoice_number(&posted.invoice_number, 1),
         return_id: None,
         may_exist: false,
+        payments: vec![("pay-1".into(), Decimal::new(1_234, 2))],
     };
     let begun = ledger::begin_return(&entry, pending, now);
     store.save_order(&begun, Some(entry.version)).await.unwrap();
@@ -364,6 +365,10 @@ async fn posted_order_returns<S: LedgerStore>(store: &S, posted: &LedgerEntry) {
     assert_eq!(stored.state, OrderState::Posted);
     assert_eq!(stored.returns.done.len(), 1);
     assert_eq!(stored.returns.returned(), Decimal::new(1_234, 2));
+    assert_eq!(
+        stored.returns.refunded_by_type(),
+        vec![("pay-1".to_string(), Decimal::new(1_234, 2))]
+    );
     assert!(stored.returns.pending.is_none() && stored.returns.lease_until.is_none());
 }
 

@@ -48,6 +48,9 @@ pub struct ReturnRecord {
     #[serde(default)]
     pub adopted: bool,
     pub at: DateTime<Utc>,
+    /// What it paid back, per payment type (positive amounts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub payments: Vec<(String, Decimal)>,
 }
 
 /// The return being posted: its identity is fixed before anything is sent, so a retry
@@ -66,6 +69,9 @@ pub struct PendingReturn {
     /// posting again.
     #[serde(default)]
     pub may_exist: bool,
+    /// What it pays back, per payment type (positive), fixed before it is sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub payments: Vec<(String, Decimal)>,
 }
 
 /// The returns of one order.
@@ -162,6 +168,14 @@ impl Returns {
     /// Whether a referenced return already put the sale's lines back.
     pub fn restocked(&self) -> bool {
         self.done.iter().any(|r| r.kind == ReturnKind::Restock)
+    }
+
+    /// What the returns paid back so far, per payment type.
+    pub fn refunded_by_type(&self) -> Vec<(String, Decimal)> {
+        self.done
+            .iter()
+            .flat_map(|r| r.payments.iter().cloned())
+            .collect()
     }
 
     /// The sequence number of the next return.
@@ -310,6 +324,7 @@ pub fn finish_returns(
                 amount: p.amount,
                 adopted,
                 at: now,
+                payments: p.payments,
             });
             detail
         }

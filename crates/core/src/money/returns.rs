@@ -30,6 +30,8 @@ pub struct ReturnHeader<'a> {
     pub note: String,
     /// Decimals of the currency's minor unit.
     pub scale: u32,
+    /// What earlier returns paid back, per payment type (positive amounts).
+    pub refunded_by_type: Vec<(String, Decimal)>,
 }
 
 /// A referenced return of every line of `original`, paying back `amount` (positive).
@@ -162,11 +164,32 @@ fn finish(
             original.id
         )));
     }
-    let shares = allocate(
-        amount,
-        &paid.iter().map(|p| p.amount).collect::<Vec<_>>(),
-        minor(head.scale),
-    );
+    // Paid back in the sale's payment order (the order's own payment type first, a gift
+    // card last: Ecwid's refunds are of what was charged), each up to what it paid minus
+    // what earlier returns gave back to it.
+    let mut left = amount;
+    let mut shares = Vec::new();
+    for p in &paid {
+        let before: Decimal = head
+            .refunded_by_type
+            .iter()
+            .filter(|(t, _)| *t == p.retailer_payment_type_id)
+            .map(|(_, a)| *a)
+            .sum();
+        let share = left.min((p.amount - before).max(Decimal::ZERO));
+        shares.push(share);
+        left -= share;
+    }
+    if left > Decimal::ZERO {
+        return Err(park(format!(
+            "the sale's payments cannot take {left} more back (paid {}, returned before {})",
+            paid.iter().map(|p| p.amount).sum::<Decimal>(),
+            head.refunded_by_type
+                .iter()
+                .map(|(_, a)| *a)
+                .sum::<Decimal>()
+        )));
+    }
     let payments = paid
         .iter()
         .zip(shares)
@@ -351,6 +374,7 @@ mod tests {
             invoice_number: "ECWIDR-1-7-1".into(),
             note: "Ecwid order 7: refund".into(),
             scale: 2,
+            refunded_by_type: Vec::new(),
         }
     }
 
@@ -432,11 +456,26 @@ mod tests {
         );
         assert_eq!(r.total(), d("-10.00"));
         let pays: Vec<_> = r.register_sale_payments.iter().map(|p| p.amount).collect();
-        // 10 × 30/31.40 = 9.554 → 9.55; 10 × 1.40/31.40 = 0.445 → 0.44, and the cent left
-        // goes to the larger remainder.
-        assert_eq!(pays, vec![d("-9.55"), d("-0.45")]);
+        // The order's own payment type first.
+        assert_eq!(pays, vec![d("-10.00")]);
         assert_eq!(r.invoice_number, "ECWIDR-1-7-1");
         assert_eq!(r.source_id, "ECWIDR-1-7-1");
+    }
+
+    #[test]
+    fn payments_go_back_in_the_sale_order_up_to_what_each_paid() {
+        let mut h = head();
+        h.refunded_by_type = vec![("card".into(), d("25.00"))];
+        let r = restock_return(&sale(), d("6.40"), &h).unwrap();
+        let pays: Vec<_> = r
+            .register_sale_payments
+            .iter()
+            .map(|p| (p.retailer_payment_type_id.as_str(), p.amount))
+            .collect();
+        assert_eq!(pays, vec![("card", d("-5.00")), ("gift", d("-1.40"))]);
+        h.refunded_by_type = vec![("card".into(), d("30")), ("gift".into(), d("1"))];
+        let e = money_only_return(&sale(), d("0.41"), "refund", &h).unwrap_err();
+        assert_eq!(e.code, ReasonCode::RefundNotPostable);
     }
 
     #[test]

@@ -137,6 +137,7 @@ pub fn next_return(
         invoice_number: ledger::return_invoice_number(sale_invoice, seq),
         return_id: None,
         may_exist: false,
+        payments: Vec::new(),
     }))
 }
 
@@ -403,6 +404,7 @@ where
                 order.payment_status.as_deref().unwrap_or_default()
             ),
             scale: money::minor_unit_scale(setup.currency.as_deref()),
+            refunded_by_type: claimed.returns.refunded_by_type(),
         };
         let built = match pending.kind {
             ReturnKind::Restock => money::returns::restock_return(&original, pending.amount, &head),
@@ -420,6 +422,14 @@ where
             Ok(d) => d,
             Err(reason) => return Err(ReturnOutcome::Parked(not_postable(&key, reason.message))),
         };
+        // The payments are fixed with the lease renewal, before the POST.
+        if let Some(p) = &mut claimed.returns.pending {
+            p.payments = draft
+                .register_sale_payments
+                .iter()
+                .map(|p| (p.retailer_payment_type_id.clone(), -p.amount))
+                .collect();
+        }
         self.renew_returns(&key, claimed).await?;
         match pending.kind {
             ReturnKind::MoneyOnly
