@@ -2,7 +2,7 @@
 //! queue, so that rule O6 (a paid order is posted at least once) does not rest on webhook
 //! delivery alone.
 //!
-//! For each connection with posting on (O5), a run reads Ecwid's orders updated in a window
+//! For each connection posting sales or refunds (O5, R5), a run reads Ecwid's orders updated in a window
 //! (`GET /orders?updatedFrom=&updatedTo=`, Ecwid's "Finding orders without a webhook", with no
 //! payment status filter so that refunds and cancellations are found too) and enqueues every
 //! paid order that [`sweep_action`] says needs one, and every refunded or cancelled one that
@@ -372,7 +372,8 @@ where
         deadline: DateTime<Utc>,
     ) -> Result<StoreSweepReport, SweepError> {
         let store_id = conn.store_id;
-        if !conn.settings.post_sales {
+        // Off only when neither sales nor refunds are posted (O5, R5).
+        if !conn.settings.post_sales && !conn.settings.post_refunds {
             return Ok(StoreSweepReport::new(store_id, SweepOutcome::Off));
         }
         let Some(mut cursor) = self.claim(conn).await? else {
@@ -573,27 +574,40 @@ where
         let store_id = conn.store_id;
         let status = order.payment_status.as_deref().unwrap_or_default();
         let refund = crate::ingest::WORK_STATUSES.contains(&status) && !order.is_paid();
-        if !order.is_paid() && !refund {
-            return Ok(());
-        }
-        // An order Ecwid gives no creation time for is looked at (the poster decides).
-        if order
-            .create_timestamp
-            .is_some_and(|t| t < cursor.floor.timestamp())
+        if (!order.is_paid() && !refund)
+            || (order.is_paid() && !conn.settings.post_sales)
+            || (refund && !conn.settings.post_refunds)
         {
-            report.before_floor += 1;
             return Ok(());
         }
         let key = OrderKey::new(store_id, order.id.clone());
-        let entry = self
-            .store
-            .load_order(&key)
-            .await
-            .map_err(|source| SweepError::Store {
-                store_id,
-                what: "reading the ledger",
-                source,
-            })?;
+        let load = || async {
+            self.store
+                .load_order(&key)
+                .await
+                .map_err(|source| SweepError::Store {
+                    store_id,
+                    what: "reading the ledger",
+                    source,
+                })
+        };
+        // An order Ecwid gives no creation time for is looked at (the poster decides). One
+        // created before the floor is not a sale to find; but a posted one (a backfill) still
+        // has its refunds found.
+        let entry = if order
+            .create_timestamp
+            .is_some_and(|t| t < cursor.floor.timestamp())
+        {
+            match load().await? {
+                Some(e) if refund && e.state == OrderState::Posted => Some(e),
+                _ => {
+                    report.before_floor += 1;
+                    return Ok(());
+                }
+            }
+        } else {
+            load().await?
+        };
         let why = if refund {
             refund_sweep_action(
                 entry.as_ref(),
@@ -918,9 +932,19 @@ mod tests {
         let expected = conn.version;
         conn.version += 1;
         s.store.put_connection(&conn, Some(expected)).await.unwrap();
+        // Refunds still posted: the store is read, but a paid order is not enqueued.
+        let report = s.sweep(SweepConfig::default()).sweep_all().await.unwrap();
+        assert_eq!(report.stores[0].outcome, SweepOutcome::Completed);
+        assert_eq!(report.stores[0].found(), 0);
+        let calls = s.ecwid.calls();
+        conn.settings.post_refunds = false;
+        let expected = conn.version;
+        conn.version += 1;
+        s.store.put_connection(&conn, Some(expected)).await.unwrap();
         let report = s.sweep(SweepConfig::default()).sweep_all().await.unwrap();
         assert_eq!(report.stores[0].outcome, SweepOutcome::Off);
-        assert_eq!(s.ecwid.calls(), 0);
+        assert_eq!(s.ecwid.calls(), calls, "off: nothing read");
+        conn.settings.post_refunds = true;
 
         conn.settings.post_sales = true;
         let expected = conn.version;
