@@ -25,7 +25,7 @@ use els_http::TokioClock;
 use els_lightspeed::{LightspeedClient, Pacing};
 use els_sandbox::{
     ChanceFault, ChaosPlan, FaultKind, FaultTally, OrderItemSpec, OrderSpec, ProductSpec, Route,
-    Sandbox, SandboxConfig, ShippingSpec,
+    Sandbox, SandboxConfig, ShippingSpec, SignedWebhook,
 };
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -70,6 +70,18 @@ pub struct ChaosSettings {
     pub lagged_payment_rate: f64,
     /// The poster's Lightspeed API generation (`ELS_CHAOS_API`, default the newest).
     pub lightspeed_api: LsApiVersion,
+    /// Share of orders partly paid by a gift card (the sale is worth total + gift card).
+    pub gift_card_rate: f64,
+    /// Share of the posted orders refunded afterwards (half partially, half fully; see
+    /// [`crate::chaos_refunds`]).
+    pub refund_rate: f64,
+    /// While refunds are worked: the probability that a delivery's worker is killed at a
+    /// random moment within twice the mean time a delivery took so far (the poster has no
+    /// crash point on its refund path, so the kill drops the attempt wherever it is; the
+    /// window follows the backend's speed, so moto is not killed more than SQLite).
+    pub refund_kill_rate: f64,
+    /// Sandbox faults added while refunds are worked (on the return routes).
+    pub refund_fault_rates: Vec<(Route, FaultKind, f64)>,
 }
 
 impl ChaosSettings {
@@ -125,6 +137,15 @@ impl ChaosSettings {
             lost_webhook_rate: 0.2,
             lagged_payment_rate: 0.05,
             lightspeed_api,
+            gift_card_rate: 0.1,
+            refund_rate: 0.2,
+            refund_kill_rate: 0.12,
+            refund_fault_rates: vec![
+                (Route::LsStartReturn, FaultKind::DropAfterCommit, 0.05),
+                (Route::LsStartReturn, FaultKind::Status(503), 0.03),
+                (Route::LsGetSale, FaultKind::Status(503), 0.03),
+                (Route::LsSearch, FaultKind::Status(503), 0.03),
+            ],
         }
     }
 }
@@ -228,48 +249,67 @@ pub struct OneCallAtATime<Q> {
     lock: Arc<tokio::sync::Mutex<()>>,
 }
 
-impl<Q> OneCallAtATime<Q> {
+impl<Q: Clone + Send + Sync + 'static> OneCallAtATime<Q> {
     pub fn new(inner: Q) -> Self {
         Self {
             inner,
             lock: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
+
+    /// Runs `call` on the inner queue under the lock, in a task of its own that keeps the
+    /// lock until the call is over: a caller killed meanwhile (the refund phase kills
+    /// workers at random moments) cannot let the next call overlap one still in moto.
+    async fn one<T, F>(&self, call: impl FnOnce(Q) -> F) -> T
+    where
+        F: std::future::Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let one = self.lock.clone().lock_owned().await;
+        let running = call(self.inner.clone());
+        tokio::spawn(async move {
+            let out = running.await;
+            drop(one);
+            out
+        })
+        .await
+        .expect("queue call")
+    }
 }
 
-impl<Q: WorkQueue> WorkQueue for OneCallAtATime<Q> {
+impl<Q: WorkQueue + Clone + Sync + 'static> WorkQueue for OneCallAtATime<Q> {
     async fn enqueue(&self, message: &OrderMessage) -> Result<(), QueueError> {
-        let _one = self.lock.lock().await;
-        self.inner.enqueue(message).await
+        let message = message.clone();
+        self.one(|q| async move { q.enqueue(&message).await }).await
     }
 
     async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Delivery>, QueueError> {
-        let _one = self.lock.lock().await;
-        self.inner.receive(max, visibility).await
+        self.one(|q| async move { q.receive(max, visibility).await })
+            .await
     }
 
     async fn ack(&self, receipt: &str) -> Result<(), QueueError> {
-        let _one = self.lock.lock().await;
-        self.inner.ack(receipt).await
+        let receipt = receipt.to_string();
+        self.one(|q| async move { q.ack(&receipt).await }).await
     }
 
     async fn retry_after(&self, receipt: &str, delay: Duration) -> Result<(), QueueError> {
-        let _one = self.lock.lock().await;
-        self.inner.retry_after(receipt, delay).await
+        let receipt = receipt.to_string();
+        self.one(|q| async move { q.retry_after(&receipt, delay).await })
+            .await
     }
 }
 
-impl<Q: DeadLetters + Sync> DeadLetters for OneCallAtATime<Q> {
+impl<Q: DeadLetters + Clone + Send + Sync + 'static> DeadLetters for OneCallAtATime<Q> {
     async fn dead_letter_messages(&self) -> Vec<OrderMessage> {
-        let _one = self.lock.lock().await;
-        self.inner.dead_letter_messages().await
+        self.one(|q| async move { q.dead_letter_messages().await })
+            .await
     }
 }
 
-impl<Q: ChaosQueue> ChaosQueue for OneCallAtATime<Q> {
+impl<Q: ChaosQueue + Sync> ChaosQueue for OneCallAtATime<Q> {
     async fn depth(&self) -> (usize, usize) {
-        let _one = self.lock.lock().await;
-        self.inner.depth().await
+        self.one(|q| async move { q.depth().await }).await
     }
 }
 
@@ -307,13 +347,19 @@ pub struct ChaosReport {
     pub lagged_payments: usize,
     /// Orders the order sweep enqueued.
     pub swept: u64,
+    /// Lightspeed sales that are returns (referenced, parked or closed, and money-only).
+    pub return_sales: usize,
+    /// Orders partly paid by a gift card.
+    pub gift_cards: usize,
+    /// The refund phase (issue #15).
+    pub refunds: crate::chaos_refunds::RefundReport,
     pub elapsed: Duration,
 }
 
 impl ChaosReport {
     pub fn summary(&self) -> String {
         format!(
-            "chaos[{} on Lightspeed {}] N={} seed={} elapsed={:.1}s | lost_webhooks={} lagged_payments={} swept={} | webhooks={} deliveries={} posted={} adopted={} already_posted={} retries={} (busy={} lease_lost={}) max_receive_count={} | crashes: {} | faults: {} | sales={} duplicates={} lost={} wrong_totals={} ledger={:?} dead_letters={} duplicate_customers={}",
+            "chaos[{} on Lightspeed {}] N={} seed={} elapsed={:.1}s | lost_webhooks={} lagged_payments={} swept={} gift_cards={} | webhooks={} deliveries={} posted={} adopted={} already_posted={} retries={} (busy={} lease_lost={}) max_receive_count={} | crashes: {} | faults: {} | sales={} return_sales={} duplicates={} lost={} wrong_totals={} ledger={:?} dead_letters={} duplicate_customers={} | {}",
             self.backend,
             self.lightspeed_api,
             self.orders,
@@ -322,6 +368,7 @@ impl ChaosReport {
             self.lost_webhooks,
             self.lagged_payments,
             self.swept,
+            self.gift_cards,
             self.webhooks_sent,
             self.deliveries,
             self.posted,
@@ -338,12 +385,14 @@ impl ChaosReport {
                 .join(", "),
             self.faults,
             self.sales,
+            self.return_sales,
             self.duplicates,
             self.lost,
             self.wrong_totals,
             self.ledger,
             self.dead_letters,
             self.duplicate_customers,
+            self.refunds.summary(),
         )
     }
 }
@@ -407,6 +456,41 @@ fn place_orders(sandbox: &Sandbox, n: usize, rng: &mut StdRng) -> Vec<(String, D
         .collect()
 }
 
+/// Lets a gift card pay part of a share of the orders (Ecwid's `giftCardRedemption`, the
+/// order's `total` is what is left to pay); returns `(order id, worth)`, the worth being
+/// what the Lightspeed sale must come to: `total + giftCardRedemption`.
+fn with_gift_cards(
+    sandbox: &Sandbox,
+    orders: Vec<(String, Decimal)>,
+    rate: f64,
+    rng: &mut StdRng,
+) -> (Vec<(String, Decimal)>, usize) {
+    let mut paid_by_card = 0;
+    for (id, total) in &orders {
+        let cents = (*total * Decimal::from(100)).trunc();
+        if !rng.random_bool(rate) || cents < Decimal::from(200) {
+            continue;
+        }
+        let half = i64::try_from(cents / Decimal::from(2)).unwrap_or(100);
+        let card = Decimal::new(rng.random_range(100..=half), 2);
+        let number =
+            |d: Decimal| serde_json::from_str::<serde_json::Value>(&d.to_string()).unwrap();
+        sandbox
+            .update_order(
+                id,
+                serde_json::json!({
+                    "giftCardRedemption": number(card),
+                    "totalBeforeGiftCardRedemption": number(*total),
+                    "total": number(*total - card),
+                    "giftCardCode": "GC-CHAOS",
+                }),
+            )
+            .expect("gift card");
+        paid_by_card += 1;
+    }
+    (orders, paid_by_card)
+}
+
 pub fn json_decimal(v: &serde_json::Value) -> Decimal {
     match v {
         serde_json::Value::String(s) => Decimal::from_str(s).unwrap(),
@@ -422,17 +506,94 @@ pub fn sale_total(sale: &serde_json::Value) -> Decimal {
 
 /// Counters the worker loops share.
 #[derive(Default)]
-struct WorkStats {
-    deliveries: AtomicU64,
-    posted: AtomicU64,
-    adopted: AtomicU64,
-    already_posted: AtomicU64,
-    other_outcomes: AtomicU64,
-    retries: AtomicU64,
-    busy: AtomicU64,
-    lease_lost: AtomicU64,
-    kills: AtomicU64,
-    max_receive_count: AtomicU32,
+pub(crate) struct WorkStats {
+    pub(crate) deliveries: AtomicU64,
+    pub(crate) posted: AtomicU64,
+    pub(crate) adopted: AtomicU64,
+    pub(crate) already_posted: AtomicU64,
+    /// Deliveries that posted returns, and deliveries answered with a held refund.
+    pub(crate) refunded: AtomicU64,
+    pub(crate) refund_held: AtomicU64,
+    pub(crate) other_outcomes: AtomicU64,
+    pub(crate) retries: AtomicU64,
+    pub(crate) busy: AtomicU64,
+    pub(crate) lease_lost: AtomicU64,
+    pub(crate) kills: AtomicU64,
+    /// Deliveries worked to an end, and the time they took together.
+    pub(crate) settled: AtomicU64,
+    pub(crate) settle_micros: AtomicU64,
+    /// Workers killed at a random moment (the refund phase).
+    pub(crate) random_kills: AtomicU64,
+    pub(crate) max_receive_count: AtomicU32,
+}
+
+/// Kills a delivery's worker at a random moment (seeded), once armed: the attempt is
+/// dropped at whatever it awaits (an HTTP call, a ledger write, the queue's ack), the
+/// message is neither acked nor retried and comes back after its visibility timeout.
+pub(crate) struct RandomKiller {
+    rng: Mutex<StdRng>,
+    rate: f64,
+    /// Kills land within this window after the delivery starts; `None`: disarmed.
+    window: Mutex<Option<Duration>>,
+}
+
+impl RandomKiller {
+    fn new(seed: u64, rate: f64) -> Self {
+        Self {
+            rng: Mutex::new(StdRng::seed_from_u64(seed)),
+            rate,
+            window: Mutex::new(None),
+        }
+    }
+
+    /// Kills from now on within twice the mean delivery time in `stats` (5 ms to 1 s).
+    pub(crate) fn arm(&self, stats: &WorkStats) -> Duration {
+        let settled = stats.settled.load(Ordering::Relaxed).max(1);
+        let mean = Duration::from_micros(stats.settle_micros.load(Ordering::Relaxed) / settled);
+        let window = (mean * 2).clamp(Duration::from_millis(5), Duration::from_secs(1));
+        *self.window.lock().unwrap() = Some(window);
+        window
+    }
+
+    pub(crate) fn disarm(&self) {
+        *self.window.lock().unwrap() = None;
+    }
+
+    /// When to kill the next delivery, if it is to be killed.
+    fn next(&self) -> Option<Duration> {
+        let window = (*self.window.lock().unwrap())?;
+        let mut rng = self.rng.lock().unwrap();
+        rng.random_bool(self.rate)
+            .then(|| window.mul_f64(rng.random::<f64>()))
+    }
+}
+
+/// Sends `hooks` from `senders` concurrent senders, each retrying a delivery that did not
+/// get a 2xx as Ecwid does; returns when all were accepted.
+pub(crate) async fn send_webhooks(url: &str, hooks: Vec<SignedWebhook>, senders: usize) {
+    let per_sender = hooks.len().div_ceil(senders.max(1));
+    let mut tasks = Vec::new();
+    for chunk in hooks.chunks(per_sender.max(1)) {
+        let chunk = chunk.to_vec();
+        let url = url.to_string();
+        tasks.push(tokio::spawn(async move {
+            for hook in chunk {
+                // Ecwid retries a delivery that did not get a 2xx.
+                let mut tries = 0;
+                loop {
+                    tries += 1;
+                    match els_sandbox::deliver(&url, &hook).await {
+                        Ok(s) if s.is_success() => break,
+                        other if tries >= 5 => panic!("webhook not accepted: {other:?}"),
+                        _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("webhook sender");
+    }
 }
 
 /// Runs the chaos scenario on `store` and `queue` (both fresh) and returns the report; it
@@ -459,11 +620,33 @@ where
     // Live from a minute ago: every order placed below is eligible for the order sweep.
     let mut connection = sandbox_connection(&sandbox);
     connection.go_live_at = Some(chrono::Utc::now() - chrono::Duration::minutes(1));
+    // Partial refunds are money only: on a refund product that does not track stock.
+    let refund_product = sandbox.add_ls_product_only(ProductSpec {
+        sku: "ELS-REFUND".into(),
+        name: "Refund".into(),
+        has_inventory: false,
+        ..ProductSpec::default()
+    });
+    connection.refund_product_id = refund_product.ls_product_id.clone();
     let conn = ops::upsert_connection(&store, connection)
         .await
         .expect("connection saved");
+    assert!(
+        conn.refund_product_id.is_some(),
+        "the refund product is set"
+    );
     let mut rng = StdRng::seed_from_u64(settings.seed);
     let orders = place_orders(&sandbox, n, &mut rng);
+    // Gift cards, refunds and random kills draw from their own stream, so the orders and
+    // the PAID phase stay what the seed made them before refunds were added.
+    let mut refund_rng =
+        StdRng::seed_from_u64(settings.seed ^ crate::chaos_refunds::REFUND_SEED_SALT);
+    let (orders, gift_cards) =
+        with_gift_cards(&sandbox, orders, settings.gift_card_rate, &mut refund_rng);
+    let killer = Arc::new(RandomKiller::new(
+        refund_rng.random(),
+        settings.refund_kill_rate,
+    ));
 
     let crash = Arc::new(CrashInjector::new(
         rng.random(),
@@ -561,33 +744,19 @@ where
     }
     hooks.shuffle(&mut rng);
     let webhooks_sent = hooks.len() as u64;
-    let per_sender = hooks.len().div_ceil(settings.senders.max(1));
-    let mut senders = Vec::new();
-    for chunk in hooks.chunks(per_sender.max(1)) {
-        let chunk = chunk.to_vec();
-        let url = url.clone();
-        senders.push(tokio::spawn(async move {
-            for hook in chunk {
-                // Ecwid retries a delivery that did not get a 2xx.
-                let mut tries = 0;
-                loop {
-                    tries += 1;
-                    match els_sandbox::deliver(&url, &hook).await {
-                        Ok(s) if s.is_success() => break,
-                        other if tries >= 5 => panic!("webhook not accepted: {other:?}"),
-                        _ => tokio::time::sleep(Duration::from_millis(50)).await,
-                    }
-                }
-            }
-        }));
-    }
 
     // Workers.
     let stats = Arc::new(WorkStats::default());
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     for _ in 0..settings.workers {
-        let (app, queue, stats, stop) = (app.clone(), queue.clone(), stats.clone(), stop.clone());
+        let (app, queue, stats, stop, killer) = (
+            app.clone(),
+            queue.clone(),
+            stats.clone(),
+            stop.clone(),
+            killer.clone(),
+        );
         let visibility = settings.visibility;
         workers.push(tokio::spawn(async move {
             while !stop.load(Ordering::SeqCst) {
@@ -607,12 +776,34 @@ where
                         .max_receive_count
                         .fetch_max(d.receive_count, Ordering::Relaxed);
                     let app = app.clone();
-                    match tokio::spawn(async move { app.settle(d).await }).await {
+                    let kill_after = killer.next();
+                    let began = Instant::now();
+                    let mut settling = tokio::spawn(async move { app.settle(d).await });
+                    let settled = match kill_after {
+                        None => settling.await,
+                        Some(after) => match tokio::time::timeout(after, &mut settling).await {
+                            Ok(settled) => settled,
+                            Err(_) => {
+                                // Killed mid-attempt; the rest of the batch comes back too.
+                                settling.abort();
+                                stats.random_kills.fetch_add(1, Ordering::Relaxed);
+                                stats.kills.fetch_add(1, Ordering::Relaxed);
+                                break;
+                            }
+                        },
+                    };
+                    stats.settled.fetch_add(1, Ordering::Relaxed);
+                    stats
+                        .settle_micros
+                        .fetch_add(began.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    match settled {
                         Ok(Ok(outcome)) => {
                             let counter = match outcome {
                                 PostOutcome::Posted { .. } => &stats.posted,
                                 PostOutcome::Adopted { .. } => &stats.adopted,
                                 PostOutcome::AlreadyPosted { .. } => &stats.already_posted,
+                                PostOutcome::Refunded { .. } => &stats.refunded,
+                                PostOutcome::RefundHeld(_) => &stats.refund_held,
                                 _ => &stats.other_outcomes,
                             };
                             counter.fetch_add(1, Ordering::Relaxed);
@@ -642,9 +833,7 @@ where
         }));
     }
 
-    for s in senders {
-        s.await.expect("webhook sender");
-    }
+    send_webhooks(&url, hooks, settings.senders).await;
     // Until the queue has drained (AfterRecord kills leave messages that resolve as
     // AlreadyPosted), or the deadline; then the order sweep finds what no webhook brought,
     // and the queue drains again.
@@ -671,6 +860,34 @@ where
         );
     }
     wait_until_drained(backend, &queue, &stats, started, deadline).await;
+
+    // Refunds (issue #15): a share of the posted orders, under the same faults and more.
+    let mut refund_faults = settings.fault_rates.clone();
+    refund_faults.extend(settings.refund_fault_rates.iter().cloned());
+    sandbox.set_chaos(Some(ChaosPlan {
+        seed: refund_rng.random(),
+        faults: refund_faults
+            .iter()
+            .map(|(route, kind, p)| ChanceFault::new(*route, kind.clone(), *p))
+            .collect(),
+    }));
+    let kill_window = killer.arm(&stats);
+    let mut refunds = crate::chaos_refunds::refund_phase(crate::chaos_refunds::RefundPhase {
+        backend,
+        sandbox: &sandbox,
+        queue: &queue,
+        sweep: &sweep,
+        url: &url,
+        settings,
+        orders: &orders,
+        stats: &stats,
+        started,
+        deadline,
+        rng: &mut refund_rng,
+    })
+    .await;
+    killer.disarm();
+    refunds.kill_window = kill_window;
     stop.store(true, Ordering::SeqCst);
     crash.disarm();
     for w in workers {
@@ -685,8 +902,15 @@ where
 
     // Findings.
     let all_sales = sandbox.sales();
+    let is_return = |s: &serde_json::Value| {
+        !s["return_for"].is_null()
+            || s["invoice_number"]
+                .as_str()
+                .is_some_and(|i| i.starts_with("ECWIDR-"))
+    };
+    let return_sales = all_sales.iter().filter(|s| is_return(s)).count();
     let mut by_invoice: HashMap<String, Vec<&serde_json::Value>> = HashMap::new();
-    for s in &all_sales {
+    for s in all_sales.iter().filter(|s| !is_return(s)) {
         by_invoice
             .entry(s["invoice_number"].as_str().unwrap_or_default().to_string())
             .or_default()
@@ -740,6 +964,10 @@ where
         .await
         .expect("ledger counts");
     let dead_letters = queue.dead_letter_messages().await.len();
+    crate::chaos_refunds::check(&sandbox, &store, conn.store_id, &orders, &mut refunds).await;
+    refunds.kills = stats.random_kills.load(Ordering::Relaxed);
+    refunds.refunded_deliveries = stats.refunded.load(Ordering::Relaxed);
+    refunds.held_deliveries = stats.refund_held.load(Ordering::Relaxed);
 
     ChaosReport {
         backend: backend.to_string(),
@@ -760,7 +988,10 @@ where
         duplicates,
         lost,
         wrong_totals,
-        sales: all_sales.len(),
+        sales: all_sales.len() - return_sales,
+        return_sales,
+        gift_cards,
+        refunds,
         ledger,
         dead_letters,
         duplicate_customers,
@@ -773,7 +1004,7 @@ where
 
 /// Waits until every message is settled (the queue is empty: nothing visible, nothing in
 /// flight), printing progress every 10 s, or until `deadline`.
-async fn wait_until_drained<Q: ChaosQueue>(
+pub(crate) async fn wait_until_drained<Q: ChaosQueue>(
     backend: &str,
     queue: &Q,
     stats: &WorkStats,
@@ -815,6 +1046,7 @@ pub fn assert_passed(report: &ChaosReport) {
         report.summary()
     );
     assert_eq!(report.wrong_totals, 0, "wrong totals: {}", report.summary());
+    crate::chaos_refunds::assert_refunds_passed(report);
     assert_eq!(report.sales, n, "exactly N sales: {}", report.summary());
     assert_eq!(
         report.ledger.get("POSTED").copied(),

@@ -2,6 +2,7 @@
 //! sandbox (`harness`), and the contract suites every state/queue adapter must pass.
 
 pub mod chaos;
+pub mod chaos_refunds;
 pub mod contract;
 pub mod harness;
 pub mod moto;

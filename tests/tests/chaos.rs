@@ -6,9 +6,17 @@
 //! record, and messages redelivered while an attempt is still running. Lost webhooks (issue
 //! #12): 20% of the orders get no webhook at all and 5% one PAID webhook whose first re-fetch
 //! still says unpaid; the order sweep runs once the webhooks are worked and must find them.
+//! 10% of the orders are partly paid by a gift card. Refunds (issue #15, `chaos_refunds`):
+//! then 20% of the posted orders are refunded in Ecwid, half partially (some twice), half
+//! fully (some after a partial refund), their `order.updated` webhooks duplicated, shuffled,
+//! lost (the sweep finds them) or lagging, with faults on the return routes and workers
+//! killed at random moments.
 //!
-//! Pass: exactly N sales, one per order, each with the Ecwid total; N POSTED in the ledger;
-//! no duplicates, lost orders, stuck leases, parked or dead-lettered orders.
+//! Pass: exactly N sales, one per order, each with the order's worth (total + gift card);
+//! N POSTED in the ledger; no duplicates, lost orders, stuck leases, parked or dead-lettered
+//! orders; every refund posted exactly once: per order, the ledger's returns sum to Ecwid's
+//! refundedAmount with nothing pending or held, Lightspeed's closed returns sum to minus it,
+//! and the sale plus its returns is the worth less it, to the cent.
 //!
 //! The poster speaks the Lightspeed API generation `ELS_CHAOS_API` names (default the
 //! newest dated version); one more run uses the other generation on SQLite.
