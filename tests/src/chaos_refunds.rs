@@ -366,6 +366,12 @@ pub(crate) async fn check<S: StateStore>(
             match rec.kind {
                 ReturnKind::Restock => report.restock += 1,
                 ReturnKind::MoneyOnly => report.money_only += 1,
+                // The suite edits no order: an edit adjustment is a finding.
+                ReturnKind::EditReturn | ReturnKind::EditSale => {
+                    report.problem(format!(
+                        "order {order_id}: unexpected edit adjustment {rec:?}"
+                    ));
+                }
             }
         }
         if let Some(held) = &r.held {
@@ -460,6 +466,7 @@ pub(crate) async fn check<S: StateStore>(
                     && match rec.kind {
                         ReturnKind::Restock => s["return_for"] == sale_id.as_str(),
                         ReturnKind::MoneyOnly => s["return_for"].is_null(),
+                        ReturnKind::EditReturn | ReturnKind::EditSale => false,
                     }
             });
             if !ok {

@@ -336,6 +336,7 @@ async fn posted_order_returns<S: LedgerStore>(store: &S, posted: &LedgerEntry) {
         return_id: None,
         may_exist: false,
         payments: vec![("pay-1".into(), Decimal::new(1_234, 2))],
+        units: Vec::new(),
     };
     let begun = ledger::begin_return(&entry, pending, now);
     store.save_order(&begun, Some(entry.version)).await.unwrap();

@@ -387,3 +387,74 @@ async fn with_refunds_off_a_refund_is_skipped_until_replayed() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn an_edit_of_a_paid_order_is_posted_once_as_a_return_and_a_sale_on_both_generations() {
+    for api in GENERATIONS {
+        let h = harness(api).await;
+        let ids = h.sandbox.ids();
+        let tote = ids.tote.ls_product_id.clone().unwrap();
+        let tote_level = || h.sandbox.inventory_level(&tote, &ids.outlet_id);
+        let (id, sale_id) = posted(&h, &[("MUG-001", 2), ("TOTE-001", 1)]).await;
+        let (mugs_after_sale, totes_after_sale) = (mug_level(&h), tote_level());
+        let total = h.ledger(&id).await.unwrap().total.unwrap();
+
+        // The merchant removes the tote (18.00) and raises the mugs to 3 (13.20 each).
+        let mut order = h.sandbox.ecwid_order(&id).unwrap();
+        let items: Vec<serde_json::Value> = order["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["sku"] != "TOTE-001")
+            .cloned()
+            .map(|mut i| {
+                i["quantity"] = 3.into();
+                i
+            })
+            .collect();
+        let new_total = total - d("18.00") + d("13.20");
+        order["items"] = items.into();
+        h.sandbox
+            .update_order(
+                &id,
+                serde_json::json!({"items": order["items"], "total": new_total.to_string().parse::<f64>().unwrap()}),
+            )
+            .unwrap();
+        for _ in 0..2 {
+            assert_eq!(
+                h.send_webhook("order.updated", &id, Some("PAID"), "PAID")
+                    .await,
+                200
+            );
+        }
+        let PostOutcome::Refunded { return_ids, .. } = work(&h).await else {
+            panic!("{api}: adjusted");
+        };
+        assert_eq!(return_ids.len(), 2, "{api}: a return, then a sale");
+        assert!(
+            matches!(work(&h).await, PostOutcome::AlreadyPosted { .. }),
+            "{api}"
+        );
+        let returns = h.sandbox.returns_for(&sale_id);
+        assert_eq!(returns.len(), 1, "{api}");
+        assert_eq!(returns[0].status, "CLOSED");
+        assert_eq!(returns[0].total, d("-18.00"), "{api}");
+        let invoice = format!("ECWIDR-{}-{id}-2", h.connection.store_id);
+        let more = h.sandbox.sales_with_invoice(&invoice);
+        assert_eq!(more.len(), 1, "{api}: {invoice}");
+        assert_eq!(
+            tote_level(),
+            totes_after_sale + d("1"),
+            "{api}: the tote is back"
+        );
+        assert_eq!(
+            mug_level(&h),
+            mugs_after_sale - d("1"),
+            "{api}: one more mug sold"
+        );
+        let e = h.ledger(&id).await.unwrap();
+        assert_eq!(e.total, Some(new_total), "{api}: the new baseline");
+        assert_eq!(e.returns.returned(), Decimal::ZERO, "{api}: no refund");
+        assert_eq!(e.returns.done.len(), 2);
+    }
+}

@@ -16,8 +16,8 @@
 
 mod returns;
 pub use returns::{
-    EditedOrder, PendingReturn, ReturnClaim, ReturnKind, ReturnOutcome, ReturnRecord, Returns,
-    begin_return, claim_returns, edit_difference, finish_returns, release_held_returns,
+    EditUnits, EditedOrder, PendingReturn, ReturnClaim, ReturnKind, ReturnOutcome, ReturnRecord,
+    Returns, begin_return, claim_returns, edit_difference, finish_returns, release_held_returns,
     return_invoice_number, return_started,
 };
 

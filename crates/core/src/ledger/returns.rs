@@ -23,6 +23,11 @@ pub enum ReturnKind {
     Restock,
     /// An unreferenced return on the refund product: money only (R3).
     MoneyOnly,
+    /// An edit of the paid order removed or reduced lines: a referenced return of those
+    /// units (R7).
+    EditReturn,
+    /// An edit of the paid order raised quantities: a sale of the added units (R7).
+    EditSale,
 }
 
 impl ReturnKind {
@@ -30,8 +35,24 @@ impl ReturnKind {
         match self {
             ReturnKind::Restock => "restock",
             ReturnKind::MoneyOnly => "money only",
+            ReturnKind::EditReturn => "edit: return",
+            ReturnKind::EditSale => "edit: sale",
         }
     }
+
+    /// Money given back for a refund (R2, R3), as opposed to an edit's adjustment.
+    pub fn is_refund(self) -> bool {
+        matches!(self, ReturnKind::Restock | ReturnKind::MoneyOnly)
+    }
+}
+
+/// Units of one SKU an edit adjustment returns or sells (R7).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EditUnits {
+    pub sku: String,
+    pub product_id: String,
+    /// Positive: units returned (an `EditReturn`) or sold (an `EditSale`).
+    pub quantity: Decimal,
 }
 
 /// One return that reached Lightspeed.
@@ -72,6 +93,9 @@ pub struct PendingReturn {
     /// What it pays back, per payment type (positive), fixed before it is sent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub payments: Vec<(String, Decimal)>,
+    /// An edit adjustment's units (R7); empty for refunds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub units: Vec<EditUnits>,
 }
 
 /// The returns of one order.
@@ -160,9 +184,18 @@ pub fn edit_difference(
 }
 
 impl Returns {
-    /// The money returned so far.
+    /// The money returned so far for refunds (edit adjustments are not refunds).
     pub fn returned(&self) -> Decimal {
-        self.done.iter().map(|r| r.amount).sum()
+        self.done
+            .iter()
+            .filter(|r| r.kind.is_refund())
+            .map(|r| r.amount)
+            .sum()
+    }
+
+    /// Whether an edit of the paid order was posted as an adjustment (R7).
+    pub fn edited_after_posting(&self) -> bool {
+        self.done.iter().any(|r| !r.kind.is_refund())
     }
 
     /// Whether a referenced return already put the sale's lines back.
@@ -174,6 +207,7 @@ impl Returns {
     pub fn refunded_by_type(&self) -> Vec<(String, Decimal)> {
         self.done
             .iter()
+            .filter(|r| r.kind != ReturnKind::EditSale)
             .flat_map(|r| r.payments.iter().cloned())
             .collect()
     }
@@ -326,6 +360,25 @@ pub fn finish_returns(
                 at: now,
                 payments: p.payments,
             });
+            // An edit adjustment moves the order's baseline by what it posted.
+            let sign = match p.kind {
+                ReturnKind::EditReturn => Decimal::NEGATIVE_ONE,
+                ReturnKind::EditSale => Decimal::ONE,
+                _ => Decimal::ZERO,
+            };
+            if !sign.is_zero() {
+                next.total = next.total.map(|t| t + sign * p.amount);
+                for u in &p.units {
+                    match next.lines.iter_mut().find(|l| l.sku == u.sku) {
+                        Some(l) => l.quantity += sign * u.quantity,
+                        None => next.lines.push(super::LedgerLine {
+                            sku: u.sku.clone(),
+                            quantity: sign * u.quantity,
+                        }),
+                    }
+                }
+                next.lines.retain(|l| !l.quantity.is_zero());
+            }
             detail
         }
         ReturnOutcome::Idle => {

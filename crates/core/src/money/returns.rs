@@ -13,7 +13,7 @@
 //! In both, the amount is paid back to the sale's own payment types in proportion to what
 //! each paid; every remainder unit goes to the largest share.
 
-use crate::ledger::{Reason, ReasonCode};
+use crate::ledger::{EditUnits, Reason, ReasonCode};
 use crate::lightspeed::{LsSale, LsSaleLine, STATUS_CLOSED, SaleDraft, SaleLine, SalePayment};
 use rust_decimal::{Decimal, RoundingStrategy};
 
@@ -144,6 +144,76 @@ pub fn money_only_return(
         });
     }
     finish(original, amount, lines, head)
+}
+
+/// The unit price and tax the sale charged for `product_id` (its first line of it).
+pub fn sold_at<'a>(original: &'a LsSale, product_id: &str) -> Option<&'a LsSaleLine> {
+    original
+        .lines
+        .iter()
+        .find(|l| l.product_id == product_id && l.quantity > Decimal::ZERO)
+}
+
+/// An edit's return (R7): `units` of the sale's own products back, at the prices sold.
+pub fn edit_return(
+    original: &LsSale,
+    units: &[EditUnits],
+    head: &ReturnHeader<'_>,
+) -> Result<SaleDraft, Reason> {
+    let mut lines = Vec::new();
+    for u in units {
+        let line = sold_at(original, &u.product_id).ok_or_else(|| {
+            park(format!(
+                "SKU {} is not on Lightspeed sale {}",
+                u.sku, original.id
+            ))
+        })?;
+        lines.push(returned(line, u.quantity, line.price, line.tax));
+    }
+    let amount = -lines.iter().map(SaleLine::total).sum::<Decimal>();
+    finish(original, amount, lines, head)
+}
+
+/// An edit's sale (R7): `units` more of the sale's own products, at the prices sold, paid
+/// with `payment_type_id`.
+pub fn edit_sale(
+    original: &LsSale,
+    units: &[EditUnits],
+    head: &ReturnHeader<'_>,
+    payment_type_id: &str,
+) -> Result<SaleDraft, Reason> {
+    let mut lines = Vec::new();
+    for u in units {
+        let line = sold_at(original, &u.product_id).ok_or_else(|| {
+            park(format!(
+                "SKU {} is not on Lightspeed sale {}",
+                u.sku, original.id
+            ))
+        })?;
+        let mut sold = returned(line, u.quantity, line.price, line.tax);
+        sold.quantity = u.quantity;
+        lines.push(sold);
+    }
+    let amount: Decimal = lines.iter().map(SaleLine::total).sum();
+    Ok(SaleDraft {
+        register_id: head.register_id.to_string(),
+        user_id: head.user_id.to_string(),
+        customer_id: head.customer_id.clone(),
+        sale_date: head.date.clone(),
+        status: STATUS_CLOSED.into(),
+        note: head.note.clone(),
+        invoice_number: head.invoice_number.clone(),
+        source: "ecwid".into(),
+        source_id: head.invoice_number.clone(),
+        return_for: None,
+        register_sale_products: lines,
+        register_sale_payments: vec![SalePayment {
+            register_id: head.register_id.to_string(),
+            retailer_payment_type_id: payment_type_id.to_string(),
+            payment_date: head.date.clone(),
+            amount,
+        }],
+    })
 }
 
 /// The return's payments and body; checks that it reconciles.

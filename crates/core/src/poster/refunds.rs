@@ -75,6 +75,15 @@ pub fn refund_target(order: &EcwidOrder, returns: &Returns, conn: &Connection) -
     if !more_money && !more_stock {
         return RefundTarget::Nothing;
     }
+    if returns.edited_after_posting() {
+        return RefundTarget::Hold(Reason::new(
+            ReasonCode::RefundNotPostable,
+            format!(
+                "order {}: {status} in Ecwid after an edit of the paid order was posted as an adjustment; post this refund by hand in Lightspeed (how Ecwid counts a refund against an edited total is not documented)",
+                order.id
+            ),
+        ));
+    }
     if !returns.tracked {
         return RefundTarget::Hold(Reason::new(
             ReasonCode::PostedBeforeRefunds,
@@ -138,6 +147,93 @@ pub fn next_return(
         return_id: None,
         may_exist: false,
         payments: Vec::new(),
+        units: Vec::new(),
+    }))
+}
+
+/// The next adjustment for an edit of a paid posted order (R7), from its baseline (the
+/// lines and total as posted, moved by earlier adjustments), the order now, the sale as
+/// Lightspeed has it and the products of the changed SKUs. Removed or reduced units come
+/// back first (a referenced return), then added units are sold, each at the price the sale
+/// charged; the change of the items must equal the change of the order's total to the cent.
+/// `Ok(None)`: nothing changed. `Err`: the edit cannot be expressed exactly (held).
+pub fn next_edit(
+    entry: &LedgerEntry,
+    order: &EcwidOrder,
+    original: &LsSale,
+    products: &std::collections::HashMap<String, String>,
+) -> Result<Option<PendingReturn>, Reason> {
+    let now = money::ledger_lines(order);
+    let diff = ledger::edit_difference(entry.total, &entry.lines, order.total, &now);
+    let Some(diff) = diff else {
+        return Ok(None);
+    };
+    let cannot = |why: String| {
+        Reason::new(
+            ReasonCode::EditedAfterPosting,
+            format!(
+                "order {}: edited in Ecwid after it was posted as Lightspeed sale {} ({diff}); {why}; post the difference in Lightspeed by hand, then els replay --order {} to take the edited order as posted",
+                order.id, original.id, order.id
+            ),
+        )
+    };
+    let mut by_sku: std::collections::BTreeMap<&str, Decimal> = Default::default();
+    for l in &entry.lines {
+        *by_sku.entry(l.sku.as_str()).or_default() -= l.quantity;
+    }
+    for l in &now {
+        *by_sku.entry(l.sku.as_str()).or_default() += l.quantity;
+    }
+    let (mut back, mut more, mut value) = (Vec::new(), Vec::new(), Decimal::ZERO);
+    for (sku, delta) in by_sku.into_iter().filter(|(_, d)| !d.is_zero()) {
+        let Some(product_id) = products.get(sku) else {
+            return Err(cannot(format!("SKU {sku} has no Lightspeed product link")));
+        };
+        let Some(line) = money::returns::sold_at(original, product_id) else {
+            return Err(cannot(format!(
+                "SKU {sku} is not on the sale, so its price is not known"
+            )));
+        };
+        value += delta * (line.price + line.tax);
+        let units = ledger::EditUnits {
+            sku: sku.to_string(),
+            product_id: product_id.clone(),
+            quantity: delta.abs(),
+        };
+        if delta < Decimal::ZERO {
+            back.push(units)
+        } else {
+            more.push(units)
+        }
+    }
+    let total_change = order.total - entry.total.unwrap_or(order.total);
+    if value != total_change {
+        return Err(cannot(format!(
+            "the items changed by {value} at the prices sold but the total by {total_change}"
+        )));
+    }
+    let (kind, units) = if back.is_empty() {
+        (ReturnKind::EditSale, more)
+    } else {
+        (ReturnKind::EditReturn, back)
+    };
+    let amount = units
+        .iter()
+        .map(|u| {
+            let l = money::returns::sold_at(original, &u.product_id).expect("checked above");
+            u.quantity * (l.price + l.tax)
+        })
+        .sum();
+    let seq = entry.returns.next_seq();
+    Ok(Some(PendingReturn {
+        seq,
+        kind,
+        amount,
+        invoice_number: ledger::return_invoice_number(&entry.invoice_number, seq),
+        return_id: None,
+        may_exist: false,
+        payments: Vec::new(),
+        units,
     }))
 }
 
@@ -171,9 +267,11 @@ where
         // A pending return is settled whatever Ecwid says now (a lagging read, a status set
         // back): its outcome may be unknown, and only the claim holder may resolve it.
         if order.is_paid() && entry.returns.pending.is_none() {
-            return self.check_edit(key, &order, &entry, posted).await;
-        }
-        if refund_target(&order, &entry.returns, conn) == RefundTarget::Nothing
+            // An edit since it was posted is posted as adjustments below (R7).
+            if let Some(early) = self.unedited(key, &order, &entry, &posted)? {
+                return Ok(early);
+            }
+        } else if refund_target(&order, &entry.returns, conn) == RefundTarget::Nothing
             && entry.returns.pending.is_none()
         {
             return Ok(posted);
@@ -216,7 +314,16 @@ where
             if let ReturnOutcome::Done { sale_id, .. } = &outcome {
                 return_ids.push(sale_id.clone());
             }
-            let next = ledger::finish_returns(&claimed, outcome.clone(), self.clock.now());
+            let mut next = ledger::finish_returns(&claimed, outcome.clone(), self.clock.now());
+            if let ReturnOutcome::Parked(r) = &outcome
+                && r.code == ReasonCode::EditedAfterPosting
+            {
+                // A replay takes the order as edited for posted (settled by hand).
+                next.returns.edited = Some(ledger::EditedOrder {
+                    total: order.total,
+                    lines: money::ledger_lines(&order),
+                });
+            }
             self.write(key, &next, claimed.version).await?;
             claimed = next;
             match outcome {
@@ -264,57 +371,27 @@ where
         })
     }
 
-    /// A posted order that is still PAID: an edit since it was posted (items, quantities or
-    /// total) is never ignored (R7). The difference is held for the operator with what
-    /// changed; a replay takes the edited order as posted.
-    async fn check_edit(
+    /// A posted order that is still PAID: `Some` answer when there is nothing to adjust
+    /// (unchanged, held, no baseline), `None` when it was edited since it was posted (R7).
+    fn unedited(
         &self,
         key: &OrderKey,
         order: &EcwidOrder,
         entry: &LedgerEntry,
-        posted: PostOutcome,
-    ) -> Result<PostOutcome, RetryLater> {
+        posted: &PostOutcome,
+    ) -> Result<Option<PostOutcome>, RetryLater> {
         if let Some(held) = &entry.returns.held {
-            return Ok(PostOutcome::RefundHeld(held.clone()));
+            return Ok(Some(PostOutcome::RefundHeld(held.clone())));
         }
         if entry.lines.is_empty() && entry.total.is_none() {
-            return Ok(posted);
-        }
-        if let Some(until) = entry.returns.lease_until
-            && until > self.clock.now()
-        {
-            return Err(RetryLater {
-                delay: (until - self.clock.now()).to_std().unwrap_or_default(),
-                reason: format!("order {key}: its refunds are being posted by another worker"),
-            });
+            return Ok(Some(posted.clone()));
         }
         let now_lines = money::ledger_lines(order);
-        let Some(diff) =
-            ledger::edit_difference(entry.total, &entry.lines, order.total, &now_lines)
-        else {
-            return Ok(posted);
-        };
-        let reason = Reason::new(
-            ReasonCode::EditedAfterPosting,
-            format!(
-                "order {}: edited in Ecwid after it was posted as Lightspeed sale {} ({diff}); post the difference in Lightspeed by hand, then els replay --order {} to take the edited order as posted",
-                key.order_id,
-                entry.sale_id.as_deref().unwrap_or("?"),
-                key.order_id
-            ),
-        );
-        let mut next = ledger::finish_returns(
-            entry,
-            ReturnOutcome::Parked(reason.clone()),
-            self.clock.now(),
-        );
-        next.returns.edited = Some(ledger::EditedOrder {
-            total: order.total,
-            lines: now_lines,
-        });
-        self.write(key, &next, entry.version).await?;
-        tracing::warn!(store_id = key.store_id.get(), order_id = %key.order_id, code = %reason.code, reason = %reason.message, "posted order edited in Ecwid; held");
-        Ok(PostOutcome::RefundHeld(reason))
+        if ledger::edit_difference(entry.total, &entry.lines, order.total, &now_lines).is_none() {
+            return Ok(Some(posted.clone()));
+        }
+        tracing::info!(store_id = key.store_id.get(), order_id = %key.order_id, "posted order edited in Ecwid");
+        Ok(None)
     }
 
     /// Decides and posts the next return under the claim. `Ok`: Done or Idle; `Err`: the
@@ -349,6 +426,19 @@ where
         }
         let mut pending = match claimed.returns.pending.clone() {
             Some(p) => p,
+            None if order.is_paid() => {
+                let products = self.products_of_changed(&key, claimed, order).await?;
+                match next_edit(claimed, order, &original, &products) {
+                    Ok(Some(p)) => {
+                        let next = ledger::begin_return(claimed, p.clone(), self.clock.now());
+                        self.write_step(&key, &next, claimed.version).await?;
+                        *claimed = next;
+                        p
+                    }
+                    Ok(None) => return Ok(ReturnOutcome::Idle),
+                    Err(reason) => return Err(ReturnOutcome::Parked(reason)),
+                }
+            }
             None => {
                 let target = refund_target(order, &claimed.returns, conn);
                 if let RefundTarget::Hold(reason) = target {
@@ -380,7 +470,8 @@ where
         // After a restore from a backup, a money-only return of this number may exist
         // though the restored ledger does not know it: look first.
         let look = pending.may_exist
-            || (conn.restored_at.is_some() && pending.kind == ReturnKind::MoneyOnly);
+            || (conn.restored_at.is_some()
+                && matches!(pending.kind, ReturnKind::MoneyOnly | ReturnKind::EditSale));
         if look && let Some(found) = self.find_return(conn, &pending).await? {
             return Ok(found);
         }
@@ -408,6 +499,10 @@ where
         };
         let built = match pending.kind {
             ReturnKind::Restock => money::returns::restock_return(&original, pending.amount, &head),
+            ReturnKind::EditReturn => money::returns::edit_return(&original, &pending.units, &head),
+            ReturnKind::EditSale => {
+                money::returns::edit_sale(&original, &pending.units, &head, &conn.payment_type_id)
+            }
             ReturnKind::MoneyOnly => match &conn.refund_product_id {
                 Some(product) => {
                     money::returns::money_only_return(&original, pending.amount, product, &head)
@@ -427,12 +522,12 @@ where
             p.payments = draft
                 .register_sale_payments
                 .iter()
-                .map(|p| (p.retailer_payment_type_id.clone(), -p.amount))
+                .map(|p| (p.retailer_payment_type_id.clone(), p.amount.abs()))
                 .collect();
         }
         self.renew_returns(&key, claimed).await?;
         match pending.kind {
-            ReturnKind::MoneyOnly
+            ReturnKind::MoneyOnly | ReturnKind::EditSale
                 if !self
                     .deadline
                     .allows(self.clock.now(), self.config.post_time_needed) =>
@@ -442,14 +537,18 @@ where
                     may_exist: false,
                 })
             }
-            ReturnKind::MoneyOnly => match self.lightspeed.post_sale(conn, &draft).await {
-                Ok(posted) => Ok(ReturnOutcome::Done {
-                    sale_id: posted.id,
-                    adopted: false,
-                }),
-                Err(e) => Err(self.refund_failure(&key, "posting the money-only return", e, true)),
-            },
-            ReturnKind::Restock => {
+            ReturnKind::MoneyOnly | ReturnKind::EditSale => {
+                match self.lightspeed.post_sale(conn, &draft).await {
+                    Ok(posted) => Ok(ReturnOutcome::Done {
+                        sale_id: posted.id,
+                        adopted: false,
+                    }),
+                    Err(e) => {
+                        Err(self.refund_failure(&key, "posting the money-only return", e, true))
+                    }
+                }
+            }
+            ReturnKind::Restock | ReturnKind::EditReturn => {
                 // A return started earlier: closed is done; parked is completed again (an
                 // update of that one sale); voided or gone moved nothing, so start another.
                 let mut started_id = pending.return_id.clone();
@@ -541,6 +640,39 @@ where
         }
     }
 
+    /// The Lightspeed products of the SKUs an edit changed, from the product links.
+    async fn products_of_changed(
+        &self,
+        key: &OrderKey,
+        entry: &LedgerEntry,
+        order: &EcwidOrder,
+    ) -> Result<std::collections::HashMap<String, String>, ReturnOutcome> {
+        let mut out = std::collections::HashMap::new();
+        let skus = entry
+            .lines
+            .iter()
+            .map(|l| l.sku.clone())
+            .chain(money::ledger_lines(order).into_iter().map(|l| l.sku));
+        for sku in skus {
+            let Ok(parsed) = crate::ids::Sku::parse(&sku) else {
+                continue;
+            };
+            match self.store.get_product_link(key.store_id, &parsed).await {
+                Ok(Some(link)) => {
+                    out.insert(sku, link.lightspeed_product_id);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(ReturnOutcome::Released {
+                        error: format!("reading the product links: {e}"),
+                        may_exist: false,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// After an unknown outcome: the pending return, if it reached Lightspeed.
     async fn find_return(
         &self,
@@ -549,8 +681,8 @@ where
     ) -> Result<Option<ReturnOutcome>, ReturnOutcome> {
         match (&pending.kind, &pending.return_id) {
             // A started return is looked at where it is completed.
-            (ReturnKind::Restock, _) => Ok(None),
-            (ReturnKind::MoneyOnly, _) => match self
+            (ReturnKind::Restock | ReturnKind::EditReturn, _) => Ok(None),
+            (ReturnKind::MoneyOnly | ReturnKind::EditSale, _) => match self
                 .lightspeed
                 .find_sales_by_invoice(conn, &pending.invoice_number)
                 .await
@@ -922,23 +1054,71 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_edit_of_a_paid_posted_order_is_held_with_the_difference_until_replayed() {
+    async fn edits_of_a_paid_posted_order_are_posted_once_as_adjustments() {
         let (w, p) = posted(connection()).await;
         // Unchanged: nothing to do.
         assert!(matches!(
             p.post_paid_order(&message(1)).await,
             Ok(PostOutcome::AlreadyPosted { .. })
         ));
+        // A quantity raised: one more mug sold at the price of the sale.
         let mut edited = order("PAID", None);
         edited.items[0].quantity = d("3");
         edited.total = d("39.6");
+        w.ecwid.add_order(edited.clone());
+        let Ok(PostOutcome::Refunded { return_ids, .. }) = p.post_paid_order(&message(2)).await
+        else {
+            panic!("adjusted");
+        };
+        assert_eq!(return_ids, vec!["sale-2".to_string()]);
+        let sales = w.lightspeed.sales();
+        let more = &sales[1].1;
+        assert_eq!(more.register_sale_products[0].quantity, d("1"));
+        assert_eq!(more.total(), d("13.20"));
+        assert_eq!(more.payments_total(), d("13.20"));
+        assert_eq!(more.return_for, None);
+        for n in 3..5 {
+            assert!(matches!(
+                p.post_paid_order(&message(n)).await,
+                Ok(PostOutcome::AlreadyPosted { .. })
+            ));
+        }
+        assert_eq!(w.lightspeed.sales().len(), 2, "posted once");
+        let e = ledger(&w).await;
+        assert_eq!(e.total, Some(d("39.60")));
+        assert_eq!(e.lines[0].quantity, d("3"));
+
+        // A quantity lowered to 1: two mugs back, by a referenced return.
+        edited.items[0].quantity = d("1");
+        edited.total = d("13.2");
+        w.ecwid.add_order(edited);
+        assert!(matches!(
+            p.post_paid_order(&message(5)).await,
+            Ok(PostOutcome::Refunded { .. })
+        ));
+        let sales = w.lightspeed.sales();
+        assert_eq!(sales.len(), 3);
+        assert_eq!(sales[2].1.return_for.as_deref(), Some("sale-1"));
+        assert_eq!(sales[2].1.total(), d("-26.40"));
+        assert!(matches!(
+            p.post_paid_order(&message(6)).await,
+            Ok(PostOutcome::AlreadyPosted { .. })
+        ));
+        assert_eq!(w.lightspeed.sales().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn an_edit_that_cannot_be_expressed_is_held_with_the_difference_until_replayed() {
+        let (w, p) = posted(connection()).await;
+        // The total changed without the items (a new shipping price, say).
+        let mut edited = order("PAID", None);
+        edited.total = d("30");
         w.ecwid.add_order(edited);
         let Ok(PostOutcome::RefundHeld(reason)) = p.post_paid_order(&message(2)).await else {
             panic!("held");
         };
         assert_eq!(reason.code, ReasonCode::EditedAfterPosting);
-        assert!(reason.message.contains("MUG 2 -> 3"), "{reason}");
-        assert!(reason.message.contains("total 26.4 -> 39.6"), "{reason}");
+        assert!(reason.message.contains("total 26.4 -> 30"), "{reason}");
         assert!(matches!(
             p.post_paid_order(&message(3)).await,
             Ok(PostOutcome::RefundHeld(_))
@@ -946,7 +1126,7 @@ mod tests {
         assert_eq!(w.lightspeed.sales().len(), 1, "nothing posted on its own");
         let e = ledger(&w).await;
         let released = ledger::release_held_returns(&e, w.clock.now()).unwrap();
-        assert_eq!(released.total, Some(d("39.6")));
+        assert_eq!(released.total, Some(d("30")));
         w.store
             .save_order(&released, Some(e.version))
             .await
