@@ -106,6 +106,14 @@ pub struct Returns {
     /// operator (`POSTED_BEFORE_REFUNDS`) instead of being posted a second time.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tracked: bool,
+    /// An edit was settled by hand (a replay took the edited order as posted): refunds
+    /// can no longer be computed from the sale, so they are held.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub edited_by_hand: bool,
+    /// A refund held because of an edit was replayed: the operator posts this order's
+    /// refunds by hand from now on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refunds_by_hand: bool,
     /// The sale's value as Lightspeed holds it, once a return was prepared: a cancellation
     /// or a refund without an amount asks for this much in all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -416,9 +424,22 @@ pub fn release_held_returns(entry: &LedgerEntry, now: DateTime<Utc>) -> Option<L
         return None;
     }
     let mut next = touch(entry, now);
-    next.returns.held = None;
+    let was = next.returns.held.take();
     next.returns.tracked = true;
+    if let Some(held) = was
+        && held.code == super::ReasonCode::RefundNotPostable
+        && (next.returns.edited_after_posting() || next.returns.edited_by_hand)
+    {
+        next.returns.refunds_by_hand = true;
+        push_history(
+            &mut next,
+            now,
+            "replay: this order's refunds after its edit are posted by hand".to_string(),
+        );
+        return Some(next);
+    }
     if let Some(edited) = next.returns.edited.take() {
+        next.returns.edited_by_hand = true;
         // The operator settled the edit by hand: the edited order is the baseline now.
         next.total = Some(edited.total);
         next.lines = edited.lines;

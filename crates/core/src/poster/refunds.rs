@@ -75,7 +75,10 @@ pub fn refund_target(order: &EcwidOrder, returns: &Returns, conn: &Connection) -
     if !more_money && !more_stock {
         return RefundTarget::Nothing;
     }
-    if returns.edited_after_posting() {
+    if returns.refunds_by_hand {
+        return RefundTarget::Nothing;
+    }
+    if returns.edited_after_posting() || returns.edited_by_hand {
         return RefundTarget::Hold(Reason::new(
             ReasonCode::RefundNotPostable,
             format!(
@@ -212,6 +215,17 @@ pub fn next_edit(
             "the items changed by {value} at the prices sold but the total by {total_change}"
         )));
     }
+    if !back.is_empty()
+        && entry
+            .returns
+            .done
+            .iter()
+            .any(|r| r.kind == ReturnKind::EditSale)
+    {
+        return Err(cannot(
+            "units added by an earlier adjustment are on another Lightspeed sale".to_string(),
+        ));
+    }
     let (kind, units) = if back.is_empty() {
         (ReturnKind::EditSale, more)
     } else {
@@ -302,6 +316,30 @@ where
             ReturnClaim::Held { reason } => return Ok(PostOutcome::RefundHeld(reason)),
             ReturnClaim::NotPosted => return Ok(posted),
         };
+        // Read the order again under the claim: a read taken before it may predate what
+        // another worker just posted (an edit can go either way).
+        let order = match self.ecwid.get_order(conn, &key.order_id).await {
+            Ok(o) if o.id == key.order_id => o,
+            other => {
+                let error = match other {
+                    Err(e) => format!("fetching the order from Ecwid: {e}"),
+                    Ok(_) => "Ecwid returned another order".to_string(),
+                };
+                let next = ledger::finish_returns(
+                    &claimed,
+                    ReturnOutcome::Released {
+                        error: error.clone(),
+                        may_exist: false,
+                    },
+                    self.clock.now(),
+                );
+                self.write(key, &next, claimed.version).await?;
+                return Err(RetryLater {
+                    delay: self.config.retry_base,
+                    reason: format!("order {key}: {error}"),
+                });
+            }
+        };
         let mut return_ids = Vec::new();
         // Each pass posts one return; a cancellation after partial refunds may need two.
         for pass in 0..4 {
@@ -315,8 +353,8 @@ where
                 return_ids.push(sale_id.clone());
             }
             let mut next = ledger::finish_returns(&claimed, outcome.clone(), self.clock.now());
-            if let ReturnOutcome::Parked(r) = &outcome
-                && r.code == ReasonCode::EditedAfterPosting
+            if let ReturnOutcome::Parked(_) = &outcome
+                && order.is_paid()
             {
                 // A replay takes the order as edited for posted (settled by hand).
                 next.returns.edited = Some(ledger::EditedOrder {
@@ -426,6 +464,26 @@ where
         }
         let mut pending = match claimed.returns.pending.clone() {
             Some(p) => p,
+            None if order.is_paid() && !claimed.returns.tracked => {
+                // Posted before this release, whose edits were ignored: the difference may
+                // have been settled by hand already.
+                return Err(ReturnOutcome::Parked(Reason::new(
+                    ReasonCode::PostedBeforeRefunds,
+                    format!(
+                        "order {}: edited in Ecwid, and it was posted before this release posted edits; if the difference was not settled by hand in Lightspeed, post it by hand, then els replay --order {} takes the edited order as posted",
+                        order.id, order.id
+                    ),
+                )));
+            }
+            None if order.is_paid() && claimed.returns.done.iter().any(|r| r.kind.is_refund()) => {
+                return Err(ReturnOutcome::Parked(Reason::new(
+                    ReasonCode::EditedAfterPosting,
+                    format!(
+                        "order {}: edited in Ecwid after a refund was posted as a return; post the difference by hand, then els replay --order {} takes the edited order as posted",
+                        order.id, order.id
+                    ),
+                )));
+            }
             None if order.is_paid() => {
                 let products = self.products_of_changed(&key, claimed, order).await?;
                 match next_edit(claimed, order, &original, &products) {
@@ -472,6 +530,21 @@ where
         let look = pending.may_exist
             || (conn.restored_at.is_some()
                 && matches!(pending.kind, ReturnKind::MoneyOnly | ReturnKind::EditSale));
+        // A partial edit return could be accepted twice: after a restore, search for it too.
+        if conn.restored_at.is_some()
+            && pending.kind == ReturnKind::EditReturn
+            && pending.return_id.is_none()
+            && let Ok(found) = self
+                .lightspeed
+                .find_sales_by_invoice(conn, &pending.invoice_number)
+                .await
+            && let Some(sale) = found.into_iter().next()
+        {
+            return Ok(ReturnOutcome::Done {
+                sale_id: sale.id,
+                adopted: true,
+            });
+        }
         if look && let Some(found) = self.find_return(conn, &pending).await? {
             return Ok(found);
         }
@@ -1061,10 +1134,10 @@ mod tests {
             p.post_paid_order(&message(1)).await,
             Ok(PostOutcome::AlreadyPosted { .. })
         ));
-        // A quantity raised: one more mug sold at the price of the sale.
+        // A quantity lowered to 1: one mug back, by a referenced return.
         let mut edited = order("PAID", None);
-        edited.items[0].quantity = d("3");
-        edited.total = d("39.6");
+        edited.items[0].quantity = d("1");
+        edited.total = d("13.2");
         w.ecwid.add_order(edited.clone());
         let Ok(PostOutcome::Refunded { return_ids, .. }) = p.post_paid_order(&message(2)).await
         else {
@@ -1072,11 +1145,8 @@ mod tests {
         };
         assert_eq!(return_ids, vec!["sale-2".to_string()]);
         let sales = w.lightspeed.sales();
-        let more = &sales[1].1;
-        assert_eq!(more.register_sale_products[0].quantity, d("1"));
-        assert_eq!(more.total(), d("13.20"));
-        assert_eq!(more.payments_total(), d("13.20"));
-        assert_eq!(more.return_for, None);
+        assert_eq!(sales[1].1.return_for.as_deref(), Some("sale-1"));
+        assert_eq!(sales[1].1.total(), d("-13.20"));
         for n in 3..5 {
             assert!(matches!(
                 p.post_paid_order(&message(n)).await,
@@ -1085,25 +1155,36 @@ mod tests {
         }
         assert_eq!(w.lightspeed.sales().len(), 2, "posted once");
         let e = ledger(&w).await;
-        assert_eq!(e.total, Some(d("39.60")));
-        assert_eq!(e.lines[0].quantity, d("3"));
+        assert_eq!(e.total, Some(d("13.20")));
+        assert_eq!(e.lines[0].quantity, d("1"));
 
-        // A quantity lowered to 1: two mugs back, by a referenced return.
-        edited.items[0].quantity = d("1");
-        edited.total = d("13.2");
-        w.ecwid.add_order(edited);
+        // Raised to 3: two mugs sold at the price of the sale.
+        edited.items[0].quantity = d("3");
+        edited.total = d("39.6");
+        w.ecwid.add_order(edited.clone());
         assert!(matches!(
             p.post_paid_order(&message(5)).await,
             Ok(PostOutcome::Refunded { .. })
         ));
         let sales = w.lightspeed.sales();
         assert_eq!(sales.len(), 3);
-        assert_eq!(sales[2].1.return_for.as_deref(), Some("sale-1"));
-        assert_eq!(sales[2].1.total(), d("-26.40"));
+        let more = &sales[2].1;
+        assert_eq!(more.register_sale_products[0].quantity, d("2"));
+        assert_eq!(more.total(), d("26.40"));
+        assert_eq!(more.payments_total(), d("26.40"));
+        assert_eq!(more.return_for, None);
         assert!(matches!(
             p.post_paid_order(&message(6)).await,
             Ok(PostOutcome::AlreadyPosted { .. })
         ));
+        // Lowered again: the added mugs are on another sale, so it is held.
+        edited.items[0].quantity = d("2");
+        edited.total = d("26.4");
+        w.ecwid.add_order(edited);
+        let Ok(PostOutcome::RefundHeld(reason)) = p.post_paid_order(&message(7)).await else {
+            panic!("held");
+        };
+        assert_eq!(reason.code, ReasonCode::EditedAfterPosting);
         assert_eq!(w.lightspeed.sales().len(), 3);
     }
 
@@ -1133,6 +1214,75 @@ mod tests {
             .unwrap();
         assert!(matches!(
             p.post_paid_order(&message(4)).await,
+            Ok(PostOutcome::AlreadyPosted { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_refund_after_an_edit_settled_by_hand_is_held_then_left_to_the_operator() {
+        let (w, p) = posted(connection()).await;
+        let mut edited = order("PAID", None);
+        edited.total = d("30");
+        w.ecwid.add_order(edited);
+        assert!(matches!(
+            p.post_paid_order(&message(1)).await,
+            Ok(PostOutcome::RefundHeld(_))
+        ));
+        let e = ledger(&w).await;
+        let released = ledger::release_held_returns(&e, w.clock.now()).unwrap();
+        w.store
+            .save_order(&released, Some(e.version))
+            .await
+            .unwrap();
+        let mut cancelled = order("CANCELLED", None);
+        cancelled.total = d("30");
+        w.ecwid.add_order(cancelled);
+        let Ok(PostOutcome::RefundHeld(reason)) = p.post_paid_order(&message(2)).await else {
+            panic!("held");
+        };
+        assert_eq!(reason.code, ReasonCode::RefundNotPostable);
+        let e = ledger(&w).await;
+        let released = ledger::release_held_returns(&e, w.clock.now()).unwrap();
+        w.store
+            .save_order(&released, Some(e.version))
+            .await
+            .unwrap();
+        assert!(matches!(
+            p.post_paid_order(&message(3)).await,
+            Ok(PostOutcome::AlreadyPosted { .. })
+        ));
+        assert_eq!(w.lightspeed.sales().len(), 1, "nothing posted on its own");
+    }
+
+    #[tokio::test]
+    async fn an_edit_of_an_order_posted_before_this_release_is_held_not_posted() {
+        let (w, p) = posted(connection()).await;
+        let mut e = ledger(&w).await;
+        e.returns.tracked = false;
+        e.version += 1;
+        w.store.save_order(&e, Some(e.version - 1)).await.unwrap();
+        let mut edited = order("PAID", None);
+        edited.items[0].quantity = d("3");
+        edited.total = d("39.6");
+        w.ecwid.add_order(edited);
+        let Ok(PostOutcome::RefundHeld(reason)) = p.post_paid_order(&message(2)).await else {
+            panic!("held");
+        };
+        assert_eq!(reason.code, ReasonCode::PostedBeforeRefunds);
+        assert_eq!(w.lightspeed.sales().len(), 1);
+        let e = ledger(&w).await;
+        let released = ledger::release_held_returns(&e, w.clock.now()).unwrap();
+        assert_eq!(
+            released.total,
+            Some(d("39.6")),
+            "replay takes the edited order"
+        );
+        w.store
+            .save_order(&released, Some(e.version))
+            .await
+            .unwrap();
+        assert!(matches!(
+            p.post_paid_order(&message(3)).await,
             Ok(PostOutcome::AlreadyPosted { .. })
         ));
     }
