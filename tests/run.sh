@@ -46,7 +46,17 @@ PORT=$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0
 mkdir -p target
 "$VENV/bin/moto_server" -H 127.0.0.1 -p "$PORT" > target/moto.log 2>&1 &
 MOTO_PID=$!
-cleanup() { kill "$MOTO_PID" 2>/dev/null || true; wait "$MOTO_PID" 2>/dev/null || true; }
+# moto can take long to stop after a big run (it keeps every item in memory): ask, give it
+# ten seconds, then kill it, so the script always ends.
+cleanup() {
+    kill "$MOTO_PID" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+        kill -0 "$MOTO_PID" 2>/dev/null || break
+        sleep 0.2
+    done
+    kill -9 "$MOTO_PID" 2>/dev/null || true
+    wait "$MOTO_PID" 2>/dev/null || true
+}
 trap cleanup EXIT
 for _ in $(seq 1 100); do
     if "$VENV/bin/python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$PORT/moto-api/')" 2>/dev/null; then
