@@ -34,6 +34,26 @@ pub struct ReturnHeader<'a> {
     pub refunded_by_type: Vec<(String, Decimal)>,
 }
 
+impl ReturnHeader<'_> {
+    /// A closed sale body with this header's register, user, date, note and invoice number.
+    fn draft(&self, lines: Vec<SaleLine>, payments: Vec<SalePayment>) -> SaleDraft {
+        SaleDraft {
+            register_id: self.register_id.to_string(),
+            user_id: self.user_id.to_string(),
+            customer_id: self.customer_id.clone(),
+            sale_date: self.date.clone(),
+            status: STATUS_CLOSED.into(),
+            note: self.note.clone(),
+            invoice_number: self.invoice_number.clone(),
+            source: "ecwid".into(),
+            source_id: self.invoice_number.clone(),
+            return_for: None,
+            register_sale_products: lines,
+            register_sale_payments: payments,
+        }
+    }
+}
+
 /// A referenced return of every line of `original`, paying back `amount` (positive).
 pub fn restock_return(
     original: &LsSale,
@@ -195,25 +215,15 @@ pub fn edit_sale(
         lines.push(sold);
     }
     let amount: Decimal = lines.iter().map(SaleLine::total).sum();
-    Ok(SaleDraft {
-        register_id: head.register_id.to_string(),
-        user_id: head.user_id.to_string(),
-        customer_id: head.customer_id.clone(),
-        sale_date: head.date.clone(),
-        status: STATUS_CLOSED.into(),
-        note: head.note.clone(),
-        invoice_number: head.invoice_number.clone(),
-        source: "ecwid".into(),
-        source_id: head.invoice_number.clone(),
-        return_for: None,
-        register_sale_products: lines,
-        register_sale_payments: vec![SalePayment {
+    Ok(head.draft(
+        lines,
+        vec![SalePayment {
             register_id: head.register_id.to_string(),
             retailer_payment_type_id: payment_type_id.to_string(),
             payment_date: head.date.clone(),
             amount,
         }],
-    })
+    ))
 }
 
 /// The return's payments and body; checks that it reconciles.
@@ -271,20 +281,7 @@ fn finish(
             amount: -share,
         })
         .collect();
-    let sale = SaleDraft {
-        register_id: head.register_id.to_string(),
-        user_id: head.user_id.to_string(),
-        customer_id: head.customer_id.clone(),
-        sale_date: head.date.clone(),
-        status: STATUS_CLOSED.into(),
-        note: head.note.clone(),
-        invoice_number: head.invoice_number.clone(),
-        source: "ecwid".into(),
-        source_id: head.invoice_number.clone(),
-        return_for: None,
-        register_sale_products: lines,
-        register_sale_payments: payments,
-    };
+    let sale = head.draft(lines, payments);
     if sale.total() != -amount || sale.payments_total() != -amount {
         return Err(Reason::new(
             ReasonCode::TotalsMismatch,
