@@ -5,6 +5,7 @@
 //! nothing here reads the environment or sets global state.
 
 mod dynamo;
+pub mod metering;
 mod sqs;
 mod tokens;
 
