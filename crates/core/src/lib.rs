@@ -26,6 +26,7 @@ pub mod fuzz;
 pub mod ids;
 pub mod ingest;
 pub mod inventory;
+pub mod jobs;
 pub mod ledger;
 pub mod lightspeed;
 pub mod mask;

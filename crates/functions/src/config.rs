@@ -25,9 +25,13 @@ pub const LIGHTSPEED_MAX_RATE_WAIT_MS: &str = "LIGHTSPEED_MAX_RATE_WAIT_MS";
 pub const MAX_BODY_BYTES: &str = "MAX_BODY_BYTES";
 pub const MAX_RECEIVE_COUNT: &str = "MAX_RECEIVE_COUNT";
 pub const INVENTORY_MAX_RUN_SECONDS: &str = "INVENTORY_MAX_RUN_SECONDS";
+/// The store-jobs queue (SQS FIFO): inventory-sync enqueues one job per store on it,
+/// inventory-worker is its consumer, webhook-ingest enqueues a store's job when Lightspeed
+/// reports a stock change.
+pub const STORE_JOBS_QUEUE_URL: &str = "STORE_JOBS_QUEUE_URL";
 pub const SWEEP_MAX_RUN_SECONDS: &str = "SWEEP_MAX_RUN_SECONDS";
 /// The KMS key (id, ARN or alias) of the connections' tokens in DynamoDB; required by the
-/// functions that read tokens (sale-poster, inventory-sync, order-sweep), never given to
+/// functions that read tokens (sale-poster, inventory-worker, order-sweep), never given to
 /// webhook-ingest.
 pub const TOKEN_KMS_KEY_ID: &str = "TOKEN_KMS_KEY_ID";
 
@@ -38,7 +42,7 @@ pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_millis(10_000);
 pub const DEFAULT_AWS_OPERATION_TIMEOUT: Duration = Duration::from_millis(3_000);
 /// Default exclusivity of a ledger claim; it must exceed the poster's function timeout.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
-/// Default time budget of one inventory-sync invocation: the schedule runs every minute, and
+/// Default time budget of one store's inventory run (inventory-worker): the schedule runs every minute, and
 /// the rest of a long catch-up is done by the next run from the cursor. It must stay below
 /// the function's timeout (90 s in `template.yaml`) by more than one page of work.
 pub const DEFAULT_INVENTORY_MAX_RUN: Duration = Duration::from_secs(50);
@@ -80,7 +84,7 @@ pub struct WebhookIngestConfig {
     pub aws_operation_timeout: Duration,
 }
 
-/// What `sale-poster` and `inventory-sync` share: the state table and the two APIs.
+/// What `sale-poster` and `inventory-worker` share: the state table and the two APIs.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     pub table_name: String,
@@ -116,9 +120,34 @@ pub struct SalePosterConfig {
     pub max_receive_count: u32,
 }
 
-/// Configuration of `inventory-sync`.
+/// Configuration of `inventory-sync`, the schedule's tick: the state table (read without
+/// the token key) and the store-jobs queue.
 #[derive(Debug, Clone)]
-pub struct InventorySyncConfig {
+pub struct InventoryScheduleConfig {
+    pub table_name: String,
+    pub jobs_queue_url: String,
+    pub aws_operation_timeout: Duration,
+}
+
+impl InventoryScheduleConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(env_lookup)
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        Ok(Self {
+            table_name: env.required(TABLE_NAME)?,
+            jobs_queue_url: env.required(STORE_JOBS_QUEUE_URL)?,
+            aws_operation_timeout: env
+                .millis(AWS_OPERATION_TIMEOUT_MS, DEFAULT_AWS_OPERATION_TIMEOUT)?,
+        })
+    }
+}
+
+/// Configuration of `inventory-worker`: one store's mirror run per job.
+#[derive(Debug, Clone)]
+pub struct InventoryWorkerConfig {
     pub api: ApiConfig,
     /// A run stops after the page during which this much time has passed.
     pub max_run: Duration,
@@ -316,7 +345,7 @@ impl SalePosterConfig {
     }
 }
 
-impl InventorySyncConfig {
+impl InventoryWorkerConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(env_lookup)
     }
@@ -484,6 +513,7 @@ mod tests {
         (TOKEN_KMS_KEY_ID, "alias/tokens"),
     ];
     const INVENTORY: &[(&str, &str)] = &[(TABLE_NAME, "t"), (TOKEN_KMS_KEY_ID, "alias/tokens")];
+    const SCHEDULE: &[(&str, &str)] = &[(TABLE_NAME, "t"), (STORE_JOBS_QUEUE_URL, "jobs")];
     const SWEEP: &[(&str, &str)] = &[
         (TABLE_NAME, "t"),
         (QUEUE_URL, "q"),
@@ -560,9 +590,15 @@ mod tests {
             ),
             (
                 "inventory-sync",
+                SCHEDULE,
+                &[TABLE_NAME, STORE_JOBS_QUEUE_URL],
+                |p| InventoryScheduleConfig::from_lookup(lookup(p)).map(drop),
+            ),
+            (
+                "inventory-worker",
                 INVENTORY,
                 &[TABLE_NAME, TOKEN_KMS_KEY_ID],
-                |p| InventorySyncConfig::from_lookup(lookup(p)).map(drop),
+                |p| InventoryWorkerConfig::from_lookup(lookup(p)).map(drop),
             ),
             (
                 "order-sweep",
@@ -665,12 +701,12 @@ mod tests {
 
     #[test]
     fn inventory_sync_defaults_and_run_budget() {
-        let cfg = InventorySyncConfig::from_lookup(lookup(INVENTORY)).unwrap();
+        let cfg = InventoryWorkerConfig::from_lookup(lookup(INVENTORY)).unwrap();
         assert_eq!(cfg.max_run, DEFAULT_INVENTORY_MAX_RUN);
         assert_eq!(cfg.mirror_config().max_run, DEFAULT_INVENTORY_MAX_RUN);
         assert_eq!(cfg.api.http_timeout, DEFAULT_HTTP_TIMEOUT);
 
-        let cfg = InventorySyncConfig::from_lookup(lookup(&with(
+        let cfg = InventoryWorkerConfig::from_lookup(lookup(&with(
             INVENTORY,
             INVENTORY_MAX_RUN_SECONDS,
             "20",
@@ -678,7 +714,7 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.mirror_config().max_run, Duration::from_secs(20));
 
-        let err = InventorySyncConfig::from_lookup(lookup(&with(
+        let err = InventoryWorkerConfig::from_lookup(lookup(&with(
             INVENTORY,
             INVENTORY_MAX_RUN_SECONDS,
             "3600",

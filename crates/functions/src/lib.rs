@@ -6,7 +6,9 @@
 //!
 //! * [`ingest::handle_webhook_request`]: Ecwid webhook (HTTP API / Function URL) to the queue.
 //! * [`poster::post_sqs_batch`]: SQS batch to Lightspeed sales, with partial batch failures.
-//! * [`inventory::sync_all_inventory`]: EventBridge schedule to Ecwid stock levels.
+//! * [`inventory::enqueue_tick`]: EventBridge schedule to one store job per connection.
+//! * [`inventory_worker::run_jobs`]: store jobs (SQS batch) to Ecwid stock levels, one
+//!   store per job, with partial batch failures.
 //! * [`sweep::sweep_all_stores`]: EventBridge schedule to the queue: paid orders no webhook
 //!   brought.
 //!
@@ -16,6 +18,7 @@
 pub mod config;
 pub mod ingest;
 pub mod inventory;
+pub mod inventory_worker;
 pub mod lightspeed_auth;
 pub mod metrics;
 pub mod poster;

@@ -49,9 +49,12 @@
 //! | [`ORDERS_PARKED`] | Count | `Reason` | sale-poster: orders answered parked, and refunds held, per reason |
 //! | [`ORDERS_DEAD_LETTERED`] | Count | | sale-poster: records settled on their last receive (0 too) |
 //! | [`OLDEST_QUEUED_ORDER_AGE`] | Seconds | | sale-poster: the oldest record of the batch |
-//! | [`STOCK_LEVELS_WRITTEN`] | Count | | inventory-sync: levels written to Ecwid in the run |
-//! | [`MIRROR_RUN_DURATION`] | Milliseconds | | inventory-sync: the invocation |
-//! | [`MIRROR_RUNS_COMPLETED`] | Count | | inventory-sync: 1 when every store was run |
+//! | [`MIRROR_JOBS_ENQUEUED`] | Count | | inventory-sync: store jobs the tick enqueued |
+//! | [`MIRROR_TICKS_COMPLETED`] | Count | | inventory-sync: 1 when every store with inventory on got its job |
+//! | [`STOCK_LEVELS_WRITTEN`] | Count | | inventory-worker: levels written to Ecwid by the invocation's runs |
+//! | [`MIRROR_RUN_DURATION`] | Milliseconds | | inventory-worker: the invocation's longest store run |
+//! | [`MIRROR_STORES_FAILED`] | Count | | inventory-worker: store runs that failed (retried alone) |
+//! | [`MIRROR_JOB_LAG`] | Milliseconds | | inventory-worker: the longest wait from enqueued to run |
 //! | [`SWEEP_FINDS`] | Count | | order-sweep: orders found and queued |
 //! | [`SWEEP_RUN_DURATION`] | Milliseconds | | order-sweep: the invocation |
 //! | [`SWEEP_RUNS_COMPLETED`] | Count | | order-sweep: 1 per completed run |
@@ -82,12 +85,18 @@ pub const ORDERS_DEAD_LETTERED: &str = "OrdersDeadLettered";
 /// sale-poster: the age of the oldest message of a batch when the invocation started
 /// (now − its `SentTimestamp`).
 pub const OLDEST_QUEUED_ORDER_AGE: &str = "OldestQueuedOrderAge";
-/// inventory-sync: stock levels written to Ecwid by one invocation.
+/// inventory-worker: stock levels written to Ecwid by one invocation (its stores' runs).
 pub const STOCK_LEVELS_WRITTEN: &str = "StockLevelsWritten";
-/// inventory-sync: how long one invocation took.
+/// inventory-worker: the longest store run of one invocation.
 pub const MIRROR_RUN_DURATION: &str = "MirrorRunDuration";
-/// inventory-sync: 1 per invocation that ran every store.
-pub const MIRROR_RUNS_COMPLETED: &str = "MirrorRunsCompleted";
+/// inventory-worker: store runs that failed (their jobs come back and are retried alone).
+pub const MIRROR_STORES_FAILED: &str = "MirrorStoresFailed";
+/// inventory-worker: the longest wait of one invocation's jobs, from enqueued to run.
+pub const MIRROR_JOB_LAG: &str = "MirrorJobLag";
+/// inventory-sync: store jobs one tick enqueued.
+pub const MIRROR_JOBS_ENQUEUED: &str = "MirrorJobsEnqueued";
+/// inventory-sync: 1 per tick that enqueued a job for every store with inventory on.
+pub const MIRROR_TICKS_COMPLETED: &str = "MirrorTicksCompleted";
 /// order-sweep: orders the sweep found missing and queued.
 pub const SWEEP_FINDS: &str = "SweepFinds";
 /// order-sweep: how long one invocation took.
@@ -105,7 +114,10 @@ pub const ALL: &[&str] = &[
     OLDEST_QUEUED_ORDER_AGE,
     STOCK_LEVELS_WRITTEN,
     MIRROR_RUN_DURATION,
-    MIRROR_RUNS_COMPLETED,
+    MIRROR_STORES_FAILED,
+    MIRROR_JOB_LAG,
+    MIRROR_JOBS_ENQUEUED,
+    MIRROR_TICKS_COMPLETED,
     SWEEP_FINDS,
     SWEEP_RUN_DURATION,
     SWEEP_RUNS_COMPLETED,

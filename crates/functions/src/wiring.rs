@@ -3,9 +3,10 @@
 //! functions that call the APIs one HTTP client shared by Ecwid and Lightspeed, with
 //! Lightspeed's OAuth tokens kept fresh. Each function's module turns this into its handler
 //! ([`crate::ingest::WebhookIngestFunction`], [`crate::poster::SalePosterFunction`],
-//! [`crate::inventory::InventorySyncFunction`]); its `main` only hands that to the runtime.
+//! [`crate::inventory_worker::InventoryWorkerFunction`]); its `main` only hands that to the
+//! runtime.
 //!
-//! The functions that read merchant tokens (sale-poster, inventory-sync, order-sweep) open
+//! The functions that read merchant tokens (sale-poster, inventory-worker, order-sweep) open
 //! the state store with the token key ([`token_store`]: `TOKEN_KMS_KEY_ID`, required);
 //! webhook-ingest opens it without one and never calls KMS.
 //!
@@ -115,23 +116,23 @@ impl ApiClients {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{InventorySyncConfig, TABLE_NAME, TOKEN_KMS_KEY_ID};
+    use crate::config::{InventoryWorkerConfig, TABLE_NAME, TOKEN_KMS_KEY_ID};
 
     #[test]
     fn a_configuration_error_names_the_function_and_the_variable() {
-        let err = configuration("inventory-sync", || {
-            InventorySyncConfig::from_lookup(|_| None)
+        let err = configuration("inventory-worker", || {
+            InventoryWorkerConfig::from_lookup(|_| None)
         })
         .expect_err("no TABLE_NAME");
         assert_eq!(
             err.to_string(),
-            format!("inventory-sync configuration: environment variable {TABLE_NAME} is not set")
+            format!("inventory-worker configuration: environment variable {TABLE_NAME} is not set")
         );
     }
 
     #[tokio::test]
     async fn the_lightspeed_client_is_paced_as_the_function_says() {
-        let config = InventorySyncConfig::from_lookup(|name| match name {
+        let config = InventoryWorkerConfig::from_lookup(|name| match name {
             TABLE_NAME => Some("state".to_string()),
             TOKEN_KMS_KEY_ID => Some("alias/tokens".to_string()),
             _ => None,

@@ -27,6 +27,13 @@ fn complete_env(function: &str) -> Vec<(&'static str, &'static str)> {
         ],
         "inventory-sync" => vec![
             ("TABLE_NAME", "state"),
+            (
+                "STORE_JOBS_QUEUE_URL",
+                "http://127.0.0.1:1/123456789012/store-jobs.fifo",
+            ),
+        ],
+        "inventory-worker" => vec![
+            ("TABLE_NAME", "state"),
             ("TOKEN_KMS_KEY_ID", "alias/els-tokens"),
         ],
         // The functions that read merchant tokens do not start without their key.
@@ -44,6 +51,7 @@ fn binary(function: &str) -> &'static str {
         "webhook-ingest" => env!("CARGO_BIN_EXE_webhook-ingest"),
         "sale-poster" => env!("CARGO_BIN_EXE_sale-poster"),
         "inventory-sync" => env!("CARGO_BIN_EXE_inventory-sync"),
+        "inventory-worker" => env!("CARGO_BIN_EXE_inventory-worker"),
         "order-sweep" => env!("CARGO_BIN_EXE_order-sweep"),
         other => panic!("no function {other}"),
     }
@@ -69,6 +77,7 @@ fn a_missing_variable_fails_init_with_its_name() {
         "webhook-ingest",
         "sale-poster",
         "inventory-sync",
+        "inventory-worker",
         "order-sweep",
     ] {
         let complete = complete_env(function);

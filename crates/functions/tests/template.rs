@@ -322,24 +322,42 @@ fn each_function_is_granted_exactly_what_its_code_calls() {
             ]
         )
     );
-    // Connections are listed with a Query of the index (and BatchGetItem); no Scan.
-    let mut inventory = with_logs(
+    // The tick lists the connections with a Query of the index (and BatchGetItem; no
+    // Scan), reads no token, and sends one job per store.
+    let jobs = getatt("StoreJobsQueue", "Arn");
+    let mut tick = with_logs(
         "InventorySyncLogGroup",
         &[
             ("dynamodb:GetItem", &table),
-            ("dynamodb:PutItem", &table),
             ("dynamodb:BatchGetItem", &table),
-            ("dynamodb:BatchWriteItem", &table),
-            ("kms:Decrypt", &token_key),
-            ("kms:Encrypt", &token_key),
-            ("ssm:GetParameter (if HasLightspeedOAuth)", &ls_parameter),
+            ("sqs:SendMessage", &jobs),
         ],
     );
-    inventory.insert(
+    tick.insert(
         "dynamodb:Query".into(),
-        BTreeSet::from([table.clone(), connections_index()]),
+        BTreeSet::from([connections_index()]),
     );
-    assert_eq!(got["InventorySyncRole"], inventory);
+    assert_eq!(got["InventorySyncRole"], tick);
+    // The worker mirrors one store per job: never lists connections.
+    assert_eq!(
+        got["InventoryWorkerRole"],
+        with_logs(
+            "InventoryWorkerLogGroup",
+            &[
+                ("dynamodb:GetItem", &table),
+                ("dynamodb:PutItem", &table),
+                ("dynamodb:Query", &table),
+                ("dynamodb:BatchGetItem", &table),
+                ("dynamodb:BatchWriteItem", &table),
+                ("sqs:ReceiveMessage", &jobs),
+                ("sqs:DeleteMessage", &jobs),
+                ("sqs:GetQueueAttributes", &jobs),
+                ("kms:Decrypt", &token_key),
+                ("kms:Encrypt", &token_key),
+                ("ssm:GetParameter (if HasLightspeedOAuth)", &ls_parameter),
+            ]
+        )
+    );
     // The sweep reads state, lists the connections (decrypting their tokens) and queues
     // orders; nothing else (no SSM, no token written, no Lightspeed, no delete).
     let mut sweep = with_logs(
@@ -357,7 +375,7 @@ fn each_function_is_granted_exactly_what_its_code_calls() {
         BTreeSet::from([table.clone(), connections_index()]),
     );
     assert_eq!(got["OrderSweepRole"], sweep);
-    assert_eq!(got.len(), 4, "one role per function: {:?}", got.keys());
+    assert_eq!(got.len(), 5, "one role per function: {:?}", got.keys());
 
     // kms:Decrypt, when granted, only through SSM.
     let kms = role_statements(&t)
@@ -377,7 +395,7 @@ fn each_function_is_granted_exactly_what_its_code_calls() {
 fn functions_have_their_own_roles_without_managed_policies() {
     let t = template();
     let functions = of_type(&t, "AWS::Serverless::Function");
-    assert_eq!(functions.len(), 4);
+    assert_eq!(functions.len(), 5);
     let mut roles = BTreeSet::new();
     for (name, f) in &functions {
         let p = &f["Properties"];
@@ -531,11 +549,11 @@ fn only_the_functions_that_use_tokens_may_decrypt_them_with_a_store_context() {
     }
     assert_eq!(
         decrypters,
-        BTreeSet::from(["InventorySyncRole", "OrderSweepRole", "SalePosterRole"])
+        BTreeSet::from(["InventoryWorkerRole", "OrderSweepRole", "SalePosterRole"])
     );
     assert_eq!(
         encrypters,
-        BTreeSet::from(["InventorySyncRole", "SalePosterRole"])
+        BTreeSet::from(["InventoryWorkerRole", "SalePosterRole"])
     );
 
     // The key's ARN is given to exactly those functions, and webhook-ingest has no key.
@@ -554,7 +572,7 @@ fn only_the_functions_that_use_tokens_may_decrypt_them_with_a_store_context() {
     assert_eq!(
         given,
         BTreeSet::from([
-            "InventorySyncFunction",
+            "InventoryWorkerFunction",
             "OrderSweepFunction",
             "SalePosterFunction"
         ])
@@ -598,6 +616,7 @@ fn functions_are_arm64_al2023_cargo_lambda_builds_with_limits_and_json_logs() {
             "webhook-ingest",
             "sale-poster",
             "inventory-sync",
+            "inventory-worker",
             "order-sweep"
         ])
     );
@@ -646,18 +665,31 @@ fn queue_redrive_and_event_source_match_what_the_poster_assumes() {
 }
 
 #[test]
-fn inventory_runs_on_a_parameterised_schedule_within_its_timeout_and_lease() {
+fn the_inventory_tick_fans_out_one_job_per_store_to_a_worker_within_its_timeout_and_lease() {
     let t = template();
     let params = &t["Parameters"];
     assert_eq!(params["InventorySyncSchedule"]["Default"], "rate(1 minute)");
-    let f = function(&t, "InventorySyncFunction");
-    let schedule = &f["Events"]["InventorySchedule"];
+    let tick = function(&t, "InventorySyncFunction");
+    let schedule = &tick["Events"]["InventorySchedule"];
     assert_eq!(schedule["Type"], "Schedule");
     assert_eq!(
         schedule["Properties"]["Schedule"],
         json!({ "Ref": "InventorySyncSchedule" })
     );
-    let timeout = number(&f["Timeout"]);
+    assert_eq!(tick["EventInvokeConfig"]["MaximumRetryAttempts"], 0);
+    let vars = &tick["Environment"]["Variables"];
+    assert_eq!(
+        vars["STORE_JOBS_QUEUE_URL"],
+        json!({ "Ref": "StoreJobsQueue" })
+    );
+    assert!(vars.get("QUEUE_URL").is_none(), "the tick queues no order");
+    assert!(
+        vars.get(TOKEN_KMS_KEY_ID).is_none(),
+        "the tick reads no token"
+    );
+
+    let worker = function(&t, "InventoryWorkerFunction");
+    let timeout = number(&worker["Timeout"]);
     let max_run = number(&params["InventoryMaxRunSeconds"]["MaxValue"]);
     assert!(
         max_run + 10 <= timeout,
@@ -667,10 +699,44 @@ fn inventory_runs_on_a_parameterised_schedule_within_its_timeout_and_lease() {
         timeout < INVENTORY_LEASE.as_secs(),
         "a live run keeps its lease"
     );
-    assert_eq!(f["EventInvokeConfig"]["MaximumRetryAttempts"], 0);
+
+    let queue = &resources(&t)["StoreJobsQueue"]["Properties"];
+    assert_eq!(
+        queue["FifoQueue"], true,
+        "one store's jobs in order, deduplicated"
+    );
+    assert_eq!(
+        queue["ContentBasedDeduplication"], false,
+        "the job names its tick"
+    );
+    assert!(number(&queue["VisibilityTimeout"]) >= 6 * timeout);
+    assert_eq!(
+        queue["RedrivePolicy"]["deadLetterTargetArn"],
+        json!({ "Fn::GetAtt": ["StoreJobsDeadLetterQueue", "Arn"] })
+    );
+    let esm = &worker["Events"]["StoreJobs"];
+    assert_eq!(esm["Type"], "SQS");
+    let p = &esm["Properties"];
+    assert_eq!(
+        p["Queue"],
+        json!({ "Fn::GetAtt": ["StoreJobsQueue", "Arn"] })
+    );
+    assert_eq!(
+        p["FunctionResponseTypes"],
+        json!(["ReportBatchItemFailures"])
+    );
+    assert_eq!(p["BatchSize"], json!({ "Ref": "InventoryWorkerBatchSize" }));
     assert!(
-        f["Environment"]["Variables"].get("QUEUE_URL").is_none(),
-        "inventory-sync has no queue"
+        number(&params["InventoryWorkerBatchSize"]["MaxValue"]) <= 10,
+        "FIFO"
+    );
+    assert_eq!(
+        p["ScalingConfig"]["MaximumConcurrency"],
+        json!({ "Ref": "InventoryWorkerConcurrency" })
+    );
+    assert!(
+        number(&params["InventoryWorkerConcurrency"]["MinValue"]) >= 2,
+        "the SQS minimum"
     );
 }
 
@@ -687,10 +753,15 @@ fn alarms_watch_the_dlq_the_queue_age_and_every_function() {
                     .any(|d| d["Value"] == dimension)
         })
     };
-    assert!(watches(
-        "ApproximateNumberOfMessagesVisible",
-        json!({ "Fn::GetAtt": ["DeadLetterQueue", "QueueName"] })
-    ));
+    for dlq in ["DeadLetterQueue", "StoreJobsDeadLetterQueue"] {
+        assert!(
+            watches(
+                "ApproximateNumberOfMessagesVisible",
+                json!({ "Fn::GetAtt": [dlq, "QueueName"] })
+            ),
+            "{dlq}"
+        );
+    }
     assert!(watches(
         "ApproximateAgeOfOldestMessage",
         json!({ "Fn::GetAtt": ["WorkQueue", "QueueName"] })
@@ -920,7 +991,8 @@ fn alarms_and_dashboard_name_only_metrics_the_functions_emit() {
     for needed in [
         metrics::ORDERS_POSTED,
         metrics::ORDERS_DEAD_LETTERED,
-        metrics::MIRROR_RUNS_COMPLETED,
+        metrics::MIRROR_TICKS_COMPLETED,
+        metrics::MIRROR_STORES_FAILED,
         metrics::SWEEP_RUNS_COMPLETED,
         metrics::STORES_UNHEALTHY,
     ] {
@@ -958,7 +1030,7 @@ fn silence_alarms_treat_missing_runs_as_a_stall() {
     let t = template();
     let alarm = |name: &str| &resources(&t)[name]["Properties"];
     for (name, metric, period) in [
-        ("MirrorStalledAlarm", "MirrorRunsCompleted", 60),
+        ("MirrorStalledAlarm", "MirrorTicksCompleted", 60),
         ("SweepStalledAlarm", "SweepRunsCompleted", 300),
     ] {
         let p = alarm(name);

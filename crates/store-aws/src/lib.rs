@@ -5,10 +5,12 @@
 //! nothing here reads the environment or sets global state.
 
 mod dynamo;
+mod jobs;
 pub mod metering;
 mod sqs;
 mod tokens;
 
 pub use dynamo::{ConnectionListing, DynamoStore, MigrationReport, TokenMigrationReport};
+pub use jobs::SqsJobQueue;
 pub use sqs::{RawMessage, SqsQueue};
 pub use tokens::{ENCRYPTED_TOKEN_PLACEHOLDER, KmsCalls, TokenAttribute, TokenCipher};

@@ -275,6 +275,10 @@ where
         &self.store
     }
 
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
     pub fn config(&self) -> &MirrorConfig {
         &self.config
     }

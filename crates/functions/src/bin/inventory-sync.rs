@@ -1,5 +1,5 @@
-//! Lambda `inventory-sync`: on an EventBridge schedule, Lightspeed stock levels at each
-//! connection's outlet out to Ecwid.
+//! Lambda `inventory-sync`: on an EventBridge schedule, one "mirror store S" job per
+//! connection with inventory on, for `inventory-worker`.
 
 use els_functions::{inventory::InventorySyncFunction, telemetry};
 use lambda_runtime::{Error, run, service_fn};
