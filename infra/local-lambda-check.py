@@ -1,22 +1,24 @@
 #!/usr/bin/env python3
 """End to end on the real Lambda binaries, without Docker: part of tests/run.sh.
 
-The three function binaries run under `cargo lambda watch --ignore-changes` (the Lambda
+The function binaries run under `cargo lambda watch --ignore-changes` (the Lambda
 runtime API emulator; they are built beforehand). DynamoDB, SQS, SSM and KMS are the moto
 server, reached through the real aws-sdk clients (AWS_ENDPOINT_URL); Ecwid and Lightspeed are
 the sandbox binary (els-sandbox). The Ecwid client_secret is an SSM SecureString, read by
 webhook-ingest at its cold start exactly as in AWS. The connection is created with the
 operator CLI (`els connect --backend aws`), its tokens stored as ciphertext under a moto KMS
-key (TOKEN_KMS_KEY_ID), which the poster, inventory-sync and order-sweep decrypt.
+key (TOKEN_KMS_KEY_ID), which the poster, inventory-worker and order-sweep decrypt.
 
 Checks, each a hard failure (non-zero exit) on any mismatch:
  1. ingest: the sample HTTP API event (infra/events/webhook-ingest.http-api.json, order
     K8XTQ) is queued (200); the same body unsigned gets 401.
  2. poster: the message taken from the moto queue, sent as an SQS event, becomes one CLOSED
     sale with invoice ECWID-1003-K8XTQ; no batch item failures; the ledger says POSTED.
- 3. inventory-sync, with the sample scheduled event: Ecwid stock equals the Lightspeed level
-    at the register's outlet for every product (the sale and a POS sale included; a change
-    at the other outlet ignored), as the sandbox's /_sandbox/state shows.
+ 3. inventory-sync, with the sample scheduled event, enqueues one store job on the store-jobs
+    FIFO queue; inventory-worker, given that job as an SQS event, mirrors the store: Ecwid
+    stock equals the Lightspeed level at the register's outlet for every product (the sale
+    and a POS sale included; a change at the other outlet ignored), as the sandbox's
+    /_sandbox/state shows.
  4. poster, 429: a rate-limited sale POST is a batch item failure; the message comes back
     after Retry-After (seconds, not the queue's 360 s visibility timeout), then posts.
  5. poster, last receive: a message on its MAX_RECEIVE_COUNT-th receive whose post still
@@ -222,6 +224,9 @@ def main():
     queue = sqs.create_queue(QueueName=f"orders-{RUN}.fifo", Attributes={
         "FifoQueue": "true", "ContentBasedDeduplication": "false", "VisibilityTimeout": "360",
         "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVES)})})["QueueUrl"]
+    # As template.yaml's StoreJobsQueue: FIFO, the job's own deduplication id.
+    jobs_queue = sqs.create_queue(QueueName=f"store-jobs-{RUN}.fifo", Attributes={
+        "FifoQueue": "true", "ContentBasedDeduplication": "false", "VisibilityTimeout": "540"})["QueueUrl"]
     secret_parameter = f"/els-lambda-{RUN}/ecwid-client-secret"
     ssm.put_parameter(Name=secret_parameter, Value=TEST_SECRET, Type="SecureString")
     # As template.yaml's TokenKmsKey: the merchants' tokens in the table are ciphertext under
@@ -278,6 +283,7 @@ def main():
     env_file = os.path.join(WORK, "functions.env")
     with open(env_file, "w") as f:
         for k, v in {**aws_env, "TABLE_NAME": table, "QUEUE_URL": queue,
+                     "STORE_JOBS_QUEUE_URL": jobs_queue,
                      "ECWID_CLIENT_SECRET_PARAMETER": secret_parameter,
                      "ECWID_API_URL": f"{sb}/ecwid/api/v3",
                      "LIGHTSPEED_URL_TEMPLATE": f"{sb}/lightspeed/{{domain_prefix}}",
@@ -344,9 +350,14 @@ def main():
     http("POST", f"{sb}/_sandbox/inventory", {"product_id": ids["sticker"]["ls_product_id"],
                                               "outlet_id": ids["second_outlet_id"], "level": 5})
     r = invoke("inventory-sync", sample("inventory-sync.scheduled.json"), invoke_port)
-    reports = r.get("reports") or []
-    check(len(reports) == 1 and reports[0]["store_id"] == STORE and reports[0]["outcome"] == "completed",
-          f"inventory-sync: one completed report, got {r}")
+    check(r == {"connections": 1, "enqueued": 1, "sync_off": 0}, f"inventory-sync: one job, got {r}")
+    jobs = sqs.receive_message(QueueUrl=jobs_queue, MaxNumberOfMessages=10, AttributeNames=["All"],
+                               VisibilityTimeout=540).get("Messages", [])
+    check(len(jobs) == 1 and json.loads(jobs[0]["Body"])["storeId"] == STORE,
+          f"one store job for store {STORE}, got {jobs}")
+    r = invoke("inventory-worker", sqs_event(jobs), invoke_port)
+    check(r == {"batchItemFailures": []}, f"inventory-worker: expected no failures, got {r}")
+    sqs.delete_message(QueueUrl=jobs_queue, ReceiptHandle=jobs[0]["ReceiptHandle"])  # what Lambda does
     state = http("GET", f"{sb}/_sandbox/state")
     levels = {(i["product_id"], i["outlet_id"]): i["inventory_level"] for i in state["ls_inventory"]}
     stock = {(s["product_id"], s["combination_id"]): s["quantity"] for s in state["ecwid_stock"]}
@@ -366,7 +377,7 @@ def main():
         for p in [ids["toys"], ids["mug"], ids["tote"], ids["sticker"]]:
             if p["ls_product_id"] == product_id:
                 expect(p, (p["ecwid_product_id"], None), float(levels[(product_id, outlet_id)]))
-    step(f"inventory-sync: Ecwid stock = Lightspeed outlet levels (written {reports[0]['written']})")
+    step("inventory-sync: one store job; inventory-worker: Ecwid stock = Lightspeed outlet levels")
 
     # -------------------------------------------------------------- 4. poster, 429
     def paid_order(sku):

@@ -4,5 +4,6 @@
 pub mod chaos;
 pub mod chaos_refunds;
 pub mod contract;
+pub mod fleet;
 pub mod harness;
 pub mod moto;
