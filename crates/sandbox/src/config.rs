@@ -66,6 +66,21 @@ pub struct SandboxConfig {
     /// (`status`, `return_for`, `total_price`, lines with `product_id` and a numeric `tax`),
     /// which fails that schema (MAPPING.md §11). A client must read both.
     pub ls_dated_return_example_shape: bool,
+    /// Lightspeed webhooks: how many times a delivery without a 2xx answer is retried (default
+    /// 3). Lightspeed retries "up to 20 times over 48h ... with exponential back-off" (docs
+    /// `webhooks`, "Request timeout and retries"); the sandbox scales that down.
+    pub ls_webhook_retries: u32,
+    /// Lightspeed webhooks: the wait before the first retry, doubled before each next one
+    /// (default 100 ms).
+    #[serde(with = "duration_ms")]
+    pub ls_webhook_retry_delay: Duration,
+    /// Lightspeed webhooks: how long an attempt waits for the answer (default 5 s: "5 seconds
+    /// to respond with a 2xx", docs `webhooks`).
+    #[serde(with = "duration_ms")]
+    pub ls_webhook_timeout: Duration,
+    /// Lightspeed webhooks: send `X-Signature` (default true). ASSUMPTION: the docs sign the
+    /// webhooks of OAuth-authorised apps; off models an unsigned delivery.
+    pub ls_webhook_signed: bool,
 }
 
 /// What `POST /api/2026-07/sales` does with a client-supplied `id` (`SaleRequest.id`, "User-
@@ -113,6 +128,10 @@ impl Default for SandboxConfig {
             ecwid_currency: None,
             ls_repeat_sale_id: RepeatSaleId::Refuse,
             ls_dated_return_example_shape: false,
+            ls_webhook_retries: 3,
+            ls_webhook_retry_delay: Duration::from_millis(100),
+            ls_webhook_timeout: Duration::from_secs(5),
+            ls_webhook_signed: true,
         }
     }
 }

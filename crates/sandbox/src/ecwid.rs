@@ -977,6 +977,7 @@ fn run_batch(
         let http_body = match resp.body {
             Body::Json(v) => v,
             Body::Html(s) => Value::String(s),
+            Body::Empty => Value::Null,
         };
         responses.push(json!({
             "id": id,

@@ -53,6 +53,12 @@
 //!   sale without `source.register_id` goes to the first register; `GET /sales/{id}` reads a
 //!   sale at once while the search keeps its lag; the dated paths share the legacy paths'
 //!   rate-limit budget, headers, counters and faults.
+//! - Lightspeed webhooks (`lightspeed/webhooks.rs`, `lightspeed/webhook_delivery.rs`, MAPPING.md
+//!   §14): registrations on `/api/2026-07/webhooks` and `/api/2.0/webhooks`; every inventory
+//!   change POSTs a form-encoded, `X-Signature`-signed `inventory.update` (a product created
+//!   or deleted, `product.update`) to the active registrations, from a spawned task after the
+//!   change committed, retried with back-off; test switches lose or delay them
+//!   ([`Sandbox::set_ls_webhook_drop`], [`Sandbox::set_ls_webhook_delay`]).
 
 pub mod admin;
 mod config;
@@ -83,6 +89,8 @@ use tower::Layer;
 
 pub use config::{RepeatSaleId, SandboxConfig};
 pub use faults::{ChanceFault, ChaosPlan, Fault, FaultKind, FaultTally, Route};
+pub use lightspeed::webhook_delivery::sign_ls_webhook;
+pub use lightspeed::webhooks::LsWebhook;
 pub use oauth::{OAuthMode, OAuthTokens};
 pub use specs::{
     Counters, HandlingFeeSpec, OrderItemSpec, OrderSpec, ProductIds, ProductSpec, ReturnLine,
@@ -139,9 +147,13 @@ impl Sandbox {
             .await
             .with_context(|| format!("binding the sandbox to {addr}"))?;
         let addr = listener.local_addr()?;
-        let inner = Arc::new(Inner {
+        let hooks =
+            lightspeed::webhook_delivery::Runtime::new(tokio::runtime::Handle::current(), &config);
+        let inner = Arc::new_cyclic(|me| Inner {
             cfg: config.clone(),
             state: Mutex::new(State::new(config)),
+            me: me.clone(),
+            hooks,
         });
         // Paths are normalized before routing, so the layer wraps the router.
         let app = axum::middleware::map_request(server::normalize_path)
@@ -171,8 +183,10 @@ impl Sandbox {
         })
     }
 
-    /// Stop the server (waits up to 5 s for in-flight requests).
+    /// Stop the server (waits up to 5 s for in-flight requests). Lightspeed webhook
+    /// deliveries make no further attempt; nothing waits for them.
     pub async fn shutdown(&self) {
+        self.inner.hooks.stop();
         if let Some(tx) = self.handle.shutdown.lock().ok().and_then(|mut s| s.take()) {
             let _ = tx.send(());
         }
@@ -186,7 +200,7 @@ impl Sandbox {
         }
     }
 
-    fn st(&self) -> std::sync::MutexGuard<'_, State> {
+    fn st(&self) -> server::StateGuard<'_> {
         self.inner.lock()
     }
 
@@ -412,6 +426,11 @@ impl Sandbox {
         p.deleted_at = Some(chrono::Utc::now());
         p.updated_at = chrono::Utc::now();
         p.version = version;
+        let id = p.id.clone();
+        lightspeed::webhook_delivery::touch(
+            &mut st,
+            lightspeed::webhook_delivery::Touched::Product(id),
+        );
         Ok(())
     }
 
@@ -712,6 +731,7 @@ pub(crate) fn state_json(st: &State) -> Value {
         "ecwid_stock": stock,
         "ecwid_orders": st.ecwid_orders.values().collect::<Vec<_>>(),
         "faults": st.faults,
+        "ls_webhooks": st.ls_webhooks,
     })
 }
 

@@ -1,11 +1,14 @@
 //! The fake Lightspeed Retail X-Series API: `register_sales` (0.9), `/api/2.0/*` and the
-//! date-based `/api/2026-07/*` ([`dated`]), all on one retailer's state.
+//! date-based `/api/2026-07/*` ([`dated`]), all on one retailer's state; webhook registrations
+//! on both ([`webhooks`]) and their deliveries ([`webhook_delivery`]).
 
 mod create_product;
 mod dated;
 pub(crate) mod dated_render;
 pub(crate) mod returns;
 mod sale_input;
+pub(crate) mod webhook_delivery;
+pub(crate) mod webhooks;
 
 use std::time::Instant;
 
@@ -221,6 +224,7 @@ pub(crate) fn routes() -> Router<Shared> {
                 .route("/{id}/actions/return", put(returns::put_legacy_start)),
         )
         .nest("/api/2.0/search", collection().route("/", get(get_search)))
+        .nest("/api/2.0/webhooks", webhooks::legacy_routes())
         .route(
             TOKEN_PATH,
             post(crate::oauth::token_request).fallback(unknown_path),
@@ -601,7 +605,9 @@ pub(crate) fn render_product(st: &State, p: &LsProduct) -> Value {
     })
 }
 
-fn render_inventory(i: &LsInventory) -> Value {
+/// An inventory record as `GET /api/2.0/inventory` lists it (and an `inventory.update`
+/// webhook's payload carries it).
+pub(crate) fn render_inventory(i: &LsInventory) -> Value {
     json!({
         "id": i.id,
         "product_id": i.product_id,

@@ -104,6 +104,15 @@ pub(crate) fn authorized(st: &mut State, personal_token: &str, bearer: Option<&s
     false
 }
 
+/// The retailer's OAuth app client secret: OAuth mode's, else the default app's (the key of
+/// the Lightspeed webhooks' `X-Signature`, `lightspeed::webhook_delivery`).
+pub(crate) fn client_secret(st: &State) -> String {
+    match &st.ls_oauth {
+        Some(o) => o.mode.client_secret.clone(),
+        None => OAuthMode::default().client_secret,
+    }
+}
+
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     ApiResponse::json(
         status,

@@ -2,9 +2,10 @@
 //! rate limits, faults, counters) in front of its endpoints.
 
 use std::io;
+use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -24,6 +25,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::config::SandboxConfig;
 use crate::endpoint::{JsonBody, Op};
 use crate::faults::{FaultKind, Route};
+use crate::lightspeed::webhook_delivery::Runtime as WebhookRuntime;
 use crate::state::State;
 use crate::util::{ceil_secs, http_date_after};
 
@@ -31,12 +33,55 @@ use crate::util::{ceil_secs, http_date_after};
 pub(crate) struct Inner {
     pub cfg: SandboxConfig,
     pub state: Mutex<State>,
+    /// This very `Inner`, for the webhook deliveries' tasks (they must not keep it alive).
+    pub me: Weak<Inner>,
+    /// Lightspeed webhook deliveries (`lightspeed::webhook_delivery`).
+    pub hooks: WebhookRuntime,
 }
 
 impl Inner {
-    pub fn lock(&self) -> MutexGuard<'_, State> {
+    pub fn lock(&self) -> StateGuard<'_> {
         // A panic while holding the lock leaves consistent-enough test state; keep serving.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        StateGuard {
+            inner: self,
+            guard: Some(self.state.lock().unwrap_or_else(|e| e.into_inner())),
+        }
+    }
+}
+
+/// The state, locked. When it is released, the changes made under it that webhook
+/// registrations must hear of become deliveries, sent by spawned tasks once the lock is gone
+/// (`lightspeed::webhook_delivery`): every path that changes the state (API requests, admin
+/// endpoints, `Sandbox` helpers) goes through here.
+pub(crate) struct StateGuard<'a> {
+    inner: &'a Inner,
+    guard: Option<MutexGuard<'a, State>>,
+}
+
+impl Deref for StateGuard<'_> {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        self.guard.as_ref().expect("held until dropped")
+    }
+}
+
+impl DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        self.guard.as_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        let Some(mut guard) = self.guard.take() else {
+            return;
+        };
+        let deliveries = crate::lightspeed::webhook_delivery::drain(&mut guard, &self.inner.hooks);
+        drop(guard);
+        if !deliveries.is_empty() {
+            self.inner.hooks.spawn(&self.inner.me, deliveries);
+        }
     }
 }
 
@@ -48,6 +93,8 @@ pub(crate) type Shared = Arc<Inner>;
 pub(crate) enum Body {
     Json(Value),
     Html(String),
+    /// No body at all (an answer whose operation declares no content).
+    Empty,
 }
 
 /// A response computed while holding the state lock.
@@ -68,6 +115,15 @@ impl ApiResponse {
 
     pub fn ok(body: Value) -> ApiResponse {
         ApiResponse::json(StatusCode::OK, body)
+    }
+
+    /// An answer without a body.
+    pub fn empty(status: StatusCode) -> ApiResponse {
+        ApiResponse {
+            status,
+            body: Body::Empty,
+            headers: Vec::new(),
+        }
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> ApiResponse {
@@ -110,6 +166,7 @@ impl ApiResponse {
                     .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
                 r
             }
+            Body::Empty => ().into_response(),
         };
         *resp.status_mut() = self.status;
         for (name, value) in self.headers {
@@ -241,7 +298,9 @@ pub(crate) fn router(shared: Shared) -> Router {
         .nest("/lightspeed/{prefix}", lightspeed)
         .nest(
             "/_sandbox",
-            crate::admin::router().merge(crate::oauth::admin_router()),
+            crate::admin::router()
+                .merge(crate::oauth::admin_router())
+                .merge(crate::lightspeed::webhooks::admin_router()),
         )
         .fallback(not_found)
         .with_state(shared)

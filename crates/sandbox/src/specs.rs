@@ -393,6 +393,19 @@ pub struct Counters {
     pub ls_token_refreshes: u64,
     /// Lightspeed API requests made with an expired or invalidated access token (OAuth mode).
     pub ls_stale_token_requests: u64,
+    /// Lightspeed webhook deliveries answered with a 2xx (one per delivery, whatever its
+    /// retries).
+    #[serde(default)]
+    pub ls_webhook_deliveries: u64,
+    /// Lightspeed webhook deliveries given up: no 2xx after the last retry.
+    #[serde(default)]
+    pub ls_webhook_failures: u64,
+    /// Lightspeed webhook POSTs made (first attempts and retries).
+    #[serde(default)]
+    pub ls_webhook_attempts: u64,
+    /// Lightspeed webhook deliveries lost on purpose (`Sandbox::set_ls_webhook_drop`).
+    #[serde(default)]
+    pub ls_webhook_dropped: u64,
 }
 
 /// Ids of the retailer's fixed setup and of the demo catalog.

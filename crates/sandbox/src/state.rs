@@ -11,6 +11,8 @@ use serde_json::Value;
 
 use crate::config::SandboxConfig;
 use crate::faults::{Chaos, Fault, FaultKind, FaultTally, Route};
+use crate::lightspeed::webhook_delivery::{Touched, touch};
+use crate::lightspeed::webhooks::LsWebhook;
 use crate::specs::{Counters, ProductIds, ProductSpec, SeedIds, VariantIds, VariantSpec};
 use crate::util::{new_uuid, random_code, round_dp, seed_uuid};
 
@@ -453,6 +455,11 @@ pub(crate) struct State {
     pub customers: Vec<LsCustomer>,
     pub sales: Vec<LsSale>,
     pub ls_rate: SlidingWindow,
+    /// Webhook registrations (`lightspeed::webhooks`), oldest first.
+    pub ls_webhooks: Vec<LsWebhook>,
+    /// Records changed under the current lock that registrations will hear of
+    /// (`lightspeed::webhook_delivery`); emptied when the lock is released.
+    pub(crate) ls_webhook_outbox: Vec<Touched>,
 
     /// Lightspeed OAuth mode (`None`: the personal token of the config works).
     pub ls_oauth: Option<crate::oauth::OAuthState>,
@@ -500,6 +507,8 @@ impl State {
             customers: Vec::new(),
             sales: Vec::new(),
             ls_rate: SlidingWindow::default(),
+            ls_webhooks: Vec::new(),
+            ls_webhook_outbox: Vec::new(),
             ls_oauth: None,
             counters: Counters::default(),
             faults: Vec::new(),
@@ -972,14 +981,16 @@ impl State {
                 let version = self.next_version();
                 let record = self.fresh_id();
                 self.inventory.push(LsInventory {
-                    id: record,
+                    id: record.clone(),
                     product_id: id.clone(),
                     outlet_id: outlet,
                     level,
                     version,
                 });
+                touch(self, Touched::Inventory(record));
             }
         }
+        touch(self, Touched::Product(id.clone()));
         id
     }
 
@@ -1067,7 +1078,7 @@ impl State {
             bail!("unknown outlet {outlet_id}");
         }
         let version = self.next_version();
-        match self
+        let record = match self
             .inventory
             .iter_mut()
             .find(|i| i.product_id == product_id && i.outlet_id == outlet_id)
@@ -1075,15 +1086,22 @@ impl State {
             Some(rec) => {
                 rec.level = level;
                 rec.version = version;
+                rec.id.clone()
             }
-            None => self.inventory.push(LsInventory {
-                id: new_uuid(),
-                product_id: product_id.into(),
-                outlet_id: outlet_id.into(),
-                level,
-                version,
-            }),
-        }
+            None => {
+                let id = new_uuid();
+                self.inventory.push(LsInventory {
+                    id: id.clone(),
+                    product_id: product_id.into(),
+                    outlet_id: outlet_id.into(),
+                    level,
+                    version,
+                });
+                id
+            }
+        };
+        // Every stock change ends here (sales, returns, voids, POS sales, helpers).
+        touch(self, Touched::Inventory(record));
         Ok(())
     }
 

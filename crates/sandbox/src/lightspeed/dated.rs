@@ -7,8 +7,8 @@
 //! `MAPPING.md` (cited as §n), which maps every legacy field to its 2026-07 one. Each route
 //! names its operation; what the spec does not say is marked ASSUMPTION.
 //!
-//! The request bodies of CreateSale, ListInventoryRecords and CreateCustomer are validated at
-//! runtime against their published schemas (the fixtures, compiled once): a body outside its
+//! The request bodies of CreateSale, ListInventoryRecords, CreateCustomer and the webhooks'
+//! create and update (`webhooks.rs`) are validated at runtime against their published schemas (the fixtures, compiled once): a body outside its
 //! schema is a 400 `{"error": "Bad Request", "details": "<instance path>: <message>"}` naming
 //! the field, and nothing changes. ASSUMPTION: the real API refuses such a body with a 400 (the
 //! operations declare no error answer).
@@ -68,14 +68,14 @@ static CUSTOMER_BASE: LazyLock<Validator> =
 
 /// The validator of a fixture's component; the fixtures are part of the crate, so one that
 /// does not compile is a bug.
-fn published(file: &str, text: &str, component: &str) -> Validator {
+pub(super) fn published(file: &str, text: &str, component: &str) -> Validator {
     let spec: Value =
         serde_json::from_str(text).unwrap_or_else(|e| panic!("{file} is not JSON: {e}"));
     openapi::component_validator(&spec, component).unwrap_or_else(|e| panic!("{file}: {e}"))
 }
 
 /// A body inside its published schema, or the 400 naming every field at fault.
-fn check_body(validator: &Validator, body: &Value) -> Result<(), ApiResponse> {
+pub(super) fn check_body(validator: &Validator, body: &Value) -> Result<(), ApiResponse> {
     let errors = openapi::errors(validator, body);
     if errors.is_empty() {
         Ok(())
@@ -88,6 +88,9 @@ fn check_body(validator: &Validator, body: &Value) -> Result<(), ApiResponse> {
 /// other path, e.g. `/products/{id}/inventory` (gone in 2026-07, §8), 404.
 pub(super) fn routes() -> Router<Shared> {
     Router::new()
+        // get-webhooks, post-webhooks, get-webhooks-id, put-webhooks-id,
+        // delete-webhooks-webhookId (webhooks.json).
+        .merge(super::webhooks::dated_routes())
         .route("/sales", post(post_sale))
         .route(
             "/sales/{id}",
