@@ -8,6 +8,9 @@
 //!   (see [`pace`] and [`Pacing`]): fed by every response's `X-RateLimit-*` headers and by
 //!   429s, it holds a request until the budget allows it, at most [`Pacing::max_wait`]; a
 //!   longer wait is [`ApiError::RateLimited`] without sending.
+//! * With [`LightspeedClient::with_shared_budget`], each request first takes a slot of the
+//!   retailer's budget shared by every process of the deployment ([`budget`]: in DynamoDB
+//!   for the functions), within the same wait cap.
 //! * A sale POST whose answer never arrives (timeout, dropped connection) is
 //!   [`ApiError::OutcomeUnknown`]: the sale may exist, and the poster searches before
 //!   posting again.
@@ -21,10 +24,12 @@ use els_core::{ApiError, Connection, LightspeedApi, Sku};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+mod admit;
 pub mod authenticated;
+pub mod budget;
 mod dated;
 pub mod oauth;
 pub mod pace;
@@ -32,7 +37,9 @@ pub mod parse;
 pub mod returns;
 pub mod setup;
 
+use admit::Gates;
 pub use authenticated::AuthLightspeed;
+pub use budget::{BudgetSettings, MemoryWindows, SharedBudget, WindowBudget, WindowStore};
 
 /// The production URL template; `{domain_prefix}` is replaced per connection.
 pub const DEFAULT_URL_TEMPLATE: &str = "https://{domain_prefix}.retail.lightspeed.app";
@@ -76,77 +83,17 @@ impl Default for Pacing {
     }
 }
 
-/// The per-retailer gates, shared by clones of a client.
-type Gates = Arc<Mutex<HashMap<String, pace::Gate>>>;
-
 #[derive(Clone, Debug)]
 pub struct LightspeedClient {
     http: reqwest::Client,
     url_template: String,
     pacing: Pacing,
     gates: Gates,
+    /// The retailer-wide budget shared with other processes, in front of the gates.
+    shared: Option<Arc<dyn SharedBudget>>,
     /// The deployment's API generation (`LIGHTSPEED_API_VERSION`); a connection's setting
     /// overrides it.
     api_version: LsApiVersion,
-}
-
-/// A request let through by the gate; reports its response (or its absence, on drop).
-struct Admission {
-    gates: Gates,
-    prefix: String,
-    /// The window a gate made by this admission's report assumes.
-    window: Duration,
-    ticket: u64,
-    done: bool,
-}
-
-impl Admission {
-    fn observe(&mut self, seen: pace::Observed) {
-        if self.done {
-            return;
-        }
-        self.done = true;
-        let mut gates = self.gates.lock().unwrap_or_else(|e| e.into_inner());
-        gates
-            .entry(self.prefix.clone())
-            .or_insert_with(|| pace::Gate::with_window(self.window))
-            .observe(self.ticket, Instant::now(), seen);
-    }
-
-    /// Reads the rate-limit headers of a response.
-    fn response(&mut self, resp: &reqwest::Response) {
-        let now = SystemTime::now();
-        let header = |name: &str| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-        };
-        let status = resp.status().as_u16();
-        let limited = status == 429;
-        // Whether a refused token counts against the limit is not documented (the sandbox
-        // does not count it): such an answer tells the gate nothing.
-        let counted = status != 401;
-        self.observe(pace::Observed {
-            limit: header("x-ratelimit-limit").and_then(|v| v.parse().ok()),
-            remaining: header("x-ratelimit-remaining")
-                .filter(|_| counted)
-                .and_then(|v| v.parse().ok()),
-            reset_in: header("x-ratelimit-reset").and_then(|v| parse_reset(v, now)),
-            retry_after: if limited {
-                header("retry-after").and_then(|v| parse_retry_after(v, now))
-            } else {
-                None
-            },
-            limited,
-        });
-    }
-}
-
-impl Drop for Admission {
-    fn drop(&mut self) {
-        self.observe(pace::Observed::default());
-    }
 }
 
 use els_http::header_delay as parse_delay;
@@ -339,6 +286,7 @@ impl LightspeedClient {
             url_template: url_template.into().trim_end_matches('/').to_string(),
             pacing: Pacing::default(),
             gates: Gates::default(),
+            shared: None,
             api_version: LsApiVersion::default(),
         }
     }
@@ -374,55 +322,6 @@ impl LightspeedClient {
 
     pub fn pacing(&self) -> Pacing {
         self.pacing
-    }
-
-    /// Waits until the retailer's budget allows a request, at most [`Pacing::max_wait`].
-    async fn admit(&self, conn: &Connection) -> Result<Admission, ApiError> {
-        let prefix = conn.lightspeed.domain_prefix.as_str();
-        let started = Instant::now();
-        // A configured cap too large for the clock means no cap.
-        let deadline = started.checked_add(self.pacing.max_wait);
-        loop {
-            let now = Instant::now();
-            let decision = {
-                let mut gates = self.gates.lock().unwrap_or_else(|e| e.into_inner());
-                gates
-                    .entry(prefix.to_string())
-                    .or_insert_with(|| pace::Gate::with_window(self.pacing.window))
-                    .decide(now, self.pacing.reserve)
-            };
-            match decision {
-                pace::Decision::Go(ticket) => {
-                    let waited = now.duration_since(started);
-                    if waited >= Duration::from_millis(100) {
-                        tracing::debug!(
-                            waited_ms = waited.as_millis() as u64,
-                            "waited for the Lightspeed rate limit"
-                        );
-                    }
-                    return Ok(Admission {
-                        gates: self.gates.clone(),
-                        prefix: prefix.to_string(),
-                        window: self.pacing.window,
-                        ticket,
-                        done: false,
-                    });
-                }
-                pace::Decision::WaitUntil(at) if deadline.is_some_and(|d| at > d) => {
-                    let retry_after = at.duration_since(now).max(Duration::from_secs(1));
-                    tracing::info!(
-                        retry_after_ms = retry_after.as_millis() as u64,
-                        "Lightspeed rate limit budget spent; not sending"
-                    );
-                    return Err(ApiError::RateLimited {
-                        retry_after: Some(retry_after),
-                    });
-                }
-                pace::Decision::WaitUntil(at) => {
-                    tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
-                }
-            }
-        }
     }
 
     /// The retailer's API root for a connection.

@@ -114,6 +114,8 @@ pub struct Gate {
     assumed: Duration,
     /// The least upper bound on the window learnt from answers.
     learnt: Option<Duration>,
+    /// The latest `X-RateLimit-Limit` (for the shared budget, [`crate::budget`]).
+    limit: Option<u32>,
 }
 
 impl Default for Gate {
@@ -136,7 +138,14 @@ impl Gate {
             log: VecDeque::new(),
             assumed: assumed.clamp(Duration::from_millis(1), MAX_WINDOW),
             learnt: None,
+            limit: None,
         }
+    }
+
+    /// The latest `X-RateLimit-Limit` an answer said (answers arrive in any order; the
+    /// last read wins, as registers are rarely added or removed).
+    pub fn limit(&self) -> Option<u32> {
+        self.limit
     }
 
     /// The window's length as learnt from answers (never shorter than the real one), if it
@@ -326,6 +335,9 @@ impl Gate {
     }
 
     fn record(&mut self, ticket: u64, now: Instant, seen: Observed) {
+        if seen.limit.is_some() {
+            self.limit = seen.limit;
+        }
         // Only a request the server answered with the headers is known to be counted.
         if let Ok(i) = self.log.binary_search_by_key(&ticket, |s| s.ticket) {
             if seen.remaining.is_some() && !seen.limited {
@@ -606,6 +618,22 @@ mod tests {
             self.hits.push_back(at);
             documented(self.limit, self.limit - self.hits.len() as u32)
         }
+    }
+
+    #[test]
+    fn the_latest_limit_is_kept_for_the_shared_budget() {
+        let mut g = Gate::default();
+        let now = Instant::now();
+        assert_eq!(g.limit(), None);
+        let (t1, t2) = (go(g.decide(now, 0)), go(g.decide(now, 0)));
+        g.observe(t1, now, documented(350, 349));
+        assert_eq!(g.limit(), Some(350));
+        // An answer without the header (no answer at all) keeps it.
+        g.observe(t2, now, Observed::default());
+        assert_eq!(g.limit(), Some(350));
+        let t3 = go(g.decide(now, 0));
+        g.observe(t3, now, documented(650, 640));
+        assert_eq!(g.limit(), Some(650));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! Both are built from SDK clients that the binary builds once, from one `aws_config` load;
 //! nothing here reads the environment or sets global state.
 
+pub mod budget;
 mod dynamo;
 mod jobs;
 pub mod metering;
