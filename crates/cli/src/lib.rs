@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod connect;
+pub mod cost_model;
 pub mod demo;
 pub mod doctor;
 pub mod embedded;

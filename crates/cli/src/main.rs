@@ -8,6 +8,7 @@ mod commands;
 use clap::{Parser, Subcommand};
 use commands::bench::{BenchArgs, BenchInventoryArgs, BenchRateLimitArgs};
 use commands::connect::ConnectArgs;
+use commands::cost::CostArgs;
 use commands::doctor::DoctorArgs;
 use commands::inventory::{ReconcileArgs, SyncInventoryArgs};
 use commands::migrate::MigrateArgs;
@@ -52,6 +53,9 @@ enum Command {
     BenchInventory(BenchInventoryArgs),
     /// Benchmark a burst of orders against the sandbox's Lightspeed rate limit.
     BenchRateLimit(BenchRateLimitArgs),
+    /// Count what each function does per order and per store-minute on AWS (moto) and price
+    /// it at the us-east-1 list prices.
+    Cost(Box<CostArgs>),
     /// Run the inventory mirror (Lightspeed stock → Ecwid) once, for every connection or one.
     SyncInventory(SyncInventoryArgs),
     /// Find paid orders whose webhook never came (Ecwid's order search since the last
@@ -87,7 +91,10 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The benchmark and the demo print their own report; logs would drown it.
     init_tracing(match &cli.command {
-        Command::Bench(_) | Command::BenchInventory(_) | Command::BenchRateLimit(_) => "warn",
+        Command::Bench(_)
+        | Command::BenchInventory(_)
+        | Command::BenchRateLimit(_)
+        | Command::Cost(_) => "warn",
         Command::Serve(args) if args.demo => "warn",
         _ => "info,hyper=warn,reqwest=warn",
     });
@@ -101,6 +108,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench(args) => commands::bench::bench(args).await,
         Command::BenchInventory(args) => commands::bench::bench_inventory(args).await,
         Command::BenchRateLimit(args) => commands::bench::bench_rate_limit(args).await,
+        Command::Cost(args) => commands::cost::cost(*args).await,
         Command::RestoreCheck(args) => commands::restore::restore_check(args).await,
         Command::Sweep(args) => commands::sweep::sweep(args).await,
         Command::Backfill(args) => commands::sweep::backfill(*args).await,

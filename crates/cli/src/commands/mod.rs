@@ -5,6 +5,7 @@ pub mod api;
 pub mod backend;
 pub mod bench;
 pub mod connect;
+pub mod cost;
 pub mod doctor;
 pub mod inventory;
 pub mod migrate;
