@@ -20,6 +20,8 @@
 //! | POST | `/_sandbox/registers` | `{"name","outlet_id"}` (names may repeat) | `{"id"}` |
 //! | POST | `/_sandbox/lightspeed/oauth` | [`OAuthMode`](crate::OAuthMode) | `{"ok": true}` |
 //! | POST | `/_sandbox/lightspeed/oauth/revoke` | | `{"ok": true}` (kills the access token) |
+//! | GET | `/_sandbox/lightspeed/webhooks` | | `{"webhooks": [Webhook], "pending"}` (Lightspeed webhook registrations, deliveries not finished) |
+//! | POST | `/_sandbox/lightspeed/webhooks/delivery` | `{"drop"?: bool, "delay_ms"?: u64}` | `{"ok": true}` (lose or delay Lightspeed webhook deliveries) |
 
 use axum::extract::{Path, Query as AxQuery, State as AxState};
 use axum::http::StatusCode;

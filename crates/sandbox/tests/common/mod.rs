@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod openapi;
+pub mod receiver;
 
 use els_sandbox::{Sandbox, SandboxConfig};
 use reqwest::{Client, Method, Response};
