@@ -55,6 +55,13 @@ pub fn sample_connection(store_id: StoreId) -> Connection {
         refund_product_id: None,
         go_live_at: None,
         restored_at: None,
+        // Round-trips on every adapter: the webhooks' token hash and ids.
+        lightspeed_webhooks: Some(els_core::ls_webhooks::LsWebhooks {
+            token_sha256: els_core::ls_webhooks::token_sha256("contract-token"),
+            url_base: "https://hooks.example/webhooks/lightspeed/1".into(),
+            ids: vec!["wh-inventory".into(), "wh-product".into()],
+            registered_at: Utc::now(),
+        }),
         settings: Settings {
             post_sales: true,
             sync_inventory: false,

@@ -132,6 +132,7 @@ pub async fn plan(
         refund_product_id: None,
         go_live_at: None,
         restored_at: None,
+        lightspeed_webhooks: None,
         settings: req.settings.clone(),
         version: 0,
     };

@@ -1,5 +1,5 @@
-//! One process, the same handlers: webhook endpoint → queue → sale poster, and a timer that
-//! drives the inventory mirror ([`run_inventory_timer`]).
+//! One process, the same handlers: webhook endpoint → queue → sale poster; the inventory
+//! loop is [`crate::stock_jobs::run_inventory`].
 
 use axum::Router;
 use axum::body::Bytes;
@@ -8,7 +8,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use els_core::ingest::{IngestOutcome, Ingestor, RESPONSE_CONTENT_TYPE};
-use els_core::inventory::mirror::InventoryMirror;
 use els_core::poster::{PostOutcome, SalePoster};
 use els_core::settle::post_delivered;
 use els_core::sweep::OrderSweep;
@@ -108,9 +107,19 @@ where
     pub fn spawn_server(
         self: &Arc<Self>,
         listener: tokio::net::TcpListener,
+        shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<std::io::Result<()>> {
+        self.spawn_server_with(listener, Router::new(), shutdown)
+    }
+
+    /// [`Self::spawn_server`] with more routes (Lightspeed's stock webhooks).
+    pub fn spawn_server_with(
+        self: &Arc<Self>,
+        listener: tokio::net::TcpListener,
+        extra: Router,
         mut shutdown: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<std::io::Result<()>> {
-        let router = self.router();
+        let router = self.router().merge(extra);
         tokio::spawn(async move {
             axum::serve(listener, router)
                 .with_graceful_shutdown(async move {
@@ -270,42 +279,6 @@ where
         [(axum::http::header::CONTENT_TYPE, RESPONSE_CONTENT_TYPE)],
         body,
     )
-}
-
-/// The embedded stand-in for the scheduled `inventory-sync` function: mirrors every
-/// connection at once, then every `interval`, until `shutdown` turns true. A failed run is
-/// logged; the next tick resumes from the cursor.
-pub async fn run_inventory_timer<S, E, L, C>(
-    mirror: Arc<InventoryMirror<S, E, L, C>>,
-    interval: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) where
-    S: StateStore + 'static,
-    E: EcwidApi + 'static,
-    L: LightspeedApi + 'static,
-    C: Clock + 'static,
-{
-    loop {
-        if *shutdown.borrow() {
-            break;
-        }
-        match mirror.mirror_all().await {
-            Ok(results) => {
-                for result in results {
-                    if let Err(e) = result {
-                        tracing::warn!(error = %e, "inventory mirror run failed");
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "listing connections for the inventory mirror failed")
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = shutdown.changed() => {}
-        }
-    }
 }
 
 /// The embedded stand-in for the scheduled `order-sweep` function: sweeps every connection

@@ -13,4 +13,6 @@ pub mod embedded;
 pub mod lightspeed_auth;
 pub mod ops;
 pub mod sandbox_setup;
+pub mod stock_jobs;
+pub mod stock_webhooks;
 pub mod sweep;

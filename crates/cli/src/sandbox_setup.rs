@@ -44,6 +44,7 @@ pub fn sandbox_connection(sandbox: &Sandbox) -> Connection {
         refund_product_id: None,
         go_live_at: None,
         restored_at: None,
+        lightspeed_webhooks: None,
         settings: Settings::default(),
         version: 0,
     }

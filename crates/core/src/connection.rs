@@ -239,6 +239,11 @@ pub struct Connection {
     /// finds). `None`: never restored.
     #[serde(default)]
     pub restored_at: Option<DateTime<Utc>>,
+    /// The Lightspeed webhooks `els connect --public-url` registered for this store (stock
+    /// moves in seconds instead of on the minute): the SHA-256 of their URL's secret and
+    /// their ids. `None`: none registered; the schedule alone mirrors stock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lightspeed_webhooks: Option<crate::ls_webhooks::LsWebhooks>,
     /// Optimistic-concurrency version of the stored item; 0 before the first write.
     #[serde(default)]
     pub version: u64,

@@ -29,6 +29,7 @@ pub mod inventory;
 pub mod jobs;
 pub mod ledger;
 pub mod lightspeed;
+pub mod ls_webhooks;
 pub mod mask;
 /// Every state port in memory (tests, trying things out).
 #[cfg(any(test, feature = "memory"))]

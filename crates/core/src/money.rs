@@ -732,6 +732,7 @@ mod tests {
             refund_product_id: None,
             go_live_at: None,
             restored_at: None,
+            lightspeed_webhooks: None,
             settings: Settings::default(),
             version: 1,
         }

@@ -49,6 +49,7 @@ pub fn placeholder_connection(store_id: StoreId) -> Connection {
         refund_product_id: None,
         go_live_at: None,
         restored_at: None,
+        lightspeed_webhooks: None,
         settings: Settings::default(),
         version: 1,
     }

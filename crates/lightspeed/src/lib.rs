@@ -36,6 +36,7 @@ pub mod pace;
 pub mod parse;
 pub mod returns;
 pub mod setup;
+pub mod webhooks;
 
 use admit::Gates;
 pub use authenticated::AuthLightspeed;

@@ -40,9 +40,10 @@ pub struct ConnectArgs {
     /// BEFORE_GO_LIVE, so history another connector posted is never posted twice.
     #[arg(long)]
     go_live: Option<chrono::DateTime<chrono::Utc>>,
-    /// Where this app is reachable (e.g. https://sync.example.com): prints the full webhook
-    /// URL to register in Ecwid.
-    #[arg(long)]
+    /// Where this app is reachable over HTTPS (e.g. https://sync.example.com; on AWS the
+    /// stack's ApiUrl output): prints the webhook URL to register in Ecwid, and registers
+    /// Lightspeed's stock webhooks to it (inventory on), so stock moves in seconds.
+    #[arg(long, env = "ELS_PUBLIC_URL", value_parser = public_url)]
     public_url: Option<String>,
     /// Turn "Post Ecwid Sales to Lightspeed Retail" on or off (default on).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -175,7 +176,26 @@ pub async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
         for w in &plan.warnings {
             eprintln!("warning: {w}");
         }
-        let conn = connect::apply(&lightspeed, plan).await?;
+        let mut conn = connect::apply(&lightspeed, plan).await?;
+        match &args.public_url {
+            Some(base) if conn.settings.sync_inventory => {
+                match els_cli::stock_webhooks::register(&lightspeed, &mut conn, base).await {
+                    Ok(hooks) => println!(
+                        "{:<width$}  {} ({} webhooks: stock reaches Ecwid in seconds)",
+                        "Lightspeed webhooks",
+                        hooks.url_base,
+                        hooks.ids.len()
+                    ),
+                    Err(e) => eprintln!(
+                        "warning: {e:#}; stock is mirrored on the schedule alone (every minute)"
+                    ),
+                }
+            }
+            _ => println!(
+                "{:<width$}  none (stock is mirrored every minute; give --public-url to have Lightspeed report changes at once)",
+                "Lightspeed webhooks"
+            ),
+        }
         ops::upsert_connection(store, conn).await?
     });
     println!(
@@ -216,6 +236,18 @@ impl Ask for TerminalAsk {
 pub fn terminal_ask() -> Option<TerminalAsk> {
     use std::io::IsTerminal;
     (std::io::stdin().is_terminal() && std::io::stderr().is_terminal()).then_some(TerminalAsk)
+}
+
+/// An absolute http(s) URL with a host and no query: what webhook URLs are built on.
+fn public_url(raw: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(raw.trim()).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
+        return Err("must be an http(s) URL with a host, e.g. https://sync.example.com".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a query or a fragment".into());
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
 fn on_off(on: bool) -> &'static str {

@@ -5,12 +5,10 @@ use super::api::ApiArgs;
 use super::backend::{BackendArgs, BackendKind};
 use anyhow::{Context, bail};
 use clap::Args;
-use els_cli::embedded::{
-    Embedded, WEBHOOK_PATH, WorkerOptions, run_inventory_timer, run_sweep_timer,
-};
+use els_cli::embedded::{Embedded, WEBHOOK_PATH, WorkerOptions, run_sweep_timer};
 use els_cli::lightspeed_auth::serve_lightspeed;
 use els_cli::sandbox_setup::{lightspeed_url_template, sandbox_connection};
-use els_cli::{demo, ops};
+use els_cli::{demo, ops, stock_jobs, stock_webhooks};
 use els_core::Secret;
 use els_core::ingest::{IngestConfig, Ingestor};
 use els_core::inventory::mirror::{InventoryMirror, MirrorConfig};
@@ -139,9 +137,29 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
-    let webhook_url = format!("http://{}{WEBHOOK_PATH}", listener.local_addr()?);
+    let local = listener.local_addr()?;
+    let webhook_url = format!("http://{local}{WEBHOOK_PATH}");
     let (stop_tx, stop_rx) = watch::channel(false);
-    let server = app.spawn_server(listener, stop_rx.clone());
+    // Lightspeed's stock webhooks put a store's job here; the inventory loop runs it.
+    let (jobs, jobs_rx) = stock_jobs::local_jobs();
+    let server = app.spawn_server_with(
+        listener,
+        stock_jobs::router(store.clone(), jobs),
+        stop_rx.clone(),
+    );
+    if let Some(sandbox) = &sandbox {
+        // The sandbox's retailer reports stock changes to this process, as a live one does
+        // to the URL `els connect --public-url` registers.
+        let mut conn = sandbox_connection(sandbox);
+        stock_webhooks::register(
+            &args.api.lightspeed_on(&ls_template)?,
+            &mut conn,
+            &format!("http://{local}"),
+        )
+        .await
+        .context("registering the sandbox's stock webhooks")?;
+        ops::upsert_connection(&store, conn).await?;
+    }
     let worker = tokio::spawn(app.clone().run_worker(stop_rx.clone()));
     if args.demo {
         // The first run links the catalogs; done before the demo places orders, so the
@@ -150,13 +168,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             result?;
         }
     }
-    let inventory = (args.inventory_interval_secs > 0).then(|| {
-        tokio::spawn(run_inventory_timer(
-            mirror.clone(),
-            Duration::from_secs(args.inventory_interval_secs),
-            stop_rx.clone(),
-        ))
-    });
+    let inventory = tokio::spawn(stock_jobs::run_inventory(
+        mirror.clone(),
+        (args.inventory_interval_secs > 0)
+            .then(|| Duration::from_secs(args.inventory_interval_secs)),
+        jobs_rx,
+        stop_rx.clone(),
+    ));
 
     let sweeper = (args.sweep_interval_secs > 0).then(|| {
         let sweep = Arc::new(OrderSweep::new(
@@ -186,8 +204,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.inventory_interval_secs
         );
     } else {
-        println!("  inventory mirror   off (--inventory-interval-secs 0)");
+        println!(
+            "  inventory mirror   off (--inventory-interval-secs 0); Lightspeed webhooks only"
+        );
     }
+    println!("  Lightspeed hooks   POST http://{local}/webhooks/lightspeed/<store>/<secret>");
     if args.sweep_interval_secs > 0 {
         println!(
             "  order sweep        every {} s (paid orders no webhook brought)",
@@ -215,9 +236,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let _ = stop_tx.send(true);
     let _ = worker.await;
-    if let Some(inventory) = inventory {
-        let _ = inventory.await;
-    }
+    let _ = inventory.await;
     if let Some(sweeper) = sweeper {
         let _ = sweeper.await;
     }
