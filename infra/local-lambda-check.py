@@ -45,6 +45,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -170,6 +171,20 @@ def http_api_event(body, signature):
     return event
 
 
+def lightspeed_event(path, body):
+    """An HTTP API event of a Lightspeed stock webhook (form-encoded) delivered to `path`."""
+    event = sample("webhook-ingest.http-api.json")
+    event["rawPath"] = path
+    event["routeKey"] = "POST /webhooks/lightspeed/{store}/{secret}"
+    event["requestContext"]["http"]["path"] = path
+    event["requestContext"]["routeKey"] = event["routeKey"]
+    event["headers"].pop("x-ecwid-webhook-signature")
+    event["headers"]["content-type"] = "application/x-www-form-urlencoded"
+    event["headers"]["content-length"] = str(len(body.encode()))
+    event["body"] = body
+    return event
+
+
 def sign(body):
     """Signs a webhook like Ecwid, with the app's client_secret (the one in SSM)."""
     hook = json.loads(body)
@@ -241,7 +256,10 @@ def main():
          "--queue-url", queue, "--store", str(STORE), "--domain-prefix", "sandbox",
          # By name, as a merchant chooses: connect checks both tokens and every choice
          # against the (sandbox) APIs before it writes the connection to DynamoDB.
-         "--register", "Web Store Register", "--payment-type", "Ecwid Online"],
+         "--register", "Web Store Register", "--payment-type", "Ecwid Online",
+         # Registers the store's Lightspeed stock webhooks under this base (the stack's
+         # ApiUrl); the sandbox's deliveries to it fail, the test delivers by hand (3b).
+         "--public-url", "https://abcdef1234.execute-api.us-east-1.amazonaws.com"],
         capture_output=True, text=True, cwd=ROOT, timeout=60,
         env={**os.environ, **aws_env, "ECWID_TOKEN": "secret_sandbox_ecwid_token",
              "LIGHTSPEED_TOKEN": "lsxs_pt_sandbox_token",
@@ -378,6 +396,33 @@ def main():
             if p["ls_product_id"] == product_id:
                 expect(p, (p["ecwid_product_id"], None), float(levels[(product_id, outlet_id)]))
     step("inventory-sync: one store job; inventory-worker: Ecwid stock = Lightspeed outlet levels")
+
+    # -------------------------------------------------------------- 3b. Lightspeed stock webhook
+    hooks = [h for h in http("GET", f"{sb}/_sandbox/state")["ls_webhooks"] if h["type"] == "inventory.update"]
+    check(len(hooks) == 1 and hooks[0]["url"].startswith(
+        f"https://abcdef1234.execute-api.us-east-1.amazonaws.com/webhooks/lightspeed/{STORE}/"),
+        f"els connect registered one inventory.update webhook, got {hooks}")
+    path = urllib.parse.urlparse(hooks[0]["url"]).path
+    http("POST", f"{sb}/_sandbox/inventory", {"product_id": ids["mug"]["ls_product_id"],
+                                              "outlet_id": ids["outlet_id"], "level": 17})
+    body = "type=inventory.update&payload=%7B%22product_id%22%3A%22x%22%7D"
+    r = invoke("webhook-ingest", lightspeed_event(path[:-4] + "0000", body), invoke_port)
+    check(r.get("statusCode") == 401, f"a wrong secret: expected 401, got {r}")
+    r = invoke("webhook-ingest", lightspeed_event(path, body), invoke_port)
+    check(r.get("statusCode") == 200, f"the Lightspeed webhook: expected 200, got {r}")
+    jobs = sqs.receive_message(QueueUrl=jobs_queue, MaxNumberOfMessages=10, AttributeNames=["All"],
+                               VisibilityTimeout=540).get("Messages", [])
+    check(len(jobs) == 1 and json.loads(jobs[0]["Body"])["trigger"] == "lightspeed_webhook",
+          f"one store job from the webhook, got {jobs}")
+    r = invoke("inventory-worker", sqs_event(jobs), invoke_port)
+    check(r == {"batchItemFailures": []}, f"inventory-worker: expected no failures, got {r}")
+    sqs.delete_message(QueueUrl=jobs_queue, ReceiptHandle=jobs[0]["ReceiptHandle"])
+    stock = {(s["product_id"], s["combination_id"]): s["quantity"]
+             for s in http("GET", f"{sb}/_sandbox/state")["ecwid_stock"]}
+    check(float(stock[(ids["mug"]["ecwid_product_id"], None)]) == 17,
+          f"the mug's Ecwid stock after the webhook: {stock}")
+    step("Lightspeed webhook: a wrong secret 401; the right one queues the store's job, "
+         "which inventory-worker runs (Ecwid stock 17)")
 
     # -------------------------------------------------------------- 4. poster, 429
     def paid_order(sku):

@@ -79,6 +79,8 @@ pub enum ClientSecretSource {
 pub struct WebhookIngestConfig {
     pub table_name: String,
     pub queue_url: String,
+    /// The store-jobs queue, for Lightspeed's stock webhooks; `None`: that route answers 404.
+    pub jobs_queue_url: Option<String>,
     pub client_secret: ClientSecretSource,
     pub max_body_bytes: usize,
     pub aws_operation_timeout: Duration,
@@ -241,6 +243,7 @@ impl WebhookIngestConfig {
         Ok(Self {
             table_name: env.required(TABLE_NAME)?,
             queue_url: env.required(QUEUE_URL)?,
+            jobs_queue_url: env.optional(STORE_JOBS_QUEUE_URL),
             client_secret,
             max_body_bytes: env.positive(
                 MAX_BODY_BYTES,

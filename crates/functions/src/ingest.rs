@@ -4,15 +4,23 @@
 //! turns either into an [`http::Request`], decoding `isBase64Encoded` bodies on the way. The
 //! rules (signature, size, which events are work, when to answer 2xx) all live in the core;
 //! this module only takes the body and the signature header out and puts the answer back.
+//!
+//! The same function answers Lightspeed's stock webhooks (`POST
+//! /webhooks/lightspeed/{store}/{secret}`, [`els_core::ls_webhooks`]): a delivery whose
+//! secret matches queues the store's job on the store-jobs queue
+//! (`STORE_JOBS_QUEUE_URL`), in one GetItem and one SendMessage, well within Lightspeed's
+//! 5 seconds. Without that variable the route answers 404.
 
 use crate::config::{WebhookIngestConfig, load_aws_config};
 use crate::secrets::load_client_secret;
 use crate::wiring::{InitError, configuration, log_failure};
 use els_core::ingest::{IngestResponse, Ingestor, RESPONSE_CONTENT_TYPE};
 use els_core::webhook::SIGNATURE_HEADER;
-use els_core::{Clock, StateStore, WorkQueue};
+use els_core::jobs::JobQueue;
+use els_core::ls_webhooks::{HookOutcome, LS_WEBHOOK_PATH_PREFIX, accept_delivery};
+use els_core::{Clock, ConnectionStore, StateStore, WorkQueue};
 use els_http::TokioClock;
-use els_store_aws::{DynamoStore, SqsQueue};
+use els_store_aws::{DynamoStore, SqsJobQueue, SqsQueue};
 use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use std::convert::Infallible;
@@ -20,6 +28,8 @@ use std::convert::Infallible;
 /// `webhook-ingest` as its `main` runs it: configured and built once, at init.
 pub struct WebhookIngestFunction {
     ingestor: Ingestor<DynamoStore, SqsQueue, TokioClock>,
+    /// The connections (Lightspeed deliveries check their secret) and the store-jobs queue.
+    stock: Option<(DynamoStore, SqsJobQueue)>,
 }
 
 impl WebhookIngestFunction {
@@ -42,20 +52,60 @@ impl WebhookIngestFunction {
             aws_sdk_dynamodb::Client::new(&aws),
             config.table_name.clone(),
         );
-        let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&aws), config.queue_url.clone());
+        let sqs = aws_sdk_sqs::Client::new(&aws);
+        let queue = SqsQueue::new(sqs.clone(), config.queue_url.clone());
+        let stock = config
+            .jobs_queue_url
+            .as_ref()
+            .map(|url| (store.clone(), SqsJobQueue::new(sqs, url)));
         let ingestor = Ingestor::new(
             store,
             queue,
             config.ingest_config(client_secret),
             TokioClock,
         );
-        Ok(Self { ingestor })
+        Ok(Self { ingestor, stock })
     }
 
-    /// One invocation: an HTTP request.
+    /// One invocation: an HTTP request, Ecwid's or Lightspeed's by its path.
     pub async fn handle(&self, request: Request) -> Result<Response<Body>, Infallible> {
+        if request.uri().path().contains(LS_WEBHOOK_PATH_PREFIX) {
+            return Ok(match &self.stock {
+                Some((store, jobs)) => handle_lightspeed_delivery(store, jobs, &request).await,
+                None => plain(StatusCode::NOT_FOUND, "Lightspeed webhooks are not set up"),
+            });
+        }
         Ok(handle_webhook_request(&self.ingestor, request).await)
     }
+}
+
+/// Answers one Lightspeed stock webhook ([`els_core::ls_webhooks::accept_delivery`]): the
+/// path's secret is checked and the store's job queued; the body is not read.
+pub async fn handle_lightspeed_delivery<S, Q>(store: &S, jobs: &Q, request: &Request) -> Response<Body>
+where
+    S: ConnectionStore,
+    Q: JobQueue,
+{
+    if request.method() != Method::POST {
+        return plain(StatusCode::METHOD_NOT_ALLOWED, "POST only");
+    }
+    let outcome = accept_delivery(store, jobs, request.uri().path(), chrono::Utc::now()).await;
+    match &outcome {
+        HookOutcome::Queued(job) => {
+            tracing::info!(store_id = job.store_id.get(), "Lightspeed webhook: store job queued")
+        }
+        HookOutcome::Unavailable(e) => tracing::warn!(error = %e, "Lightspeed webhook not queued"),
+        // The path holds the secret: never logged.
+        other => tracing::info!(outcome = ?other, "Lightspeed webhook refused"),
+    }
+    let status = StatusCode::from_u16(outcome.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    plain(status, status.canonical_reason().unwrap_or(""))
+}
+
+fn plain(status: StatusCode, text: &str) -> Response<Body> {
+    let mut out = Response::new(Body::Text(text.to_string()));
+    *out.status_mut() = status;
+    out
 }
 
 /// Answers one webhook delivery. Never fails: every outcome, including a store or queue

@@ -278,19 +278,21 @@ fn each_function_is_granted_exactly_what_its_code_calls() {
         m
     };
 
-    assert_eq!(
-        got["WebhookIngestRole"],
-        with_logs(
-            "WebhookIngestLogGroup",
-            &[
-                ("dynamodb:GetItem", &table),
-                ("dynamodb:PutItem", &table),
-                ("sqs:SendMessage", &queue),
-                ("ssm:GetParameter", &parameter),
-                ("kms:Decrypt (if HasSecretKmsKey)", &kms_key),
-            ]
-        )
+    // Ingest queues orders, and a Lightspeed stock webhook's store job.
+    let mut ingest = with_logs(
+        "WebhookIngestLogGroup",
+        &[
+            ("dynamodb:GetItem", &table),
+            ("dynamodb:PutItem", &table),
+            ("ssm:GetParameter", &parameter),
+            ("kms:Decrypt (if HasSecretKmsKey)", &kms_key),
+        ],
     );
+    ingest.insert(
+        "sqs:SendMessage".into(),
+        BTreeSet::from([queue.clone(), getatt("StoreJobsQueue", "Arn")]),
+    );
+    assert_eq!(got["WebhookIngestRole"], ingest);
     // Ingest writes only the webhook event records (pk EVENT#{eventId}).
     let record = role_statements(&t)
         .into_iter()
