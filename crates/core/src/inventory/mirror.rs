@@ -43,7 +43,7 @@
 
 use super::{
     CatalogLink, CatalogLinkUpdate, CursorClaim, EcwidCatalogIndex, InventoryCursor, PushedStock,
-    claim_cursor, next_pending_snapshot,
+    claim_cursor, next_pending_snapshot, pending_by_sku,
 };
 use crate::connection::Connection;
 use crate::error::{ApiError, StoreError};
@@ -331,6 +331,12 @@ where
             );
             return Ok(report);
         }
+        if self.is_quiet(conn).await {
+            report.quiet = true;
+            report.elapsed_ms = (self.clock.now() - started).num_milliseconds().max(0) as u64;
+            tracing::debug!(store_id = store_id.get(), "nothing changed; no lease taken");
+            return Ok(report);
+        }
         let cursor = match self.claim(store_id).await {
             Ok(Ok(c)) => c,
             Ok(Err(until)) => {
@@ -392,6 +398,39 @@ where
     // -----------------------------------------------------------------------------------
     // The cursor
     // -----------------------------------------------------------------------------------
+
+    /// Whether this run has nothing to do, found without writing: the cursor (read, not
+    /// claimed) is free, at the connection's outlet and API generation; the pending web
+    /// quantities equal its snapshot; and neither Lightspeed feed has a row after it (one
+    /// page of one row each). A quiet store-minute then costs two reads and two Lightspeed
+    /// requests instead of the lease's three writes. Any doubt (no cursor, a lease held,
+    /// an error) is not quiet: the full run decides, and reports it.
+    async fn is_quiet(&self, conn: &Connection) -> bool {
+        let Ok(Some(cursor)) = self.store.get_inventory_cursor(conn.store_id).await else {
+            return false;
+        };
+        let generation = self
+            .lightspeed
+            .generation_for(conn)
+            .map(|g| g.as_str().to_string());
+        let free = cursor.lease_until.is_none_or(|u| u <= self.clock.now());
+        let same_place = cursor.outlet_id.as_deref() == Some(conn.outlet_id.as_str())
+            && (generation.is_none() || cursor.api_version == generation);
+        if !free || !same_place {
+            return false;
+        }
+        match self.store.list_pending_web_sales(conn.store_id).await {
+            Ok(pending) if pending_by_sku(&pending) == cursor.pending_snapshot => {}
+            _ => return false,
+        }
+        let (inventory, products) = futures::join!(
+            self.lightspeed
+                .inventory_changes(conn, cursor.inventory_version, 1),
+            self.lightspeed
+                .product_changes(conn, cursor.products_version, 1)
+        );
+        matches!((inventory, products), (Ok(i), Ok(p)) if i.items.is_empty() && p.items.is_empty())
+    }
 
     /// Claims the cursor: `Ok(Ok(cursor))`, or `Ok(Err(until))` when another run holds it.
     async fn claim(
@@ -736,6 +775,28 @@ mod tests {
                 .unwrap();
             released
         }
+    }
+
+    #[tokio::test]
+    async fn a_run_with_nothing_to_do_writes_nothing_and_a_change_is_still_seen() {
+        let w = World::with_mug(7, 0).await;
+        w.run().await.unwrap();
+        let before = w.cursor().await;
+
+        let quiet = w.run().await.unwrap();
+        assert!(quiet.quiet, "{quiet:?}");
+        assert_eq!(quiet.outcome, RunOutcome::Completed);
+        assert_eq!(w.cursor().await, before, "no lease taken, nothing saved");
+
+        w.lightspeed.set_level("ls-mug", OUTLET, 5);
+        let busy = w.run().await.unwrap();
+        assert!(!busy.quiet);
+        assert_eq!(w.ecwid.level(11), Some(StockLevel::Quantity(5)));
+        // A pending web quantity that moves (an order not yet posted) is not quiet: the
+        // full run compares it with the snapshot (and re-publishes on a drop).
+        w.pending_order("o-1", "MUG", 2).await;
+        assert!(!w.run().await.unwrap().quiet);
+        assert!(w.run().await.unwrap().quiet, "the snapshot now holds it");
     }
 
     #[tokio::test]

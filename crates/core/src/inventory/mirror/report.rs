@@ -80,6 +80,9 @@ pub struct MirrorReport {
     /// The last `X-RateLimit-Remaining` Lightspeed reported.
     pub lightspeed_rate_remaining: Option<u32>,
     pub elapsed_ms: u64,
+    /// Nothing to do, found without taking the lease: no Lightspeed change after the
+    /// cursor and the same pending web quantities, so no write at all.
+    pub quiet: bool,
 }
 
 impl MirrorReport {
