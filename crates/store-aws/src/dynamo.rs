@@ -1168,6 +1168,22 @@ impl LedgerStore for DynamoStore {
             format!("{ORDER_PREFIX}{}", entry.key.order_id),
         )?;
         let label = format!("order {}", entry.key);
+        // A new ledger item that is not a pending web sale (the first claim, before the
+        // order's lines are known) has no PENDING# item to put or delete: PENDING# items are
+        // only ever written in the same transaction as their ledger item. One conditional
+        // PutItem (1 write unit per KB) instead of a transaction of two (2 per KB each).
+        if expected_version.is_none() && !entry.is_pending_web_sale() {
+            return self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| write_error("PutItem", &label, e));
+        }
         let put = Put::builder().table_name(&self.table).set_item(Some(item));
         let put = match expected_version {
             None => put.condition_expression("attribute_not_exists(pk)"),
