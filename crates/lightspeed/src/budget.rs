@@ -21,12 +21,16 @@
 //!    [`BudgetSettings::conflict_retries`] times);
 //! 4. otherwise answer how long until the oldest slots leave ([`Grant::Wait`]); the client
 //!    waits (at most `Pacing::max_wait`, else it reports "rate limited, retry later" without
-//!    sending, as for the gate).
+//!    sending, as for the gate). Nothing frees before then, so the process's other requests
+//!    get the same answer without reading the record again.
 //!
 //! **Blocks.** To keep the writes per request low, a process takes a block of slots at once
-//! (5 by default: one read and one write per 5 requests) and spends them locally. A block is
-//! good for [`BudgetSettings::hold`] after it was taken; what is left then is dropped, and
-//! counts as spent: conservative, never an overshoot.
+//! (up to [`BudgetSettings::block`], 5: one read and one write per 5 requests) and spends
+//! them locally. A block is good for [`BudgetSettings::hold`] after it was taken; what is
+//! left then is dropped, and counts as spent: conservative, never an overshoot. The size
+//! adapts to the process's pace ([`next_block_size`]): 1, then doubling while blocks are
+//! spent in time, and down to what was spent when one expires, so a process that sends a
+//! request now and then does not waste the budget others wait for.
 //!
 //! **Why it never overshoots.** A slot ending at `end` holds requests taken before `end`,
 //! each sent within `hold` of being taken and reaching Lightspeed within `grace` (latency
@@ -54,16 +58,15 @@
 //! [`plan`], [`record_taken`]) and tested without a clock.
 
 use crate::pace;
-use els_core::{ApiError, DomainPrefix, StoreError};
-use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
 
-/// A boxed future, so the budget traits can be used as trait objects.
-pub type BudgetFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+mod shared;
+
+pub use shared::{
+    Ask, BudgetFuture, BudgetStats, Grant, MemoryWindows, SharedBudget, WindowBudget, WindowStore,
+    next_block_size,
+};
 
 /// Lightspeed's limit for a retailer with `registers` registers: `300 x registers + 50`.
 pub const fn limit_for_registers(registers: u32) -> u32 {
@@ -133,7 +136,7 @@ impl BudgetSettings {
     }
 }
 
-fn millis(d: Duration) -> i64 {
+pub(crate) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
@@ -234,263 +237,6 @@ pub fn record_taken(
     }
     let last = state.slots.keys().next_back().copied().unwrap_or(end);
     state.expires_at = leaves_at(last, settings).saturating_add(millis(RECORD_TTL)) / 1000;
-}
-
-/// Where window records are kept. `save` is a conditional write: it stores `next` only if
-/// the stored version is still `expected` (0: no record), and answers whether it did.
-pub trait WindowStore: Send + Sync + std::fmt::Debug {
-    /// The record, read strongly consistently ([`WindowState::default`] when there is none).
-    fn load<'a>(
-        &'a self,
-        domain_prefix: &'a DomainPrefix,
-    ) -> BudgetFuture<'a, Result<WindowState, StoreError>>;
-    /// Stores `next` if the record is still at `expected`; `Ok(false)` if it is not.
-    fn save<'a>(
-        &'a self,
-        domain_prefix: &'a DomainPrefix,
-        expected: u64,
-        next: &'a WindowState,
-    ) -> BudgetFuture<'a, Result<bool, StoreError>>;
-}
-
-/// Window records in this process's memory.
-#[derive(Debug, Default)]
-pub struct MemoryWindows {
-    records: Mutex<HashMap<String, WindowState>>,
-}
-
-impl WindowStore for MemoryWindows {
-    fn load<'a>(
-        &'a self,
-        domain_prefix: &'a DomainPrefix,
-    ) -> BudgetFuture<'a, Result<WindowState, StoreError>> {
-        let records = self.records.lock().unwrap_or_else(|e| e.into_inner());
-        let state = records
-            .get(domain_prefix.as_str())
-            .cloned()
-            .unwrap_or_default();
-        Box::pin(std::future::ready(Ok(state)))
-    }
-
-    fn save<'a>(
-        &'a self,
-        domain_prefix: &'a DomainPrefix,
-        expected: u64,
-        next: &'a WindowState,
-    ) -> BudgetFuture<'a, Result<bool, StoreError>> {
-        let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
-        let stored = records
-            .entry(domain_prefix.as_str().to_string())
-            .or_default();
-        let saved = stored.version == expected;
-        if saved {
-            *stored = next.clone();
-        }
-        Box::pin(std::future::ready(Ok(saved)))
-    }
-}
-
-/// What the client asks of the budget.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ask {
-    /// The latest `X-RateLimit-Limit` this process saw.
-    pub limit: Option<u32>,
-    /// Requests of the budget to leave to others (`Pacing::reserve`).
-    pub reserve: u32,
-}
-
-/// The budget's answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Grant {
-    /// One request may be sent, until this instant (later, ask again: the slot is spent).
-    Go { valid_until: Instant },
-    /// No slot now: ask again after this long.
-    Wait(Duration),
-}
-
-/// A rate budget shared by the processes that call Lightspeed for the same retailers.
-pub trait SharedBudget: Send + Sync + std::fmt::Debug {
-    /// One slot for a request to `domain_prefix`, or how long until there is one. A store
-    /// failure is [`ApiError::Unavailable`]: nothing is sent without a slot.
-    fn acquire<'a>(
-        &'a self,
-        domain_prefix: &'a DomainPrefix,
-        ask: Ask,
-    ) -> BudgetFuture<'a, Result<Grant, ApiError>>;
-}
-
-/// What a [`WindowBudget`] did, for benchmarks and logs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct BudgetStats {
-    /// Slots handed to requests.
-    pub granted: u64,
-    /// Record writes that took a block.
-    pub writes: u64,
-    /// Conditional writes that lost a race.
-    pub conflicts: u64,
-    /// Acquisitions answered with a wait.
-    pub waits: u64,
-    /// Slots of blocks that expired unspent.
-    pub unspent: u64,
-}
-
-#[derive(Debug, Default)]
-struct Counters {
-    granted: AtomicU64,
-    writes: AtomicU64,
-    conflicts: AtomicU64,
-    waits: AtomicU64,
-    unspent: AtomicU64,
-}
-
-fn bump(counter: &AtomicU64, n: u64) {
-    counter.fetch_add(n, Ordering::Relaxed);
-}
-
-/// This process's block of slots for one retailer.
-#[derive(Debug, Default)]
-struct Block {
-    left: u32,
-    valid_until: Option<Instant>,
-}
-
-/// The shared budget over a [`WindowStore`] (see the module docs).
-#[derive(Debug)]
-pub struct WindowBudget<S> {
-    store: S,
-    settings: BudgetSettings,
-    /// Per retailer; the async lock makes one task refill while the others wait for it.
-    blocks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Block>>>>,
-    counters: Counters,
-}
-
-impl WindowBudget<MemoryWindows> {
-    /// A budget for one process (`els serve`): no block is needed, the record is memory.
-    pub fn in_process(settings: BudgetSettings) -> Self {
-        Self::new(MemoryWindows::default(), settings.with_block(1))
-    }
-}
-
-impl<S: WindowStore> WindowBudget<S> {
-    pub fn new(store: S, settings: BudgetSettings) -> Self {
-        Self {
-            store,
-            settings,
-            blocks: Mutex::default(),
-            counters: Counters::default(),
-        }
-    }
-
-    pub fn settings(&self) -> BudgetSettings {
-        self.settings
-    }
-
-    pub fn store(&self) -> &S {
-        &self.store
-    }
-
-    pub fn stats(&self) -> BudgetStats {
-        let c = &self.counters;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        BudgetStats {
-            granted: get(&c.granted),
-            writes: get(&c.writes),
-            conflicts: get(&c.conflicts),
-            waits: get(&c.waits),
-            unspent: get(&c.unspent),
-        }
-    }
-
-    async fn take(&self, domain_prefix: &DomainPrefix, ask: Ask) -> Result<Grant, ApiError> {
-        let cell = {
-            let mut blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
-            blocks
-                .entry(domain_prefix.as_str().to_string())
-                .or_default()
-                .clone()
-        };
-        let mut block = cell.lock().await;
-        if let Some(valid_until) = block.valid_until
-            && block.left > 0
-            && Instant::now() < valid_until
-        {
-            block.left -= 1;
-            bump(&self.counters.granted, 1);
-            return Ok(Grant::Go { valid_until });
-        }
-        bump(&self.counters.unspent, u64::from(block.left));
-        *block = Block::default();
-        let s = &self.settings;
-        for attempt in 0..s.conflict_retries.max(1) {
-            let started = Instant::now();
-            let now_ms = epoch_ms(SystemTime::now());
-            let mut state = self
-                .store
-                .load(domain_prefix)
-                .await
-                .map_err(budget_unavailable)?;
-            let expected = state.version;
-            live_slots(&mut state.slots, now_ms, s);
-            let limit = ask.limit.or(state.limit).unwrap_or(ONE_REGISTER_LIMIT);
-            let cap = limit.saturating_sub(ask.reserve);
-            match plan(&state.slots, now_ms, s.block, cap, s) {
-                Plan::Wait(wait) => {
-                    bump(&self.counters.waits, 1);
-                    return Ok(Grant::Wait(wait));
-                }
-                Plan::Take(n) => {
-                    record_taken(&mut state, now_ms, n, ask.limit, s);
-                    let saved = self
-                        .store
-                        .save(domain_prefix, expected, &state)
-                        .await
-                        .map_err(budget_unavailable)?;
-                    if saved {
-                        bump(&self.counters.writes, 1);
-                        bump(&self.counters.granted, 1);
-                        let valid_until = started + s.hold;
-                        *block = Block {
-                            left: n - 1,
-                            valid_until: Some(valid_until),
-                        };
-                        return Ok(Grant::Go { valid_until });
-                    }
-                    bump(&self.counters.conflicts, 1);
-                    // Another process wrote first: read again, after a moment that grows
-                    // with each lost race, so the writers spread out.
-                    let spread = 1u64 << attempt.min(5);
-                    let pause = jitter() % (spread + 1);
-                    tokio::time::sleep(Duration::from_millis(pause)).await;
-                }
-            }
-        }
-        bump(&self.counters.waits, 1);
-        Ok(Grant::Wait(CONFLICT_WAIT))
-    }
-}
-
-/// A pseudo-random number (std's per-process random hash keys), enough to spread writers.
-fn jitter() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(Instant::now().elapsed().as_nanos());
-    h.finish()
-}
-
-fn budget_unavailable(e: StoreError) -> ApiError {
-    ApiError::Unavailable {
-        detail: format!("the shared Lightspeed rate budget: {e}"),
-    }
-}
-
-impl<S: WindowStore> SharedBudget for WindowBudget<S> {
-    fn acquire<'a>(
-        &'a self,
-        domain_prefix: &'a DomainPrefix,
-        ask: Ask,
-    ) -> BudgetFuture<'a, Result<Grant, ApiError>> {
-        Box::pin(self.take(domain_prefix, ask))
-    }
 }
 
 #[cfg(test)]
