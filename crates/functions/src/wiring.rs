@@ -3,12 +3,17 @@
 //! functions that call the APIs one HTTP client shared by Ecwid and Lightspeed, with
 //! Lightspeed's OAuth tokens kept fresh. Each function's module turns this into its handler
 //! ([`crate::ingest::WebhookIngestFunction`], [`crate::poster::SalePosterFunction`],
-//! [`crate::inventory_worker::InventoryWorkerFunction`]); its `main` only hands that to the
+//! [`crate::store_worker::StoreWorkerFunction`]); its `main` only hands that to the
 //! runtime.
 //!
-//! The functions that read merchant tokens (sale-poster, inventory-worker, order-sweep) open
+//! The functions that read merchant tokens (sale-poster, store-worker) open
 //! the state store with the token key ([`token_store`]: `TOKEN_KMS_KEY_ID`, required);
 //! webhook-ingest opens it without one and never calls KMS.
+//!
+//! The Lightspeed client of every function instance takes each request's slot from one
+//! rate budget per retailer in the state table ([`dynamo_budget`]; the design is in
+//! `els_lightspeed::budget`), so the poster's instances and the inventory mirror together
+//! stay under the retailer's limit.
 //!
 //! A cold start that fails logs why (naming the variable or the parameter) and exits, so a
 //! broken deployment shows in the first log line instead of in the first webhook.
@@ -18,9 +23,13 @@ use crate::lightspeed_auth::{OAuthSetupError, load_oauth_credentials};
 use crate::secrets::SecretError;
 use crate::tls::{ApiClientError, api_http_client};
 use els_core::deadline::Deadline;
+use els_core::{DomainPrefix, StoreError};
 use els_ecwid::EcwidClient;
-use els_lightspeed::{AuthLightspeed, LightspeedClient, Pacing};
+use els_lightspeed::budget::{BudgetFuture, BudgetSettings, WindowState};
+use els_lightspeed::{AuthLightspeed, LightspeedClient, Pacing, WindowBudget, WindowStore};
+use els_store_aws::budget::{RateWindow, RateWindows};
 use els_store_aws::{DynamoStore, TokenCipher};
+use std::sync::Arc;
 use thiserror::Error;
 
 /// Why a function could not start. Messages never hold a secret.
@@ -65,14 +74,67 @@ pub fn token_store(
     ))
 }
 
-/// The state store and the API clients of `sale-poster` and `inventory-sync`.
+/// The shared rate windows in the state table, as the Lightspeed budget's store: the
+/// storage is `els_store_aws::budget`, the arithmetic `els_lightspeed::budget`.
+#[derive(Clone, Debug)]
+pub struct DynamoWindows(pub RateWindows);
+
+impl WindowStore for DynamoWindows {
+    fn load<'a>(
+        &'a self,
+        domain_prefix: &'a DomainPrefix,
+    ) -> BudgetFuture<'a, Result<WindowState, StoreError>> {
+        Box::pin(async move {
+            let w = self.0.load(domain_prefix).await?;
+            Ok(WindowState {
+                version: w.version,
+                slots: w.slots,
+                limit: w.limit,
+                expires_at: w.expires_at,
+            })
+        })
+    }
+
+    fn save<'a>(
+        &'a self,
+        domain_prefix: &'a DomainPrefix,
+        expected: u64,
+        next: &'a WindowState,
+    ) -> BudgetFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let next = RateWindow {
+                version: next.version,
+                slots: next.slots.clone(),
+                limit: next.limit,
+                expires_at: next.expires_at,
+            };
+            self.0.save(domain_prefix, expected, &next).await
+        })
+    }
+}
+
+/// The retailer-wide Lightspeed budget shared by every function instance.
+pub type DynamoBudget = WindowBudget<DynamoWindows>;
+
+/// The shared budget on `store`'s table, counting over the window `pacing` assumes.
+pub fn dynamo_budget(store: &DynamoStore, pacing: &Pacing) -> Arc<DynamoBudget> {
+    Arc::new(WindowBudget::new(
+        DynamoWindows(RateWindows::of(store)),
+        BudgetSettings::for_window(pacing.window),
+    ))
+}
+
+/// The state store and the API clients of `sale-poster` and `store-worker`.
 pub struct ApiClients {
     /// For the function's other AWS clients (the poster's queue).
     pub aws: aws_config::SdkConfig,
     pub store: DynamoStore,
     pub ecwid: EcwidClient,
-    /// Paced with the function's [`Pacing`], refreshing the tokens stored in `store`.
+    /// Paced with the function's [`Pacing`] behind the shared `budget`, refreshing the
+    /// tokens stored in `store`.
     pub lightspeed: AuthLightspeed<DynamoStore>,
+    /// The retailers' shared Lightspeed budget (its counters are this instance's).
+    pub budget: Arc<DynamoBudget>,
     /// The current invocation's deadline: the handler sets it, the token refresher (and the
     /// poster, given it) start no step that could be cut off by it.
     pub deadline: Deadline,
@@ -97,9 +159,11 @@ impl ApiClients {
         let ecwid = EcwidClient::with_http(http.clone(), config.ecwid_api_url.clone());
         let credentials = load_oauth_credentials(|| aws_sdk_ssm::Client::new(&aws)).await?;
         let deadline = Deadline::none();
+        let budget = dynamo_budget(&store, &pacing);
         let lightspeed = LightspeedClient::with_http(http, config.lightspeed_url_template.clone())
             .with_api_version(config.lightspeed_api_version)
             .with_pacing(pacing)
+            .with_shared_budget(budget.clone())
             .with_token_refresh(store.clone(), credentials)
             .with_deadline(deadline.clone())
             .with_refresh_time_needed(config.http_timeout * 2);
@@ -108,6 +172,7 @@ impl ApiClients {
             store,
             ecwid,
             lightspeed,
+            budget,
             deadline,
         })
     }
@@ -116,23 +181,24 @@ impl ApiClients {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{InventoryWorkerConfig, TABLE_NAME, TOKEN_KMS_KEY_ID};
+    use crate::config::{QUEUE_URL, StoreWorkerConfig, TABLE_NAME, TOKEN_KMS_KEY_ID};
 
     #[test]
     fn a_configuration_error_names_the_function_and_the_variable() {
-        let err = configuration("inventory-worker", || {
-            InventoryWorkerConfig::from_lookup(|_| None)
+        let err = configuration("store-worker", || {
+            StoreWorkerConfig::from_lookup(|_| None)
         })
         .expect_err("no TABLE_NAME");
         assert_eq!(
             err.to_string(),
-            format!("inventory-worker configuration: environment variable {TABLE_NAME} is not set")
+            format!("store-worker configuration: environment variable {TABLE_NAME} is not set")
         );
     }
 
     #[tokio::test]
     async fn the_lightspeed_client_is_paced_as_the_function_says() {
-        let config = InventoryWorkerConfig::from_lookup(|name| match name {
+        let config = StoreWorkerConfig::from_lookup(|name| match name {
+            QUEUE_URL => Some("queue".to_string()),
             TABLE_NAME => Some("state".to_string()),
             TOKEN_KMS_KEY_ID => Some("alias/tokens".to_string()),
             _ => None,
@@ -153,6 +219,11 @@ mod tests {
             .expect("built lazily, without an OAuth app");
 
         assert_eq!(clients.lightspeed.inner().pacing(), pacing);
+        assert!(
+            clients.lightspeed.inner().shared_budget().is_some(),
+            "every instance shares the retailer's budget"
+        );
+        assert_eq!(clients.budget.settings(), BudgetSettings::default());
         let cipher = clients.store.token_cipher().expect("tokens are encrypted");
         assert_eq!(cipher.key_id(), "alias/tokens");
         assert_eq!(cipher.kms_calls().total(), 0, "no KMS call at init");
