@@ -7,7 +7,7 @@ server, reached through the real aws-sdk clients (AWS_ENDPOINT_URL); Ecwid and L
 the sandbox binary (els-sandbox). The Ecwid client_secret is an SSM SecureString, read by
 webhook-ingest at its cold start exactly as in AWS. The connection is created with the
 operator CLI (`els connect --backend aws`), its tokens stored as ciphertext under a moto KMS
-key (TOKEN_KMS_KEY_ID), which the poster, inventory-worker and order-sweep decrypt.
+key (TOKEN_KMS_KEY_ID), which the poster and store-worker decrypt.
 
 Checks, each a hard failure (non-zero exit) on any mismatch:
  1. ingest: the sample HTTP API event (infra/events/webhook-ingest.http-api.json, order
@@ -15,7 +15,7 @@ Checks, each a hard failure (non-zero exit) on any mismatch:
  2. poster: the message taken from the moto queue, sent as an SQS event, becomes one CLOSED
     sale with invoice ECWID-1003-K8XTQ; no batch item failures; the ledger says POSTED.
  3. inventory-sync, with the sample scheduled event, enqueues one store job on the store-jobs
-    FIFO queue; inventory-worker, given that job as an SQS event, mirrors the store: Ecwid
+    FIFO queue; store-worker, given that job as an SQS event, mirrors the store: Ecwid
     stock equals the Lightspeed level at the register's outlet for every product (the sale
     and a POS sale included; a change at the other outlet ignored), as the sandbox's
     /_sandbox/state shows.
@@ -25,8 +25,9 @@ Checks, each a hard failure (non-zero exit) on any mismatch:
     fails is a batch item failure, the order is PARKED as DEAD_LETTERED with the last error,
     and SQS moves the message to the DLQ; `els replay --dlq` (the real binary) puts it back
     and the poster then posts it once, leaving the DLQ empty.
- 6. order-sweep, with the sample scheduled event: a paid order that never got a webhook is
-    found (the run reports it), its message is on the queue, and the poster posts it once.
+ 6. order-sweep, with the sample scheduled event, enqueues one sweep job; store-worker,
+    given it, finds the paid order that never got a webhook, its message is on the queue,
+    and the poster posts it once; the next tick's sweep finds nothing new.
 
 Usage (tests/run.sh does this; els-functions alone, with the features `cargo lambda watch`
 resolves, so the watch does not rebuild it):
@@ -368,13 +369,13 @@ def main():
     http("POST", f"{sb}/_sandbox/inventory", {"product_id": ids["sticker"]["ls_product_id"],
                                               "outlet_id": ids["second_outlet_id"], "level": 5})
     r = invoke("inventory-sync", sample("inventory-sync.scheduled.json"), invoke_port)
-    check(r == {"connections": 1, "enqueued": 1, "sync_off": 0}, f"inventory-sync: one job, got {r}")
+    check(r == {"connections": 1, "enqueued": 1, "off": 0}, f"inventory-sync: one job, got {r}")
     jobs = sqs.receive_message(QueueUrl=jobs_queue, MaxNumberOfMessages=10, AttributeNames=["All"],
                                VisibilityTimeout=540).get("Messages", [])
     check(len(jobs) == 1 and json.loads(jobs[0]["Body"])["storeId"] == STORE,
           f"one store job for store {STORE}, got {jobs}")
-    r = invoke("inventory-worker", sqs_event(jobs), invoke_port)
-    check(r == {"batchItemFailures": []}, f"inventory-worker: expected no failures, got {r}")
+    r = invoke("store-worker", sqs_event(jobs), invoke_port)
+    check(r == {"batchItemFailures": []}, f"store-worker: expected no failures, got {r}")
     sqs.delete_message(QueueUrl=jobs_queue, ReceiptHandle=jobs[0]["ReceiptHandle"])  # what Lambda does
     state = http("GET", f"{sb}/_sandbox/state")
     levels = {(i["product_id"], i["outlet_id"]): i["inventory_level"] for i in state["ls_inventory"]}
@@ -395,7 +396,7 @@ def main():
         for p in [ids["toys"], ids["mug"], ids["tote"], ids["sticker"]]:
             if p["ls_product_id"] == product_id:
                 expect(p, (p["ecwid_product_id"], None), float(levels[(product_id, outlet_id)]))
-    step("inventory-sync: one store job; inventory-worker: Ecwid stock = Lightspeed outlet levels")
+    step("inventory-sync: one store job; store-worker: Ecwid stock = Lightspeed outlet levels")
 
     # -------------------------------------------------------------- 3b. Lightspeed stock webhook
     hooks = [h for h in http("GET", f"{sb}/_sandbox/state")["ls_webhooks"] if h["type"] == "inventory.update"]
@@ -414,15 +415,15 @@ def main():
                                VisibilityTimeout=540).get("Messages", [])
     check(len(jobs) == 1 and json.loads(jobs[0]["Body"])["trigger"] == "lightspeed_webhook",
           f"one store job from the webhook, got {jobs}")
-    r = invoke("inventory-worker", sqs_event(jobs), invoke_port)
-    check(r == {"batchItemFailures": []}, f"inventory-worker: expected no failures, got {r}")
+    r = invoke("store-worker", sqs_event(jobs), invoke_port)
+    check(r == {"batchItemFailures": []}, f"store-worker: expected no failures, got {r}")
     sqs.delete_message(QueueUrl=jobs_queue, ReceiptHandle=jobs[0]["ReceiptHandle"])
     stock = {(s["product_id"], s["combination_id"]): s["quantity"]
              for s in http("GET", f"{sb}/_sandbox/state")["ecwid_stock"]}
     check(float(stock[(ids["mug"]["ecwid_product_id"], None)]) == 17,
           f"the mug's Ecwid stock after the webhook: {stock}")
     step("Lightspeed webhook: a wrong secret 401; the right one queues the store's job, "
-         "which inventory-worker runs (Ecwid stock 17)")
+         "which store-worker runs (Ecwid stock 17)")
 
     # -------------------------------------------------------------- 4. poster, 429
     def paid_order(sku):
@@ -504,9 +505,23 @@ def main():
     # -------------------------------------------------------------- 6. order-sweep
     lost = http("POST", f"{sb}/_sandbox/orders", {"items": [{"sku": "STICKER-01", "quantity": 2}],
                                                   "email": "cy@example.com", "first_name": "Cy", "last_name": "Ho"})["orderId"]
-    r = invoke("order-sweep", sample("inventory-sync.scheduled.json"), invoke_port)
-    check(r.get("found") == 1 and r.get("stores") == 1 and r.get("unhealthy") == 0,
-          f"order-sweep: one order found, got {r}")
+    def sweep_tick(minutes_later):
+        """order-sweep's tick (the sample event, `minutes_later`), then its one job run by
+        store-worker as the event source would; the worker's answer."""
+        event = sample("inventory-sync.scheduled.json")
+        event["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 60 * minutes_later))
+        r = invoke("order-sweep", event, invoke_port)
+        check(r == {"connections": 1, "enqueued": 1, "off": 0}, f"order-sweep: one job, got {r}")
+        jobs = sqs.receive_message(QueueUrl=jobs_queue, MaxNumberOfMessages=10, AttributeNames=["All"],
+                                   VisibilityTimeout=540).get("Messages", [])
+        check(len(jobs) == 1 and json.loads(jobs[0]["Body"])["kind"] == "sweep",
+              f"one sweep job, got {jobs}")
+        r = invoke("store-worker", sqs_event(jobs), invoke_port)
+        sqs.delete_message(QueueUrl=jobs_queue, ReceiptHandle=jobs[0]["ReceiptHandle"])
+        return r
+
+    r = sweep_tick(0)
+    check(r == {"batchItemFailures": []}, f"store-worker's sweep: expected no failures, got {r}")
     swept = receive()
     check([json.loads(m["Body"])["orderId"] for m in swept] == [lost],
           f"the swept order's message is on the queue: {swept}")
@@ -514,8 +529,8 @@ def main():
     check(r == {"batchItemFailures": []}, f"swept order posted: {r}")
     sqs.delete_message(QueueUrl=queue, ReceiptHandle=swept[0]["ReceiptHandle"])
     check(ledger(lost)["state"]["S"] == "POSTED", f"order {lost} POSTED after the sweep")
-    r = invoke("order-sweep", sample("inventory-sync.scheduled.json"), invoke_port)
-    check(r.get("found") == 0, f"a second sweep finds nothing new: {r}")
+    r = sweep_tick(1)
+    check(r == {"batchItemFailures": []} and receive() == [], f"a second sweep finds nothing new: {r}")
     check(len(sales()) == 4, f"one sale for the swept order, got {len(sales()) - 3}")
     step(f"order-sweep: order {lost} (no webhook) found, queued and posted once")
 

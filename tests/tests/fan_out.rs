@@ -11,11 +11,12 @@
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use chrono::Utc;
 use els_core::inventory::mirror::{InventoryMirror, MirrorConfig, RunOutcome};
-use els_core::jobs::StoreJob;
+use els_core::jobs::{JobKind, StoreJob};
+use els_core::sweep::{OrderSweep, SweepConfig};
 use els_core::{ConnectionStore, Settings};
 use els_ecwid::EcwidClient;
-use els_functions::inventory::enqueue_tick;
-use els_functions::inventory_worker::run_jobs;
+use els_functions::store_worker::run_jobs;
+use els_functions::tick::enqueue_tick;
 use els_http::TokioClock;
 use els_lightspeed::LightspeedClient;
 use els_sandbox::{Fault, FaultKind, Route};
@@ -111,13 +112,15 @@ async fn one_tick_fans_out_a_job_per_store_workers_mirror_each_once_and_a_failin
     // the same tick adds nothing (the FIFO deduplication id names the tick's minute).
     let tick = Utc::now();
     let started = Instant::now();
-    let report = enqueue_tick(&store, &jobs, tick).await.expect("tick");
+    let report = enqueue_tick(&store, &jobs, JobKind::Mirror, tick)
+        .await
+        .expect("tick");
     let enqueue_time = started.elapsed();
     assert_eq!(
-        (report.connections, report.enqueued, report.sync_off),
+        (report.connections, report.enqueued, report.off),
         (n, n - 1, 1)
     );
-    enqueue_tick(&store, &jobs, tick)
+    enqueue_tick(&store, &jobs, JobKind::Mirror, tick)
         .await
         .expect("the same tick again");
     assert_eq!(queued(&sqs, &url).await, n - 1, "one job per store, once");
@@ -133,6 +136,21 @@ async fn one_tick_fans_out_a_job_per_store_workers_mirror_each_once_and_a_failin
             retry_base: Duration::from_millis(10),
             ..MirrorConfig::default()
         },
+    );
+    // The worker's sweep half (no sweep job here), on the same table and a work queue.
+    let (work_url, _) = SqsQueue::create_fifo_with_dlq(
+        &sqs,
+        &format!("fanout-orders-{}", uuid::Uuid::new_v4().simple()),
+        5,
+    )
+    .await
+    .unwrap();
+    let sweep = &OrderSweep::new(
+        store.clone(),
+        EcwidClient::new(fleet.ecwid_api_url(), Duration::from_secs(5)).unwrap(),
+        SqsQueue::new(sqs.clone(), work_url),
+        TokioClock,
+        SweepConfig::default(),
     );
     let mut runs: BTreeMap<u64, Vec<Option<RunOutcome>>> = BTreeMap::new();
     let mut failures: BTreeMap<u64, usize> = BTreeMap::new();
@@ -168,7 +186,7 @@ async fn one_tick_fans_out_a_job_per_store_workers_mirror_each_once_and_a_failin
                     .collect();
                 let mut event = SqsEvent::default();
                 event.records = records;
-                let (response, summary) = run_jobs(mirror, event).await;
+                let (response, summary) = run_jobs(mirror, sweep, event).await;
                 (receipts, response, summary)
             }
         }))
@@ -271,7 +289,9 @@ async fn ten_thousand_store_tick() {
     let listing = store.list_connections_paged(None).await.unwrap();
     let listed = started.elapsed();
     let started = Instant::now();
-    let report = enqueue_tick(&store, &jobs, Utc::now()).await.unwrap();
+    let report = enqueue_tick(&store, &jobs, JobKind::Mirror, Utc::now())
+        .await
+        .unwrap();
     let tick = started.elapsed();
     assert_eq!(report.connections, n);
     assert_eq!(report.enqueued, n - n.div_ceil(10));

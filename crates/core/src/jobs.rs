@@ -1,13 +1,15 @@
-//! Store jobs: the many-stores fan-out of the inventory mirror.
+//! Store jobs: the many-stores fan-out of the inventory mirror and the order sweep.
 //!
-//! The schedule does not run the stores itself: each tick lists the connections (through
-//! the store's index, never a Scan) and enqueues one **"mirror store S" job** per connection
-//! with `sync_inventory` on, onto a queue of its own ([`JobQueue`]; SQS FIFO in the AWS
-//! deployment). Workers take one job at a time and run
-//! [`crate::inventory::mirror::InventoryMirror::mirror_store`] for that store, under the
-//! store's cursor lease, so two workers never run one store at once. A failed store is
-//! retried alone (its message comes back), never holding up the others, and the next tick
-//! brings a new job anyway: the schedule stays the guarantee.
+//! The schedules do not run the stores themselves: each tick lists the connections (through
+//! the store's index, never a Scan) and enqueues one job per connection that has the work
+//! on, onto a queue of its own ([`JobQueue`]; SQS FIFO in the AWS deployment): **"mirror
+//! store S"** ([`JobKind::Mirror`], `sync_inventory` on) every minute, **"sweep store S"**
+//! ([`JobKind::Sweep`], posting sales or refunds on) every few minutes. Workers take the
+//! jobs and run [`crate::inventory::mirror::InventoryMirror::mirror_store`] or
+//! [`crate::sweep::OrderSweep::sweep_store`] for that store, under the store's cursor lease,
+//! so two workers never run one store at once. A failed store is retried alone (its message
+//! comes back), never holding up the others, and the next tick brings a new job anyway: the
+//! schedule stays the guarantee.
 //!
 //! A Lightspeed `inventory.update` webhook enqueues the same job at once
 //! ([`StoreJob::from_lightspeed_webhook`]), so stock moves in seconds instead of on the
@@ -32,6 +34,38 @@ use std::time::Duration;
 /// Deliveries of Lightspeed webhooks for one store within this slot make one job.
 pub const HOOK_COALESCE: Duration = Duration::from_secs(2);
 
+/// What a job does to its store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// The inventory mirror (Lightspeed stock to Ecwid).
+    Mirror,
+    /// The order sweep (paid or refunded orders no webhook brought).
+    Sweep,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Mirror => "mirror",
+            JobKind::Sweep => "sweep",
+        }
+    }
+
+    /// Whether `conn` has this work on: the mirror with `sync_inventory` (S4), the sweep
+    /// while sales or refunds are posted (O5, R5).
+    pub fn is_on_for(self, conn: &Connection) -> bool {
+        match self {
+            JobKind::Mirror => conn.settings.sync_inventory,
+            JobKind::Sweep => conn.settings.post_sales || conn.settings.post_refunds,
+        }
+    }
+}
+
+fn mirror() -> JobKind {
+    JobKind::Mirror
+}
+
 /// What started a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -48,6 +82,9 @@ pub enum JobTrigger {
 #[serde(rename_all = "camelCase")]
 pub struct StoreJob {
     pub store_id: StoreId,
+    /// Absent in jobs of the first release (mirror jobs only).
+    #[serde(default = "mirror")]
+    pub kind: JobKind,
     pub trigger: JobTrigger,
     /// FIFO deduplication id (see the module doc).
     pub dedup_id: String,
@@ -56,11 +93,16 @@ pub struct StoreJob {
 }
 
 impl StoreJob {
-    /// The job of the schedule's tick at `tick` (one per store per minute).
-    pub fn scheduled(store_id: StoreId, tick: DateTime<Utc>) -> Self {
+    /// The job of `kind` of the schedule's tick at `tick` (one per store, kind and minute).
+    pub fn scheduled(store_id: StoreId, kind: JobKind, tick: DateTime<Utc>) -> Self {
         Self {
-            dedup_id: format!("{store_id}:mirror:tick:{}", tick.timestamp().div_euclid(60)),
+            dedup_id: format!(
+                "{store_id}:{}:tick:{}",
+                kind.as_str(),
+                tick.timestamp().div_euclid(60)
+            ),
             store_id,
+            kind,
             trigger: JobTrigger::Schedule,
             enqueued_at: tick,
         }
@@ -75,12 +117,13 @@ impl StoreJob {
         Self {
             dedup_id: format!("{store_id}:mirror:hook:{slot}"),
             store_id,
+            kind: JobKind::Mirror,
             trigger: JobTrigger::LightspeedWebhook,
             enqueued_at: now,
         }
     }
 
-    /// The FIFO message group: the store.
+    /// The FIFO message group: the store (its mirror and sweep jobs run one after another).
     pub fn group_id(&self) -> String {
         self.store_id.to_string()
     }
@@ -106,28 +149,32 @@ pub trait JobQueue: Send + Sync {
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
 
-/// What one tick of the schedule did.
+/// What one tick of a schedule did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct TickReport {
     /// Connections listed.
     pub connections: usize,
-    /// Jobs enqueued (connections with `sync_inventory` on).
+    /// Jobs enqueued (connections with the work on).
     pub enqueued: usize,
-    /// Connections with `sync_inventory` off: no job (S4).
-    pub sync_off: usize,
+    /// Connections with the work off: no job ([`JobKind::is_on_for`]).
+    pub off: usize,
 }
 
-/// The jobs of one tick: one per connection with `sync_inventory` on, in store order.
-pub fn tick_jobs(connections: &[Connection], tick: DateTime<Utc>) -> (Vec<StoreJob>, TickReport) {
+/// The jobs of `kind` of one tick: one per connection with that work on, in store order.
+pub fn tick_jobs(
+    connections: &[Connection],
+    kind: JobKind,
+    tick: DateTime<Utc>,
+) -> (Vec<StoreJob>, TickReport) {
     let jobs: Vec<StoreJob> = connections
         .iter()
-        .filter(|c| c.settings.sync_inventory)
-        .map(|c| StoreJob::scheduled(c.store_id, tick))
+        .filter(|c| kind.is_on_for(c))
+        .map(|c| StoreJob::scheduled(c.store_id, kind, tick))
         .collect();
     let report = TickReport {
         connections: connections.len(),
         enqueued: jobs.len(),
-        sync_off: connections.len() - jobs.len(),
+        off: connections.len() - jobs.len(),
     };
     (jobs, report)
 }
@@ -144,15 +191,20 @@ mod tests {
     #[test]
     fn ticks_of_one_minute_collapse_and_the_next_minute_does_not() {
         let t = Utc.with_ymd_and_hms(2026, 12, 6, 3, 0, 5).unwrap();
-        let a = StoreJob::scheduled(store(7), t);
-        let b = StoreJob::scheduled(store(7), t + chrono::Duration::seconds(50));
-        let c = StoreJob::scheduled(store(7), t + chrono::Duration::seconds(60));
+        let a = StoreJob::scheduled(store(7), JobKind::Mirror, t);
+        let b = StoreJob::scheduled(store(7), JobKind::Mirror, t + chrono::Duration::seconds(50));
+        let c = StoreJob::scheduled(store(7), JobKind::Mirror, t + chrono::Duration::seconds(60));
         assert_eq!(a.dedup_id, b.dedup_id);
         assert_ne!(a.dedup_id, c.dedup_id);
         assert_ne!(
             a.dedup_id,
-            StoreJob::scheduled(store(8), t).dedup_id,
+            StoreJob::scheduled(store(8), JobKind::Mirror, t).dedup_id,
             "stores never collapse"
+        );
+        assert_ne!(
+            a.dedup_id,
+            StoreJob::scheduled(store(7), JobKind::Sweep, t).dedup_id,
+            "nor kinds"
         );
     }
 
@@ -165,7 +217,10 @@ mod tests {
         let c = StoreJob::from_lightspeed_webhook(store(7), t + chrono::Duration::seconds(2));
         assert_eq!(a.dedup_id, b.dedup_id);
         assert_ne!(a.dedup_id, c.dedup_id);
-        assert_ne!(a.dedup_id, StoreJob::scheduled(store(7), t).dedup_id);
+        assert_ne!(
+            a.dedup_id,
+            StoreJob::scheduled(store(7), JobKind::Mirror, t).dedup_id
+        );
         assert_eq!(a.group_id(), "7");
     }
 
@@ -176,5 +231,19 @@ mod tests {
         assert_eq!(StoreJob::from_body(&job.to_body()).unwrap(), job);
         let err = StoreJob::from_body(r#"{"storeId":0}"#).unwrap_err();
         assert!(err.starts_with("not a store job"), "{err}");
+        // A job of the first release (no kind) is a mirror job.
+        let old = r#"{"storeId":42,"trigger":"schedule","dedupId":"42:mirror:tick:1","enqueuedAt":"2026-12-06T03:00:00Z"}"#;
+        assert_eq!(StoreJob::from_body(old).unwrap().kind, JobKind::Mirror);
+    }
+
+    #[test]
+    fn each_kind_has_its_own_switch() {
+        let mut conn = crate::fakes::connection();
+        conn.settings.sync_inventory = false;
+        conn.settings.post_sales = false;
+        assert!(!JobKind::Mirror.is_on_for(&conn));
+        assert!(JobKind::Sweep.is_on_for(&conn), "refunds are still posted");
+        conn.settings.post_refunds = false;
+        assert!(!JobKind::Sweep.is_on_for(&conn));
     }
 }

@@ -46,6 +46,9 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
 /// the rest of a long catch-up is done by the next run from the cursor. It must stay below
 /// the function's timeout (90 s in `template.yaml`) by more than one page of work.
 pub const DEFAULT_INVENTORY_MAX_RUN: Duration = Duration::from_secs(50);
+/// Default time budget of one store's order sweep (store-worker): below the function's 90 s
+/// timeout; a store's sweep is usually a request or two, the rest waits for the next tick.
+pub const DEFAULT_SWEEP_MAX_RUN: Duration = Duration::from_secs(50);
 /// How long an inventory run holds a store's cursor (renewed with every page). Above the
 /// function's timeout (90 s), so a live run never loses it; well below the core's 300 s
 /// default, so a run killed by that timeout holds the store up for two minutes, not five.
@@ -122,16 +125,16 @@ pub struct SalePosterConfig {
     pub max_receive_count: u32,
 }
 
-/// Configuration of `inventory-sync`, the schedule's tick: the state table (read without
-/// the token key) and the store-jobs queue.
+/// Configuration of the schedules' ticks (`inventory-sync`, `order-sweep`): the state table
+/// (read without the token key) and the store-jobs queue.
 #[derive(Debug, Clone)]
-pub struct InventoryScheduleConfig {
+pub struct ScheduleConfig {
     pub table_name: String,
     pub jobs_queue_url: String,
     pub aws_operation_timeout: Duration,
 }
 
-impl InventoryScheduleConfig {
+impl ScheduleConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(env_lookup)
     }
@@ -147,68 +150,16 @@ impl InventoryScheduleConfig {
     }
 }
 
-/// Configuration of `inventory-worker`: one store's mirror run per job.
+/// Configuration of `store-worker`: one store's mirror run or order sweep per job.
 #[derive(Debug, Clone)]
-pub struct InventoryWorkerConfig {
+pub struct StoreWorkerConfig {
     pub api: ApiConfig,
-    /// A run stops after the page during which this much time has passed.
+    /// A store's mirror run stops after the page during which this much time has passed.
     pub max_run: Duration,
-}
-
-/// Configuration of `order-sweep`: the state table, the work queue and Ecwid; no Lightspeed
-/// and no secret (the sweep reads Ecwid with each store's own token).
-#[derive(Debug, Clone)]
-pub struct OrderSweepConfig {
-    pub table_name: String,
+    /// The work queue the sweep puts the orders it finds on.
     pub queue_url: String,
-    pub ecwid_api_url: String,
-    pub http_timeout: Duration,
-    pub aws_operation_timeout: Duration,
-    /// The run stops starting new windows after this; the next scheduled run resumes.
-    pub max_run: Duration,
-    /// The KMS key of the connections' tokens ([`TOKEN_KMS_KEY_ID`]): the sweep reads Ecwid
-    /// with each store's token.
-    pub token_kms_key_id: String,
-}
-
-impl OrderSweepConfig {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(env_lookup)
-    }
-
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let env = Env(&lookup);
-        let config = Self {
-            table_name: env.required(TABLE_NAME)?,
-            queue_url: env.required(QUEUE_URL)?,
-            ecwid_api_url: env.url(ECWID_API_URL, els_ecwid::DEFAULT_API_URL)?,
-            http_timeout: env.millis(HTTP_TIMEOUT_MS, DEFAULT_HTTP_TIMEOUT)?,
-            aws_operation_timeout: env
-                .millis(AWS_OPERATION_TIMEOUT_MS, DEFAULT_AWS_OPERATION_TIMEOUT)?,
-            max_run: Duration::from_secs(env.positive(
-                SWEEP_MAX_RUN_SECONDS,
-                els_core::sweep::SweepConfig::default().max_run.as_secs(),
-            )?),
-            token_kms_key_id: env.required(TOKEN_KMS_KEY_ID)?.trim().to_string(),
-        };
-        // A store's lease must outlast the run, or the next scheduled run could take a store
-        // over mid-window (harmless for sales, wasteful for Ecwid's budget).
-        let lease = els_core::sweep::SweepConfig::default().lease;
-        if config.max_run.as_secs() as i64 >= lease.num_seconds() {
-            return Err(ConfigError::Invalid {
-                name: SWEEP_MAX_RUN_SECONDS,
-                reason: format!("must be below the store lease of {} s", lease.num_seconds()),
-            });
-        }
-        Ok(config)
-    }
-
-    pub fn sweep_config(&self) -> els_core::sweep::SweepConfig {
-        els_core::sweep::SweepConfig {
-            max_run: self.max_run,
-            ..Default::default()
-        }
-    }
+    /// A store's sweep starts no new window after this.
+    pub sweep_max_run: Duration,
 }
 
 impl WebhookIngestConfig {
@@ -348,7 +299,7 @@ impl SalePosterConfig {
     }
 }
 
-impl InventoryWorkerConfig {
+impl StoreWorkerConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(env_lookup)
     }
@@ -361,6 +312,10 @@ impl InventoryWorkerConfig {
                 INVENTORY_MAX_RUN_SECONDS,
                 DEFAULT_INVENTORY_MAX_RUN.as_secs(),
             )?),
+            queue_url: env.required(QUEUE_URL)?,
+            sweep_max_run: Duration::from_secs(
+                env.positive(SWEEP_MAX_RUN_SECONDS, DEFAULT_SWEEP_MAX_RUN.as_secs())?,
+            ),
         };
         // The budget must end well before the lease, or an overlapping scheduled run could
         // take the store over mid-page.
@@ -373,7 +328,24 @@ impl InventoryWorkerConfig {
                 ),
             });
         }
+        // A store's sweep lease must outlast its run, or the next tick's job could take the
+        // store over mid-window (harmless for sales, wasteful for Ecwid's budget).
+        let lease = els_core::sweep::SweepConfig::default().lease;
+        if config.sweep_max_run.as_secs() as i64 >= lease.num_seconds() {
+            return Err(ConfigError::Invalid {
+                name: SWEEP_MAX_RUN_SECONDS,
+                reason: format!("must be below the store lease of {} s", lease.num_seconds()),
+            });
+        }
         Ok(config)
+    }
+
+    /// The sweep's view of this configuration; the other tunables keep their defaults.
+    pub fn sweep_config(&self) -> els_core::sweep::SweepConfig {
+        els_core::sweep::SweepConfig {
+            max_run: self.sweep_max_run,
+            ..Default::default()
+        }
     }
 
     /// The core's view of this configuration; the other tunables keep their defaults.
@@ -515,13 +487,12 @@ mod tests {
         (MAX_RECEIVE_COUNT, "5"),
         (TOKEN_KMS_KEY_ID, "alias/tokens"),
     ];
-    const INVENTORY: &[(&str, &str)] = &[(TABLE_NAME, "t"), (TOKEN_KMS_KEY_ID, "alias/tokens")];
-    const SCHEDULE: &[(&str, &str)] = &[(TABLE_NAME, "t"), (STORE_JOBS_QUEUE_URL, "jobs")];
-    const SWEEP: &[(&str, &str)] = &[
+    const WORKER: &[(&str, &str)] = &[
         (TABLE_NAME, "t"),
         (QUEUE_URL, "q"),
         (TOKEN_KMS_KEY_ID, "alias/tokens"),
     ];
+    const SCHEDULE: &[(&str, &str)] = &[(TABLE_NAME, "t"), (STORE_JOBS_QUEUE_URL, "jobs")];
 
     /// `pairs` with `name` removed (or blanked, as an unset SAM parameter shows up).
     fn without<'a>(
@@ -592,22 +563,16 @@ mod tests {
                 |p| SalePosterConfig::from_lookup(lookup(p)).map(drop),
             ),
             (
-                "inventory-sync",
+                "inventory-sync and order-sweep",
                 SCHEDULE,
                 &[TABLE_NAME, STORE_JOBS_QUEUE_URL],
-                |p| InventoryScheduleConfig::from_lookup(lookup(p)).map(drop),
+                |p| ScheduleConfig::from_lookup(lookup(p)).map(drop),
             ),
             (
-                "inventory-worker",
-                INVENTORY,
-                &[TABLE_NAME, TOKEN_KMS_KEY_ID],
-                |p| InventoryWorkerConfig::from_lookup(lookup(p)).map(drop),
-            ),
-            (
-                "order-sweep",
-                SWEEP,
+                "store-worker",
+                WORKER,
                 &[TABLE_NAME, QUEUE_URL, TOKEN_KMS_KEY_ID],
-                |p| OrderSweepConfig::from_lookup(lookup(p)).map(drop),
+                |p| StoreWorkerConfig::from_lookup(lookup(p)).map(drop),
             ),
         ];
         for (function, complete, required, check) in cases {
@@ -703,22 +668,30 @@ mod tests {
     }
 
     #[test]
-    fn inventory_sync_defaults_and_run_budget() {
-        let cfg = InventoryWorkerConfig::from_lookup(lookup(INVENTORY)).unwrap();
+    fn store_worker_defaults_and_run_budgets() {
+        let cfg = StoreWorkerConfig::from_lookup(lookup(WORKER)).unwrap();
         assert_eq!(cfg.max_run, DEFAULT_INVENTORY_MAX_RUN);
         assert_eq!(cfg.mirror_config().max_run, DEFAULT_INVENTORY_MAX_RUN);
+        assert_eq!(cfg.sweep_config().max_run, DEFAULT_SWEEP_MAX_RUN);
         assert_eq!(cfg.api.http_timeout, DEFAULT_HTTP_TIMEOUT);
+        let err =
+            StoreWorkerConfig::from_lookup(lookup(&with(WORKER, SWEEP_MAX_RUN_SECONDS, "300")))
+                .unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Invalid {
+                name: SWEEP_MAX_RUN_SECONDS,
+                ..
+            }
+        ));
 
-        let cfg = InventoryWorkerConfig::from_lookup(lookup(&with(
-            INVENTORY,
-            INVENTORY_MAX_RUN_SECONDS,
-            "20",
-        )))
-        .unwrap();
+        let cfg =
+            StoreWorkerConfig::from_lookup(lookup(&with(WORKER, INVENTORY_MAX_RUN_SECONDS, "20")))
+                .unwrap();
         assert_eq!(cfg.mirror_config().max_run, Duration::from_secs(20));
 
-        let err = InventoryWorkerConfig::from_lookup(lookup(&with(
-            INVENTORY,
+        let err = StoreWorkerConfig::from_lookup(lookup(&with(
+            WORKER,
             INVENTORY_MAX_RUN_SECONDS,
             "3600",
         )))

@@ -15,9 +15,9 @@ use crate::config::{WebhookIngestConfig, load_aws_config};
 use crate::secrets::load_client_secret;
 use crate::wiring::{InitError, configuration, log_failure};
 use els_core::ingest::{IngestResponse, Ingestor, RESPONSE_CONTENT_TYPE};
-use els_core::webhook::SIGNATURE_HEADER;
 use els_core::jobs::JobQueue;
 use els_core::ls_webhooks::{HookOutcome, LS_WEBHOOK_PATH_PREFIX, accept_delivery};
+use els_core::webhook::SIGNATURE_HEADER;
 use els_core::{Clock, ConnectionStore, StateStore, WorkQueue};
 use els_http::TokioClock;
 use els_store_aws::{DynamoStore, SqsJobQueue, SqsQueue};
@@ -81,7 +81,11 @@ impl WebhookIngestFunction {
 
 /// Answers one Lightspeed stock webhook ([`els_core::ls_webhooks::accept_delivery`]): the
 /// path's secret is checked and the store's job queued; the body is not read.
-pub async fn handle_lightspeed_delivery<S, Q>(store: &S, jobs: &Q, request: &Request) -> Response<Body>
+pub async fn handle_lightspeed_delivery<S, Q>(
+    store: &S,
+    jobs: &Q,
+    request: &Request,
+) -> Response<Body>
 where
     S: ConnectionStore,
     Q: JobQueue,
@@ -92,13 +96,17 @@ where
     let outcome = accept_delivery(store, jobs, request.uri().path(), chrono::Utc::now()).await;
     match &outcome {
         HookOutcome::Queued(job) => {
-            tracing::info!(store_id = job.store_id.get(), "Lightspeed webhook: store job queued")
+            tracing::info!(
+                store_id = job.store_id.get(),
+                "Lightspeed webhook: store job queued"
+            )
         }
         HookOutcome::Unavailable(e) => tracing::warn!(error = %e, "Lightspeed webhook not queued"),
         // The path holds the secret: never logged.
         other => tracing::info!(outcome = ?other, "Lightspeed webhook refused"),
     }
-    let status = StatusCode::from_u16(outcome.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status =
+        StatusCode::from_u16(outcome.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     plain(status, status.canonical_reason().unwrap_or(""))
 }
 

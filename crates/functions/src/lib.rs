@@ -6,25 +6,24 @@
 //!
 //! * [`ingest::handle_webhook_request`]: Ecwid webhook (HTTP API / Function URL) to the queue.
 //! * [`poster::post_sqs_batch`]: SQS batch to Lightspeed sales, with partial batch failures.
-//! * [`inventory::enqueue_tick`]: EventBridge schedule to one store job per connection.
-//! * [`inventory_worker::run_jobs`]: store jobs (SQS batch) to Ecwid stock levels, one
-//!   store per job, with partial batch failures.
-//! * [`sweep::sweep_all_stores`]: EventBridge schedule to the queue: paid orders no webhook
-//!   brought.
+//! * [`tick::enqueue_tick`]: an EventBridge schedule (`inventory-sync` every minute,
+//!   `order-sweep` every 5) to one store job per connection.
+//! * [`store_worker::run_jobs`]: store jobs (SQS batch) to Ecwid stock levels (the mirror)
+//!   or to the work queue (the sweep: paid orders no webhook brought), one store per job,
+//!   with partial batch failures.
 //!
 //! [`metrics`] writes their custom CloudWatch metrics (Embedded Metric Format on stdout),
 //! which the template's alarms watch.
 
 pub mod config;
 pub mod ingest;
-pub mod inventory;
-pub mod inventory_worker;
 pub mod lightspeed_auth;
 pub mod metrics;
 pub mod poster;
 pub mod secrets;
-pub mod sweep;
+pub mod store_worker;
 pub mod telemetry;
+pub mod tick;
 pub mod tls;
 pub mod wiring;
 

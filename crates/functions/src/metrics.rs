@@ -24,12 +24,11 @@
 //! ```no_run
 //! use els_functions::metrics::{self, Unit};
 //!
-//! // What order-sweep reports at the end of a run (no dimension):
+//! // What store-worker reports after a batch of sweep jobs (no dimension):
 //! metrics::emit(
 //!     &[
 //!         (metrics::SWEEP_FINDS, 3.0, Unit::Count),
 //!         (metrics::SWEEP_RUN_DURATION, 8_250.0, Unit::Milliseconds),
-//!         (metrics::SWEEP_RUNS_COMPLETED, 1.0, Unit::Count),
 //!         (metrics::STORES_UNHEALTHY, 0.0, Unit::Count),
 //!     ],
 //!     &[],
@@ -51,14 +50,15 @@
 //! | [`OLDEST_QUEUED_ORDER_AGE`] | Seconds | | sale-poster: the oldest record of the batch |
 //! | [`MIRROR_JOBS_ENQUEUED`] | Count | | inventory-sync: store jobs the tick enqueued |
 //! | [`MIRROR_TICKS_COMPLETED`] | Count | | inventory-sync: 1 when every store with inventory on got its job |
-//! | [`STOCK_LEVELS_WRITTEN`] | Count | | inventory-worker: levels written to Ecwid by the invocation's runs |
-//! | [`MIRROR_RUN_DURATION`] | Milliseconds | | inventory-worker: the invocation's longest store run |
-//! | [`MIRROR_STORES_FAILED`] | Count | | inventory-worker: store runs that failed (retried alone) |
-//! | [`MIRROR_JOB_LAG`] | Milliseconds | | inventory-worker: the longest wait from enqueued to run |
-//! | [`SWEEP_FINDS`] | Count | | order-sweep: orders found and queued |
-//! | [`SWEEP_RUN_DURATION`] | Milliseconds | | order-sweep: the invocation |
-//! | [`SWEEP_RUNS_COMPLETED`] | Count | | order-sweep: 1 per completed run |
-//! | [`STORES_UNHEALTHY`] | Count | | order-sweep: stores it judged unhealthy |
+//! | [`STOCK_LEVELS_WRITTEN`] | Count | | store-worker: levels written to Ecwid by the invocation's runs |
+//! | [`MIRROR_RUN_DURATION`] | Milliseconds | | store-worker: the invocation's longest store run |
+//! | [`MIRROR_STORES_FAILED`] | Count | | store-worker: store runs that failed (retried alone) |
+//! | [`MIRROR_JOB_LAG`] | Milliseconds | | store-worker: the longest wait from enqueued to run |
+//! | [`SWEEP_JOBS_ENQUEUED`] | Count | | order-sweep: store jobs the tick enqueued |
+//! | [`SWEEP_TICKS_COMPLETED`] | Count | | order-sweep: 1 when every store that posts got its job |
+//! | [`SWEEP_FINDS`] | Count | | store-worker: orders its sweeps found and queued |
+//! | [`SWEEP_RUN_DURATION`] | Milliseconds | | store-worker: the invocation's longest store sweep |
+//! | [`STORES_UNHEALTHY`] | Count | | store-worker: stores its sweeps judged unhealthy |
 
 use els_core::ledger::ReasonCode;
 use serde_json::{Map, Value, json};
@@ -85,25 +85,27 @@ pub const ORDERS_DEAD_LETTERED: &str = "OrdersDeadLettered";
 /// sale-poster: the age of the oldest message of a batch when the invocation started
 /// (now − its `SentTimestamp`).
 pub const OLDEST_QUEUED_ORDER_AGE: &str = "OldestQueuedOrderAge";
-/// inventory-worker: stock levels written to Ecwid by one invocation (its stores' runs).
+/// store-worker: stock levels written to Ecwid by one invocation (its stores' runs).
 pub const STOCK_LEVELS_WRITTEN: &str = "StockLevelsWritten";
-/// inventory-worker: the longest store run of one invocation.
+/// store-worker: the longest store run of one invocation.
 pub const MIRROR_RUN_DURATION: &str = "MirrorRunDuration";
-/// inventory-worker: store runs that failed (their jobs come back and are retried alone).
+/// store-worker: store runs that failed (their jobs come back and are retried alone).
 pub const MIRROR_STORES_FAILED: &str = "MirrorStoresFailed";
-/// inventory-worker: the longest wait of one invocation's jobs, from enqueued to run.
+/// store-worker: the longest wait of one invocation's jobs, from enqueued to run.
 pub const MIRROR_JOB_LAG: &str = "MirrorJobLag";
 /// inventory-sync: store jobs one tick enqueued.
 pub const MIRROR_JOBS_ENQUEUED: &str = "MirrorJobsEnqueued";
 /// inventory-sync: 1 per tick that enqueued a job for every store with inventory on.
 pub const MIRROR_TICKS_COMPLETED: &str = "MirrorTicksCompleted";
-/// order-sweep: orders the sweep found missing and queued.
+/// order-sweep: store jobs one tick enqueued.
+pub const SWEEP_JOBS_ENQUEUED: &str = "SweepJobsEnqueued";
+/// order-sweep: 1 per tick that enqueued a job for every store that posts sales or refunds.
+pub const SWEEP_TICKS_COMPLETED: &str = "SweepTicksCompleted";
+/// store-worker: orders the sweep found missing and queued.
 pub const SWEEP_FINDS: &str = "SweepFinds";
-/// order-sweep: how long one invocation took.
+/// store-worker: the longest store sweep of one invocation.
 pub const SWEEP_RUN_DURATION: &str = "SweepRunDuration";
-/// order-sweep: 1 per completed run.
-pub const SWEEP_RUNS_COMPLETED: &str = "SweepRunsCompleted";
-/// order-sweep: how many stores the run judged unhealthy.
+/// store-worker: how many stores its sweeps judged unhealthy.
 pub const STORES_UNHEALTHY: &str = "StoresUnhealthy";
 
 /// Every metric name the functions emit.
@@ -118,9 +120,10 @@ pub const ALL: &[&str] = &[
     MIRROR_JOB_LAG,
     MIRROR_JOBS_ENQUEUED,
     MIRROR_TICKS_COMPLETED,
+    SWEEP_JOBS_ENQUEUED,
+    SWEEP_TICKS_COMPLETED,
     SWEEP_FINDS,
     SWEEP_RUN_DURATION,
-    SWEEP_RUNS_COMPLETED,
     STORES_UNHEALTHY,
 ];
 

@@ -185,10 +185,8 @@ mod tests {
 
     #[test]
     fn a_configuration_error_names_the_function_and_the_variable() {
-        let err = configuration("store-worker", || {
-            StoreWorkerConfig::from_lookup(|_| None)
-        })
-        .expect_err("no TABLE_NAME");
+        let err = configuration("store-worker", || StoreWorkerConfig::from_lookup(|_| None))
+            .expect_err("no TABLE_NAME");
         assert_eq!(
             err.to_string(),
             format!("store-worker configuration: environment variable {TABLE_NAME} is not set")

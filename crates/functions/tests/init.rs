@@ -32,15 +32,17 @@ fn complete_env(function: &str) -> Vec<(&'static str, &'static str)> {
                 "http://127.0.0.1:1/123456789012/store-jobs.fifo",
             ),
         ],
-        "inventory-worker" => vec![
-            ("TABLE_NAME", "state"),
-            ("TOKEN_KMS_KEY_ID", "alias/els-tokens"),
-        ],
-        // The functions that read merchant tokens do not start without their key.
-        "order-sweep" => vec![
+        "store-worker" => vec![
             ("TABLE_NAME", "state"),
             ("QUEUE_URL", "http://127.0.0.1:1/123456789012/orders.fifo"),
             ("TOKEN_KMS_KEY_ID", "alias/els-tokens"),
+        ],
+        "order-sweep" => vec![
+            ("TABLE_NAME", "state"),
+            (
+                "STORE_JOBS_QUEUE_URL",
+                "http://127.0.0.1:1/123456789012/store-jobs.fifo",
+            ),
         ],
         other => panic!("no function {other}"),
     }
@@ -51,7 +53,7 @@ fn binary(function: &str) -> &'static str {
         "webhook-ingest" => env!("CARGO_BIN_EXE_webhook-ingest"),
         "sale-poster" => env!("CARGO_BIN_EXE_sale-poster"),
         "inventory-sync" => env!("CARGO_BIN_EXE_inventory-sync"),
-        "inventory-worker" => env!("CARGO_BIN_EXE_inventory-worker"),
+        "store-worker" => env!("CARGO_BIN_EXE_store-worker"),
         "order-sweep" => env!("CARGO_BIN_EXE_order-sweep"),
         other => panic!("no function {other}"),
     }
@@ -77,7 +79,7 @@ fn a_missing_variable_fails_init_with_its_name() {
         "webhook-ingest",
         "sale-poster",
         "inventory-sync",
-        "inventory-worker",
+        "store-worker",
         "order-sweep",
     ] {
         let complete = complete_env(function);

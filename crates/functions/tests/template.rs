@@ -340,17 +340,19 @@ fn each_function_is_granted_exactly_what_its_code_calls() {
         BTreeSet::from([connections_index()]),
     );
     assert_eq!(got["InventorySyncRole"], tick);
-    // The worker mirrors one store per job: never lists connections.
+    // The worker runs one store per job (its mirror, or its sweep, which queues the orders
+    // it finds): never lists connections, never deletes.
     assert_eq!(
-        got["InventoryWorkerRole"],
+        got["StoreWorkerRole"],
         with_logs(
-            "InventoryWorkerLogGroup",
+            "StoreWorkerLogGroup",
             &[
                 ("dynamodb:GetItem", &table),
                 ("dynamodb:PutItem", &table),
                 ("dynamodb:Query", &table),
                 ("dynamodb:BatchGetItem", &table),
                 ("dynamodb:BatchWriteItem", &table),
+                ("sqs:SendMessage", &queue),
                 ("sqs:ReceiveMessage", &jobs),
                 ("sqs:DeleteMessage", &jobs),
                 ("sqs:GetQueueAttributes", &jobs),
@@ -360,23 +362,12 @@ fn each_function_is_granted_exactly_what_its_code_calls() {
             ]
         )
     );
-    // The sweep reads state, lists the connections (decrypting their tokens) and queues
-    // orders; nothing else (no SSM, no token written, no Lightspeed, no delete).
-    let mut sweep = with_logs(
-        "OrderSweepLogGroup",
-        &[
-            ("dynamodb:GetItem", &table),
-            ("dynamodb:PutItem", &table),
-            ("dynamodb:BatchGetItem", &table),
-            ("kms:Decrypt", &token_key),
-            ("sqs:SendMessage", &queue),
-        ],
-    );
-    sweep.insert(
-        "dynamodb:Query".into(),
-        BTreeSet::from([table.clone(), connections_index()]),
-    );
-    assert_eq!(got["OrderSweepRole"], sweep);
+    // The sweep's tick is the inventory tick's twin, on its own log group.
+    let mut sweep_tick = tick.clone();
+    for (a, r) in logs("OrderSweepLogGroup") {
+        sweep_tick.insert(a.to_string(), BTreeSet::from([r]));
+    }
+    assert_eq!(got["OrderSweepRole"], sweep_tick);
     assert_eq!(got.len(), 5, "one role per function: {:?}", got.keys());
 
     // kms:Decrypt, when granted, only through SSM.
@@ -551,11 +542,11 @@ fn only_the_functions_that_use_tokens_may_decrypt_them_with_a_store_context() {
     }
     assert_eq!(
         decrypters,
-        BTreeSet::from(["InventoryWorkerRole", "OrderSweepRole", "SalePosterRole"])
+        BTreeSet::from(["SalePosterRole", "StoreWorkerRole"])
     );
     assert_eq!(
         encrypters,
-        BTreeSet::from(["InventoryWorkerRole", "SalePosterRole"])
+        BTreeSet::from(["StoreWorkerRole", "SalePosterRole"])
     );
 
     // The key's ARN is given to exactly those functions, and webhook-ingest has no key.
@@ -573,11 +564,7 @@ fn only_the_functions_that_use_tokens_may_decrypt_them_with_a_store_context() {
     }
     assert_eq!(
         given,
-        BTreeSet::from([
-            "InventoryWorkerFunction",
-            "OrderSweepFunction",
-            "SalePosterFunction"
-        ])
+        BTreeSet::from(["SalePosterFunction", "StoreWorkerFunction"])
     );
 }
 
@@ -618,7 +605,7 @@ fn functions_are_arm64_al2023_cargo_lambda_builds_with_limits_and_json_logs() {
             "webhook-ingest",
             "sale-poster",
             "inventory-sync",
-            "inventory-worker",
+            "store-worker",
             "order-sweep"
         ])
     );
@@ -690,7 +677,7 @@ fn the_inventory_tick_fans_out_one_job_per_store_to_a_worker_within_its_timeout_
         "the tick reads no token"
     );
 
-    let worker = function(&t, "InventoryWorkerFunction");
+    let worker = function(&t, "StoreWorkerFunction");
     let timeout = number(&worker["Timeout"]);
     let max_run = number(&params["InventoryMaxRunSeconds"]["MaxValue"]);
     assert!(
@@ -727,17 +714,17 @@ fn the_inventory_tick_fans_out_one_job_per_store_to_a_worker_within_its_timeout_
         p["FunctionResponseTypes"],
         json!(["ReportBatchItemFailures"])
     );
-    assert_eq!(p["BatchSize"], json!({ "Ref": "InventoryWorkerBatchSize" }));
+    assert_eq!(p["BatchSize"], json!({ "Ref": "StoreWorkerBatchSize" }));
     assert!(
-        number(&params["InventoryWorkerBatchSize"]["MaxValue"]) <= 10,
+        number(&params["StoreWorkerBatchSize"]["MaxValue"]) <= 10,
         "FIFO"
     );
     assert_eq!(
         p["ScalingConfig"]["MaximumConcurrency"],
-        json!({ "Ref": "InventoryWorkerConcurrency" })
+        json!({ "Ref": "StoreWorkerConcurrency" })
     );
     assert!(
-        number(&params["InventoryWorkerConcurrency"]["MinValue"]) >= 2,
+        number(&params["StoreWorkerConcurrency"]["MinValue"]) >= 2,
         "the SQS minimum"
     );
 }
@@ -995,7 +982,7 @@ fn alarms_and_dashboard_name_only_metrics_the_functions_emit() {
         metrics::ORDERS_DEAD_LETTERED,
         metrics::MIRROR_TICKS_COMPLETED,
         metrics::MIRROR_STORES_FAILED,
-        metrics::SWEEP_RUNS_COMPLETED,
+        metrics::SWEEP_TICKS_COMPLETED,
         metrics::STORES_UNHEALTHY,
     ] {
         assert!(watched.contains(needed), "no alarm watches {needed}");
@@ -1033,7 +1020,7 @@ fn silence_alarms_treat_missing_runs_as_a_stall() {
     let alarm = |name: &str| &resources(&t)[name]["Properties"];
     for (name, metric, period) in [
         ("MirrorStalledAlarm", "MirrorTicksCompleted", 60),
-        ("SweepStalledAlarm", "SweepRunsCompleted", 300),
+        ("SweepStalledAlarm", "SweepTicksCompleted", 300),
     ] {
         let p = alarm(name);
         assert_eq!(p["MetricName"], metric, "{name}");
@@ -1100,12 +1087,12 @@ fn silence_alarms_treat_missing_runs_as_a_stall() {
     );
 }
 
-/// order-sweep: a parameterised schedule (every 5 minutes by default), the schedule is the
-/// retry, its run budget fits its timeout, and its environment is what its configuration
-/// reads, with no Lightspeed and no secret.
+/// order-sweep: a parameterised schedule (every 5 minutes by default) whose tick enqueues
+/// one sweep job per store, the schedule is the retry, its environment is only the table and
+/// the store-jobs queue; the worker's sweep budget fits the worker's timeout and its lease.
 #[test]
-fn order_sweep_runs_on_a_parameterised_schedule_within_its_timeout() {
-    use els_functions::config::{ECWID_API_URL, HTTP_TIMEOUT_MS, QUEUE_URL, SWEEP_MAX_RUN_SECONDS};
+fn order_sweep_ticks_on_a_parameterised_schedule_and_the_worker_sweeps_within_its_timeout() {
+    use els_functions::config::{QUEUE_URL, STORE_JOBS_QUEUE_URL, SWEEP_MAX_RUN_SECONDS};
     let t = template();
     let params = &t["Parameters"];
     assert_eq!(params["OrderSweepSchedule"]["Default"], "rate(5 minutes)");
@@ -1117,29 +1104,22 @@ fn order_sweep_runs_on_a_parameterised_schedule_within_its_timeout() {
         json!({ "Ref": "OrderSweepSchedule" })
     );
     assert_eq!(f["EventInvokeConfig"]["MaximumRetryAttempts"], 0);
-
-    let timeout = number(&f["Timeout"]);
-    assert_eq!(number(&params["SweepMaxRunSeconds"]["Default"]), 120);
-    let max_run = number(&params["SweepMaxRunSeconds"]["MaxValue"]);
-    assert!(
-        max_run + 20 <= timeout,
-        "a window still fits after the budget"
-    );
-
     let vars = f["Environment"]["Variables"]
         .as_object()
         .expect("Variables");
     let names: BTreeSet<&str> = vars.keys().map(String::as_str).collect();
-    assert_eq!(
-        names,
-        BTreeSet::from([
-            QUEUE_URL,
-            ECWID_API_URL,
-            HTTP_TIMEOUT_MS,
-            SWEEP_MAX_RUN_SECONDS,
-            TOKEN_KMS_KEY_ID
-        ])
+    assert_eq!(names, BTreeSet::from([STORE_JOBS_QUEUE_URL]));
+
+    let worker = function(&t, "StoreWorkerFunction");
+    let timeout = number(&worker["Timeout"]);
+    let max_run = number(&params["SweepMaxRunSeconds"]["MaxValue"]);
+    assert!(
+        max_run + 10 <= timeout,
+        "a window still fits after the budget"
     );
+    let lease = els_core::sweep::SweepConfig::default().lease.num_seconds() as u64;
+    assert!(timeout < lease, "a live sweep keeps its store's lease");
+    let vars = &worker["Environment"]["Variables"];
     assert_eq!(vars[QUEUE_URL], json!({ "Ref": "WorkQueue" }));
     assert_eq!(
         vars[SWEEP_MAX_RUN_SECONDS],

@@ -31,7 +31,7 @@ use anyhow::{Context, bail, ensure};
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use els_core::ingest::{IngestConfig, Ingestor};
 use els_core::inventory::mirror::{InventoryMirror, MirrorConfig};
-use els_core::jobs::{JobQueue, StoreJob, tick_jobs};
+use els_core::jobs::{JobKind, JobQueue, StoreJob, tick_jobs};
 use els_core::ledger::OrderKey;
 use els_core::poster::{PosterConfig, SalePoster};
 use els_core::{ConnectionStore, LedgerStore, Secret, WorkQueue};
@@ -392,7 +392,7 @@ pub async fn run(opts: MeasureOptions) -> anyhow::Result<Measurement> {
         let (ticked, secs) = step(&tick_logs, async {
             tick_store.ensure_migrated().await?;
             let connections = tick_store.list_connections().await?;
-            let (store_jobs, report) = tick_jobs(&connections, at);
+            let (store_jobs, report) = tick_jobs(&connections, JobKind::Mirror, at);
             jobs.enqueue_jobs(&store_jobs)
                 .await
                 .map_err(|e| els_core::StoreError::Unavailable(e.to_string()))?;
