@@ -135,6 +135,12 @@ async fn two_poster_processes_share_one_budget_and_post_every_order_once() {
                 .env("ELS_WORKER_WINDOW_MS", window.as_millis().to_string())
                 .env("ELS_WORKER_RESERVE", reserve.to_string())
                 .env("ELS_WORKER_SHARED", if shared { "1" } else { "0" })
+                // Far beyond what the limit allows: a debug build on moto is slow.
+                .env(
+                    "ELS_WORKER_DEADLINE_SECS",
+                    (120 + orders as u64 * window.as_millis() as u64 / u64::from(limit) / 100)
+                        .to_string(),
+                )
                 .stdout(Stdio::piped())
                 .spawn()
                 .expect("a poster worker starts")
@@ -160,33 +166,6 @@ async fn two_poster_processes_share_one_budget_and_post_every_order_once() {
     done.store(true, Ordering::Relaxed);
     let samples = sampler.await.unwrap();
 
-    // Both worked, and together settled every order.
-    for r in &reports {
-        assert!(
-            r["settled"].as_u64().unwrap() > 0,
-            "each worker worked: {r}"
-        );
-    }
-    let posted: u64 = reports.iter().map(|r| r["posted"].as_u64().unwrap()).sum();
-
-    // Every order has exactly one sale, and its ledger says POSTED with that sale.
-    let sales = sandbox.sales();
-    for id in &ids {
-        let key = OrderKey::new(conn.store_id, id.clone());
-        let invoice = key.invoice_number();
-        let mine: Vec<_> = sales
-            .iter()
-            .filter(|s| s["invoice_number"].as_str() == Some(invoice.as_str()))
-            .collect();
-        assert_eq!(mine.len(), 1, "order {id}: one sale");
-        let entry = store.load_order(&key).await.unwrap().expect("ledger item");
-        assert_eq!(entry.state, OrderState::Posted, "order {id}");
-        assert_eq!(entry.sale_id.as_deref(), mine[0]["id"].as_str());
-    }
-    assert_eq!(sales.len(), orders, "one sale per order");
-    assert_eq!(posted as usize, orders, "each order posted once");
-    assert_eq!(queue.queue_depth().await.unwrap(), (0, 0), "drained");
-
     let c = sandbox.counters();
     let ceiling = f64::from(limit) / window.as_secs_f64();
     let stats = els_cli::bench::window_stats(&samples, window, u64::from(limit - reserve));
@@ -198,10 +177,11 @@ async fn two_poster_processes_share_one_budget_and_post_every_order_once() {
     };
     eprintln!(
         "shared budget ({}): {orders} orders by {workers} processes in {:.2} s, {} Lightspeed \
-         requests ({} sale POSTs, {} searches, {} GETs), {} 429s, at most {} requests in one window of {window:?} (limit {limit}, \
-         reserve {reserve}); {:.1} sales/s = {:.0}% of the ceiling {ceiling:.1}/s; budget: {} \
-         slots granted, {} DynamoDB writes ({:.2} per request), {} lost races, {} waits ({} of \
-         them reads of a full window), {} slots expired unspent",
+         requests ({} sale POSTs, {} searches, {} GETs), {} 429s, at most {} requests in one \
+         window of {window:?} (limit {limit}, reserve {reserve}); {:.1} sales/s = {:.0}% of \
+         the ceiling {ceiling:.1}/s; budget: {} slots granted, {} DynamoDB writes ({:.2} per \
+         request), {} lost races, {} waits ({} of them reads of a full window), {} slots \
+         expired unspent",
         if shared { "on" } else { "OFF" },
         elapsed.as_secs_f64(),
         c.ls_requests,
@@ -233,6 +213,34 @@ async fn two_poster_processes_share_one_budget_and_post_every_order_once() {
         .map(|(op, n)| format!("{op} {:.2}", *n as f64 / orders as f64))
         .collect();
     eprintln!("AWS calls per order: {}", per_order.join(", "));
+
+    // Both worked until the queue was drained, and together settled every order.
+    for r in &reports {
+        assert_eq!(r["drained"], true, "a worker stopped at its deadline: {r}");
+        assert!(
+            r["settled"].as_u64().unwrap() > 0,
+            "each worker worked: {r}"
+        );
+    }
+    let posted: u64 = reports.iter().map(|r| r["posted"].as_u64().unwrap()).sum();
+
+    // Every order has exactly one sale, and its ledger says POSTED with that sale.
+    let sales = sandbox.sales();
+    for id in &ids {
+        let key = OrderKey::new(conn.store_id, id.clone());
+        let invoice = key.invoice_number();
+        let mine: Vec<_> = sales
+            .iter()
+            .filter(|s| s["invoice_number"].as_str() == Some(invoice.as_str()))
+            .collect();
+        assert_eq!(mine.len(), 1, "order {id}: one sale");
+        let entry = store.load_order(&key).await.unwrap().expect("ledger item");
+        assert_eq!(entry.state, OrderState::Posted, "order {id}");
+        assert_eq!(entry.sale_id.as_deref(), mine[0]["id"].as_str());
+    }
+    assert_eq!(sales.len(), orders, "one sale per order");
+    assert_eq!(posted as usize, orders, "each order posted once");
+    assert_eq!(queue.queue_depth().await.unwrap(), (0, 0), "drained");
 
     // Together they never went over the limit: the sandbox never had to say 429.
     assert_eq!(c.ls_rate_limited, 0, "{c:?}");

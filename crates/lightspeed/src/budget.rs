@@ -29,8 +29,8 @@
 //! them locally. A block is good for [`BudgetSettings::hold`] after it was taken; what is
 //! left then is dropped, and counts as spent: conservative, never an overshoot. The size
 //! adapts to the process's pace ([`next_block_size`]): 1, then doubling while blocks are
-//! spent in time, and down to what was spent when one expires, so a process that sends a
-//! request now and then does not waste the budget others wait for.
+//! spent within half their hold, and down to what was spent when one expires, so a process
+//! that sends a request now and then does not waste the budget others wait for.
 //!
 //! **Why it never overshoots.** A slot ending at `end` holds requests taken before `end`,
 //! each sent within `hold` of being taken and reaching Lightspeed within `grace` (latency

@@ -10,7 +10,8 @@
 //! 10); `ELS_WORKER_SHARED=0` runs without the shared budget (each process its own gate
 //! only: what the budget is there to prevent); `ELS_WORKER_IDLE_MS` (default 1500): the
 //! worker exits once the queue has held nothing, visible or in flight, that long;
-//! `ELS_WORKER_DEADLINE_SECS` (default 300) bounds its run.
+//! `ELS_WORKER_DEADLINE_SECS` (default 300) bounds its run (then it reports `drained`
+//! false).
 //!
 //! It prints one JSON line on stdout: what it settled, its budget's counters and its AWS
 //! calls by operation (a [`Meter`] on its clients).
@@ -91,6 +92,7 @@ async fn main() {
     let started = Instant::now();
     let (mut settled, mut posted, mut retried) = (0u64, 0u64, 0u64);
     let mut empty_since: Option<Instant> = None;
+    let mut drained = false;
     while Instant::now() < deadline {
         let batch = match queue.receive(options.batch, options.visibility).await {
             Ok(batch) => batch,
@@ -105,6 +107,7 @@ async fn main() {
             if visible + in_flight == 0 {
                 let since = *empty_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= idle {
+                    drained = true;
                     break;
                 }
             } else {
@@ -142,6 +145,7 @@ async fn main() {
             "retried": retried,
             "seconds": started.elapsed().as_secs_f64(),
             "shared": shared,
+            "drained": drained,
             "aws_calls": calls,
             "window_writes": metered.item_writes(els_store_aws::budget::RATE_WINDOW_SK).items,
             "budget": {

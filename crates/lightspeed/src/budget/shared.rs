@@ -138,6 +138,8 @@ struct Block {
     /// Slots the block was given.
     taken: u32,
     valid_until: Option<Instant>,
+    /// When its last slot was handed out.
+    emptied_at: Option<Instant>,
     /// Slots to ask for next ([`next_block_size`]; 0 before the first block: 1).
     size: u32,
     /// The record said nothing frees before this: until then the process's other requests
@@ -145,16 +147,16 @@ struct Block {
     full_until: Option<Instant>,
 }
 
-/// The size of a process's next block: twice the last one when it was spent before its
-/// hold ran out, else what was spent of it plus one, at most `max`. A process sending a
-/// request now and then takes one slot per write, a busy one `max`, and few slots expire
-/// unspent either way.
-pub fn next_block_size(size: u32, taken: u32, left: u32, max: u32) -> u32 {
+/// The size of a process's next block, at most `max`: twice the last one when it was spent
+/// within the first half of its hold (`early`), the same when spent later, and what was
+/// spent of it (at least 1) when some of it expired. A process sending a request now and
+/// then takes one slot per write, a busy one `max`, and few slots expire unspent either way.
+pub fn next_block_size(size: u32, taken: u32, left: u32, early: bool, max: u32) -> u32 {
     let max = max.max(1);
-    if left == 0 {
-        size.max(1).saturating_mul(2).min(max)
-    } else {
-        taken.saturating_sub(left).saturating_add(1).min(max)
+    match (left, early) {
+        (0, true) => size.max(1).saturating_mul(2).min(max),
+        (0, false) => size.clamp(1, max),
+        _ => taken.saturating_sub(left).clamp(1, max),
     }
 }
 
@@ -220,6 +222,9 @@ impl<S: WindowStore> WindowBudget<S> {
             && Instant::now() < valid_until
         {
             block.left -= 1;
+            if block.left == 0 {
+                block.emptied_at = Some(Instant::now());
+            }
             bump(&self.counters.granted, 1);
             return Ok(Grant::Go { valid_until });
         }
@@ -232,12 +237,16 @@ impl<S: WindowStore> WindowBudget<S> {
             block.full_until = None;
         }
         let s = &self.settings;
-        if block.valid_until.is_some() {
+        if let Some(valid_until) = block.valid_until {
             bump(&self.counters.unspent, u64::from(block.left));
-            block.size = next_block_size(block.size, block.taken, block.left, s.block);
+            let early = block
+                .emptied_at
+                .is_some_and(|at| at + s.hold / 2 <= valid_until);
+            block.size = next_block_size(block.size, block.taken, block.left, early, s.block);
             block.left = 0;
             block.taken = 0;
             block.valid_until = None;
+            block.emptied_at = None;
         }
         let want = block.size.clamp(1, s.block.max(1));
         for attempt in 0..s.conflict_retries.max(1) {
@@ -273,6 +282,7 @@ impl<S: WindowStore> WindowBudget<S> {
                         block.left = n - 1;
                         block.taken = n;
                         block.valid_until = Some(valid_until);
+                        block.emptied_at = (n == 1).then(Instant::now);
                         return Ok(Grant::Go { valid_until });
                     }
                     bump(&self.counters.conflicts, 1);
@@ -318,17 +328,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn blocks_grow_while_spent_in_time_and_shrink_to_what_was_spent() {
-        // From the first block of 1: 2, 4, then the maximum.
-        assert_eq!(next_block_size(0, 1, 0, 5), 2);
-        assert_eq!(next_block_size(2, 2, 0, 5), 4);
-        assert_eq!(next_block_size(4, 4, 0, 5), 5);
-        assert_eq!(next_block_size(5, 5, 0, 5), 5);
-        // 2 of 5 spent before the hold ran out: 3 next time; none spent: 1.
-        assert_eq!(next_block_size(5, 5, 3, 5), 3);
-        assert_eq!(next_block_size(5, 5, 5, 5), 1);
-        // A block cut short by a full window, spent: it grows from what it was asked.
-        assert_eq!(next_block_size(4, 1, 0, 5), 5);
+    fn blocks_grow_while_spent_early_and_shrink_to_what_was_spent() {
+        // Spent within half the hold: from the first block of 1, 2, 4, then the maximum.
+        assert_eq!(next_block_size(0, 1, 0, true, 5), 2);
+        assert_eq!(next_block_size(2, 2, 0, true, 5), 4);
+        assert_eq!(next_block_size(4, 4, 0, true, 5), 5);
+        assert_eq!(next_block_size(5, 5, 0, true, 5), 5);
+        // Spent, but only late in the hold: the same size again.
+        assert_eq!(next_block_size(2, 2, 0, false, 5), 2);
+        // 2 of 5 spent before the hold ran out: 2 next time; none spent: 1.
+        assert_eq!(next_block_size(5, 5, 3, false, 5), 2);
+        assert_eq!(next_block_size(5, 5, 5, false, 5), 1);
+        // A block cut short by a full window, spent early: it grows from what it was asked.
+        assert_eq!(next_block_size(4, 1, 0, true, 5), 5);
     }
 
     #[tokio::test]
