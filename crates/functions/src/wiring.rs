@@ -23,11 +23,9 @@ use crate::lightspeed_auth::{OAuthSetupError, load_oauth_credentials};
 use crate::secrets::SecretError;
 use crate::tls::{ApiClientError, api_http_client};
 use els_core::deadline::Deadline;
-use els_core::{DomainPrefix, StoreError};
 use els_ecwid::EcwidClient;
-use els_lightspeed::budget::{BudgetFuture, BudgetSettings, WindowState};
-use els_lightspeed::{AuthLightspeed, LightspeedClient, Pacing, WindowBudget, WindowStore};
-use els_store_aws::budget::{RateWindow, RateWindows};
+use els_lightspeed::{AuthLightspeed, LightspeedClient, Pacing};
+use els_store_aws::budget::DynamoBudget;
 use els_store_aws::{DynamoStore, TokenCipher};
 use std::sync::Arc;
 use thiserror::Error;
@@ -74,54 +72,10 @@ pub fn token_store(
     ))
 }
 
-/// The shared rate windows in the state table, as the Lightspeed budget's store: the
-/// storage is `els_store_aws::budget`, the arithmetic `els_lightspeed::budget`.
-#[derive(Clone, Debug)]
-pub struct DynamoWindows(pub RateWindows);
-
-impl WindowStore for DynamoWindows {
-    fn load<'a>(
-        &'a self,
-        domain_prefix: &'a DomainPrefix,
-    ) -> BudgetFuture<'a, Result<WindowState, StoreError>> {
-        Box::pin(async move {
-            let w = self.0.load(domain_prefix).await?;
-            Ok(WindowState {
-                version: w.version,
-                slots: w.slots,
-                limit: w.limit,
-                expires_at: w.expires_at,
-            })
-        })
-    }
-
-    fn save<'a>(
-        &'a self,
-        domain_prefix: &'a DomainPrefix,
-        expected: u64,
-        next: &'a WindowState,
-    ) -> BudgetFuture<'a, Result<bool, StoreError>> {
-        Box::pin(async move {
-            let next = RateWindow {
-                version: next.version,
-                slots: next.slots.clone(),
-                limit: next.limit,
-                expires_at: next.expires_at,
-            };
-            self.0.save(domain_prefix, expected, &next).await
-        })
-    }
-}
-
-/// The retailer-wide Lightspeed budget shared by every function instance.
-pub type DynamoBudget = WindowBudget<DynamoWindows>;
-
-/// The shared budget on `store`'s table, counting over the window `pacing` assumes.
+/// The retailer-wide Lightspeed budget shared by every function instance, on `store`'s
+/// table, counting over the window `pacing` assumes.
 pub fn dynamo_budget(store: &DynamoStore, pacing: &Pacing) -> Arc<DynamoBudget> {
-    Arc::new(WindowBudget::new(
-        DynamoWindows(RateWindows::of(store)),
-        BudgetSettings::for_window(pacing.window),
-    ))
+    Arc::new(els_store_aws::budget::dynamo_budget(store, pacing.window))
 }
 
 /// The state store and the API clients of `sale-poster` and `store-worker`.
@@ -221,7 +175,10 @@ mod tests {
             clients.lightspeed.inner().shared_budget().is_some(),
             "every instance shares the retailer's budget"
         );
-        assert_eq!(clients.budget.settings(), BudgetSettings::default());
+        assert_eq!(
+            clients.budget.settings(),
+            els_lightspeed::budget::BudgetSettings::default()
+        );
         let cipher = clients.store.token_cipher().expect("tokens are encrypted");
         assert_eq!(cipher.key_id(), "alias/tokens");
         assert_eq!(cipher.kms_calls().total(), 0, "no KMS call at init");

@@ -22,6 +22,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_dynamodb::types::AttributeValue;
 use els_core::{DomainPrefix, StoreError};
+use els_lightspeed::budget::{BudgetFuture, BudgetSettings, WindowState};
+use els_lightspeed::{WindowBudget, WindowStore};
 use std::collections::{BTreeMap, HashMap};
 
 /// The item's sort key.
@@ -187,6 +189,52 @@ impl RateWindows {
                 DisplayErrorContext(&e)
             ))),
         }
+    }
+}
+
+/// The retailer-wide Lightspeed budget shared by every process of a deployment, on this
+/// table's rate windows.
+pub type DynamoBudget = WindowBudget<RateWindows>;
+
+/// The shared budget on `store`'s table, counting over `window` (Lightspeed's 5 minutes, or
+/// a sandbox's scaled window).
+pub fn dynamo_budget(store: &crate::DynamoStore, window: std::time::Duration) -> DynamoBudget {
+    WindowBudget::new(RateWindows::of(store), BudgetSettings::for_window(window))
+}
+
+/// The rate windows as the budget's store: the storage is here, the arithmetic in
+/// `els_lightspeed::budget`.
+impl WindowStore for RateWindows {
+    fn load<'a>(
+        &'a self,
+        domain_prefix: &'a DomainPrefix,
+    ) -> BudgetFuture<'a, Result<WindowState, StoreError>> {
+        Box::pin(async move {
+            let w = RateWindows::load(self, domain_prefix).await?;
+            Ok(WindowState {
+                version: w.version,
+                slots: w.slots,
+                limit: w.limit,
+                expires_at: w.expires_at,
+            })
+        })
+    }
+
+    fn save<'a>(
+        &'a self,
+        domain_prefix: &'a DomainPrefix,
+        expected: u64,
+        next: &'a WindowState,
+    ) -> BudgetFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let next = RateWindow {
+                version: next.version,
+                slots: next.slots.clone(),
+                limit: next.limit,
+                expires_at: next.expires_at,
+            };
+            RateWindows::save(self, domain_prefix, expected, &next).await
+        })
     }
 }
 

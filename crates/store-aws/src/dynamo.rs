@@ -13,6 +13,7 @@
 //! | pushed stock | `STORE#{storeId}` | `STOCK#{lsProductId}` |
 //! | pending web sale | `STORE#{storeId}` | `PENDING#{orderId}` |
 //! | webhook event | `EVENT#{eventId}` | `EVENT` (expires through the table's TTL) |
+//! | rate window (the shared Lightspeed budget, `budget.rs`) | `RATE#{domainPrefix}` | `WINDOW` |
 //! | schema version | `META` | `SCHEMA` |
 //!
 //! **Connections are listed through a sparse index**, never by a Scan. Every connection item

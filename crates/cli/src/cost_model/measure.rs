@@ -242,7 +242,9 @@ pub async fn run(opts: MeasureOptions) -> anyhow::Result<Measurement> {
     let poster = SalePoster::new(
         poster_store.clone(),
         EcwidClient::new(orders_sandbox.ecwid_api_url(), HTTP_TIMEOUT)?,
-        LightspeedClient::new(lightspeed_url_template(orders_sandbox), HTTP_TIMEOUT)?,
+        // As every function instance: behind the retailer's budget in the table.
+        LightspeedClient::new(lightspeed_url_template(orders_sandbox), HTTP_TIMEOUT)?
+            .with_shared_budget(shared_budget(&poster_store)),
         TokioClock,
         PosterConfig::default(),
     );
@@ -354,7 +356,8 @@ pub async fn run(opts: MeasureOptions) -> anyhow::Result<Measurement> {
             InventoryMirror::new(
                 mirror_store.clone(),
                 EcwidClient::new(sandbox.ecwid_api_url(), HTTP_TIMEOUT)?,
-                LightspeedClient::new(lightspeed_url_template(sandbox), HTTP_TIMEOUT)?,
+                LightspeedClient::new(lightspeed_url_template(sandbox), HTTP_TIMEOUT)?
+                    .with_shared_budget(shared_budget(&mirror_store)),
                 TokioClock,
                 MirrorConfig {
                     batch_poll_interval: Duration::from_millis(50),
@@ -504,4 +507,13 @@ fn uuid_like() -> String {
 /// Every operation of `m`, for a report.
 pub fn operations(m: &Metered) -> Vec<OperationCount> {
     m.operations().cloned().collect()
+}
+
+/// The retailer-wide Lightspeed budget on the (metered) table, as `ApiClients` gives every
+/// function instance.
+fn shared_budget(store: &DynamoStore) -> std::sync::Arc<dyn els_lightspeed::SharedBudget> {
+    std::sync::Arc::new(els_store_aws::budget::dynamo_budget(
+        store,
+        els_lightspeed::Pacing::default().window,
+    ))
 }
