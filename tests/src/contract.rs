@@ -1275,7 +1275,11 @@ pub async fn queue_fifo_group_contract<Q: WorkQueue>(queue: &Q) {
     assert_eq!(first.message, a1, "a group's oldest message comes first");
     queue.enqueue(&b1).await.unwrap();
     let others = receive_n(queue, 1, LONG).await;
-    assert_eq!(messages(&others), vec![&b1], "another order of the store flows");
+    assert_eq!(
+        messages(&others),
+        vec![&b1],
+        "another order of the store flows"
+    );
     assert_nothing_visible(queue, "order A1's next message waits for its first").await;
 
     // A retry delay keeps the group blocked as well.
