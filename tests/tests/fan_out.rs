@@ -1,6 +1,6 @@
 //! Many stores per deployment (#16), on moto (DynamoDB, SQS, KMS through the real aws-sdk
 //! clients) and a fleet of sandboxes (one Ecwid store and Lightspeed retailer each):
-//! inventory-sync's tick enqueues one job per store with inventory on, and inventory-worker
+//! inventory-sync's tick enqueues one job per store with inventory on, and store-worker
 //! batches (the functions' own handlers, fed what SQS delivers) mirror every store once; a
 //! store whose Lightspeed fails is retried alone.
 //!

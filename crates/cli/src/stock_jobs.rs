@@ -1,4 +1,4 @@
-//! The embedded mode's store jobs: what the store-jobs queue and `inventory-worker` are in
+//! The embedded mode's store jobs: what the store-jobs queue and `store-worker` are in
 //! AWS, in one process. Lightspeed's stock webhooks (`POST /webhooks/lightspeed/{store}/{token}`,
 //! [`router`]) put a store's job on an in-process channel ([`LocalJobs`]), and the inventory
 //! loop ([`run_inventory`]) mirrors that store at once, between its scheduled runs of every

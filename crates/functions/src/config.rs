@@ -26,12 +26,12 @@ pub const MAX_BODY_BYTES: &str = "MAX_BODY_BYTES";
 pub const MAX_RECEIVE_COUNT: &str = "MAX_RECEIVE_COUNT";
 pub const INVENTORY_MAX_RUN_SECONDS: &str = "INVENTORY_MAX_RUN_SECONDS";
 /// The store-jobs queue (SQS FIFO): inventory-sync enqueues one job per store on it,
-/// inventory-worker is its consumer, webhook-ingest enqueues a store's job when Lightspeed
+/// store-worker is its consumer, webhook-ingest enqueues a store's job when Lightspeed
 /// reports a stock change.
 pub const STORE_JOBS_QUEUE_URL: &str = "STORE_JOBS_QUEUE_URL";
 pub const SWEEP_MAX_RUN_SECONDS: &str = "SWEEP_MAX_RUN_SECONDS";
 /// The KMS key (id, ARN or alias) of the connections' tokens in DynamoDB; required by the
-/// functions that read tokens (sale-poster, inventory-worker, order-sweep), never given to
+/// functions that read tokens (sale-poster, store-worker), never given to
 /// webhook-ingest.
 pub const TOKEN_KMS_KEY_ID: &str = "TOKEN_KMS_KEY_ID";
 
@@ -42,7 +42,7 @@ pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_millis(10_000);
 pub const DEFAULT_AWS_OPERATION_TIMEOUT: Duration = Duration::from_millis(3_000);
 /// Default exclusivity of a ledger claim; it must exceed the poster's function timeout.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
-/// Default time budget of one store's inventory run (inventory-worker): the schedule runs every minute, and
+/// Default time budget of one store's inventory run (store-worker): the schedule runs every minute, and
 /// the rest of a long catch-up is done by the next run from the cursor. It must stay below
 /// the function's timeout (90 s in `template.yaml`) by more than one page of work.
 pub const DEFAULT_INVENTORY_MAX_RUN: Duration = Duration::from_secs(50);
@@ -89,7 +89,7 @@ pub struct WebhookIngestConfig {
     pub aws_operation_timeout: Duration,
 }
 
-/// What `sale-poster` and `inventory-worker` share: the state table and the two APIs.
+/// What `sale-poster` and `store-worker` share: the state table and the two APIs.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     pub table_name: String,

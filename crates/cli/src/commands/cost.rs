@@ -19,7 +19,7 @@ pub struct CostArgs {
     /// SQS messages per sale-poster invocation (template.yaml PosterBatchSize).
     #[arg(long, default_value_t = 1)]
     batch_size: usize,
-    /// Store jobs per inventory-worker invocation (template.yaml InventoryWorkerBatchSize).
+    /// Store jobs per store-worker invocation (template.yaml InventoryWorkerBatchSize).
     #[arg(long, default_value_t = 10)]
     worker_batch_size: usize,
     /// Connections mirrored each minute.
@@ -169,7 +169,7 @@ fn print(r: &CostReport) {
     );
     println!("\nAWS requests per store-minute (measured)");
     requests("inventory-sync tick", &r.tick, sm);
-    requests("inventory-worker (and its SQS event source)", &r.worker, sm);
+    requests("store-worker (and its SQS event source)", &r.worker, sm);
     println!(
         "  local duration per store-minute: tick {:.2} ms, worker {:.1} ms; worker invocations {:.2}; KMS Decrypts per store on a cold cache {:.1}",
         1000.0 * r.tick_secs / sm,

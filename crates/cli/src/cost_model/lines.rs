@@ -265,7 +265,7 @@ pub fn lines(m: &Measurement, a: &Assumptions) -> Vec<Line> {
         s,
         &m.worker,
         sm,
-        "inventory-worker (and its SQS event source)",
+        "store-worker (and its SQS event source)",
         &mut out,
     );
     out.push(
@@ -289,7 +289,7 @@ pub fn lines(m: &Measurement, a: &Assumptions) -> Vec<Line> {
         Line::new(
             s,
             "Lambda",
-            "inventory-worker invocations",
+            "store-worker invocations",
             decimal(worker_invocations),
             Unit::LambdaRequest,
             Basis::Derived,
@@ -301,7 +301,7 @@ pub fn lines(m: &Measurement, a: &Assumptions) -> Vec<Line> {
     );
     for (function, secs) in [
         ("inventory-sync tick", m.tick_secs),
-        ("inventory-worker", m.worker_secs),
+        ("store-worker", m.worker_secs),
     ] {
         out.push(
             Line::new(

@@ -16,7 +16,7 @@
 //!   token cache, per store); then each of `minutes` minutes changes `changes_per_minute`
 //!   Lightspeed levels per store and runs the fan-out as deployed: inventory-sync's tick
 //!   (schema check, connection listing without tokens, one "mirror store S" job per store
-//!   on the store-jobs FIFO queue), then inventory-worker as its SQS event source feeds it
+//!   on the store-jobs FIFO queue), then store-worker as its SQS event source feeds it
 //!   (a receive of up to `worker_batch_size` jobs, the batch's stores mirrored concurrently
 //!   by [`InventoryMirror::mirror_store`], one DeleteMessageBatch).
 //!
@@ -57,7 +57,7 @@ pub struct MeasureOptions {
     pub orders: usize,
     /// Messages per sale-poster invocation (template.yaml `PosterBatchSize`, default 1).
     pub batch_size: usize,
-    /// Jobs per inventory-worker invocation (template.yaml `InventoryWorkerBatchSize`).
+    /// Jobs per store-worker invocation (template.yaml `InventoryWorkerBatchSize`).
     pub worker_batch_size: usize,
     pub stores: usize,
     pub minutes: usize,
@@ -75,7 +75,7 @@ pub struct Measurement {
     pub poster: Metered,
     /// inventory-sync's ticks: schema check, connection listing, jobs enqueued.
     pub tick: Metered,
-    /// inventory-worker: the jobs received, `mirror_store` of every store, the batch
+    /// store-worker: the jobs received, `mirror_store` of every store, the batch
     /// deletes (the SQS event source's requests are billed to the account too).
     pub worker: Metered,
     /// KMS Decrypts per store when its token cache is cold (the warm-up minute).
@@ -84,7 +84,7 @@ pub struct Measurement {
     pub ingest_secs: f64,
     pub poster_secs: f64,
     pub tick_secs: f64,
-    /// Summed over inventory-worker invocations (a batch's stores run concurrently).
+    /// Summed over store-worker invocations (a batch's stores run concurrently).
     pub worker_secs: f64,
     /// ReceiveMessage calls that returned messages: one invocation each.
     pub poster_invocations: u64,
@@ -410,7 +410,7 @@ pub async fn run(opts: MeasureOptions) -> anyhow::Result<Measurement> {
         );
         tick_secs += secs;
         tick.merge(&meter.take());
-        // inventory-worker under its SQS event source: a receive of up to `worker_batch`
+        // store-worker under its SQS event source: a receive of up to `worker_batch`
         // jobs, the batch's stores mirrored concurrently, one batch delete of the done.
         let mut done = 0;
         let mut receives = 0;
