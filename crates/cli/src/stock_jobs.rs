@@ -11,7 +11,7 @@ use axum::http::{StatusCode, Uri};
 use axum::routing::post;
 use els_core::inventory::mirror::InventoryMirror;
 use els_core::jobs::{JobQueue, StoreJob};
-use els_core::ls_webhooks::{HookOutcome, LS_WEBHOOK_PATH_PREFIX, accept_delivery};
+use els_core::ls_webhooks::{LS_WEBHOOK_PATH_PREFIX, accept_delivery};
 use els_core::{Clock, ConnectionStore, EcwidApi, LightspeedApi, QueueError, StateStore, StoreId};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -59,16 +59,6 @@ async fn delivery<S: ConnectionStore + 'static>(
     uri: Uri,
 ) -> StatusCode {
     let outcome = accept_delivery(&state.store, &state.jobs, uri.path(), chrono::Utc::now()).await;
-    match &outcome {
-        HookOutcome::Queued(job) => {
-            tracing::debug!(
-                store_id = job.store_id.get(),
-                "Lightspeed webhook: store job queued"
-            )
-        }
-        HookOutcome::Unavailable(e) => tracing::warn!(error = %e, "Lightspeed webhook not queued"),
-        other => tracing::info!(outcome = ?other, "Lightspeed webhook refused"),
-    }
     StatusCode::from_u16(outcome.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 

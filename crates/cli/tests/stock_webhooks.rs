@@ -7,28 +7,14 @@
 
 mod common;
 
-use common::{
-    Merchant, Serving, command, connect_args, els, free_listen_addr, saved, wait_listening,
-};
+use common::{Merchant, connect_by_name_with, free_listen_addr, saved, serve_live_on};
 use els_core::ls_webhooks::token_sha256;
 use els_sandbox::{Sandbox, SandboxConfig};
 use rust_decimal::Decimal;
 use std::time::{Duration, Instant};
 
 fn connect(sb: &Sandbox, m: &Merchant, db: &str, public_url: &str) -> String {
-    let mut args = connect_args(db, &m.store, &m.prefix);
-    args.extend([
-        "--register",
-        "Web Store Register",
-        "--payment-type",
-        "Ecwid Online",
-        "--create-missing",
-        "--public-url",
-        public_url,
-    ]);
-    let (ok, out, err) = els(sb, &args, &m.token);
-    assert!(ok, "{out}\n{err}");
-    out
+    connect_by_name_with(sb, m, db, &["--public-url", public_url])
 }
 
 /// The secret in a registered URL (its last path segment).
@@ -74,22 +60,19 @@ async fn a_lightspeed_stock_change_reaches_ecwid_in_seconds_not_on_the_schedule(
     );
 
     // The schedule runs once at start (it links the catalogs), then not for an hour.
-    let _serving = Serving(
-        command(&sb, &m.token)
-            .args(["serve", "--live", "--db", db, "--listen", &listen])
-            .args([
-                "--inventory-interval-secs",
-                "3600",
-                "--sweep-interval-secs",
-                "0",
-            ])
-            .env("ECWID_CLIENT_SECRET", &sb.config().webhook_client_secret)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("els serve starts"),
-    );
-    wait_listening(&listen).await;
+    let _serving = serve_live_on(
+        &sb,
+        &m,
+        db,
+        &listen,
+        &[
+            "--inventory-interval-secs",
+            "3600",
+            "--sweep-interval-secs",
+            "0",
+        ],
+    )
+    .await;
     let ids = sb.ids();
     let mug = || sb.ecwid_stock(ids.mug.ecwid_id(), None);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -149,22 +132,19 @@ async fn a_reconnect_replaces_the_registrations_and_the_old_secret_is_refused() 
     let second = hooks[0].url.clone();
     assert_ne!(first, second, "a new secret");
 
-    let _serving = Serving(
-        command(&sb, &m.token)
-            .args(["serve", "--live", "--db", db, "--listen", &listen])
-            .args([
-                "--inventory-interval-secs",
-                "0",
-                "--sweep-interval-secs",
-                "0",
-            ])
-            .env("ECWID_CLIENT_SECRET", &sb.config().webhook_client_secret)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("els serve starts"),
-    );
-    wait_listening(&listen).await;
+    let _serving = serve_live_on(
+        &sb,
+        &m,
+        db,
+        &listen,
+        &[
+            "--inventory-interval-secs",
+            "0",
+            "--sweep-interval-secs",
+            "0",
+        ],
+    )
+    .await;
     let http = reqwest::Client::new();
     let post = |url: String| {
         let http = http.clone();

@@ -128,13 +128,33 @@ pub fn token_matches(conn: &Connection, token: &str) -> bool {
         && bool::from(given.as_bytes().ct_eq(hooks.token_sha256.as_bytes()))
 }
 
-/// Handles a delivery to `path` at `now` (see the module doc). The body is not read.
+/// Handles a delivery to `path` at `now` (see the module doc) and logs what it came to
+/// (never the path: it holds the secret). The body is not read.
 pub async fn accept_delivery<S, Q>(
     store: &S,
     jobs: &Q,
     path: &str,
     now: DateTime<Utc>,
 ) -> HookOutcome
+where
+    S: ConnectionStore,
+    Q: JobQueue,
+{
+    let outcome = decide(store, jobs, path, now).await;
+    match &outcome {
+        HookOutcome::Queued(job) => {
+            tracing::info!(
+                store_id = job.store_id.get(),
+                "Lightspeed webhook: store job queued"
+            )
+        }
+        HookOutcome::Unavailable(e) => tracing::warn!(error = %e, "Lightspeed webhook not queued"),
+        other => tracing::info!(outcome = ?other, "Lightspeed webhook refused"),
+    }
+    outcome
+}
+
+async fn decide<S, Q>(store: &S, jobs: &Q, path: &str, now: DateTime<Utc>) -> HookOutcome
 where
     S: ConnectionStore,
     Q: JobQueue,

@@ -16,7 +16,7 @@ use crate::secrets::load_client_secret;
 use crate::wiring::{InitError, configuration, log_failure};
 use els_core::ingest::{IngestResponse, Ingestor, RESPONSE_CONTENT_TYPE};
 use els_core::jobs::JobQueue;
-use els_core::ls_webhooks::{HookOutcome, LS_WEBHOOK_PATH_PREFIX, accept_delivery};
+use els_core::ls_webhooks::{LS_WEBHOOK_PATH_PREFIX, accept_delivery};
 use els_core::webhook::SIGNATURE_HEADER;
 use els_core::{Clock, ConnectionStore, StateStore, WorkQueue};
 use els_http::TokioClock;
@@ -94,17 +94,6 @@ where
         return plain(StatusCode::METHOD_NOT_ALLOWED, "POST only");
     }
     let outcome = accept_delivery(store, jobs, request.uri().path(), chrono::Utc::now()).await;
-    match &outcome {
-        HookOutcome::Queued(job) => {
-            tracing::info!(
-                store_id = job.store_id.get(),
-                "Lightspeed webhook: store job queued"
-            )
-        }
-        HookOutcome::Unavailable(e) => tracing::warn!(error = %e, "Lightspeed webhook not queued"),
-        // The path holds the secret: never logged.
-        other => tracing::info!(outcome = ?other, "Lightspeed webhook refused"),
-    }
     let status =
         StatusCode::from_u16(outcome.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     plain(status, status.canonical_reason().unwrap_or(""))

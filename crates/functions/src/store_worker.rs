@@ -248,8 +248,8 @@ where
 
 fn record_mirror(summary: &mut WorkerSummary, store_id: StoreId, report: Option<MirrorReport>) {
     match &report {
+        // The mirror logs each run itself.
         Some(r) => {
-            log_report(r);
             summary.written += r.written;
             summary.longest_run_ms = summary.longest_run_ms.max(r.elapsed_ms);
         }
@@ -328,34 +328,6 @@ pub fn worker_metrics(summary: &WorkerSummary) -> Vec<Sample> {
         ]);
     }
     samples
-}
-
-fn log_report(r: &MirrorReport) {
-    if r.outcome == RunOutcome::SyncOff || r.quiet {
-        tracing::debug!(store_id = r.store_id, outcome = ?r.outcome, quiet = r.quiet, "nothing to mirror");
-        return;
-    }
-    // SKU samples are product codes, not personal data.
-    tracing::info!(
-        store_id = r.store_id,
-        outcome = ?r.outcome,
-        deferred_reason = r.deferred_reason.as_deref(),
-        inventory_cursor_from = r.inventory_cursor_from,
-        inventory_cursor_to = r.inventory_cursor_to,
-        products_cursor_to = r.products_cursor_to,
-        records = r.records,
-        written = r.written,
-        unchanged = r.unchanged,
-        unlinked = r.unlinked,
-        ambiguous = r.ambiguous,
-        rejected = r.rejected,
-        unlinked_skus = ?r.unlinked_skus,
-        ambiguous_skus = ?r.ambiguous_skus,
-        lightspeed_requests = r.lightspeed_requests,
-        ecwid_requests = r.ecwid_requests,
-        elapsed_ms = r.elapsed_ms,
-        "inventory mirrored"
-    );
 }
 
 #[cfg(test)]

@@ -156,6 +156,11 @@ pub async fn wait_listening(addr: &str) {
 /// `els connect` into `db` by names, as a merchant types them (the sandbox's web register,
 /// its online payment type; missing products created).
 pub fn connect_by_name(sb: &Sandbox, m: &Merchant, db: &str) {
+    connect_by_name_with(sb, m, db, &[]);
+}
+
+/// [`connect_by_name`] with `extra` flags; its output.
+pub fn connect_by_name_with(sb: &Sandbox, m: &Merchant, db: &str, extra: &[&str]) -> String {
     let mut args = connect_args(db, &m.store, &m.prefix);
     args.extend([
         "--register",
@@ -164,17 +169,31 @@ pub fn connect_by_name(sb: &Sandbox, m: &Merchant, db: &str) {
         "Ecwid Online",
         "--create-missing",
     ]);
+    args.extend(extra);
     let (ok, out, err) = els(sb, &args, &m.token);
     assert!(ok, "{out}\n{err}");
+    out
 }
 
 /// `els serve --live` on `db` with the sandbox's APIs and `extra` flags, once it listens;
 /// with its webhook URL.
 pub async fn serve_live(sb: &Sandbox, m: &Merchant, db: &str, extra: &[&str]) -> (Serving, String) {
     let listen = free_listen_addr();
+    let serving = serve_live_on(sb, m, db, &listen, extra).await;
+    (serving, format!("http://{listen}/webhooks/ecwid"))
+}
+
+/// [`serve_live`] on `listen`, once it listens.
+pub async fn serve_live_on(
+    sb: &Sandbox,
+    m: &Merchant,
+    db: &str,
+    listen: &str,
+    extra: &[&str],
+) -> Serving {
     let serving = Serving(
         command(sb, &m.token)
-            .args(["serve", "--live", "--db", db, "--listen", &listen])
+            .args(["serve", "--live", "--db", db, "--listen", listen])
             .args(extra)
             .env("ECWID_CLIENT_SECRET", &sb.config().webhook_client_secret)
             .stdout(std::process::Stdio::null())
@@ -182,6 +201,6 @@ pub async fn serve_live(sb: &Sandbox, m: &Merchant, db: &str, extra: &[&str]) ->
             .spawn()
             .expect("els serve starts"),
     );
-    wait_listening(&listen).await;
-    (serving, format!("http://{listen}/webhooks/ecwid"))
+    wait_listening(listen).await;
+    serving
 }

@@ -379,7 +379,16 @@ where
                     unlinked = r.unlinked,
                     ambiguous = r.ambiguous,
                     other_outlet = r.other_outlet,
+                    rejected = r.rejected,
                     inventory_cursor = r.inventory_cursor_to,
+                    products_cursor = r.products_cursor_to,
+                    deferred_reason = r.deferred_reason.as_deref(),
+                    // SKU samples are product codes, not personal data.
+                    unlinked_skus = ?r.unlinked_skus,
+                    ambiguous_skus = ?r.ambiguous_skus,
+                    lightspeed_requests = r.lightspeed_requests,
+                    ecwid_requests = r.ecwid_requests,
+                    elapsed_ms = (self.clock.now() - started).num_milliseconds().max(0),
                     "inventory mirrored"
                 );
                 return Ok(run.report);
