@@ -29,19 +29,6 @@ use std::collections::{BTreeMap, HashMap};
 /// The item's sort key.
 pub const RATE_WINDOW_SK: &str = "WINDOW";
 
-/// One retailer's window item (`els_lightspeed::budget::WindowState` as stored).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RateWindow {
-    /// 0 when there is no item.
-    pub version: u64,
-    /// Requests taken per slot, keyed by the slot's end (epoch ms).
-    pub slots: BTreeMap<i64, u32>,
-    /// The latest `X-RateLimit-Limit` seen.
-    pub limit: Option<u32>,
-    /// TTL (epoch seconds).
-    pub expires_at: i64,
-}
-
 /// The rate-window items of one table.
 #[derive(Clone, Debug)]
 pub struct RateWindows {
@@ -81,7 +68,7 @@ fn read_number<T: std::str::FromStr>(
     }
 }
 
-fn decode(item: &HashMap<String, AttributeValue>, pk: &str) -> Result<RateWindow, StoreError> {
+fn decode(item: &HashMap<String, AttributeValue>, pk: &str) -> Result<WindowState, StoreError> {
     let version = read_number(item, "version", pk)?.ok_or_else(|| corrupt(pk, "no version"))?;
     let mut slots = BTreeMap::new();
     match item.get("slots") {
@@ -101,7 +88,7 @@ fn decode(item: &HashMap<String, AttributeValue>, pk: &str) -> Result<RateWindow
         }
         Some(_) => return Err(corrupt(pk, "slots is not a map")),
     }
-    Ok(RateWindow {
+    Ok(WindowState {
         version,
         slots,
         limit: read_number(item, "rate_limit", pk)?,
@@ -123,8 +110,8 @@ impl RateWindows {
         Self::new(store.client().clone(), store.table())
     }
 
-    /// The retailer's window, read strongly consistently ([`RateWindow::default`] if none).
-    pub async fn load(&self, domain_prefix: &DomainPrefix) -> Result<RateWindow, StoreError> {
+    /// The retailer's window, read strongly consistently (the default, version 0, if none).
+    pub async fn load(&self, domain_prefix: &DomainPrefix) -> Result<WindowState, StoreError> {
         let pk = rate_window_pk(domain_prefix);
         let out = self
             .client
@@ -139,7 +126,7 @@ impl RateWindows {
                 StoreError::Unavailable(format!("DynamoDB GetItem: {}", DisplayErrorContext(&e)))
             })?;
         match out.item {
-            None => Ok(RateWindow::default()),
+            None => Ok(WindowState::default()),
             Some(item) => decode(&item, &pk),
         }
     }
@@ -150,7 +137,7 @@ impl RateWindows {
         &self,
         domain_prefix: &DomainPrefix,
         expected: u64,
-        next: &RateWindow,
+        next: &WindowState,
     ) -> Result<bool, StoreError> {
         let slots: HashMap<String, AttributeValue> = next
             .slots
@@ -209,15 +196,7 @@ impl WindowStore for RateWindows {
         &'a self,
         domain_prefix: &'a DomainPrefix,
     ) -> BudgetFuture<'a, Result<WindowState, StoreError>> {
-        Box::pin(async move {
-            let w = RateWindows::load(self, domain_prefix).await?;
-            Ok(WindowState {
-                version: w.version,
-                slots: w.slots,
-                limit: w.limit,
-                expires_at: w.expires_at,
-            })
-        })
+        Box::pin(RateWindows::load(self, domain_prefix))
     }
 
     fn save<'a>(
@@ -226,15 +205,7 @@ impl WindowStore for RateWindows {
         expected: u64,
         next: &'a WindowState,
     ) -> BudgetFuture<'a, Result<bool, StoreError>> {
-        Box::pin(async move {
-            let next = RateWindow {
-                version: next.version,
-                slots: next.slots.clone(),
-                limit: next.limit,
-                expires_at: next.expires_at,
-            };
-            RateWindows::save(self, domain_prefix, expected, &next).await
-        })
+        Box::pin(RateWindows::save(self, domain_prefix, expected, next))
     }
 }
 
@@ -259,7 +230,7 @@ mod tests {
         ]);
         assert_eq!(
             decode(&item, pk).unwrap(),
-            RateWindow {
+            WindowState {
                 version: 3,
                 slots: BTreeMap::from([(1_800_000_010_000, 5), (1_800_000_020_000, 2)]),
                 limit: Some(650),
