@@ -535,6 +535,10 @@ pub(crate) struct RandomKiller {
     rate: f64,
     /// Kills land within this window after the delivery starts; `None`: disarmed.
     window: Mutex<Option<Duration>>,
+    /// Deliveries still to be killed for sure, before they do anything (set when armed):
+    /// random kills land only when the attempt outlasts the drawn moment, and a fast phase
+    /// could otherwise end with none.
+    certain: AtomicU64,
 }
 
 impl RandomKiller {
@@ -543,15 +547,18 @@ impl RandomKiller {
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             rate,
             window: Mutex::new(None),
+            certain: AtomicU64::new(0),
         }
     }
 
-    /// Kills from now on within twice the mean delivery time in `stats` (5 ms to 1 s).
+    /// Kills from now on within twice the mean delivery time in `stats` (5 ms to 1 s), the
+    /// first delivery for sure.
     pub(crate) fn arm(&self, stats: &WorkStats) -> Duration {
         let settled = stats.settled.load(Ordering::Relaxed).max(1);
         let mean = Duration::from_micros(stats.settle_micros.load(Ordering::Relaxed) / settled);
         let window = (mean * 2).clamp(Duration::from_millis(5), Duration::from_secs(1));
         *self.window.lock().unwrap() = Some(window);
+        self.certain.store(1, Ordering::SeqCst);
         window
     }
 
@@ -562,6 +569,13 @@ impl RandomKiller {
     /// When to kill the next delivery, if it is to be killed.
     fn next(&self) -> Option<Duration> {
         let window = (*self.window.lock().unwrap())?;
+        let certain = self
+            .certain
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if certain.is_ok() {
+            // Killed at its first await: the attempt has not yet finished anything.
+            return Some(Duration::ZERO);
+        }
         let mut rng = self.rng.lock().unwrap();
         rng.random_bool(self.rate)
             .then(|| window.mul_f64(rng.random::<f64>()))
