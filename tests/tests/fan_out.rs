@@ -161,13 +161,10 @@ async fn one_tick_fans_out_a_job_per_store_workers_mirror_each_once_and_a_failin
             Instant::now() < deadline,
             "workers did not finish: {runs:?}"
         );
-        let (a, b) = tokio::join!(receive(&sqs, &url, 1), receive(&sqs, &url, 1));
+        // The template's visibility timeout (540 s): a failed job comes back only because
+        // the worker sets its retry, as the function does (JOB_RETRY_DELAY; here at once).
+        let (a, b) = tokio::join!(receive(&sqs, &url, 540), receive(&sqs, &url, 540));
         if a.is_empty() && b.is_empty() {
-            // Only the failing store is left, hidden until its visibility ends: now let
-            // its Lightspeed answer, so its retry succeeds.
-            if failures.contains_key(&fleet_store_id(failing)) {
-                fleet.sandboxes[failing].clear_faults();
-            }
             tokio::time::sleep(Duration::from_millis(300)).await;
             continue;
         }
@@ -197,9 +194,14 @@ async fn one_tick_fans_out_a_job_per_store_workers_mirror_each_once_and_a_failin
                 .iter()
                 .map(|f| &f.item_identifier)
                 .collect();
-            // What Lambda does: delete the records that did not fail.
+            // What Lambda does: delete the records that did not fail; what the function
+            // does: set the failed ones' retry.
             for (id, receipt) in &receipts {
-                if !failed.contains(&id) {
+                if failed.contains(&id) {
+                    jobs.retry_after(receipt, Duration::ZERO)
+                        .await
+                        .expect("ChangeMessageVisibility");
+                } else {
                     sqs.delete_message()
                         .queue_url(&url)
                         .receipt_handle(receipt)
@@ -213,6 +215,11 @@ async fn one_tick_fans_out_a_job_per_store_workers_mirror_each_once_and_a_failin
             }
             for store_id in summary.failed {
                 *failures.entry(store_id).or_default() += 1;
+            }
+            // The failing store has failed (its retry is set): now let its Lightspeed
+            // answer, so the retry succeeds (three failures would dead-letter the job).
+            if failures.contains_key(&fleet_store_id(failing)) {
+                fleet.sandboxes[failing].clear_faults();
             }
         }
     }

@@ -25,8 +25,8 @@ pub const LIGHTSPEED_MAX_RATE_WAIT_MS: &str = "LIGHTSPEED_MAX_RATE_WAIT_MS";
 pub const MAX_BODY_BYTES: &str = "MAX_BODY_BYTES";
 pub const MAX_RECEIVE_COUNT: &str = "MAX_RECEIVE_COUNT";
 pub const INVENTORY_MAX_RUN_SECONDS: &str = "INVENTORY_MAX_RUN_SECONDS";
-/// The store-jobs queue (SQS FIFO): inventory-sync enqueues one job per store on it,
-/// store-worker is its consumer, webhook-ingest enqueues a store's job when Lightspeed
+/// The store-jobs queue (SQS FIFO): inventory-sync and order-sweep enqueue one job per store
+/// on it, store-worker is its consumer (and sets a failed job's retry on it), webhook-ingest enqueues a store's job when Lightspeed
 /// reports a stock change.
 pub const STORE_JOBS_QUEUE_URL: &str = "STORE_JOBS_QUEUE_URL";
 pub const SWEEP_MAX_RUN_SECONDS: &str = "SWEEP_MAX_RUN_SECONDS";
@@ -158,6 +158,8 @@ pub struct StoreWorkerConfig {
     pub max_run: Duration,
     /// The work queue the sweep puts the orders it finds on.
     pub queue_url: String,
+    /// The store-jobs queue (a failed job's retry is set on it).
+    pub jobs_queue_url: String,
     /// A store's sweep starts no new window after this.
     pub sweep_max_run: Duration,
 }
@@ -313,6 +315,7 @@ impl StoreWorkerConfig {
                 DEFAULT_INVENTORY_MAX_RUN.as_secs(),
             )?),
             queue_url: env.required(QUEUE_URL)?,
+            jobs_queue_url: env.required(STORE_JOBS_QUEUE_URL)?,
             sweep_max_run: Duration::from_secs(
                 env.positive(SWEEP_MAX_RUN_SECONDS, DEFAULT_SWEEP_MAX_RUN.as_secs())?,
             ),
@@ -490,6 +493,7 @@ mod tests {
     const WORKER: &[(&str, &str)] = &[
         (TABLE_NAME, "t"),
         (QUEUE_URL, "q"),
+        (STORE_JOBS_QUEUE_URL, "jobs"),
         (TOKEN_KMS_KEY_ID, "alias/tokens"),
     ];
     const SCHEDULE: &[(&str, &str)] = &[(TABLE_NAME, "t"), (STORE_JOBS_QUEUE_URL, "jobs")];
@@ -571,7 +575,12 @@ mod tests {
             (
                 "store-worker",
                 WORKER,
-                &[TABLE_NAME, QUEUE_URL, TOKEN_KMS_KEY_ID],
+                &[
+                    TABLE_NAME,
+                    QUEUE_URL,
+                    STORE_JOBS_QUEUE_URL,
+                    TOKEN_KMS_KEY_ID,
+                ],
                 |p| StoreWorkerConfig::from_lookup(lookup(p)).map(drop),
             ),
         ];

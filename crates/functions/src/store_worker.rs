@@ -6,14 +6,17 @@
 //! stores). The batch's jobs run **concurrently**, each store under its own cursor lease; two
 //! jobs of one kind for one store in a batch (a tick's and a webhook's) make one run, which
 //! starts after both were enqueued and so sees both changes. A job whose run fails is
-//! reported as a **batch item failure**: only its messages come back (after the queue's
-//! visibility timeout), and after `maxReceiveCount` receives they go to the store-jobs
-//! dead-letter queue; the other jobs of the batch are done. The next tick enqueues a fresh
-//! job anyway, so a dead-lettered job only says a store keeps failing (`MirrorStoresFailed`,
-//! the DLQ alarm); its cursor keeps what was done.
+//! reported as a **batch item failure**: only its messages come back, after
+//! [`JOB_RETRY_DELAY`] (set on the message, not the queue's long visibility timeout: while
+//! a store's job is in flight or waiting, the store's later jobs wait behind it in its FIFO
+//! group), and after `maxReceiveCount` receives they go to the store-jobs dead-letter
+//! queue; the other jobs of the batch are done. A dead-lettered job only says a store keeps
+//! failing (`MirrorStoresFailed`, the DLQ alarm): the next tick brings a new one, and the
+//! store's cursor keeps what was done.
 //!
-//! A body that is not a job is a failure too (it dead-letters, for someone to look at); a
-//! job for a store with no connection any more is done (nothing to do).
+//! A body that is not a job is a failure too, made visible again at once so it dead-letters
+//! quickly, for someone to look at; a job for a store with no connection any more is done
+//! (nothing to do).
 //!
 //! Each invocation writes [`metrics::STOCK_LEVELS_WRITTEN`], [`metrics::MIRROR_RUN_DURATION`]
 //! (the longest mirror run), [`metrics::MIRROR_STORES_FAILED`] (failed jobs of either kind),
@@ -33,10 +36,14 @@ use els_core::{Clock, EcwidApi, LightspeedApi, StateStore, StoreId, WorkQueue};
 use els_ecwid::EcwidClient;
 use els_http::TokioClock;
 use els_lightspeed::{AuthLightspeed, Pacing};
-use els_store_aws::{DynamoStore, SqsQueue};
+use els_store_aws::{DynamoStore, SqsJobQueue, SqsQueue};
 use lambda_runtime::LambdaEvent;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
+use std::time::Duration;
+
+/// When a failed job is tried again (its store's later jobs wait until then).
+pub const JOB_RETRY_DELAY: Duration = Duration::from_secs(30);
 
 /// What one batch did (for the logs, the metrics and the tests).
 #[derive(Debug, Clone, Default)]
@@ -47,8 +54,8 @@ pub struct WorkerSummary {
     pub sweeps: BTreeMap<u64, Option<SweepOutcome>>,
     /// Stores whose job failed (either kind): their messages come back.
     pub failed: Vec<u64>,
-    /// Messages that were not store jobs.
-    pub invalid: usize,
+    /// Messages that were not store jobs (their ids).
+    pub invalid: Vec<String>,
     pub written: u64,
     pub longest_run_ms: u64,
     pub longest_lag_ms: u64,
@@ -66,6 +73,8 @@ type Sweep = OrderSweep<DynamoStore, EcwidClient, SqsQueue, TokioClock>;
 pub struct StoreWorkerFunction {
     mirror: Mirror,
     sweep: Sweep,
+    /// To set a failed job's retry.
+    jobs: SqsJobQueue,
     /// The invocation's deadline, for the token refresher.
     deadline: els_core::deadline::Deadline,
 }
@@ -82,7 +91,9 @@ impl StoreWorkerFunction {
         let clients = ApiClients::init(&config.api, Pacing::default()).await?;
         let deadline = clients.deadline.clone();
         let aws = crate::config::load_aws_config(config.api.aws_operation_timeout).await;
-        let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&aws), config.queue_url.clone());
+        let sqs = aws_sdk_sqs::Client::new(&aws);
+        let queue = SqsQueue::new(sqs.clone(), config.queue_url.clone());
+        let jobs = SqsJobQueue::new(sqs, config.jobs_queue_url.clone());
         let sweep = OrderSweep::new(
             clients.store.clone(),
             clients.ecwid.clone(),
@@ -100,6 +111,7 @@ impl StoreWorkerFunction {
         Ok(Self {
             mirror,
             sweep,
+            jobs,
             deadline,
         })
     }
@@ -113,7 +125,27 @@ impl StoreWorkerFunction {
         // No token refresh starts that this invocation's end could cut off.
         self.deadline
             .set_from_lambda(event.context.deadline, Clock::now(&TokioClock));
+        let receipts: HashMap<String, String> = event
+            .payload
+            .records
+            .iter()
+            .filter_map(|r| Some((r.message_id.clone()?, r.receipt_handle.clone()?)))
+            .collect();
         let (response, summary) = run_jobs(&self.mirror, &self.sweep, event.payload).await;
+        for f in &response.batch_item_failures {
+            let Some(receipt) = receipts.get(&f.item_identifier) else {
+                continue;
+            };
+            let delay = if summary.invalid.contains(&f.item_identifier) {
+                Duration::ZERO
+            } else {
+                JOB_RETRY_DELAY
+            };
+            // Best effort: without it the message comes back after the queue's timeout.
+            if let Err(e) = self.jobs.retry_after(receipt, delay).await {
+                tracing::warn!(error = %e, "a failed store job's retry could not be set");
+            }
+        }
         metrics::emit(&worker_metrics(&summary), &[]);
         Ok(response)
     }
@@ -157,7 +189,7 @@ where
             }
             Err(e) => {
                 tracing::error!(message_id = %id, error = %e, "not a store job; it dead-letters");
-                summary.invalid += 1;
+                summary.invalid.push(id.clone());
                 response.batch_item_failures.push(failure(id));
             }
         }
@@ -436,7 +468,7 @@ mod tests {
 
         assert_eq!(failed_ids(&response), vec!["garbage", "store"]);
         assert_eq!(summary.failed, vec![sb.config().ecwid_store_id]);
-        assert_eq!(summary.invalid, 1);
+        assert_eq!(summary.invalid, vec!["garbage"]);
         assert_eq!(
             summary.runs.get(&999_999),
             Some(&None),

@@ -135,7 +135,9 @@ impl ApiClients {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{QUEUE_URL, StoreWorkerConfig, TABLE_NAME, TOKEN_KMS_KEY_ID};
+    use crate::config::{
+        QUEUE_URL, STORE_JOBS_QUEUE_URL, StoreWorkerConfig, TABLE_NAME, TOKEN_KMS_KEY_ID,
+    };
 
     #[test]
     fn a_configuration_error_names_the_function_and_the_variable() {
@@ -151,6 +153,7 @@ mod tests {
     async fn the_lightspeed_client_is_paced_as_the_function_says() {
         let config = StoreWorkerConfig::from_lookup(|name| match name {
             QUEUE_URL => Some("queue".to_string()),
+            STORE_JOBS_QUEUE_URL => Some("jobs".to_string()),
             TABLE_NAME => Some("state".to_string()),
             TOKEN_KMS_KEY_ID => Some("alias/tokens".to_string()),
             _ => None,

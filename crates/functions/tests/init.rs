@@ -35,6 +35,10 @@ fn complete_env(function: &str) -> Vec<(&'static str, &'static str)> {
         "store-worker" => vec![
             ("TABLE_NAME", "state"),
             ("QUEUE_URL", "http://127.0.0.1:1/123456789012/orders.fifo"),
+            (
+                "STORE_JOBS_QUEUE_URL",
+                "http://127.0.0.1:1/123456789012/store-jobs.fifo",
+            ),
             ("TOKEN_KMS_KEY_ID", "alias/els-tokens"),
         ],
         "order-sweep" => vec![

@@ -356,6 +356,7 @@ fn each_function_is_granted_exactly_what_its_code_calls() {
                 ("sqs:ReceiveMessage", &jobs),
                 ("sqs:DeleteMessage", &jobs),
                 ("sqs:GetQueueAttributes", &jobs),
+                ("sqs:ChangeMessageVisibility", &jobs),
                 ("kms:Decrypt", &token_key),
                 ("kms:Encrypt", &token_key),
                 ("ssm:GetParameter (if HasLightspeedOAuth)", &ls_parameter),

@@ -1,16 +1,16 @@
 //! [`JobQueue`] on an SQS FIFO queue of its own (template.yaml `StoreJobsQueue`): message
 //! group = the store, deduplication id = the job's ([`StoreJob`]). The schedule's tick
 //! enqueues one job per store with `SendMessageBatch` (10 per request, several requests in
-//! flight), so 10,000 stores cost 1,000 requests; entries SQS refuses in a batch are sent
-//! again (twice), and what is still refused fails the tick (the `Errors` alarm), which the
-//! next tick repeats.
+//! flight), so 10,000 stores cost 1,000 requests; entries SQS refuses in a batch, and the
+//! jobs of a request that failed as a whole, are sent again (twice), and what is still
+//! refused fails the tick (the `Errors` alarm), which the next tick repeats.
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use els_core::QueueError;
 use els_core::jobs::{JobQueue, StoreJob};
-use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::stream::{self, StreamExt};
 
 /// SQS's most entries per `SendMessageBatch`.
 const BATCH: usize = 10;
@@ -84,28 +84,72 @@ impl SqsJobQueue {
     }
 }
 
+impl SqsJobQueue {
+    /// Makes a received job visible again after `delay` (a failed job's retry, sooner than
+    /// the queue's visibility timeout, so its store's later jobs are not held up long).
+    pub async fn retry_after(
+        &self,
+        receipt: &str,
+        delay: std::time::Duration,
+    ) -> Result<(), QueueError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt)
+            .visibility_timeout(delay.as_secs().min(43_200) as i32)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| {
+                QueueError::Unavailable(format!(
+                    "SQS ChangeMessageVisibility: {}",
+                    DisplayErrorContext(&e)
+                ))
+            })
+    }
+}
+
 impl JobQueue for SqsJobQueue {
     async fn enqueue_jobs(&self, jobs: &[StoreJob]) -> Result<(), QueueError> {
         let mut pending: Vec<StoreJob> = jobs.to_vec();
+        let mut last_error: Option<QueueError> = None;
         for _ in 0..=RESENDS {
             if pending.is_empty() {
                 return Ok(());
             }
             let batches: Vec<Vec<StoreJob>> = pending.chunks(BATCH).map(<[_]>::to_vec).collect();
-            let refused: Vec<Vec<StoreJob>> = stream::iter(batches)
-                .map(|batch| self.send_batch(batch))
-                .buffer_unordered(IN_FLIGHT)
-                .try_collect()
-                .await?;
-            pending = refused.into_iter().flatten().collect();
+            // A batch whose request failed as a whole is sent again, like refused entries:
+            // one failed request must not cost the other stores their jobs.
+            let results: Vec<Result<Vec<StoreJob>, (QueueError, Vec<StoreJob>)>> =
+                stream::iter(batches)
+                    .map(|batch| async move {
+                        self.send_batch(batch.clone()).await.map_err(|e| (e, batch))
+                    })
+                    .buffer_unordered(IN_FLIGHT)
+                    .collect()
+                    .await;
+            pending = Vec::new();
+            for result in results {
+                match result {
+                    Ok(refused) => pending.extend(refused),
+                    Err((e, batch)) => {
+                        tracing::warn!(jobs = batch.len(), error = %e, "a SendMessageBatch failed; its jobs are sent again");
+                        last_error = Some(e);
+                        pending.extend(batch);
+                    }
+                }
+            }
         }
         if pending.is_empty() {
             Ok(())
         } else {
             Err(QueueError::Unavailable(format!(
-                "SQS refused {} of {} store jobs after {RESENDS} resends",
+                "SQS refused {} of {} store jobs after {RESENDS} resends{}",
                 pending.len(),
-                jobs.len()
+                jobs.len(),
+                last_error
+                    .map(|e| format!(" (last: {e})"))
+                    .unwrap_or_default()
             )))
         }
     }
