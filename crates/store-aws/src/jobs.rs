@@ -12,6 +12,9 @@ use els_core::QueueError;
 use els_core::jobs::{JobQueue, StoreJob};
 use futures::stream::{self, StreamExt};
 
+/// A batch's refused jobs, or why its request failed and its jobs.
+type BatchResult = Result<Vec<StoreJob>, (QueueError, Vec<StoreJob>)>;
+
 /// SQS's most entries per `SendMessageBatch`.
 const BATCH: usize = 10;
 /// Batches in flight at once.
@@ -120,7 +123,7 @@ impl JobQueue for SqsJobQueue {
             let batches: Vec<Vec<StoreJob>> = pending.chunks(BATCH).map(<[_]>::to_vec).collect();
             // A batch whose request failed as a whole is sent again, like refused entries:
             // one failed request must not cost the other stores their jobs.
-            let results: Vec<Result<Vec<StoreJob>, (QueueError, Vec<StoreJob>)>> =
+            let results: Vec<BatchResult> =
                 stream::iter(batches)
                     .map(|batch| async move {
                         self.send_batch(batch.clone()).await.map_err(|e| (e, batch))
