@@ -62,9 +62,9 @@ async fn delivery<S: ConnectionStore + 'static>(
     StatusCode::from_u16(outcome.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
-/// The embedded inventory loop: every connection at once, then every `interval` (0: never
-/// again), and each store whose job arrives on `jobs` at once; until `shutdown` turns
-/// true. A failed run is logged; the next one resumes from the cursor.
+/// The embedded inventory loop: every connection at once and then every `interval` (`None`:
+/// never, not even at start), and each store whose job arrives on `jobs` at once; until
+/// `shutdown` turns true. A failed run is logged; the next one resumes from the cursor.
 pub async fn run_inventory<S, E, L, C>(
     mirror: Arc<InventoryMirror<S, E, L, C>>,
     interval: Option<Duration>,

@@ -164,3 +164,20 @@ async fn a_reconnect_replaces_the_registrations_and_the_old_secret_is_refused() 
     let other_store = second.replace(&format!("/lightspeed/{}/", m.store), "/lightspeed/424242/");
     assert_eq!(post(other_store).await, 404, "no such store");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_without_a_public_url_deletes_the_registrations() {
+    let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let m = Merchant::of(&sb);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("els.sqlite");
+    let db = db.to_str().unwrap();
+
+    connect(&sb, &m, db, &format!("http://{}", free_listen_addr()));
+    assert_eq!(sb.ls_webhooks().len(), 2);
+    connect_by_name_with(&sb, &m, db, &[]);
+
+    assert!(sb.ls_webhooks().is_empty(), "{:?}", sb.ls_webhooks());
+    let conn = saved(std::path::Path::new(db), m.store_id).await.unwrap();
+    assert_eq!(conn.lightspeed_webhooks, None);
+}

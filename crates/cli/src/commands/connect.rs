@@ -112,14 +112,17 @@ pub async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
     let (stored_go_live, stored) = with_backend!(&backend, |store, _queue| {
         match store.get_connection(args.store).await {
             Ok(existing) => existing.map_or((None, None), |c| {
-                (c.go_live_at, Some((c.settings, c.refund_product_id)))
+                (
+                    c.go_live_at,
+                    Some((c.settings, c.refund_product_id, c.lightspeed_webhooks)),
+                )
             }),
             // Stored tokens that cannot be decrypted are replaced; the rest stays.
             Err(els_core::StoreError::Undecryptable { go_live_at, .. }) => (go_live_at, None),
             Err(e) => return Err(e.into()),
         }
     });
-    let (stored_settings, stored_refund_product) = stored.unwrap_or_default();
+    let (stored_settings, stored_refund_product, stored_webhooks) = stored.unwrap_or_default();
     let stored_version = stored_settings.lightspeed_api_version;
     let request = ConnectRequest {
         store_id: args.store,
@@ -191,10 +194,19 @@ pub async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
                     ),
                 }
             }
-            _ => println!(
-                "{:<width$}  none (stock is mirrored every minute; give --public-url to have Lightspeed report changes at once)",
-                "Lightspeed webhooks"
-            ),
+            _ => {
+                // Registrations of an earlier connect would only ever be refused now.
+                let earlier = stored_webhooks.iter().flat_map(|h| h.ids.iter());
+                for id in earlier {
+                    if let Err(e) = lightspeed.delete_webhook(&conn, id).await {
+                        eprintln!("warning: deleting an earlier Lightspeed webhook: {e}");
+                    }
+                }
+                println!(
+                    "{:<width$}  none (stock is mirrored every minute; give --public-url to have Lightspeed report changes at once)",
+                    "Lightspeed webhooks"
+                )
+            }
         }
         ops::upsert_connection(store, conn).await?
     });
@@ -244,6 +256,13 @@ fn public_url(raw: &str) -> Result<String, String> {
     if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
         return Err("must be an http(s) URL with a host, e.g. https://sync.example.com".into());
     }
+    // The Lightspeed webhook URL carries the store's secret: in clear only on this machine.
+    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    if url.scheme() == "http" && !loopback {
+        return Err(
+            "must be https (the webhook URLs carry a secret); http only for localhost".into(),
+        );
+    }
     if url.query().is_some() || url.fragment().is_some() {
         return Err("must not have a query or a fragment".into());
     }
@@ -252,4 +271,29 @@ fn public_url(raw: &str) -> Result<String, String> {
 
 fn on_off(on: bool) -> &'static str {
     if on { "on" } else { "off" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::public_url;
+
+    #[test]
+    fn a_public_url_is_https_or_local_http_without_a_query() {
+        assert_eq!(
+            public_url("https://sync.example.com/").unwrap(),
+            "https://sync.example.com"
+        );
+        assert_eq!(
+            public_url("http://127.0.0.1:8080").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        for bad in [
+            "http://sync.example.com",
+            "ftp://sync.example.com",
+            "https://sync.example.com/?a=1",
+            "sync.example.com",
+        ] {
+            assert!(public_url(bad).is_err(), "{bad}");
+        }
+    }
 }
