@@ -127,8 +127,14 @@ impl LightspeedClient {
                 Grant::Go { valid_until } if valid_until > Instant::now() => {
                     return Ok(Some(valid_until));
                 }
-                // Taken too late to be sent in time (a slow store): take another.
-                Grant::Go { .. } => {}
+                // Taken too late to be sent in time (a slow store): take another, unless
+                // the wait is over (the slots already count as spent: a slow store must not
+                // burn the budget in a loop).
+                Grant::Go { .. } => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(over_cap(Instant::now().duration_since(now)));
+                    }
+                }
                 Grant::Wait(wait) => {
                     let at = now + wait;
                     if deadline.is_some_and(|d| at > d) {
