@@ -474,14 +474,13 @@ where
             && (search_first || restored_after(conn, &order))
         {
             match self
-                .lightspeed
-                .find_sales_by_invoice(conn, &claimed.invoice_number)
+                .find_earlier_sale(conn, key, &claimed.invoice_number)
                 .await
             {
-                Ok(sales) if !sales.is_empty() => {
+                Ok(Some(sale_id)) => {
                     return Attempt {
                         outcome: Outcome::Posted {
-                            sale_id: sales[0].id.clone(),
+                            sale_id,
                             adopted: true,
                         },
                         retry_delay: None,
@@ -489,16 +488,8 @@ where
                         refunded_already: true,
                     };
                 }
-                Ok(_) => {}
-                Err(e) => {
-                    return self.api_failure(
-                        key,
-                        "searching Lightspeed for an earlier sale",
-                        e,
-                        true,
-                        "Lightspeed",
-                    );
-                }
+                Ok(None) => {}
+                Err(failed) => return failed,
             }
         }
         if matches!(status, refunds::CANCELLED | refunds::REFUNDED) {
@@ -536,6 +527,35 @@ where
         attempt
     }
 
+    /// The sale an earlier attempt may have posted, found by the order's invoice number:
+    /// its id, `None` when there is none, or the attempt's failure when the search failed.
+    async fn find_earlier_sale(
+        &self,
+        conn: &Connection,
+        key: &OrderKey,
+        invoice_number: &str,
+    ) -> Result<Option<String>, Attempt> {
+        match self
+            .lightspeed
+            .find_sales_by_invoice(conn, invoice_number)
+            .await
+        {
+            Ok(sales) => {
+                if sales.len() > 1 {
+                    tracing::error!(store_id = key.store_id.get(), order_id = %key.order_id, count = sales.len(), "several Lightspeed sales carry this order's invoice number");
+                }
+                Ok(sales.into_iter().next().map(|s| s.id))
+            }
+            Err(e) => Err(self.api_failure(
+                key,
+                "searching Lightspeed for an earlier sale",
+                e,
+                true,
+                "Lightspeed",
+            )),
+        }
+    }
+
     async fn attempt_paid(
         &self,
         conn: &Connection,
@@ -546,29 +566,17 @@ where
     ) -> Attempt {
         if search_first || restored_after(conn, order) {
             match self
-                .lightspeed
-                .find_sales_by_invoice(conn, &claimed.invoice_number)
+                .find_earlier_sale(conn, key, &claimed.invoice_number)
                 .await
             {
-                Ok(sales) if !sales.is_empty() => {
-                    if sales.len() > 1 {
-                        tracing::error!(store_id = key.store_id.get(), order_id = %key.order_id, count = sales.len(), "several Lightspeed sales carry this order's invoice number");
-                    }
+                Ok(Some(sale_id)) => {
                     return Attempt::done(Outcome::Posted {
-                        sale_id: sales[0].id.clone(),
+                        sale_id,
                         adopted: true,
                     });
                 }
-                Ok(_) => {}
-                Err(e) => {
-                    return self.api_failure(
-                        key,
-                        "searching Lightspeed for an earlier sale",
-                        e,
-                        true,
-                        "Lightspeed",
-                    );
-                }
+                Ok(None) => {}
+                Err(failed) => return failed,
             }
         }
         let setup = match self.sale_setup(conn).await {
