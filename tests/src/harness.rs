@@ -195,6 +195,29 @@ impl Harness {
         }
     }
 
+    /// Works the queue by hand (a harness without its worker) until a delivery settles with
+    /// an outcome; a `RetryLater` comes back after its delay and is worked again.
+    pub async fn next_outcome(&self) -> els_core::poster::PostOutcome {
+        use els_core::WorkQueue;
+        for _ in 0..100 {
+            let batch = self
+                .store
+                .receive(10, Duration::from_secs(2))
+                .await
+                .unwrap();
+            if batch.is_empty() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            for delivery in batch {
+                match self.app.settle(delivery).await {
+                    Ok(outcome) => return outcome,
+                    Err(retry) => eprintln!("retry later: {}", retry.reason),
+                }
+            }
+        }
+        panic!("no delivery settled with an outcome");
+    }
+
     pub fn key(&self, order_id: &str) -> OrderKey {
         OrderKey::new(self.connection.store_id, order_id)
     }

@@ -25,31 +25,13 @@ fn order(sku: &str, qty: u32) -> OrderSpec {
     }
 }
 
-/// Sends the order's PAID webhook and works the queue until the order's message is settled
-/// with an outcome (a `RetryLater` is received again after its delay).
-async fn work(h: &Harness, order_id: &str) -> PostOutcome {
-    for _ in 0..100 {
-        let batch = h.store.receive(10, Duration::from_secs(2)).await.unwrap();
-        if batch.is_empty() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        for d in batch {
-            match h.app.settle(d).await {
-                Ok(outcome) => return outcome,
-                Err(retry) => eprintln!("{order_id}: retry later ({})", retry.reason),
-            }
-        }
-    }
-    panic!("{order_id}: no outcome");
-}
-
 async fn post(h: &Harness, order_id: &str) -> PostOutcome {
     assert_eq!(
         h.send_webhook("order.created", order_id, None, "PAID")
             .await,
         200
     );
-    work(h, order_id).await
+    h.next_outcome().await
 }
 
 /// The running store's setting, changed as `els settings --lightspeed-api-version` does.
@@ -107,7 +89,7 @@ async fn a_store_switched_from_legacy_to_2026_07_mid_stream_posts_each_order_onc
 
     // The retry runs on the dated API: GET /sales/{our id} finds nothing (a legacy sale has
     // Lightspeed's id), the dated search by invoice number finds the legacy sale: adopted.
-    let outcome = work(&h, &in_flight).await;
+    let outcome = h.next_outcome().await;
     let sales = h.sales_for(&in_flight);
     assert_eq!(sales.len(), 1, "one sale after the switch");
     assert_eq!(
@@ -144,7 +126,7 @@ async fn a_store_switched_from_legacy_to_2026_07_mid_stream_posts_each_order_onc
         .await
         .unwrap();
     assert!(matches!(
-        work(&h, &before).await,
+        h.next_outcome().await,
         PostOutcome::AlreadyPosted { sale_id } if sale_id == legacy_id
     ));
 

@@ -2,14 +2,13 @@
 //! (issue #15, rules R1–R6), driven as Ecwid drives the product: signed webhooks into the
 //! embedded edge, the real poster, the sandbox on both Lightspeed API generations.
 
+use els_core::LedgerStore;
 use els_core::ledger::{OrderState, ReasonCode, ReturnKind};
 use els_core::lightspeed::LsApiVersion;
 use els_core::poster::PostOutcome;
-use els_core::{LedgerStore, WorkQueue};
 use els_sandbox::{Fault, FaultKind, OrderItemSpec, OrderSpec, ProductSpec, Route};
 use els_tests::harness::{Harness, HarnessOptions};
 use rust_decimal::Decimal;
-use std::time::Duration;
 
 const GENERATIONS: [LsApiVersion; 2] = [LsApiVersion::LATEST, LsApiVersion::Legacy];
 
@@ -39,23 +38,6 @@ async fn harness(api: LsApiVersion) -> Harness {
     .await
 }
 
-/// Works the queue until a message is settled with an outcome.
-async fn work(h: &Harness) -> PostOutcome {
-    for _ in 0..100 {
-        let batch = h.store.receive(10, Duration::from_secs(2)).await.unwrap();
-        if batch.is_empty() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        for delivery in batch {
-            match h.app.settle(delivery).await {
-                Ok(outcome) => return outcome,
-                Err(retry) => eprintln!("retry later: {}", retry.reason),
-            }
-        }
-    }
-    panic!("no outcome");
-}
-
 /// Places and posts an order; the Lightspeed sale's id.
 async fn posted(h: &Harness, items: &[(&str, u32)]) -> (String, String) {
     let id = h.sandbox.place_order(order(items));
@@ -63,7 +45,7 @@ async fn posted(h: &Harness, items: &[(&str, u32)]) -> (String, String) {
         h.send_webhook("order.created", &id, None, "PAID").await,
         200
     );
-    let PostOutcome::Posted { sale_id } = work(h).await else {
+    let PostOutcome::Posted { sale_id } = h.next_outcome().await else {
         panic!("posted");
     };
     (id, sale_id)
@@ -115,7 +97,7 @@ async fn a_full_refund_is_one_referenced_return_with_the_stock_back_on_both_gene
 
         h.sandbox.refund_order(&id, sale_total).unwrap();
         updated(&h, &id, "REFUNDED").await;
-        let PostOutcome::Refunded { return_ids, .. } = work(&h).await else {
+        let PostOutcome::Refunded { return_ids, .. } = h.next_outcome().await else {
             panic!("{api}: refunded");
         };
         let returns = h.sandbox.returns_for(&sale_id);
@@ -154,7 +136,10 @@ async fn a_full_refund_is_one_referenced_return_with_the_stock_back_on_both_gene
         // The same webhook again, and a sweep-like redelivery: no second return.
         for _ in 0..3 {
             updated(&h, &id, "REFUNDED").await;
-            assert!(matches!(work(&h).await, PostOutcome::AlreadyPosted { .. }));
+            assert!(matches!(
+                h.next_outcome().await,
+                PostOutcome::AlreadyPosted { .. }
+            ));
         }
         assert_eq!(h.sandbox.returns_for(&sale_id).len(), 1, "{api}");
         let e = h.ledger(&id).await.unwrap();
@@ -175,7 +160,7 @@ async fn with_restocking_off_a_full_refund_is_money_only_and_no_stock_moves() {
         h.sandbox.refund_order(&id, total).unwrap();
         updated(&h, &id, "REFUNDED").await;
         assert!(
-            matches!(work(&h).await, PostOutcome::Refunded { .. }),
+            matches!(h.next_outcome().await, PostOutcome::Refunded { .. }),
             "{api}"
         );
         assert!(
@@ -208,7 +193,7 @@ async fn two_partial_refunds_then_the_rest_are_three_returns_summing_exactly_to_
                 .to_string();
             updated(&h, &id, &status).await;
             assert!(
-                matches!(work(&h).await, PostOutcome::Refunded { .. }),
+                matches!(h.next_outcome().await, PostOutcome::Refunded { .. }),
                 "{api} {amount}"
             );
         }
@@ -237,7 +222,7 @@ async fn a_cancellation_after_posting_returns_everything_and_one_before_posting_
         h.sandbox.set_payment_status(&id, "CANCELLED").unwrap();
         updated(&h, &id, "CANCELLED").await;
         assert!(
-            matches!(work(&h).await, PostOutcome::Refunded { .. }),
+            matches!(h.next_outcome().await, PostOutcome::Refunded { .. }),
             "{api}"
         );
         assert_eq!(h.sandbox.returns_for(&sale_id).len(), 1);
@@ -250,12 +235,12 @@ async fn a_cancellation_after_posting_returns_everything_and_one_before_posting_
             h.send_webhook("order.created", &late, None, "PAID").await,
             200
         );
-        let PostOutcome::Skipped(reason) = work(&h).await else {
+        let PostOutcome::Skipped(reason) = h.next_outcome().await else {
             panic!("{api}: skipped");
         };
         assert_eq!(reason.code, ReasonCode::RefundedBeforePosting);
         updated(&h, &late, "CANCELLED").await;
-        assert!(matches!(work(&h).await, PostOutcome::Skipped(_)));
+        assert!(matches!(h.next_outcome().await, PostOutcome::Skipped(_)));
         assert!(h.sales_for(&late).is_empty(), "{api}: no sale, ever");
         assert_eq!(h.ledger(&late).await.unwrap().state, OrderState::Skipped);
     }
@@ -276,7 +261,7 @@ async fn a_refund_delivered_three_times_with_the_completion_answer_lost_is_one_r
         }
         let mut outcomes = Vec::new();
         for _ in 0..3 {
-            outcomes.push(work(&h).await);
+            outcomes.push(h.next_outcome().await);
         }
         let returns = h.sandbox.returns_for(&sale_id);
         let closed: Vec<_> = returns.iter().filter(|r| r.status == "CLOSED").collect();
@@ -305,7 +290,7 @@ async fn refunds_that_cannot_be_posted_are_held_and_replayable() {
         h.sandbox.void_sale(&sale_id).unwrap();
         h.sandbox.set_payment_status(&id, "CANCELLED").unwrap();
         updated(&h, &id, "CANCELLED").await;
-        let outcome = work(&h).await;
+        let outcome = h.next_outcome().await;
         let PostOutcome::RefundHeld(reason) = outcome else {
             panic!("{api}: held, not {outcome:?}");
         };
@@ -318,7 +303,7 @@ async fn refunds_that_cannot_be_posted_are_held_and_replayable() {
             .refund_order_without_amount(&id2, d("1.00"))
             .unwrap();
         updated(&h, &id2, "PARTIALLY_REFUNDED").await;
-        let outcome = work(&h).await;
+        let outcome = h.next_outcome().await;
         let PostOutcome::RefundHeld(reason) = outcome else {
             panic!("{api}: held, not {outcome:?}");
         };
@@ -336,7 +321,7 @@ async fn refunds_that_cannot_be_posted_are_held_and_replayable() {
                 .unwrap();
         assert_eq!(replayed, els_cli::ops::ReplayResult::Requeued);
         assert!(
-            matches!(work(&h).await, PostOutcome::Refunded { .. }),
+            matches!(h.next_outcome().await, PostOutcome::Refunded { .. }),
             "{api}"
         );
         assert_eq!(h.ledger(&id2).await.unwrap().returns.returned(), d("1.00"));
@@ -354,7 +339,7 @@ async fn with_refunds_off_a_refund_is_skipped_until_replayed() {
     let (id, sale_id) = posted(&h, &[("MUG-001", 1)]).await;
     h.sandbox.set_payment_status(&id, "CANCELLED").unwrap();
     updated(&h, &id, "CANCELLED").await;
-    let PostOutcome::RefundHeld(reason) = work(&h).await else {
+    let PostOutcome::RefundHeld(reason) = h.next_outcome().await else {
         panic!("held");
     };
     assert_eq!(reason.code, ReasonCode::RefundsOff);
@@ -374,7 +359,10 @@ async fn with_refunds_off_a_refund_is_skipped_until_replayed() {
     .await
     .unwrap();
     assert_eq!(replayed.len(), 1);
-    assert!(matches!(work(&h).await, PostOutcome::Refunded { .. }));
+    assert!(matches!(
+        h.next_outcome().await,
+        PostOutcome::Refunded { .. }
+    ));
     assert_eq!(h.sandbox.returns_for(&sale_id).len(), 1);
     assert!(
         h.store
@@ -427,12 +415,12 @@ async fn an_edit_of_a_paid_order_is_posted_once_as_a_return_and_a_sale_on_both_g
                 200
             );
         }
-        let PostOutcome::Refunded { return_ids, .. } = work(&h).await else {
+        let PostOutcome::Refunded { return_ids, .. } = h.next_outcome().await else {
             panic!("{api}: adjusted");
         };
         assert_eq!(return_ids.len(), 2, "{api}: a return, then a sale");
         assert!(
-            matches!(work(&h).await, PostOutcome::AlreadyPosted { .. }),
+            matches!(h.next_outcome().await, PostOutcome::AlreadyPosted { .. }),
             "{api}"
         );
         let returns = h.sandbox.returns_for(&sale_id);
