@@ -184,8 +184,22 @@ pub async fn run(
         );
     };
     show("MUG-001 before:");
+    let sold = std::time::Instant::now();
     sandbox.pos_sale(mug.ls_id(), 3, &ids.register_id);
     show("after a POS sale of 3:");
+    // The sandbox's retailer sends Lightspeed's inventory.update webhook to this process
+    // (serve registered it), which runs the store's mirror at once.
+    let level = sandbox.inventory_level(mug.ls_id(), &ids.outlet_id);
+    while sandbox.ecwid_stock(mug.ecwid_id(), None) != Some(level)
+        && sold.elapsed() < Duration::from_secs(10)
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    show("after the webhook:");
+    println!(
+        "  Lightspeed's inventory.update webhook brought it in {} ms, without waiting for the schedule",
+        sold.elapsed().as_millis()
+    );
     let report = loop {
         // The serve timer may be mid-run; wait for the cursor rather than race it.
         let report = mirror

@@ -697,6 +697,10 @@ pub fn describe_mirror_run(r: &MirrorReport) -> String {
             out.push_str("another inventory run holds the cursor; skipped");
             return out;
         }
+        RunOutcome::Completed if r.quiet => {
+            out.push_str("nothing changed since the last run; no lease taken, nothing written");
+            return out;
+        }
         RunOutcome::Completed => out.push_str("completed"),
         RunOutcome::Deferred => {
             let _ = write!(
