@@ -22,17 +22,24 @@ fn secret_of(url: &str) -> &str {
     url.rsplit('/').next().unwrap()
 }
 
+/// A sandbox, its merchant, and a fresh state file (its directory lives as long as the
+/// returned guard).
+async fn merchant() -> (Sandbox, Merchant, tempfile::TempDir, String) {
+    let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let m = Merchant::of(&sb);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("els.sqlite").to_str().unwrap().to_string();
+    (sb, m, dir, db)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lightspeed_stock_change_reaches_ecwid_in_seconds_not_on_the_schedule() {
-    let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
-    let m = Merchant::of(&sb);
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("els.sqlite");
-    let db = db.to_str().unwrap();
+    let (sb, m, _dir, db) = merchant().await;
+    let db = db.as_str();
     let listen = free_listen_addr();
     let public = format!("http://{listen}");
 
@@ -112,11 +119,8 @@ async fn a_lightspeed_stock_change_reaches_ecwid_in_seconds_not_on_the_schedule(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnect_replaces_the_registrations_and_the_old_secret_is_refused() {
-    let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
-    let m = Merchant::of(&sb);
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("els.sqlite");
-    let db = db.to_str().unwrap();
+    let (sb, m, _dir, db) = merchant().await;
+    let db = db.as_str();
     let listen = free_listen_addr();
     let public = format!("http://{listen}");
 
@@ -167,11 +171,8 @@ async fn a_reconnect_replaces_the_registrations_and_the_old_secret_is_refused() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnect_without_a_public_url_deletes_the_registrations() {
-    let sb = Sandbox::start(SandboxConfig::default()).await.unwrap();
-    let m = Merchant::of(&sb);
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("els.sqlite");
-    let db = db.to_str().unwrap();
+    let (sb, m, _dir, db) = merchant().await;
+    let db = db.as_str();
 
     connect(&sb, &m, db, &format!("http://{}", free_listen_addr()));
     assert_eq!(sb.ls_webhooks().len(), 2);
