@@ -10,7 +10,7 @@
 //!   The order is parked as `DEAD_LETTERED` with the last error, so the failure shows in
 //!   `els status`, and the message is made visible at once, not acked: the queue moves it to
 //!   its dead-letter queue on the next receive (where `els replay --dlq` takes it back), and
-//!   its order's FIFO group is not held up meanwhile. If the order cannot be parked (it is in
+//!   its store's FIFO group is not held up meanwhile. If the order cannot be parked (it is in
 //!   flight elsewhere), the message goes to the dead-letter queue all the same.
 
 use crate::ports::{Clock, EcwidApi, LightspeedApi, OrderMessage, StateStore};
