@@ -946,6 +946,17 @@ mod tests {
             .unwrap()
     }
 
+    /// What `els replay` does to a held order: its held returns released, saved; the entry.
+    async fn replay(w: &World) -> LedgerEntry {
+        let e = ledger(w).await;
+        let released = ledger::release_held_returns(&e, w.clock.now()).unwrap();
+        w.store
+            .save_order(&released, Some(e.version))
+            .await
+            .unwrap();
+        released
+    }
+
     #[tokio::test]
     async fn a_full_refund_is_one_referenced_return_of_every_line_and_a_repeat_adds_none() {
         let (w, p) = posted(connection()).await;
@@ -1070,12 +1081,7 @@ mod tests {
             p.post_paid_order(&message(2)).await,
             Ok(PostOutcome::RefundHeld(_))
         ));
-        let e = ledger(&w).await;
-        let released = ledger::release_held_returns(&e, w.clock.now()).unwrap();
-        w.store
-            .save_order(&released, Some(e.version))
-            .await
-            .unwrap();
+        replay(&w).await;
         assert!(matches!(
             p.post_paid_order(&message(3)).await,
             Ok(PostOutcome::RefundHeld(_))
@@ -1113,12 +1119,7 @@ mod tests {
         conn.settings.post_refunds = true;
         conn.version = 1;
         w.store.put_connection(&conn, Some(1)).await.unwrap();
-        let e = ledger(&w).await;
-        let released = ledger::release_held_returns(&e, w.clock.now()).unwrap();
-        w.store
-            .save_order(&released, Some(e.version))
-            .await
-            .unwrap();
+        replay(&w).await;
         assert!(matches!(
             p.post_paid_order(&message(2)).await,
             Ok(PostOutcome::Refunded { .. })
@@ -1205,13 +1206,8 @@ mod tests {
             Ok(PostOutcome::RefundHeld(_))
         ));
         assert_eq!(w.lightspeed.sales().len(), 1, "nothing posted on its own");
-        let e = ledger(&w).await;
-        let released = ledger::release_held_returns(&e, w.clock.now()).unwrap();
+        let released = replay(&w).await;
         assert_eq!(released.total, Some(d("30")));
-        w.store
-            .save_order(&released, Some(e.version))
-            .await
-            .unwrap();
         assert!(matches!(
             p.post_paid_order(&message(4)).await,
             Ok(PostOutcome::AlreadyPosted { .. })
@@ -1228,12 +1224,7 @@ mod tests {
             p.post_paid_order(&message(1)).await,
             Ok(PostOutcome::RefundHeld(_))
         ));
-        let e = ledger(&w).await;
-        let released = ledger::release_held_returns(&e, w.clock.now()).unwrap();
-        w.store
-            .save_order(&released, Some(e.version))
-            .await
-            .unwrap();
+        replay(&w).await;
         let mut cancelled = order("CANCELLED", None);
         cancelled.total = d("30");
         w.ecwid.add_order(cancelled);
@@ -1241,12 +1232,7 @@ mod tests {
             panic!("held");
         };
         assert_eq!(reason.code, ReasonCode::RefundNotPostable);
-        let e = ledger(&w).await;
-        let released = ledger::release_held_returns(&e, w.clock.now()).unwrap();
-        w.store
-            .save_order(&released, Some(e.version))
-            .await
-            .unwrap();
+        replay(&w).await;
         assert!(matches!(
             p.post_paid_order(&message(3)).await,
             Ok(PostOutcome::AlreadyPosted { .. })
@@ -1270,17 +1256,12 @@ mod tests {
         };
         assert_eq!(reason.code, ReasonCode::PostedBeforeRefunds);
         assert_eq!(w.lightspeed.sales().len(), 1);
-        let e = ledger(&w).await;
-        let released = ledger::release_held_returns(&e, w.clock.now()).unwrap();
+        let released = replay(&w).await;
         assert_eq!(
             released.total,
             Some(d("39.6")),
             "replay takes the edited order"
         );
-        w.store
-            .save_order(&released, Some(e.version))
-            .await
-            .unwrap();
         assert!(matches!(
             p.post_paid_order(&message(3)).await,
             Ok(PostOutcome::AlreadyPosted { .. })
