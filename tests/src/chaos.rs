@@ -14,7 +14,7 @@ use els_cli::embedded::{Embedded, WorkerOptions};
 use els_cli::ops;
 use els_cli::sandbox_setup::{lightspeed_url_template, sandbox_connection};
 use els_core::ingest::{IngestConfig, Ingestor};
-use els_core::ledger::OrderKey;
+use els_core::ledger::{OrderKey, OrderState};
 use els_core::lightspeed::LsApiVersion;
 use els_core::ports::{Delivery, OrderMessage};
 use els_core::poster::{CrashHook, CrashPoint, PostOutcome, PosterConfig, SalePoster};
@@ -977,6 +977,19 @@ where
     let ledger = ops::counts_by_state(&store, conn.store_id)
         .await
         .expect("ledger counts");
+    // An order left unposted is explained by its history (what each attempt did, when).
+    for entry in store
+        .list_orders(conn.store_id, None, usize::MAX)
+        .await
+        .expect("ledger entries")
+        .iter()
+        .filter(|e| e.state != OrderState::Posted)
+    {
+        eprintln!(
+            "chaos[{backend}]: order {} left {}: history {:#?}",
+            entry.key.order_id, entry.state, entry.history
+        );
+    }
     let dead_letters = queue.dead_letter_messages().await.len();
     crate::chaos_refunds::check(&sandbox, &store, conn.store_id, &orders, &mut refunds).await;
     refunds.kills = stats.random_kills.load(Ordering::Relaxed);

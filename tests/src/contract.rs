@@ -1260,13 +1260,14 @@ pub async fn queue_retry_after_contract<Q: WorkQueue>(queue: &Q) {
     queue.ack(&third.receipt).await.unwrap();
 }
 
-/// FIFO per store: while a store's message is in flight its next one waits; another
-/// store's message is delivered meanwhile.
+/// FIFO per order: while an order's message is in flight its next one (a later event of the
+/// same order: a refund after its sale) waits; another order's message, of the same store,
+/// is delivered meanwhile, so one order waiting out a back-off never holds back the others.
 pub async fn queue_fifo_group_contract<Q: WorkQueue>(queue: &Q) {
-    let (a, b) = (unique_store_id(), unique_store_id());
-    let a1 = webhook_message(a, "A1");
-    let a2 = webhook_message(a, "A2");
-    let b1 = webhook_message(b, "B1");
+    let a = unique_store_id();
+    let a1 = OrderMessage::from_webhook(a, "A1", "event-paid");
+    let a2 = OrderMessage::from_webhook(a, "A1", "event-refunded");
+    let b1 = webhook_message(a, "B1");
     queue.enqueue(&a1).await.unwrap();
     queue.enqueue(&a2).await.unwrap();
 
@@ -1274,18 +1275,22 @@ pub async fn queue_fifo_group_contract<Q: WorkQueue>(queue: &Q) {
     assert_eq!(first.message, a1, "a group's oldest message comes first");
     queue.enqueue(&b1).await.unwrap();
     let others = receive_n(queue, 1, LONG).await;
-    assert_eq!(messages(&others), vec![&b1]);
-    assert_nothing_visible(queue, "store A's next message waits for A1").await;
+    assert_eq!(
+        messages(&others),
+        vec![&b1],
+        "another order of the store flows"
+    );
+    assert_nothing_visible(queue, "order A1's next message waits for its first").await;
 
     // A retry delay keeps the group blocked as well.
     queue
         .retry_after(&first.receipt, Duration::from_secs(1))
         .await
         .unwrap();
-    assert_nothing_visible(queue, "A1 is delayed, so A2 still waits").await;
+    assert_nothing_visible(queue, "A1's first is delayed, so its second still waits").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let again = receive_one(queue, LONG).await;
-    assert_eq!(again.message, a1, "A1 is retried before A2");
+    assert_eq!(again.message, a1, "A1's first is retried before its second");
     queue.ack(&again.receipt).await.unwrap();
 
     let next = receive_one(queue, LONG).await;

@@ -192,3 +192,64 @@ fn an_attempt_overtaken_after_its_lease_expired_does_not_post_a_second_sale() {
         assert_eq!(entry.sale_id.as_deref(), sales[0]["id"].as_str());
     });
 }
+
+/// Found by the chaos suite with one message group per order: a worker holding a delivery
+/// whose visibility had run out (it waited behind its batch) worked it after a second
+/// delivery of the same message had already settled it: the second found the payment not
+/// yet captured, skipped the order and deleted the message; the late one then found it PAID,
+/// reopened the skipped order, and its sale POST failed. Its retry could not be scheduled
+/// (its receipt was stale, the message gone), so the order stayed QUEUED with nothing left
+/// to bring it back. Reopening a skipped order now queues a follow-up message first.
+#[test]
+fn a_late_delivery_that_reopens_a_skipped_order_leaves_a_message_to_finish_it() {
+    use els_core::WorkQueue;
+    use els_core::ledger::OrderState;
+    use els_core::poster::PostOutcome;
+    use els_sandbox::{Fault, FaultKind, OrderItemSpec, OrderSpec, Route};
+    use els_tests::harness::{Harness, HarnessOptions};
+    use std::time::Duration;
+
+    run_alone(async {
+        let h = Harness::start_with(HarnessOptions {
+            worker: false,
+            ..HarnessOptions::default()
+        })
+        .await;
+        let order_id = h.sandbox.place_order(OrderSpec {
+            items: vec![OrderItemSpec::new("MUG-001", 1)],
+            ..OrderSpec::default()
+        });
+        // Ecwid's first read of the order still says unpaid.
+        h.sandbox.lag_payment_status(&order_id, 1);
+        assert_eq!(
+            h.send_webhook("order.created", &order_id, None, "PAID")
+                .await,
+            200
+        );
+        let late = h.store.receive(1, Duration::from_millis(50)).await.unwrap();
+        assert_eq!(late.len(), 1);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let fresh = h.store.receive(1, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(fresh.len(), 1, "redelivered once its visibility ran out");
+        let skipped = h.app.settle(fresh[0].clone()).await;
+        assert!(matches!(skipped, Ok(PostOutcome::Skipped(_))), "{skipped:?}");
+        assert_eq!(h.store.queue_depth().unwrap(), (0, 0), "the skip is acked");
+
+        // The late delivery now reads PAID, and its sale POST fails.
+        h.sandbox
+            .inject(Fault::once(Route::LsPostSale, FaultKind::Status(500)));
+        let released = h.app.settle(late[0].clone()).await;
+        assert!(released.is_err(), "{released:?}");
+        assert_eq!(h.ledger(&order_id).await.unwrap().state, OrderState::Queued);
+        let (visible, hidden) = h.store.queue_depth().unwrap();
+        assert!(
+            visible + hidden >= 1,
+            "a QUEUED order has a message to bring it back"
+        );
+
+        let done = h.next_outcome().await;
+        assert!(matches!(done, PostOutcome::Posted { .. }), "{done:?}");
+        assert_eq!(h.sales_for(&order_id).len(), 1);
+        assert_eq!(h.ledger(&order_id).await.unwrap().state, OrderState::Posted);
+    });
+}

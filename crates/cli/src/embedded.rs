@@ -191,6 +191,7 @@ where
     let span = tracing::info_span!("order", store_id = d.message.store_id.get(), order_id = %d.message.order_id, receive_count = d.receive_count);
     let settled = post_delivered(
         poster,
+        queue,
         &d.message,
         Some(d.receive_count),
         options.max_receives,

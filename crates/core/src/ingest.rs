@@ -1021,6 +1021,6 @@ mod tests {
     fn dedup_id_is_store_order_and_event() {
         let m = OrderMessage::from_webhook(StoreId::literal(7), "A1", "e");
         assert_eq!(m.dedup_id, "7:A1:e");
-        assert_eq!(m.group_id(), "7");
+        assert_eq!(m.group_id(), "7:A1", "one group per order");
     }
 }

@@ -350,18 +350,37 @@ impl OrderMessage {
         }
     }
 
+    /// Queued before a delivery of this message reopens the order's SKIPPED ledger entry
+    /// (version `skipped_version`): the skip was acknowledged, so this message may already be
+    /// gone from the queue (a late delivery of it, its visibility run out, while another
+    /// delivery skipped the order and deleted it). The follow-up brings the order back
+    /// whatever the reopening attempt ends in, a retry or a crash; one per reopened version.
+    pub fn reopened(&self, skipped_version: u64) -> Self {
+        Self {
+            dedup_id: format!(
+                "{}:{}:reopen:{skipped_version}",
+                self.store_id, self.order_id
+            ),
+            store_id: self.store_id,
+            order_id: self.order_id.clone(),
+            event_id: None,
+            backfill: self.backfill,
+        }
+    }
+
     pub fn key(&self) -> OrderKey {
         OrderKey::new(self.store_id, self.order_id.clone())
     }
 
-    /// The FIFO message group: one store's orders are worked in order, one at a time (a
-    /// refund never overtakes its sale); stores run in parallel. A group per order (a store's
-    /// orders in parallel) was tried in #16 and taken back: exactly once does not rest on the
-    /// group (the ledger's conditional claim, the invoice number and the search do), but with
-    /// it about half of the full test runs ended a chaos run with one order's ledger entry
-    /// QUEUED and no message left for it, not yet explained.
+    /// The FIFO message group, `{store}:{order}`: one order's messages are worked in order,
+    /// one at a time (a refund never overtakes its own sale), while a store's orders post in
+    /// parallel (one order waiting out a back-off does not hold back the next). Exactly once
+    /// never rested on the group: the ledger's conditional claim and lease, the deterministic
+    /// invoice number and the search before posting again hold whatever runs in parallel,
+    /// and a new customer is created under its own claim. (A queue may rewrite a group id it
+    /// cannot carry, keeping one group per value: see `SqsQueue`.)
     pub fn group_id(&self) -> String {
-        self.store_id.to_string()
+        format!("{}:{}", self.store_id, self.order_id)
     }
 }
 

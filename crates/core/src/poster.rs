@@ -24,6 +24,7 @@ use crate::ids::{Sku, StoreId};
 use crate::ledger::{self, LedgerEntry, OrderKey, Outcome, Reason, ReasonCode};
 use crate::lightspeed::SaleSetup;
 use crate::money::{self, MappingContext};
+use crate::error::QueueError;
 use crate::ports::{
     Clock, ConnectionStore, EcwidApi, LedgerStore, LightspeedApi, LinkStore, OrderMessage,
 };
@@ -321,13 +322,35 @@ where
 
     /// Posts the order named by `message`, at most once. `Ok` means the outcome is recorded
     /// and the message can be deleted; `Err` means it must be redelivered after the delay.
+    /// With no queue at hand, nothing is queued before a skipped order is reopened (see
+    /// [`Self::post_delivered_order`], which the queue's settle path uses).
     pub async fn post_paid_order(&self, message: &OrderMessage) -> Result<PostOutcome, RetryLater> {
+        self.post_delivered_order(message, &|_| std::future::ready(Ok(())))
+            .await
+    }
+
+    /// [`Self::post_paid_order`] for a message delivered by the work queue. `follow_up`
+    /// queues a message on it: it is called with [`OrderMessage::reopened`] before this
+    /// delivery reopens the order's SKIPPED entry, because the skip was acknowledged and this
+    /// message may be gone (a late delivery of it); if it fails, nothing is reopened and the
+    /// delivery is retried.
+    pub async fn post_delivered_order<F, Fut>(
+        &self,
+        message: &OrderMessage,
+        follow_up: &F,
+    ) -> Result<PostOutcome, RetryLater>
+    where
+        F: Fn(OrderMessage) -> Fut + Sync,
+        Fut: Future<Output = Result<(), QueueError>> + Send,
+    {
         let key = message.key();
         let loaded = match self.store.get_connection(key.store_id).await {
             // Tokens that cannot be decrypted (copied from another store, key disabled): no
             // retry helps, so the order parks asking for the store to be reconnected.
             Err(StoreError::Undecryptable { detail, .. }) => {
-                return self.park_unreadable_connection(&key, &detail).await;
+                return self
+                    .park_unreadable_connection(message, follow_up, &detail)
+                    .await;
             }
             loaded => loaded,
         };
@@ -336,7 +359,7 @@ where
             return Ok(PostOutcome::NoConnection);
         };
 
-        let (mut claimed, search_first) = match self.claim(&key).await? {
+        let (mut claimed, search_first) = match self.claim(message, follow_up).await? {
             Ok(c) => c,
             Err(posted @ PostOutcome::AlreadyPosted { .. }) => {
                 return self.settle_refunds(&conn, &key, posted).await;

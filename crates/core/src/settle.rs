@@ -10,10 +10,10 @@
 //!   The order is parked as `DEAD_LETTERED` with the last error, so the failure shows in
 //!   `els status`, and the message is made visible at once, not acked: the queue moves it to
 //!   its dead-letter queue on the next receive (where `els replay --dlq` takes it back), and
-//!   its store's FIFO group is not held up meanwhile. If the order cannot be parked (it is in
+//!   its order's FIFO group is not held up meanwhile. If the order cannot be parked (it is in
 //!   flight elsewhere), the message goes to the dead-letter queue all the same.
 
-use crate::ports::{Clock, EcwidApi, LightspeedApi, OrderMessage, StateStore};
+use crate::ports::{Clock, EcwidApi, LightspeedApi, OrderMessage, StateStore, WorkQueue};
 use crate::poster::{PostOutcome, RetryLater, SalePoster};
 use std::time::Duration;
 
@@ -65,9 +65,12 @@ pub struct Settled {
 }
 
 /// Posts one delivered message and says how to settle it, parking the order first when its
-/// last receive failed (see the module documentation).
-pub async fn post_delivered<S, E, L, C>(
+/// last receive failed (see the module documentation). `queue` is the one it came from: a
+/// delivery that reopens a skipped order queues a follow-up there first
+/// ([`SalePoster::post_delivered_order`]).
+pub async fn post_delivered<S, E, L, C, Q>(
     poster: &SalePoster<S, E, L, C>,
+    queue: &Q,
     message: &OrderMessage,
     receive_count: Option<u32>,
     max_receives: u32,
@@ -77,8 +80,13 @@ where
     E: EcwidApi,
     L: LightspeedApi,
     C: Clock,
+    Q: WorkQueue,
 {
-    let result = poster.post_paid_order(message).await;
+    let result = poster
+        .post_delivered_order(message, &|m: OrderMessage| async move {
+            queue.enqueue(&m).await
+        })
+        .await;
     let settlement = settlement(&result, receive_count, max_receives);
     let outcome = match (settlement, result) {
         (Settlement::DeadLetter, Err(retry)) => {
@@ -126,7 +134,7 @@ fn log_outcome(outcome: &PostOutcome) {
 mod tests {
     use super::*;
     use crate::ecwid::EcwidOrder;
-    use crate::fakes::{FakeEcwid, FakeLightspeed, STORE, TestClock, connection};
+    use crate::fakes::{FakeEcwid, FakeLightspeed, FakeQueue, STORE, TestClock, connection};
     use crate::ledger::{OrderKey, OrderState, ReasonCode};
     use crate::memory::MemoryStore;
     use crate::poster::PosterConfig;
@@ -170,24 +178,30 @@ mod tests {
         assert_eq!(settlement(&retry(3), Some(1), 1), Settlement::DeadLetter);
     }
 
+    fn order(payment_status: &str) -> EcwidOrder {
+        serde_json::from_value(serde_json::json!({
+            "id": "K1", "total": 24, "pricesIncludeTax": false, "paymentStatus": payment_status,
+            "items": [{"sku": "MUG", "quantity": 2, "price": 12, "tax": 0}]
+        }))
+        .unwrap()
+    }
+
+    type Poster = SalePoster<MemoryStore, FakeEcwid, FakeLightspeed, TestClock>;
+
     /// The poster on the in-memory store and fakes, for a paid order K1. With `lose_answer`
     /// the sale POST's answer is lost, so the attempt asks for a retry (after the search
     /// delay).
-    async fn poster(
-        lose_answer: bool,
-    ) -> (
-        SalePoster<MemoryStore, FakeEcwid, FakeLightspeed, TestClock>,
-        MemoryStore,
-    ) {
+    async fn poster(lose_answer: bool) -> (Poster, MemoryStore) {
+        let (poster, store, _, _) = world(lose_answer).await;
+        (poster, store)
+    }
+
+    /// [`poster`], with its Ecwid and Lightspeed.
+    async fn world(lose_answer: bool) -> (Poster, MemoryStore, FakeEcwid, FakeLightspeed) {
         let store = MemoryStore::new();
         store.put_connection(&connection(), None).await.unwrap();
         let ecwid = FakeEcwid::default();
-        let order: EcwidOrder = serde_json::from_value(serde_json::json!({
-            "id": "K1", "total": 24, "pricesIncludeTax": false, "paymentStatus": "PAID",
-            "items": [{"sku": "MUG", "quantity": 2, "price": 12, "tax": 0}]
-        }))
-        .unwrap();
-        ecwid.add_order(order);
+        ecwid.add_order(order("PAID"));
         let lightspeed = FakeLightspeed::default();
         lightspeed.add_product("ls-mug", "MUG", true);
         if lose_answer {
@@ -195,12 +209,12 @@ mod tests {
         }
         let poster = SalePoster::new(
             store.clone(),
-            ecwid,
-            lightspeed,
+            ecwid.clone(),
+            lightspeed.clone(),
             TestClock::new(),
             PosterConfig::default(),
         );
-        (poster, store)
+        (poster, store, ecwid, lightspeed)
     }
 
     async fn ledger_state(store: &MemoryStore) -> (OrderState, Option<ReasonCode>) {
@@ -220,7 +234,7 @@ mod tests {
     async fn a_failed_receive_before_the_last_is_retried_and_nothing_is_parked() {
         let (poster, store) = poster(true).await;
 
-        let settled = post_delivered(&poster, &message(), Some(1), MAX).await;
+        let settled = post_delivered(&poster, &&FakeQueue::default(), &message(), Some(1), MAX).await;
 
         assert_eq!(
             settled.settlement,
@@ -234,7 +248,7 @@ mod tests {
     async fn a_failed_last_receive_parks_the_order_as_dead_lettered() {
         let (poster, store) = poster(true).await;
 
-        let settled = post_delivered(&poster, &message(), Some(MAX), MAX).await;
+        let settled = post_delivered(&poster, &&FakeQueue::default(), &message(), Some(MAX), MAX).await;
 
         assert_eq!(settled.settlement, Settlement::DeadLetter);
         assert!(
@@ -248,11 +262,63 @@ mod tests {
         );
     }
 
+    /// K1 skipped as not paid (its skip acknowledged), then paid.
+    async fn skipped_then_paid() -> (Poster, MemoryStore, FakeLightspeed) {
+        let (poster, store, ecwid, lightspeed) = world(false).await;
+        ecwid.add_order(order("AWAITING_PAYMENT"));
+        let skipped =
+            post_delivered(&poster, &&FakeQueue::default(), &message(), Some(1), MAX).await;
+        assert!(
+            matches!(skipped.outcome, Ok(PostOutcome::Skipped(_))),
+            "{skipped:?}"
+        );
+        ecwid.add_order(order("PAID"));
+        (poster, store, lightspeed)
+    }
+
+    #[tokio::test]
+    async fn a_delivery_reopening_a_skipped_order_first_queues_a_follow_up() {
+        let (poster, store, _) = skipped_then_paid().await;
+        let skipped_version = store
+            .load_order(&OrderKey::new(STORE, "K1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .version;
+        let queue = FakeQueue::default();
+
+        let settled = post_delivered(&poster, &&queue, &message(), Some(2), MAX).await;
+
+        assert_eq!(settled.settlement, Settlement::Ack, "{:?}", settled.outcome);
+        assert_eq!(ledger_state(&store).await.0, OrderState::Posted);
+        assert_eq!(
+            queue.accepted(),
+            vec![message().reopened(skipped_version)],
+            "one follow-up, named after the skipped version"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_skipped_order_is_not_reopened_when_its_follow_up_cannot_be_queued() {
+        let (poster, store, lightspeed) = skipped_then_paid().await;
+        let queue = FakeQueue::default();
+        queue.failing.store(10, std::sync::atomic::Ordering::SeqCst);
+
+        let settled = post_delivered(&poster, &&queue, &message(), Some(2), MAX).await;
+
+        assert!(
+            matches!(settled.settlement, Settlement::RetryAfter(_)),
+            "{settled:?}"
+        );
+        assert_eq!(ledger_state(&store).await.0, OrderState::Skipped);
+        assert!(lightspeed.sales().is_empty());
+    }
+
     #[tokio::test]
     async fn a_posted_order_is_acked_even_on_the_last_receive() {
         let (poster, store) = poster(false).await;
 
-        let settled = post_delivered(&poster, &message(), Some(MAX), MAX).await;
+        let settled = post_delivered(&poster, &&FakeQueue::default(), &message(), Some(MAX), MAX).await;
 
         assert_eq!(settled.settlement, Settlement::Ack, "{:?}", settled.outcome);
         assert_eq!(ledger_state(&store).await.0, OrderState::Posted);

@@ -330,7 +330,13 @@ where
         }
     };
     let span = tracing::info_span!("order", store_id = message.store_id.get(), order_id = %message.order_id);
-    let settled = post_delivered(poster, &message, receive_count(record), max_receive_count)
+    let settled = post_delivered(
+        poster,
+        queue,
+        &message,
+        receive_count(record),
+        max_receive_count,
+    )
         .instrument(span)
         .await;
     measured.record(&settled);

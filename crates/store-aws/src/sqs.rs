@@ -1,6 +1,17 @@
-//! [`WorkQueue`] on an SQS FIFO queue: message group = Ecwid store, deduplication id from
-//! the message, and a redrive policy that moves a message to the dead-letter queue after
-//! its maximum receives.
+//! [`WorkQueue`] on an SQS FIFO queue: message group = the order
+//! ([`OrderMessage::group_id`], `{store}:{order}`), deduplication id from the message, and a
+//! redrive policy that moves a message to the dead-letter queue after its maximum receives.
+//!
+//! One group per order: a refund never overtakes its own sale, while a store's orders post
+//! in parallel (SQS FIFO hands out one in-flight message per group, so one order waiting out
+//! a Lightspeed back-off no longer holds back the store's later orders; Lambda scales the
+//! poster with the number of groups that have messages). Exactly once does not depend on the
+//! group: the ledger's conditional claim and lease, the deterministic invoice number and the
+//! search before posting again; customers are created under their own claim. Messages sent
+//! by an earlier version under the store's group drain as they are (an order then present in
+//! both groups is settled by the ledger, as a redelivery is). A group id SQS cannot carry
+//! (over 128 characters, or not printable ASCII: an order id is Ecwid's) is replaced by its
+//! hash, as the deduplication id is, so each order still has its own group.
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::{DisplayErrorContext, SdkError};
@@ -24,7 +35,8 @@ const MAX_BATCH: usize = 10;
 pub struct RawMessage {
     pub message_id: String,
     pub receipt: String,
-    /// The FIFO message group (the store id for our messages).
+    /// The FIFO message group (`{store}:{order}` for our messages; the store id for those
+    /// sent before groups were per order).
     pub group_id: Option<String>,
     pub body: String,
 }
@@ -51,9 +63,10 @@ fn visibility_secs(d: Duration) -> i32 {
     secs.min(MAX_VISIBILITY_SECS) as i32
 }
 
-/// SQS accepts up to 128 printable ASCII characters; anything else is replaced by a hash,
-/// which keeps deduplication working for arbitrary ids.
-fn sqs_dedup_id(id: &str) -> String {
+/// SQS accepts up to 128 printable ASCII characters in a deduplication or group id;
+/// anything else is replaced by a hash, which keeps deduplication (and one group per value)
+/// working for arbitrary ids.
+fn sqs_id(id: &str) -> String {
     if !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()) {
         return id.to_owned();
     }
@@ -170,7 +183,8 @@ impl SqsQueue {
 
     /// A peek at the dead-letter queue: messages are received with a short visibility and
     /// made visible again at once. SQS FIFO hides the rest of a message group while some of
-    /// it is in flight, so at most 10 messages per store are seen.
+    /// it is in flight, so at most 10 messages per group (an order; a store for messages
+    /// sent before groups were per order) are seen.
     pub async fn dead_letters(&self) -> Result<Vec<OrderMessage>, QueueError> {
         let Some(dlq_url) = self.dead_letter_queue_url().await? else {
             return Ok(Vec::new());
@@ -323,8 +337,8 @@ impl WorkQueue for SqsQueue {
         self.client
             .send_message()
             .queue_url(&self.queue_url)
-            .message_group_id(message.group_id())
-            .message_deduplication_id(sqs_dedup_id(&message.dedup_id))
+            .message_group_id(sqs_id(&message.group_id()))
+            .message_deduplication_id(sqs_id(&message.dedup_id))
             .message_body(body)
             .send()
             .await
@@ -421,21 +435,34 @@ mod tests {
 
     #[test]
     fn dedup_ids_that_sqs_accepts_pass_unchanged() {
-        assert_eq!(sqs_dedup_id("1003:K8XTQ"), "1003:K8XTQ");
+        assert_eq!(sqs_id("1003:K8XTQ"), "1003:K8XTQ");
         assert_eq!(
-            sqs_dedup_id("1003:K8XTQ:replay:abc-def"),
+            sqs_id("1003:K8XTQ:replay:abc-def"),
             "1003:K8XTQ:replay:abc-def"
         );
     }
 
     #[test]
+    fn the_group_is_the_order_and_hashed_when_sqs_cannot_carry_it() {
+        let store = els_core::StoreId::literal(1003);
+        let m = OrderMessage::from_webhook(store, "K8XTQ", "e1");
+        let refund = OrderMessage::from_webhook(store, "K8XTQ", "e2");
+        let other = OrderMessage::from_webhook(store, "K8XTR", "e1");
+        assert_eq!(sqs_id(&m.group_id()), "1003:K8XTQ");
+        assert_eq!(m.group_id(), refund.group_id());
+        assert_ne!(m.group_id(), other.group_id());
+        let odd = OrderMessage::from_webhook(store, "заказ 7", "e1");
+        assert!(sqs_id(&odd.group_id()).starts_with("sha256:"));
+    }
+
+    #[test]
     fn other_dedup_ids_are_hashed_stably() {
         let long = "x".repeat(200);
-        let hashed = sqs_dedup_id(&long);
+        let hashed = sqs_id(&long);
         assert!(hashed.starts_with("sha256:") && hashed.len() == 7 + 64);
-        assert_eq!(hashed, sqs_dedup_id(&long));
-        assert_ne!(sqs_dedup_id("a b"), sqs_dedup_id("a_b"));
-        assert!(sqs_dedup_id("é").starts_with("sha256:"));
+        assert_eq!(hashed, sqs_id(&long));
+        assert_ne!(sqs_id("a b"), sqs_id("a_b"));
+        assert!(sqs_id("é").starts_with("sha256:"));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! an insert that must not collide, so a lost race is [`StoreError::Conflict`], as on
 //! DynamoDB.
 //!
-//! The queue behaves like SQS FIFO: per message group (one Ecwid store) a single message is
+//! The queue behaves like SQS FIFO: per message group (one order) a single message is
 //! in flight at a time, a `dedup_id` seen within the deduplication window is dropped, every
 //! delivery gets a fresh receipt handle, and a message received more than `max_receives`
 //! times moves to a dead-letter table (a redrive policy). Only the head of each group is

@@ -1,4 +1,7 @@
-//! [`WorkQueue`] on SQLite, with SQS FIFO semantics (see the crate docs).
+//! [`WorkQueue`] on SQLite, with SQS FIFO semantics (see the crate docs). The message group
+//! is [`OrderMessage::group_id`], the order (`{store}:{order}`): one order's messages one at
+//! a time, a store's orders side by side. Messages queued by an earlier version under their
+//! store's group drain as they are.
 
 use crate::{Failure, Inner, SqliteStore, duration_millis, now_millis};
 use els_core::QueueError;
@@ -340,11 +343,12 @@ mod tests {
     use els_core::StoreId;
 
     fn message(store_id: u64, order_id: &str) -> OrderMessage {
-        OrderMessage::from_webhook(
-            StoreId::literal(store_id),
-            order_id,
-            format!("ev-{order_id}"),
-        )
+        event(store_id, order_id, &format!("ev-{order_id}"))
+    }
+
+    /// Another event of an order: the same message group.
+    fn event(store_id: u64, order_id: &str, event_id: &str) -> OrderMessage {
+        OrderMessage::from_webhook(StoreId::literal(store_id), order_id, event_id)
     }
 
     fn store(config: QueueConfig) -> SqliteStore {
@@ -354,24 +358,27 @@ mod tests {
     const LONG: Duration = Duration::from_secs(30);
 
     #[tokio::test]
-    async fn a_receive_hands_out_one_message_per_store_oldest_first() {
+    async fn a_receive_hands_out_one_message_per_order_oldest_first() {
         let q = store(QueueConfig::default());
+        let later = event(1, "a", "ev-a-refund");
         for m in [
             message(1, "a"),
             message(2, "b"),
+            later.clone(),
             message(1, "c"),
             message(3, "d"),
         ] {
             q.enqueue(&m).await.unwrap();
         }
+        // The group is the order: store 1's order "c" goes beside "a", "a"'s next event waits.
         let got = q.receive(10, LONG).await.unwrap();
         let ids: Vec<_> = got.iter().map(|d| d.message.order_id.as_str()).collect();
-        assert_eq!(ids, ["a", "b", "d"]);
-        assert_eq!(q.queue_depth().unwrap(), (1, 3));
+        assert_eq!(ids, ["a", "b", "c", "d"]);
+        assert_eq!(q.queue_depth().unwrap(), (1, 4));
         q.ack(&got[0].receipt).await.unwrap();
         let next = q.receive(10, LONG).await.unwrap();
         assert_eq!(next.len(), 1);
-        assert_eq!(next[0].message.order_id, "c");
+        assert_eq!(next[0].message, later);
     }
 
     #[tokio::test]
@@ -421,15 +428,16 @@ mod tests {
         q.enqueue(&poison).await.unwrap();
         let d = q.receive(1, LONG).await.unwrap().remove(0);
         q.retry_after(&d.receipt, Duration::ZERO).await.unwrap();
-        q.enqueue(&message(1, "b")).await.unwrap();
+        let after = event(1, "a", "ev-a-later");
+        q.enqueue(&after).await.unwrap();
         let next = q.receive(10, LONG).await.unwrap();
         assert_eq!(next.len(), 1);
-        assert_eq!(next[0].message.order_id, "b");
+        assert_eq!(next[0].message, after);
         assert_eq!(q.dead_letters().unwrap(), vec![poison.clone()]);
 
         assert_eq!(q.redrive_dead_letters().unwrap(), 1);
         assert!(q.dead_letters().unwrap().is_empty());
-        // Behind "b", which is still in flight.
+        // Behind the order's later message, which is still in flight.
         assert!(q.receive(10, LONG).await.unwrap().is_empty());
         q.ack(&next[0].receipt).await.unwrap();
         let again = q.receive(10, LONG).await.unwrap();

@@ -2,8 +2,10 @@
 //! that are decided again from a fresh read when another worker wrote first.
 
 use super::{Attempt, PostOutcome, RetryLater, SalePoster};
-use crate::error::StoreError;
-use crate::ledger::{self, ClaimDecision, LedgerEntry, OrderKey, Outcome, Reason, ReasonCode};
+use crate::error::{QueueError, StoreError};
+use crate::ledger::{
+    self, ClaimDecision, LedgerEntry, OrderKey, OrderState, Outcome, Reason, ReasonCode,
+};
 use crate::ports::{
     Clock, ConnectionStore, EcwidApi, LedgerStore, LightspeedApi, LinkStore, OrderMessage,
 };
@@ -96,12 +98,25 @@ where
         }
     }
 
-    /// Claims the order, or says why there is nothing to do.
-    pub(super) async fn claim(
+    /// Claims the order `message` names, or says why there is nothing to do. Before a
+    /// SKIPPED entry is reopened, `follow_up` queues [`OrderMessage::reopened`] (see
+    /// [`SalePoster::post_delivered_order`]).
+    pub(super) async fn claim<F, Fut>(
         &self,
-        key: &OrderKey,
-    ) -> Result<Result<(LedgerEntry, bool), PostOutcome>, RetryLater> {
-        let claimed = retry(&self.clock, || self.try_claim(key), Raced::retry_after).await;
+        message: &OrderMessage,
+        follow_up: &F,
+    ) -> Result<Result<(LedgerEntry, bool), PostOutcome>, RetryLater>
+    where
+        F: Fn(OrderMessage) -> Fut + Sync,
+        Fut: Future<Output = Result<(), QueueError>> + Send,
+    {
+        let key = &message.key();
+        let claimed = retry(
+            &self.clock,
+            || self.try_claim(message, follow_up),
+            Raced::retry_after,
+        )
+        .await;
         match claimed {
             Ok(claimed) => Ok(claimed),
             Err(Raced::Lost) => Err(RetryLater {
@@ -113,10 +128,16 @@ where
     }
 
     /// One try of [`Self::claim`].
-    async fn try_claim(
+    async fn try_claim<F, Fut>(
         &self,
-        key: &OrderKey,
-    ) -> Result<Result<(LedgerEntry, bool), PostOutcome>, Raced> {
+        message: &OrderMessage,
+        follow_up: &F,
+    ) -> Result<Result<(LedgerEntry, bool), PostOutcome>, Raced>
+    where
+        F: Fn(OrderMessage) -> Fut + Sync,
+        Fut: Future<Output = Result<(), QueueError>> + Send,
+    {
+        let key = &message.key();
         let search_delay = chrono::Duration::from_std(self.config.search_delay)
             .unwrap_or(chrono::Duration::seconds(90));
         let existing = self
@@ -149,11 +170,39 @@ where
                 entry,
                 expected_version,
                 search_first,
-            } => match self.store.save_order(&entry, expected_version).await {
-                Ok(()) => Ok(Ok((*entry, search_first))),
-                Err(StoreError::Conflict(_)) => Err(Raced::Lost),
-                Err(e) => Err(Raced::Failed(self.store_retry("claiming the order", e))),
-            },
+            } => {
+                if let Some(skipped) = existing.filter(|e| e.state == OrderState::Skipped) {
+                    // The skip was acknowledged: this delivery's message may be gone, and
+                    // whatever this attempt ends in must still find one (see
+                    // `OrderMessage::reopened`).
+                    follow_up(message.reopened(skipped.version))
+                        .await
+                        .map_err(|e| {
+                            Raced::Failed(RetryLater {
+                                delay: self.config.retry_base,
+                                reason: format!(
+                                    "order {key}: queueing a follow-up before reopening the skipped order: {e}"
+                                ),
+                            })
+                        })?;
+                    tracing::info!(store_id = key.store_id.get(), order_id = %key.order_id, "skipped order reopened; follow-up message queued");
+                }
+                self.save_claim(&entry, expected_version, search_first).await
+            }
+        }
+    }
+
+    /// Writes a decided claim under its version condition.
+    async fn save_claim(
+        &self,
+        entry: &LedgerEntry,
+        expected_version: Option<u64>,
+        search_first: bool,
+    ) -> Result<Result<(LedgerEntry, bool), PostOutcome>, Raced> {
+        match self.store.save_order(entry, expected_version).await {
+            Ok(()) => Ok(Ok((entry.clone(), search_first))),
+            Err(StoreError::Conflict(_)) => Err(Raced::Lost),
+            Err(e) => Err(Raced::Failed(self.store_retry("claiming the order", e))),
         }
     }
 }
@@ -168,12 +217,18 @@ where
     /// The connection's stored tokens cannot be decrypted ([`StoreError::Undecryptable`]):
     /// the order is claimed and parked `UNAUTHORIZED` with a reason that asks for the store
     /// to be connected again, after which `els replay` posts it.
-    pub(super) async fn park_unreadable_connection(
+    pub(super) async fn park_unreadable_connection<F, Fut>(
         &self,
-        key: &OrderKey,
+        message: &OrderMessage,
+        follow_up: &F,
         detail: &str,
-    ) -> Result<PostOutcome, RetryLater> {
-        let (claimed, _) = match self.claim(key).await? {
+    ) -> Result<PostOutcome, RetryLater>
+    where
+        F: Fn(OrderMessage) -> Fut + Sync,
+        Fut: Future<Output = Result<(), QueueError>> + Send,
+    {
+        let key = &message.key();
+        let (claimed, _) = match self.claim(message, follow_up).await? {
             Ok(claimed) => claimed,
             Err(done) => return Ok(done),
         };
