@@ -369,7 +369,7 @@ impl Mapper<'_> {
         for (item, (sku, product_id)) in order.items.iter().zip(products) {
             lines.extend(self.map_item(item, product_id, sku.as_str())?);
         }
-        let shipping_taxes = tax::shipping_taxes(order, self.reading)
+        let shipping_taxes = tax::shipping_taxes(order, self.reading, Decimal::new(1, self.scale))
             .map_err(|m| self.park(ReasonCode::TotalsMismatch, m))?;
         let shipping_rate = order
             .shipping_option
@@ -1473,6 +1473,30 @@ mod tests {
             shipping_tax,
             fee_tax,
         }
+    }
+
+    /// Found by `posted_sales_always_equal_the_ecwid_total`: shipping 0.15 and a handling
+    /// fee 0.15, both taxed 10% (0.02 each), the fee's tax only in `handlingFee.taxes`, and a
+    /// total two cents short. Reading the fee's tax as inside `taxesOnShipping` left the
+    /// shipping untaxed and made the short total reconcile: it was posted with 0.02 of tax.
+    /// That reading is now refused (the shipping keeps no tax at a rate it carries), so the
+    /// order parks.
+    #[test]
+    fn a_short_total_is_not_reconciled_by_calling_the_fee_tax_the_shipping_tax() {
+        let g = gen_order(&[(1, 0, 10, 0)], false, (15, 15, 10), false, 0, -2);
+        let err = map(&g.order).unwrap_err();
+        assert_eq!(err.code, ReasonCode::TotalsMismatch, "{}", err.message);
+        // The consistent order (no skew) still posts, each tax once.
+        let g = gen_order(&[(1, 0, 10, 0)], false, (15, 15, 10), false, 0, 0);
+        let sale = map(&g.order).unwrap();
+        assert_eq!(sale.total(), dec!(0.34));
+        assert_eq!(sale_tax(&sale), dec!(0.04));
+        // The mirror case (found by the same test at 50,000 cases): shipping 0.01 and a fee
+        // 0.03 at 20%, the fee's 0.01 inside `taxesOnShipping`, a total a cent over. Reading
+        // the fee's tax as apart gave the 0.01 shipping a 0.01 tax and reconciled: refused.
+        let g = gen_order(&[(1, 0, 20, 0)], false, (1, 3, 20), true, 0, 1);
+        let err = map(&g.order).unwrap_err();
+        assert_eq!(err.code, ReasonCode::TotalsMismatch, "{}", err.message);
     }
 
     proptest! {

@@ -189,7 +189,19 @@ fn legacy_shipping_share(order: &EcwidOrder, tax: &ItemTax) -> Result<Decimal, S
 /// The taxes on the shipping charge alone: the shipping taxes Ecwid lists, less the
 /// handling fee's tax when the reading puts it inside them. Entries that held only the
 /// fee's tax are dropped, so the shipping line is not given a rate it was not taxed at.
-pub(crate) fn shipping_taxes(order: &EcwidOrder, reading: Reading) -> Result<Vec<ItemTax>, String> {
+///
+/// Where a taxed handling fee makes the two readings possible, the shipping's own tax must
+/// be the tax on the shipping charge at its rate, within what Ecwid's rounding explains
+/// (`unit` is one minor unit): inside `taxesOnShipping` the fee's tax comes out of one
+/// rounded sum, so one unit; alone, the shipping's tax is rounded once, so half a unit.
+/// Otherwise the reading is refused: a total that reconciles only by giving the fee's tax
+/// to the shipping, or the shipping's to the fee, is a coincidence of the figures, not a
+/// reading of them (with the other reading refused too, the order parks).
+pub(crate) fn shipping_taxes(
+    order: &EcwidOrder,
+    reading: Reading,
+    unit: Decimal,
+) -> Result<Vec<ItemTax>, String> {
     let mut taxes = shipping_tax_source(order);
     // `taxesOnShipping` entries may not say whether they were included in the price; the
     // same tax on an item does.
@@ -203,12 +215,27 @@ pub(crate) fn shipping_taxes(order: &EcwidOrder, reading: Reading) -> Result<Vec
                 .and_then(|i| i.include_in_price);
         }
     }
-    if !reading.fee_tax_in_shipping {
+    let fee_taxes: Vec<&ItemTax> = order
+        .handling_fee
+        .iter()
+        .flat_map(|f| f.taxes.iter())
+        .filter(|t| !t.total.is_zero())
+        .collect();
+    if fee_taxes.is_empty() {
         return Ok(taxes);
     }
-    let fee_taxes = order.handling_fee.iter().flat_map(|f| f.taxes.iter());
+    if !reading.fee_tax_in_shipping {
+        // Rounded once only when Ecwid lists it once (the items' shares are each rounded).
+        if !order.taxes_on_shipping.is_empty() {
+            for t in &taxes {
+                shipping_own_tax(order, reading, t, unit / Decimal::TWO)?;
+            }
+        }
+        return Ok(taxes);
+    }
     let mut emptied = Vec::new();
-    for fee_tax in fee_taxes.filter(|t| !t.total.is_zero()) {
+    let mut reduced = Vec::new();
+    for fee_tax in fee_taxes {
         let Some((i, t)) = taxes
             .iter_mut()
             .enumerate()
@@ -229,6 +256,10 @@ pub(crate) fn shipping_taxes(order: &EcwidOrder, reading: Reading) -> Result<Vec
         if t.total.is_zero() {
             emptied.push(i);
         }
+        reduced.push(i);
+    }
+    for &i in &reduced {
+        shipping_own_tax(order, reading, &taxes[i], unit)?;
     }
     Ok(taxes
         .into_iter()
@@ -236,6 +267,43 @@ pub(crate) fn shipping_taxes(order: &EcwidOrder, reading: Reading) -> Result<Vec
         .filter(|(i, _)| !emptied.contains(i))
         .map(|(_, t)| t)
         .collect())
+}
+
+/// Checks that `t` is the tax on the shipping charge at `t`'s rate, within `tolerance`.
+fn shipping_own_tax(
+    order: &EcwidOrder,
+    reading: Reading,
+    t: &ItemTax,
+    tolerance: Decimal,
+) -> Result<(), String> {
+    let shipping = order
+        .shipping_option
+        .as_ref()
+        .map_or(Decimal::ZERO, |s| s.shipping_rate);
+    let included = match t.include_in_price {
+        Some(own) if reading.honour_include_in_price => own,
+        _ => order.prices_include_tax.unwrap_or(false),
+    };
+    let rate = t.value / Decimal::ONE_HUNDRED;
+    let own = if included {
+        shipping - shipping / (Decimal::ONE + rate)
+    } else {
+        shipping * rate
+    };
+    if (t.total - own).abs() > tolerance {
+        let what = if reading.fee_tax_in_shipping {
+            "with the handling fee's tax taken out, the shipping tax"
+        } else {
+            "the shipping tax, the handling fee's tax apart,"
+        };
+        return Err(format!(
+            "{what} {} is {} for a shipping charge of {shipping}, whose tax at that rate is {}",
+            label(t),
+            t.total,
+            own.round_dp(tolerance.scale().max(2))
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -261,7 +329,7 @@ mod tests {
         assert_eq!(reading.len(), 1);
         let own = item_own_taxes(&o, &o.items[0], reading[0]).unwrap();
         assert_eq!(own[0].total, dec!(1));
-        let ship = shipping_taxes(&o, reading[0]).unwrap();
+        let ship = shipping_taxes(&o, reading[0], dec!(0.01)).unwrap();
         assert_eq!(ship[0].total, dec!(0.5));
     }
 
@@ -274,7 +342,7 @@ mod tests {
                 {"taxes": [{"name": "GST", "value": 5, "total": 0.75, "taxOnDiscountedSubtotal": 0.5, "taxOnShipping": 0.25}]}
             ]
         }));
-        let ship = shipping_taxes(&o, Reading::candidates(&o)[0]).unwrap();
+        let ship = shipping_taxes(&o, Reading::candidates(&o)[0], dec!(0.01)).unwrap();
         assert_eq!(ship.len(), 1);
         assert_eq!(ship[0].total, dec!(0.5));
     }
@@ -290,8 +358,32 @@ mod tests {
         }));
         let readings = Reading::candidates(&o);
         assert_eq!(readings.len(), 2);
-        assert_eq!(shipping_taxes(&o, readings[0]).unwrap()[0].total, dec!(0.5));
-        assert_eq!(shipping_taxes(&o, readings[1]).unwrap()[0].total, dec!(0.7));
+        assert_eq!(
+            shipping_taxes(&o, readings[0], dec!(0.01)).unwrap()[0].total,
+            dec!(0.5)
+        );
+        // The other reading would tax the 5.00 shipping 0.70 at 10%: refused.
+        let err = shipping_taxes(&o, readings[1], dec!(0.01)).unwrap_err();
+        assert!(err.contains("is 0.7 for a shipping charge of 5"), "{err}");
+    }
+
+    #[test]
+    fn with_the_fee_tax_apart_the_shipping_tax_stands_when_its_rate_explains_it() {
+        // Shipping 5.00 and a 2.00 fee at 10%: 0.50 and 0.20, listed apart.
+        let o = order(serde_json::json!({
+            "id": "G",
+            "items": [{"taxes": [{"name": "T", "value": 10, "total": 2.5, "taxOnDiscountedSubtotal": 2, "taxOnShipping": 0.5}]}],
+            "shippingOption": {"shippingRate": 5},
+            "handlingFee": {"name": "Wrap", "value": 2, "taxes": [{"name": "T", "value": 10, "total": 0.2}]},
+            "taxesOnShipping": [{"name": "T", "value": 10, "total": 0.5}]
+        }));
+        let readings = Reading::candidates(&o);
+        assert_eq!(
+            shipping_taxes(&o, readings[1], dec!(0.01)).unwrap()[0].total,
+            dec!(0.5)
+        );
+        // Taking the fee's 0.20 out of it instead would leave 0.30 on 5.00 at 10%: refused.
+        assert!(shipping_taxes(&o, readings[0], dec!(0.01)).is_err());
     }
 
     #[test]
