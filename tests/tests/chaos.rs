@@ -245,7 +245,10 @@ fn a_late_delivery_that_reopens_a_skipped_order_leaves_a_message_to_finish_it() 
         let fresh = h.store.receive(1, Duration::from_secs(30)).await.unwrap();
         assert_eq!(fresh.len(), 1, "redelivered once its visibility ran out");
         let skipped = h.app.settle(fresh[0].clone()).await;
-        assert!(matches!(skipped, Ok(PostOutcome::Skipped(_))), "{skipped:?}");
+        assert!(
+            matches!(skipped, Ok(PostOutcome::Skipped(_))),
+            "{skipped:?}"
+        );
         assert_eq!(h.store.queue_depth().unwrap(), (0, 0), "the skip is acked");
 
         // The late delivery now reads PAID, and its sale POST fails.

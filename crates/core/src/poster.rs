@@ -19,12 +19,12 @@
 use crate::connection::Connection;
 use crate::deadline::Deadline;
 use crate::ecwid::EcwidOrder;
+use crate::error::QueueError;
 use crate::error::{ApiError, StoreError};
 use crate::ids::{Sku, StoreId};
 use crate::ledger::{self, LedgerEntry, OrderKey, Outcome, Reason, ReasonCode};
 use crate::lightspeed::SaleSetup;
 use crate::money::{self, MappingContext};
-use crate::error::QueueError;
 use crate::ports::{
     Clock, ConnectionStore, EcwidApi, LedgerStore, LightspeedApi, LinkStore, OrderMessage,
 };

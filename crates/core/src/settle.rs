@@ -234,7 +234,8 @@ mod tests {
     async fn a_failed_receive_before_the_last_is_retried_and_nothing_is_parked() {
         let (poster, store) = poster(true).await;
 
-        let settled = post_delivered(&poster, &&FakeQueue::default(), &message(), Some(1), MAX).await;
+        let settled =
+            post_delivered(&poster, &&FakeQueue::default(), &message(), Some(1), MAX).await;
 
         assert_eq!(
             settled.settlement,
@@ -248,7 +249,8 @@ mod tests {
     async fn a_failed_last_receive_parks_the_order_as_dead_lettered() {
         let (poster, store) = poster(true).await;
 
-        let settled = post_delivered(&poster, &&FakeQueue::default(), &message(), Some(MAX), MAX).await;
+        let settled =
+            post_delivered(&poster, &&FakeQueue::default(), &message(), Some(MAX), MAX).await;
 
         assert_eq!(settled.settlement, Settlement::DeadLetter);
         assert!(
@@ -318,7 +320,8 @@ mod tests {
     async fn a_posted_order_is_acked_even_on_the_last_receive() {
         let (poster, store) = poster(false).await;
 
-        let settled = post_delivered(&poster, &&FakeQueue::default(), &message(), Some(MAX), MAX).await;
+        let settled =
+            post_delivered(&poster, &&FakeQueue::default(), &message(), Some(MAX), MAX).await;
 
         assert_eq!(settled.settlement, Settlement::Ack, "{:?}", settled.outcome);
         assert_eq!(ledger_state(&store).await.0, OrderState::Posted);

@@ -337,8 +337,8 @@ where
         receive_count(record),
         max_receive_count,
     )
-        .instrument(span)
-        .await;
+    .instrument(span)
+    .await;
     measured.record(&settled);
     match settled.settlement.redeliver_after() {
         None => true,

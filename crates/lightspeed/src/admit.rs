@@ -6,7 +6,9 @@
 //! The shared slot is taken first and the gate asked second, because a gate ticket means
 //! "sent now" (its log dates the request): if the gate would hold the request past the
 //! slot's `valid_until`, the slot is let go (it counts as spent) and a new one is taken
-//! after the gate's wait, so a request never goes out later than its slot allows.
+//! after the gate's wait, so a request never goes out later than its slot allows. So that
+//! this seldom happens, the gate is first asked, taking nothing, when it would let a
+//! request go, and the slot is taken only then ([`Gate::ready_at`](crate::pace::Gate)).
 
 use crate::budget::{Ask, Grant, SharedBudget};
 use crate::{LightspeedClient, pace, parse_reset, parse_retry_after};
@@ -146,6 +148,28 @@ impl LightspeedClient {
         }
     }
 
+    /// Waits, taking nothing, until the retailer's gate would let a request go, or fails
+    /// when that is past `deadline`: a shared slot taken only then is not spent waiting on
+    /// the gate (a slot held past its `valid_until` counts as spent for every process).
+    async fn gate_ready(&self, prefix: &str, deadline: Option<Instant>) -> Result<(), ApiError> {
+        loop {
+            let now = Instant::now();
+            let ready_at = {
+                let gates = self.gates.lock().unwrap_or_else(|e| e.into_inner());
+                gates
+                    .get(prefix)
+                    .and_then(|g| g.ready_at(now, self.pacing.reserve))
+            };
+            match ready_at {
+                None => return Ok(()),
+                Some(at) if deadline.is_some_and(|d| at > d) => {
+                    return Err(over_cap(at.duration_since(now)));
+                }
+                Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+            }
+        }
+    }
+
     /// Waits until the retailer's shared budget and gate allow a request, at most
     /// [`crate::Pacing::max_wait`].
     pub(crate) async fn admit(&self, conn: &Connection) -> Result<Admission, ApiError> {
@@ -154,6 +178,9 @@ impl LightspeedClient {
         // A configured cap too large for the clock means no cap.
         let deadline = started.checked_add(self.pacing.max_wait);
         'slot: loop {
+            if self.shared.is_some() {
+                self.gate_ready(prefix, deadline).await?;
+            }
             let slot = self.shared_slot(conn, deadline).await?;
             loop {
                 let now = Instant::now();
@@ -194,5 +221,67 @@ impl LightspeedClient {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::budget::{BudgetSettings, WindowBudget};
+    use crate::{Pacing, pace};
+
+    fn connection() -> Connection {
+        serde_json::from_value(serde_json::json!({
+            "store_id": 1003, "ecwid_token": "secret_t",
+            "lightspeed": {"domain_prefix": "shop", "access_token": "lsat"},
+            "register_id": "r", "outlet_id": "o", "user_id": "u",
+            "payment_type_id": "p", "version": 1
+        }))
+        .expect("a connection")
+    }
+
+    /// A slot of the shared budget must be sent within about 2 s. A gate holding the
+    /// request longer (a 429's `Retry-After` of 3 s) used to cost a slot that expired
+    /// unspent, for every process of the retailer; now the slot is taken once the gate
+    /// would let the request go.
+    #[tokio::test]
+    async fn a_request_the_gate_holds_takes_its_shared_slot_only_when_the_gate_opens() {
+        let budget = Arc::new(WindowBudget::in_process(BudgetSettings::default()));
+        let client =
+            LightspeedClient::new("http://127.0.0.1:9/{domain_prefix}", Duration::from_secs(1))
+                .unwrap()
+                .with_pacing(Pacing {
+                    max_wait: Duration::from_secs(10),
+                    ..Pacing::default()
+                })
+                .with_shared_budget(budget.clone());
+        {
+            let mut gate = pace::Gate::default();
+            let now = Instant::now();
+            let pace::Decision::Go(ticket) = gate.decide(now, 0) else {
+                panic!("a fresh gate lets the first request go");
+            };
+            gate.observe(
+                ticket,
+                now,
+                pace::Observed {
+                    limited: true,
+                    retry_after: Some(Duration::from_secs(3)),
+                    ..pace::Observed::default()
+                },
+            );
+            client.gates.lock().unwrap().insert("shop".into(), gate);
+        }
+        let started = Instant::now();
+
+        let admission = client.admit(&connection()).await.expect("admitted");
+
+        assert!(
+            started.elapsed() >= Duration::from_millis(2900),
+            "the gate held it"
+        );
+        let stats = budget.stats();
+        assert_eq!((stats.granted, stats.unspent), (1, 0), "{stats:?}");
+        drop(admission);
     }
 }

@@ -81,6 +81,18 @@ pub enum Decision {
     WaitUntil(Instant),
 }
 
+/// What [`Gate::decide`] would do, before it does it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// Room in the budget as last reported.
+    Go,
+    /// No answer yet: nothing is known, the request goes.
+    Unknown,
+    /// Down to the reserve and due for a probe.
+    Probe,
+    Wait(Instant),
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Report {
     ticket: u64,
@@ -189,24 +201,51 @@ impl Gate {
 
     /// Whether a request may go now, keeping `reserve` requests of the budget for others.
     pub fn decide(&mut self, now: Instant, reserve: u32) -> Decision {
-        if let Some(until) = self.blocked_until {
-            if now < until {
-                return Decision::WaitUntil(until);
-            }
+        if self.blocked_until.is_some_and(|until| now >= until) {
             self.blocked_until = None;
         }
+        match self.plan(now, reserve) {
+            Plan::Wait(at) => Decision::WaitUntil(at),
+            Plan::Go => {
+                self.idle_probes = 0;
+                Decision::Go(self.issue(now))
+            }
+            Plan::Probe => {
+                let ticket = self.issue(now);
+                self.probe = Some(ticket);
+                self.last_probe = Some(now);
+                Decision::Go(ticket)
+            }
+            Plan::Unknown => Decision::Go(self.issue(now)),
+        }
+    }
+
+    /// When [`Gate::decide`] would let a request go, without taking anything: `None` for
+    /// now. The shared budget's slot is taken only then, so that it is not spent waiting
+    /// here (`crate::admit`).
+    pub fn ready_at(&self, now: Instant, reserve: u32) -> Option<Instant> {
+        match self.plan(now, reserve) {
+            Plan::Wait(at) => Some(at),
+            Plan::Go | Plan::Probe | Plan::Unknown => None,
+        }
+    }
+
+    /// What [`Gate::decide`] would do at `now`.
+    fn plan(&self, now: Instant, reserve: u32) -> Plan {
+        if let Some(until) = self.blocked_until.filter(|until| now < *until) {
+            return Plan::Wait(until);
+        }
         let Some(report) = self.report else {
-            return Decision::Go(self.issue(now));
+            return Plan::Unknown;
         };
         let available = self.available_at(now).unwrap_or(0);
         if available > i64::from(reserve) {
-            self.idle_probes = 0;
-            return Decision::Go(self.issue(now));
+            return Plan::Go;
         }
         // Down to the reserve: wait until enough of our requests have left the window, or
         // for news; then one probe, and nobody else until it answers.
         if self.probe.is_some() {
-            return Decision::WaitUntil(now + PROBE_POLL);
+            return Plan::Wait(now + PROBE_POLL);
         }
         let short = usize::try_from(i64::from(reserve) + 1 - available).unwrap_or(usize::MAX);
         let own = self
@@ -229,12 +268,10 @@ impl Gate {
             due = due.max(last + MIN_PROBE_GAP);
         }
         if now < due {
-            return Decision::WaitUntil(due);
+            Plan::Wait(due)
+        } else {
+            Plan::Probe
         }
-        let ticket = self.issue(now);
-        self.probe = Some(ticket);
-        self.last_probe = Some(now);
-        Decision::Go(ticket)
     }
 
     fn issue(&mut self, now: Instant) -> u64 {

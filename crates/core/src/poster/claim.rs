@@ -187,7 +187,8 @@ where
                         })?;
                     tracing::info!(store_id = key.store_id.get(), order_id = %key.order_id, "skipped order reopened; follow-up message queued");
                 }
-                self.save_claim(&entry, expected_version, search_first).await
+                self.save_claim(&entry, expected_version, search_first)
+                    .await
             }
         }
     }
