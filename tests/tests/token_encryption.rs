@@ -1,9 +1,11 @@
 //! Merchant tokens in DynamoDB are KMS ciphertext (issue #17), on moto (DynamoDB, SQS, KMS):
-//! the item holds no token in clear; ingest (no key) → SQS → poster (key) → sandbox and the
-//! inventory mirror work, with the KMS calls of a cold and a warm container counted; a
-//! ciphertext moved to another store's item (or attribute) does not decrypt and that
-//! store's orders park asking to reconnect; the migration encrypts plain-text connections
-//! once.
+//! the item holds no token in clear, a connection's tokens are sealed in one ciphertext (one
+//! Decrypt per cold read, counted by the cipher and by the SDK meter); items written one
+//! ciphertext per token are still read and are sealed by their next write; ingest (no key)
+//! → SQS → poster (key) → sandbox and the inventory mirror work, with the KMS calls of a cold
+//! and a warm container counted; a ciphertext moved to another store's item (or attribute)
+//! does not decrypt and that store's orders park asking to reconnect; the migration seals
+//! plain-text and per-token connections once.
 //!
 //! moto's KMS binds a ciphertext to its encryption context (the AES-GCM additional data),
 //! so the moved-ciphertext refusal below is moto's, as it would be KMS's.
@@ -23,7 +25,10 @@ use els_ecwid::EcwidClient;
 use els_http::TokioClock;
 use els_lightspeed::LightspeedClient;
 use els_sandbox::{OrderItemSpec, OrderSpec, Sandbox, SandboxConfig};
-use els_store_aws::{DynamoStore, ENCRYPTED_TOKEN_PLACEHOLDER, KmsCalls, SqsQueue, TokenCipher};
+use els_store_aws::metering::{KMS, Meter};
+use els_store_aws::{
+    DynamoStore, ENCRYPTED_TOKEN_PLACEHOLDER, KmsCalls, SqsQueue, TokenAttribute, TokenCipher,
+};
 use els_tests::contract::{sample_connection, unique_store_id};
 use els_tests::moto::{aws_config, encrypted_table, moto_endpoint};
 use std::collections::HashMap;
@@ -44,6 +49,17 @@ fn cold_container(store: &DynamoStore) -> DynamoStore {
     DynamoStore::new(store.client().clone(), store.table()).with_token_cipher(cipher)
 }
 
+/// A cold container whose KMS client carries the cost meter: the requests KMS really gets.
+async fn metered_container(store: &DynamoStore) -> (DynamoStore, Meter) {
+    let config = aws_config(&moto_endpoint().await).await;
+    let meter = Meter::new();
+    let kms = meter.kms((&config).into());
+    let key = store.token_cipher().expect("a cipher").key_id().to_string();
+    let container = DynamoStore::new(store.client().clone(), store.table())
+        .with_token_cipher(TokenCipher::new(kms, key));
+    (container, meter)
+}
+
 /// The table as webhook-ingest opens it: no token key.
 fn without_key(store: &DynamoStore) -> DynamoStore {
     DynamoStore::new(store.client().clone(), store.table())
@@ -51,6 +67,80 @@ fn without_key(store: &DynamoStore) -> DynamoStore {
 
 fn calls(store: &DynamoStore) -> KmsCalls {
     store.token_cipher().expect("a cipher").kms_calls()
+}
+
+async fn put_raw(store: &DynamoStore, item: Item) {
+    store
+        .client()
+        .put_item()
+        .table_name(store.table())
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// `conn` as the code before the tokens were sealed together wrote it: each token its own
+/// KMS ciphertext under the encryption context of its attribute, no `tokens` attribute.
+async fn put_per_token_format(store: &DynamoStore, conn: &Connection) {
+    let plain = without_key(store);
+    plain.put_connection(conn, None).await.unwrap();
+    let mut item = raw_connection(store, conn.store_id).await;
+    let cipher = store.token_cipher().unwrap();
+    let mut sealed = Vec::new();
+    for (attribute, token) in [
+        (TokenAttribute::EcwidToken, Some(&conn.ecwid_token)),
+        (
+            TokenAttribute::LightspeedAccessToken,
+            Some(&conn.lightspeed.access_token),
+        ),
+        (
+            TokenAttribute::LightspeedRefreshToken,
+            conn.lightspeed.refresh_token.as_ref(),
+        ),
+    ] {
+        if let Some(token) = token {
+            let ciphertext = cipher
+                .encrypt(conn.store_id, attribute, token)
+                .await
+                .unwrap();
+            sealed.push((
+                attribute,
+                AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(ciphertext)),
+            ));
+        }
+    }
+    let mut lightspeed = item["lightspeed"].as_m().unwrap().clone();
+    for (attribute, value) in sealed {
+        match attribute {
+            TokenAttribute::EcwidToken => {
+                item.insert("ecwid_token".into(), value);
+            }
+            TokenAttribute::LightspeedAccessToken => {
+                lightspeed.insert("access_token".into(), value);
+            }
+            _ => {
+                lightspeed.insert("refresh_token".into(), value);
+            }
+        }
+    }
+    item.insert("lightspeed".into(), AttributeValue::M(lightspeed));
+    put_raw(store, item).await;
+}
+
+/// Whether the item is in the sealed format: one `tokens` ciphertext, and `true` where each
+/// of the connection's tokens was.
+fn assert_sealed(item: &Item, with_refresh_token: bool) {
+    assert!(
+        matches!(item.get("tokens"), Some(AttributeValue::B(_))),
+        "one ciphertext for the tokens"
+    );
+    assert_eq!(item["ecwid_token"], AttributeValue::Bool(true));
+    let lightspeed = item["lightspeed"].as_m().unwrap();
+    assert_eq!(lightspeed["access_token"], AttributeValue::Bool(true));
+    if with_refresh_token {
+        assert_eq!(lightspeed["refresh_token"], AttributeValue::Bool(true));
+    }
 }
 
 async fn raw_connection(store: &DynamoStore, store_id: StoreId) -> Item {
@@ -125,13 +215,11 @@ async fn a_connection_item_holds_no_token_in_clear() {
         &item,
         &tokens.iter().map(String::as_str).collect::<Vec<_>>(),
     );
-    assert!(matches!(item["ecwid_token"], AttributeValue::B(_)));
-    let lightspeed = item["lightspeed"].as_m().unwrap();
-    assert!(matches!(lightspeed["access_token"], AttributeValue::B(_)));
-    assert!(matches!(lightspeed["refresh_token"], AttributeValue::B(_)));
+    assert_sealed(&item, true);
 
-    // Read back by another container (a cold cache): the same connection, three Decrypts.
-    let cold = cold_container(&store);
+    // Read back by another container (a cold cache): the same connection, one Decrypt for
+    // its three tokens, as KMS counts it.
+    let (cold, meter) = metered_container(&store).await;
     assert_eq!(
         cold.get_connection(conn.store_id).await.unwrap(),
         Some(conn.clone())
@@ -140,30 +228,45 @@ async fn a_connection_item_holds_no_token_in_clear() {
         calls(&cold),
         KmsCalls {
             encrypt: 0,
-            decrypt: 3
+            decrypt: 1
         }
     );
+    assert_eq!(meter.snapshot().requests(KMS, "Decrypt"), 1);
     assert_eq!(cold.list_connections().await.unwrap(), vec![conn.clone()]);
-    assert_eq!(calls(&cold).decrypt, 3, "listed from the cache");
+    assert_eq!(calls(&cold).decrypt, 1, "listed from the cache");
 
-    // A version-conditioned rewrite with one new token (a refresh) encrypts only that one.
-    let mut refreshed = conn.clone();
+    // A settings change keeps the tokens: their ciphertext is reused, no Encrypt.
+    let mut settings = conn.clone();
+    settings.settings.post_sales = false;
+    settings.version = 2;
+    cold.put_connection(&settings, Some(1)).await.unwrap();
+    assert_eq!(calls(&cold).encrypt, 0);
+    assert_eq!(
+        raw_connection(&store, conn.store_id).await["tokens"],
+        item["tokens"],
+        "the same ciphertext"
+    );
+
+    // A version-conditioned rewrite with one new token (a refresh) seals the tokens again:
+    // one Encrypt.
+    let mut refreshed = settings.clone();
     refreshed.lightspeed.access_token = Secret::new("lsxs_at_2");
-    refreshed.version = 2;
-    cold.put_connection(&refreshed, Some(1)).await.unwrap();
+    refreshed.version = 3;
+    cold.put_connection(&refreshed, Some(2)).await.unwrap();
     assert_eq!(
         calls(&cold),
         KmsCalls {
             encrypt: 1,
-            decrypt: 3
+            decrypt: 1
         }
     );
+    assert_eq!(meter.snapshot().requests(KMS, "Encrypt"), 1);
     assert_eq!(
         store.get_connection(conn.store_id).await.unwrap(),
         Some(refreshed.clone())
     );
     assert!(matches!(
-        cold.put_connection(&refreshed, Some(1)).await,
+        cold.put_connection(&refreshed, Some(2)).await,
         Err(StoreError::Conflict(_))
     ));
     let item = raw_connection(&store, conn.store_id).await;
@@ -182,14 +285,21 @@ async fn a_connection_item_holds_no_token_in_clear() {
         ENCRYPTED_TOKEN_PLACEHOLDER
     );
     assert_eq!(seen.register_id, conn.register_id);
+    assert_eq!(
+        seen.lightspeed
+            .refresh_token
+            .as_ref()
+            .map(|t| t.expose().to_string()),
+        Some(ENCRYPTED_TOKEN_PLACEHOLDER.to_string())
+    );
     let mut next = seen.clone();
-    next.version = 3;
+    next.version = 4;
     assert!(matches!(
-        ingest.put_connection(&next, Some(2)).await,
+        ingest.put_connection(&next, Some(3)).await,
         Err(StoreError::Corrupt { .. })
     ));
     assert!(matches!(
-        store.put_connection(&next, Some(2)).await,
+        store.put_connection(&next, Some(3)).await,
         Err(StoreError::Corrupt { .. })
     ));
     assert_eq!(
@@ -198,9 +308,71 @@ async fn a_connection_item_holds_no_token_in_clear() {
     );
 }
 
+/// A connection written one ciphertext per token (deployments from before the tokens were
+/// sealed together) is still read, one Decrypt per token; its next write seals the tokens
+/// in one ciphertext, after which a cold read is one Decrypt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_token_connection_is_read_and_its_next_write_seals_it() {
+    let store = encrypted_table("els-tokens-old").await;
+    let conn = sample_connection(unique_store_id());
+    put_per_token_format(&store, &conn).await;
+    let old = raw_connection(&store, conn.store_id).await;
+    assert!(matches!(old["ecwid_token"], AttributeValue::B(_)));
+    assert!(!old.contains_key("tokens"));
+    assert_no_token_in_clear(
+        &old,
+        &tokens_of(&conn)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+
+    let (reader, meter) = metered_container(&store).await;
+    assert_eq!(
+        reader.get_connection(conn.store_id).await.unwrap(),
+        Some(conn.clone())
+    );
+    assert_eq!(meter.take().requests(KMS, "Decrypt"), 3, "one per token");
+    assert_eq!(reader.list_connections().await.unwrap(), vec![conn.clone()]);
+    // Without the key, each token is a placeholder.
+    let seen = without_key(&store)
+        .get_connection(conn.store_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.ecwid_token.expose(), ENCRYPTED_TOKEN_PLACEHOLDER);
+
+    // The next write of the connection (a settings change) seals the tokens: one Encrypt.
+    let mut changed = conn.clone();
+    changed.settings.post_sales = false;
+    changed.version = conn.version + 1;
+    reader
+        .put_connection(&changed, Some(conn.version))
+        .await
+        .unwrap();
+    assert_eq!(meter.take().requests(KMS, "Encrypt"), 1);
+    let sealed = raw_connection(&store, conn.store_id).await;
+    assert_sealed(&sealed, true);
+    assert_no_token_in_clear(
+        &sealed,
+        &tokens_of(&conn)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let (cold, cold_meter) = metered_container(&store).await;
+    assert_eq!(
+        cold.get_connection(conn.store_id).await.unwrap(),
+        Some(changed)
+    );
+    let counted = cold_meter.snapshot();
+    assert_eq!(counted.requests(KMS, "Decrypt"), 1, "one for all tokens");
+    assert_eq!(counted.service_requests(KMS), 1);
+}
+
 /// Ingest (without the key) → SQS → poster (a cold container with the key) → sandbox, then
 /// the inventory mirror, with the KMS calls counted: the first order of a store costs one
-/// Decrypt per token, the next ones none.
+/// Decrypt (its tokens are sealed together), the next ones none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn posting_and_the_inventory_mirror_work_with_encrypted_tokens() {
     let config = aws_config(&moto_endpoint().await).await;
@@ -280,8 +452,8 @@ async fn posting_and_the_inventory_mirror_work_with_encrypted_tokens() {
     }
     eprintln!("KMS calls per order (encrypt, decrypt, time to settle): {per_order:?}");
     // The sandbox's connection has an Ecwid token and a personal Lightspeed token (no
-    // refresh token): two Decrypts for the first order, none after.
-    assert_eq!((per_order[0].0, per_order[0].1), (0, 2), "{per_order:?}");
+    // refresh token), sealed together: one Decrypt for the first order, none after.
+    assert_eq!((per_order[0].0, per_order[0].1), (0, 1), "{per_order:?}");
     for (encrypt, decrypt, _) in &per_order[1..] {
         assert_eq!(
             (*encrypt, *decrypt),
@@ -308,7 +480,7 @@ async fn posting_and_the_inventory_mirror_work_with_encrypted_tokens() {
         calls(&mirror_store),
         KmsCalls {
             encrypt: 0,
-            decrypt: 2
+            decrypt: 1
         }
     );
     let ids = sandbox.ids();
@@ -323,7 +495,7 @@ async fn posting_and_the_inventory_mirror_work_with_encrypted_tokens() {
         calls(&mirror_store),
         KmsCalls {
             encrypt: 0,
-            decrypt: 2
+            decrypt: 1
         },
         "the warm run made no KMS call"
     );
@@ -355,13 +527,14 @@ async fn a_ciphertext_moved_to_another_store_does_not_decrypt_and_its_orders_par
         .await
         .unwrap();
 
-    // Someone with write access to the table copies store A's Ecwid token ciphertext into
-    // store B's item, and store C's into C's own Lightspeed access token.
-    let a_ecwid = raw_connection(&store, a.store_id).await["ecwid_token"].clone();
-    let c_ecwid = raw_connection(&store, c.store_id).await["ecwid_token"].clone();
+    // Someone with write access to the table copies store A's sealed tokens into store B's
+    // item, and store C's into C's own Lightspeed access token.
+    let a_tokens = raw_connection(&store, a.store_id).await["tokens"].clone();
+    let c_tokens = raw_connection(&store, c.store_id).await["tokens"].clone();
+    assert!(matches!(a_tokens, AttributeValue::B(_)));
     for (target, path, value) in [
-        (b.store_id, "ecwid_token", a_ecwid),
-        (c.store_id, "lightspeed.access_token", c_ecwid),
+        (b.store_id, "tokens", a_tokens),
+        (c.store_id, "lightspeed.access_token", c_tokens),
     ] {
         let (names, expression) = match path.split_once('.') {
             Some((map, field)) => (
@@ -386,8 +559,8 @@ async fn a_ciphertext_moved_to_another_store_does_not_decrypt_and_its_orders_par
 
     let reader = cold_container(&store);
     for (victim, attribute, kept) in [
-        (&b, "ecwid_token", Some(go_live)),
-        (&c, "access_token", None),
+        (&b, "tokens", Some(go_live)),
+        (&c, "lightspeed.access_token", None),
     ] {
         match reader.get_connection(victim.store_id).await {
             Err(StoreError::Undecryptable {
@@ -487,18 +660,22 @@ async fn a_ciphertext_moved_to_another_store_does_not_decrypt_and_its_orders_par
     ));
 }
 
-/// A table from before encryption: the migration reports its plain-text connections,
-/// encrypts them once at their version, and a second run changes nothing.
+/// A table from before encryption, and from before the tokens were sealed together: the
+/// migration reports its plain-text and per-token connections, seals them once at their
+/// version, and a second run changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_migration_encrypts_plain_text_connections_once() {
+async fn the_migration_seals_plain_text_and_per_token_connections_once() {
     let store = encrypted_table("els-tokens-migrate").await;
     let old = without_key(&store);
     let plain = sample_connection(unique_store_id());
     old.put_connection(&plain, None).await.unwrap();
     let encrypted = sample_connection(unique_store_id());
     store.put_connection(&encrypted, None).await.unwrap();
+    let per_token = sample_connection(unique_store_id());
+    put_per_token_format(&store, &per_token).await;
     let tokens = tokens_of(&plain);
     let raw = raw_connection(&store, plain.store_id).await;
+    let raw_per_token = raw_connection(&store, per_token.store_id).await;
     assert_eq!(raw["ecwid_token"], AttributeValue::S(tokens[0].clone()));
     // Plain text is still read, with or without the key.
     assert_eq!(
@@ -507,13 +684,18 @@ async fn the_migration_encrypts_plain_text_connections_once() {
     );
 
     let dry = store.encrypt_tokens(false).await.unwrap();
-    assert_eq!(dry.connections, 2);
+    assert_eq!(dry.connections, 3);
     assert_eq!(dry.plain_text, vec![plain.store_id]);
+    assert_eq!(dry.per_token, vec![per_token.store_id]);
     assert_eq!(dry.encrypted, 0);
     assert_eq!(
         raw_connection(&store, plain.store_id).await,
         raw,
         "a dry run writes nothing"
+    );
+    assert_eq!(
+        raw_connection(&store, per_token.store_id).await,
+        raw_per_token
     );
     assert!(matches!(
         old.encrypt_tokens(true).await,
@@ -522,27 +704,44 @@ async fn the_migration_encrypts_plain_text_connections_once() {
 
     let first = store.encrypt_tokens(true).await.unwrap();
     assert_eq!(first.plain_text, vec![plain.store_id]);
-    assert_eq!(first.encrypted, 1);
-    let migrated = raw_connection(&store, plain.store_id).await;
-    assert_no_token_in_clear(
-        &migrated,
-        &tokens.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
-    assert_eq!(migrated["version"], raw["version"], "the version is kept");
-    assert_eq!(migrated["gsi_connections"], raw["gsi_connections"]);
-    assert_eq!(
-        cold_container(&store)
-            .get_connection(plain.store_id)
-            .await
-            .unwrap(),
-        Some(plain.clone())
-    );
+    assert_eq!(first.per_token, vec![per_token.store_id]);
+    assert_eq!(first.encrypted, 2);
+    assert!(first.undecryptable.is_empty());
+    for (conn, before) in [(&plain, &raw), (&per_token, &raw_per_token)] {
+        let migrated = raw_connection(&store, conn.store_id).await;
+        assert_sealed(&migrated, true);
+        assert_no_token_in_clear(
+            &migrated,
+            &tokens_of(conn)
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(
+            migrated["version"], before["version"],
+            "the version is kept"
+        );
+        assert_eq!(migrated["gsi_connections"], before["gsi_connections"]);
+        let (cold, meter) = metered_container(&store).await;
+        assert_eq!(
+            cold.get_connection(conn.store_id).await.unwrap(),
+            Some(conn.clone())
+        );
+        assert_eq!(meter.snapshot().requests(KMS, "Decrypt"), 1);
+    }
 
-    let untouched = raw_connection(&store, encrypted.store_id).await;
+    let untouched: Vec<Item> = futures::future::join_all(
+        [&plain, &encrypted, &per_token].map(|c| raw_connection(&store, c.store_id)),
+    )
+    .await;
     let second = store.encrypt_tokens(true).await.unwrap();
-    assert_eq!(second.connections, 2);
+    assert_eq!(second.connections, 3);
     assert!(second.plain_text.is_empty(), "{second:?}");
+    assert!(second.per_token.is_empty(), "{second:?}");
     assert_eq!(second.encrypted, 0);
-    assert_eq!(raw_connection(&store, plain.store_id).await, migrated);
-    assert_eq!(raw_connection(&store, encrypted.store_id).await, untouched);
+    let after: Vec<Item> = futures::future::join_all(
+        [&plain, &encrypted, &per_token].map(|c| raw_connection(&store, c.store_id)),
+    )
+    .await;
+    assert_eq!(after, untouched);
 }

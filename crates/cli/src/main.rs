@@ -68,7 +68,8 @@ enum Command {
     /// created before now) to search Lightspeed before posting, so nothing posts twice.
     RestoreCheck(RestoreCheckArgs),
     /// DynamoDB only: bring the table to the current schema and list the connections whose
-    /// tokens are in plain text; `--encrypt-tokens` encrypts them with the token key.
+    /// tokens are in plain text or one ciphertext per token; `--encrypt-tokens` seals them
+    /// in one ciphertext with the token key.
     Migrate(MigrateArgs),
     /// Compare every linked product's level in Lightspeed and Ecwid and print the drift;
     /// `--fix` writes Lightspeed's level (minus pending web sales) to Ecwid.

@@ -64,28 +64,34 @@
 //! attribute, and `migrate` does not look again once META says 2;
 //! [`DynamoStore::index_connections`] repairs that (the same Scan, unconditionally).
 //!
-//! **Tokens are KMS ciphertext.** A connection item's `ecwid_token`, `lightspeed.access_token`
-//! and `lightspeed.refresh_token` are binary attributes: each the KMS `Encrypt` of the token
-//! under the deployment's key (template.yaml `TokenKmsKey`, or `TokenKmsKeyArn`), with the
-//! encryption context `{"store_id": "<id>", "attribute": "<that name>"}` (the store id of
-//! the item's `pk`). A table reader (a read-only role, a restored backup, a PITR export)
-//! sees ciphertext, and a ciphertext copied to another store's item or attribute does not
-//! decrypt. Why KMS per token and not envelope encryption with a data key: a token is far
-//! below KMS's 4 KB limit, so one call per token is the whole cipher (no AES-GCM code of
-//! ours, no wrapped data key to store beside it, rotation and audit in KMS), and the
-//! in-memory cache below makes the call count per store what a data key's would be.
+//! **Tokens are KMS ciphertext.** A connection item's tokens (`ecwid_token`,
+//! `lightspeed.access_token` and, for OAuth, `lightspeed.refresh_token`) are sealed together:
+//! the binary attribute `tokens` is the KMS `Encrypt`, under the deployment's key
+//! (template.yaml `TokenKmsKey`, or `TokenKmsKeyArn`), of a small JSON object of the tokens,
+//! with the encryption context `{"store_id": "<id>", "attribute": "tokens"}` (the store id of
+//! the item's `pk`); each token's own attribute holds `true` (sealed). A table reader (a
+//! read-only role, a restored backup, a PITR export) sees ciphertext, and a ciphertext copied
+//! to another store's item or into another attribute does not decrypt. Why KMS and not
+//! envelope encryption with a data key: the tokens are far below KMS's 4 KB limit, so one
+//! call is the whole cipher (no AES-GCM code of ours, no wrapped data key to store beside
+//! it, rotation and audit in KMS), and the in-memory cache below makes the call count per
+//! store what a data key's would be. Why one ciphertext for all: a cold read is one
+//! `Decrypt` per connection instead of one per token (KMS was the largest line of an
+//! order's cost).
 //! - [`DynamoStore::with_token_cipher`] gives the store a [`TokenCipher`]:
-//!   [`ConnectionStore::put_connection`] encrypts before its (unchanged) version-conditioned
+//!   [`ConnectionStore::put_connection`] seals before its (unchanged) version-conditioned
 //!   PutItem, so a token refresh writes new ciphertext under the same condition as before;
-//!   `get_connection` and `list_connections` decrypt, the three tokens of a store at once.
+//!   `get_connection` and `list_connections` decrypt.
 //! - Decrypted tokens are cached per process for 15 minutes, keyed by store, attribute and
-//!   the SHA-256 of the ciphertext: the first read of a store costs one `Decrypt` per token
-//!   (2 for a personal Lightspeed token, 3 with an OAuth refresh token), a warm container's
-//!   next reads of that store none, and a write of an unchanged token reuses its ciphertext
-//!   (a refresh costs 2 `Encrypt`, a settings change none).
-//! - Plain-text tokens (items written before encryption) are still read as they are;
-//!   [`DynamoStore::encrypt_tokens`] (`els migrate --encrypt-tokens`) rewrites them
-//!   encrypted, at the version they hold, idempotently.
+//!   the SHA-256 of the ciphertext: the first read of a store costs one `Decrypt`, a warm
+//!   container's next reads of that store none, and a write of unchanged tokens reuses their
+//!   ciphertext (a refresh costs one `Encrypt`, a settings change none).
+//! - Items written before the tokens were sealed together hold one ciphertext per token
+//!   (each with the encryption context `{"store_id": "<id>", "attribute": "<that token's
+//!   name>"}`): they are still read (one `Decrypt` per token), and the next write of the
+//!   connection seals them together. Plain-text tokens (items written before encryption)
+//!   are still read as they are. [`DynamoStore::encrypt_tokens`] (`els migrate
+//!   --encrypt-tokens`) rewrites both kinds sealed, at the version they hold, idempotently.
 //! - A ciphertext KMS refuses for good (another store's or attribute's, damaged, another
 //!   key, the key disabled or deleted) is [`StoreError::Undecryptable`]: the poster parks
 //!   that store's orders `UNAUTHORIZED` with a reason asking to reconnect, a listing leaves
@@ -93,10 +99,14 @@
 //!   replaces the connection at its version. Throttling, network and a denied permission are
 //!   [`StoreError::Unavailable`] (retried; the last is a deployment to fix).
 //! - Without a cipher (webhook-ingest, which only checks that a connection exists, and has
-//!   no `kms:Decrypt`), ciphertext reads as [`crate::ENCRYPTED_TOKEN_PLACEHOLDER`] with no
-//!   KMS call, and a connection holding a placeholder is never written back. Tokens written
-//!   without a cipher are plain text (tests, and tables from before); every `els` command on
-//!   `--backend aws` and every function that writes tokens has the cipher.
+//!   no `kms:Decrypt`), each encrypted or sealed token reads as
+//!   [`crate::ENCRYPTED_TOKEN_PLACEHOLDER`] with no KMS call, and a connection holding a
+//!   placeholder is never written back. Tokens written without a cipher are plain text
+//!   (tests, and tables from before); every `els` command on `--backend aws` and every
+//!   function that writes tokens has the cipher.
+//! - A version of this code from before the tokens were sealed together reads a sealed
+//!   connection as corrupt (the `true` where it expects a token is never used as one): after
+//!   rolling back to such a version, reconnect the stores (`els connect`), or roll forward.
 //!
 //! **Pending web sales** are a sparse index of the ledger: `save_order` writes the ledger item
 //! and, in the same transaction, puts the order's `PENDING#` item (while
@@ -231,10 +241,16 @@ pub struct TokenMigrationReport {
     pub connections: usize,
     /// The stores whose connection held a token in plain text when read, sorted.
     pub plain_text: Vec<StoreId>,
-    /// Connections rewritten with their tokens encrypted (0 in a dry run).
+    /// The stores whose connection held its tokens in the per-token format (one ciphertext
+    /// per token, from before they were sealed together) when read, sorted.
+    pub per_token: Vec<StoreId>,
+    /// Connections rewritten with their tokens sealed (0 in a dry run).
     pub encrypted: usize,
     /// Connections deleted between the Scan and their rewrite (left deleted).
     pub vanished: usize,
+    /// Connections left as they were because KMS refused to decrypt their per-token
+    /// ciphertext ([`StoreError::Undecryptable`]: reconnect them), sorted.
+    pub undecryptable: Vec<StoreId>,
 }
 
 /// What [`DynamoStore::migrate`] (or [`DynamoStore::index_connections`]) did.
@@ -1039,14 +1055,16 @@ impl DynamoStore {
 
 impl DynamoStore {
     /// Finds the connections whose tokens are stored as plain text (items written before
-    /// encryption, or by a process without a cipher) and, with `apply`, rewrites each with
-    /// its tokens encrypted by this store's cipher. One Scan of the table (connection items
-    /// only are returned), then per plain-text connection one KMS Encrypt per token and one
-    /// PutItem conditioned on the `version` it was read at, which it keeps: a concurrent token
-    /// refresh (which writes the next version) is neither lost nor made to conflict; if it
-    /// wrote first, the connection is read again and encrypted if still needed. Idempotent:
-    /// a second run finds nothing in plain text and writes nothing. Needs Scan, GetItem,
-    /// PutItem and kms:Encrypt: the operator's credentials.
+    /// encryption, or by a process without a cipher) or in the per-token format (one
+    /// ciphertext per token, written before the tokens were sealed together) and, with
+    /// `apply`, rewrites each with its tokens sealed by this store's cipher. One Scan of the
+    /// table (connection items only are returned), then per such connection one KMS Decrypt
+    /// per per-token ciphertext, one Encrypt, and one PutItem conditioned on the `version` it
+    /// was read at, which it keeps: a concurrent token refresh (which writes the next
+    /// version) is neither lost nor made to conflict; if it wrote first, the connection is
+    /// read again and rewritten if still needed. Idempotent: a second run finds nothing to
+    /// do and writes nothing. Needs Scan, GetItem, PutItem, kms:Encrypt and kms:Decrypt: the
+    /// operator's credentials.
     pub async fn encrypt_tokens(&self, apply: bool) -> Result<TokenMigrationReport, StoreError> {
         if apply && self.tokens.is_none() {
             return Err(StoreError::Unavailable(
@@ -1071,18 +1089,34 @@ impl DynamoStore {
             report.scanned += u64::try_from(page.scanned_count).unwrap_or_default();
             for item in page.items.unwrap_or_default() {
                 report.connections += 1;
-                if tokens::plain_tokens(&item).is_empty() {
+                let plain = !tokens::plain_tokens(&item).is_empty();
+                let per_token = !tokens::per_token_ciphertexts(&item).is_empty();
+                if !plain && !per_token {
                     continue;
                 }
                 let store_id = store_of(&item).ok_or_else(|| StoreError::Corrupt {
                     key: format!("?/{CONNECTION_SK}"),
                     detail: "the partition key is not STORE#{id}".into(),
                 })?;
-                report.plain_text.push(store_id);
+                if plain {
+                    report.plain_text.push(store_id);
+                }
+                if per_token {
+                    report.per_token.push(store_id);
+                }
                 if apply {
-                    match self.encrypt_connection_tokens(store_id, item).await? {
-                        true => report.encrypted += 1,
-                        false => report.vanished += 1,
+                    match self.encrypt_connection_tokens(store_id, item).await {
+                        Ok(true) => report.encrypted += 1,
+                        Ok(false) => report.vanished += 1,
+                        Err(StoreError::Undecryptable { detail, .. }) => {
+                            tracing::error!(
+                                store_id = store_id.get(),
+                                %detail,
+                                "connection tokens cannot be decrypted, left as they are; reconnect the store (els connect)"
+                            );
+                            report.undecryptable.push(store_id);
+                        }
+                        Err(e) => return Err(e),
                     }
                 }
             }
@@ -1092,28 +1126,35 @@ impl DynamoStore {
             }
         }
         report.plain_text.sort();
+        report.per_token.sort();
+        report.undecryptable.sort();
         tracing::info!(
             table = %self.table,
             connections = report.connections,
             plain_text = report.plain_text.len(),
+            per_token = report.per_token.len(),
             encrypted = report.encrypted,
             "connection tokens checked"
         );
         Ok(report)
     }
 
-    /// Rewrites one connection item with its plain-text tokens encrypted, at the version it
-    /// holds. `false` when the connection no longer exists.
+    /// Rewrites one connection item with its tokens sealed (plain text or per-token
+    /// ciphertext before), at the version it holds. `false` when the connection no longer
+    /// exists.
     async fn encrypt_connection_tokens(
         &self,
         store_id: StoreId,
         mut item: Item,
     ) -> Result<bool, StoreError> {
         for _ in 0..5 {
-            if tokens::plain_tokens(&item).is_empty() {
+            if tokens::plain_tokens(&item).is_empty()
+                && tokens::per_token_ciphertexts(&item).is_empty()
+            {
                 return Ok(true);
             }
             let version = item.get("version").cloned();
+            tokens::open(self.tokens.as_ref(), store_id, &mut item).await?;
             tokens::seal(self.tokens.as_ref(), store_id, &mut item).await?;
             let request = self
                 .client

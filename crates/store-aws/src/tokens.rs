@@ -1,19 +1,26 @@
 //! Merchant tokens at rest: KMS ciphertext in the connection item (the design is in the
 //! module doc of `dynamo.rs`, "Tokens are KMS ciphertext").
 //!
-//! [`TokenCipher`] encrypts one token with one KMS `Encrypt` under the configured key, with
-//! the encryption context `{"store_id": "<id>", "attribute": "<name>"}`, and decrypts it with
-//! `Decrypt` under the same key and context: a ciphertext copied to another store's item, or
-//! to another attribute, does not decrypt. Tokens are far below KMS's 4 KB limit, so no data
-//! key and no local cipher is involved.
+//! A connection's tokens are sealed together: [`seal`] writes them as one small JSON object
+//! (`{"ecwid_token": …, "lightspeed.access_token": …, "lightspeed.refresh_token": …}`, the
+//! tokens the connection has) encrypted by one KMS `Encrypt` under the configured key, with
+//! the encryption context `{"store_id": "<id>", "attribute": "tokens"}`, into the item's
+//! binary attribute `tokens`; each token's own attribute then holds `true` (sealed). A cold
+//! read is one `Decrypt` per connection, whatever the number of tokens. A ciphertext copied
+//! to another store's item, or into another attribute, does not decrypt.
 //!
-//! Decrypted tokens are cached in the process for [`TokenCipher::DEFAULT_CACHE_TTL`], keyed
-//! by (store, attribute, SHA-256 of the ciphertext they came from): a warm container makes
-//! no KMS call for a store it served within that time, and a ciphertext it has not seen (a
-//! token refreshed by another container, or an item tampered with) is decrypted by KMS,
-//! never answered from the cache. A few ciphertexts per (store, attribute) are kept, so
+//! Items written before (one ciphertext per token, each with the encryption context
+//! `{"store_id": "<id>", "attribute": "<the token's name>"}`) are still read, one `Decrypt`
+//! per token; the next write of the connection seals them the new way. Tokens are far below
+//! KMS's 4 KB limit, so no data key and no local cipher is involved.
+//!
+//! Decrypted plaintexts are cached in the process for [`TokenCipher::DEFAULT_CACHE_TTL`],
+//! keyed by (store, attribute, SHA-256 of the ciphertext they came from): a warm container
+//! makes no KMS call for a store it served within that time, and a ciphertext it has not
+//! seen (tokens refreshed by another container, or an item tampered with) is decrypted by
+//! KMS, never answered from the cache. A few ciphertexts per (store, attribute) are kept, so
 //! workers that read the item just before and just after a token refresh both find theirs.
-//! The same entries let a write of an unchanged token reuse its ciphertext (no `Encrypt`).
+//! The same entries let a write of unchanged tokens reuse their ciphertext (no `Encrypt`).
 
 use aws_sdk_dynamodb::primitives::Blob as DynamoBlob;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -22,7 +29,7 @@ use aws_sdk_kms::operation::decrypt::DecryptError;
 use aws_sdk_kms::primitives::Blob;
 use els_core::{Secret, StoreError, StoreId};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,7 +42,7 @@ type Item = HashMap<String, AttributeValue>;
 /// [`els_core::ConnectionStore::put_connection`] refuses to store it.
 pub const ENCRYPTED_TOKEN_PLACEHOLDER: &str = "kms-encrypted-token-not-decrypted-here";
 
-/// One token attribute of a connection item; its name is the encryption context's
+/// A ciphertext attribute of a connection item; its name is the encryption context's
 /// `attribute`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TokenAttribute {
@@ -45,9 +52,17 @@ pub enum TokenAttribute {
     LightspeedAccessToken,
     /// `lightspeed.refresh_token` (in the `lightspeed` map; absent for a personal token).
     LightspeedRefreshToken,
+    /// `tokens` (top level): all of the connection's tokens in one ciphertext (see the
+    /// module doc). Not a token itself, so not in [`Self::ALL`].
+    Tokens,
 }
 
+/// What a token's own attribute holds once the token is sealed in `tokens`: not a token
+/// (a boolean, so a version that reads a token there fails loudly instead of using it).
+const SEALED: AttributeValue = AttributeValue::Bool(true);
+
 impl TokenAttribute {
+    /// The token attributes (each one token).
     pub const ALL: [Self; 3] = [
         Self::EcwidToken,
         Self::LightspeedAccessToken,
@@ -60,6 +75,7 @@ impl TokenAttribute {
             Self::EcwidToken => "ecwid_token",
             Self::LightspeedAccessToken => "lightspeed.access_token",
             Self::LightspeedRefreshToken => "lightspeed.refresh_token",
+            Self::Tokens => "tokens",
         }
     }
 
@@ -69,6 +85,7 @@ impl TokenAttribute {
             Self::EcwidToken => ("ecwid_token", None),
             Self::LightspeedAccessToken => ("lightspeed", Some("access_token")),
             Self::LightspeedRefreshToken => ("lightspeed", Some("refresh_token")),
+            Self::Tokens => ("tokens", None),
         }
     }
 
@@ -136,8 +153,9 @@ impl fmt::Debug for TokenCipher {
     }
 }
 
-/// Above this many cached (store, attribute) slots (three per store), expired entries are
-/// dropped, and if that is not enough, all of them: the cache only saves KMS calls.
+/// Above this many cached (store, attribute) slots (one per store; three for an item still
+/// in the per-token format), expired entries are dropped, and if that is not enough, all of
+/// them: the cache only saves KMS calls.
 const MAX_CACHED: usize = 30_000;
 /// Ciphertexts kept per (store, attribute): the newest ones.
 const PER_SLOT: usize = 4;
@@ -389,19 +407,23 @@ fn decrypt_error<R: fmt::Debug>(
     }
 }
 
-/// The connection item's tokens, made ready to store: with a cipher, each non-empty token is
-/// replaced by its ciphertext (a binary attribute); without one they stay plain text. A
-/// placeholder read by a process without the key is refused either way, so it can never
-/// overwrite a token.
+/// The connection item's tokens, made ready to store: with a cipher, the non-empty tokens
+/// are sealed in one ciphertext (the `tokens` attribute, one KMS `Encrypt`, none when they
+/// are unchanged) and each one's own attribute holds [`SEALED`]; without one they stay
+/// plain text. A placeholder read by a process without the key is refused either way, so
+/// it can never overwrite a token. `item` holds plain-text tokens (a [`Connection`]'s
+/// rendering, or an item [`open`]ed first).
+///
+/// [`Connection`]: els_core::Connection
 pub(crate) async fn seal(
     cipher: Option<&TokenCipher>,
     store_id: StoreId,
     item: &mut Item,
 ) -> Result<(), StoreError> {
-    let mut plain = Vec::new();
+    let mut plain: BTreeMap<&'static str, String> = BTreeMap::new();
     for attribute in TokenAttribute::ALL {
-        if let Some(AttributeValue::S(value)) = attribute.slot(item) {
-            if value == ENCRYPTED_TOKEN_PLACEHOLDER {
+        match attribute.slot(item) {
+            Some(AttributeValue::S(value)) if value == ENCRYPTED_TOKEN_PLACEHOLDER => {
                 return Err(StoreError::Corrupt {
                     key: format!("STORE#{store_id}/CONNECTION"),
                     detail: format!(
@@ -411,55 +433,107 @@ pub(crate) async fn seal(
                     ),
                 });
             }
-            if !value.is_empty() {
-                plain.push((attribute, Secret::new(value.clone())));
+            Some(AttributeValue::S(value)) if !value.is_empty() => {
+                plain.insert(attribute.name(), value.clone());
             }
+            Some(AttributeValue::B(_)) => {
+                return Err(unopened(store_id, attribute));
+            }
+            Some(v) if *v == SEALED => return Err(unopened(store_id, attribute)),
+            _ => {}
         }
     }
     let Some(cipher) = cipher else {
         return Ok(());
     };
-    let sealed = futures::future::try_join_all(plain.iter().map(|(attribute, token)| async {
-        let ciphertext = cipher.encrypt(store_id, *attribute, token).await?;
-        Ok::<_, StoreError>((*attribute, ciphertext))
-    }))
-    .await?;
-    for (attribute, ciphertext) in sealed {
-        if let Some(slot) = attribute.slot_mut(item) {
-            *slot = AttributeValue::B(DynamoBlob::new(ciphertext));
+    if plain.is_empty() {
+        return Ok(());
+    }
+    // A BTreeMap renders its keys in order: the same tokens are the same plaintext, so an
+    // unchanged connection finds its ciphertext in the cache.
+    let json = serde_json::to_string(&plain).map_err(|_| StoreError::Corrupt {
+        key: format!("STORE#{store_id}/CONNECTION"),
+        detail: "the tokens could not be rendered as JSON".into(),
+    })?;
+    let ciphertext = cipher
+        .encrypt(store_id, TokenAttribute::Tokens, &Secret::new(json))
+        .await?;
+    for attribute in TokenAttribute::ALL {
+        if plain.contains_key(attribute.name())
+            && let Some(slot) = attribute.slot_mut(item)
+        {
+            *slot = SEALED;
         }
     }
+    item.insert(
+        TokenAttribute::Tokens.name().to_string(),
+        AttributeValue::B(DynamoBlob::new(ciphertext)),
+    );
     Ok(())
 }
 
-/// The connection item's tokens, made readable: each ciphertext is decrypted (with a
-/// cipher) or replaced by [`ENCRYPTED_TOKEN_PLACEHOLDER`] (without one, no KMS call). Plain
-/// text tokens (items written before encryption) are left as they are. The three
-/// decryptions of a store run at once.
+fn unopened(store_id: StoreId, attribute: TokenAttribute) -> StoreError {
+    StoreError::Corrupt {
+        key: format!("STORE#{store_id}/CONNECTION"),
+        detail: format!(
+            "{} is still sealed: the item must be opened before it is sealed again",
+            attribute.name()
+        ),
+    }
+}
+
+/// The connection item's tokens, made readable. The sealed `tokens` (one ciphertext for
+/// all) and, in items written before, each token's own ciphertext are decrypted (with a
+/// cipher; all of a store's at once) or replaced by [`ENCRYPTED_TOKEN_PLACEHOLDER`] (without
+/// one, no KMS call). Plain-text tokens (items written before encryption) are left as they
+/// are. The `tokens` attribute is removed.
 pub(crate) async fn open(
     cipher: Option<&TokenCipher>,
     store_id: StoreId,
     item: &mut Item,
 ) -> Result<(), StoreError> {
-    let sealed: Vec<(TokenAttribute, Vec<u8>)> = TokenAttribute::ALL
+    let corrupt = |detail: String| StoreError::Corrupt {
+        key: format!("STORE#{store_id}/CONNECTION"),
+        detail,
+    };
+    let sealed_in_one: Vec<TokenAttribute> = TokenAttribute::ALL
         .into_iter()
-        .filter_map(|attribute| match attribute.slot(item) {
+        .filter(|attribute| attribute.slot(item) == Some(&SEALED))
+        .collect();
+    let mut ciphertexts: Vec<(TokenAttribute, Vec<u8>)> = Vec::new();
+    match item.remove(TokenAttribute::Tokens.name()) {
+        Some(AttributeValue::B(blob)) => {
+            ciphertexts.push((TokenAttribute::Tokens, blob.into_inner()));
+        }
+        None if sealed_in_one.is_empty() => {}
+        _ => {
+            return Err(corrupt(
+                "the tokens attribute is missing or not binary".to_string(),
+            ));
+        }
+    }
+    ciphertexts.extend(TokenAttribute::ALL.into_iter().filter_map(|attribute| {
+        match attribute.slot(item) {
             Some(AttributeValue::B(blob)) => Some((attribute, blob.as_ref().to_vec())),
             _ => None,
-        })
-        .collect();
+        }
+    }));
     let opened: Vec<(TokenAttribute, String)> = match cipher {
-        None => sealed
-            .into_iter()
-            .map(|(attribute, _)| (attribute, ENCRYPTED_TOKEN_PLACEHOLDER.to_string()))
+        None => sealed_in_one
+            .iter()
+            .copied()
+            .chain(
+                ciphertexts
+                    .iter()
+                    .map(|(attribute, _)| *attribute)
+                    .filter(|a| *a != TokenAttribute::Tokens),
+            )
+            .map(|attribute| (attribute, ENCRYPTED_TOKEN_PLACEHOLDER.to_string()))
             .collect(),
         Some(cipher) => {
             let results =
-                futures::future::join_all(sealed.iter().map(|(attribute, ciphertext)| async {
-                    cipher
-                        .decrypt(store_id, *attribute, ciphertext)
-                        .await
-                        .map(|token| (*attribute, token.expose().to_string()))
+                futures::future::join_all(ciphertexts.iter().map(|(attribute, ciphertext)| {
+                    cipher.decrypt(store_id, *attribute, ciphertext)
                 }))
                 .await;
             // A refusal for good is reported before a passing failure: retrying would not
@@ -475,7 +549,26 @@ pub(crate) async fn open(
                     detail: detail.clone(),
                 });
             }
-            results.into_iter().collect::<Result<_, _>>()?
+            let mut opened = Vec::new();
+            for ((attribute, _), plaintext) in ciphertexts.iter().zip(results) {
+                let plaintext = plaintext?;
+                if *attribute != TokenAttribute::Tokens {
+                    opened.push((*attribute, plaintext.expose().to_string()));
+                    continue;
+                }
+                // The decrypted text is never put in an error: it holds the tokens.
+                let mut tokens: BTreeMap<String, String> = serde_json::from_str(plaintext.expose())
+                    .map_err(|_| {
+                        corrupt("the sealed tokens are not a JSON object of strings".into())
+                    })?;
+                for sealed in &sealed_in_one {
+                    let token = tokens.remove(sealed.name()).ok_or_else(|| {
+                        corrupt(format!("{} is not in the sealed tokens", sealed.name()))
+                    })?;
+                    opened.push((*sealed, token));
+                }
+            }
+            opened
         }
     };
     for (attribute, token) in opened {
@@ -509,6 +602,15 @@ pub(crate) fn plain_tokens(item: &Item) -> Vec<TokenAttribute> {
         .filter(
             |attribute| matches!(attribute.slot(item), Some(AttributeValue::S(v)) if !v.is_empty()),
         )
+        .collect()
+}
+
+/// The token attributes of a connection item that hold their own ciphertext (the format
+/// written before the tokens were sealed together).
+pub(crate) fn per_token_ciphertexts(item: &Item) -> Vec<TokenAttribute> {
+    TokenAttribute::ALL
+        .into_iter()
+        .filter(|attribute| matches!(attribute.slot(item), Some(AttributeValue::B(_))))
         .collect()
 }
 
@@ -568,6 +670,76 @@ mod tests {
         assert_eq!(plain, item(s("secret_1"), s("at"), s("")));
     }
 
+    fn sealed_item(refresh: AttributeValue) -> Item {
+        let mut item = item(SEALED, SEALED, refresh);
+        item.insert(
+            "tokens".into(),
+            AttributeValue::B(DynamoBlob::new(vec![9, 9, 9])),
+        );
+        item
+    }
+
+    #[tokio::test]
+    async fn without_a_cipher_sealed_tokens_read_as_placeholders_for_the_tokens_there_are() {
+        let store = StoreId::literal(42);
+        // A personal Lightspeed token: no refresh token sealed.
+        let mut read = sealed_item(AttributeValue::Null(true));
+        open(None, store, &mut read).await.unwrap();
+        let placeholder = s(ENCRYPTED_TOKEN_PLACEHOLDER);
+        assert_eq!(TokenAttribute::EcwidToken.slot(&read), Some(&placeholder));
+        assert_eq!(
+            TokenAttribute::LightspeedAccessToken.slot(&read),
+            Some(&placeholder)
+        );
+        assert_eq!(
+            TokenAttribute::LightspeedRefreshToken.slot(&read),
+            Some(&AttributeValue::Null(true)),
+            "a token the connection does not have stays absent"
+        );
+        assert!(
+            !read.contains_key("tokens"),
+            "the ciphertext is not a field"
+        );
+        // Never written back.
+        let err = seal(None, store, &mut read).await.unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+
+        let mut oauth = sealed_item(SEALED);
+        open(None, store, &mut oauth).await.unwrap();
+        assert_eq!(
+            TokenAttribute::LightspeedRefreshToken.slot(&oauth),
+            Some(&placeholder)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sealed_mark_without_its_ciphertext_and_an_unopened_item_are_refused() {
+        let store = StoreId::literal(42);
+        let mut lost = sealed_item(AttributeValue::Null(true));
+        lost.remove("tokens");
+        let err = open(None, store, &mut lost).await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt { detail, .. } if detail.contains("tokens attribute")),
+            "{err:?}"
+        );
+        // Sealing expects plain text: still-sealed or per-token ciphertext is not sealed
+        // again (it would be lost).
+        for mut unopened in [
+            sealed_item(AttributeValue::Null(true)),
+            item(
+                AttributeValue::B(DynamoBlob::new(vec![1])),
+                s("at"),
+                AttributeValue::Null(true),
+            ),
+        ] {
+            let err = seal(None, store, &mut unopened).await.unwrap_err();
+            assert!(
+                matches!(&err, StoreError::Corrupt { detail, .. } if detail.contains("opened")),
+                "{err:?}"
+            );
+        }
+    }
+
     #[test]
     fn attribute_names_are_the_encryption_context() {
         let names: Vec<_> = TokenAttribute::ALL.iter().map(|a| a.name()).collect();
@@ -583,5 +755,8 @@ mod tests {
             TokenCipher::context(StoreId::literal(7), TokenAttribute::LightspeedRefreshToken);
         assert_eq!(context["store_id"], "7");
         assert_eq!(context["attribute"], "lightspeed.refresh_token");
+        let sealed = TokenCipher::context(StoreId::literal(7), TokenAttribute::Tokens);
+        assert_eq!(sealed["attribute"], "tokens");
+        assert!(!TokenAttribute::ALL.contains(&TokenAttribute::Tokens));
     }
 }

@@ -1,5 +1,6 @@
 //! `els migrate`: bring the DynamoDB table up to date and report (or, with
-//! `--encrypt-tokens`, encrypt) connections whose tokens are stored in plain text.
+//! `--encrypt-tokens`, encrypt) connections whose tokens are stored in plain text, or in the
+//! per-token format (one KMS ciphertext per token, from before they were sealed together).
 
 use super::backend::{BackendArgs, StateBackend, open_state};
 use clap::Args;
@@ -9,8 +10,9 @@ pub struct MigrateArgs {
     #[command(flatten)]
     backend: BackendArgs,
     /// Rewrite every connection whose tokens are in plain text (written before encryption)
-    /// with its tokens encrypted under --token-kms-key. Idempotent: a second run finds
-    /// nothing to do. Without it, the connections are only listed.
+    /// or in the per-token format with its tokens sealed in one ciphertext under
+    /// --token-kms-key. Idempotent: a second run finds nothing to do. Without it, the
+    /// connections are only listed.
     #[arg(long)]
     encrypt_tokens: bool,
 }
@@ -29,20 +31,25 @@ pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         store.schema_version().await?
     );
     let report = store.encrypt_tokens(args.encrypt_tokens).await?;
-    let stores: Vec<String> = report.plain_text.iter().map(|s| s.to_string()).collect();
-    println!(
-        "{} connection(s); {} with tokens in plain text{}",
-        report.connections,
-        stores.len(),
+    let list = |stores: &[els_core::StoreId]| {
         if stores.is_empty() {
             String::new()
         } else {
-            format!(" (stores {})", stores.join(", "))
+            let ids: Vec<String> = stores.iter().map(|s| s.to_string()).collect();
+            format!(" (stores {})", ids.join(", "))
         }
+    };
+    println!(
+        "{} connection(s); {} with tokens in plain text{}; {} with one ciphertext per token{}",
+        report.connections,
+        report.plain_text.len(),
+        list(&report.plain_text),
+        report.per_token.len(),
+        list(&report.per_token),
     );
     if args.encrypt_tokens {
         println!(
-            "{} connection(s) encrypted under {}{}",
+            "{} connection(s) sealed under {}{}",
             report.encrypted,
             store.token_cipher().map(|c| c.key_id()).unwrap_or_default(),
             if report.vanished > 0 {
@@ -51,8 +58,15 @@ pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
                 String::new()
             }
         );
-    } else if !stores.is_empty() {
-        println!("run again with --encrypt-tokens to encrypt them");
+        if !report.undecryptable.is_empty() {
+            println!(
+                "{} connection(s) left as they were: KMS refuses their tokens{}; reconnect them (els connect)",
+                report.undecryptable.len(),
+                list(&report.undecryptable)
+            );
+        }
+    } else if !report.plain_text.is_empty() || !report.per_token.is_empty() {
+        println!("run again with --encrypt-tokens to seal them");
     }
     Ok(())
 }
