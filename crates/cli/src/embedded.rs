@@ -141,10 +141,11 @@ where
                 .await
             {
                 Ok(deliveries) if !deliveries.is_empty() => {
-                    for d in deliveries {
-                        // The poster logs each outcome; the worker only settles the message.
-                        let _ = self.settle(d).await;
-                    }
+                    // The poster logs each outcome; the worker only settles the messages. A
+                    // batch holds at most one message per order (one FIFO group each): its
+                    // orders post side by side, each within its visibility timeout rather
+                    // than after the batch's earlier ones.
+                    futures::future::join_all(deliveries.into_iter().map(|d| self.settle(d))).await;
                 }
                 Ok(_) => {
                     tokio::select! {
