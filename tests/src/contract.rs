@@ -107,6 +107,7 @@ pub async fn ledger_contract<S: LedgerStore>(store: &S) {
     ledger_claim_contract(store).await;
     list_orders_contract(store).await;
     pending_web_sales_contract(store).await;
+    pending_quantities_contract(store, |_| {}).await;
 }
 
 /// [`LinkStore`]: product and customer links.
@@ -1052,6 +1053,170 @@ pub async fn pending_web_sales_contract<S: LedgerStore>(store: &S) {
             .await
             .unwrap(),
         vec![]
+    );
+}
+
+/// The steps of [`pending_quantities_contract`], in order: its `after` hook is called with
+/// each once that step's save (or refused save) is done.
+pub const PENDING_STEPS: [&str; 8] = [
+    "another order parked with its lines",
+    "claimed",
+    "released with its lines",
+    "claimed again",
+    "lease renewed",
+    "stale write refused",
+    "posted",
+    "refund recorded",
+];
+
+/// The pending web quantities (by SKU, as the inventory mirror sums them) follow one order
+/// through claim → facts recorded, released → claimed again → lease renewed → posted → a
+/// refund recorded, beside another order that stays parked; a stale write changes nothing.
+/// `after` is called after each step ([`PENDING_STEPS`]), for an adapter to check what the
+/// step cost.
+pub async fn pending_quantities_contract<S: LedgerStore>(
+    store: &S,
+    mut after: impl FnMut(&'static str),
+) {
+    use els_core::inventory::pending_by_sku;
+    use std::collections::BTreeMap;
+    let id = unique_store_id();
+    let lease = ChronoDuration::seconds(60);
+    let now = Utc::now();
+    let line = |sku: &str, q: i64| LedgerLine {
+        sku: sku.into(),
+        quantity: Decimal::from(q),
+    };
+    let mug = Sku::key_of("MUG-001").unwrap();
+    let tote = Sku::key_of("TOTE").unwrap();
+    let pending = || async {
+        let sales = store.list_pending_web_sales(id).await.unwrap();
+        (
+            pending_by_sku(&sales),
+            sales
+                .iter()
+                .map(|p| (p.order_id.clone(), p.state))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let quantities = |pairs: &[(&String, i64)]| -> BTreeMap<String, Decimal> {
+        pairs
+            .iter()
+            .map(|(k, q)| ((*k).clone(), Decimal::from(*q)))
+            .collect()
+    };
+
+    // Q-0 is parked with 3 mugs and stays so.
+    let other = OrderKey::new(id, "Q-0");
+    let (c0, e0) = expect_claim(ledger::claim(None, &other, now, lease));
+    store.save_order(&c0, e0).await.unwrap();
+    let parked = ledger::finish(
+        &ledger::with_order_facts(&c0, Decimal::from(30), vec![line("MUG-001", 3)]),
+        Outcome::Parked(Reason::new(ReasonCode::UnknownSku, "SKU MUG-001")),
+        now,
+    );
+    store.save_order(&parked, Some(c0.version)).await.unwrap();
+    after(PENDING_STEPS[0]);
+    let only_other = quantities(&[(&mug, 3)]);
+    assert_eq!(pending().await.0, only_other);
+
+    // claimed before its lines are known: nothing pending yet.
+    let key = OrderKey::new(id, "Q-1");
+    let (claimed, expected) = expect_claim(ledger::claim(None, &key, now, lease));
+    store.save_order(&claimed, expected).await.unwrap();
+    after(PENDING_STEPS[1]);
+    assert_eq!(pending().await.0, only_other, "no lines yet");
+
+    // Its lines recorded, the attempt released: 2 mugs and a tote pending, QUEUED.
+    let released = ledger::finish(
+        &ledger::with_order_facts(
+            &claimed,
+            Decimal::from(29),
+            vec![line("MUG-001", 2), line("TOTE", 1)],
+        ),
+        Outcome::Released {
+            error: "503".into(),
+            post_may_exist: false,
+        },
+        now,
+    );
+    store
+        .save_order(&released, Some(claimed.version))
+        .await
+        .unwrap();
+    after(PENDING_STEPS[2]);
+    let with_q1 = quantities(&[(&mug, 5), (&tote, 1)]);
+    let (q, states) = pending().await;
+    assert_eq!(q, with_q1);
+    assert_eq!(
+        states,
+        vec![
+            ("Q-0".to_string(), Some(OrderState::Parked)),
+            ("Q-1".to_string(), Some(OrderState::Queued)),
+        ]
+    );
+
+    // Claimed again: still pending, now POSTING.
+    let (again, expected) = expect_claim(ledger::claim(Some(&released), &key, now, lease));
+    store.save_order(&again, expected).await.unwrap();
+    after(PENDING_STEPS[3]);
+    let (q, states) = pending().await;
+    assert_eq!(q, with_q1);
+    assert_eq!(states[1], ("Q-1".to_string(), Some(OrderState::Posting)));
+
+    // The lease renewed before the sale POST (as the poster does): nothing pending changes.
+    let mut renewed = again.clone();
+    renewed.version = again.version + 1;
+    renewed.lease_until = Some(now + ChronoDuration::seconds(120));
+    renewed.updated_at = now + ChronoDuration::seconds(1);
+    store
+        .save_order(&renewed, Some(again.version))
+        .await
+        .unwrap();
+    after(PENDING_STEPS[4]);
+    assert_eq!(pending().await, (with_q1.clone(), states.clone()));
+
+    // A stale copy (the claim's version) is refused and changes nothing.
+    let mut stale = again.clone();
+    stale.version = again.version + 1;
+    stale.lines = vec![line("MUG-001", 7)];
+    assert_conflict(
+        store.save_order(&stale, Some(again.version)).await,
+        "a write from the version before the renewal",
+    );
+    after(PENDING_STEPS[5]);
+    assert_eq!(pending().await.0, with_q1);
+
+    // Posted: its quantities leave the pending set.
+    let posted = ledger::finish(
+        &renewed,
+        Outcome::Posted {
+            sale_id: "s-1".into(),
+            adopted: false,
+        },
+        now,
+    );
+    store
+        .save_order(&posted, Some(renewed.version))
+        .await
+        .unwrap();
+    after(PENDING_STEPS[6]);
+    assert_eq!(pending().await.0, only_other);
+
+    // A later save of the posted order (a refund recorded): still nothing pending for it.
+    let mut refunded = posted.clone();
+    refunded.version = posted.version + 1;
+    refunded.updated_at = now + ChronoDuration::seconds(2);
+    store
+        .save_order(&refunded, Some(posted.version))
+        .await
+        .unwrap();
+    after(PENDING_STEPS[7]);
+    assert_eq!(pending().await.0, only_other);
+    assert_eq!(
+        store.load_order(&key).await.unwrap(),
+        Some(refunded),
+        "the ledger has the last save"
     );
 }
 

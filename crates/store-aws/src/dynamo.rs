@@ -108,10 +108,34 @@
 //!   connection as corrupt (the `true` where it expects a token is never used as one): after
 //!   rolling back to such a version, reconnect the stores (`els connect`), or roll forward.
 //!
-//! **Pending web sales** are a sparse index of the ledger: `save_order` writes the ledger item
-//! and, in the same transaction, puts the order's `PENDING#` item (while
-//! [`LedgerEntry::is_pending_web_sale`]) or deletes it. The inventory mirror then reads
-//! only the pending orders (one Query), not the whole ledger.
+//! **Pending web sales** are a sparse index of the ledger: an order's `PENDING#` item exists
+//! while [`LedgerEntry::is_pending_web_sale`] and holds its [`PendingWebSale`] (lines, state,
+//! since). The inventory mirror then reads only the pending orders (one strongly consistent
+//! Query), not the whole ledger; it is not a global secondary index, whose reads are
+//! eventually consistent (a posted order's quantity could be subtracted twice, or a new
+//! one's not at all, and the mirror would oversell). The `PENDING#` item only changes with
+//! its ledger item, and only in the same transaction; most saves do not change it (a claim
+//! before the order's lines are known, the lease renewed before the sale POST, the posted
+//! outcome of an order that never held a pending quantity, a refund of a posted order), and
+//! a transaction costs twice the write units of each of its items. So:
+//! - every ledger item that `save_order` writes carries `pending_digest`: a digest of the
+//!   `PENDING#` item it has (`-` when it has none);
+//! - a save of version `v` is first one PutItem conditioned on `version = v AND
+//!   pending_digest = <the new entry's>`: if it succeeds, the stored `PENDING#` item was
+//!   already the new one, so the ledger and its pending quantities stay in step without a
+//!   transaction;
+//! - if the condition fails because another version is stored (DynamoDB returns the stored
+//!   item), it is a lost race ([`StoreError::Conflict`]); if it fails on the digest (the
+//!   pending item changes: the order's lines became known, it was claimed or released or
+//!   parked while pending, it stopped being pending), or on an item written before digests
+//!   existed, the save is the transaction: the ledger item (conditioned on `v`) with the
+//!   `PENDING#` put or delete. That costs the failed PutItem's write units on top, once per
+//!   change of the pending item;
+//! - a new ledger item is a conditional PutItem, or the transaction when it is already a
+//!   pending web sale.
+//!
+//! In a typical order's life (claim, renewal before the POST, posted) no save is a
+//! transaction.
 //!
 //! The **SKU index** items are written by read-modify-write without a condition: only the
 //! inventory mirror writes them, and it does so under its cursor's lease, one run per store.
@@ -155,6 +179,7 @@ use els_http::TokioClock;
 use futures::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
@@ -173,6 +198,10 @@ const LINK_PREFIX: &str = "LSPRODUCT#";
 const SKU_INDEX_PREFIX: &str = "LSSKU#";
 const STOCK_PREFIX: &str = "STOCK#";
 const PENDING_PREFIX: &str = "PENDING#";
+/// The ledger item's digest of its `PENDING#` item ([`pending_digest`]).
+const PENDING_DIGEST: &str = "pending_digest";
+/// The digest of a ledger item that has no `PENDING#` item.
+const NOT_PENDING: &str = "-";
 const EVENT_PREFIX: &str = "EVENT#";
 const EVENT_SK: &str = "EVENT";
 const META_PK: &str = "META";
@@ -340,6 +369,25 @@ fn connection_item(connection: &Connection) -> Result<Item, StoreError> {
         s(CONNECTION_SK),
     );
     Ok(item)
+}
+
+/// What a ledger item's `PENDING#` item holds, as a short digest: [`NOT_PENDING`] when the
+/// entry is not a pending web sale (no `PENDING#` item), else the first 16 bytes of the
+/// SHA-256 of the [`PendingWebSale`]'s JSON, in hex. Two entries with the same digest have
+/// the same `PENDING#` item.
+fn pending_digest(entry: &LedgerEntry) -> Result<String, StoreError> {
+    if !entry.is_pending_web_sale() {
+        return Ok(NOT_PENDING.to_string());
+    }
+    let json = serde_json::to_vec(&PendingWebSale::of(entry)).map_err(|e| StoreError::Corrupt {
+        key: format!(
+            "{}/{PENDING_PREFIX}{}",
+            pk(entry.key.store_id),
+            entry.key.order_id
+        ),
+        detail: format!("cannot encode: {e}"),
+    })?;
+    Ok(hex::encode(&Sha256::digest(&json)[..16]))
 }
 
 fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
@@ -1196,35 +1244,79 @@ impl LedgerStore for DynamoStore {
             .transpose()
     }
 
-    /// The ledger item and its `PENDING#` item in one transaction; the condition is on the
-    /// ledger item's version.
+    /// The ledger item, conditioned on its version; with it, in one transaction, the
+    /// `PENDING#` item when that changes (see the module doc, "Pending web sales"): one
+    /// conditional PutItem when the stored ledger item's `pending_digest` is the new one,
+    /// else a transaction of the ledger item and the `PENDING#` put or delete.
     async fn save_order(
         &self,
         entry: &LedgerEntry,
         expected_version: Option<u64>,
     ) -> Result<(), StoreError> {
         let pk_value = pk(entry.key.store_id);
-        let item = to_item(
+        let mut item = to_item(
             entry,
             pk_value.clone(),
             format!("{ORDER_PREFIX}{}", entry.key.order_id),
         )?;
+        let digest = pending_digest(entry)?;
+        item.insert(PENDING_DIGEST.into(), s(digest.clone()));
         let label = format!("order {}", entry.key);
-        // A new ledger item that is not a pending web sale (the first claim, before the
-        // order's lines are known) has no PENDING# item to put or delete: PENDING# items are
-        // only ever written in the same transaction as their ledger item. One conditional
-        // PutItem (1 write unit per KB) instead of a transaction of two (2 per KB each).
-        if expected_version.is_none() && !entry.is_pending_web_sale() {
-            return self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk)")
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| write_error("PutItem", &label, e));
+        match expected_version {
+            // A new ledger item that is not a pending web sale (the first claim, before the
+            // order's lines are known) has no PENDING# item to put or delete.
+            None if !entry.is_pending_web_sale() => {
+                return self
+                    .client
+                    .put_item()
+                    .table_name(&self.table)
+                    .set_item(Some(item))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(|e| write_error("PutItem", &label, e));
+            }
+            None => {}
+            // The stored ledger item's digest is the new one: its PENDING# item (or its
+            // absence) is already what this entry's would be.
+            Some(v) => {
+                let put = self
+                    .client
+                    .put_item()
+                    .table_name(&self.table)
+                    .set_item(Some(item.clone()))
+                    .condition_expression("#v = :expected AND #pd = :pd")
+                    .expression_attribute_names("#v", "version")
+                    .expression_attribute_names("#pd", PENDING_DIGEST)
+                    .expression_attribute_values(":expected", n(v))
+                    .expression_attribute_values(":pd", s(digest))
+                    .return_values_on_condition_check_failure(
+                        ReturnValuesOnConditionCheckFailure::AllOld,
+                    )
+                    .send()
+                    .await;
+                match put {
+                    Ok(_) => return Ok(()),
+                    Err(err) => match err.as_service_error() {
+                        Some(PutItemError::ConditionalCheckFailedException(e)) => {
+                            // Another version stored: a lost race, no transaction needed.
+                            // (No item returned: the transaction's condition decides.)
+                            let stored = e
+                                .item()
+                                .and_then(|old| old.get("version"))
+                                .and_then(|v| v.as_n().ok())
+                                .and_then(|v| v.parse::<u64>().ok());
+                            if e.item().is_some() && stored != Some(v) {
+                                return Err(StoreError::Conflict(format!(
+                                    "{label} changed concurrently"
+                                )));
+                            }
+                        }
+                        _ => return Err(unavailable("PutItem", err)),
+                    },
+                }
+            }
         }
         let put = Put::builder().table_name(&self.table).set_item(Some(item));
         let put = match expected_version {
