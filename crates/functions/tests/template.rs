@@ -316,6 +316,8 @@ fn each_function_is_granted_exactly_what_its_code_calls() {
                 ("sqs:DeleteMessage", &queue),
                 ("sqs:GetQueueAttributes", &queue),
                 ("sqs:ChangeMessageVisibility", &queue),
+                // The follow-up queued before a skipped order is reopened.
+                ("sqs:SendMessage", &queue),
                 // The merchants' tokens: read, and a refreshed OAuth pair written.
                 ("kms:Decrypt", &token_key),
                 ("kms:Encrypt", &token_key),
