@@ -4,7 +4,7 @@
 use els_cli::cost_model::lines::{Assumptions, report};
 use els_cli::cost_model::measure::{self, MeasureOptions};
 use els_cli::cost_model::{Basis, Line, Scenario, Scope, Unit, price_lines};
-use els_store_aws::metering::{DYNAMODB, SQS};
+use els_store_aws::metering::{DYNAMODB, KMS, SQS};
 use els_tests::moto::moto_endpoint;
 use rust_decimal::Decimal;
 
@@ -45,6 +45,17 @@ async fn each_order_and_store_minute_is_counted_on_the_real_path() {
         m.ingest.item_writes("EVENT").items >= n,
         "ingest records each event"
     );
+    // The order path's two cuts: a typical order's ledger saves (claim, renewal, posted)
+    // leave its PENDING# item alone, so none is a transaction; and a cold token cache
+    // costs one Decrypt per order (the connection's tokens are one ciphertext).
+    assert_eq!(m.poster.requests(DYNAMODB, "TransactWriteItems"), 0);
+    assert_eq!(m.poster.item_writes("PENDING").items, 0);
+    assert_eq!(
+        m.poster.requests(KMS, "Decrypt"),
+        n,
+        "one Decrypt per order"
+    );
+    assert_eq!(m.ingest.service_requests(KMS), 0, "ingest has no key");
 
     // The inventory schedule reads connections through the index, never by Scan.
     for phase in [&m.tick, &m.worker] {
