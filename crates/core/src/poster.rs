@@ -113,6 +113,22 @@ pub enum PostOutcome {
     RefundHeld(Reason),
 }
 
+/// Queues a follow-up message on the work queue a delivery came from (see
+/// [`SalePoster::post_delivered_order`]); any `Fn(OrderMessage) -> future` is one.
+pub trait FollowUp: Sync {
+    fn queue(&self, message: OrderMessage) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+impl<F, Fut> FollowUp for F
+where
+    F: Fn(OrderMessage) -> Fut + Sync,
+    Fut: Future<Output = Result<(), QueueError>> + Send,
+{
+    fn queue(&self, message: OrderMessage) -> impl Future<Output = Result<(), QueueError>> + Send {
+        self(message)
+    }
+}
+
 /// The message must come back later; nothing is lost.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryLater {
@@ -334,15 +350,11 @@ where
     /// delivery reopens the order's SKIPPED entry, because the skip was acknowledged and this
     /// message may be gone (a late delivery of it); if it fails, nothing is reopened and the
     /// delivery is retried.
-    pub async fn post_delivered_order<F, Fut>(
+    pub async fn post_delivered_order(
         &self,
         message: &OrderMessage,
-        follow_up: &F,
-    ) -> Result<PostOutcome, RetryLater>
-    where
-        F: Fn(OrderMessage) -> Fut + Sync,
-        Fut: Future<Output = Result<(), QueueError>> + Send,
-    {
+        follow_up: &impl FollowUp,
+    ) -> Result<PostOutcome, RetryLater> {
         let key = message.key();
         let loaded = match self.store.get_connection(key.store_id).await {
             // Tokens that cannot be decrypted (copied from another store, key disabled): no

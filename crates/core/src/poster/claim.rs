@@ -1,8 +1,8 @@
 //! Claiming an order and parking it after its last delivery: conditional ledger writes
 //! that are decided again from a fresh read when another worker wrote first.
 
-use super::{Attempt, PostOutcome, RetryLater, SalePoster};
-use crate::error::{QueueError, StoreError};
+use super::{Attempt, FollowUp, PostOutcome, RetryLater, SalePoster};
+use crate::error::StoreError;
 use crate::ledger::{
     self, ClaimDecision, LedgerEntry, OrderKey, OrderState, Outcome, Reason, ReasonCode,
 };
@@ -101,15 +101,11 @@ where
     /// Claims the order `message` names, or says why there is nothing to do. Before a
     /// SKIPPED entry is reopened, `follow_up` queues [`OrderMessage::reopened`] (see
     /// [`SalePoster::post_delivered_order`]).
-    pub(super) async fn claim<F, Fut>(
+    pub(super) async fn claim(
         &self,
         message: &OrderMessage,
-        follow_up: &F,
-    ) -> Result<Result<(LedgerEntry, bool), PostOutcome>, RetryLater>
-    where
-        F: Fn(OrderMessage) -> Fut + Sync,
-        Fut: Future<Output = Result<(), QueueError>> + Send,
-    {
+        follow_up: &impl FollowUp,
+    ) -> Result<Result<(LedgerEntry, bool), PostOutcome>, RetryLater> {
         let key = &message.key();
         let claimed = retry(
             &self.clock,
@@ -128,15 +124,11 @@ where
     }
 
     /// One try of [`Self::claim`].
-    async fn try_claim<F, Fut>(
+    async fn try_claim(
         &self,
         message: &OrderMessage,
-        follow_up: &F,
-    ) -> Result<Result<(LedgerEntry, bool), PostOutcome>, Raced>
-    where
-        F: Fn(OrderMessage) -> Fut + Sync,
-        Fut: Future<Output = Result<(), QueueError>> + Send,
-    {
+        follow_up: &impl FollowUp,
+    ) -> Result<Result<(LedgerEntry, bool), PostOutcome>, Raced> {
         let key = &message.key();
         let search_delay = chrono::Duration::from_std(self.config.search_delay)
             .unwrap_or(chrono::Duration::seconds(90));
@@ -175,7 +167,8 @@ where
                     // The skip was acknowledged: this delivery's message may be gone, and
                     // whatever this attempt ends in must still find one (see
                     // `OrderMessage::reopened`).
-                    follow_up(message.reopened(skipped.version))
+                    follow_up
+                        .queue(message.reopened(skipped.version))
                         .await
                         .map_err(|e| {
                             Raced::Failed(RetryLater {
@@ -218,16 +211,12 @@ where
     /// The connection's stored tokens cannot be decrypted ([`StoreError::Undecryptable`]):
     /// the order is claimed and parked `UNAUTHORIZED` with a reason that asks for the store
     /// to be connected again, after which `els replay` posts it.
-    pub(super) async fn park_unreadable_connection<F, Fut>(
+    pub(super) async fn park_unreadable_connection(
         &self,
         message: &OrderMessage,
-        follow_up: &F,
+        follow_up: &impl FollowUp,
         detail: &str,
-    ) -> Result<PostOutcome, RetryLater>
-    where
-        F: Fn(OrderMessage) -> Fut + Sync,
-        Fut: Future<Output = Result<(), QueueError>> + Send,
-    {
+    ) -> Result<PostOutcome, RetryLater> {
         let key = &message.key();
         let (claimed, _) = match self.claim(message, follow_up).await? {
             Ok(claimed) => claimed,
