@@ -24,8 +24,6 @@ use els_store_aws::{DynamoStore, SqsJobQueue, SqsQueue};
 use els_tests::fleet::{Fleet, fleet_store_id};
 use els_tests::moto::{aws_config, encrypted_table, moto_endpoint};
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 fn stores_from_env(default: usize) -> usize {
@@ -302,83 +300,29 @@ async fn ten_thousand_store_tick() {
     let started = Instant::now();
     let listing = store.list_connections_paged(None).await.unwrap();
     let listed = started.elapsed();
-    // Deployed, store-worker takes jobs off the queue while the tick sends them; moto's
-    // FIFO send slows with every message it holds, so without consumers the benchmark
-    // measures moto. `ELS_FANOUT_CONSUMERS` (default 4; 0: none) receive and delete jobs
-    // meanwhile, checking each is a mirror job of this tick.
-    let consumers = std::env::var("ELS_FANOUT_CONSUMERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(4usize);
-    let sending = Arc::new(AtomicBool::new(true));
-    let taken = Arc::new(AtomicUsize::new(0));
-    let drains: Vec<_> = (0..consumers)
-        .map(|_| {
-            let (sqs, url, sending, taken) =
-                (sqs.clone(), url.clone(), sending.clone(), taken.clone());
-            tokio::spawn(async move {
-                loop {
-                    let batch = receive(&sqs, &url, 30).await;
-                    if batch.is_empty() {
-                        if !sending.load(Ordering::SeqCst) {
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                    let mut delete = sqs.delete_message_batch().queue_url(&url);
-                    for (i, m) in batch.iter().enumerate() {
-                        let job = StoreJob::from_body(m.body.as_deref().unwrap_or_default())
-                            .expect("a store job");
-                        assert!(job.dedup_id.contains(":mirror:tick:"), "{job:?}");
-                        delete = delete.entries(
-                            aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
-                                .id(i.to_string())
-                                .receipt_handle(m.receipt_handle.clone().unwrap_or_default())
-                                .build()
-                                .unwrap(),
-                        );
-                    }
-                    delete.send().await.expect("DeleteMessageBatch");
-                    taken.fetch_add(batch.len(), Ordering::SeqCst);
-                }
-            })
-        })
-        .collect();
     let started = Instant::now();
     let report = enqueue_tick(&store, &jobs, JobKind::Mirror, Utc::now())
         .await
         .unwrap();
     let tick = started.elapsed();
-    sending.store(false, Ordering::SeqCst);
-    for d in drains {
-        d.await.expect("consumer");
-    }
     assert_eq!(report.connections, n);
     assert_eq!(report.enqueued, n - n.div_ceil(10));
-    assert_eq!(
-        taken.load(Ordering::SeqCst) + queued(&sqs, &url).await,
-        report.enqueued,
-        "every job reached the queue once"
-    );
-    if consumers == 0 {
-        let job = StoreJob::from_body(
-            &receive(&sqs, &url, 30).await[0]
-                .body
-                .clone()
-                .unwrap_or_default(),
-        )
-        .unwrap();
-        assert!(job.dedup_id.contains(":mirror:tick:"));
-    }
+    assert_eq!(queued(&sqs, &url).await, report.enqueued);
+    let job = StoreJob::from_body(
+        &receive(&sqs, &url, 30).await[0]
+            .body
+            .clone()
+            .unwrap_or_default(),
+    )
+    .unwrap();
+    assert!(job.dedup_id.contains(":mirror:tick:"));
     println!(
         "tick over {n} connections: {} jobs in {:.2} s (listing alone {:.2} s; index pages and entries read {:?}; items fetched by BatchGetItem, 100 per request); \
-         SendMessageBatch requests: {}; {consumers} consumers took {} jobs meanwhile",
+         SendMessageBatch requests: {}",
         report.enqueued,
         tick.as_secs_f64(),
         listed.as_secs_f64(),
         (listing.index_pages, listing.index_entries),
-        report.enqueued.div_ceil(10),
-        taken.load(Ordering::SeqCst)
+        report.enqueued.div_ceil(10)
     );
 }
