@@ -23,6 +23,7 @@ use els_sandbox::{Fault, FaultKind, Route};
 use els_store_aws::{DynamoStore, SqsJobQueue, SqsQueue};
 use els_tests::fleet::{Fleet, fleet_store_id};
 use els_tests::moto::{aws_config, encrypted_table, moto_endpoint};
+use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -282,13 +283,16 @@ async fn ten_thousand_store_tick() {
     let fleet = Fleet::start(1, |_, c| c).await;
     let template = fleet.connection(0);
     let started = Instant::now();
-    futures::future::join_all((0..n).map(|i| {
+    // 32 writes in flight: moto refuses connections under thousands at once.
+    futures::stream::iter((0..n).map(|i| {
         let store = store.clone();
         let mut conn = template.clone();
         conn.store_id = els_core::StoreId::new(fleet_store_id(i)).unwrap();
         conn.settings.sync_inventory = i % 10 != 0; // a tenth with inventory off
         async move { store.put_connection(&conn, None).await.unwrap() }
     }))
+    .buffer_unordered(32)
+    .collect::<Vec<_>>()
     .await;
     println!(
         "{n} connections written in {:.1} s",
