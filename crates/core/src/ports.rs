@@ -377,8 +377,10 @@ impl OrderMessage {
     /// parallel (one order waiting out a back-off does not hold back the next). Exactly once
     /// never rested on the group: the ledger's conditional claim and lease, the deterministic
     /// invoice number and the search before posting again hold whatever runs in parallel,
-    /// and a new customer is created under its own claim. (A queue may rewrite a group id it
-    /// cannot carry, keeping one group per value: see `SqsQueue`.)
+    /// and a new customer is created under its own claim; a late delivery that reopens a
+    /// skipped order queues a follow-up first ([`OrderMessage::reopened`]), so no QUEUED
+    /// order is left without a message. (A queue may rewrite a group id it cannot carry,
+    /// keeping one group per value: see `SqsQueue`.)
     pub fn group_id(&self) -> String {
         format!("{}:{}", self.store_id, self.order_id)
     }
