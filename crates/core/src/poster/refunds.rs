@@ -108,6 +108,20 @@ pub fn refund_target(order: &EcwidOrder, returns: &Returns, conn: &Connection) -
     RefundTarget::Return { refunded, restock }
 }
 
+/// Whether the order asks for another return than those in the ledger: an edit of a paid
+/// order not yet adjusted, or a refund not yet returned. Pure; checked before the lease is
+/// taken again for another pass, so a finished order is not claimed once more (a write, a
+/// sale read and a write saved per refund, and no lease left behind by a worker killed
+/// between them).
+fn more_to_return(order: &EcwidOrder, entry: &LedgerEntry, conn: &Connection) -> bool {
+    if order.is_paid() {
+        let now = money::ledger_lines(order);
+        ledger::edit_difference(entry.total, &entry.lines, order.total, &now).is_some()
+    } else {
+        refund_target(order, &entry.returns, conn) != RefundTarget::Nothing
+    }
+}
+
 /// The next return, from the target and the sale as Lightspeed has it. `Ok(None)`: nothing
 /// to post. Pure.
 pub fn next_return(
@@ -382,7 +396,7 @@ where
                 }
                 _ => {}
             }
-            if stop || pass == 3 {
+            if stop || pass == 3 || !more_to_return(&order, &claimed, conn) {
                 break;
             }
             // Take the lease again for the next pass (the record released it).
@@ -961,7 +975,18 @@ mod tests {
     async fn a_full_refund_is_one_referenced_return_of_every_line_and_a_repeat_adds_none() {
         let (w, p) = posted(connection()).await;
         w.ecwid.add_order(order("REFUNDED", Some("26.4")));
+        let (reads, version) = (w.lightspeed.calls().len(), ledger(&w).await.version);
         let out = p.post_paid_order(&message(1)).await;
+        let sale_reads = w.lightspeed.calls()[reads..]
+            .iter()
+            .filter(|c| **c == "get_sale")
+            .count();
+        assert_eq!(sale_reads, 1, "no second pass once the refund is returned");
+        assert_eq!(
+            ledger(&w).await.version,
+            version + 5,
+            "claim, return begun, lease renewed with the payments, return started, return recorded: no lease taken again"
+        );
         assert_eq!(
             out,
             Ok(PostOutcome::Refunded {
