@@ -115,11 +115,17 @@ pub fn refund_target(order: &EcwidOrder, returns: &Returns, conn: &Connection) -
 /// between them).
 fn more_to_return(order: &EcwidOrder, entry: &LedgerEntry, conn: &Connection) -> bool {
     if order.is_paid() {
-        let now = money::ledger_lines(order);
-        ledger::edit_difference(entry.total, &entry.lines, order.total, &now).is_some()
+        edited_since_posted(order, entry)
     } else {
         refund_target(order, &entry.returns, conn) != RefundTarget::Nothing
     }
+}
+
+/// Whether the order's lines or total differ from the ledger's baseline (as posted, moved
+/// by the adjustments since). Pure.
+fn edited_since_posted(order: &EcwidOrder, entry: &LedgerEntry) -> bool {
+    let now = money::ledger_lines(order);
+    ledger::edit_difference(entry.total, &entry.lines, order.total, &now).is_some()
 }
 
 /// The next return, from the target and the sale as Lightspeed has it. `Ok(None)`: nothing
@@ -299,9 +305,7 @@ where
             if let Some(early) = self.unedited(key, &order, &entry, &posted)? {
                 return Ok(early);
             }
-        } else if refund_target(&order, &entry.returns, conn) == RefundTarget::Nothing
-            && entry.returns.pending.is_none()
-        {
+        } else if entry.returns.pending.is_none() && !more_to_return(&order, &entry, conn) {
             return Ok(posted);
         }
         let search_delay = chrono::Duration::from_std(self.config.search_delay)
@@ -438,8 +442,7 @@ where
         if entry.lines.is_empty() && entry.total.is_none() {
             return Ok(Some(posted.clone()));
         }
-        let now_lines = money::ledger_lines(order);
-        if ledger::edit_difference(entry.total, &entry.lines, order.total, &now_lines).is_none() {
+        if !edited_since_posted(order, entry) {
             return Ok(Some(posted.clone()));
         }
         tracing::info!(store_id = key.store_id.get(), order_id = %key.order_id, "posted order edited in Ecwid");
